@@ -1,0 +1,126 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Agadir: a distributed object store for sovereign, multi-site deployments.
+// The module graph is the architecture (see docs/architecture.md): pure logic at the
+// bottom (AgadirCore, AgadirWire), the shells that touch disks and sockets on top.
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "agadir",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "AgadirClient", targets: ["AgadirClient"]),
+        .executable(name: "agadird", targets: ["agadird"]),
+        .executable(name: "agadir", targets: ["agadir"]),
+        .executable(name: "agadir-bench", targets: ["agadir-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // MARK: C libraries from the system (Debian: zlib1g-dev, liblz4-dev, libsqlite3-dev)
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+
+        // MARK: Pure logic
+        .target(
+            name: "AgadirCore",
+            dependencies: [
+                "CZlib", "CLZ4",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(name: "AgadirWire", dependencies: ["AgadirCore"], swiftSettings: strict),
+
+        // MARK: Shells
+        .target(
+            name: "AgadirStore",
+            dependencies: [
+                "AgadirCore", "CSQLite",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "AgadirServer",
+            dependencies: [
+                "AgadirCore", "AgadirWire", "AgadirStore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "AgadirClient",
+            dependencies: [
+                "AgadirCore", "AgadirWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // MARK: Executables
+        .executableTarget(
+            name: "agadird",
+            dependencies: [
+                "AgadirServer", "AgadirCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "agadir",
+            dependencies: [
+                "AgadirClient", "AgadirCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "agadir-bench",
+            dependencies: [
+                "AgadirClient", "AgadirCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // MARK: Tests
+        .testTarget(name: "AgadirCoreTests", dependencies: ["AgadirCore"]),
+        .testTarget(name: "AgadirWireTests", dependencies: ["AgadirWire", "AgadirCore"]),
+        .testTarget(name: "AgadirStoreTests", dependencies: ["AgadirStore", "AgadirCore"]),
+        .testTarget(
+            name: "AgadirServerTests",
+            dependencies: [
+                "AgadirServer", "AgadirStore", "AgadirWire", "AgadirCore", "AgadirClient",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(name: "AgadirClientTests", dependencies: ["AgadirClient", "AgadirWire", "AgadirCore"]),
+        .testTarget(
+            name: "AgadirEndToEndTests",
+            dependencies: [
+                "AgadirClient", "AgadirCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,80 @@
+/// The one error family that crosses module and wire boundaries.
+///
+/// `code` is stable and numeric: it travels in response frames (see docs/protocol.md,
+/// "Error codes") and clients branch on it. `message` says what happened and, where
+/// possible, what to do next.
+public struct AgadirError: Error, Sendable, Equatable, CustomStringConvertible {
+    public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        public var rawValue: UInt16
+        public init(rawValue: UInt16) { self.rawValue = rawValue }
+
+        // MARK: 1xx: protocol; the connection is closed after the error is sent.
+        public static let malformedFrame = Code(rawValue: 100)
+        public static let unsupportedVersion = Code(rawValue: 101)
+        public static let unknownOpcode = Code(rawValue: 102)
+        public static let frameTooLarge = Code(rawValue: 103)
+        public static let headerTooLarge = Code(rawValue: 104)
+        public static let duplicateRequestID = Code(rawValue: 105)
+        public static let tooManyRequests = Code(rawValue: 106)
+        public static let requestTimeout = Code(rawValue: 107)
+        public static let idleTimeout = Code(rawValue: 108)
+
+        // MARK: 2xx: the request is wrong; fix it and retry.
+        public static let invalidArgument = Code(rawValue: 200)
+        public static let invalidBucketName = Code(rawValue: 201)
+        public static let invalidKey = Code(rawValue: 202)
+        public static let bodyLengthMismatch = Code(rawValue: 203)
+        public static let checksumMismatch = Code(rawValue: 204)
+        public static let rangeNotSatisfiable = Code(rawValue: 205)
+        public static let metadataTooLarge = Code(rawValue: 206)
+        public static let objectTooLarge = Code(rawValue: 207)
+
+        // MARK: 3xx: state of the named thing.
+        public static let noSuchBucket = Code(rawValue: 300)
+        public static let bucketAlreadyExists = Code(rawValue: 301)
+        public static let bucketNotEmpty = Code(rawValue: 302)
+        public static let noSuchKey = Code(rawValue: 303)
+        public static let noSuchChunk = Code(rawValue: 304)
+
+        // MARK: 5xx: the node failed; the request may be retried, possibly elsewhere.
+        public static let internalError = Code(rawValue: 500)
+        public static let ioError = Code(rawValue: 501)
+        public static let corruptChunk = Code(rawValue: 502)
+        public static let corruptData = Code(rawValue: 503)
+        public static let shuttingDown = Code(rawValue: 504)
+        public static let storageFull = Code(rawValue: 505)
+        public static let unavailable = Code(rawValue: 506)
+
+        /// Symbolic name, as written in docs/protocol.md.
+        public var name: String {
+            Self.names[rawValue] ?? "UNKNOWN_\(rawValue)"
+        }
+
+        public var description: String { "\(name)(\(rawValue))" }
+
+        /// True for codes after which the server closes the connection.
+        public var closesConnection: Bool { (100..<200).contains(rawValue) }
+
+        private static let names: [UInt16: String] = [
+            100: "MALFORMED_FRAME", 101: "UNSUPPORTED_VERSION", 102: "UNKNOWN_OPCODE", 103: "FRAME_TOO_LARGE",
+            104: "HEADER_TOO_LARGE", 105: "DUPLICATE_REQUEST_ID", 106: "TOO_MANY_REQUESTS", 107: "REQUEST_TIMEOUT",
+            108: "IDLE_TIMEOUT",
+            200: "INVALID_ARGUMENT", 201: "INVALID_BUCKET_NAME", 202: "INVALID_KEY", 203: "BODY_LENGTH_MISMATCH",
+            204: "CHECKSUM_MISMATCH", 205: "RANGE_NOT_SATISFIABLE", 206: "METADATA_TOO_LARGE", 207: "OBJECT_TOO_LARGE",
+            300: "NO_SUCH_BUCKET", 301: "BUCKET_ALREADY_EXISTS", 302: "BUCKET_NOT_EMPTY", 303: "NO_SUCH_KEY",
+            304: "NO_SUCH_CHUNK",
+            500: "INTERNAL_ERROR", 501: "IO_ERROR", 502: "CORRUPT_CHUNK", 503: "CORRUPT_DATA", 504: "SHUTTING_DOWN",
+            505: "STORAGE_FULL", 506: "UNAVAILABLE",
+        ]
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code.name): \(message)" }
+}
