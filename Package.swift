@@ -41,6 +41,16 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(name: "AgadirWire", dependencies: ["AgadirCore"], swiftSettings: strict),
+        // NIO framing for AgadirWire, shared by the server, the client and (later) node-to-node links.
+        .target(
+            name: "AgadirTransport",
+            dependencies: [
+                "AgadirWire", "AgadirCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
 
         // MARK: Shells
         .target(
@@ -54,7 +64,7 @@ let package = Package(
         .target(
             name: "AgadirServer",
             dependencies: [
-                "AgadirCore", "AgadirWire", "AgadirStore",
+                "AgadirCore", "AgadirWire", "AgadirStore", "AgadirTransport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -65,7 +75,7 @@ let package = Package(
         .target(
             name: "AgadirClient",
             dependencies: [
-                "AgadirCore", "AgadirWire",
+                "AgadirCore", "AgadirWire", "AgadirTransport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -78,6 +88,8 @@ let package = Package(
             dependencies: [
                 "AgadirServer", "AgadirCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -104,6 +116,14 @@ let package = Package(
         // MARK: Tests
         .testTarget(name: "AgadirCoreTests", dependencies: ["AgadirCore"]),
         .testTarget(name: "AgadirWireTests", dependencies: ["AgadirWire", "AgadirCore"]),
+        .testTarget(
+            name: "AgadirTransportTests",
+            dependencies: [
+                "AgadirTransport", "AgadirWire", "AgadirCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "AgadirStoreTests", dependencies: ["AgadirStore", "AgadirCore"]),
         .testTarget(
             name: "AgadirServerTests",

@@ -18,11 +18,15 @@ public struct ByteWriter: Sendable {
     }
 
     public mutating func u32(_ v: UInt32) {
-        for shift in stride(from: 24, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: v >> UInt32(shift))) }
+        for shift in stride(from: 24, through: 0, by: -8) {
+            bytes.append(UInt8(truncatingIfNeeded: v >> UInt32(shift)))
+        }
     }
 
     public mutating func u64(_ v: UInt64) {
-        for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: v >> UInt64(shift))) }
+        for shift in stride(from: 56, through: 0, by: -8) {
+            bytes.append(UInt8(truncatingIfNeeded: v >> UInt64(shift)))
+        }
     }
 
     public mutating func raw<C: Collection>(_ v: C) where C.Element == UInt8 { bytes.append(contentsOf: v) }
@@ -69,7 +73,8 @@ public struct ByteReader {
 
     private mutating func need(_ n: Int, _ what: String) throws(AgadirError) {
         guard n >= 0, remaining >= n else {
-            throw AgadirError(errorCode, "\(context): truncated while reading \(what) (need \(n) bytes, have \(remaining))")
+            throw AgadirError(
+                errorCode, "\(context): truncated while reading \(what) (need \(n) bytes, have \(remaining))")
         }
     }
 

@@ -95,11 +95,19 @@ public struct ChunkCodec {
 
     /// Hashes `raw` (unless `id` is given), compresses it with `preferred`, and falls back
     /// to `.raw` when compression saves less than one eighth.
-    public mutating func encode(_ raw: UnsafeRawBufferPointer, preferred: Codec, id: ChunkID? = nil) -> EncodedChunk {
+    ///
+    /// - Precondition: `raw.count <= maxRawLength`; `decode` refuses anything longer, so a
+    ///   longer chunk could be stored but never read back.
+    public mutating func encode(
+        _ raw: UnsafeRawBufferPointer, preferred: Codec, id: ChunkID? = nil
+    ) -> EncodedChunk {
+        precondition(
+            raw.count <= Self.maxRawLength,
+            "chunk of \(raw.count) bytes is longer than ChunkCodec.maxRawLength (\(Self.maxRawLength))")
         let chunkID = id ?? ChunkID.of(raw)
         var codec = preferred
         var stored: [UInt8]? = nil
-        if raw.count == 0 || raw.count > Self.maxRawLength { codec = .raw }
+        if raw.count == 0 { codec = .raw }
         switch codec {
         case .raw:
             break
@@ -152,7 +160,8 @@ public struct ChunkCodec {
                     Int32(stored.count), Int32(rawLength))
             }
             guard n == Int32(rawLength) else {
-                throw AgadirError(.corruptData, "lz4 chunk decodes to \(n < 0 ? "garbage" : "\(n) bytes") instead of \(rawLength)")
+                let got = n < 0 ? "garbage" : "\(n) bytes"
+                throw AgadirError(.corruptData, "lz4 chunk decodes to \(got) instead of \(rawLength)")
             }
             return out
         case .zlib:
@@ -169,20 +178,36 @@ public struct ChunkCodec {
             guard rc == Z_OK, Int(destLen) == rawLength, Int(srcLen) == stored.count else {
                 throw AgadirError(
                     .corruptData,
-                    "zlib chunk does not decode to \(rawLength) bytes (zlib status \(rc), \(destLen) bytes out, \(srcLen) of \(stored.count) in)")
+                    "zlib chunk does not decode to \(rawLength) bytes "
+                        + "(zlib status \(rc), \(destLen) bytes out, \(srcLen) of \(stored.count) in)")
             }
             if rawLength == 0 { out.removeAll() }
             return out
         }
     }
 
+    /// Checks `chunk.checksum` against the stored bytes, then decodes them.
+    ///
+    /// The checksum is what catches corruption that still decodes: a flipped byte in an lz4
+    /// literal or in a raw chunk gives bytes of the right length but the wrong content.
     public mutating func decode(_ chunk: EncodedChunk) throws(AgadirError) -> [UInt8] {
+        let actual = Checksum.crc32(chunk.stored)
+        guard actual == chunk.checksum else {
+            throw AgadirError(
+                .corruptData,
+                "\(chunk.codec) chunk \(chunk.id.hex) fails its CRC-32 (stored \(Self.hex32(chunk.checksum)), "
+                    + "computed \(Self.hex32(actual)))")
+        }
         let result = chunk.stored.withUnsafeBytes { buf in
             Result { () throws(AgadirError) -> [UInt8] in
                 try decode(buf, codec: chunk.codec, rawLength: Int(chunk.rawLength))
             }
         }
         return try result.get()
+    }
+
+    private static func hex32(_ v: UInt32) -> String {
+        Hex.encode([UInt8(v >> 24), UInt8((v >> 16) & 0xff), UInt8((v >> 8) & 0xff), UInt8(v & 0xff)])
     }
 
     // MARK: Compressors
@@ -220,7 +245,9 @@ public struct ChunkCodec {
 /// Checks a chunk read back from storage or from the network.
 public enum ChunkVerifier {
     /// Throws `.corruptChunk` naming `id` unless `raw` hashes to `id`.
-    public static func verify(_ raw: [UInt8], id: ChunkID, context: @autoclosure () -> String = "") throws(AgadirError) {
+    public static func verify(
+        _ raw: [UInt8], id: ChunkID, context: @autoclosure () -> String = ""
+    ) throws(AgadirError) {
         let actual = ChunkID.of(raw)
         guard actual == id else {
             let where_ = context()

@@ -93,16 +93,20 @@ public struct MetadataEntry: Hashable, Sendable {
     /// Sorts, rejects duplicates, empty or control-character names and oversize totals.
     public static func normalize(_ entries: [MetadataEntry]) throws(AgadirError) -> [MetadataEntry] {
         guard entries.count <= maxEntries else {
-            throw AgadirError(.metadataTooLarge, "\(entries.count) user metadata entries; at most \(maxEntries) are allowed")
+            throw AgadirError(
+                .metadataTooLarge, "\(entries.count) user metadata entries; at most \(maxEntries) are allowed")
         }
         let total = entries.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count }
         guard total <= maxTotalBytes else {
-            throw AgadirError(.metadataTooLarge, "user metadata takes \(total) bytes; at most \(maxTotalBytes) are allowed")
+            throw AgadirError(
+                .metadataTooLarge, "user metadata takes \(total) bytes; at most \(maxTotalBytes) are allowed")
         }
         let sorted = entries.sorted { $0.name < $1.name }
         for (i, e) in sorted.enumerated() {
             guard !e.name.isEmpty, e.name.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7f && $0 != UInt8(ascii: "=") }) else {
-                throw AgadirError(.invalidArgument, "user metadata name '\(e.name)' is empty or has spaces, '=' or control characters")
+                throw AgadirError(
+                    .invalidArgument,
+                    "user metadata name '\(e.name)' is empty or has spaces, '=' or control characters")
             }
             if i > 0, sorted[i - 1].name == e.name {
                 throw AgadirError(.invalidArgument, "user metadata name '\(e.name)' appears twice")
@@ -163,7 +167,8 @@ public enum ManifestCodec {
         var r = ByteReader(bytes, errorCode: .corruptData, context: "manifest")
         let format = try r.u8("format")
         guard format == formatVersion else {
-            throw AgadirError(.corruptData, "manifest format \(format) is not known to this version (expects \(formatVersion))")
+            throw AgadirError(
+                .corruptData, "manifest format \(format) is not known to this version (expects \(formatVersion))")
         }
         let bucket = try r.string16("bucket")
         let key = try r.string16("key")

@@ -9,7 +9,9 @@ public enum Names {
     public static func validateBucket(_ name: String) throws(AgadirError) {
         let u = Array(name.utf8)
         func fail(_ why: String) -> AgadirError {
-            AgadirError(.invalidBucketName, "bucket name '\(name.prefix(80))' \(why); use 3-63 characters of a-z, 0-9, '-' and '.'")
+            AgadirError(
+                .invalidBucketName,
+                "bucket name '\(name.prefix(80))' \(why); use 3-63 characters of a-z, 0-9, '-' and '.'")
         }
         guard (3...63).contains(u.count) else { throw fail("has \(u.count) characters") }
         for c in u {

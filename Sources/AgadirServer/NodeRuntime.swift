@@ -1,0 +1,98 @@
+import AgadirCore
+import AgadirStore
+import Foundation
+import Logging
+import NIOPosix
+import ServiceLifecycle
+
+/// Keeps the store open while the node runs and closes it last on shutdown (it is
+/// the first service of the group, so it is shut down after the servers).
+public final class StoreService: Service, Sendable {
+    let store: NodeStore
+    let logger: Logger
+
+    public init(store: NodeStore, logger: Logger) {
+        self.store = store
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await store.close()
+        logger.info("store closed", metadata: ["dir": "\(store.directory)"])
+    }
+}
+
+/// Wires a node together from its configuration: identity, store, client endpoint.
+public struct NodeRuntime: Sendable {
+    public let config: NodeConfiguration
+    public let nodeID: String
+    public let store: NodeStore
+    public let service: ObjectService
+    public let clientServer: ClientServer
+    let logger: Logger
+
+    public init(config: NodeConfiguration, group: MultiThreadedEventLoopGroup, logger: Logger) throws(AgadirError) {
+        let (codec, host, port) = try config.validate()
+        let dir = config.dataDir
+        do {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        } catch {
+            throw AgadirError(.ioError, "cannot create data directory \(dir): \(error)")
+        }
+        let nodeID = try Self.loadOrCreateNodeID(dir: dir, configured: config.nodeID)
+        var logger = logger
+        logger[metadataKey: "node"] = "\(nodeID)"
+        let store = try NodeStore.open(directory: dir, logger: logger)
+        self.config = config
+        self.nodeID = nodeID
+        self.store = store
+        self.logger = logger
+        self.service = ObjectService(store: store, nodeID: nodeID, config: config, codec: codec, logger: logger)
+        self.clientServer = ClientServer(service: service, config: config, host: host, port: port, group: group, logger: logger)
+    }
+
+    /// The services in start order; shutdown runs in reverse (servers first, store last).
+    public var services: [any Service] { [StoreService(store: store, logger: logger), clientServer] }
+
+    /// The node id lives in `DIR/node-id`: chosen once (from the configuration or at
+    /// random) and kept, so a restart is the same node. A configured id that disagrees
+    /// with the stored one is refused: a data directory belongs to one node.
+    static func loadOrCreateNodeID(dir: String, configured: String) throws(AgadirError) -> String {
+        let path = (dir as NSString).appendingPathComponent("node-id")
+        if let data = FileManager.default.contents(atPath: path) {
+            let stored = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !stored.isEmpty else { throw AgadirError(.ioError, "\(path) is empty; restore it or remove it") }
+            if !configured.isEmpty, configured != stored {
+                throw AgadirError(
+                    .invalidArgument,
+                    "data directory \(dir) belongs to node '\(stored)', not '\(configured)'; use the right --data-dir or node id")
+            }
+            return stored
+        }
+        var id = configured
+        if id.isEmpty {
+            var rng = SystemRandomNumberGenerator()
+            id = "node-" + Hex.encode((0..<6).map { _ in UInt8.random(in: 0...255, using: &rng) })
+        }
+        guard id.utf8.count <= 128, id.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }) else {
+            throw AgadirError(.invalidArgument, "node id '\(id)' must be 1-128 letters, digits, '-', '_' or '.'")
+        }
+        let tmp = path + ".tmp"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw AgadirError(.ioError, "cannot write \(tmp): errno \(errno)") }
+        let bytes = Array((id + "\n").utf8)
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        let synced = fsync(fd)
+        close(fd)
+        guard written == bytes.count, synced == 0, rename(tmp, path) == 0 else {
+            throw AgadirError(.ioError, "cannot write \(path): errno \(errno)")
+        }
+        let dfd = open(dir, O_RDONLY)
+        if dfd >= 0 {
+            _ = fsync(dfd)
+            close(dfd)
+        }
+        return id
+    }
+}

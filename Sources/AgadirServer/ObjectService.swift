@@ -1,0 +1,149 @@
+import AgadirCore
+import AgadirStore
+import AgadirTransport
+import AgadirWire
+import Foundation
+import Logging
+import NIOCore
+import Synchronization
+
+/// Where a request handler sends its answer. Implemented over a connection's outbound
+/// writer; tests may collect frames instead.
+public protocol ResponseSink: Sendable {
+    func send(_ frame: Frame) async throws
+}
+
+/// The single-node object service: turns decoded requests into store operations.
+/// In the cluster this becomes the coordinator; its request/response contract stays.
+public final class ObjectService: Sendable {
+    public let store: NodeStore
+    public let nodeID: String
+    public let nodeTag: UInt64
+    let config: NodeConfiguration
+    let codec: Codec
+    let logger: Logger
+    private let clock: Mutex<HybridLogicalClock>
+
+    public static let serverVersion = "agadir/0.1.0"
+
+    public init(store: NodeStore, nodeID: String, config: NodeConfiguration, codec: Codec, logger: Logger) {
+        self.store = store
+        self.nodeID = nodeID
+        self.nodeTag = ChunkID.of(Array(nodeID.utf8)).prefix64
+        self.config = config
+        self.codec = codec
+        self.logger = logger
+        self.clock = Mutex(HybridLogicalClock())
+    }
+
+    static func wallMillis() -> UInt64 { UInt64(max(0, Date().timeIntervalSince1970 * 1000)) }
+
+    func nextVersion() -> ObjectVersion {
+        let ts = clock.withLock { $0.now(wallMillis: Self.wallMillis()) }
+        return ObjectVersion(timestamp: ts, node: nodeTag)
+    }
+
+    /// Handles one request to completion, sending its response frames to `sink`.
+    /// `body` is the request body stream (PUT) or nil. Never throws: every failure is
+    /// answered with an error frame.
+    public func handle(id: UInt64, request: Request, body: BodyStream?, sink: any ResponseSink) async {
+        let opcode = request.opcode.rawValue
+        var started = false
+        do {
+            switch request {
+            case .ping:
+                let r = PingResult(nodeID: nodeID, serverVersion: Self.serverVersion, timeMillis: Self.wallMillis())
+                try await sink.send(.response(id: id, opcode: opcode, fields: r.fields(), end: true))
+            case .createBucket(let name, let policy):
+                let policy = policy ?? "default"
+                guard policy == "default" else {
+                    throw AgadirError(.invalidArgument, "policy '\(policy)' is unknown; this cluster has the policy 'default'")
+                }
+                try await store.createBucket(BucketInfo(name: name, policy: policy, createdMillis: Self.wallMillis()))
+                logger.info("bucket created", metadata: ["bucket": "\(name)", "policy": "\(policy)"])
+                try await sink.send(.response(id: id, opcode: opcode, end: true))
+            case .deleteBucket(let name):
+                try await store.deleteBucket(name)
+                logger.info("bucket deleted", metadata: ["bucket": "\(name)"])
+                try await sink.send(.response(id: id, opcode: opcode, end: true))
+            case .listBuckets:
+                let buckets = try await store.listBuckets()
+                try await sendBody(BucketListCodec.encode(buckets), id: id, opcode: opcode, sink: sink, started: &started)
+            case .put(let put):
+                let result = try await self.put(put, body: body)
+                try await sink.send(.response(id: id, opcode: opcode, fields: result.fields(), end: true))
+            case .get(let bucket, let key, let range):
+                try await get(bucket: bucket, key: key, range: range, id: id, sink: sink, started: &started)
+            case .head(let bucket, let key):
+                let m = try await liveManifest(bucket: bucket, key: key)
+                try await sink.send(.response(id: id, opcode: opcode, fields: ObjectInfo(manifest: m).fields(), end: true))
+            case .delete(let bucket, let key):
+                _ = try await liveManifest(bucket: bucket, key: key)
+                let version = nextVersion()
+                try await store.putManifest(.tombstone(bucket: bucket, key: key, version: version))
+                let r = WriteResult(etag: nil, version: version, size: 0)
+                try await sink.send(.response(id: id, opcode: opcode, fields: r.fields(), end: true))
+            case .list(let l):
+                guard try await store.bucket(l.bucket) != nil else { throw noSuchBucket(l.bucket) }
+                let page = try await store.list(
+                    bucket: l.bucket, prefix: l.prefix, delimiter: l.delimiter, startAfter: l.startAfter, limit: l.limit)
+                let result = ListResult(
+                    objects: page.entries.map {
+                        ListedObject(key: $0.key, size: $0.size, etag: $0.etag, version: $0.version, contentType: $0.contentType)
+                    },
+                    commonPrefixes: page.commonPrefixes, isTruncated: page.isTruncated, nextStartAfter: page.nextStartAfter)
+                try await sendBody(result.encoded(), id: id, opcode: opcode, sink: sink, started: &started)
+            case .stat:
+                let stats = try await store.stats()
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.sortedKeys]
+                let json = (try? enc.encode(stats)).map { Array($0) } ?? Array("{}".utf8)
+                try await sendBody(json, id: id, opcode: opcode, sink: sink, started: &started)
+            }
+        } catch let error as AgadirError {
+            body?.abandon()
+            if error.code.rawValue >= 500 {
+                logger.error("request failed", metadata: ["request": "\(id)", "op": "\(request.opcode)", "error": "\(error)"])
+            } else {
+                logger.debug("request refused", metadata: ["request": "\(id)", "op": "\(request.opcode)", "error": "\(error)"])
+            }
+            try? await sink.send(.error(id: id, opcode: opcode, error, responseStarted: started))
+        } catch {
+            body?.abandon()
+            // Only the sink throws untyped errors: the connection is gone, nobody to answer.
+            logger.debug("response not delivered", metadata: ["request": "\(id)", "error": "\(error)"])
+        }
+    }
+
+    // MARK: Helpers
+
+    func noSuchBucket(_ b: String) -> AgadirError {
+        AgadirError(.noSuchBucket, "bucket '\(b)' does not exist; create it with `agadir mb \(b)`")
+    }
+
+    /// The live manifest of `bucket/key`, or `.noSuchKey` / `.noSuchBucket`.
+    func liveManifest(bucket: String, key: String) async throws(AgadirError) -> ObjectManifest {
+        if let m = try await store.manifest(bucket: bucket, key: key), !m.isTombstone { return m }
+        guard try await store.bucket(bucket) != nil else { throw noSuchBucket(bucket) }
+        throw AgadirError(.noSuchKey, "object '\(bucket)/\(key)' does not exist")
+    }
+
+    private func sendBody(
+        _ bytes: [UInt8], id: UInt64, opcode: UInt16, sink: any ResponseSink, started: inout Bool
+    ) async throws {
+        let frameBytes = config.dataFrameBytes
+        if bytes.count <= frameBytes {
+            try await sink.send(.response(id: id, opcode: opcode, payload: ByteBuffer(bytes: bytes), end: true))
+            return
+        }
+        try await sink.send(.response(id: id, opcode: opcode, end: false))
+        started = true
+        var offset = 0
+        while offset < bytes.count {
+            let n = min(frameBytes, bytes.count - offset)
+            let end = offset + n == bytes.count
+            try await sink.send(.data(id: id, payload: ByteBuffer(bytes: bytes[offset..<offset + n]), end: end))
+            offset += n
+        }
+    }
+}

@@ -1,0 +1,390 @@
+import AgadirCore
+import Foundation
+import Glibc
+import Logging
+
+/// The segment the writer appends to.
+struct ActiveSegment {
+    var number: UInt64
+    var path: String
+    var fd: Int32
+    /// Bytes in the file: where the next record goes.
+    var length: Int
+}
+
+/// The single writer of a store: owns the writer SQLite connection and the active segment.
+///
+/// Confined to the writer thread once `run` starts (the initializer runs on the opening
+/// thread before that thread exists); this confinement is why `@unchecked Sendable` holds.
+///
+/// Each batch is one group commit, in this order (docs/storage.md, "Group commit"):
+/// 1. append the records of new chunks to the active segment (rotating when full);
+/// 2. `fdatasync` every segment written, and fsync `DIR/chunks` if a segment was created;
+/// 3. one SQLite transaction: chunk index rows, segment lengths, then every manifest and
+///    bucket operation inside its own SAVEPOINT so that one failing operation fails alone;
+///    COMMIT (the WAL is fsynced, synchronous=FULL);
+/// 4. resume every caller with its own result.
+/// A caller is resumed only after step 3, so an acknowledged write is durable, and no index
+/// row ever points at bytes that were not synced before it was committed.
+final class GroupCommitWriter: @unchecked Sendable {
+    private let db: SQLiteDatabase
+    private let chunksDirectory: String
+    private let options: StoreOptions
+    private let logger: Logger
+    private var active: ActiveSegment?
+    private var nextSegmentNumber: UInt64
+    /// Set when a segment sync failed: the kernel may have dropped dirty pages, so no later
+    /// write can be trusted to be durable; every write fails until the store is reopened.
+    private var poisoned: AgadirError?
+
+    init(
+        db: SQLiteDatabase, chunksDirectory: String, options: StoreOptions, logger: Logger,
+        active: ActiveSegment?, nextSegmentNumber: UInt64
+    ) {
+        self.db = db
+        self.chunksDirectory = chunksDirectory
+        self.options = options
+        self.logger = logger
+        self.active = active
+        self.nextSegmentNumber = nextSegmentNumber
+    }
+
+    /// The thread body: group-commits until the queue says stop, then closes everything.
+    func run(queue: WriteQueue) {
+        while true {
+            let batch = queue.next(limit: max(1, options.maxBatchOperations))
+            if batch.isEmpty { break }
+            let results = commit(batch.map(\.operation))
+            queue.recordCommit(operations: batch.count)
+            for (pending, result) in zip(batch, results) { pending.completion.resume(returning: result) }
+        }
+        if let active { close(active.fd) }
+        active = nil
+        db.close()
+        queue.markStopped()
+    }
+
+    // MARK: One group commit
+
+    private struct NewChunk {
+        var index: Int
+        var chunk: EncodedChunk
+        var segment: UInt64
+        var offset: Int
+    }
+
+    func commit(_ operations: [WriteOperation]) -> [Result<WriteOutcome, AgadirError>] {
+        var results = [Result<WriteOutcome, AgadirError>?](repeating: nil, count: operations.count)
+        if let poisoned { return operations.map { _ in .failure(poisoned) } }
+
+        // Step 1 and 2: chunk bytes, appended and synced.
+        var firstOfID: [ChunkID: Int] = [:]
+        var duplicateOf: [Int: Int] = [:]
+        var newChunks: [NewChunk] = []
+        var touchedSegments: [UInt64: Int] = [:]
+        do throws(AgadirError) {
+            var candidates: [(Int, EncodedChunk)] = []
+            for (i, op) in operations.enumerated() {
+                guard case .putChunk(let chunk) = op else { continue }
+                if let first = firstOfID[chunk.id] {
+                    duplicateOf[i] = first
+                    continue
+                }
+                firstOfID[chunk.id] = i
+                if try isIndexed(chunk.id) {
+                    results[i] = .success(.chunk(stored: false))
+                } else {
+                    candidates.append((i, chunk))
+                }
+            }
+            if !candidates.isEmpty {
+                newChunks = try append(candidates, touched: &touchedSegments)
+            }
+        } catch {
+            logger.error("chunk append failed", metadata: ["store/error": "\(error)"])
+            for (i, op) in operations.enumerated() where results[i] == nil {
+                if case .putChunk = op, duplicateOf[i] == nil { results[i] = .failure(error) }
+            }
+            newChunks = []
+            touchedSegments = [:]
+        }
+
+        // Step 3: one transaction.
+        do throws(AgadirError) {
+            try db.execute("BEGIN IMMEDIATE")
+            do throws(AgadirError) {
+                let now = Int64(Date().timeIntervalSince1970 * 1000)
+                for new in newChunks {
+                    try db.run(
+                        """
+                        INSERT OR IGNORE INTO chunks(id, segment, "offset", stored_len, raw_len, codec, crc, refs, \
+                        created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)
+                        """,
+                        [
+                            .blob(new.chunk.id.bytes), .int(Int64(new.segment)), .int(Int64(new.offset)),
+                            .int(Int64(new.chunk.stored.count)), .int(Int64(new.chunk.rawLength)),
+                            .int(Int64(new.chunk.codec.rawValue)), .int(Int64(new.chunk.checksum)), .int(now),
+                        ])
+                    results[new.index] = .success(.chunk(stored: true))
+                }
+                for (segment, length) in touchedSegments {
+                    try db.run(
+                        """
+                        INSERT INTO segments(number, committed_len) VALUES (?, ?)
+                        ON CONFLICT(number) DO UPDATE SET committed_len = excluded.committed_len
+                        """, [.int(Int64(segment)), .int(Int64(length))])
+                }
+                for (i, op) in operations.enumerated() {
+                    if case .putChunk = op { continue }
+                    try db.execute("SAVEPOINT op")
+                    do throws(AgadirError) {
+                        results[i] = .success(try apply(op, now: now))
+                        try db.execute("RELEASE op")
+                    } catch {
+                        try db.execute("ROLLBACK TO op; RELEASE op")
+                        results[i] = .failure(error)
+                    }
+                }
+                try db.execute("COMMIT")
+            } catch {
+                try? db.execute("ROLLBACK")
+                throw error
+            }
+        } catch {
+            logger.error("group commit failed", metadata: ["store/error": "\(error)"])
+            for i in results.indices where duplicateOf[i] == nil {
+                if case .putChunk = operations[i], case .some(.success(.chunk(stored: false))) = results[i] {
+                    continue  // already indexed before this batch: still true
+                }
+                results[i] = .failure(error)
+            }
+        }
+
+        // Step 4: every caller gets its own result.
+        return results.indices.map { i in
+            if let first = duplicateOf[i] {
+                switch results[first] {
+                case .some(.failure(let error)): return .failure(error)
+                default: return .success(.chunk(stored: false))
+                }
+            }
+            return results[i] ?? .failure(AgadirError(.internalError, "write \(i) of a batch got no result"))
+        }
+    }
+
+    private func isIndexed(_ id: ChunkID) throws(AgadirError) -> Bool {
+        try db.firstRow("SELECT 1 FROM chunks WHERE id = ?", [.blob(id.bytes)]) { _ in true } ?? false
+    }
+
+    // MARK: Segments
+
+    /// Appends the records, rotating segments as needed, and syncs everything written.
+    private func append(
+        _ chunks: [(Int, EncodedChunk)], touched: inout [UInt64: Int]
+    ) throws(AgadirError) -> [NewChunk] {
+        var placed: [NewChunk] = []
+        var buffer: [UInt8] = []
+        var createdSegment = false
+        do throws(AgadirError) {
+            for (index, chunk) in chunks {
+                let record = SegmentFormat.record(chunk)
+                var segment: ActiveSegment
+                if let current = active {
+                    segment = current
+                } else {
+                    segment = try createSegment()
+                    createdSegment = true
+                }
+                let end = segment.length + buffer.count
+                if end > SegmentFormat.fileHeaderSize, end + record.count > options.segmentMaxBytes {
+                    try flush(&buffer, into: &segment)
+                    try sync { () throws(AgadirError) in try Posix.fdatasync(segment.fd, path: segment.path) }
+                    touched[segment.number] = segment.length
+                    close(segment.fd)
+                    active = nil
+                    segment = try createSegment()
+                    createdSegment = true
+                }
+                let offset = segment.length + buffer.count
+                placed.append(NewChunk(index: index, chunk: chunk, segment: segment.number, offset: offset))
+                buffer.append(contentsOf: record)
+                if buffer.count >= Self.maxBufferedBytes { try flush(&buffer, into: &segment) }
+                active = segment
+            }
+            if var segment = active {
+                try flush(&buffer, into: &segment)
+                active = segment
+                try sync { () throws(AgadirError) in try Posix.fdatasync(segment.fd, path: segment.path) }
+                touched[segment.number] = segment.length
+            }
+            if createdSegment {
+                try sync { () throws(AgadirError) in try Posix.syncDirectory(chunksDirectory) }
+            }
+        } catch {
+            // Retire the segment: what was appended in this batch is dead space that no index
+            // row points at. After a failed sync nothing written later can be trusted.
+            if let segment = active { close(segment.fd) }
+            active = nil
+            throw error
+        }
+        return placed
+    }
+
+    /// Runs a sync; a failed sync poisons the writer (see `poisoned`).
+    private func sync(_ body: () throws(AgadirError) -> Void) throws(AgadirError) {
+        do throws(AgadirError) {
+            try body()
+        } catch {
+            poisoned = AgadirError(
+                error.code, "\(error.message); writes are refused until the store is reopened and recovered")
+            throw error
+        }
+    }
+
+    /// Bytes of records gathered before a `pwrite`: few syscalls, bounded extra memory.
+    private static let maxBufferedBytes = 8 * 1024 * 1024
+
+    private func flush(_ buffer: inout [UInt8], into segment: inout ActiveSegment) throws(AgadirError) {
+        guard !buffer.isEmpty else { return }
+        try Posix.pwriteAll(segment.fd, buffer, at: segment.length, path: segment.path)
+        segment.length += buffer.count
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    private func createSegment() throws(AgadirError) -> ActiveSegment {
+        let number = nextSegmentNumber
+        nextSegmentNumber += 1
+        let path = chunksDirectory + "/" + SegmentFormat.fileName(number)
+        let fd = try Posix.open(path, O_RDWR | O_CREAT | O_EXCL, mode: 0o644)
+        do throws(AgadirError) {
+            try Posix.pwriteAll(fd, SegmentFormat.fileHeader(segment: number), at: 0, path: path)
+        } catch {
+            close(fd)
+            throw error
+        }
+        logger.info("started segment", metadata: ["store/segment": "\(number)"])
+        return ActiveSegment(number: number, path: path, fd: fd, length: SegmentFormat.fileHeaderSize)
+    }
+
+    // MARK: Metadata operations (inside the batch transaction, each in a SAVEPOINT)
+
+    private func apply(_ op: WriteOperation, now: Int64) throws(AgadirError) -> WriteOutcome {
+        switch op {
+        case .putChunk:
+            throw AgadirError(.internalError, "chunk writes are not metadata operations")
+        case .putManifest(let manifest, let encoded):
+            return .manifest(try applyManifest(manifest, encoded: encoded))
+        case .createBucket(let bucket):
+            if try bucketExists(bucket.name) {
+                throw AgadirError(.bucketAlreadyExists, "bucket '\(bucket.name)' already exists")
+            }
+            try db.run(
+                "INSERT INTO buckets(name, policy, created_ms) VALUES (?, ?, ?)",
+                [.text(bucket.name), .text(bucket.policy), .int(Int64(bitPattern: bucket.createdMillis))])
+            return .done
+        case .deleteBucket(let name):
+            try deleteBucket(name)
+            return .done
+        }
+    }
+
+    private func bucketExists(_ name: String) throws(AgadirError) -> Bool {
+        try db.firstRow("SELECT 1 FROM buckets WHERE name = ?", [.text(name)]) { _ in true } ?? false
+    }
+
+    private func applyManifest(_ m: ObjectManifest, encoded: [UInt8]) throws(AgadirError) -> PutManifestOutcome {
+        guard try bucketExists(m.bucket) else {
+            throw AgadirError(.noSuchBucket, "bucket '\(m.bucket)' does not exist on this node; create it first")
+        }
+        let key = Array(m.key.utf8)
+        let current = try db.firstRow(
+            "SELECT version_hlc, version_node, manifest FROM objects WHERE bucket = ? AND key = ?",
+            [.text(m.bucket), .blob(key)]
+        ) { row in
+            (
+                version: ObjectVersion(
+                    timestamp: HLCTimestamp(rawValue: UInt64(bitPattern: row.int64(0))),
+                    node: UInt64(bitPattern: row.int64(1))),
+                manifest: row.blob(2)
+            )
+        }
+        if let current, !(m.version > current.version) {
+            return .superseded(current: current.version)
+        }
+        for (id, count) in Self.referenceCounts(m.chunkRefs) {
+            try db.run("UPDATE chunks SET refs = refs + ? WHERE id = ?", [.int(count), .blob(id.bytes)])
+            guard db.changes == 1 else {
+                throw AgadirError(
+                    .noSuchChunk,
+                    "manifest of '\(m.bucket)/\(m.key)' references chunk \(id.hex), which this node does not hold; "
+                        + "store the chunk first")
+            }
+        }
+        if let current { try releaseReferences(ofEncoded: current.manifest, what: "\(m.bucket)/\(m.key)") }
+        let inlineSize: Int64
+        if case .inline(let data) = m.body { inlineSize = Int64(data.count) } else { inlineSize = 0 }
+        try db.run(
+            """
+            INSERT OR REPLACE INTO objects(bucket, key, version_hlc, version_node, tombstone, size, manifest, etag,
+            content_type, inline_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            [
+                .text(m.bucket), .blob(key), .int(Int64(bitPattern: m.version.timestamp.rawValue)),
+                .int(Int64(bitPattern: m.version.node)), .int(m.isTombstone ? 1 : 0),
+                .int(Int64(bitPattern: m.size)), .blob(encoded), .blob(m.etag.bytes), .text(m.contentType),
+                .int(inlineSize),
+            ])
+        return .applied(replaced: current?.version)
+    }
+
+    /// Decrements the reference counts of the chunks an encoded manifest lists. A manifest
+    /// that no longer decodes is logged and skipped: its chunks keep their counts, which can
+    /// only delay garbage collection, never lose data.
+    private func releaseReferences(ofEncoded encoded: [UInt8], what: String) throws(AgadirError) {
+        let old: ObjectManifest
+        do throws(AgadirError) {
+            old = try ManifestCodec.decode(encoded)
+        } catch {
+            logger.error(
+                "stored manifest does not decode; its chunk references are kept",
+                metadata: ["store/object": "\(what)", "store/error": "\(error)"])
+            return
+        }
+        for (id, count) in Self.referenceCounts(old.chunkRefs) {
+            try db.run(
+                "UPDATE chunks SET refs = MAX(refs - ?, 0) WHERE id = ?", [.int(count), .blob(id.bytes)])
+        }
+    }
+
+    private func deleteBucket(_ name: String) throws(AgadirError) {
+        guard try bucketExists(name) else {
+            throw AgadirError(.noSuchBucket, "bucket '\(name)' does not exist on this node")
+        }
+        let live = try db.firstRow(
+            "SELECT key FROM objects WHERE bucket = ? AND tombstone = 0 LIMIT 1", [.text(name)]
+        ) { row in String(decoding: row.blob(0), as: UTF8.self) }
+        if let live {
+            throw AgadirError(
+                .bucketNotEmpty, "bucket '\(name)' still holds objects (for example '\(live)'); delete them first")
+        }
+        var remaining: [(String, [UInt8])] = []
+        try db.forEachRow("SELECT key, manifest FROM objects WHERE bucket = ?", [.text(name)]) { row in
+            remaining.append((String(decoding: row.blob(0), as: UTF8.self), row.blob(1)))
+            return true
+        }
+        for (key, manifest) in remaining { try releaseReferences(ofEncoded: manifest, what: "\(name)/\(key)") }
+        try db.run("DELETE FROM objects WHERE bucket = ?", [.text(name)])
+        try db.run("DELETE FROM buckets WHERE name = ?", [.text(name)])
+    }
+
+    /// Distinct chunk ids with their multiplicity, in order of first appearance.
+    static func referenceCounts(_ refs: [ChunkRef]) -> [(ChunkID, Int64)] {
+        var order: [ChunkID] = []
+        var counts: [ChunkID: Int64] = [:]
+        for ref in refs {
+            if counts[ref.id] == nil { order.append(ref.id) }
+            counts[ref.id, default: 0] += 1
+        }
+        return order.map { ($0, counts[$0] ?? 0) }
+    }
+}

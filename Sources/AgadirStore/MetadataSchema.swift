@@ -1,0 +1,61 @@
+import AgadirCore
+
+/// The SQLite schema of `DIR/meta.sqlite` and its version check (docs/storage.md, "Schema").
+enum MetadataSchema {
+    /// The schema this build writes. A database with a newer version is refused on open.
+    static let currentVersion: Int64 = 1
+
+    static let createStatements = """
+        CREATE TABLE schema_version(version INTEGER NOT NULL);
+        CREATE TABLE chunks(
+            id BLOB PRIMARY KEY, segment INTEGER NOT NULL, "offset" INTEGER NOT NULL,
+            stored_len INTEGER NOT NULL, raw_len INTEGER NOT NULL, codec INTEGER NOT NULL,
+            crc INTEGER NOT NULL, refs INTEGER NOT NULL, created_ms INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE buckets(name TEXT PRIMARY KEY, policy TEXT NOT NULL, created_ms INTEGER NOT NULL);
+        CREATE TABLE objects(
+            bucket TEXT NOT NULL, key BLOB NOT NULL, version_hlc INTEGER NOT NULL,
+            version_node INTEGER NOT NULL, tombstone INTEGER NOT NULL, size INTEGER NOT NULL,
+            manifest BLOB NOT NULL, etag BLOB NOT NULL, content_type TEXT NOT NULL,
+            inline_size INTEGER NOT NULL,
+            PRIMARY KEY(bucket, key)
+        ) WITHOUT ROWID;
+        CREATE TABLE segments(number INTEGER PRIMARY KEY, committed_len INTEGER NOT NULL);
+        """
+
+    /// Sets the connection up for the writer and creates or checks the schema.
+    static func prepareWriter(_ db: SQLiteDatabase) throws(AgadirError) {
+        let mode = try db.firstRow("PRAGMA journal_mode=WAL") { row in row.text(0) }
+        guard mode?.lowercased() == "wal" else {
+            throw AgadirError(.ioError, "SQLite \(db.path) refused WAL mode (journal_mode is \(mode ?? "unknown"))")
+        }
+        try db.execute("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF")
+        try db.execute("BEGIN IMMEDIATE")
+        do throws(AgadirError) {
+            let hasTable = try db.firstRow(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+            ) { _ in true } ?? false
+            if hasTable {
+                let version = try db.firstRow("SELECT MAX(version) FROM schema_version") { row in
+                    row.isNull(0) ? nil : row.int64(0)
+                } ?? nil
+                guard let version else {
+                    throw AgadirError(.corruptData, "\(db.path) has an empty schema_version table")
+                }
+                guard version <= currentVersion else {
+                    throw AgadirError(
+                        .ioError,
+                        "\(db.path) has schema version \(version), newer than this build supports "
+                            + "(\(currentVersion)); run a newer agadird on this data directory")
+                }
+            } else {
+                try db.execute(createStatements)
+                try db.run("INSERT INTO schema_version(version) VALUES (?)", [.int(currentVersion)])
+            }
+            try db.execute("COMMIT")
+        } catch {
+            try? db.execute("ROLLBACK")
+            throw error
+        }
+    }
+}

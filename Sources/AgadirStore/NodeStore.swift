@@ -1,0 +1,199 @@
+import AgadirCore
+import Dispatch
+import Foundation
+import Logging
+
+/// A node's local storage under one data directory: a content-addressed, deduplicated,
+/// crash-safe chunk store plus the metadata store (buckets and object manifests).
+///
+/// Layout of the directory (docs/storage.md): `meta.sqlite` (index and metadata, WAL),
+/// `chunks/seg-NNNNNNNN.agseg` (append-only segment files) and `LOCK` (held exclusively while
+/// open). Every write is acknowledged only once it is durable: it survives `kill -9` and
+/// power loss. Writes go through one writer thread doing group commit; reads run on a
+/// Dispatch queue with a pool of read-only SQLite connections, never on the Swift
+/// cooperative pool. Every chunk read is verified end to end.
+public final class NodeStore: Sendable {
+    /// The data directory this store was opened on.
+    public let directory: String
+
+    let logger: Logger
+    let readers: ReaderPool
+    let readFiles: SegmentReadFiles
+    let ioQueue: DispatchQueue
+    private let queue: WriteQueue
+    private let lock: DirectoryLock
+
+    private init(
+        directory: String, logger: Logger, readers: ReaderPool, readFiles: SegmentReadFiles, queue: WriteQueue,
+        lock: DirectoryLock
+    ) {
+        self.directory = directory
+        self.logger = logger
+        self.readers = readers
+        self.readFiles = readFiles
+        self.queue = queue
+        self.lock = lock
+        ioQueue = DispatchQueue(label: "agadir.store.io", attributes: .concurrent)
+    }
+
+    /// Opens (creating if needed) the store in `directory`, recovers it after a crash, and
+    /// starts its writer thread.
+    ///
+    /// Throws `.ioError` when another process (or another `NodeStore`) has the directory open,
+    /// when `meta.sqlite` has a schema newer than this build, or when the disk fails;
+    /// `.invalidArgument` for unusable options.
+    public static func open(
+        directory: String, options: StoreOptions = StoreOptions(), logger: Logger
+    ) throws(AgadirError) -> NodeStore {
+        guard options.segmentMaxBytes >= 4096, options.readerCount >= 1, options.maxBatchOperations >= 1 else {
+            throw AgadirError(
+                .invalidArgument,
+                "store options need segmentMaxBytes >= 4096, readerCount >= 1 and maxBatchOperations >= 1")
+        }
+        let chunksDirectory = directory + "/chunks"
+        try Posix.makeDirectory(directory)
+        let lock = try DirectoryLock(directory: directory)
+        if try Posix.makeDirectory(chunksDirectory) { try Posix.syncDirectory(directory) }
+        let dbPath = directory + "/meta.sqlite"
+        let db = try SQLiteDatabase(path: dbPath, readOnly: false)
+        try MetadataSchema.prepareWriter(db)
+        let recovered = try SegmentRecovery.recover(db: db, chunksDirectory: chunksDirectory, logger: logger)
+        let readers: ReaderPool
+        do throws(AgadirError) {
+            readers = try ReaderPool(path: dbPath, count: options.readerCount)
+        } catch {
+            if let active = recovered.active { Glibc.close(active.fd) }
+            throw error
+        }
+        let writer = GroupCommitWriter(
+            db: db, chunksDirectory: chunksDirectory, options: options, logger: logger, active: recovered.active,
+            nextSegmentNumber: recovered.nextSegmentNumber)
+        let queue = WriteQueue()
+        let thread = Thread { writer.run(queue: queue) }
+        thread.name = "agadir-store-writer"
+        thread.start()
+        logger.info(
+            "store open",
+            metadata: [
+                "store/directory": "\(directory)",
+                "store/active-segment": "\(recovered.active.map { "\($0.number)@\($0.length)" } ?? "none")",
+            ])
+        return NodeStore(
+            directory: directory, logger: logger, readers: readers,
+            readFiles: SegmentReadFiles(chunksDirectory: chunksDirectory), queue: queue, lock: lock)
+    }
+
+    /// Finishes every queued write, stops the writer thread and closes files and connections.
+    /// Later calls return at once; later operations fail with `.shuttingDown`.
+    public func close() async {
+        await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
+            queue.requestStop(waiter: waiter)
+        }
+        readers.close()
+        readFiles.closeAll()
+        lock.release()
+    }
+
+    deinit {
+        // Never leave the writer thread waiting forever; `close()` is the orderly way.
+        queue.requestStop(waiter: nil)
+    }
+
+    /// Group-commit counters: how many commits carried how many operations.
+    public var writerCounters: StoreWriterCounters { queue.counters }
+
+    // MARK: Writes
+
+    private func write(_ operation: WriteOperation) async throws(AgadirError) -> WriteOutcome {
+        let result = await withCheckedContinuation { (completion: WriteCompletion) in
+            queue.submit(operation, completion)
+        }
+        return try result.get()
+    }
+
+    /// Stores a chunk unless a chunk with its id is already stored. Returns true when it was
+    /// newly stored, false when it was already there; returns only once durable.
+    ///
+    /// Checks cheaply that the chunk is consistent (CRC-32 of `stored` equals `checksum`,
+    /// lengths within bounds, a raw chunk's length equals `rawLength`) but does not re-hash:
+    /// the caller vouches that `id` is the SHA-256 of the decoded bytes (reads verify it).
+    @discardableResult
+    public func putChunk(_ chunk: EncodedChunk) async throws(AgadirError) -> Bool {
+        guard Int(chunk.rawLength) <= ChunkCodec.maxRawLength,
+            chunk.stored.count <= SegmentFormat.maxStoredLength
+        else {
+            throw AgadirError(
+                .invalidArgument,
+                "chunk \(chunk.id.hex) claims \(chunk.rawLength) raw and holds \(chunk.stored.count) stored bytes; "
+                    + "the limit is \(ChunkCodec.maxRawLength) raw bytes")
+        }
+        guard chunk.codec != .raw || chunk.stored.count == Int(chunk.rawLength) else {
+            throw AgadirError(
+                .bodyLengthMismatch,
+                "raw chunk \(chunk.id.hex) holds \(chunk.stored.count) bytes but claims \(chunk.rawLength)")
+        }
+        let crc = Checksum.crc32(chunk.stored)
+        guard crc == chunk.checksum else {
+            throw AgadirError(
+                .checksumMismatch,
+                "chunk \(chunk.id.hex): stored bytes have CRC-32 \(crc), the chunk claims \(chunk.checksum)")
+        }
+        guard case .chunk(let stored) = try await write(.putChunk(chunk)) else {
+            throw AgadirError(.internalError, "chunk write got a result of the wrong kind")
+        }
+        return stored
+    }
+
+    /// Creates a bucket; `.bucketAlreadyExists` if one has that name.
+    public func createBucket(_ bucket: BucketInfo) async throws(AgadirError) {
+        try Names.validateBucket(bucket.name)
+        _ = try await write(.createBucket(bucket))
+    }
+
+    /// Deletes a bucket: `.noSuchBucket` if it does not exist, `.bucketNotEmpty` while any live
+    /// object remains. Its tombstones go with it (their chunk references are released).
+    public func deleteBucket(_ name: String) async throws(AgadirError) {
+        _ = try await write(.deleteBucket(name))
+    }
+
+    /// Stores `manifest` if its version is newer than the stored one (last writer wins);
+    /// tombstones are manifests with `isTombstone`. Durable on return.
+    ///
+    /// Applying a manifest takes a reference on each chunk it lists (with multiplicity) and
+    /// releases those of the manifest it replaces, in the same transaction. Throws
+    /// `.noSuchBucket` when the bucket is missing and `.noSuchChunk` when a listed chunk is not
+    /// stored on this node; `.invalidKey`/`.invalidArgument` when the manifest cannot be
+    /// stored faithfully (key rules, or a field too long for `ManifestCodec`).
+    @discardableResult
+    public func putManifest(_ manifest: ObjectManifest) async throws(AgadirError) -> PutManifestOutcome {
+        try Names.validateKey(manifest.key)
+        let encoded = ManifestCodec.encode(manifest)
+        // The codec clamps over-long fields when encoding; a manifest that does not come back
+        // identical would be stored damaged, so it is refused here instead.
+        guard (try? ManifestCodec.decode(encoded)) == manifest else {
+            throw AgadirError(
+                .invalidArgument,
+                "manifest of '\(manifest.bucket)/\(manifest.key)' exceeds the limits of the manifest format "
+                    + "(strings up to 65535 bytes, inline bodies up to \(ManifestCodec.maxInlineBytes) bytes)")
+        }
+        guard case .manifest(let outcome) = try await write(.putManifest(manifest, encoded: encoded)) else {
+            throw AgadirError(.internalError, "manifest write got a result of the wrong kind")
+        }
+        return outcome
+    }
+
+    // MARK: Blocking work off the cooperative pool
+
+    /// Runs `body` on the I/O queue and resumes with its result.
+    func blocking<T: Sendable>(
+        _ body: @escaping @Sendable () throws(AgadirError) -> T
+    ) async throws(AgadirError) -> T {
+        typealias Completion = CheckedContinuation<Result<T, AgadirError>, Never>
+        let result = await withCheckedContinuation { (continuation: Completion) in
+            ioQueue.async {
+                continuation.resume(returning: Result { () throws(AgadirError) -> T in try body() })
+            }
+        }
+        return try result.get()
+    }
+}

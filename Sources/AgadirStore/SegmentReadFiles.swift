@@ -1,0 +1,63 @@
+import AgadirCore
+import Glibc
+import Synchronization
+
+/// A read-only descriptor of one segment file; closed when the last reader lets go of it,
+/// so closing the store never pulls a descriptor out from under a `pread` in flight.
+final class SegmentReadFile: Sendable {
+    let number: UInt64
+    let path: String
+    let fd: Int32
+
+    init(number: UInt64, path: String) throws(AgadirError) {
+        self.number = number
+        self.path = path
+        fd = try Posix.open(path, O_RDONLY)
+        let header: [UInt8]
+        do throws(AgadirError) {
+            header = try Posix.pread(fd, count: SegmentFormat.fileHeaderSize, at: 0, path: path)
+        } catch {
+            close(fd)
+            throw error
+        }
+        if let problem = SegmentFormat.fileHeaderProblem(header, segment: number) {
+            close(fd)
+            throw AgadirError(.corruptData, "segment \(number) (\(path)): \(problem)")
+        }
+    }
+
+    deinit { close(fd) }
+}
+
+/// The cache of read-only segment descriptors, opened on first use.
+final class SegmentReadFiles: Sendable {
+    let chunksDirectory: String
+    private let files = Mutex<(open: [UInt64: SegmentReadFile], closed: Bool)>(([:], false))
+
+    init(chunksDirectory: String) {
+        self.chunksDirectory = chunksDirectory
+    }
+
+    func file(_ number: UInt64) throws(AgadirError) -> SegmentReadFile {
+        let cached = files.withLock { state -> Result<SegmentReadFile?, AgadirError> in
+            if state.closed { return .failure(AgadirError(.shuttingDown, "the store is closed")) }
+            return .success(state.open[number])
+        }
+        if let file = try cached.get() { return file }
+        let fresh = try SegmentReadFile(
+            number: number, path: chunksDirectory + "/" + SegmentFormat.fileName(number))
+        return files.withLock { state in
+            if let raced = state.open[number] { return raced }
+            if !state.closed { state.open[number] = fresh }
+            return fresh
+        }
+    }
+
+    /// Drops every cached descriptor; each closes once no read holds it.
+    func closeAll() {
+        files.withLock { state in
+            state.open.removeAll()
+            state.closed = true
+        }
+    }
+}

@@ -1,0 +1,85 @@
+import AgadirCore
+import Glibc
+import Logging
+
+/// Brings the segment files back in line with the index when a store opens
+/// (docs/storage.md, "Recovery on open").
+///
+/// The `segments` table records, in the same transaction as the index rows, how many bytes
+/// of each segment are committed. Anything past that was never acknowledged:
+/// - segment files newer than the newest recorded segment hold no indexed record (they were
+///   created by a batch whose commit never happened) and are removed;
+/// - the newest recorded segment is truncated to its committed length, and appending resumes
+///   at that offset (no new segment per restart). If its header is damaged or the file is
+///   shorter than recorded, it is left alone and the next write starts a fresh segment.
+enum SegmentRecovery {
+    struct Recovered {
+        var active: ActiveSegment?
+        var nextSegmentNumber: UInt64
+    }
+
+    static func recover(
+        db: SQLiteDatabase, chunksDirectory: String, logger: Logger
+    ) throws(AgadirError) -> Recovered {
+        let onDisk = try Posix.listDirectory(chunksDirectory).compactMap(SegmentFormat.number(fromFileName:))
+        var committed: [UInt64: Int] = [:]
+        try db.forEachRow("SELECT number, committed_len FROM segments") { row in
+            committed[UInt64(bitPattern: row.int64(0))] = Int(row.int64(1))
+            return true
+        }
+        let newestRecorded = committed.keys.max()
+        var removed = false
+        for number in onDisk where number > (newestRecorded ?? 0) {
+            let path = chunksDirectory + "/" + SegmentFormat.fileName(number)
+            logger.warning(
+                "removing segment that holds no committed record", metadata: ["store/segment": "\(path)"])
+            try Posix.unlink(path)
+            removed = true
+        }
+        if removed { try Posix.syncDirectory(chunksDirectory) }
+        let next = max(onDisk.max() ?? 0, newestRecorded ?? 0) + 1
+        guard let last = newestRecorded, let length = committed[last] else {
+            return Recovered(active: nil, nextSegmentNumber: next)
+        }
+        let path = chunksDirectory + "/" + SegmentFormat.fileName(last)
+        let fd: Int32
+        do throws(AgadirError) {
+            fd = try Posix.open(path, O_RDWR)
+        } catch {
+            logger.error(
+                "newest segment cannot be opened; writes start a new one",
+                metadata: ["store/segment": "\(path)", "store/error": "\(error)"])
+            return Recovered(active: nil, nextSegmentNumber: next)
+        }
+        do throws(AgadirError) {
+            let size = try Posix.fileSize(fd, path: path)
+            let header = try Posix.pread(fd, count: SegmentFormat.fileHeaderSize, at: 0, path: path)
+            if let problem = SegmentFormat.fileHeaderProblem(header, segment: last) {
+                logger.error(
+                    "newest segment has a damaged header; writes start a new one",
+                    metadata: ["store/segment": "\(path)", "store/problem": "\(problem)"])
+                close(fd)
+                return Recovered(active: nil, nextSegmentNumber: next)
+            }
+            if size < length {
+                logger.error(
+                    "newest segment is shorter than its committed length; chunks past its end are lost",
+                    metadata: ["store/segment": "\(path)", "store/size": "\(size)", "store/committed": "\(length)"])
+                close(fd)
+                return Recovered(active: nil, nextSegmentNumber: next)
+            }
+            if size > length {
+                logger.info(
+                    "truncating unacknowledged bytes at the end of the newest segment",
+                    metadata: ["store/segment": "\(path)", "store/bytes": "\(size - length)"])
+                try Posix.ftruncate(fd, to: length, path: path)
+                try Posix.fdatasync(fd, path: path)
+            }
+            return Recovered(
+                active: ActiveSegment(number: last, path: path, fd: fd, length: length), nextSegmentNumber: next)
+        } catch {
+            close(fd)
+            throw error
+        }
+    }
+}

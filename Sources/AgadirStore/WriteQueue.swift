@@ -1,0 +1,106 @@
+import AgadirCore
+import Dispatch
+import Synchronization
+
+/// One write a caller waits for.
+enum WriteOperation: Sendable {
+    case putChunk(EncodedChunk)
+    /// The manifest and its `ManifestCodec` encoding (done by the caller, off the writer thread).
+    case putManifest(ObjectManifest, encoded: [UInt8])
+    case createBucket(BucketInfo)
+    case deleteBucket(String)
+}
+
+enum WriteOutcome: Sendable {
+    case chunk(stored: Bool)
+    case manifest(PutManifestOutcome)
+    case done
+}
+
+typealias WriteCompletion = CheckedContinuation<Result<WriteOutcome, AgadirError>, Never>
+
+struct PendingWrite: Sendable {
+    var operation: WriteOperation
+    var completion: WriteCompletion
+}
+
+/// The hand-over point between callers and the writer thread.
+///
+/// Callers append under a mutex and signal a semaphore; the writer takes everything queued
+/// (up to a batch limit) in one go, which is what turns many concurrent writes into one
+/// group commit. Once stopping, new writes fail with `.shuttingDown`; queued ones still run.
+final class WriteQueue: Sendable {
+    private struct State {
+        var pending: [PendingWrite] = []
+        var stopping = false
+        var stopped = false
+        var stopWaiters: [CheckedContinuation<Void, Never>] = []
+        var counters = StoreWriterCounters()
+    }
+
+    private let state = Mutex(State())
+    private let wake = DispatchSemaphore(value: 0)
+
+    func submit(_ operation: WriteOperation, _ completion: WriteCompletion) {
+        let accepted = state.withLock { state -> Bool in
+            if state.stopping { return false }
+            state.pending.append(PendingWrite(operation: operation, completion: completion))
+            return true
+        }
+        if accepted {
+            wake.signal()
+        } else {
+            completion.resume(returning: .failure(AgadirError(.shuttingDown, "the store is closing; write refused")))
+        }
+    }
+
+    /// Blocks until writes are queued and returns up to `limit` of them, oldest first; returns
+    /// an empty array once stopping and nothing is left.
+    func next(limit: Int) -> [PendingWrite] {
+        while true {
+            let taken = state.withLock { state -> [PendingWrite]? in
+                if !state.pending.isEmpty {
+                    let n = min(limit, state.pending.count)
+                    let batch = Array(state.pending.prefix(n))
+                    state.pending.removeFirst(n)
+                    return batch
+                }
+                return state.stopping ? [] : nil
+            }
+            if let taken { return taken }
+            wake.wait()
+        }
+    }
+
+    /// Asks the writer to finish what is queued and exit; `waiter` is resumed when it has.
+    func requestStop(waiter: CheckedContinuation<Void, Never>?) {
+        let resumeNow = state.withLock { state -> Bool in
+            state.stopping = true
+            if state.stopped { return true }
+            if let waiter { state.stopWaiters.append(waiter) }
+            return false
+        }
+        if resumeNow { waiter?.resume() }
+        wake.signal()
+    }
+
+    /// Called by the writer thread as its last act.
+    func markStopped() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.stopped = true
+            defer { state.stopWaiters.removeAll() }
+            return state.stopWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    func recordCommit(operations: Int) {
+        state.withLock { state in
+            state.counters.commitCount += 1
+            state.counters.operationCount += operations
+            state.counters.largestBatch = max(state.counters.largestBatch, operations)
+        }
+    }
+
+    var counters: StoreWriterCounters { state.withLock { $0.counters } }
+}

@@ -1,0 +1,153 @@
+import AgadirCore
+import AgadirWire
+import NIOCore
+
+/// One decoded frame: fixed header, fields and payload (a slice of the receive buffer,
+/// never copied on the way in).
+public struct Frame: Sendable {
+    public var header: FrameHeader
+    public var fields: Fields
+    public var payload: ByteBuffer
+
+    public init(header: FrameHeader, fields: Fields = Fields(), payload: ByteBuffer = ByteBuffer()) {
+        self.header = header
+        self.fields = fields
+        self.payload = payload
+    }
+
+    public var requestID: UInt64 { header.requestID }
+    public var isEndStream: Bool { header.isEndStream }
+
+    // MARK: Builders
+
+    public static func request(
+        id: UInt64, opcode: Opcode, fields: Fields, payload: ByteBuffer = ByteBuffer(), end: Bool
+    ) -> Frame {
+        Frame(
+            header: FrameHeader(
+                kind: .request, flags: end ? FrameHeader.endStream : 0, opcode: opcode.rawValue, requestID: id),
+            fields: fields, payload: payload)
+    }
+
+    public static func response(
+        id: UInt64, opcode: UInt16, fields: Fields = Fields(), payload: ByteBuffer = ByteBuffer(), end: Bool
+    ) -> Frame {
+        Frame(
+            header: FrameHeader(kind: .response, flags: end ? FrameHeader.endStream : 0, opcode: opcode, requestID: id),
+            fields: fields, payload: payload)
+    }
+
+    /// An error answer: a RESPONSE with the error status (and END_STREAM) when no
+    /// response was started, else an ABORT that ends the started stream.
+    public static func error(id: UInt64, opcode: UInt16, _ error: AgadirError, responseStarted: Bool) -> Frame {
+        var f = Fields()
+        f.set(.message, String(error.message.prefix(4096)))
+        let kind: FrameKind = responseStarted ? .abort : .response
+        return Frame(
+            header: FrameHeader(
+                kind: kind, flags: FrameHeader.endStream, opcode: responseStarted ? 0 : opcode,
+                status: error.code.rawValue, requestID: id),
+            fields: f)
+    }
+
+    public static func data(id: UInt64, payload: ByteBuffer, end: Bool) -> Frame {
+        Frame(header: FrameHeader(kind: .data, flags: end ? FrameHeader.endStream : 0, requestID: id), payload: payload)
+    }
+
+    /// The error carried by a RESPONSE or ABORT frame with a non-zero status.
+    public var error: AgadirError? {
+        guard header.status != 0 else { return nil }
+        let message = (try? fields.string(.message)) ?? nil
+        return AgadirError(AgadirError.Code(rawValue: header.status), message ?? "no message")
+    }
+}
+
+/// Splits the byte stream into frames, enforcing `WireLimits` before buffering: a frame
+/// that announces an oversized header or payload is refused as soon as its 32-byte
+/// header arrives, so a lying peer cannot make this node allocate.
+public struct FrameDecoder: ByteToMessageDecoder {
+    public typealias InboundOut = Frame
+
+    public let limits: WireLimits
+
+    public init(limits: WireLimits) { self.limits = limits }
+
+    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let frame = try Self.next(from: &buffer, limits: limits) else { return .needMoreData }
+        context.fireChannelRead(Self.wrapInboundOut(frame))
+        return .continue
+    }
+
+    public mutating func decodeLast(
+        context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool
+    ) throws -> DecodingState {
+        while try decode(context: context, buffer: &buffer) == .continue {}
+        return .needMoreData
+    }
+
+    /// Takes one complete frame off the front of `buffer`, or returns nil (and consumes
+    /// nothing) when more bytes are needed. Throws a 1xx `AgadirError` on bad input.
+    public static func next(from buffer: inout ByteBuffer, limits: WireLimits) throws(AgadirError) -> Frame? {
+        guard buffer.readableBytes >= FrameHeader.size else { return nil }
+        let decoded = buffer.withUnsafeReadableBytes { raw in
+            Result { () throws(AgadirError) -> FrameHeader in
+                try FrameHeader.decode(UnsafeRawBufferPointer(rebasing: raw.prefix(FrameHeader.size)), limits: limits)
+            }
+        }
+        let header = try decoded.get()
+        let h = Int(header.headerLength)
+        let p = Int(header.payloadLength)
+        guard buffer.readableBytes >= FrameHeader.size + h + p else { return nil }
+        buffer.moveReaderIndex(forwardBy: FrameHeader.size)
+        guard let fieldBytes = buffer.readBytes(length: h), let payload = buffer.readSlice(length: p) else {
+            throw AgadirError(.internalError, "frame decoder lost bytes it had counted")
+        }
+        return Frame(header: header, fields: try Fields.decode(fieldBytes, limits: limits), payload: payload)
+    }
+}
+
+/// Writes frames: header and fields in one small buffer, the payload as its own buffer
+/// (no copy) unless it is small enough to join them.
+public final class FrameEncoder: ChannelOutboundHandler, Sendable {
+    public typealias OutboundIn = Frame
+    public typealias OutboundOut = ByteBuffer
+
+    /// Payloads up to this size are copied next to the header to save a write.
+    static let coalesceLimit = 16 * 1024
+
+    public init() {}
+
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let frame = Self.unwrapOutboundIn(data)
+        var out = context.channel.allocator.buffer(
+            capacity: FrameHeader.size + 64 + (frame.payload.readableBytes <= Self.coalesceLimit ? frame.payload.readableBytes : 0))
+        Self.encodeHead(frame, into: &out)
+        if frame.payload.readableBytes <= Self.coalesceLimit {
+            var payload = frame.payload
+            out.writeBuffer(&payload)
+            context.write(Self.wrapOutboundOut(out), promise: promise)
+        } else {
+            context.write(Self.wrapOutboundOut(out), promise: nil)
+            context.write(Self.wrapOutboundOut(frame.payload), promise: promise)
+        }
+    }
+
+    /// Writes the fixed header and the fields of `frame` (not its payload).
+    public static func encodeHead(_ frame: Frame, into out: inout ByteBuffer) {
+        let fields = frame.fields.items.isEmpty ? [] : frame.fields.encoded()
+        var header = frame.header
+        header.headerLength = UInt32(fields.count)
+        header.payloadLength = UInt32(frame.payload.readableBytes)
+        out.writeBytes(header.encoded())
+        out.writeBytes(fields)
+    }
+
+    /// The whole frame as bytes (tests, tools).
+    public static func encode(_ frame: Frame) -> [UInt8] {
+        var out = ByteBuffer()
+        encodeHead(frame, into: &out)
+        var payload = frame.payload
+        out.writeBuffer(&payload)
+        return Array(out.readableBytesView)
+    }
+}

@@ -1,0 +1,204 @@
+import AgadirCore
+
+/// Field tags of the header section. Documented in docs/protocol.md, "Fields".
+public enum FieldTag: UInt16, Sendable, CaseIterable {
+    case bucket = 1            // UTF-8
+    case key = 2               // UTF-8
+    case contentType = 3       // UTF-8
+    case metadata = 4          // repeated: u16 name length, name, value (UTF-8)
+    case size = 5              // u64
+    case etag = 6              // 32 bytes (SHA-256)
+    case version = 7           // 16 bytes: u64 HLC, u64 node
+    case range = 8             // 16 bytes: u64 offset, u64 length
+    case prefix = 9            // UTF-8
+    case delimiter = 10        // UTF-8
+    case startAfter = 11       // UTF-8
+    case limit = 12            // u32
+    case policy = 13           // UTF-8
+    case message = 14          // UTF-8, error text
+    case contentSHA256 = 15    // 32 bytes: the client's SHA-256 of the body, checked by the server
+    case nodeID = 16           // UTF-8
+    case serverVersion = 17    // UTF-8
+    case createdMillis = 18    // u64
+    case timeMillis = 19       // u64
+}
+
+/// One field: a tag and its value bytes.
+public struct Field: Sendable, Hashable {
+    public var tag: UInt16
+    public var value: [UInt8]
+
+    public init(tag: UInt16, value: [UInt8]) {
+        self.tag = tag
+        self.value = value
+    }
+}
+
+/// The header section of a frame: a u16 count, then `count` fields of
+/// `u16 tag | u16 length | value`. Unknown tags are kept and ignored by readers, so
+/// newer peers can add fields.
+public struct Fields: Sendable, Hashable {
+    public var items: [Field] = []
+
+    public init() {}
+
+    public init(items: [Field]) { self.items = items }
+
+    // MARK: Writing
+
+    public mutating func set(_ tag: FieldTag, bytes: [UInt8]) { items.append(Field(tag: tag.rawValue, value: bytes)) }
+    public mutating func set(_ tag: FieldTag, _ s: String) { set(tag, bytes: Array(s.utf8)) }
+
+    public mutating func set(_ tag: FieldTag, u64 v: UInt64) {
+        var w = ByteWriter(capacity: 8)
+        w.u64(v)
+        set(tag, bytes: w.bytes)
+    }
+
+    public mutating func set(_ tag: FieldTag, u32 v: UInt32) {
+        var w = ByteWriter(capacity: 4)
+        w.u32(v)
+        set(tag, bytes: w.bytes)
+    }
+
+    public mutating func set(_ tag: FieldTag, id: ChunkID) { set(tag, bytes: id.bytes) }
+
+    public mutating func set(_ tag: FieldTag, version: ObjectVersion) {
+        var w = ByteWriter(capacity: 16)
+        w.u64(version.timestamp.rawValue)
+        w.u64(version.node)
+        set(tag, bytes: w.bytes)
+    }
+
+    public func encode(into w: inout ByteWriter) {
+        w.u16(UInt16(clamping: items.count))
+        for f in items {
+            w.u16(f.tag)
+            w.bytes16(f.value)
+        }
+    }
+
+    public func encoded() -> [UInt8] {
+        var w = ByteWriter(capacity: 2 + items.reduce(0) { $0 + 4 + $1.value.count })
+        encode(into: &w)
+        return w.bytes
+    }
+
+    // MARK: Reading
+
+    public static func decode(_ bytes: [UInt8], limits: WireLimits) throws(AgadirError) -> Fields {
+        if bytes.isEmpty { return Fields() }
+        var r = ByteReader(bytes, errorCode: .malformedFrame, context: "frame fields")
+        let count = Int(try r.u16("field count"))
+        guard count <= limits.maxFieldCount else {
+            throw AgadirError(.headerTooLarge, "frame has \(count) fields; the limit is \(limits.maxFieldCount)")
+        }
+        var items: [Field] = []
+        items.reserveCapacity(count)
+        for _ in 0..<count {
+            let tag = try r.u16("field tag")
+            let value = try r.bytes16("value of field \(tag)")
+            items.append(Field(tag: tag, value: value))
+        }
+        guard r.isAtEnd else {
+            throw AgadirError(.malformedFrame, "frame fields have \(r.remaining) bytes after the last of \(count) fields")
+        }
+        return Fields(items: items)
+    }
+
+    public func first(_ tag: FieldTag) -> [UInt8]? { items.first { $0.tag == tag.rawValue }?.value }
+
+    public func all(_ tag: FieldTag) -> [[UInt8]] { items.filter { $0.tag == tag.rawValue }.map(\.value) }
+
+    public func string(_ tag: FieldTag) throws(AgadirError) -> String? {
+        guard let b = first(tag) else { return nil }
+        guard let s = String(validating: b, as: UTF8.self) else {
+            throw AgadirError(.invalidArgument, "field \(tag) is not valid UTF-8")
+        }
+        return s
+    }
+
+    public func requireString(_ tag: FieldTag, _ op: String) throws(AgadirError) -> String {
+        guard let s = try string(tag) else { throw AgadirError(.invalidArgument, "\(op) needs the field \(tag)") }
+        return s
+    }
+
+    public func u64(_ tag: FieldTag) throws(AgadirError) -> UInt64? {
+        guard let b = first(tag) else { return nil }
+        guard b.count == 8 else { throw AgadirError(.invalidArgument, "field \(tag) must be 8 bytes, is \(b.count)") }
+        var r = ByteReader(b, errorCode: .invalidArgument, context: "field \(tag)")
+        return try r.u64()
+    }
+
+    public func u32(_ tag: FieldTag) throws(AgadirError) -> UInt32? {
+        guard let b = first(tag) else { return nil }
+        guard b.count == 4 else { throw AgadirError(.invalidArgument, "field \(tag) must be 4 bytes, is \(b.count)") }
+        var r = ByteReader(b, errorCode: .invalidArgument, context: "field \(tag)")
+        return try r.u32()
+    }
+
+    public func id(_ tag: FieldTag) throws(AgadirError) -> ChunkID? {
+        guard let b = first(tag) else { return nil }
+        guard let id = ChunkID(bytes: b) else {
+            throw AgadirError(.invalidArgument, "field \(tag) must be 32 bytes, is \(b.count)")
+        }
+        return id
+    }
+
+    public func version(_ tag: FieldTag) throws(AgadirError) -> ObjectVersion? {
+        guard let b = first(tag) else { return nil }
+        guard b.count == 16 else { throw AgadirError(.invalidArgument, "field \(tag) must be 16 bytes, is \(b.count)") }
+        var r = ByteReader(b, errorCode: .invalidArgument, context: "field \(tag)")
+        return ObjectVersion(timestamp: HLCTimestamp(rawValue: try r.u64()), node: try r.u64())
+    }
+
+    // MARK: Metadata entries
+
+    public mutating func setMetadata(_ entries: [MetadataEntry]) {
+        for e in entries {
+            var w = ByteWriter(capacity: 2 + e.name.utf8.count + e.value.utf8.count)
+            w.string16(e.name)
+            w.raw(Array(e.value.utf8))
+            set(.metadata, bytes: w.bytes)
+        }
+    }
+
+    public func metadata() throws(AgadirError) -> [MetadataEntry] {
+        var out: [MetadataEntry] = []
+        for b in all(.metadata) {
+            var r = ByteReader(b, errorCode: .invalidArgument, context: "metadata field")
+            let name = try r.string16("metadata name")
+            guard let value = String(validating: try r.raw(r.remaining), as: UTF8.self) else {
+                throw AgadirError(.invalidArgument, "metadata value of '\(name)' is not valid UTF-8")
+            }
+            out.append(MetadataEntry(name: name, value: value))
+        }
+        return out
+    }
+}
+
+extension FieldTag: CustomStringConvertible {
+    public var description: String {
+        switch self {
+        case .bucket: "BUCKET"
+        case .key: "KEY"
+        case .contentType: "CONTENT_TYPE"
+        case .metadata: "METADATA"
+        case .size: "SIZE"
+        case .etag: "ETAG"
+        case .version: "VERSION"
+        case .range: "RANGE"
+        case .prefix: "PREFIX"
+        case .delimiter: "DELIMITER"
+        case .startAfter: "START_AFTER"
+        case .limit: "LIMIT"
+        case .policy: "POLICY"
+        case .message: "MESSAGE"
+        case .contentSHA256: "CONTENT_SHA256"
+        case .nodeID: "NODE_ID"
+        case .serverVersion: "SERVER_VERSION"
+        case .createdMillis: "CREATED_MS"
+        case .timeMillis: "TIME_MS"
+        }
+    }
+}

@@ -1,0 +1,255 @@
+import AgadirClient
+import AgadirCore
+import AgadirWire
+import ArgumentParser
+import Foundation
+import Synchronization
+
+@main
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "agadir-bench",
+        abstract: "Measure an Agadir node against the limits of this machine, and print a markdown report.",
+        discussion: """
+            Against a running node (--endpoint) or one it starts itself (--spawn, data in a temporary \
+            directory, stopped at the end). Build with -c release: debug figures mean nothing.
+            """)
+
+    @Option(name: .long, help: "Node endpoint HOST:PORT.") var endpoint: String?
+    @Flag(name: .long, help: "Start an agadird (next to this executable) in a temporary directory.") var spawn = false
+    @Flag(name: .long, help: "Smaller workloads (a smoke test of the benchmark itself).") var quick = false
+    @Option(name: .long, help: "Directory for the disk-limit measurements (default: the spawned node's, else /tmp).")
+    var scratchDir: String?
+    @Option(name: .long, help: "Write the markdown report to this file too.") var output: String?
+
+    func run() async throws {
+        let log: @Sendable (String) -> Void = { FileHandle.standardError.write(Data("bench: \($0)\n".utf8)) }
+        var node: SpawnedNode? = nil
+        let target: String
+        if spawn {
+            let n = try SpawnedNode.start()
+            node = n
+            target = n.endpoint
+            log("spawned agadird pid \(n.pid) at \(n.endpoint), data in \(n.dataDir)")
+        } else {
+            target = endpoint ?? ProcessInfo.processInfo.environment["AGADIR_ENDPOINT"] ?? "127.0.0.1:7480"
+        }
+        defer { node?.stop() }
+        let scratch = scratchDir ?? node?.dataDir ?? NSTemporaryDirectory()
+
+        let limits = MachineLimits.measure(scratchDir: scratch, quick: quick, log: log)
+        var config = ClientConfiguration()
+        config.connections = 4
+        let client = try AgadirClient(endpoint: target, configuration: config)
+        let runner = WorkloadRunner(client: client, quick: quick, log: log)
+        let results = try await runner.runAll()
+        await client.close()
+        let report = Report.markdown(limits: limits, results: results, endpoint: target, spawned: spawn, quick: quick)
+        print(report)
+        if let output { try report.write(toFile: output, atomically: true, encoding: .utf8) }
+    }
+}
+
+/// An agadird started by the benchmark, stopped by pid.
+final class SpawnedNode {
+    let process: Process
+    let endpoint: String
+    let dataDir: String
+    let base: String
+    var pid: Int32 { process.processIdentifier }
+
+    private init(process: Process, endpoint: String, dataDir: String, base: String) {
+        self.process = process
+        self.endpoint = endpoint
+        self.dataDir = dataDir
+        self.base = base
+    }
+
+    static func start() throws -> SpawnedNode {
+        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        let base = (NSTemporaryDirectory() as NSString).appendingPathComponent("agadir-bench-\(getpid())")
+        let dataDir = (base as NSString).appendingPathComponent("data")
+        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+        let addressFile = (base as NSString).appendingPathComponent("address")
+        let p = Process()
+        p.executableURL = exe.appendingPathComponent("agadird")
+        p.arguments = ["--data-dir", dataDir, "--listen", "127.0.0.1:0", "--address-file", addressFile, "--log-level", "warning"]
+        try p.run()
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            if let s = try? String(contentsOfFile: addressFile, encoding: .utf8), !s.isEmpty {
+                return SpawnedNode(process: p, endpoint: s.trimmingCharacters(in: .whitespacesAndNewlines), dataDir: dataDir, base: base)
+            }
+            usleep(20_000)
+        }
+        kill(p.processIdentifier, SIGKILL)
+        throw ValidationError("the spawned agadird did not start within 30 s")
+    }
+
+    func stop() {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGTERM)
+            let deadline = Date().addingTimeInterval(30)
+            while process.isRunning, Date() < deadline { usleep(10_000) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
+        try? FileManager.default.removeItem(atPath: base)
+    }
+}
+
+struct WorkloadResult {
+    var name: String
+    var op: String
+    var objectBytes: Int
+    var concurrency: Int
+    var data: String
+    var ops: Int
+    var seconds: Double
+    var p50Millis: Double
+    var p99Millis: Double
+
+    var opsPerSecond: Double { Double(ops) / max(seconds, 1e-9) }
+    var mibPerSecond: Double { Double(ops * objectBytes) / 1_048_576 / max(seconds, 1e-9) }
+}
+
+/// Runs each workload: `ops` operations spread over `concurrency` tasks sharing one client.
+struct WorkloadRunner: Sendable {
+    let client: AgadirClient
+    let quick: Bool
+    let log: @Sendable (String) -> Void
+    let run = UInt64(Date().timeIntervalSince1970 * 1000)
+
+    func runAll() async throws -> [WorkloadResult] {
+        let bucket = "bench-\(run)"
+        try await client.createBucket(bucket)
+        var results: [WorkloadResult] = []
+        let scale = quick ? 4 : 1
+        // (object size, concurrencies, ops per concurrency level)
+        let plans: [(Int, [Int], Int)] = [
+            (4096, [1, 16, 64], quick ? 500 : 4000),
+            (1 << 20, [1, 16, 64], quick ? 64 : 512),
+            (64 << 20, [1, 4], quick ? 4 : 16),
+        ]
+        for kind in ["incompressible", "compressible"] {
+            for (size, levels, opsBase) in plans {
+                let base = kind == "incompressible" ? BenchData.random(size, seed: 11) : BenchData.text(size, seed: 12)
+                for c in levels {
+                    let ops = max(c, opsBase / scale)
+                    let prefix = "\(kind)/\(size)/c\(c)"
+                    let put = try await measure(op: "PUT", size: size, concurrency: c, ops: ops, data: kind) { i in
+                        let body = size >= 64 * 1024 ? BenchData.stamp(base, index: i, run: run) : stampSmall(base, i)
+                        try await client.put(bucket: bucket, key: "\(prefix)/\(i)", data: body)
+                    }
+                    results.append(put)
+                    log(line(put))
+                    let get = try await measure(op: "GET", size: size, concurrency: c, ops: ops, data: kind) { i in
+                        let d = try await client.download(bucket: bucket, key: "\(prefix)/\(i)")
+                        var n = 0
+                        while let b = try await d.body.next() { n += b.readableBytes }
+                        guard n == size else { throw AgadirError(.bodyLengthMismatch, "GET returned \(n) bytes, expected \(size)") }
+                    }
+                    results.append(get)
+                    log(line(get))
+                }
+            }
+        }
+        return results
+    }
+
+    func stampSmall(_ base: [UInt8], _ i: Int) -> [UInt8] {
+        var b = base
+        withUnsafeBytes(of: UInt64(i).bigEndian) { for k in 0..<8 { b[k] = $0[k] } }
+        withUnsafeBytes(of: run.bigEndian) { for k in 0..<8 { b[8 + k] = $0[k] } }
+        return b
+    }
+
+    func line(_ r: WorkloadResult) -> String {
+        String(
+            format: "%@ %@ %d B c=%d: %.1f MiB/s, %.0f ops/s, p50 %.2f ms, p99 %.2f ms", r.op, r.data, r.objectBytes,
+            r.concurrency, r.mibPerSecond, r.opsPerSecond, r.p50Millis, r.p99Millis)
+    }
+
+    func measure(
+        op: String, size: Int, concurrency: Int, ops: Int, data: String, _ body: @escaping @Sendable (Int) async throws -> Void
+    ) async throws -> WorkloadResult {
+        let next = Locked(0)
+        let latencies = Locked<[Double]>([])
+        let start = DispatchTime.now().uptimeNanoseconds
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<concurrency {
+                group.addTask {
+                    var mine: [Double] = []
+                    while true {
+                        let i = next.withLock { n in
+                            defer { n += 1 }
+                            return n
+                        }
+                        if i >= ops { break }
+                        let t0 = DispatchTime.now().uptimeNanoseconds
+                        try await body(i)
+                        mine.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+                    }
+                    let done = mine
+                    latencies.withLock { $0 += done }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        let sorted = latencies.withLock { $0.sorted() }
+        func pct(_ p: Double) -> Double { sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] }
+        return WorkloadResult(
+            name: "\(op) \(size)", op: op, objectBytes: size, concurrency: concurrency, data: data, ops: ops, seconds: seconds,
+            p50Millis: pct(0.5), p99Millis: pct(0.99))
+    }
+}
+
+enum Report {
+    static func markdown(limits l: MachineLimits.Figures, results: [WorkloadResult], endpoint: String, spawned: Bool, quick: Bool) -> String {
+        var s = ""
+        let date = ISO8601DateFormatter().string(from: Date())
+        var uts = utsname()
+        uname(&uts)
+        let kernel = withUnsafeBytes(of: &uts.release) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        s += "## agadir-bench report\n\n"
+        s += "- date: \(date)\n- machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, "
+        s += String(format: "%.1f GiB memory, Linux %@\n", Double(ProcessInfo.processInfo.physicalMemory) / 1_073_741_824, kernel)
+        s += "- node: \(endpoint)\(spawned ? " (spawned by the benchmark, same machine)" : "")\(quick ? "; --quick workloads" : "")\n\n"
+        s += "### Machine limits (same run)\n\n| limit | value |\n| --- | --- |\n"
+        s += String(format: "| loopback TCP, one stream, 1 MiB writes | %.0f MiB/s |\n", l.loopbackMiBps)
+        s += String(format: "| sequential write 1 MiB blocks + fsync | %.0f MiB/s |\n", l.seqWriteFsyncMiBps)
+        s += String(format: "| 4 KiB write + fdatasync | %.0f /s |\n", l.syncWrites4KiBPerSec)
+        s += String(format: "| SHA-256, one core | %.0f MiB/s |\n", l.sha256MiBps)
+        s += String(format: "| LZ4 compress text / random, one core | %.0f / %.0f MiB/s |\n", l.lz4CompressTextMiBps, l.lz4CompressRandomMiBps)
+        s += String(format: "| LZ4 decompress text, one core | %.0f MiB/s |\n\n", l.lz4DecompressTextMiBps)
+        s += "### Workloads\n\n| op | data | object | concurrency | ops | MiB/s | ops/s | p50 ms | p99 ms |\n"
+        s += "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
+        for r in results {
+            s += String(
+                format: "| %@ | %@ | %@ | %d | %d | %.1f | %.0f | %.2f | %.2f |\n", r.op, r.data, size(r.objectBytes), r.concurrency,
+                r.ops, r.mibPerSecond, r.opsPerSecond, r.p50Millis, r.p99Millis)
+        }
+        let putLimit = min(l.seqWriteFsyncMiBps, l.sha256MiBps)
+        let getLimit = min(l.loopbackMiBps, l.sha256MiBps)
+        func best(_ op: String, _ size: Int, _ data: String) -> WorkloadResult? {
+            results.filter { $0.op == op && $0.objectBytes == size && $0.data == data }.max { $0.mibPerSecond < $1.mibPerSecond }
+        }
+        func ops(_ op: String, _ c: Int) -> Double {
+            results.filter { $0.op == op && $0.objectBytes == 4096 && $0.concurrency == c && $0.data == "incompressible" }.first?.opsPerSecond ?? 0
+        }
+        s += "\n### Against the targets\n\n| target | reached | limit in this run | share |\n| --- | --- | --- | --- |\n"
+        if let p = best("PUT", 64 << 20, "incompressible") {
+            s += String(format: "| PUT 64 MiB incompressible >= 50%% of min(fsync write, SHA-256) | %.0f MiB/s | %.0f MiB/s | %.0f%% |\n", p.mibPerSecond, putLimit, 100 * p.mibPerSecond / max(putLimit, 1))
+        }
+        if let g = best("GET", 64 << 20, "incompressible") {
+            s += String(format: "| GET 64 MiB incompressible >= 50%% of min(loopback, SHA-256) | %.0f MiB/s | %.0f MiB/s | %.0f%% |\n", g.mibPerSecond, getLimit, 100 * g.mibPerSecond / max(getLimit, 1))
+        }
+        s += String(format: "| 4 KiB PUT at concurrency 64 >= 5000 ops/s | %.0f ops/s | %.0f fsyncs/s | |\n", ops("PUT", 64), l.syncWrites4KiBPerSec)
+        s += String(format: "| 4 KiB GET at concurrency 64 >= 20000 ops/s | %.0f ops/s | | |\n", ops("GET", 64))
+        return s
+    }
+
+    static func size(_ n: Int) -> String {
+        n >= 1 << 20 ? "\(n >> 20) MiB" : n >= 1024 ? "\(n >> 10) KiB" : "\(n) B"
+    }
+}
