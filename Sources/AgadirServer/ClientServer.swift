@@ -210,6 +210,7 @@ public final class ClientServer: Service, Sendable {
             if let body, frame.payload.readableBytes > 0 { await body.send(frame.payload) }
             let service = self.service
             let channel = sink.writerChannel
+            let requestTimeout = config.requestTimeoutSeconds
             requests.addTask {
                 defer {
                     let closeNow = state.withLock { s in
@@ -224,7 +225,18 @@ public final class ClientServer: Service, Sendable {
                     var stream = body
                     if stream == nil, request.hasBody { stream = BodyStream(completeWith: frame.payload) }
                     if !request.hasBody { stream?.abandon() }
-                    await service.handle(id: id, request: request, body: request.hasBody ? stream : nil, sink: sink)
+                    guard request.hasBody, let watched = stream, !watched.isClosed else {
+                        await service.handle(id: id, request: request, body: request.hasBody ? stream : nil, sink: sink)
+                        return
+                    }
+                    // A body that stalls for the request timeout fails the request.
+                    let timeout = AgadirError(
+                        .requestTimeout, "no body bytes for \(requestTimeout) s; the upload stalled")
+                    await withTaskGroup(of: Void.self) { group in
+                        group.addTask { await watched.watch(interval: .seconds(requestTimeout), error: timeout) }
+                        await service.handle(id: id, request: request, body: watched, sink: sink)
+                        group.cancelAll()
+                    }
                 case .failure(let error):
                     body?.abandon()
                     try? await sink.send(.error(id: id, opcode: frame.header.opcode, error, responseStarted: false))

@@ -116,14 +116,18 @@ public struct NodeConfiguration: Sendable, Codable, Equatable {
             throw AgadirError(.invalidArgument, "cannot read config file \(file)")
         }
         do {
-            let known = Set(try JSONEncoder().encode(NodeConfiguration()).jsonKeys())
-            if let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any] {
-                let unknown = Set(obj.keys).subtracting(known)
-                if !unknown.isEmpty {
-                    throw AgadirError(.invalidArgument, "config file \(file): unknown settings \(unknown.sorted())")
-                }
+            // Settings the file leaves out keep their defaults: overlay the file on them.
+            guard var merged = try JSONSerialization.jsonObject(with: JSONEncoder().encode(NodeConfiguration())) as? [String: Any],
+                let given = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+            else {
+                throw AgadirError(.invalidArgument, "config file \(file) must hold one JSON object")
             }
-            return try JSONDecoder().decode(NodeConfiguration.self, from: data)
+            let unknown = Set(given.keys).subtracting(merged.keys)
+            if !unknown.isEmpty {
+                throw AgadirError(.invalidArgument, "config file \(file): unknown settings \(unknown.sorted())")
+            }
+            merged.merge(given) { _, new in new }
+            return try JSONDecoder().decode(NodeConfiguration.self, from: JSONSerialization.data(withJSONObject: merged))
         } catch let e as AgadirError {
             throw e
         } catch {
@@ -144,11 +148,5 @@ public struct NodeConfiguration: Sendable, Codable, Equatable {
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         guard let data = try? enc.encode(self) else { return "{}" }
         return String(decoding: data, as: UTF8.self)
-    }
-}
-
-extension Data {
-    fileprivate func jsonKeys() throws -> [String] {
-        (try JSONSerialization.jsonObject(with: self) as? [String: Any]).map { Array($0.keys) } ?? []
     }
 }

@@ -20,6 +20,8 @@ public final class BodyStream: AsyncSequence, Sendable {
         var abandoned = false
         var consumer: CheckedContinuation<Void, Never>?
         var producer: CheckedContinuation<Void, Never>?
+        /// Bytes ever sent; a watchdog compares snapshots to detect a stalled producer.
+        var totalSent = 0
     }
 
     public let capacityBytes: Int
@@ -49,6 +51,7 @@ public final class BodyStream: AsyncSequence, Sendable {
             guard !s.abandoned, !s.finished else { return nil }
             s.buffers.append(buffer)
             s.bufferedBytes += buffer.readableBytes
+            s.totalSent += buffer.readableBytes + 1
             defer { s.consumer = nil }
             return s.consumer
         }
@@ -68,6 +71,33 @@ public final class BodyStream: AsyncSequence, Sendable {
                 }
                 if resumeNow { c.resume() }
             }
+        }
+    }
+
+    /// True once the stream ended or its consumer left.
+    public var isClosed: Bool { state.withLock { $0.finished || $0.abandoned } }
+
+    /// Fails the stream with `error` when no bytes arrived during a whole `interval` while
+    /// nothing was buffered (so a stall is caught between one and two intervals after it
+    /// starts); returns when the stream ends or the calling task is cancelled.
+    public func watch(interval: Duration, error: AgadirError) async {
+        var last = -1
+        while !Task.isCancelled {
+            do {
+                try await Task.sleep(for: interval)
+            } catch {
+                return
+            }
+            let (closed, sent, starved) = state.withLock { s in
+                (s.finished || s.abandoned, s.totalSent, s.bufferedBytes == 0)
+            }
+            if closed { return }
+            // Stalled means the producer sent nothing while the consumer had nothing to read.
+            if sent == last, starved {
+                finish(error: error)
+                return
+            }
+            last = sent
         }
     }
 

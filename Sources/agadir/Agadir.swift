@@ -85,7 +85,7 @@ func splitPath(_ s: String, keyRequired: Bool) throws -> (String, String) {
 }
 
 func printJSON(_ object: Any) {
-    if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted]) {
+    if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]) {
         print(String(decoding: data, as: UTF8.self))
     }
 }
@@ -413,7 +413,7 @@ struct Stat: AsyncParsableCommand {
             let s = try await client.stat()
             if options.json {
                 let enc = JSONEncoder()
-                enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+                enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
                 print(String(decoding: (try? enc.encode(s)) ?? Data(), as: UTF8.self))
             } else {
                 print("buckets:            \(s.buckets)\nobjects:            \(s.objects)")

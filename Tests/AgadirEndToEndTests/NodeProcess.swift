@@ -43,7 +43,7 @@ final class NodeProcess: @unchecked Sendable {
         p.arguments = [
             "--data-dir", dataDir.path, "--listen", "127.0.0.1:0", "--address-file", addressFile.path, "--log-level", "info",
         ] + extraArguments
-        FileManager.default.createFile(atPath: logFile.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)
         let log = try FileHandle(forWritingTo: logFile)
         log.seekToEndOfFile()
         p.standardOutput = log

@@ -1,0 +1,143 @@
+import AgadirCore
+import AgadirWire
+import Foundation
+import Testing
+
+/// Runs the `agadir` CLI as a script would, by its exit code and output.
+struct CLI {
+    let endpoint: String
+
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    func run(_ args: [String], stdin: Data? = nil) throws -> Result {
+        let p = Process()
+        p.executableURL = NodeProcess.binDir.appendingPathComponent("agadir")
+        p.arguments = args
+        var env = ProcessInfo.processInfo.environment
+        env["AGADIR_ENDPOINT"] = endpoint
+        p.environment = env
+        let out = Pipe()
+        let err = Pipe()
+        let input = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = input
+        try p.run()
+        if let stdin { input.fileHandleForWriting.write(stdin) }
+        try input.fileHandleForWriting.close()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+    }
+}
+
+@Suite("The agadir CLI, as scripts use it", .serialized)
+struct CLITests {
+    @Test("mb, put, get, head, ls, rm, rb and stat work and exit with the documented codes")
+    func cliRoundTripAndExitCodes() throws {
+        let node = try NodeProcess()
+        defer { node.cleanUp() }
+        try node.start()
+        let cli = CLI(endpoint: node.endpoint)
+        let dir = node.dataDir.deletingLastPathComponent()
+        var rng = SplitMix64(seed: 5)
+        let data = Data(rng.bytes(3 << 20))
+        let src = dir.appendingPathComponent("src.bin")
+        try data.write(to: src)
+
+        #expect(try cli.run(["mb", "cli-bucket"]).status == 0)
+        #expect(try cli.run(["mb", "cli-bucket"]).status == 3, "exists")
+        #expect(try cli.run(["mb", "Bad_Name"]).status == 4, "invalid name")
+        let put = try cli.run(["put", src.path, "cli-bucket/dir/file.bin", "--json", "-m", "owner=amina"])
+        #expect(put.status == 0, "\(put.stderr)")
+        #expect(put.stdout.contains(ChunkID.of(Array(data)).hex))
+        let piped = try cli.run(["put", "-", "cli-bucket/piped.txt"], stdin: Data("from stdin\n".utf8))
+        #expect(piped.status == 0, "\(piped.stderr)")
+
+        let dst = dir.appendingPathComponent("dst.bin")
+        #expect(try cli.run(["get", "cli-bucket/dir/file.bin", dst.path]).status == 0)
+        #expect(try Data(contentsOf: dst) == data)
+        let cat = try cli.run(["get", "cli-bucket/piped.txt"])
+        #expect(cat.status == 0 && cat.stdout == "from stdin\n")
+        let ranged = try cli.run(["get", "cli-bucket/piped.txt", "-", "--range", "5-9"])
+        #expect(ranged.stdout == "stdin")
+
+        let head = try cli.run(["head", "cli-bucket/dir/file.bin", "--json"])
+        #expect(head.status == 0)
+        #expect(head.stdout.contains("\"owner\" : \"amina\""))
+        let ls = try cli.run(["ls", "cli-bucket"])
+        #expect(ls.stdout.contains("dir/") && ls.stdout.contains("piped.txt"))
+        let lsr = try cli.run(["ls", "cli-bucket", "--recursive", "--json"])
+        #expect(lsr.stdout.contains("dir/file.bin"))
+        #expect(try cli.run(["stat", "--json"]).stdout.contains("\"dedupRatio\""))
+
+        #expect(try cli.run(["get", "cli-bucket/missing", dst.path]).status == 2, "no such key")
+        #expect(try cli.run(["ls", "no-such-bucket"]).status == 2, "no such bucket")
+        #expect(try cli.run(["rb", "cli-bucket"]).status == 3, "not empty")
+        #expect(try cli.run(["rm", "cli-bucket/dir/file.bin"]).status == 0)
+        #expect(try cli.run(["rm", "cli-bucket/piped.txt"]).status == 0)
+        #expect(try cli.run(["rb", "cli-bucket"]).status == 0)
+        #expect(try cli.run(["put", dir.appendingPathComponent("absent").path, "b-b-b/k"]).status == 7, "local file error")
+        #expect(try cli.run(["get", "x"]).status == 64, "usage")
+        #expect(try CLI(endpoint: "127.0.0.1:1").run(["ping"]).status == 5, "unreachable")
+    }
+
+    @Test("a PUT whose body stalls fails with REQUEST_TIMEOUT; a config file sets the timeout")
+    func stalledUploadTimesOut() throws {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("agadir-cfg-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: base, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: base) }
+        let config = base.appendingPathComponent("agadird.json")
+        try Data(#"{ "requestTimeoutSeconds": 1 }"#.utf8).write(to: config)
+        let node = try NodeProcess(extraArguments: ["--config", config.path])
+        defer { node.cleanUp() }
+        try node.start()
+        #expect(try CLI(endpoint: node.endpoint).run(["mb", "slow"]).status == 0)
+
+        let sock = try RawSocket(endpoint: node.endpoint)
+        defer { sock.closeSocket() }
+        let put = Request.put(PutRequest(bucket: "slow", key: "k", size: 1 << 20))
+        let fields = put.fields().encoded()
+        var header = FrameHeader(kind: .request, opcode: Opcode.put.rawValue, headerLength: UInt32(fields.count), requestID: 7)
+        header.flags = 0
+        sock.send(header.encoded() + fields)
+        var reply: [UInt8] = []
+        let deadline = Date().addingTimeInterval(10)
+        while reply.count < FrameHeader.size, Date() < deadline { reply += sock.receive(max: 4096) }
+        #expect(reply.count >= FrameHeader.size, "an answer arrived")
+        if reply.count >= FrameHeader.size {
+            let h = try reply.withUnsafeBytes { raw in
+                try Result { () throws(AgadirError) -> FrameHeader in try FrameHeader.decode(raw, limits: .default) }.get()
+            }
+            #expect(h.status == AgadirError.Code.requestTimeout.rawValue)
+            #expect(h.requestID == 7)
+        }
+    }
+
+    @Test("--print-config shows the resolved configuration; bad settings are refused with exit 2")
+    func printConfigAndValidation() throws {
+        let p = Process()
+        p.executableURL = NodeProcess.binDir.appendingPathComponent("agadird")
+        p.arguments = ["--print-config", "--listen", "127.0.0.1:9999", "--codec", "zlib"]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+        #expect(text.contains("\"listen\" : \"127.0.0.1:9999\""))
+        #expect(text.contains("\"codec\" : \"zlib\""))
+        let bad = Process()
+        bad.executableURL = NodeProcess.binDir.appendingPathComponent("agadird")
+        bad.arguments = ["--print-config", "--codec", "brotli"]
+        bad.standardError = Pipe()
+        try bad.run()
+        bad.waitUntilExit()
+        #expect(bad.terminationStatus == 2)
+    }
+}
