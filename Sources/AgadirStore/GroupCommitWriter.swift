@@ -54,9 +54,17 @@ final class GroupCommitWriter: @unchecked Sendable {
         while true {
             let batch = queue.next(limit: max(1, options.maxBatchOperations))
             if batch.isEmpty { break }
-            let results = commit(batch.map(\.operation))
+            var resumedEarly = Set<Int>()
+            let results = commit(batch.map(\.operation)) { early in
+                for (i, result) in early {
+                    batch[i].completion.resume(returning: result)
+                    resumedEarly.insert(i)
+                }
+            }
             queue.recordCommit(operations: batch.count)
-            for (pending, result) in zip(batch, results) { pending.completion.resume(returning: result) }
+            for (i, (pending, result)) in zip(batch, results).enumerated() where !resumedEarly.contains(i) {
+                pending.completion.resume(returning: result)
+            }
         }
         if let active { close(active.fd) }
         active = nil
@@ -73,7 +81,12 @@ final class GroupCommitWriter: @unchecked Sendable {
         var offset: Int
     }
 
-    func commit(_ operations: [WriteOperation]) -> [Result<WriteOutcome, AgadirError>] {
+    /// `appended` receives the results of deferred chunk writes as soon as their bytes are
+    /// written (before the sync); those callers must not be resumed again.
+    func commit(
+        _ operations: [WriteOperation],
+        appended: (_ early: [(Int, Result<WriteOutcome, AgadirError>)]) -> Void = { _ in }
+    ) -> [Result<WriteOutcome, AgadirError>] {
         var results = [Result<WriteOutcome, AgadirError>?](repeating: nil, count: operations.count)
         if let poisoned { return operations.map { _ in .failure(poisoned) } }
 
@@ -85,7 +98,7 @@ final class GroupCommitWriter: @unchecked Sendable {
         do throws(AgadirError) {
             var candidates: [(Int, EncodedChunk)] = []
             for (i, op) in operations.enumerated() {
-                guard case .putChunk(let chunk) = op else { continue }
+                guard case .putChunk(let chunk, _) = op else { continue }
                 if let first = firstOfID[chunk.id] {
                     duplicateOf[i] = first
                     continue
@@ -108,6 +121,23 @@ final class GroupCommitWriter: @unchecked Sendable {
             newChunks = []
             touchedSegments = [:]
         }
+
+        // Deferred chunk writes learn their outcome now, before the sync and the index commit.
+        var early: [(Int, Result<WriteOutcome, AgadirError>)] = []
+        let appendedIndexes = Set(newChunks.map(\.index))
+        for (i, op) in operations.enumerated() {
+            guard case .putChunk(_, deferred: true) = op else { continue }
+            if let first = duplicateOf[i] {
+                if case .some(.failure(let e)) = results[first] { early.append((i, .failure(e))) } else {
+                    early.append((i, .success(.chunk(stored: false))))
+                }
+            } else if let r = results[i] {
+                early.append((i, r))
+            } else if appendedIndexes.contains(i) {
+                early.append((i, .success(.chunk(stored: true))))
+            }
+        }
+        if !early.isEmpty { appended(early) }
 
         // Step 3: one transaction.
         do throws(AgadirError) {

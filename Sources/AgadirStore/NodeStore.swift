@@ -112,13 +112,21 @@ public final class NodeStore: Sendable {
     }
 
     /// Stores a chunk unless a chunk with its id is already stored. Returns true when it was
-    /// newly stored, false when it was already there; returns only once durable.
+    /// newly stored, false when it was already there.
+    ///
+    /// With `.durable` (the default) it returns only once the chunk is durable and indexed.
+    /// With `.deferred` it returns once the bytes are written to the segment (not yet
+    /// synced): the group commit that syncs and indexes them completes before any later
+    /// write is applied, so a manifest submitted afterwards that references the chunk is
+    /// durable only after the chunk is; and if that commit fails, the chunk is not indexed
+    /// and such a manifest is refused with `.noSuchChunk`. A PUT uses it to keep streaming
+    /// while the disk syncs; only the manifest's answer is an acknowledgement.
     ///
     /// Checks cheaply that the chunk is consistent (CRC-32 of `stored` equals `checksum`,
     /// lengths within bounds, a raw chunk's length equals `rawLength`) but does not re-hash:
     /// the caller vouches that `id` is the SHA-256 of the decoded bytes (reads verify it).
     @discardableResult
-    public func putChunk(_ chunk: EncodedChunk) async throws(AgadirError) -> Bool {
+    public func putChunk(_ chunk: EncodedChunk, durability: ChunkDurability = .durable) async throws(AgadirError) -> Bool {
         guard Int(chunk.rawLength) <= ChunkCodec.maxRawLength,
             chunk.stored.count <= SegmentFormat.maxStoredLength
         else {
@@ -138,7 +146,7 @@ public final class NodeStore: Sendable {
                 .checksumMismatch,
                 "chunk \(chunk.id.hex): stored bytes have CRC-32 \(crc), the chunk claims \(chunk.checksum)")
         }
-        guard case .chunk(let stored) = try await write(.putChunk(chunk)) else {
+        guard case .chunk(let stored) = try await write(.putChunk(chunk, deferred: durability == .deferred)) else {
             throw AgadirError(.internalError, "chunk write got a result of the wrong kind")
         }
         return stored

@@ -128,3 +128,10 @@ public struct ListPage: Sendable, Hashable {
         self.nextStartAfter = nextStartAfter
     }
 }
+
+/// When `NodeStore.putChunk` returns: after the sync and index commit, or as soon as the
+/// bytes are written (see `putChunk`).
+public enum ChunkDurability: Sendable, Equatable {
+    case durable
+    case deferred
+}

@@ -4,7 +4,8 @@ import Synchronization
 
 /// One write a caller waits for.
 enum WriteOperation: Sendable {
-    case putChunk(EncodedChunk)
+    /// `deferred`: the caller is resumed once the bytes are written, before the sync.
+    case putChunk(EncodedChunk, deferred: Bool)
     /// The manifest and its `ManifestCodec` encoding (done by the caller, off the writer thread).
     case putManifest(ObjectManifest, encoded: [UInt8])
     case createBucket(BucketInfo)

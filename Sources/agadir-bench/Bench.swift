@@ -21,6 +21,9 @@ struct Bench: AsyncParsableCommand {
     @Option(name: .long, help: "Directory for the disk-limit measurements (default: the spawned node's, else /tmp).")
     var scratchDir: String?
     @Option(name: .long, help: "Write the markdown report to this file too.") var output: String?
+    @Option(name: .long, help: "Only these object sizes in bytes, comma-separated (default 4096,1048576,67108864).")
+    var sizes: String?
+    @Flag(name: .long, help: "Skip measuring the machine's limits.") var skipLimits = false
 
     func run() async throws {
         let log: @Sendable (String) -> Void = { FileHandle.standardError.write(Data("bench: \($0)\n".utf8)) }
@@ -37,11 +40,12 @@ struct Bench: AsyncParsableCommand {
         defer { node?.stop() }
         let scratch = scratchDir ?? node?.dataDir ?? NSTemporaryDirectory()
 
-        let limits = MachineLimits.measure(scratchDir: scratch, quick: quick, log: log)
+        let limits = skipLimits ? MachineLimits.Figures() : MachineLimits.measure(scratchDir: scratch, quick: quick, log: log)
         var config = ClientConfiguration()
         config.connections = 4
         let client = try AgadirClient(endpoint: target, configuration: config)
-        let runner = WorkloadRunner(client: client, quick: quick, log: log)
+        let only = sizes.map { Set($0.split(separator: ",").compactMap { Int($0) }) }
+        let runner = WorkloadRunner(client: client, quick: quick, only: only, log: log)
         let results = try await runner.runAll()
         await client.close()
         let report = Report.markdown(limits: limits, results: results, endpoint: target, spawned: spawn, quick: quick)
@@ -116,6 +120,7 @@ struct WorkloadResult {
 struct WorkloadRunner: Sendable {
     let client: AgadirClient
     let quick: Bool
+    let only: Set<Int>?
     let log: @Sendable (String) -> Void
     let run = UInt64(Date().timeIntervalSince1970 * 1000)
 
@@ -131,7 +136,7 @@ struct WorkloadRunner: Sendable {
             (64 << 20, [1, 4], quick ? 4 : 16),
         ]
         for kind in ["incompressible", "compressible"] {
-            for (size, levels, opsBase) in plans {
+            for (size, levels, opsBase) in plans where only?.contains(size) ?? true {
                 let base = kind == "incompressible" ? BenchData.random(size, seed: 11) : BenchData.text(size, seed: 12)
                 for c in levels {
                     let ops = max(c, opsBase / scale)
