@@ -83,6 +83,11 @@ public struct FrameDecoder: ByteToMessageDecoder {
         context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool
     ) throws -> DecodingState {
         while try decode(context: context, buffer: &buffer) == .continue {}
+        if seenEOF, buffer.readableBytes > 0 {
+            let n = buffer.readableBytes
+            buffer.moveReaderIndex(forwardBy: n)
+            throw AgadirError(.malformedFrame, "the stream ended inside a frame (\(n) bytes of an incomplete frame)")
+        }
         return .needMoreData
     }
 
