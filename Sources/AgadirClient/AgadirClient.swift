@@ -227,7 +227,13 @@ public final class AgadirClient: Sendable {
     /// Starts a download; read `body` to the end (or call `body.abandon()`).
     public func download(bucket: String, key: String, range: ByteRange? = nil) async throws(AgadirError) -> ObjectDownload {
         let (frame, body, _) = try await exchange(.get(bucket: bucket, key: key, range: range))
-        let info = try ObjectInfo(fields: frame.fields)
+        let info: ObjectInfo
+        do {
+            info = try ObjectInfo(fields: frame.fields)
+        } catch {
+            body.abandon()  // else its DATA frames would fill the buffer and stall the connection
+            throw error
+        }
         if frame.isEndStream {
             // Small objects arrive in the RESPONSE frame itself.
             return ObjectDownload(info: info, body: BodyStream(completeWith: frame.payload))
@@ -288,6 +294,7 @@ public final class AgadirClient: Sendable {
         body.abandon()
         let frameBytes = configuration.dataFrameBytes
         let req = Request.put(request)
+        var streamOpen = false  // a REQUEST without END_STREAM went out and no END/ABORT yet
         do {
             // Small bodies ride in the REQUEST frame: one frame, one round trip.
             if request.size <= UInt64(min(frameBytes, 64 * 1024)) {
@@ -296,6 +303,7 @@ public final class AgadirClient: Sendable {
                 try await conn.write(.request(id: id, opcode: .put, fields: req.fields(), payload: ByteBuffer(bytes: bytes), end: true))
             } else {
                 try await conn.write(.request(id: id, opcode: .put, fields: req.fields(), end: false))
+                streamOpen = true
                 var pending: [UInt8] = []
                 pending.reserveCapacity(frameBytes)
                 try await produce { (piece: ArraySlice<UInt8>) throws(AgadirError) in
@@ -313,21 +321,23 @@ public final class AgadirClient: Sendable {
                 }
                 if !conn.hasResponded(id) {
                     try await conn.write(.data(id: id, payload: ByteBuffer(bytes: pending), end: true))
+                    streamOpen = false
                 } else {
                     // Release the node's body slot for this request: we will send no more.
                     let stop = AgadirError(.invalidArgument, "client stopped sending after the node's answer")
                     try? await conn.write(.error(id: id, opcode: 0, stop, responseStarted: true))
+                    streamOpen = false
                 }
             }
             let frame = try await conn.awaitResponse(id)
             if let error = frame.error { throw error }
             return try WriteResult(fields: frame.fields)
-        } catch let e as AgadirError {
+        } catch {
+            let e = (error as? AgadirError) ?? AgadirError(.unavailable, "PUT \(request.bucket)/\(request.key) failed: \(error)")
+            // Tell the node this body will not continue, so it frees the request at once.
+            if streamOpen { try? await conn.write(.error(id: id, opcode: 0, e, responseStarted: true)) }
             conn.cancel(id)
             throw e
-        } catch {
-            conn.cancel(id)
-            throw AgadirError(.unavailable, "PUT \(request.bucket)/\(request.key) failed: \(error)")
         }
     }
 }

@@ -17,6 +17,8 @@ final class ClientConnection: Sendable {
         var received: Frame?
         var body: BodyStream
         var responded = false
+        /// The response body ended (DATA END_STREAM or ABORT) while `received` waited.
+        var bodyEnded = false
     }
 
     private struct State {
@@ -119,7 +121,15 @@ final class ClientConnection: Sendable {
                 s.pending[id] = (frame.isEndStream && c != nil) ? nil : p
                 return .resume(c, p.body)
             case .data, .abort:
-                if frame.isEndStream || frame.header.kind == .abort { s.pending[id] = nil }
+                if frame.isEndStream || frame.header.kind == .abort {
+                    // Keep an entry whose RESPONSE frame nobody has taken yet.
+                    if p.received != nil {
+                        p.bodyEnded = true
+                        s.pending[id] = p
+                    } else {
+                        s.pending[id] = nil
+                    }
+                }
                 return .body(p.body)
             default:
                 return .none
@@ -145,12 +155,14 @@ final class ClientConnection: Sendable {
     private func fail(with error: AgadirError) {
         let pending = state.withLock { s in
             if s.closed == nil { s.closed = error }
-            defer { s.pending.removeAll() }
-            return Array(s.pending.values)
+            // Entries whose RESPONSE frame arrived stay, so `awaitResponse` still gets it.
+            let failing = s.pending.filter { $0.value.received == nil }
+            for id in failing.keys { s.pending[id] = nil }
+            return Array(s.pending.values) + Array(failing.values)
         }
         for p in pending {
             p.response?.resume(throwing: error)
-            p.body.finish(error: error)
+            p.body.finish(error: error)  // no effect on a body that already ended
         }
     }
 
@@ -184,7 +196,7 @@ final class ClientConnection: Sendable {
                 }
                 if let f = p.received {
                     p.received = nil
-                    s.pending[id] = f.isEndStream ? nil : p
+                    s.pending[id] = (f.isEndStream || p.bodyEnded) ? nil : p
                     return .success(f)
                 }
                 if let closed = s.closed { return .failure(closed) }

@@ -76,7 +76,7 @@ public final class ClientServer: Service, Sendable {
                         ])
                         return try NIOAsyncChannel<Frame, Frame>(
                             wrappingChannelSynchronously: child,
-                            configuration: .init(backPressureStrategy: .init(lowWatermark: 4, highWatermark: 16)))
+                            configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 4)))
                     }
                 }
         } catch {
@@ -115,12 +115,21 @@ public final class ClientServer: Service, Sendable {
 
     /// Per-connection state shared by the reader loop and the request tasks.
     private struct ConnectionState {
-        /// Requests whose response is not finished, by id.
-        var active: Set<UInt64> = []
-        /// Request bodies still being received, by id.
+        /// Request ids in use (admitted, final response frame not yet sent), with the
+        /// ticket of the request holding each: an id is released just before its
+        /// END_STREAM goes out, so a client may reuse it as soon as it sees that frame.
+        var ids: [UInt64: UInt64] = [:]
+        var nextTicket: UInt64 = 0
+        /// Request tasks still running (bounded by `maxInFlightRequests`).
+        var running = 0
+        /// Request bodies still being received, by id (bounded by `maxInFlightRequests`).
         var bodies: [UInt64: BodyStream] = [:]
         /// Set on graceful shutdown: new requests are refused, the connection closes when idle.
         var draining = false
+
+        mutating func release(_ id: UInt64, ticket: UInt64) {
+            if ids[id] == ticket { ids[id] = nil }
+        }
     }
 
     private func serve(_ connection: NIOAsyncChannel<Frame, Frame>, limits: WireLimits, grace: Duration) async {
@@ -132,41 +141,45 @@ public final class ClientServer: Service, Sendable {
         let channel = connection.channel
         do {
             try await withGracefulShutdownHandler {
-            try await connection.executeThenClose { inbound, outbound in
-                let sink = OutboundSink(writer: outbound, writerChannel: channel)
-                try await withThrowingDiscardingTaskGroup { requests in
-                    do {
-                        for try await frame in inbound {
-                            try await self.route(
-                                frame, state: state, limits: limits, bodyCapacity: bodyCapacity, sink: sink, requests: &requests)
+                try await connection.executeThenClose { inbound, outbound in
+                    let sink = OutboundSink(writer: outbound, writerChannel: channel)
+                    try await withThrowingDiscardingTaskGroup { requests in
+                        defer {
+                            // However the reader ends (EOF, reset, protocol error), bodies still
+                            // open will never complete: fail them so their handlers return.
+                            let open = state.withLock { s in
+                                defer { s.bodies.removeAll() }
+                                return Array(s.bodies.values)
+                            }
+                            for b in open {
+                                b.finish(error: AgadirError(.invalidArgument, "connection closed before the body ended"))
+                            }
                         }
-                    } catch let error as AgadirError where error.code.closesConnection {
-                        log.info("closing connection after protocol error", metadata: ["error": "\(error)"])
-                        try? await outbound.write(.error(id: 0, opcode: 0, error, responseStarted: false))
-                        connection.channel.close(mode: .input, promise: nil)
-                    } catch let error as AgadirError {
-                        log.info("closing connection", metadata: ["error": "\(error)"])
+                        do {
+                            for try await frame in inbound {
+                                try await self.route(
+                                    frame, state: state, limits: limits, bodyCapacity: bodyCapacity, sink: sink,
+                                    requests: &requests)
+                            }
+                        } catch let error as AgadirError where error.code.closesConnection {
+                            log.info("closing connection after protocol error", metadata: ["error": "\(error)"])
+                            try? await outbound.write(.error(id: 0, opcode: 0, error, responseStarted: false))
+                            connection.channel.close(mode: .input, promise: nil)
+                        } catch {
+                            log.debug("connection input ended", metadata: ["error": "\(error)"])
+                        }
                     }
-                    // The peer stopped sending: bodies still open will never complete.
-                    let open = state.withLock { s in
-                        defer { s.bodies.removeAll() }
-                        return Array(s.bodies.values)
-                    }
-                    for b in open { b.finish(error: AgadirError(.invalidArgument, "connection closed before the body ended")) }
                 }
-            }
             } onGracefulShutdown: {
-                // Finish what is in flight, refuse new requests, close when idle or after the grace period.
+                // Finish what is in flight, refuse new requests, close when idle; a hard close
+                // after the grace period is the backstop.
                 let idle = state.withLock { s in
                     s.draining = true
-                    return s.active.isEmpty
+                    return s.running == 0
                 }
-                if idle {
+                if idle { channel.close(mode: .output, promise: nil) }
+                channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(grace.components.seconds) * 1_000_000_000)) {
                     channel.close(promise: nil)
-                } else {
-                    channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(grace.components.seconds) * 1_000_000_000)) {
-                        channel.close(promise: nil)
-                    }
                 }
             }
         } catch {
@@ -179,71 +192,84 @@ public final class ClientServer: Service, Sendable {
         requests: inout ThrowingDiscardingTaskGroup<any Error>
     ) async throws {
         let id = frame.requestID
+        guard id != 0 else { throw AgadirError(.malformedFrame, "request id 0 is reserved for connection-level errors") }
         switch frame.header.kind {
         case .request:
             let decoded: Result<Request, AgadirError> = Result { () throws(AgadirError) -> Request in
                 try Request.decode(opcode: frame.header.opcode, fields: frame.fields, limits: limits)
             }
             if case .failure(let e) = decoded, e.code.closesConnection { throw e }
+            if !frame.isEndStream, frame.header.opcode != Opcode.put.rawValue {
+                throw AgadirError(.malformedFrame, "only PUT has a body; request \(id) left its stream open")
+            }
             let body: BodyStream? = frame.isEndStream ? nil : BodyStream(capacityBytes: bodyCapacity)
-            let admitted: AgadirError? = state.withLock { s in
+            let admitted: Result<UInt64, AgadirError> = state.withLock { s in
+                if s.ids[id] != nil || s.bodies[id] != nil {
+                    return .failure(AgadirError(.duplicateRequestID, "request id \(id) is already in flight on this connection"))
+                }
+                if s.running >= limits.maxInFlightRequests || s.bodies.count >= limits.maxInFlightRequests {
+                    return .failure(
+                        AgadirError(.tooManyRequests, "more than \(limits.maxInFlightRequests) requests in flight on one connection"))
+                }
                 if s.draining {
                     if let body { s.bodies[id] = body }  // its DATA frames are dropped, not fatal
-                    return AgadirError(.shuttingDown, "this node is shutting down; retry on another node or after restart")
+                    return .failure(AgadirError(.shuttingDown, "this node is shutting down; retry on another node or after restart"))
                 }
-                if s.active.contains(id) || s.bodies[id] != nil {
-                    return AgadirError(.duplicateRequestID, "request id \(id) is already in flight on this connection")
-                }
-                if s.active.count >= limits.maxInFlightRequests {
-                    return AgadirError(.tooManyRequests, "more than \(limits.maxInFlightRequests) requests in flight on one connection")
-                }
-                s.active.insert(id)
+                s.nextTicket += 1
+                s.ids[id] = s.nextTicket
+                s.running += 1
                 if let body { s.bodies[id] = body }
-                return nil
+                return .success(s.nextTicket)
             }
-            if let admitted {
-                if admitted.code == .shuttingDown {
-                    body?.abandon()
-                    try await sink.send(.error(id: id, opcode: frame.header.opcode, admitted, responseStarted: false))
-                    return
-                }
-                throw admitted
+            let ticket: UInt64
+            switch admitted {
+            case .success(let t):
+                ticket = t
+            case .failure(let refused) where refused.code == .shuttingDown:
+                body?.abandon()
+                try await sink.send(.error(id: id, opcode: frame.header.opcode, refused, responseStarted: false))
+                return
+            case .failure(let refused):
+                throw refused
             }
-            if let body, frame.payload.readableBytes > 0 { await body.send(frame.payload) }
             let service = self.service
             let channel = sink.writerChannel
             let requestTimeout = config.requestTimeoutSeconds
+            let requestSink = RequestSink(base: sink, release: { state.withLock { $0.release(id, ticket: ticket) } })
             requests.addTask {
                 defer {
                     let closeNow = state.withLock { s in
-                        s.active.remove(id)
-                        return s.draining && s.active.isEmpty
+                        s.release(id, ticket: ticket)
+                        s.running -= 1
+                        return s.draining && s.running == 0
                     }
-                    if closeNow { channel.close(promise: nil) }
+                    // Half-close: frames already queued are still flushed to the client.
+                    if closeNow { channel.close(mode: .output, promise: nil) }
                 }
                 switch decoded {
                 case .success(let request):
-                    // A PUT whose whole body rides in the REQUEST frame.
-                    var stream = body
-                    if stream == nil, request.hasBody { stream = BodyStream(completeWith: frame.payload) }
-                    if !request.hasBody { stream?.abandon() }
-                    guard request.hasBody, let watched = stream, !watched.isClosed else {
-                        await service.handle(id: id, request: request, body: request.hasBody ? stream : nil, sink: sink)
+                    guard let watched = body ?? (request.hasBody ? BodyStream(completeWith: frame.payload) : nil) else {
+                        await service.handle(id: id, request: request, body: nil, sink: requestSink)
+                        return
+                    }
+                    if watched.isClosed {  // the whole body rode in the REQUEST frame
+                        await service.handle(id: id, request: request, body: watched, sink: requestSink)
                         return
                     }
                     // A body that stalls for the request timeout fails the request.
-                    let timeout = AgadirError(
-                        .requestTimeout, "no body bytes for \(requestTimeout) s; the upload stalled")
+                    let timeout = AgadirError(.requestTimeout, "no body bytes for \(requestTimeout) s; the upload stalled")
                     await withTaskGroup(of: Void.self) { group in
                         group.addTask { await watched.watch(interval: .seconds(requestTimeout), error: timeout) }
-                        await service.handle(id: id, request: request, body: watched, sink: sink)
+                        await service.handle(id: id, request: request, body: watched, sink: requestSink)
                         group.cancelAll()
                     }
                 case .failure(let error):
                     body?.abandon()
-                    try? await sink.send(.error(id: id, opcode: frame.header.opcode, error, responseStarted: false))
+                    try? await requestSink.send(.error(id: id, opcode: frame.header.opcode, error, responseStarted: false))
                 }
             }
+            // After the consumer exists: a payload as large as the body buffer must not wait for room first.
+            if let body, frame.payload.readableBytes > 0 { await body.send(frame.payload) }
         case .data, .abort:
             let body = state.withLock { s -> BodyStream? in
                 guard let b = s.bodies[id] else { return nil }
@@ -262,6 +288,18 @@ public final class ClientServer: Service, Sendable {
         case .response:
             throw AgadirError(.malformedFrame, "a client sent a RESPONSE frame (request \(id))")
         }
+    }
+}
+
+/// The sink of one request: releases the request id just before the frame that ends the
+/// response goes out, so the client may reuse the id as soon as it sees that frame.
+struct RequestSink: ResponseSink {
+    let base: OutboundSink
+    let release: @Sendable () -> Void
+
+    func send(_ frame: Frame) async throws {
+        if frame.isEndStream { release() }
+        try await base.send(frame)
     }
 }
 

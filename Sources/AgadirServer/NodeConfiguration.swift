@@ -77,8 +77,8 @@ public struct NodeConfiguration: Sendable, Codable, Equatable {
         guard dataFrameBytes >= 4096, dataFrameBytes <= maxPayloadBytes else {
             throw bad("dataFrameBytes must be between 4096 and maxPayloadBytes (\(maxPayloadBytes))")
         }
-        guard requestBodyBufferBytes >= maxPayloadBytes else {
-            throw bad("requestBodyBufferBytes must be at least maxPayloadBytes (\(maxPayloadBytes))")
+        guard requestBodyBufferBytes > maxPayloadBytes else {
+            throw bad("requestBodyBufferBytes must be larger than maxPayloadBytes (\(maxPayloadBytes))")
         }
         guard maxConnections >= 1, maxInFlightRequests >= 1 else { throw bad("connection limits must be positive") }
         guard idleTimeoutSeconds >= 1, requestTimeoutSeconds >= 1, shutdownGraceSeconds >= 0 else {

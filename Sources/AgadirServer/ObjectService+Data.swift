@@ -180,6 +180,9 @@ extension ObjectService {
                     pos += n
                 }
             }
+            guard remaining == 0 else {
+                throw AgadirError(.corruptData, "the manifest's chunks cover \(length - remaining) of the \(length) bytes asked")
+            }
         }
     }
 }

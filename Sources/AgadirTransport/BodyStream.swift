@@ -62,14 +62,20 @@ public final class BodyStream: AsyncSequence, Sendable {
     private func waitForRoom() async {
         while true {
             let full = state.withLock { s in !s.abandoned && !s.finished && s.bufferedBytes >= capacityBytes }
-            if !full { return }
-            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                let resumeNow = state.withLock { s -> Bool in
-                    if s.abandoned || s.finished || s.bufferedBytes < capacityBytes { return true }
-                    s.producer = c
-                    return false
+            if !full || Task.isCancelled { return }
+            // A cancelled producer (its connection is going away) stops waiting: the stream
+            // is abandoned, which also releases the consumer.
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                    let resumeNow = state.withLock { s -> Bool in
+                        if s.abandoned || s.finished || s.bufferedBytes < capacityBytes { return true }
+                        s.producer = c
+                        return false
+                    }
+                    if resumeNow { c.resume() }
                 }
-                if resumeNow { c.resume() }
+            } onCancel: {
+                self.abandon()
             }
         }
     }
@@ -168,13 +174,19 @@ public final class BodyStream: AsyncSequence, Sendable {
             case .fail(let e):
                 throw e
             case .wait:
-                await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                    let resumeNow = state.withLock { s -> Bool in
-                        if s.head < s.buffers.count || s.finished || s.abandoned { return true }
-                        s.consumer = c
-                        return false
+                if Task.isCancelled { throw AgadirError(.unavailable, "reading the body was cancelled") }
+                // A cancelled consumer ends the stream with an error instead of waiting forever.
+                await withTaskCancellationHandler {
+                    await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                        let resumeNow = state.withLock { s -> Bool in
+                            if s.head < s.buffers.count || s.finished || s.abandoned { return true }
+                            s.consumer = c
+                            return false
+                        }
+                        if resumeNow { c.resume() }
                     }
-                    if resumeNow { c.resume() }
+                } onCancel: {
+                    self.finish(error: AgadirError(.unavailable, "reading the body was cancelled"))
                 }
             }
         }

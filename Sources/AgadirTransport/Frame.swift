@@ -41,7 +41,10 @@ public struct Frame: Sendable {
     /// response was started, else an ABORT that ends the started stream.
     public static func error(id: UInt64, opcode: UInt16, _ error: AgadirError, responseStarted: Bool) -> Frame {
         var f = Fields()
-        f.set(.message, String(error.message.prefix(4096)))
+        // At most 4096 bytes, cut on a character boundary (the field holds at most 65535).
+        var message = Substring(error.message)
+        while message.utf8.count > 4096 { message = message.dropLast() }
+        f.set(.message, String(message))
         let kind: FrameKind = responseStarted ? .abort : .response
         return Frame(
             header: FrameHeader(
