@@ -64,21 +64,7 @@ public final class AgadirClient: Sendable {
         self.pool = Mutex(Array(repeating: nil, count: max(1, configuration.connections)))
     }
 
-    static func parse(_ s: String) throws(AgadirError) -> (String, Int) {
-        var host = Substring(s)
-        var portPart: Substring = ""
-        if s.hasPrefix("["), let close = s.firstIndex(of: "]") {
-            host = s[s.index(after: s.startIndex)..<close]
-            portPart = s[s.index(after: close)...].dropFirst()
-        } else if let colon = s.lastIndex(of: ":") {
-            host = s[..<colon]
-            portPart = s[s.index(after: colon)...]
-        }
-        guard !host.isEmpty, let port = Int(portPart), (1...65535).contains(port) else {
-            throw AgadirError(.invalidArgument, "endpoint '\(s)' must be HOST:PORT, e.g. 127.0.0.1:7480")
-        }
-        return (String(host), port)
-    }
+    static func parse(_ s: String) throws(AgadirError) -> (String, Int) { try Endpoint.parse(s) }
 
     /// Closes every connection; requests in flight fail with `.unavailable`.
     public func close() async {

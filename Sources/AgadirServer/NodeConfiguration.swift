@@ -68,7 +68,16 @@ public struct NodeConfiguration: Sendable, Codable, Equatable {
     public func validate() throws(AgadirError) -> (codec: Codec, host: String, port: Int) {
         func bad(_ what: String) -> AgadirError { AgadirError(.invalidArgument, "configuration: \(what)") }
         guard let codec = Codec(name: codec) else { throw bad("codec '\(codec)' is unknown; use lz4, zlib or raw") }
-        try chunker.validate()
+        do {
+            try chunker.validate()
+        } catch {
+            // Name the settings as the config file spells them.
+            var message = error.message
+            for (name, setting) in [("minSize", "chunkMinBytes"), ("avgSize", "chunkAvgBytes"), ("maxSize", "chunkMaxBytes")] {
+                message = message.replacingOccurrences(of: name, with: setting)
+            }
+            throw bad(message)
+        }
         guard (0...ManifestCodec.maxInlineBytes).contains(inlineThresholdBytes) else {
             throw bad("inlineThresholdBytes must be 0...\(ManifestCodec.maxInlineBytes)")
         }
@@ -88,26 +97,9 @@ public struct NodeConfiguration: Sendable, Codable, Equatable {
         return (codec, host, port)
     }
 
-    /// Parses `HOST:PORT`, `[IPv6]:PORT`; the error says the expected form.
+    /// Parses `HOST:PORT`, `[IPv6]:PORT` (port 0 allowed: the kernel picks one).
     public static func parseEndpoint(_ s: String) throws(AgadirError) -> (String, Int) {
-        var host: Substring
-        var portPart: Substring
-        if s.hasPrefix("["), let close = s.firstIndex(of: "]") {
-            host = s[s.index(after: s.startIndex)..<close]
-            portPart = s[s.index(after: close)...]
-            guard portPart.hasPrefix(":") else { throw AgadirError(.invalidArgument, "endpoint '\(s)' must be [HOST]:PORT") }
-            portPart = portPart.dropFirst()
-        } else {
-            guard let colon = s.lastIndex(of: ":") else {
-                throw AgadirError(.invalidArgument, "endpoint '\(s)' must be HOST:PORT, e.g. 127.0.0.1:7480")
-            }
-            host = s[..<colon]
-            portPart = s[s.index(after: colon)...]
-        }
-        guard !host.isEmpty, let port = Int(portPart), (0...65535).contains(port) else {
-            throw AgadirError(.invalidArgument, "endpoint '\(s)' must be HOST:PORT with a port in 0...65535")
-        }
-        return (String(host), port)
+        try Endpoint.parse(s, allowPortZero: true)
     }
 
     /// Reads a JSON config file; unknown keys are an error so typos do not pass silently.

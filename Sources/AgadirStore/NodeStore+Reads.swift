@@ -5,7 +5,7 @@ import AgadirCore
 extension NodeStore {
     /// For each id, whether the chunk is stored on this node (index lookup only).
     public func containsChunks(_ ids: [ChunkID]) async throws(AgadirError) -> [Bool] {
-        try await blocking { [readers] () throws(AgadirError) -> [Bool] in
+        try quick { () throws(AgadirError) -> [Bool] in
             try readers.withConnection { db throws(AgadirError) -> [Bool] in
                 var out: [Bool] = []
                 out.reserveCapacity(ids.count)
@@ -44,7 +44,7 @@ extension NodeStore {
 
     /// The bucket named `name`, or nil.
     public func bucket(_ name: String) async throws(AgadirError) -> BucketInfo? {
-        try await blocking { [readers] () throws(AgadirError) -> BucketInfo? in
+        try quick { () throws(AgadirError) -> BucketInfo? in
             try readers.withConnection { db throws(AgadirError) -> BucketInfo? in
                 try db.firstRow("SELECT name, policy, created_ms FROM buckets WHERE name = ?", [.text(name)]) { row in
                     BucketInfo(
@@ -74,7 +74,7 @@ extension NodeStore {
     /// a tombstone means); nil when none. `.noSuchBucket` when the bucket does not exist,
     /// `.corruptData` when the stored manifest does not decode.
     public func manifest(bucket: String, key: String) async throws(AgadirError) -> ObjectManifest? {
-        try await blocking { [readers] () throws(AgadirError) -> ObjectManifest? in
+        try quick { () throws(AgadirError) -> ObjectManifest? in
             try readers.withConnection { db throws(AgadirError) -> ObjectManifest? in
                 let encoded = try db.firstRow(
                     "SELECT manifest FROM objects WHERE bucket = ? AND key = ?", [.text(bucket), .blob(Array(key.utf8))]

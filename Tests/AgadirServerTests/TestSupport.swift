@@ -1,0 +1,218 @@
+import AgadirCore
+import AgadirServer
+import AgadirStore
+import AgadirTransport
+import AgadirWire
+import Foundation
+import Logging
+import NIOCore
+import Testing
+
+/// A fresh directory under the temporary directory, removed by `cleanup()`.
+struct TempDirectory {
+    let path: String
+
+    init(_ name: String = #function) {
+        let safe = name.filter { $0.isLetter || $0.isNumber }
+        path = FileManager.default.temporaryDirectory
+            .appendingPathComponent("agadir-server-\(safe.prefix(40))-\(UUID().uuidString)").path
+    }
+
+    func cleanup() { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// Node logs are silent unless AGADIR_TEST_LOG is set (then everything is logged to stderr).
+let quietLogger: Logger = {
+    var logger = Logger(label: "agadir.server.tests")
+    logger.logLevel = ProcessInfo.processInfo.environment["AGADIR_TEST_LOG"] != nil ? .trace : .critical
+    return logger
+}()
+
+/// Small chunker settings and DATA frames, so multi-chunk objects stay fast in debug builds.
+func smallChunkConfiguration(dataDir: String = "") -> NodeConfiguration {
+    var config = NodeConfiguration()
+    config.dataDir = dataDir
+    config.chunkMinBytes = 16 * 1024
+    config.chunkAvgBytes = 64 * 1024
+    config.chunkMaxBytes = 256 * 1024
+    config.dataFrameBytes = 64 * 1024
+    return config
+}
+
+/// Deterministic bytes that do not compress (SplitMix64, eight bytes per step).
+func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
+    var state = seed
+    var out = [UInt8](repeating: 0, count: count)
+    out.withUnsafeMutableBytes { raw in
+        var i = 0
+        while i < count {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            z ^= z >> 31
+            for b in 0..<8 where i + b < count { raw[i + b] = UInt8(truncatingIfNeeded: z >> (8 * UInt64(b))) }
+            i += 8
+        }
+    }
+    return out
+}
+
+/// Runs `body` and returns the AgadirError it threw, or nil.
+func agadirError(_ body: () async throws -> Void) async -> AgadirError? {
+    do {
+        try await body()
+        return nil
+    } catch let error as AgadirError {
+        return error
+    } catch {
+        return AgadirError(.internalError, "unexpected error \(error)")
+    }
+}
+
+struct TimedOut: Error, CustomStringConvertible {
+    let seconds: Double
+    var description: String { "timed out after \(seconds) s" }
+}
+
+/// Runs `body` in its own task and returns its result, or throws `TimedOut` after
+/// `seconds` even if `body` never returns (a hung continuation cannot hang the test).
+/// Whichever finishes first cancels the other.
+func withTimeout<T: Sendable>(_ seconds: Double, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    let waiter = Locked<CheckedContinuation<T, any Error>?>(nil)
+    let work = Locked<Task<Void, Never>?>(nil)
+    @Sendable func take() -> CheckedContinuation<T, any Error>? {
+        waiter.withLock { w in
+            defer { w = nil }
+            return w
+        }
+    }
+    return try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, any Error>) in
+        waiter.withLock { $0 = c }
+        let timer = Task {
+            // Cancelled means the work finished first.
+            guard (try? await Task.sleep(for: .milliseconds(Int(seconds * 1000)))) != nil, let c = take() else { return }
+            work.withLock { $0 }?.cancel()
+            c.resume(throwing: TimedOut(seconds: seconds))
+        }
+        work.withLock {
+            $0 = Task {
+                let result: Result<T, any Error>
+                do { result = .success(try await body()) } catch { result = .failure(error) }
+                timer.cancel()
+                take()?.resume(with: result)
+            }
+        }
+    }
+}
+
+/// A `ResponseSink` that keeps every frame it is given.
+final class CollectingSink: ResponseSink {
+    private let collected = Locked<[Frame]>([])
+
+    func send(_ frame: Frame) async throws { collected.withLock { $0.append(frame) } }
+
+    var frames: [Frame] { collected.value }
+}
+
+/// An `ObjectService` over a `NodeStore` in a temporary directory.
+final class ServiceHarness: Sendable {
+    let dir: TempDirectory
+    let store: NodeStore
+    let service: ObjectService
+    let config: NodeConfiguration
+    private let nextID = Locked<UInt64>(1)
+
+    init(config: NodeConfiguration = smallChunkConfiguration(), name: String = #function) throws {
+        dir = TempDirectory(name)
+        var config = config
+        config.dataDir = dir.path
+        let (codec, _, _) = try config.validate()
+        store = try NodeStore.open(directory: dir.path, logger: quietLogger)
+        service = ObjectService(store: store, nodeID: "test-node", config: config, codec: codec, logger: quietLogger)
+        self.config = config
+    }
+
+    func close() async {
+        await store.close()
+        dir.cleanup()
+    }
+
+    /// Sends `request` to the service and returns every frame of its answer. Like a
+    /// connection, the request is first encoded to fields and decoded (which validates
+    /// names and sorts metadata). A `body` is fed through a `BodyStream` in `pieceBytes`
+    /// pieces by a concurrent producer.
+    func exchange(_ original: Request, body: [UInt8]? = nil, pieceBytes: Int = 48 * 1024) async -> [Frame] {
+        let id = nextID.withLock { n in
+            defer { n += 1 }
+            return n
+        }
+        let request: Request
+        do {
+            request = try Request.decode(opcode: original.opcode.rawValue, fields: original.fields(), limits: config.wireLimits)
+        } catch {
+            return [.error(id: id, opcode: original.opcode.rawValue, error, responseStarted: false)]
+        }
+        let sink = CollectingSink()
+        guard let body else {
+            await service.handle(id: id, request: request, body: nil, sink: sink)
+            return sink.frames
+        }
+        let stream = BodyStream(capacityBytes: 256 * 1024)
+        let service = self.service
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                var offset = 0
+                while offset < body.count {
+                    let n = min(pieceBytes, body.count - offset)
+                    await stream.send(ByteBuffer(bytes: body[offset..<offset + n]))
+                    offset += n
+                }
+                stream.finish()
+            }
+            group.addTask { await service.handle(id: id, request: request, body: stream, sink: sink) }
+        }
+        return sink.frames
+    }
+
+    @discardableResult
+    func createBucket(_ name: String) async throws -> Frame {
+        let frames = await exchange(.createBucket(name: name, policy: nil))
+        let frame = try #require(frames.first)
+        #expect(frames.count == 1 && frame.header.status == 0, "CREATE_BUCKET \(name): \(frames.map(\.header))")
+        return frame
+    }
+
+    func put(_ bucket: String, _ key: String, _ body: [UInt8], sha: ChunkID? = nil) async throws -> WriteResult {
+        let frames = await exchange(
+            .put(PutRequest(bucket: bucket, key: key, size: UInt64(body.count), contentSHA256: sha)), body: body)
+        let answer = try #require(frames.first)
+        if let error = answer.error { throw error }
+        return try WriteResult(fields: answer.fields)
+    }
+}
+
+/// A response's head frame and body, checked against the framing rules: END_STREAM on
+/// the last frame only, DATA frames only after a RESPONSE without END_STREAM.
+struct ReassembledResponse {
+    let head: Frame
+    let body: [UInt8]
+    let dataFrames: Int
+
+    init(_ frames: [Frame], sourceLocation: SourceLocation = #_sourceLocation) throws {
+        head = try #require(frames.first, sourceLocation: sourceLocation)
+        #expect(head.header.kind == .response, sourceLocation: sourceLocation)
+        var body = Array(head.payload.readableBytesView)
+        for (i, frame) in frames.enumerated() {
+            let isLast = i == frames.count - 1
+            #expect(frame.isEndStream == isLast, "frame \(i) of \(frames.count): END_STREAM \(frame.isEndStream)", sourceLocation: sourceLocation)
+            if i > 0 {
+                #expect(frame.header.kind == .data, "frame \(i) is \(frame.header.kind)", sourceLocation: sourceLocation)
+                #expect(frame.requestID == head.requestID, sourceLocation: sourceLocation)
+                body += frame.payload.readableBytesView
+            }
+        }
+        self.body = body
+        dataFrames = frames.count - 1
+    }
+}
