@@ -84,7 +84,7 @@ public struct ChunkCodec {
     private var scratch: [UInt8] = []
 
     public init() {
-        lz4State = [UInt8](repeating: 0, count: Int(LZ4_sizeofState()))
+        lz4State = []  // allocated by the first compression: decoding needs none
     }
 
     /// True when `compressed` bytes are worth keeping instead of `raw` bytes: they save
@@ -216,6 +216,7 @@ public struct ChunkCodec {
         guard let src = raw.baseAddress, raw.count <= Self.maxRawLength else { return nil }
         let bound = Int(LZ4_compressBound(Int32(raw.count)))
         if scratch.count < bound { scratch = [UInt8](repeating: 0, count: bound) }
+        if lz4State.isEmpty { lz4State = [UInt8](repeating: 0, count: Int(LZ4_sizeofState())) }
         let n = lz4State.withUnsafeMutableBytes { state in
             scratch.withUnsafeMutableBytes { dst in
                 LZ4_compress_fast_extState(

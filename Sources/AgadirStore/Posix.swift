@@ -37,20 +37,23 @@ enum Posix {
 
     /// Reads up to `count` bytes at `offset`; fewer only at end of file.
     static func pread(_ fd: Int32, count: Int, at offset: Int, path: String) throws(AgadirError) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: count)
-        var done = 0
-        while done < count {
-            let n = out.withUnsafeMutableBytes { buf in
-                Glibc.pread(fd, buf.baseAddress.map { $0 + done }, count - done, off_t(offset + done))
+        var failure: AgadirError? = nil
+        // Not zero-filled first: pread overwrites it, and only the bytes read are kept.
+        let out = [UInt8](unsafeUninitializedCapacity: max(count, 0)) { buf, initialized in
+            var done = 0
+            while done < count {
+                let n = Glibc.pread(fd, buf.baseAddress.map { $0 + done }, count - done, off_t(offset + done))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    failure = ioError("reading", path)
+                    break
+                }
+                if n == 0 { break }
+                done += n
             }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw ioError("reading", path)
-            }
-            if n == 0 { break }
-            done += n
+            initialized = done
         }
-        if done < count { out.removeSubrange(done...) }
+        if let failure { throw failure }
         return out
     }
 
