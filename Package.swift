@@ -114,29 +114,34 @@ let package = Package(
         ),
 
         // MARK: Tests
-        .testTarget(name: "AgadirCoreTests", dependencies: ["AgadirCore"]),
-        .testTarget(name: "AgadirWireTests", dependencies: ["AgadirWire", "AgadirCore"]),
+        // Seeded randomness, temporary directories and timeouts shared by every test target.
+        .target(name: "AgadirTestSupport", dependencies: ["AgadirCore"], path: "Tests/AgadirTestSupport"),
+        .testTarget(name: "AgadirCoreTests", dependencies: ["AgadirTestSupport", "AgadirCore"]),
+        .testTarget(name: "AgadirWireTests", dependencies: ["AgadirTestSupport", "AgadirWire", "AgadirCore"]),
         .testTarget(
             name: "AgadirTransportTests",
             dependencies: [
+                "AgadirTestSupport",
                 "AgadirTransport", "AgadirWire", "AgadirCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "AgadirStoreTests", dependencies: ["AgadirStore", "AgadirCore"]),
+        .testTarget(name: "AgadirStoreTests", dependencies: ["AgadirTestSupport", "AgadirStore", "AgadirCore"]),
         .testTarget(
             name: "AgadirServerTests",
             dependencies: [
+                "AgadirTestSupport",
                 "AgadirServer", "AgadirStore", "AgadirWire", "AgadirCore", "AgadirClient",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "AgadirClientTests", dependencies: ["AgadirClient", "AgadirWire", "AgadirCore"]),
+        .testTarget(name: "AgadirClientTests", dependencies: ["AgadirTestSupport", "AgadirClient", "AgadirWire", "AgadirCore"]),
         .testTarget(
             name: "AgadirEndToEndTests",
             dependencies: [
+                "AgadirTestSupport",
                 "AgadirClient", "AgadirCore",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]

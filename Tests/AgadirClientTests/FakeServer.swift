@@ -1,4 +1,5 @@
 import AgadirCore
+@_exported import AgadirTestSupport
 import AgadirWire
 import Foundation
 import Testing
@@ -169,41 +170,6 @@ func closedPort() throws -> Int {
     return port
 }
 
-struct TimedOut: Error, CustomStringConvertible {
-    let seconds: Double
-    var description: String { "timed out after \(seconds) s" }
-}
-
-/// Runs `body` in its own task and returns its result, or throws `TimedOut` after
-/// `seconds` even if `body` never returns (a hung continuation cannot hang the test).
-/// Whichever finishes first cancels the other.
-func withTimeout<T: Sendable>(_ seconds: Double, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    let waiter = Locked<CheckedContinuation<T, any Error>?>(nil)
-    let work = Locked<Task<Void, Never>?>(nil)
-    @Sendable func take() -> CheckedContinuation<T, any Error>? {
-        waiter.withLock { w in
-            defer { w = nil }
-            return w
-        }
-    }
-    return try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, any Error>) in
-        waiter.withLock { $0 = c }
-        let timer = Task {
-            // Cancelled means the work finished first.
-            guard (try? await Task.sleep(for: .milliseconds(Int(seconds * 1000)))) != nil, let c = take() else { return }
-            work.withLock { $0 }?.cancel()
-            c.resume(throwing: TimedOut(seconds: seconds))
-        }
-        work.withLock {
-            $0 = Task {
-                let result: Result<T, any Error>
-                do { result = .success(try await body()) } catch { result = .failure(error) }
-                timer.cancel()
-                take()?.resume(with: result)
-            }
-        }
-    }
-}
 
 /// Runs `body` and returns the AgadirError it threw, or nil.
 func agadirError(_ body: () async throws -> Void) async -> AgadirError? {

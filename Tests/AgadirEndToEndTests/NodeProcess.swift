@@ -1,5 +1,6 @@
 import AgadirClient
 import AgadirCore
+@_exported import AgadirTestSupport
 import Foundation
 
 /// A real `agadird` process for end-to-end tests: its own temporary data directory, a
@@ -94,33 +95,4 @@ final class NodeProcess: @unchecked Sendable {
     }
 
     deinit { if let p = process, p.isRunning { kill(p.processIdentifier, SIGKILL) } }
-}
-
-/// Deterministic pseudo-random bytes (SplitMix64), so failures reproduce.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func bytes(_ n: Int) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: n)
-        out.withUnsafeMutableBytes { raw in
-            var i = 0
-            while i + 8 <= n {
-                raw.storeBytes(of: next(), toByteOffset: i, as: UInt64.self)
-                i += 8
-            }
-            while i < n {
-                raw[i] = UInt8(truncatingIfNeeded: next())
-                i += 1
-            }
-        }
-        return out
-    }
 }

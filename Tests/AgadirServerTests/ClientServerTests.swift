@@ -27,7 +27,7 @@ final class InProcessNode: Sendable {
     var endpoint: String { "127.0.0.1:\(port)" }
 
     init(shutdownGraceSeconds: Int = 1, name: String = #function) async throws {
-        dir = TempDirectory(name)
+        dir = serverTempDirectory(name)
         var config = smallChunkConfiguration(dataDir: dir.path)
         config.listen = "127.0.0.1:0"
         config.nodeID = "in-process"

@@ -90,7 +90,7 @@ struct NodeConfigurationTests {
     // MARK: Files, environment, JSON
 
     private func withConfigFile(_ text: String, _ body: (String) throws -> Void) throws {
-        let dir = TempDirectory()
+        let dir = serverTempDirectory()
         defer { dir.cleanup() }
         try FileManager.default.createDirectory(atPath: dir.path, withIntermediateDirectories: true)
         let path = dir.path + "/agadird.json"

@@ -5,21 +5,12 @@ import AgadirTransport
 import AgadirWire
 import Foundation
 import Logging
+@_exported import AgadirTestSupport
 import NIOCore
 import Testing
 
-/// A fresh directory under the temporary directory, removed by `cleanup()`.
-struct TempDirectory {
-    let path: String
-
-    init(_ name: String = #function) {
-        let safe = name.filter { $0.isLetter || $0.isNumber }
-        path = FileManager.default.temporaryDirectory
-            .appendingPathComponent("agadir-server-\(safe.prefix(40))-\(UUID().uuidString)").path
-    }
-
-    func cleanup() { try? FileManager.default.removeItem(atPath: path) }
-}
+/// A fresh directory for one server test.
+func serverTempDirectory(_ name: String = #function) -> TempDirectory { TempDirectory(prefix: "server", name) }
 
 /// Node logs are silent unless AGADIR_TEST_LOG is set (then everything is logged to stderr).
 let quietLogger: Logger = {
@@ -70,42 +61,6 @@ func agadirError(_ body: () async throws -> Void) async -> AgadirError? {
     }
 }
 
-struct TimedOut: Error, CustomStringConvertible {
-    let seconds: Double
-    var description: String { "timed out after \(seconds) s" }
-}
-
-/// Runs `body` in its own task and returns its result, or throws `TimedOut` after
-/// `seconds` even if `body` never returns (a hung continuation cannot hang the test).
-/// Whichever finishes first cancels the other.
-func withTimeout<T: Sendable>(_ seconds: Double, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    let waiter = Locked<CheckedContinuation<T, any Error>?>(nil)
-    let work = Locked<Task<Void, Never>?>(nil)
-    @Sendable func take() -> CheckedContinuation<T, any Error>? {
-        waiter.withLock { w in
-            defer { w = nil }
-            return w
-        }
-    }
-    return try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, any Error>) in
-        waiter.withLock { $0 = c }
-        let timer = Task {
-            // Cancelled means the work finished first.
-            guard (try? await Task.sleep(for: .milliseconds(Int(seconds * 1000)))) != nil, let c = take() else { return }
-            work.withLock { $0 }?.cancel()
-            c.resume(throwing: TimedOut(seconds: seconds))
-        }
-        work.withLock {
-            $0 = Task {
-                let result: Result<T, any Error>
-                do { result = .success(try await body()) } catch { result = .failure(error) }
-                timer.cancel()
-                take()?.resume(with: result)
-            }
-        }
-    }
-}
-
 /// A `ResponseSink` that keeps every frame it is given.
 final class CollectingSink: ResponseSink {
     private let collected = Locked<[Frame]>([])
@@ -124,7 +79,7 @@ final class ServiceHarness: Sendable {
     private let nextID = Locked<UInt64>(1)
 
     init(config: NodeConfiguration = smallChunkConfiguration(), name: String = #function) throws {
-        dir = TempDirectory(name)
+        dir = serverTempDirectory(name)
         var config = config
         config.dataDir = dir.path
         let (codec, _, _) = try config.validate()

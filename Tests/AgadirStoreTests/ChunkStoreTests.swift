@@ -8,7 +8,7 @@ import Testing
 struct ChunkStoreTests {
     @Test("put then read returns the raw bytes for raw, lz4 and zlib chunks of varied sizes")
     func putThenRead_roundTripsEveryCodecAndSize() async throws {
-        let dir = TempDirectory()
+        let dir = storeTempDirectory()
         defer { dir.cleanup() }
         let store = try openStore(dir)
         var chunks: [(EncodedChunk, [UInt8])] = []
@@ -31,7 +31,7 @@ struct ChunkStoreTests {
 
     @Test("putting a chunk twice stores it once: the second put returns false and stored bytes do not grow")
     func putChunk_twice_dedups() async throws {
-        let dir = TempDirectory()
+        let dir = storeTempDirectory()
         defer { dir.cleanup() }
         let store = try openStore(dir)
         let chunk = encode(compressibleBytes(10_000, seed: 7), .lz4)
@@ -47,7 +47,7 @@ struct ChunkStoreTests {
 
     @Test("the same chunk put concurrently is stored once and exactly one put reports it new")
     func putChunk_concurrentDuplicates_storeOnce() async throws {
-        let dir = TempDirectory()
+        let dir = storeTempDirectory()
         defer { dir.cleanup() }
         let store = try openStore(dir)
         let chunk = encode(randomBytes(5000, seed: 3), .raw)
@@ -62,7 +62,7 @@ struct ChunkStoreTests {
 
     @Test("containsChunks answers per id, in order")
     func containsChunks_answersPerID() async throws {
-        let dir = TempDirectory()
+        let dir = storeTempDirectory()
         defer { dir.cleanup() }
         let store = try openStore(dir)
         let a = encode(randomBytes(100, seed: 1), .raw)
@@ -75,7 +75,7 @@ struct ChunkStoreTests {
 
     @Test("reading a chunk that was never stored throws noSuchChunk")
     func readChunk_missing_throwsNoSuchChunk() async throws {
-        let dir = TempDirectory()
+        let dir = storeTempDirectory()
         defer { dir.cleanup() }
         let store = try openStore(dir)
         let id = ChunkID.of([1, 2, 3])
@@ -87,7 +87,7 @@ struct ChunkStoreTests {
 
     @Test("a chunk whose stored bytes do not match its checksum is refused before anything is written")
     func putChunk_badChecksum_refused() async throws {
-        let dir = TempDirectory()
+        let dir = storeTempDirectory()
         defer { dir.cleanup() }
         let store = try openStore(dir)
         var chunk = encode(randomBytes(100, seed: 9), .raw)
@@ -103,7 +103,7 @@ struct ChunkStoreTests {
 
     @Test("segments rotate at segmentMaxBytes and chunks in every segment stay readable")
     func segments_rotateAtMaxBytes() async throws {
-        let dir = TempDirectory()
+        let dir = storeTempDirectory()
         defer { dir.cleanup() }
         var options = StoreOptions()
         options.segmentMaxBytes = 64 * 1024

@@ -8,7 +8,7 @@ import Testing
 struct DurabilityTests {
     @Test("200 concurrent chunk and manifest writes all complete, are readable, and share group commits")
     func concurrentWrites_areGroupCommitted() async throws {
-        let dir = TempDirectory()
+        let dir = storeTempDirectory()
         defer { dir.cleanup() }
         let store = try openStore(dir)
         try await store.createBucket(bucketInfo("burst"))
@@ -39,7 +39,7 @@ struct DurabilityTests {
 
     @Test("after close and reopen everything is readable and stats are identical")
     func reopen_afterClose_keepsEverything() async throws {
-        let dir = TempDirectory()
+        let dir = storeTempDirectory()
         defer { dir.cleanup() }
         let chunks = (0..<10).map { encode(compressibleBytes(3000 + $0, seed: UInt64($0)), .lz4) }
         let store = try openStore(dir)
@@ -62,7 +62,7 @@ struct DurabilityTests {
 
     @Test("garbage and a torn record after the last acknowledged record are truncated on open; new writes work")
     func recovery_truncatesUnacknowledgedTail() async throws {
-        let dir = TempDirectory()
+        let dir = storeTempDirectory()
         defer { dir.cleanup() }
         let chunks = (0..<5).map { encode(randomBytes(1000, seed: UInt64(50 + $0)), .raw) }
         var store = try openStore(dir)
@@ -94,7 +94,7 @@ struct DurabilityTests {
 
     @Test("a segment file that no commit recorded is removed on open")
     func recovery_removesUnrecordedSegment() async throws {
-        let dir = TempDirectory()
+        let dir = storeTempDirectory()
         defer { dir.cleanup() }
         var store = try openStore(dir)
         let chunk = encode(randomBytes(100, seed: 1), .raw)
@@ -110,7 +110,7 @@ struct DurabilityTests {
 
     @Test("a flipped byte in stored bytes or in a record header is a corruptChunk naming the chunk; others still read")
     func corruption_isDetectedAndConfined() async throws {
-        let dir = TempDirectory()
+        let dir = storeTempDirectory()
         defer { dir.cleanup() }
         let chunks = (0..<3).map { encode(compressibleBytes(4000, seed: UInt64(10 + $0)), .lz4) }
         var store = try openStore(dir)
@@ -137,7 +137,7 @@ struct DurabilityTests {
 
     @Test("a second open of a directory that is open fails with a clear error")
     func secondOpen_whileOpen_fails() async throws {
-        let dir = TempDirectory()
+        let dir = storeTempDirectory()
         defer { dir.cleanup() }
         let store = try openStore(dir)
         #expect(throws: AgadirError(
@@ -152,7 +152,7 @@ struct DurabilityTests {
 
     @Test("a metadata database with a newer schema version is refused")
     func open_newerSchema_refused() async throws {
-        let dir = TempDirectory()
+        let dir = storeTempDirectory()
         defer { dir.cleanup() }
         try await openStore(dir).close()
         let db = try SQLiteDatabase(path: dir.path + "/meta.sqlite", readOnly: false)
@@ -165,7 +165,7 @@ struct DurabilityTests {
 
     @Test("writes after close fail with shuttingDown")
     func writes_afterClose_fail() async throws {
-        let dir = TempDirectory()
+        let dir = storeTempDirectory()
         defer { dir.cleanup() }
         let store = try openStore(dir)
         await store.close()

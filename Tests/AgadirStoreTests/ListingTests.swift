@@ -68,7 +68,7 @@ struct ListingTests {
 
     @Test("prefix and delimiter roll keys up into common prefixes, each listed once and sorted")
     func list_prefixAndDelimiter() async throws {
-        let dir = TempDirectory()
+        let dir = storeTempDirectory()
         defer { dir.cleanup() }
         let store = try openStore(dir)
         let keys = ["a.txt", "photos/2024/x.jpg", "photos/2024/y.jpg", "photos/2025/z.jpg", "photos/p.jpg", "zz"]
@@ -99,10 +99,10 @@ struct ListingTests {
 
     @Test("paging 1000 random unicode keys with limit 7 returns every key exactly once, in byte order")
     func list_pagination_returnsEveryKeyOnce() async throws {
-        let dir = TempDirectory()
+        let dir = storeTempDirectory()
         defer { dir.cleanup() }
         let store = try openStore(dir)
-        var rng = SeededRandom(seed: 2024)
+        var rng = SplitMix64(seed: 2024)
         let alphabet = ["a", "b", "z", "0", "-", "/", "é", "日", "本", "😀", "ß", "~"]
         var keys = Set<String>()
         for _ in 0..<5000 where keys.count < 1000 {
@@ -131,7 +131,7 @@ struct ListingTests {
 
     @Test("a rolled-up common prefix counts once against the limit and the next page resumes after it")
     func list_commonPrefix_isSkippedByRange() async throws {
-        let dir = TempDirectory()
+        let dir = storeTempDirectory()
         defer { dir.cleanup() }
         let store = try openStore(dir)
         let deep = (0..<300).map { "deep/\($0)" }

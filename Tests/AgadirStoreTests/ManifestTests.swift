@@ -8,7 +8,7 @@ import Testing
 struct ManifestTests {
     @Test("last writer wins: an older version is superseded, a newer one applied")
     func putManifest_lastWriterWins() async throws {
-        let dir = TempDirectory()
+        let dir = storeTempDirectory()
         defer { dir.cleanup() }
         let store = try openStore(dir)
         try await store.createBucket(bucketInfo("lww"))
@@ -26,7 +26,7 @@ struct ManifestTests {
 
     @Test("a tombstone hides the object from listings but manifest() still returns it")
     func tombstone_hidesFromList() async throws {
-        let dir = TempDirectory()
+        let dir = storeTempDirectory()
         defer { dir.cleanup() }
         let store = try openStore(dir)
         try await store.createBucket(bucketInfo("tomb"))
@@ -44,7 +44,7 @@ struct ManifestTests {
 
     @Test("reference counts follow manifests: up on put (with multiplicity), down on replace and tombstone")
     func refcounts_followManifests() async throws {
-        let dir = TempDirectory()
+        let dir = storeTempDirectory()
         defer { dir.cleanup() }
         let store = try openStore(dir)
         try await store.createBucket(bucketInfo("refs"))
@@ -71,7 +71,7 @@ struct ManifestTests {
 
     @Test("a manifest referencing a chunk that is not stored is rejected and changes nothing")
     func putManifest_missingChunk_rejected() async throws {
-        let dir = TempDirectory()
+        let dir = storeTempDirectory()
         defer { dir.cleanup() }
         let store = try openStore(dir)
         try await store.createBucket(bucketInfo("miss"))
@@ -89,7 +89,7 @@ struct ManifestTests {
 
     @Test("a failing operation fails alone: its batch companions still succeed")
     func batch_failingOperation_failsAlone() async throws {
-        let dir = TempDirectory()
+        let dir = storeTempDirectory()
         defer { dir.cleanup() }
         let store = try openStore(dir)
         try await store.createBucket(bucketInfo("ok-bucket"))
@@ -113,7 +113,7 @@ struct ManifestTests {
 
     @Test("bucket lifecycle: duplicate create refused, non-empty delete refused, empty delete succeeds")
     func buckets_lifecycle() async throws {
-        let dir = TempDirectory()
+        let dir = storeTempDirectory()
         defer { dir.cleanup() }
         let store = try openStore(dir)
         try await store.createBucket(bucketInfo("zeta"))
@@ -147,7 +147,7 @@ struct ManifestTests {
 
     @Test("stats report dedup and compression ratios of a known workload")
     func stats_ratiosOfKnownWorkload() async throws {
-        let dir = TempDirectory()
+        let dir = storeTempDirectory()
         defer { dir.cleanup() }
         let store = try openStore(dir)
         try await store.createBucket(bucketInfo("ratios"))

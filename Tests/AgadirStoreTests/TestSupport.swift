@@ -2,21 +2,12 @@ import Testing
 import AgadirCore
 import Foundation
 import Logging
+@_exported import AgadirTestSupport
 
 @testable import AgadirStore
 
-/// A fresh directory under the temporary directory, removed by `cleanup()`.
-struct TempDirectory {
-    let path: String
-
-    init(_ name: String = #function) {
-        let safe = name.filter { $0.isLetter || $0.isNumber }
-        path = FileManager.default.temporaryDirectory
-            .appendingPathComponent("agadir-store-\(safe.prefix(40))-\(UUID().uuidString)").path
-    }
-
-    func cleanup() { try? FileManager.default.removeItem(atPath: path) }
-}
+/// A fresh directory for one store test.
+func storeTempDirectory(_ name: String = #function) -> TempDirectory { TempDirectory(prefix: "store", name) }
 
 let quietLogger: Logger = {
     var logger = Logger(label: "agadir.store.tests")
@@ -28,22 +19,9 @@ func openStore(_ dir: TempDirectory, options: StoreOptions = StoreOptions()) thr
     try NodeStore.open(directory: dir.path, options: options, logger: quietLogger)
 }
 
-/// Deterministic pseudo-random numbers (SplitMix64), so failures reproduce.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// Text-like bytes that compress well.
 func compressibleBytes(_ count: Int, seed: UInt64) -> [UInt8] {
-    var rng = SeededRandom(seed: seed)
+    var rng = SplitMix64(seed: seed)
     let words = ["agadir ", "granary ", "benguerir ", "casablanca ", "settat ", "chunk ", "store "]
     var out: [UInt8] = []
     out.reserveCapacity(count + 16)
@@ -53,7 +31,7 @@ func compressibleBytes(_ count: Int, seed: UInt64) -> [UInt8] {
 
 /// Bytes that do not compress.
 func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
-    var rng = SeededRandom(seed: seed)
+    var rng = SplitMix64(seed: seed)
     return (0..<count).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
 }
 

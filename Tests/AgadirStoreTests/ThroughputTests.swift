@@ -10,7 +10,7 @@ struct ThroughputTests {
     /// figure can be compared with sequential writes in the same run.
     @Test("2000 concurrent 4 KiB manifest writes complete in far fewer commits than writes")
     func concurrentManifestWrites_measureThroughput() async throws {
-        let dir = TempDirectory()
+        let dir = storeTempDirectory()
         defer { dir.cleanup() }
         let store = try openStore(dir)
         try await store.createBucket(bucketInfo("bench"))

@@ -1,20 +1,11 @@
 import AgadirCore
+import AgadirTestSupport
 import AgadirTransport
 import AgadirWire
 import NIOCore
 import NIOEmbedded
 import Testing
 
-struct SeededRNG: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 @Suite struct FrameCodecTests {
     func sampleFrames() -> [Frame] {
@@ -34,7 +25,7 @@ struct SeededRNG: RandomNumberGenerator {
     @Test func frames_splitAtEveryRandomBoundary_decodeToTheSameFrames() throws {
         let frames = sampleFrames()
         let bytes = frames.flatMap { FrameEncoder.encode($0) }
-        var rng = SeededRNG(state: 11)
+        var rng = SplitMix64(seed: 11)
         for _ in 0..<50 {
             let channel = EmbeddedChannel(handler: ByteToMessageHandler(FrameDecoder(limits: .default)))
             var offset = 0

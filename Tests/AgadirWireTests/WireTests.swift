@@ -1,17 +1,8 @@
 import AgadirCore
+import AgadirTestSupport
 import AgadirWire
 import Testing
 
-struct TestRNG: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 func decodeHeader(_ bytes: [UInt8]) throws(AgadirError) -> FrameHeader {
     let r = bytes.withUnsafeBytes { raw in
@@ -79,7 +70,7 @@ func decodeHeader(_ bytes: [UInt8]) throws(AgadirError) -> FrameHeader {
     }
 
     @Test func randomHeaders_neverCrashTheDecoder() {
-        var rng = TestRNG(state: 1)
+        var rng = SplitMix64(seed: 1)
         var accepted = 0
         for _ in 0..<20_000 {
             var bytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &rng) }

@@ -1,0 +1,92 @@
+import AgadirCore
+import Foundation
+
+/// SplitMix64 (Steele, Lea and Flood, OOPSLA 2014): a tiny, fast, seeded generator, so
+/// every randomized test and simulation replays exactly from its seed.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    public var state: UInt64
+
+    public init(seed: UInt64) { state = seed }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// `count` pseudo-random bytes: the generator's words, little-endian.
+    public mutating func bytes(_ count: Int) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: count)
+        out.withUnsafeMutableBytes { buf in
+            var i = 0
+            while i + 8 <= count {
+                buf.storeBytes(of: next().littleEndian, toByteOffset: i, as: UInt64.self)
+                i += 8
+            }
+            if i < count {
+                var last = next()
+                while i < count {
+                    buf[i] = UInt8(truncatingIfNeeded: last)
+                    last >>= 8
+                    i += 1
+                }
+            }
+        }
+        return out
+    }
+}
+
+/// A fresh directory under the temporary directory, removed by `cleanup()`.
+public struct TempDirectory: Sendable {
+    public let path: String
+
+    public init(prefix: String, _ name: String = #function) {
+        let safe = name.filter { $0.isLetter || $0.isNumber }
+        path = FileManager.default.temporaryDirectory
+            .appendingPathComponent("agadir-\(prefix)-\(safe.prefix(40))-\(UUID().uuidString)").path
+    }
+
+    public var url: URL { URL(fileURLWithPath: path) }
+
+    public func cleanup() { try? FileManager.default.removeItem(atPath: path) }
+}
+
+public struct TimedOut: Error, CustomStringConvertible {
+    public let seconds: Double
+    public var description: String { "timed out after \(seconds) s" }
+}
+
+/// Runs `body` in its own task and returns its result, or throws `TimedOut` after
+/// `seconds` even if `body` never returns (a hung continuation cannot hang the test).
+/// Whichever finishes first cancels the other.
+public func withTimeout<T: Sendable>(
+    _ seconds: Double, _ body: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    let waiter = Locked<CheckedContinuation<T, any Error>?>(nil)
+    let work = Locked<Task<Void, Never>?>(nil)
+    @Sendable func take() -> CheckedContinuation<T, any Error>? {
+        waiter.withLock { w in
+            defer { w = nil }
+            return w
+        }
+    }
+    return try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, any Error>) in
+        waiter.withLock { $0 = c }
+        let timer = Task {
+            // Cancelled means the work finished first.
+            guard (try? await Task.sleep(for: .milliseconds(Int(seconds * 1000)))) != nil, let c = take() else { return }
+            work.withLock { $0 }?.cancel()
+            c.resume(throwing: TimedOut(seconds: seconds))
+        }
+        work.withLock {
+            $0 = Task {
+                let result: Result<T, any Error>
+                do { result = .success(try await body()) } catch { result = .failure(error) }
+                timer.cancel()
+                take()?.resume(with: result)
+            }
+        }
+    }
+}
