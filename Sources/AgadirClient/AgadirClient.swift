@@ -27,21 +27,6 @@ public struct ObjectDownload: Sendable {
     public let body: BodyStream
 }
 
-/// Per-node statistics (the STAT response body, keys as in docs/protocol.md).
-public struct NodeStats: Sendable, Codable, Hashable {
-    public var buckets: Int
-    public var objects: Int
-    public var logicalBytes: UInt64
-    public var inlineBytes: UInt64
-    public var chunks: Int
-    public var uniqueRawBytes: UInt64
-    public var referencedRawBytes: UInt64
-    public var storedBytes: UInt64
-    public var segmentFiles: Int
-    public var segmentBytes: UInt64
-    public var dedupRatio: Double
-    public var compressionRatio: Double
-}
 
 /// The Swift client of Agadir's native protocol (docs/protocol.md).
 ///
@@ -194,17 +179,17 @@ public final class AgadirClient: Sendable {
         return try WriteResult(fields: frame.fields)
     }
 
-    public func list(_ request: ListRequest) async throws(AgadirError) -> ListResult {
+    public func list(_ request: ListRequest) async throws(AgadirError) -> ListPage {
         let (frame, body, _) = try await exchange(.list(request))
-        return try ListResult.decode(
+        return try ListPage.decode(
             try await collect(frame, body, max: configuration.limits.maxListingBodyBytes), limits: configuration.limits)
     }
 
-    public func stat() async throws(AgadirError) -> NodeStats {
+    public func stat() async throws(AgadirError) -> StoreStats {
         let (frame, body, _) = try await exchange(.stat)
         let json = try await collect(frame, body, max: configuration.limits.maxListingBodyBytes)
         do {
-            return try JSONDecoder().decode(NodeStats.self, from: Data(json))
+            return try JSONDecoder().decode(StoreStats.self, from: Data(json))
         } catch {
             throw AgadirError(.malformedFrame, "STAT body is not the expected JSON: \(error)")
         }

@@ -87,12 +87,7 @@ public final class ObjectService: Sendable {
                 guard try await store.bucket(l.bucket) != nil else { throw noSuchBucket(l.bucket) }
                 let page = try await store.list(
                     bucket: l.bucket, prefix: l.prefix, delimiter: l.delimiter, startAfter: l.startAfter, limit: l.limit)
-                let result = ListResult(
-                    objects: page.entries.map {
-                        ListedObject(key: $0.key, size: $0.size, etag: $0.etag, version: $0.version, contentType: $0.contentType)
-                    },
-                    commonPrefixes: page.commonPrefixes, isTruncated: page.isTruncated, nextStartAfter: page.nextStartAfter)
-                try await sendBody(result.encoded(), id: id, opcode: opcode, sink: sink, started: &started)
+                try await sendBody(page.encoded(), id: id, opcode: opcode, sink: sink, started: &started)
             case .stat:
                 let stats = try await store.stats()
                 let enc = JSONEncoder()

@@ -331,44 +331,16 @@ public struct PingResult: Sendable, Hashable {
 
 // MARK: - Listing bodies
 
-public struct ListedObject: Sendable, Hashable {
-    public var key: String
-    public var size: UInt64
-    public var etag: ChunkID
-    public var version: ObjectVersion
-    public var contentType: String
-
-    public init(key: String, size: UInt64, etag: ChunkID, version: ObjectVersion, contentType: String) {
-        self.key = key
-        self.size = size
-        self.etag = etag
-        self.version = version
-        self.contentType = contentType
-    }
-}
-
 /// One page of LIST, carried in the response body:
 ///
 ///     u32 n { string16 key | u64 size | 32 etag | u64 hlc | u64 node | string16 contentType }
 ///     u32 m { string16 commonPrefix }
 ///     u8 truncated (0/1) | string16 nextStartAfter (empty when none)
-public struct ListResult: Sendable, Hashable {
-    public var objects: [ListedObject]
-    public var commonPrefixes: [String]
-    public var isTruncated: Bool
-    public var nextStartAfter: String?
-
-    public init(objects: [ListedObject], commonPrefixes: [String], isTruncated: Bool, nextStartAfter: String?) {
-        self.objects = objects
-        self.commonPrefixes = commonPrefixes
-        self.isTruncated = isTruncated
-        self.nextStartAfter = nextStartAfter
-    }
-
+extension ListPage {
     public func encoded() -> [UInt8] {
-        var w = ByteWriter(capacity: 64 + objects.count * 96)
-        w.u32(UInt32(objects.count))
-        for o in objects {
+        var w = ByteWriter(capacity: 64 + entries.count * 96)
+        w.u32(UInt32(entries.count))
+        for o in entries {
             w.string16(o.key)
             w.u64(o.size)
             w.chunkID(o.etag)
@@ -383,11 +355,11 @@ public struct ListResult: Sendable, Hashable {
         return w.bytes
     }
 
-    public static func decode(_ bytes: [UInt8], limits: WireLimits = .default) throws(AgadirError) -> ListResult {
+    public static func decode(_ bytes: [UInt8], limits: WireLimits = .default) throws(AgadirError) -> ListPage {
         var r = ByteReader(bytes, errorCode: .malformedFrame, context: "LIST body")
         let n = Int(try r.u32("object count"))
         guard n <= limits.maxListLimit else { throw AgadirError(.malformedFrame, "LIST body claims \(n) objects") }
-        var objects: [ListedObject] = []
+        var objects: [ListEntry] = []
         objects.reserveCapacity(n)
         for _ in 0..<n {
             let key = try r.string16("key")
@@ -397,7 +369,7 @@ public struct ListResult: Sendable, Hashable {
             let node = try r.u64("version node")
             let ct = try r.string16("content type")
             objects.append(
-                ListedObject(
+                ListEntry(
                     key: key, size: size, etag: etag,
                     version: ObjectVersion(timestamp: HLCTimestamp(rawValue: hlc), node: node), contentType: ct))
         }
@@ -407,7 +379,7 @@ public struct ListResult: Sendable, Hashable {
         for _ in 0..<m { prefixes.append(try r.string16("common prefix")) }
         let truncated = try r.u8("truncated") != 0
         let next = try r.string16("next start-after")
-        return ListResult(objects: objects, commonPrefixes: prefixes, isTruncated: truncated, nextStartAfter: next.isEmpty ? nil : next)
+        return ListPage(entries: objects, commonPrefixes: prefixes, isTruncated: truncated, nextStartAfter: next.isEmpty ? nil : next)
     }
 }
 

@@ -373,7 +373,7 @@ struct List: AsyncParsableCommand {
             }
             let (bucket, prefix) = try splitPath(path, keyRequired: false)
             var after = startAfter
-            var objects: [ListedObject] = []
+            var objects: [ListEntry] = []
             var prefixes: [String] = []
             let cap = limit ?? Int.max
             while objects.count + prefixes.count < cap {
@@ -381,7 +381,7 @@ struct List: AsyncParsableCommand {
                     ListRequest(
                         bucket: bucket, prefix: prefix, delimiter: recursive ? nil : "/", startAfter: after,
                         limit: min(1000, cap - objects.count - prefixes.count)))
-                objects += page.objects
+                objects += page.entries
                 prefixes += page.commonPrefixes
                 guard page.isTruncated, let next = page.nextStartAfter else { break }
                 after = next

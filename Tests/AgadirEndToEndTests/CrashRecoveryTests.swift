@@ -79,7 +79,7 @@ struct CrashRecoveryTests {
         var startAfter: String? = nil
         for _ in 0..<1000 {
             let page = try await after.list(ListRequest(bucket: "crash", startAfter: startAfter, limit: 1000))
-            listed.formUnion(page.objects.map(\.key))
+            listed.formUnion(page.entries.map(\.key))
             guard page.isTruncated else { break }
             startAfter = page.nextStartAfter
         }

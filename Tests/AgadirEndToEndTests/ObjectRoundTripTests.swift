@@ -102,7 +102,7 @@ struct ObjectRoundTripTests {
         var after: String? = nil
         for _ in 0..<20 {
             let page = try await client.list(ListRequest(bucket: "misc", prefix: "k", startAfter: after, limit: 7))
-            keys += page.objects.map(\.key)
+            keys += page.entries.map(\.key)
             guard page.isTruncated else { break }
             after = page.nextStartAfter
         }

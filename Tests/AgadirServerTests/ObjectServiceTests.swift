@@ -185,7 +185,7 @@ struct ObjectServiceTests {
         let head = await h.exchange(.head(bucket: "bkt-two", key: "k"))
         #expect(head.first?.error?.code == .noSuchKey)
         let list = try ReassembledResponse(await h.exchange(.list(ListRequest(bucket: "bkt-two"))))
-        #expect(try ListResult.decode(list.body).objects.isEmpty)
+        #expect(try ListPage.decode(list.body).entries.isEmpty)
 
         // The right checksum is accepted.
         let written = try await h.put("bkt-two", "k", body, sha: ChunkID.of(body))
@@ -252,7 +252,7 @@ struct ObjectServiceTests {
         await h.close()
     }
 
-    @Test("LIST body decodes with ListResult.decode: keys in byte order, common prefixes, truncation")
+    @Test("LIST body decodes with ListPage.decode: keys in byte order, common prefixes, truncation")
     func list_bodyDecodes() async throws {
         let h = try ServiceHarness()
         try await h.createBucket("lst")
@@ -261,24 +261,24 @@ struct ObjectServiceTests {
         }
 
         let all = try ReassembledResponse(await h.exchange(.list(ListRequest(bucket: "lst"))))
-        let page = try ListResult.decode(all.body)
-        #expect(page.objects.map(\.key) == ["a.txt", "a/1", "a/2", "b.txt", "c.txt"])
-        #expect(page.objects.first?.size == 5)
-        #expect(page.objects.first?.etag == ChunkID.of(Array("a.txt".utf8)))
+        let page = try ListPage.decode(all.body)
+        #expect(page.entries.map(\.key) == ["a.txt", "a/1", "a/2", "b.txt", "c.txt"])
+        #expect(page.entries.first?.size == 5)
+        #expect(page.entries.first?.etag == ChunkID.of(Array("a.txt".utf8)))
         #expect(page.isTruncated == false)
 
         let rolled = try ReassembledResponse(
             await h.exchange(.list(ListRequest(bucket: "lst", delimiter: "/", limit: 2))))
-        let first = try ListResult.decode(rolled.body)
-        #expect(first.objects.map(\.key) == ["a.txt"])
+        let first = try ListPage.decode(rolled.body)
+        #expect(first.entries.map(\.key) == ["a.txt"])
         #expect(first.commonPrefixes == ["a/"])
         #expect(first.isTruncated)
         let next = try #require(first.nextStartAfter)
 
         let rest = try ReassembledResponse(
             await h.exchange(.list(ListRequest(bucket: "lst", delimiter: "/", startAfter: next, limit: 2))))
-        let second = try ListResult.decode(rest.body)
-        #expect(second.objects.map(\.key) == ["b.txt", "c.txt"])
+        let second = try ListPage.decode(rest.body)
+        #expect(second.entries.map(\.key) == ["b.txt", "c.txt"])
         #expect(second.commonPrefixes.isEmpty)
 
         let missing = await h.exchange(.list(ListRequest(bucket: "nope")))

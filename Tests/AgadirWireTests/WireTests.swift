@@ -201,16 +201,16 @@ func decodeHeader(_ bytes: [UInt8]) throws(AgadirError) -> FrameHeader {
 
 @Suite struct BodyCodecTests {
     @Test func listResult_roundTrips() throws {
-        let r = ListResult(
-            objects: [
-                ListedObject(key: "a", size: 1, etag: ChunkID.of([1]), version: .zero, contentType: "x"),
-                ListedObject(key: "ب/ج", size: 1 << 33, etag: ChunkID.of([2]),
+        let r = ListPage(
+            entries: [
+                ListEntry(key: "a", size: 1, etag: ChunkID.of([1]), version: .zero, contentType: "x"),
+                ListEntry(key: "ب/ج", size: 1 << 33, etag: ChunkID.of([2]),
                     version: ObjectVersion(timestamp: HLCTimestamp(rawValue: 99), node: 3), contentType: ""),
             ],
             commonPrefixes: ["p/", "q/"], isTruncated: true, nextStartAfter: "q/")
-        #expect(try ListResult.decode(r.encoded()) == r)
+        #expect(try ListPage.decode(r.encoded()) == r)
         let bytes = r.encoded()
-        for n in 0..<bytes.count { #expect(throws: AgadirError.self) { try ListResult.decode(Array(bytes[0..<n])) } }
+        for n in 0..<bytes.count { #expect(throws: AgadirError.self) { try ListPage.decode(Array(bytes[0..<n])) } }
     }
 
     @Test func bucketList_roundTrips() throws {
