@@ -35,6 +35,8 @@ public struct NodeConfiguration: Sendable, Codable, Equatable {
     public var requestBodyBufferBytes: Int = 8 * 1024 * 1024
     /// Largest DATA frame payload this node sends, bytes. Default 1 MiB.
     public var dataFrameBytes: Int = 1024 * 1024
+    /// NIO event-loop threads; 0 means one per core. Default 0.
+    public var eventLoopThreads: Int = 0
     /// Most concurrent client connections. Default 1024.
     public var maxConnections: Int = 1024
     /// A connection with no traffic either way for this long is closed. Default 300 s.
@@ -89,6 +91,7 @@ public struct NodeConfiguration: Sendable, Codable, Equatable {
         guard requestBodyBufferBytes > maxPayloadBytes else {
             throw bad("requestBodyBufferBytes must be larger than maxPayloadBytes (\(maxPayloadBytes))")
         }
+        guard (0...256).contains(eventLoopThreads) else { throw bad("eventLoopThreads must be 0...256 (0: one per core)") }
         guard maxConnections >= 1, maxInFlightRequests >= 1 else { throw bad("connection limits must be positive") }
         guard idleTimeoutSeconds >= 1, requestTimeoutSeconds >= 1, shutdownGraceSeconds >= 0 else {
             throw bad("timeouts must be positive")

@@ -24,6 +24,8 @@ struct Bench: AsyncParsableCommand {
     @Option(name: .long, help: "Only these object sizes in bytes, comma-separated (default 4096,1048576,67108864).")
     var sizes: String?
     @Flag(name: .long, help: "Skip measuring the machine's limits.") var skipLimits = false
+    @Option(name: .long, help: "Run each workload this many times and report the median run (this machine is noisy).")
+    var repeats = 1
 
     func run() async throws {
         let log: @Sendable (String) -> Void = { FileHandle.standardError.write(Data("bench: \($0)\n".utf8)) }
@@ -45,7 +47,7 @@ struct Bench: AsyncParsableCommand {
         config.connections = 4
         let client = try AgadirClient(endpoint: target, configuration: config)
         let only = sizes.map { Set($0.split(separator: ",").compactMap { Int($0) }) }
-        let runner = WorkloadRunner(client: client, quick: quick, only: only, log: log)
+        let runner = WorkloadRunner(client: client, quick: quick, only: only, repeats: max(1, repeats), log: log)
         let results = try await runner.runAll()
         await client.close()
         let report = Report.markdown(limits: limits, results: results, endpoint: target, spawned: spawn, quick: quick)
@@ -111,6 +113,7 @@ struct WorkloadResult {
     var seconds: Double
     var p50Millis: Double
     var p99Millis: Double
+    var runs = 1
 
     var opsPerSecond: Double { Double(ops) / max(seconds, 1e-9) }
     var mibPerSecond: Double { Double(ops * objectBytes) / 1_048_576 / max(seconds, 1e-9) }
@@ -121,6 +124,7 @@ struct WorkloadRunner: Sendable {
     let client: AgadirClient
     let quick: Bool
     let only: Set<Int>?
+    let repeats: Int
     let log: @Sendable (String) -> Void
     let run = UInt64(Date().timeIntervalSince1970 * 1000)
 
@@ -140,25 +144,39 @@ struct WorkloadRunner: Sendable {
                 let base = kind == "incompressible" ? BenchData.random(size, seed: 11) : BenchData.text(size, seed: 12)
                 for c in levels {
                     let ops = max(c, opsBase / scale)
-                    let prefix = "\(kind)/\(size)/c\(c)"
-                    let put = try await measure(op: "PUT", size: size, concurrency: c, ops: ops, data: kind) { i in
-                        let body = size >= 64 * 1024 ? BenchData.stamp(base, index: i, run: run) : stampSmall(base, i)
-                        try await client.put(bucket: bucket, key: "\(prefix)/\(i)", data: body)
+                    var puts: [WorkloadResult] = []
+                    var gets: [WorkloadResult] = []
+                    for r in 0..<repeats {
+                        let prefix = "\(kind)/\(size)/c\(c)/r\(r)"
+                        let put = try await measure(op: "PUT", size: size, concurrency: c, ops: ops, data: kind) { i in
+                            let unique = i + r * ops
+                            let body = size >= 64 * 1024 ? BenchData.stamp(base, index: unique, run: run) : stampSmall(base, unique)
+                            try await client.put(bucket: bucket, key: "\(prefix)/\(i)", data: body)
+                        }
+                        log(line(put))
+                        puts.append(put)
+                        let get = try await measure(op: "GET", size: size, concurrency: c, ops: ops, data: kind) { i in
+                            let d = try await client.download(bucket: bucket, key: "\(prefix)/\(i)")
+                            var n = 0
+                            while let b = try await d.body.next() { n += b.readableBytes }
+                            guard n == size else { throw AgadirError(.bodyLengthMismatch, "GET returned \(n) bytes, expected \(size)") }
+                        }
+                        log(line(get))
+                        gets.append(get)
                     }
-                    results.append(put)
-                    log(line(put))
-                    let get = try await measure(op: "GET", size: size, concurrency: c, ops: ops, data: kind) { i in
-                        let d = try await client.download(bucket: bucket, key: "\(prefix)/\(i)")
-                        var n = 0
-                        while let b = try await d.body.next() { n += b.readableBytes }
-                        guard n == size else { throw AgadirError(.bodyLengthMismatch, "GET returned \(n) bytes, expected \(size)") }
-                    }
-                    results.append(get)
-                    log(line(get))
+                    results.append(median(puts))
+                    results.append(median(gets))
                 }
             }
         }
         return results
+    }
+
+    /// The run with the median throughput (the report says how many runs there were).
+    func median(_ runs: [WorkloadResult]) -> WorkloadResult {
+        var r = runs.sorted { $0.opsPerSecond < $1.opsPerSecond }[runs.count / 2]
+        r.runs = runs.count
+        return r
     }
 
     func stampSmall(_ base: [UInt8], _ i: Int) -> [UInt8] {
@@ -219,7 +237,8 @@ enum Report {
         s += "## agadir-bench report\n\n"
         s += "- date: \(date)\n- machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, "
         s += String(format: "%.1f GiB memory, Linux %@\n", Double(ProcessInfo.processInfo.physicalMemory) / 1_073_741_824, kernel)
-        s += "- node: \(endpoint)\(spawned ? " (spawned by the benchmark, same machine)" : "")\(quick ? "; --quick workloads" : "")\n\n"
+        s += "- node: \(endpoint)\(spawned ? " (spawned by the benchmark, same machine)" : "")\(quick ? "; --quick workloads" : "")\n"
+        s += "- each workload row is the median of \(results.first?.runs ?? 1) run(s) by throughput\n\n"
         s += "### Machine limits (same run)\n\n| limit | value |\n| --- | --- |\n"
         s += String(format: "| loopback TCP, one stream, 1 MiB writes | %.0f MiB/s |\n", l.loopbackMiBps)
         s += String(format: "| sequential write 1 MiB blocks + fsync | %.0f MiB/s |\n", l.seqWriteFsyncMiBps)

@@ -77,7 +77,8 @@ struct Agadird: AsyncParsableCommand {
             return h
         }
         let logger = Logger(label: "agadird")
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: NIOCore.System.coreCount)
+        let group = MultiThreadedEventLoopGroup(
+            numberOfThreads: resolved.eventLoopThreads > 0 ? resolved.eventLoopThreads : NIOCore.System.coreCount)
         let runtime: NodeRuntime
         do {
             runtime = try NodeRuntime(config: resolved, group: group, logger: logger)
