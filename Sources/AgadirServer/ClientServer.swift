@@ -76,7 +76,7 @@ public final class ClientServer: Service, Sendable {
                         ])
                         return try NIOAsyncChannel<Frame, Frame>(
                             wrappingChannelSynchronously: child,
-                            configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 4)))
+                            configuration: .init(backPressureStrategy: .init(lowWatermark: 4, highWatermark: 16)))
                     }
                 }
         } catch {
@@ -236,6 +236,17 @@ public final class ClientServer: Service, Sendable {
             let channel = sink.writerChannel
             let requestTimeout = config.requestTimeoutSeconds
             let requestSink = RequestSink(base: sink, release: { state.withLock { $0.release(id, ticket: ticket) } })
+            if body == nil, case .success(let request) = decoded,
+                await service.answerQuickly(id: id, request: request, sink: requestSink)
+            {
+                let closeNow = state.withLock { s in
+                    s.release(id, ticket: ticket)
+                    s.running -= 1
+                    return s.draining && s.running == 0
+                }
+                if closeNow { channel.close(mode: .output, promise: nil) }
+                return
+            }
             requests.addTask {
                 defer {
                     let closeNow = state.withLock { s in

@@ -114,7 +114,12 @@ extension ObjectService {
     func get(
         bucket: String, key: String, range: ByteRange?, id: UInt64, sink: any ResponseSink, started: inout Bool
     ) async throws {
-        let m = try await liveManifest(bucket: bucket, key: key)
+        try await get(manifest: try await liveManifest(bucket: bucket, key: key), range: range, id: id, sink: sink, started: &started)
+    }
+
+    func get(
+        manifest m: ObjectManifest, range: ByteRange?, id: UInt64, sink: any ResponseSink, started: inout Bool
+    ) async throws {
         let (offset, length) = try (range ?? ByteRange(offset: 0, length: nil)).resolve(size: m.size)
         var info = ObjectInfo(manifest: m)
         if range != nil { info.range = ByteRange(offset: offset, length: length) }

@@ -6,8 +6,10 @@ public struct WireLimits: Sendable, Hashable {
     public var maxHeaderBytes: Int = 64 * 1024
     /// Most fields in one frame. Default 256.
     public var maxFieldCount: Int = 256
-    /// Largest payload of one frame, in bytes. Default 4 MiB.
-    public var maxPayloadBytes: Int = 4 * 1024 * 1024
+    /// Largest payload of one frame, in bytes. Default 1 MiB (what clients send in DATA
+    /// frames); with 16 frames buffered per connection that bounds a connection's inbound
+    /// memory to 16 MiB plus its request bodies' buffers.
+    public var maxPayloadBytes: Int = 1024 * 1024
     /// Most requests in flight on one connection. Default 128.
     public var maxInFlightRequests: Int = 128
     /// Largest body of a LIST, LIST_BUCKETS or STAT response, in bytes. Default 8 MiB.

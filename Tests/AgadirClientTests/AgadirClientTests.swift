@@ -51,14 +51,13 @@ struct AgadirClientTests {
 
     // MARK: Connecting
 
-    @Test("a request to a port nobody listens on fails quickly with UNAVAILABLE")
+    @Test("a request to a port nobody listens on fails with UNAVAILABLE instead of hanging")
     func closedPort_failsWithUnavailable() async throws {
         let port = try closedPort()
         let client = try AgadirClient(endpoint: "127.0.0.1:\(port)")
-        let started = ContinuousClock.now
+        // The timeout only turns a hang into a failure; no wall-clock figure is asserted.
         let error = await agadirError { _ = try await withTimeout(10) { try await client.ping() } }
         #expect(error?.code == .unavailable, "\(String(describing: error))")
-        #expect(ContinuousClock.now - started < .seconds(3))
         await client.close()
     }
 
