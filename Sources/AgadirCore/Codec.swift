@@ -96,14 +96,16 @@ public struct ChunkCodec {
     /// Hashes `raw` (unless `id` is given), compresses it with `preferred`, and falls back
     /// to `.raw` when compression saves less than one eighth.
     ///
-    /// - Precondition: `raw.count <= maxRawLength`; `decode` refuses anything longer, so a
-    ///   longer chunk could be stored but never read back.
+    /// Throws `.invalidArgument` for a chunk longer than `maxRawLength`: `decode` refuses
+    /// anything longer, so such a chunk could be stored but never read back.
     public mutating func encode(
         _ raw: UnsafeRawBufferPointer, preferred: Codec, id: ChunkID? = nil
-    ) -> EncodedChunk {
-        precondition(
-            raw.count <= Self.maxRawLength,
-            "chunk of \(raw.count) bytes is longer than ChunkCodec.maxRawLength (\(Self.maxRawLength))")
+    ) throws(AgadirError) -> EncodedChunk {
+        guard raw.count <= Self.maxRawLength else {
+            throw AgadirError(
+                .invalidArgument,
+                "chunk of \(raw.count) bytes is longer than the largest chunk, \(Self.maxRawLength) bytes")
+        }
         let chunkID = id ?? ChunkID.of(raw)
         var codec = preferred
         var stored: [UInt8]? = nil
@@ -131,8 +133,11 @@ public struct ChunkCodec {
             checksum: Checksum.crc32(raw))
     }
 
-    public mutating func encode(_ raw: [UInt8], preferred: Codec, id: ChunkID? = nil) -> EncodedChunk {
-        raw.withUnsafeBytes { encode($0, preferred: preferred, id: id) }
+    public mutating func encode(_ raw: [UInt8], preferred: Codec, id: ChunkID? = nil) throws(AgadirError) -> EncodedChunk {
+        let result = raw.withUnsafeBytes { buf in
+            Result { () throws(AgadirError) -> EncodedChunk in try encode(buf, preferred: preferred, id: id) }
+        }
+        return try result.get()
     }
 
     /// Returns the uncompressed bytes of `stored`, which must decode to exactly

@@ -80,7 +80,7 @@ extension ObjectService {
                         let ref = ChunkRef(id: id, length: UInt32(chunk.count))
                         if try await store.containsChunks([id]).first == true { return (index, ref) }
                         var engine = ChunkCodec()
-                        try await store.putChunk(engine.encode(chunk, preferred: codec, id: id), durability: .deferred)
+                        try await store.putChunk(try engine.encode(chunk, preferred: codec, id: id), durability: .deferred)
                         return (index, ref)
                     }
                 }

@@ -15,7 +15,7 @@ struct ChunkStoreTests {
         for (i, size) in [0, 1, 100, 4096, 65_536 + 13, 1 << 20].enumerated() {
             for codec in Codec.allCases {
                 let raw = i % 2 == 0 ? compressibleBytes(size, seed: UInt64(i)) : randomBytes(size, seed: UInt64(i))
-                chunks.append((encode(raw, codec), raw))
+                chunks.append((try encode(raw, codec), raw))
             }
         }
         #expect(chunks.contains { $0.0.codec == .lz4 } && chunks.contains { $0.0.codec == .zlib })
@@ -34,7 +34,7 @@ struct ChunkStoreTests {
         let dir = storeTempDirectory()
         defer { dir.cleanup() }
         let store = try openStore(dir)
-        let chunk = encode(compressibleBytes(10_000, seed: 7), .lz4)
+        let chunk = try encode(compressibleBytes(10_000, seed: 7), .lz4)
         #expect(try await store.putChunk(chunk) == true)
         let before = try await store.stats()
         #expect(try await store.putChunk(chunk) == false)
@@ -50,7 +50,7 @@ struct ChunkStoreTests {
         let dir = storeTempDirectory()
         defer { dir.cleanup() }
         let store = try openStore(dir)
-        let chunk = encode(randomBytes(5000, seed: 3), .raw)
+        let chunk = try encode(randomBytes(5000, seed: 3), .raw)
         let fresh = try await withThrowingTaskGroup(of: Bool.self) { group in
             for _ in 0..<20 { group.addTask { try await store.putChunk(chunk) } }
             return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
@@ -65,8 +65,8 @@ struct ChunkStoreTests {
         let dir = storeTempDirectory()
         defer { dir.cleanup() }
         let store = try openStore(dir)
-        let a = encode(randomBytes(100, seed: 1), .raw)
-        let b = encode(randomBytes(100, seed: 2), .raw)
+        let a = try encode(randomBytes(100, seed: 1), .raw)
+        let b = try encode(randomBytes(100, seed: 2), .raw)
         try await store.putChunk(a)
         #expect(try await store.containsChunks([a.id, b.id, a.id]) == [true, false, true])
         #expect(try await store.containsChunks([]) == [])
@@ -90,11 +90,11 @@ struct ChunkStoreTests {
         let dir = storeTempDirectory()
         defer { dir.cleanup() }
         let store = try openStore(dir)
-        var chunk = encode(randomBytes(100, seed: 9), .raw)
+        var chunk = try encode(randomBytes(100, seed: 9), .raw)
         chunk.checksum ^= 1
         let error = await agadirError { try await store.putChunk(chunk) }
         #expect(error?.code == .checksumMismatch)
-        var lying = encode(randomBytes(100, seed: 9), .raw)
+        var lying = try encode(randomBytes(100, seed: 9), .raw)
         lying.rawLength = 99
         #expect(await agadirError { try await store.putChunk(lying) }?.code == .bodyLengthMismatch)
         #expect(try await store.stats().chunks == 0)
@@ -108,7 +108,7 @@ struct ChunkStoreTests {
         var options = StoreOptions()
         options.segmentMaxBytes = 64 * 1024
         let store = try openStore(dir, options: options)
-        let chunks = (0..<24).map { encode(randomBytes(10_000, seed: UInt64(100 + $0)), .raw) }
+        let chunks = try (0..<24).map { try encode(randomBytes(10_000, seed: UInt64(100 + $0)), .raw) }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for chunk in chunks { group.addTask { _ = try await store.putChunk(chunk) } }
             try await group.waitForAll()

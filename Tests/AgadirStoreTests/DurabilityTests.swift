@@ -13,7 +13,7 @@ struct DurabilityTests {
         let store = try openStore(dir)
         try await store.createBucket(bucketInfo("burst"))
         let before = store.writerCounters
-        let chunks = (0..<100).map { encode(randomBytes(2048, seed: UInt64(1000 + $0)), .raw) }
+        let chunks = try (0..<100).map { try encode(randomBytes(2048, seed: UInt64(1000 + $0)), .raw) }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for (i, chunk) in chunks.enumerated() {
                 group.addTask { _ = try await store.putChunk(chunk) }
@@ -41,7 +41,7 @@ struct DurabilityTests {
     func reopen_afterClose_keepsEverything() async throws {
         let dir = storeTempDirectory()
         defer { dir.cleanup() }
-        let chunks = (0..<10).map { encode(compressibleBytes(3000 + $0, seed: UInt64($0)), .lz4) }
+        let chunks = try (0..<10).map { try encode(compressibleBytes(3000 + $0, seed: UInt64($0)), .lz4) }
         let store = try openStore(dir)
         try await store.createBucket(bucketInfo("keep"))
         for chunk in chunks { try await store.putChunk(chunk) }
@@ -64,7 +64,7 @@ struct DurabilityTests {
     func recovery_truncatesUnacknowledgedTail() async throws {
         let dir = storeTempDirectory()
         defer { dir.cleanup() }
-        let chunks = (0..<5).map { encode(randomBytes(1000, seed: UInt64(50 + $0)), .raw) }
+        let chunks = try (0..<5).map { try encode(randomBytes(1000, seed: UInt64(50 + $0)), .raw) }
         var store = try openStore(dir)
         for chunk in chunks { try await store.putChunk(chunk) }
         let stats = try await store.stats()
@@ -72,7 +72,7 @@ struct DurabilityTests {
 
         // As if a crash hit mid-append: half a record, then junk.
         let path = segmentPath(dir, 1)
-        let torn = SegmentFormat.record(encode(randomBytes(500, seed: 99), .raw))
+        let torn = SegmentFormat.record(try encode(randomBytes(500, seed: 99), .raw))
         let handle = try #require(FileHandle(forWritingAtPath: path))
         try handle.seekToEnd()
         try handle.write(contentsOf: Array(torn.prefix(300)) + randomBytes(777, seed: 5))
@@ -82,7 +82,7 @@ struct DurabilityTests {
         store = try openStore(dir)
         #expect(try await store.stats() == stats)
         for chunk in chunks { #expect(try await store.readChunk(chunk.id).count == 1000) }
-        let fresh = encode(randomBytes(1234, seed: 77), .raw)
+        let fresh = try encode(randomBytes(1234, seed: 77), .raw)
         #expect(try await store.putChunk(fresh) == true)
         await store.close()
 
@@ -97,7 +97,7 @@ struct DurabilityTests {
         let dir = storeTempDirectory()
         defer { dir.cleanup() }
         var store = try openStore(dir)
-        let chunk = encode(randomBytes(100, seed: 1), .raw)
+        let chunk = try encode(randomBytes(100, seed: 1), .raw)
         try await store.putChunk(chunk)
         await store.close()
         let orphan = segmentPath(dir, 2)
@@ -112,7 +112,7 @@ struct DurabilityTests {
     func corruption_isDetectedAndConfined() async throws {
         let dir = storeTempDirectory()
         defer { dir.cleanup() }
-        let chunks = (0..<3).map { encode(compressibleBytes(4000, seed: UInt64(10 + $0)), .lz4) }
+        let chunks = try (0..<3).map { try encode(compressibleBytes(4000, seed: UInt64(10 + $0)), .lz4) }
         var store = try openStore(dir)
         for chunk in chunks { try await store.putChunk(chunk) }  // sequential: known offsets
         await store.close()

@@ -48,8 +48,8 @@ struct ManifestTests {
         defer { dir.cleanup() }
         let store = try openStore(dir)
         try await store.createBucket(bucketInfo("refs"))
-        let a = encode(randomBytes(1000, seed: 1), .raw)
-        let b = encode(randomBytes(3000, seed: 2), .raw)
+        let a = try encode(randomBytes(1000, seed: 1), .raw)
+        let b = try encode(randomBytes(3000, seed: 2), .raw)
         try await store.putChunk(a)
         try await store.putChunk(b)
         #expect(try await store.stats().referencedRawBytes == 0)
@@ -75,8 +75,8 @@ struct ManifestTests {
         defer { dir.cleanup() }
         let store = try openStore(dir)
         try await store.createBucket(bucketInfo("miss"))
-        let present = encode(randomBytes(100, seed: 1), .raw)
-        let absent = encode(randomBytes(100, seed: 2), .raw)
+        let present = try encode(randomBytes(100, seed: 1), .raw)
+        let absent = try encode(randomBytes(100, seed: 2), .raw)
         try await store.putChunk(present)
         let m = chunkManifest(bucket: "miss", key: "k", chunks: [present, absent], at: version(1))
         let error = await agadirError { try await store.putManifest(m) }
@@ -124,7 +124,7 @@ struct ManifestTests {
         #expect(try await store.bucket("nope") == nil)
         #expect(await agadirError { try await store.deleteBucket("nope") }?.code == .noSuchBucket)
 
-        let chunk = encode(randomBytes(500, seed: 4), .raw)
+        let chunk = try encode(randomBytes(500, seed: 4), .raw)
         try await store.putChunk(chunk)
         try await store.putManifest(chunkManifest(bucket: "alpha", key: "k", chunks: [chunk], at: version(1)))
         #expect(await agadirError { try await store.deleteBucket("alpha") }?.code == .bucketNotEmpty)
@@ -151,8 +151,8 @@ struct ManifestTests {
         defer { dir.cleanup() }
         let store = try openStore(dir)
         try await store.createBucket(bucketInfo("ratios"))
-        let text = encode(compressibleBytes(64 * 1024, seed: 1), .lz4)
-        let noise = encode(randomBytes(64 * 1024, seed: 2), .lz4)
+        let text = try encode(compressibleBytes(64 * 1024, seed: 1), .lz4)
+        let noise = try encode(randomBytes(64 * 1024, seed: 2), .lz4)
         #expect(text.codec == .lz4 && noise.codec == .raw)
         try await store.putChunk(text)
         try await store.putChunk(noise)

@@ -35,9 +35,9 @@ func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
     return (0..<count).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
 }
 
-func encode(_ raw: [UInt8], _ codec: Codec) -> EncodedChunk {
+func encode(_ raw: [UInt8], _ codec: Codec) throws -> EncodedChunk {
     var c = ChunkCodec()
-    return c.encode(raw, preferred: codec)
+    return try c.encode(raw, preferred: codec)
 }
 
 func version(_ t: UInt64, node: UInt64 = 1) -> ObjectVersion {
