@@ -126,6 +126,10 @@ extension ObjectService {
         let opcode = Opcode.get.rawValue
         switch m.body {
         case .inline(let bytes):
+            guard UInt64(bytes.count) == m.size else {
+                throw AgadirError(
+                    .corruptData, "manifest of '\(m.bucket)/\(m.key)' holds \(bytes.count) inline bytes but says \(m.size)")
+            }
             let lo = Int(offset)
             let slice = bytes[lo..<lo + Int(length)]
             try await sink.send(.response(id: id, opcode: opcode, fields: info.fields(), payload: ByteBuffer(bytes: slice), end: true))
