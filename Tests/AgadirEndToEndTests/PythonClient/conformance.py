@@ -1,0 +1,447 @@
+#!/usr/bin/env python3
+"""Conformance checks of an Agadir node against docs/protocol.md.
+
+usage: conformance.py HOST:PORT
+Prints one line per check and a final line "N passed, M failed"; exit 0 iff M == 0.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import socket
+import struct
+import sys
+import time
+
+import agadir_client as ac
+
+MiB = 1024 * 1024
+
+# Hex dumps copied from the "A full exchange" section of docs/protocol.md.
+DOC_PUT_REQUEST = """
+0000  41 47 44 52 01 01 00 01 00 05 00 00 00 00 00 2f  AGDR.........../
+0010  00 00 00 00 00 00 00 01 00 00 00 05 00 00 00 00  ................
+0020  00 04 00 01 00 06 70 68 6f 74 6f 73 00 02 00 05  ......photos....
+0030  61 2e 74 78 74 00 05 00 08 00 00 00 00 00 00 00  a.txt...........
+0040  05 00 03 00 0a 74 65 78 74 2f 70 6c 61 69 6e 68  .....text/plainh
+0050  65 6c 6c 6f                                      ello
+"""
+
+DOC_GET_REQUEST = """
+0000  41 47 44 52 01 01 00 01 00 06 00 00 00 00 00 15  AGDR............
+0010  00 00 00 00 00 00 00 02 00 00 00 00 00 00 00 00  ................
+0020  00 02 00 01 00 06 70 68 6f 74 6f 73 00 02 00 05  ......photos....
+0030  61 2e 74 78 74                                   a.txt
+"""
+
+
+def parse_dump(text):
+    out = bytearray()
+    for line in text.strip().splitlines():
+        # "OOOO  hh hh ... hh  ascii": the hex part is columns 6..53
+        hexpart = line[6:6 + 16 * 3]
+        out += bytes.fromhex(hexpart.replace(" ", ""))
+    return bytes(out)
+
+
+class Checker:
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def check(self, name, fn):
+        try:
+            detail = fn()
+        except Exception as e:  # noqa: BLE001 - report every failure as a line
+            self.failed += 1
+            print("FAIL %s: %s: %s" % (name, type(e).__name__, e), flush=True)
+            return None
+        self.passed += 1
+        print("PASS %s%s" % (name, (" (" + str(detail) + ")") if detail else ""), flush=True)
+        return detail
+
+
+def expect(cond, msg):
+    if not cond:
+        raise AssertionError(msg)
+
+
+def expect_code(code, fn, *args, **kwargs):
+    try:
+        fn(*args, **kwargs)
+    except ac.AgadirError as e:
+        if e.code != code:
+            raise AssertionError("expected code %d, got %d (%s)" % (code, e.code, e.message))
+        expect(e.message, "error MESSAGE is empty")
+        return "code %d: %s" % (e.code, e.message)
+    raise AssertionError("expected code %d, call succeeded" % code)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("address", help="HOST:PORT of the node's client endpoint")
+    ap.add_argument("--timeout", type=float, default=30.0)
+    args = ap.parse_args()
+    host, port = ac.parse_hostport(args.address)
+
+    ck = Checker()
+    c = ac.AgadirClient(timeout=args.timeout)
+
+    # ---- offline: byte-exact request frames from the document
+    def doc_put():
+        frame = ac.encode_frame(ac.REQUEST, 1, ac.OP_PUT, 0,
+                                ac.put_request_fields("photos", "a.txt", 5, "text/plain"),
+                                b"hello", end_stream=True)
+        want = parse_dump(DOC_PUT_REQUEST)
+        expect(frame == want, "differs:\n ours %s\n doc  %s" % (frame.hex(), want.hex()))
+        return "%d bytes identical" % len(frame)
+
+    def doc_get():
+        frame = ac.encode_frame(ac.REQUEST, 2, ac.OP_GET, 0,
+                                ac.get_request_fields("photos", "a.txt"), b"", end_stream=True)
+        want = parse_dump(DOC_GET_REQUEST)
+        expect(frame == want, "differs:\n ours %s\n doc  %s" % (frame.hex(), want.hex()))
+        return "%d bytes identical" % len(frame)
+
+    ck.check("doc example PUT request frame", doc_put)
+    ck.check("doc example GET request frame", doc_get)
+
+    try:
+        c.connect(host, port)
+    except OSError as e:
+        print("FAIL connect %s: %s" % (args.address, e))
+        ck.failed += 1
+        print("%d passed, %d failed" % (ck.passed, ck.failed))
+        return 1
+
+    # ---- ping
+    def ping():
+        p = c.ping()
+        expect(p["node_id"], "empty NODE_ID")
+        expect(p["server_version"], "empty SERVER_VERSION")
+        skew = abs(p["time_ms"] - int(time.time() * 1000))
+        expect(skew < 5 * 60 * 1000, "TIME_MS off by %d ms" % skew)
+        return "node %s, version %s, skew %d ms" % (p["node_id"], p["server_version"], skew)
+
+    ck.check("ping", ping)
+
+    bucket = "py-" + os.urandom(6).hex()
+
+    def create():
+        c.create_bucket(bucket)
+        return bucket
+
+    ck.check("create bucket", create)
+
+    def list_buckets():
+        bs = c.list_buckets()
+        mine = [b for b in bs if b["name"] == bucket]
+        expect(len(mine) == 1, "bucket listed %d times" % len(mine))
+        expect(mine[0]["policy"] == "default", "policy %r" % mine[0]["policy"])
+        skew = abs(mine[0]["created_ms"] - int(time.time() * 1000))
+        expect(skew < 5 * 60 * 1000, "createdMillis off by %d ms" % skew)
+        return "%d bucket(s)" % len(bs)
+
+    ck.check("list buckets shows it with policy default", list_buckets)
+    ck.check("create again -> 301", lambda: expect_code(301, c.create_bucket, bucket))
+    ck.check("invalid bucket name 'Bad_Name' -> 201", lambda: expect_code(201, c.create_bucket, "Bad_Name"))
+    ck.check("invalid bucket name 'ab' -> 201", lambda: expect_code(201, c.create_bucket, "ab"))
+    ck.check("invalid bucket name '192.168.1.1' -> 201",
+             lambda: expect_code(201, c.create_bucket, "192.168.1.1"))
+    ck.check("invalid bucket name 'a..b' -> 201", lambda: expect_code(201, c.create_bucket, "a..b"))
+
+    # ---- round trips
+    keys = []
+    objects = {}
+    for size in (0, 1, 4096, 5000, 3 * MiB + 17):
+        key = "rt/size-%d" % size
+
+        def rt(size=size, key=key):
+            data = os.urandom(size)
+            sha = hashlib.sha256(data).digest()
+            pr = c.put(bucket, key, data, content_type="application/x-test")
+            put_stats = dict(c.last_stats)
+            keys.append(key)
+            objects[key] = data
+            expect(pr["etag"] == sha, "PUT ETAG != SHA-256")
+            expect(pr["size"] == size, "PUT SIZE %d" % pr["size"])
+            g = c.get(bucket, key)
+            get_stats = dict(c.last_stats)
+            expect(hashlib.sha256(g["data"]).digest() == sha, "GET body SHA-256 differs")
+            expect(g["data"] == data, "GET body differs")
+            expect(g["etag"] == sha, "GET ETAG != SHA-256")
+            expect(g["size"] == size, "GET SIZE %d" % g["size"])
+            expect(g["bucket"] == bucket and g["key"] == key, "GET BUCKET/KEY echo")
+            expect(g["content_type"] == "application/x-test", "content type %r" % g["content_type"])
+            expect(g["version"] == pr["version"], "GET VERSION != PUT VERSION")
+            if size > MiB:
+                expect(put_stats["sent_data_frames"] == 4, "PUT used %d DATA frames" % put_stats["sent_data_frames"])
+                expect(get_stats["recv_data_frames"] >= 3, "GET used %d DATA frames" % get_stats["recv_data_frames"])
+            return "etag %s.., put %d frame(s), get %d frame(s)" % (
+                sha.hex()[:12], put_stats["sent_frames"], get_stats["recv_frames"])
+
+        ck.check("put/get round trip %d bytes" % size, rt)
+
+    # ---- content sha
+    def put_with_sha():
+        data = os.urandom(1000)
+        pr = c.put(bucket, "sha/ok", data, content_sha256=True)
+        keys.append("sha/ok")
+        expect(pr["etag"] == hashlib.sha256(data).digest(), "ETAG")
+
+    ck.check("PUT with correct CONTENT_SHA256", put_with_sha)
+    ck.check("PUT with wrong CONTENT_SHA256 -> 204",
+             lambda: expect_code(204, c.put, bucket, "sha/bad", b"abc", content_sha256=b"\0" * 32))
+
+    # ---- ranges
+    def ranged():
+        key = "rt/size-5000"
+        data = objects[key]
+        g = c.get(bucket, key, range=(100, 1000))
+        expect(g["data"] == data[100:1100], "range body differs")
+        expect(g["range"] == (100, 1000), "resolved RANGE %r" % (g["range"],))
+        expect(g["size"] == 5000, "SIZE %d (should be object size)" % g["size"])
+        return "RANGE echoed %r" % (g["range"],)
+
+    ck.check("ranged GET (100, 1000) of 5000-byte object", ranged)
+
+    def ranged_to_end():
+        key = "rt/size-5000"
+        g = c.get(bucket, key, range=(4000, None))
+        expect(g["data"] == objects[key][4000:], "body differs")
+        return "resolved RANGE %r" % (g["range"],)
+
+    ck.check("ranged GET to end (length ff..ff)", ranged_to_end)
+
+    def ranged_clamped():
+        key = "rt/size-5000"
+        g = c.get(bucket, key, range=(4990, 100))
+        expect(g["data"] == objects[key][4990:], "body differs")
+        return "resolved RANGE %r" % (g["range"],)
+
+    ck.check("ranged GET clamped at end", ranged_clamped)
+
+    def ranged_large():
+        key = "rt/size-%d" % (3 * MiB + 17)
+        off, ln = MiB - 5, 2 * MiB + 10
+        g = c.get(bucket, key, range=(off, ln))
+        expect(g["data"] == objects[key][off:off + ln], "body differs")
+        return "%d bytes in %d frame(s)" % (len(g["data"]), c.last_stats["recv_frames"])
+
+    ck.check("ranged GET across chunks of the large object", ranged_large)
+
+    def ranged_at_size():
+        g = c.get(bucket, "rt/size-5000", range=(5000, 10))
+        expect(g["data"] == b"", "expected empty body")
+        return "resolved RANGE %r" % (g["range"],)
+
+    ck.check("ranged GET with offset == SIZE is empty", ranged_at_size)
+    ck.check("ranged GET offset > SIZE -> 205",
+             lambda: expect_code(205, c.get, bucket, "rt/size-5000", range=(5001, 1)))
+
+    # ---- HEAD with metadata
+    def head():
+        md = {"zeta": "last", "alpha": "first", "m-id": "42"}
+        data = b"metadata object"
+        pr = c.put(bucket, "meta/obj", data, content_type="text/plain; charset=utf-8", metadata=md)
+        keys.append("meta/obj")
+        h = c.head(bucket, "meta/obj")
+        expect(c.last_stats["recv_frames"] == 1, "HEAD answer had %d frames" % c.last_stats["recv_frames"])
+        expect(h["bucket"] == bucket and h["key"] == "meta/obj", "BUCKET/KEY")
+        expect(h["size"] == len(data), "SIZE")
+        expect(h["etag"] == hashlib.sha256(data).digest(), "ETAG")
+        expect(h["version"] == pr["version"], "VERSION")
+        expect(h["content_type"] == "text/plain; charset=utf-8", "CONTENT_TYPE %r" % h["content_type"])
+        expect(h["metadata"] == md, "METADATA %r" % h["metadata"])
+        expect(list(h["metadata"]) == sorted(md), "metadata not sorted by name: %r" % list(h["metadata"]))
+        g = c.get(bucket, "meta/obj")
+        expect(g["metadata"] == md and g["data"] == data, "GET metadata/body")
+        return "metadata %r, version %s" % (h["metadata"], ac.format_version(h["version"]))
+
+    ck.check("HEAD fields incl. metadata", head)
+
+    def default_ct():
+        c.put(bucket, "meta/noct", b"x")
+        keys.append("meta/noct")
+        h = c.head(bucket, "meta/noct")
+        return "content type when none sent: %r" % h["content_type"]
+
+    ck.check("HEAD without CONTENT_TYPE on PUT", default_ct)
+
+    def overwrite_version():
+        a = c.put(bucket, "meta/ow", b"one")
+        b = c.put(bucket, "meta/ow", b"two")
+        keys.append("meta/ow")
+        expect(b["version"] > a["version"], "second VERSION not greater")
+        expect(c.get(bucket, "meta/ow")["data"] == b"two", "overwrite not visible")
+
+    ck.check("overwrite: newer VERSION wins", overwrite_version)
+
+    # ---- LIST
+    list_keys = ["ls/a", "ls/b", "ls/c", "ls/d1/x", "ls/d1/y", "ls/d2/z", "ls/e", "ls/é", "lsx"]
+
+    def list_setup():
+        for k in list_keys:
+            c.put(bucket, k, k.encode())
+            keys.append(k)
+
+    ck.check("LIST setup (%d keys)" % len(list_keys), list_setup)
+
+    def list_prefix_paged():
+        objs, prefixes, pages = c.list_all(bucket, prefix="ls/", limit=2)
+        got = [o["key"] for o in objs]
+        want = sorted([k for k in list_keys if k.startswith("ls/")], key=lambda s: s.encode())
+        expect(got == want, "keys %r != %r" % (got, want))
+        expect(not prefixes, "unexpected common prefixes")
+        for o in objs:
+            expect(o["etag"] == hashlib.sha256(o["key"].encode()).digest(), "etag of %s" % o["key"])
+            expect(o["size"] == len(o["key"].encode()), "size of %s" % o["key"])
+        return "%d keys in %d pages" % (len(got), pages)
+
+    ck.check("LIST prefix, limit 2, every key once in order", list_prefix_paged)
+
+    def list_delim_paged():
+        objs, prefixes, pages = c.list_all(bucket, prefix="ls/", delimiter="/", limit=2)
+        got = [o["key"] for o in objs]
+        want_keys = ["ls/a", "ls/b", "ls/c", "ls/e", "ls/é"]
+        expect(got == want_keys, "keys %r" % got)
+        expect(prefixes == ["ls/d1/", "ls/d2/"], "common prefixes %r" % prefixes)
+        return "keys %r, prefixes %r, %d pages" % (got, prefixes, pages)
+
+    ck.check("LIST prefix + delimiter, limit 2, every entry once", list_delim_paged)
+
+    def list_first_page():
+        p = c.list(bucket, prefix="ls/", delimiter="/", limit=2)
+        expect(p["truncated"], "first page not truncated")
+        expect(len(p["objects"]) + len(p["common_prefixes"]) == 2, "page size")
+        expect(p["next_start_after"] == "ls/b", "nextStartAfter %r" % p["next_start_after"])
+        p2 = c.list(bucket, prefix="ls/", delimiter="/", start_after="ls/c", limit=2)
+        expect(p2["common_prefixes"] == ["ls/d1/", "ls/d2/"], "page 2 %r" % p2)
+        p3 = c.list(bucket, prefix="ls/", delimiter="/", start_after="ls/d1/", limit=10)
+        expect([o["key"] for o in p3["objects"]] == ["ls/e", "ls/é"] and p3["common_prefixes"] == ["ls/d2/"],
+               "start_after common prefix: %r" % p3)
+        return "nextStartAfter %r" % p["next_start_after"]
+
+    ck.check("LIST truncated / nextStartAfter / START_AFTER semantics", list_first_page)
+
+    def list_all_bucket():
+        objs, _, pages = c.list_all(bucket, limit=1000)
+        got = sorted(o["key"] for o in objs)
+        expect(got == sorted(set(keys)), "bucket keys %r" % got)
+        return "%d keys" % len(got)
+
+    ck.check("LIST whole bucket", list_all_bucket)
+    ck.check("LIST limit 0 -> 200",
+             lambda: expect_code(200, lambda: c._request(ac.OP_LIST, [ac.f_str(ac.T_BUCKET, bucket),
+                                                                      ac.f_u32(ac.T_LIMIT, 0)])))
+
+    # ---- STAT
+    def stat():
+        s = c.stat()
+        want = ["buckets", "objects", "logicalBytes", "inlineBytes", "chunks", "uniqueRawBytes",
+                "referencedRawBytes", "storedBytes", "segmentFiles", "segmentBytes", "dedupRatio",
+                "compressionRatio"]
+        missing = [k for k in want if k not in s]
+        expect(not missing, "missing keys %r" % missing)
+        bad = [k for k in want if not isinstance(s[k], (int, float)) or isinstance(s[k], bool)]
+        expect(not bad, "non-numeric %r" % bad)
+        expect(s["buckets"] >= 1 and s["objects"] >= len(set(keys)), "counts %r" % s)
+        extra = sorted(set(s) - set(want))
+        return json.dumps({k: s[k] for k in want}) + ("; extra keys %r" % extra if extra else "")
+
+    ck.check("STAT has the documented keys", stat)
+
+    # ---- DELETE
+    def delete_then_get():
+        d = c.delete(bucket, "rt/size-1")
+        keys.remove("rt/size-1")
+        expect(d["size"] == 0, "DELETE SIZE %r" % d["size"])
+        expect(d["version"] is not None, "no VERSION")
+        return expect_code(303, c.get, bucket, "rt/size-1")
+
+    ck.check("DELETE then GET -> 303", delete_then_get)
+    ck.check("HEAD deleted -> 303", lambda: expect_code(303, c.head, bucket, "rt/size-1"))
+    ck.check("DELETE again -> 303", lambda: expect_code(303, c.delete, bucket, "rt/size-1"))
+    ck.check("GET never-written key -> 303", lambda: expect_code(303, c.get, bucket, "nope/never"))
+    ck.check("invalid key (control char) -> 202", lambda: expect_code(202, c.put, bucket, "bad\x01key", b"x"))
+    ck.check("invalid key (1025 bytes) -> 202", lambda: expect_code(202, c.head, bucket, "k" * 1025))
+
+    def deleted_not_listed():
+        objs, _, _ = c.list_all(bucket, prefix="rt/")
+        expect("rt/size-1" not in [o["key"] for o in objs], "deleted key still listed")
+
+    ck.check("deleted key not in LIST", deleted_not_listed)
+    ck.check("DELETE non-empty bucket -> 302", lambda: expect_code(302, c.delete_bucket, bucket))
+
+    # ---- early error while uploading a large body
+    def early_error():
+        msg = expect_code(300, c.put, "py-missing-" + os.urandom(4).hex(), "k", os.urandom(20 * MiB))
+        sent = c.last_stats["sent_data_frames"]
+        expect(sent < 20, "client sent all %d DATA frames: no early answer" % sent)
+        p = c.ping()
+        expect(p["node_id"], "ping after early error")
+        return msg + "; answered after %d of 20 DATA frames, client sent ABORT; connection still usable" % sent
+
+    ck.check("20 MiB PUT to missing bucket -> early 300, ABORT, connection survives", early_error)
+
+    def client_abort():
+        rid = c._new_id()
+        fields = ac.put_request_fields(bucket, "aborted/obj", 3 * MiB)
+        c.sock.sendall(ac.encode_frame(ac.REQUEST, rid, ac.OP_PUT, 0, fields, b"", False))
+        c.sock.sendall(ac.encode_frame(ac.DATA, rid, 0, 0, None, b"x" * 1000, False))
+        c.sock.sendall(ac.encode_frame(ac.ABORT, rid, 0, 200, [ac.f_str(ac.T_MESSAGE, "test gives up")],
+                                       b"", True))
+        f = c._read_frame_for(rid, time.monotonic() + 10)
+        expect(f.kind in (ac.RESPONSE, ac.ABORT) and f.status != 0 and f.end_stream,
+               "answer kind %d status %d" % (f.kind, f.status))
+        expect_code(303, c.head, bucket, "aborted/obj")
+        return "node answered kind %d status %d: %s; object not visible" % (f.kind, f.status, f.message())
+
+    ck.check("client ABORT of an upload", client_abort)
+
+    # ---- cleanup
+    def cleanup():
+        for k in list(dict.fromkeys(keys)):
+            c.delete(bucket, k)
+        objs, prefixes, _ = c.list_all(bucket)
+        expect(not objs and not prefixes, "objects left: %r" % objs)
+        c.delete_bucket(bucket)
+        names = [b["name"] for b in c.list_buckets()]
+        expect(bucket not in names, "bucket still listed")
+        return "%d objects deleted" % len(set(keys))
+
+    ck.check("delete all objects then the bucket", cleanup)
+    ck.check("GET from missing bucket -> 300", lambda: expect_code(300, c.get, bucket, "rt/size-0"))
+    ck.check("DELETE_BUCKET missing -> 300", lambda: expect_code(300, c.delete_bucket, bucket))
+
+    # ---- connection-level error: request id 0 answer, then close
+    def conn_error():
+        raw = socket.create_connection((host, port), timeout=10)
+        try:
+            raw.sendall(b"XXXX" + b"\0" * 28)
+            buf = b""
+            for _ in range(1000):
+                chunk = raw.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+            expect(len(buf) >= 32, "no answer before close (%d bytes)" % len(buf))
+            magic, ver, kind, flags, opcode, status, h, rid, p, res = ac.HEADER.unpack_from(buf, 0)
+            expect(kind == ac.RESPONSE and rid == 0 and status == 100,
+                   "kind %d id %d status %d" % (kind, rid, status))
+            fields = ac.decode_fields(buf[32:32 + h], 256)
+            msg = dict(fields).get(ac.T_MESSAGE, b"").decode()
+            return "status %d opcode %d flags %d: %s" % (status, opcode, flags, msg)
+        finally:
+            raw.close()
+
+    ck.check("bad magic -> RESPONSE id 0, 100, connection closed", conn_error)
+
+    c.close()
+    print("%d passed, %d failed" % (ck.passed, ck.failed))
+    return 0 if ck.failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
