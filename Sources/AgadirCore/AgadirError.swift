@@ -52,8 +52,9 @@ public struct AgadirError: Error, Sendable, Equatable, CustomStringConvertible {
 
         public var description: String { "\(name)(\(rawValue))" }
 
-        /// True for codes after which the server closes the connection.
-        public var closesConnection: Bool { (100..<200).contains(rawValue) }
+        /// True for codes after which the server closes the connection: the 1xx codes,
+        /// except REQUEST_TIMEOUT, which fails only its request.
+        public var closesConnection: Bool { (100..<200).contains(rawValue) && self != .requestTimeout }
 
         private static let names: [UInt16: String] = [
             100: "MALFORMED_FRAME", 101: "UNSUPPORTED_VERSION", 102: "UNKNOWN_OPCODE", 103: "FRAME_TOO_LARGE",
