@@ -171,14 +171,3 @@ func closedPort() throws -> Int {
 }
 
 
-/// Runs `body` and returns the AgadirError it threw, or nil.
-func agadirError(_ body: () async throws -> Void) async -> AgadirError? {
-    do {
-        try await body()
-        return nil
-    } catch let error as AgadirError {
-        return error
-    } catch {
-        return AgadirError(.internalError, "unexpected error \(error)")
-    }
-}

@@ -2,11 +2,6 @@ import AgadirCore
 @_exported import AgadirTestSupport
 import Testing
 
-/// `count` pseudo-random bytes from a SplitMix64 seeded with `seed`.
-func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
-    var rng = SplitMix64(seed: seed)
-    return rng.bytes(count)
-}
 
 /// Compressible, text-like bytes: words from a small vocabulary, chosen pseudo-randomly.
 func textBytes(_ count: Int, seed: UInt64) -> [UInt8] {

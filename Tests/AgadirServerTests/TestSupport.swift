@@ -30,36 +30,7 @@ func smallChunkConfiguration(dataDir: String = "") -> NodeConfiguration {
     return config
 }
 
-/// Deterministic bytes that do not compress (SplitMix64, eight bytes per step).
-func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
-    var state = seed
-    var out = [UInt8](repeating: 0, count: count)
-    out.withUnsafeMutableBytes { raw in
-        var i = 0
-        while i < count {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            z ^= z >> 31
-            for b in 0..<8 where i + b < count { raw[i + b] = UInt8(truncatingIfNeeded: z >> (8 * UInt64(b))) }
-            i += 8
-        }
-    }
-    return out
-}
 
-/// Runs `body` and returns the AgadirError it threw, or nil.
-func agadirError(_ body: () async throws -> Void) async -> AgadirError? {
-    do {
-        try await body()
-        return nil
-    } catch let error as AgadirError {
-        return error
-    } catch {
-        return AgadirError(.internalError, "unexpected error \(error)")
-    }
-}
 
 /// A `ResponseSink` that keeps every frame it is given.
 final class CollectingSink: ResponseSink {

@@ -29,11 +29,6 @@ func compressibleBytes(_ count: Int, seed: UInt64) -> [UInt8] {
     return Array(out.prefix(count))
 }
 
-/// Bytes that do not compress.
-func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
-    var rng = SplitMix64(seed: seed)
-    return (0..<count).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
-}
 
 func encode(_ raw: [UInt8], _ codec: Codec) throws -> EncodedChunk {
     var c = ChunkCodec()
@@ -62,17 +57,6 @@ func bucketInfo(_ name: String) -> BucketInfo {
     BucketInfo(name: name, policy: "default", createdMillis: 1_700_000_000_000)
 }
 
-/// Runs `body` and returns the AgadirError it threw, or nil.
-func agadirError(_ body: () async throws -> Void) async -> AgadirError? {
-    do {
-        try await body()
-        return nil
-    } catch let error as AgadirError {
-        return error
-    } catch {
-        return AgadirError(.internalError, "unexpected error \(error)")
-    }
-}
 
 /// Flips one byte of a file in place.
 func flipByte(path: String, at offset: Int) throws {

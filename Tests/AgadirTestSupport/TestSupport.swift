@@ -90,3 +90,22 @@ public func withTimeout<T: Sendable>(
         }
     }
 }
+
+/// `count` pseudo-random (incompressible) bytes from a SplitMix64 seeded with `seed`.
+public func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
+    var rng = SplitMix64(seed: seed)
+    return rng.bytes(count)
+}
+
+/// Runs `body` and returns the AgadirError it threw, or nil (any other error becomes an
+/// INTERNAL_ERROR naming it, so a test's expectation on the code fails visibly).
+public func agadirError(_ body: () async throws -> Void) async -> AgadirError? {
+    do {
+        try await body()
+        return nil
+    } catch let error as AgadirError {
+        return error
+    } catch {
+        return AgadirError(.internalError, "unexpected error \(error)")
+    }
+}
