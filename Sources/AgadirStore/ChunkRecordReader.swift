@@ -24,7 +24,7 @@ enum ChunkRecordReader {
                 .corruptChunk,
                 "chunk \(id.hex) in segment \(location.segment) at offset \(location.offset) is corrupt: \(why)")
         }
-        guard location.offset >= SegmentFormat.fileHeaderSize,
+        guard location.offset >= SegmentFormat.fileHeaderSize, location.offset < 1 << 48,
             (0...SegmentFormat.maxStoredLength).contains(location.storedLength),
             (0...ChunkCodec.maxRawLength).contains(location.rawLength)
         else {

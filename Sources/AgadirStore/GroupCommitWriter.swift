@@ -182,6 +182,12 @@ final class GroupCommitWriter: @unchecked Sendable {
             }
         } catch {
             logger.error("group commit failed", metadata: ["store/error": "\(error)"])
+            // A failed COMMIT (a WAL sync error, say) may have left SQLite's view of its
+            // files ahead of the disk: like a failed segment sync, nothing later can be
+            // trusted to be durable, so every later write is refused until a reopen.
+            poisoned = AgadirError(
+                error.code == .storageFull ? .storageFull : .ioError,
+                "the metadata database failed to commit (\(error.message)); writes are refused until the node restarts")
             for i in results.indices where duplicateOf[i] == nil {
                 if case .putChunk = operations[i], case .some(.success(.chunk(stored: false))) = results[i] {
                     continue  // already indexed before this batch: still true
@@ -223,6 +229,7 @@ final class GroupCommitWriter: @unchecked Sendable {
                     segment = current
                 } else {
                     segment = try createSegment()
+                    active = segment  // so a failure below closes it
                     createdSegment = true
                 }
                 let end = segment.length + buffer.count
@@ -233,6 +240,7 @@ final class GroupCommitWriter: @unchecked Sendable {
                     close(segment.fd)
                     active = nil
                     segment = try createSegment()
+                    active = segment  // so a failure below closes it
                     createdSegment = true
                 }
                 let offset = segment.length + buffer.count

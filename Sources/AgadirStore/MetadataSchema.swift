@@ -30,6 +30,10 @@ enum MetadataSchema {
             throw AgadirError(.ioError, "SQLite \(db.path) refused WAL mode (journal_mode is \(mode ?? "unknown"))")
         }
         try db.execute("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF")
+        let synchronous = try db.firstRow("PRAGMA synchronous") { row in row.int64(0) }
+        guard synchronous == 2 else {
+            throw AgadirError(.ioError, "SQLite \(db.path) refused synchronous=FULL (it is \(synchronous ?? -1))")
+        }
         try db.execute("BEGIN IMMEDIATE")
         do throws(AgadirError) {
             let hasTable = try db.firstRow(
@@ -52,6 +56,9 @@ enum MetadataSchema {
                 try db.execute(createStatements)
                 try db.run("INSERT INTO schema_version(version) VALUES (?)", [.int(currentVersion)])
             }
+            // Listing skips tombstones through this index instead of reading them row by row
+            // (a bucket with many deleted keys would otherwise make one page scan them all).
+            try db.execute("CREATE INDEX IF NOT EXISTS objects_live ON objects(bucket, key) WHERE tombstone = 0")
             try db.execute("COMMIT")
         } catch {
             try? db.execute("ROLLBACK")

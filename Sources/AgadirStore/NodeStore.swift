@@ -51,12 +51,17 @@ public final class NodeStore: Sendable {
                 "store options need segmentMaxBytes >= 4096, readerCount >= 1 and maxBatchOperations >= 1")
         }
         let chunksDirectory = directory + "/chunks"
-        try Posix.makeDirectory(directory)
+        if try Posix.makeDirectory(directory) {
+            // The new directory's own entry must survive a power cut too.
+            try Posix.syncDirectory((directory as NSString).deletingLastPathComponent.isEmpty
+                ? "." : (directory as NSString).deletingLastPathComponent)
+        }
         let lock = try DirectoryLock(directory: directory)
         if try Posix.makeDirectory(chunksDirectory) { try Posix.syncDirectory(directory) }
         let dbPath = directory + "/meta.sqlite"
         let db = try SQLiteDatabase(path: dbPath, readOnly: false)
         try MetadataSchema.prepareWriter(db)
+        try Posix.syncDirectory(directory)  // the entries of meta.sqlite and its WAL
         let recovered = try SegmentRecovery.recover(db: db, chunksDirectory: chunksDirectory, logger: logger)
         let readers: ReaderPool
         do throws(AgadirError) {

@@ -122,11 +122,17 @@ enum SegmentFormat {
         return "seg-" + String(repeating: "0", count: max(0, 8 - digits.count)) + digits + ".agseg"
     }
 
+    /// The largest segment number accepted from a file name or the database (2^48: a new
+    /// segment per second for nine million years).
+    static let maxSegmentNumber: UInt64 = 1 << 48
+
     /// The segment number encoded in a file name, or nil for any other file.
     static func number(fromFileName name: String) -> UInt64? {
         guard name.hasPrefix("seg-"), name.hasSuffix(".agseg") else { return nil }
         let digits = name.dropFirst(4).dropLast(6)
         guard digits.count >= 8, digits.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
-        return UInt64(digits)
+        // Far below Int64.max, so `number + 1` and `Int64(number)` can never trap.
+        guard let n = UInt64(digits), n <= maxSegmentNumber else { return nil }
+        return n
     }
 }

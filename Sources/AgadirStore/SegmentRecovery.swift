@@ -23,13 +23,28 @@ enum SegmentRecovery {
     ) throws(AgadirError) -> Recovered {
         let onDisk = try Posix.listDirectory(chunksDirectory).compactMap(SegmentFormat.number(fromFileName:))
         var committed: [UInt64: Int] = [:]
-        try db.forEachRow("SELECT number, committed_len FROM segments") { row in
-            committed[UInt64(bitPattern: row.int64(0))] = Int(row.int64(1))
+        try db.forEachRow("SELECT number, committed_len FROM segments") { (row) throws(AgadirError) -> Bool in
+            let number = row.int64(0)
+            let length = row.int64(1)
+            guard number >= 0, UInt64(number) <= SegmentFormat.maxSegmentNumber, length >= 0 else {
+                throw AgadirError(
+                    .corruptData, "the segments table holds an impossible row (number \(number), length \(length))")
+            }
+            committed[UInt64(number)] = Int(length)
             return true
         }
         let newestRecorded = committed.keys.max()
         var removed = false
-        for number in onDisk where number > (newestRecorded ?? 0) {
+        if newestRecorded == nil, !onDisk.isEmpty {
+            // Segments but no record of any: either the first batch never committed, or the
+            // metadata database was lost or replaced. The second must not cost the data (the
+            // records are self-describing and can be rescanned), so nothing is deleted;
+            // appending starts in a new segment after them.
+            logger.warning(
+                "segment files exist but the metadata database records none; leaving them in place",
+                metadata: ["store/segments": "\(onDisk.count)", "store/dir": "\(chunksDirectory)"])
+        }
+        for number in onDisk where newestRecorded != nil && number > (newestRecorded ?? 0) {
             let path = chunksDirectory + "/" + SegmentFormat.fileName(number)
             logger.warning(
                 "removing segment that holds no committed record", metadata: ["store/segment": "\(path)"])

@@ -108,6 +108,26 @@ struct DurabilityTests {
         await store.close()
     }
 
+    @Test("segments are never deleted when the metadata database records none (a lost or replaced database)")
+    func recovery_keepsSegments_whenTheDatabaseRecordsNone() async throws {
+        let dir = storeTempDirectory()
+        defer { dir.cleanup() }
+        var store = try openStore(dir)
+        let chunk = try encode(randomBytes(5000, seed: 2), .raw)
+        try await store.putChunk(chunk)
+        await store.close()
+        let segment = segmentPath(dir, 1)
+        let size = try FileManager.default.attributesOfItem(atPath: segment)[.size] as? Int
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: dir.path + "/meta.sqlite" + suffix) }
+        store = try openStore(dir)
+        #expect(try FileManager.default.attributesOfItem(atPath: segment)[.size] as? Int == size, "segment 1 kept whole")
+        let other = try encode(randomBytes(300, seed: 3), .raw)
+        try await store.putChunk(other)
+        #expect(try await store.readChunk(other.id).count == 300, "new writes go to a new segment")
+        #expect(FileManager.default.fileExists(atPath: segmentPath(dir, 2)))
+        await store.close()
+    }
+
     @Test("a flipped byte in stored bytes or in a record header is a corruptChunk naming the chunk; others still read")
     func corruption_isDetectedAndConfined() async throws {
         let dir = storeTempDirectory()
