@@ -45,7 +45,10 @@ enum ObjectListing {
         for _ in 0...limit {
             var restart = false
             let want = limit - entries.count - prefixes.count + 1
-            var sql = "SELECT key, size, version_hlc, version_node, etag, content_type FROM objects "
+            // The partial index holds live rows only: tombstones are never read (the planner
+            // would pick the primary key, having no statistics on how many rows are tombstones).
+            var sql = "SELECT key, size, version_hlc, version_node, etag, content_type "
+            sql += "FROM objects INDEXED BY objects_live "
             sql += inclusive ? "WHERE bucket = ? AND key >= ? " : "WHERE bucket = ? AND key > ? "
             var values: [SQLiteValue] = [.text(bucket), .blob(lower)]
             if let upper {
