@@ -250,16 +250,18 @@ public struct ChunkCodec {
 
 /// Checks a chunk read back from storage or from the network.
 public enum ChunkVerifier {
-    /// Throws `.corruptChunk` naming `id` unless `raw` hashes to `id`.
+    /// Throws `.corruptChunk` naming `id` unless `raw` hashes to `id`. `context` says where
+    /// the bytes came from and is placed after the id: "chunk <id> in segment 3 at offset
+    /// 32 is corrupt: its bytes hash to <other>".
     public static func verify(
         _ raw: [UInt8], id: ChunkID, context: @autoclosure () -> String = ""
     ) throws(AgadirError) {
         let actual = ChunkID.of(raw)
         guard actual == id else {
-            let where_ = context()
+            let place = context()
             throw AgadirError(
                 .corruptChunk,
-                "chunk \(id.hex) is corrupt\(where_.isEmpty ? "" : " (\(where_))"): its bytes hash to \(actual.hex)")
+                "chunk \(id.hex)\(place.isEmpty ? "" : " " + place) is corrupt: its bytes hash to \(actual.hex)")
         }
     }
 }

@@ -83,8 +83,7 @@ enum ChunkRecordReader {
             case .failure(let error): throw corrupt(error.message)
             }
         }
-        let actual = ChunkID.of(raw)
-        guard actual == id else { throw corrupt("its decoded bytes hash to \(actual.hex)") }
+        try ChunkVerifier.verify(raw, id: id, context: "in segment \(location.segment) at offset \(location.offset)")
         return raw
     }
 }

@@ -2,19 +2,19 @@ import AgadirCore
 
 // MARK: - Reads
 
+// Metadata point reads (containsChunks, bucket, manifest) run on the calling thread:
+// the hop to the I/O queue and back cost more than the lookup (docs/storage.md).
 extension NodeStore {
     /// For each id, whether the chunk is stored on this node (index lookup only).
     public func containsChunks(_ ids: [ChunkID]) async throws(AgadirError) -> [Bool] {
-        try quick { () throws(AgadirError) -> [Bool] in
-            try readers.withConnection { db throws(AgadirError) -> [Bool] in
-                var out: [Bool] = []
-                out.reserveCapacity(ids.count)
-                for id in ids {
-                    let found = try db.firstRow("SELECT 1 FROM chunks WHERE id = ?", [.blob(id.bytes)]) { _ in true }
-                    out.append(found ?? false)
-                }
-                return out
+        try readers.withConnection { db throws(AgadirError) -> [Bool] in
+            var out: [Bool] = []
+            out.reserveCapacity(ids.count)
+            for id in ids {
+                let found = try db.firstRow("SELECT 1 FROM chunks WHERE id = ?", [.blob(id.bytes)]) { _ in true }
+                out.append(found ?? false)
             }
+            return out
         }
     }
 
@@ -44,12 +44,10 @@ extension NodeStore {
 
     /// The bucket named `name`, or nil.
     public func bucket(_ name: String) async throws(AgadirError) -> BucketInfo? {
-        try quick { () throws(AgadirError) -> BucketInfo? in
-            try readers.withConnection { db throws(AgadirError) -> BucketInfo? in
-                try db.firstRow("SELECT name, policy, created_ms FROM buckets WHERE name = ?", [.text(name)]) { row in
-                    BucketInfo(
-                        name: row.text(0), policy: row.text(1), createdMillis: UInt64(bitPattern: row.int64(2)))
-                }
+        try readers.withConnection { db throws(AgadirError) -> BucketInfo? in
+            try db.firstRow("SELECT name, policy, created_ms FROM buckets WHERE name = ?", [.text(name)]) { row in
+                BucketInfo(
+                    name: row.text(0), policy: row.text(1), createdMillis: UInt64(bitPattern: row.int64(2)))
             }
         }
     }
@@ -74,24 +72,22 @@ extension NodeStore {
     /// a tombstone means); nil when none. `.noSuchBucket` when the bucket does not exist,
     /// `.corruptData` when the stored manifest does not decode.
     public func manifest(bucket: String, key: String) async throws(AgadirError) -> ObjectManifest? {
-        try quick { () throws(AgadirError) -> ObjectManifest? in
-            try readers.withConnection { db throws(AgadirError) -> ObjectManifest? in
-                let encoded = try db.firstRow(
-                    "SELECT manifest FROM objects WHERE bucket = ? AND key = ?", [.text(bucket), .blob(Array(key.utf8))]
-                ) { row in row.blob(0) }
-                guard let encoded else {
-                    let exists = try db.firstRow("SELECT 1 FROM buckets WHERE name = ?", [.text(bucket)]) { _ in true }
-                    guard exists != nil else {
-                        throw AgadirError(.noSuchBucket, "bucket '\(bucket)' does not exist on this node")
-                    }
-                    return nil
+        try readers.withConnection { db throws(AgadirError) -> ObjectManifest? in
+            let encoded = try db.firstRow(
+                "SELECT manifest FROM objects WHERE bucket = ? AND key = ?", [.text(bucket), .blob(Array(key.utf8))]
+            ) { row in row.blob(0) }
+            guard let encoded else {
+                let exists = try db.firstRow("SELECT 1 FROM buckets WHERE name = ?", [.text(bucket)]) { _ in true }
+                guard exists != nil else {
+                    throw AgadirError(.noSuchBucket, "bucket '\(bucket)' does not exist on this node")
                 }
-                do throws(AgadirError) {
-                    return try ManifestCodec.decode(encoded)
-                } catch {
-                    throw AgadirError(
-                        .corruptData, "stored manifest of '\(bucket)/\(key)' is corrupt: \(error.message)")
-                }
+                return nil
+            }
+            do throws(AgadirError) {
+                return try ManifestCodec.decode(encoded)
+            } catch {
+                throw AgadirError(
+                    .corruptData, "stored manifest of '\(bucket)/\(key)' is corrupt: \(error.message)")
             }
         }
     }

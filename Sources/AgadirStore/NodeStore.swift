@@ -198,14 +198,6 @@ public final class NodeStore: Sendable {
     // MARK: Blocking work off the cooperative pool
 
     /// Runs `body` on the I/O queue and resumes with its result.
-    /// Runs a short metadata read (a point lookup in SQLite, microseconds when the page is
-    /// cached) on the calling thread. Hopping to the I/O queue and back cost two context
-    /// switches per request, which profiled as the largest cost of small GETs; a point
-    /// read holds a cooperative thread no longer than the hop itself would.
-    func quick<T: Sendable>(_ body: () throws(AgadirError) -> T) throws(AgadirError) -> T {
-        try body()
-    }
-
     func blocking<T: Sendable>(
         _ body: @escaping @Sendable () throws(AgadirError) -> T
     ) async throws(AgadirError) -> T {

@@ -48,8 +48,6 @@ public struct TempDirectory: Sendable {
             .appendingPathComponent("agadir-\(prefix)-\(safe.prefix(40))-\(UUID().uuidString)").path
     }
 
-    public var url: URL { URL(fileURLWithPath: path) }
-
     public func cleanup() { try? FileManager.default.removeItem(atPath: path) }
 }
 
