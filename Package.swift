@@ -41,6 +41,12 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(name: "AgadirWire", dependencies: ["AgadirCore"], swiftSettings: strict),
+        // SWIM + Lifeguard membership as a pure state machine, its message codec and keyring.
+        .target(
+            name: "AgadirMembership",
+            dependencies: ["AgadirCore", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
         // NIO framing for AgadirWire, shared by the server, the client and (later) node-to-node links.
         .target(
             name: "AgadirTransport",
