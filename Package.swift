@@ -123,6 +123,8 @@ let package = Package(
         // Seeded randomness, temporary directories and timeouts shared by every test target.
         .target(name: "AgadirTestSupport", dependencies: ["AgadirCore"], path: "Tests/AgadirTestSupport"),
         .testTarget(name: "AgadirCoreTests", dependencies: ["AgadirTestSupport", "AgadirCore"]),
+        .testTarget(
+            name: "AgadirMembershipTests", dependencies: ["AgadirTestSupport", "AgadirMembership", "AgadirCore"]),
         .testTarget(name: "AgadirWireTests", dependencies: ["AgadirTestSupport", "AgadirWire", "AgadirCore"]),
         .testTarget(
             name: "AgadirTransportTests",
