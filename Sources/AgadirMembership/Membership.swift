@@ -43,6 +43,9 @@ public struct Membership: Sendable {
     private var nextPushPullAt: MonotonicTime
     private var nextJoinAt: MonotonicTime?
     private var nextReclaimAt: MonotonicTime
+    private var nextReconnectAt: MonotonicTime
+    /// Members declared dead (not left) and still remembered: reconnect candidates.
+    private var dead = IndexedSet()
     private var leaving = false
     private var started = false
     /// Members currently suspected (few; only `min` and sorted walks over it).
@@ -70,6 +73,7 @@ public struct Membership: Sendable {
         nextGossipAt = now
         nextPushPullAt = now + settings.pushPullInterval
         nextReclaimAt = now + settings.deadMemberRetention
+        nextReconnectAt = now + settings.reconnectInterval
         nextDeadline = now
         for m in knownMembers where m.nodeID != me.nodeID && table[m.nodeID] == nil && table.count < settings.maxMembers - 1 {
             var m = m
@@ -149,6 +153,16 @@ public struct Membership: Sendable {
             // Alone after having joined (everyone else dead or partitioned away): ask the
             // seeds again after a pause, so the cluster heals without an operator.
             nextJoinAt = now + settings.joinRetryInterval
+        }
+        if !leaving, now >= nextReconnectAt {
+            // After a partition heals, each side believes the other dead and nothing else
+            // would bring them back: a push-pull with one dead member lets it refute (its
+            // reply carries the refutation), as Serf's reconnect does.
+            if dead.count > 0, let e = table[dead.elements[Int.random(in: 0..<dead.count, using: &rng)]] {
+                out.append(.pushPull(fullState(isJoin: false), to: e.member.peerAddress))
+                stats.reconnectAttempts += 1
+            }
+            nextReconnectAt = now + settings.reconnectInterval
         }
         if now >= nextReclaimAt {
             reclaim(now: now)
@@ -429,6 +443,7 @@ public struct Membership: Sendable {
         table[m.nodeID] = e
         suspectIDs.remove(m.nodeID)
         active.insert(m.nodeID)
+        dead.remove(m.nodeID)
         if previous != .alive {
             out.append(.changed(MemberChange(member: m, previous: previous)))
         }
@@ -504,7 +519,10 @@ public struct Membership: Sendable {
         table[id] = e
         active.remove(id)
         suspectIDs.remove(id)
-        if status == .dead { recentlyDead.append((id, now)) }
+        if status == .dead {
+            recentlyDead.append((id, now))
+            dead.insert(id)
+        }
         probes = probes.filter { $0.value.target != id }
         out.append(.changed(MemberChange(member: e.member, previous: previous)))
         enqueue(status == .left ? .left(nodeID: id, incarnation: inc) : .dead(nodeID: id, incarnation: inc, from: from))
@@ -535,7 +553,10 @@ public struct Membership: Sendable {
         }
         guard !gone.isEmpty else { return }
         let set = Set(gone)
-        for id in gone { table[id] = nil }
+        for id in gone {
+            table[id] = nil
+            dead.remove(id)
+        }
         order.removeAll { set.contains($0) }
         stats.membersReclaimed += gone.count
     }
@@ -663,6 +684,7 @@ public struct Membership: Sendable {
         if !leaving {
             d = min(d, nextProbeAt)
             d = min(d, nextPushPullAt)
+            d = min(d, nextReconnectAt)
             if let j = nextJoinAt { d = min(d, j) }
         }
         d = min(d, nextReclaimAt)
@@ -696,6 +718,7 @@ public struct MembershipStats: Sendable, Hashable {
     public var pushPullsStarted = 0
     public var pushPullsMerged = 0
     public var pushPullsFailed = 0
+    public var reconnectAttempts = 0
     public var joinAttempts = 0
     public var joins = 0
 }

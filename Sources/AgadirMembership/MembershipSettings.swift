@@ -49,6 +49,9 @@ public struct MembershipSettings: Sendable, Hashable {
     public var maxPacketBytes: Int
     /// Retry a join through the seeds this often until a seed answers. Default 2 s.
     public var joinRetryInterval: Duration
+    /// Every this often, push-pull with one random dead member, so both sides of a healed
+    /// partition find each other again. Default 30 s.
+    public var reconnectInterval: Duration
     /// Dead and left members are remembered this long (so old rumours cannot revive
     /// them), then forgotten. Default 1 h.
     public var deadMemberRetention: Duration
@@ -61,6 +64,7 @@ public struct MembershipSettings: Sendable, Hashable {
         probeInterval: Duration, intraSite: LinkTiming, interSite: LinkTiming, indirectProbes: Int = 3,
         gossipInterval: Duration, gossipFanout: Int, retransmitMultiplier: Int = 4, pushPullInterval: Duration,
         maxLocalHealth: Int = 8, maxPacketBytes: Int = 1400, joinRetryInterval: Duration = .seconds(2),
+        reconnectInterval: Duration = .seconds(30),
         deadMemberRetention: Duration = .seconds(3600), leavePropagation: Duration = .seconds(1),
         maxMembers: Int = 10_000
     ) {
@@ -75,6 +79,7 @@ public struct MembershipSettings: Sendable, Hashable {
         self.maxLocalHealth = maxLocalHealth
         self.maxPacketBytes = maxPacketBytes
         self.joinRetryInterval = joinRetryInterval
+        self.reconnectInterval = reconnectInterval
         self.deadMemberRetention = deadMemberRetention
         self.leavePropagation = leavePropagation
         self.maxMembers = maxMembers
@@ -107,6 +112,7 @@ public struct MembershipSettings: Sendable, Hashable {
         if !(1...64).contains(maxLocalHealth) { return "maxLocalHealth must be in 1...64" }
         if !(512...65_000).contains(maxPacketBytes) { return "maxPacketBytes must be in 512...65000" }
         if !positive(joinRetryInterval) { return "joinRetryInterval must be positive" }
+        if !positive(reconnectInterval) { return "reconnectInterval must be positive" }
         if !(2...100_000).contains(maxMembers) { return "maxMembers must be in 2...100000" }
         return nil
     }

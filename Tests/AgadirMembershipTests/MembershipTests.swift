@@ -452,3 +452,29 @@ private func packet(from id: String, _ probe: ProbeMessage? = nil, gossip: [Goss
         #expect(n.m.localHealth >= 1 && n.m.localHealth <= settings.maxLocalHealth)
     }
 }
+
+@Suite struct MembershipPartitionTests {
+    /// After a partition heals, each side believes the other dead; the periodic reconnect
+    /// push-pull lets them refute and find each other again.
+    @Test func healedPartition_reconnectsBothSides() {
+        var a = Node(knows: [member("b")])
+        var b = Node(member("b"), knows: [member("a")])
+        _ = a.receive(packet(from: "x", gossip: [.dead(nodeID: "b", incarnation: .zero, from: "x")]))
+        _ = b.receive(packet(from: "x", gossip: [.dead(nodeID: "a", incarnation: .zero, from: "x")]))
+        #expect(a.m.member("b")?.status == .dead && b.m.member("a")?.status == .dead)
+        var healed = false
+        for _ in 0..<400 where !healed {
+            let out = a.advance(to: a.now.seconds + 0.25)
+            for (state, to) in out.pushPulls where to == "peer-b" {
+                b.now = a.now
+                let (reply, _) = b.m.receivePushPull(state, now: b.now, rng: &b.rng)
+                _ = a.m.pushPullReplied(reply, from: to, now: a.now, rng: &a.rng)
+            }
+            for s in out.sends where s.to == "peer-b" { _ = b.receive(s.packet) }
+            b.now = a.now
+            healed = a.m.member("b")?.status == .alive && b.m.member("a")?.status == .alive
+        }
+        #expect(healed)
+        #expect(a.m.stats.reconnectAttempts >= 1)
+    }
+}
