@@ -23,10 +23,21 @@ public final class ObjectService: Sendable {
     let codec: Codec
     let logger: Logger
     private let clock: Mutex<HybridLogicalClock>
+    /// Answers MEMBERS; nil: this node alone (`selfMember()`).
+    let membersProvider: (@Sendable () -> [MemberInfo])?
+    /// The client endpoint actually bound (set by `ClientServer` once listening), for the
+    /// self record; `config.listen` until then.
+    private let boundClientAddress = Mutex<String?>(nil)
 
     public static let serverVersion = "agadir/0.1.0"
 
-    public init(store: NodeStore, nodeID: String, config: NodeConfiguration, codec: Codec, logger: Logger) {
+    /// `membersProvider` answers MEMBERS with the cluster's members as this node sees
+    /// them (the membership layer passes it); without one, MEMBERS describes this node
+    /// alone (`selfMember()`).
+    public init(
+        store: NodeStore, nodeID: String, config: NodeConfiguration, codec: Codec, logger: Logger,
+        membersProvider: (@Sendable () -> [MemberInfo])? = nil
+    ) {
         self.store = store
         self.nodeID = nodeID
         self.nodeTag = ChunkID.of(Array(nodeID.utf8)).prefix64
@@ -34,6 +45,21 @@ public final class ObjectService: Sendable {
         self.codec = codec
         self.logger = logger
         self.clock = Mutex(HybridLogicalClock())
+        self.membersProvider = membersProvider
+    }
+
+    /// Records the client endpoint actually bound (`HOST:PORT`), which `selfMember()` reports.
+    public func clientEndpointBound(_ address: String) {
+        boundClientAddress.withLock { $0 = address }
+    }
+
+    /// This node as the only member: alive, site `default`, incarnation 0, no peer
+    /// endpoint, last contact -1 (self). What MEMBERS answers without a membership layer.
+    public func selfMember() -> MemberInfo {
+        MemberInfo(
+            nodeID: nodeID, site: "default", labels: [:],
+            clientAddress: boundClientAddress.withLock { $0 } ?? config.listen, peerAddress: "", incarnation: 0,
+            state: MemberInfo.State.alive, layoutVersion: 0, lastContactMillisAgo: -1)
     }
 
     static func wallMillis() -> UInt64 { UInt64(max(0, Date().timeIntervalSince1970 * 1000)) }
@@ -94,6 +120,15 @@ public final class ObjectService: Sendable {
                 enc.outputFormatting = [.sortedKeys]
                 let json = (try? enc.encode(stats)).map { Array($0) } ?? Array("{}".utf8)
                 try await sendBody(json, id: id, opcode: opcode, sink: sink, started: &started)
+            case .members:
+                let members = membersProvider?() ?? [selfMember()]
+                let body = try MemberListCodec.encode(members)
+                guard body.count <= config.wireLimits.maxListingBodyBytes else {
+                    throw AgadirError(
+                        .internalError,
+                        "MEMBERS: \(members.count) members take \(body.count) bytes, over the \(config.wireLimits.maxListingBodyBytes)-byte body limit")
+                }
+                try await sendBody(body, id: id, opcode: opcode, sink: sink, started: &started)
             }
         } catch let error as AgadirError {
             body?.abandon()

@@ -12,7 +12,7 @@ public struct WireLimits: Sendable, Hashable {
     public var maxPayloadBytes: Int = 1024 * 1024
     /// Most requests in flight on one connection. Default 128.
     public var maxInFlightRequests: Int = 128
-    /// Largest body of a LIST, LIST_BUCKETS or STAT response, in bytes. Default 8 MiB.
+    /// Largest body of a LIST, LIST_BUCKETS, STAT or MEMBERS response, in bytes. Default 8 MiB.
     public var maxListingBodyBytes: Int = 8 * 1024 * 1024
     /// Most keys one LIST page may return. Default 1000.
     public var maxListLimit: Int = 1000
@@ -55,6 +55,7 @@ public enum Opcode: UInt16, Sendable, CaseIterable, CustomStringConvertible {
     case delete = 8
     case list = 9
     case stat = 10
+    case members = 11
 
     public var description: String {
         switch self {
@@ -68,6 +69,7 @@ public enum Opcode: UInt16, Sendable, CaseIterable, CustomStringConvertible {
         case .delete: "DELETE"
         case .list: "LIST"
         case .stat: "STAT"
+        case .members: "MEMBERS"
         }
     }
 }

@@ -75,6 +75,7 @@ public enum Request: Sendable, Hashable {
     case delete(bucket: String, key: String)
     case list(ListRequest)
     case stat
+    case members
 
     public var opcode: Opcode {
         switch self {
@@ -88,6 +89,7 @@ public enum Request: Sendable, Hashable {
         case .delete: .delete
         case .list: .list
         case .stat: .stat
+        case .members: .members
         }
     }
 
@@ -97,7 +99,7 @@ public enum Request: Sendable, Hashable {
     public func fields() -> Fields {
         var f = Fields()
         switch self {
-        case .ping, .listBuckets, .stat:
+        case .ping, .listBuckets, .stat, .members:
             break
         case .createBucket(let name, let policy):
             f.set(.bucket, name)
@@ -154,6 +156,7 @@ public enum Request: Sendable, Hashable {
         case .ping: return .ping
         case .listBuckets: return .listBuckets
         case .stat: return .stat
+        case .members: return .members
         case .createBucket:
             return .createBucket(name: try bucket(), policy: try f.string(.policy))
         case .deleteBucket:

@@ -324,4 +324,57 @@ struct ObjectServiceTests {
         #expect(ping.timeMillis >= before && ping.timeMillis < before + 60_000)
         await h.close()
     }
+
+    // MARK: MEMBERS
+
+    @Test("MEMBERS without a membership layer answers one record: this node, alive, at its bound client endpoint")
+    func members_withoutProvider_describesThisNodeAlone() async throws {
+        let h = try ServiceHarness()
+        let before = try MemberListCodec.decode(try ReassembledResponse(await h.exchange(Request.members)).body)
+        #expect(before.map(\.clientAddress) == [h.config.listen], "the configured endpoint until the server is bound")
+        h.service.clientEndpointBound("127.0.0.1:41234")
+        let got = try ReassembledResponse(await h.exchange(Request.members))
+        #expect(got.head.header.status == 0 && got.dataFrames == 0)
+        let members = try MemberListCodec.decode(got.body)
+        #expect(
+            members == [
+                MemberInfo(
+                    nodeID: "test-node", site: "default", labels: [:], clientAddress: "127.0.0.1:41234", peerAddress: "",
+                    incarnation: 0, state: "alive", layoutVersion: 0, lastContactMillisAgo: -1)
+            ])
+        await h.close()
+    }
+
+    @Test("MEMBERS answers what the provider gives, in DATA frames when the body is larger than one frame")
+    func members_withProvider_answersItsList() async throws {
+        var many: [MemberInfo] = []
+        for i in 0..<2000 {
+            let site = i % 2 == 0 ? "benguerir" : "settat"
+            let state = i % 7 == 0 ? MemberInfo.State.suspect : MemberInfo.State.alive
+            let host = "10.0.0.\(i % 250)"
+            many.append(
+                MemberInfo(
+                    nodeID: "node-\(i)", site: site, labels: ["country": "MA"], clientAddress: host + ":7480",
+                    peerAddress: host + ":7946", incarnation: UInt64(i), state: state, layoutVersion: 2,
+                    lastContactMillisAgo: Int64(i)))
+        }
+        let list = many
+        let h = try ServiceHarness(membersProvider: { list })
+        let got = try ReassembledResponse(await h.exchange(Request.members))
+        #expect(got.dataFrames >= 2, "2000 records exceed one 64 KiB frame")
+        #expect(try MemberListCodec.decode(got.body) == many)
+        await h.close()
+    }
+
+    @Test("MEMBERS refuses with INTERNAL_ERROR a provider's list that breaks the protocol's bounds")
+    func members_providerBreakingBounds_isAnInternalError() async throws {
+        let bad = MemberInfo(
+            nodeID: "n", site: "s", labels: Dictionary(uniqueKeysWithValues: (0..<100).map { ("k\($0)", "v") }),
+            clientAddress: "h:1", peerAddress: "h:2", incarnation: 0, state: "alive", layoutVersion: 0, lastContactMillisAgo: 0)
+        let h = try ServiceHarness(membersProvider: { [bad] })
+        let frames = await h.exchange(Request.members)
+        #expect(frames.count == 1 && frames.first?.error?.code == .internalError)
+        #expect(frames.first?.error?.message.contains("labels") == true)
+        await h.close()
+    }
 }

@@ -49,13 +49,17 @@ final class ServiceHarness: Sendable {
     let config: NodeConfiguration
     private let nextID = Locked<UInt64>(1)
 
-    init(config: NodeConfiguration = smallChunkConfiguration(), name: String = #function) throws {
+    init(
+        config: NodeConfiguration = smallChunkConfiguration(), membersProvider: (@Sendable () -> [MemberInfo])? = nil,
+        name: String = #function
+    ) throws {
         dir = serverTempDirectory(name)
         var config = config
         config.dataDir = dir.path
         let (codec, _, _) = try config.validate()
         store = try NodeStore.open(directory: dir.path, logger: quietLogger)
-        service = ObjectService(store: store, nodeID: "test-node", config: config, codec: codec, logger: quietLogger)
+        service = ObjectService(
+            store: store, nodeID: "test-node", config: config, codec: codec, logger: quietLogger, membersProvider: membersProvider)
         self.config = config
     }
 

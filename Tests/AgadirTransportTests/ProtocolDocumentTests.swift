@@ -30,4 +30,15 @@ import Testing
         let error = Frame.error(id: 3, opcode: 6, AgadirError(.noSuchKey, "object 'photos/b.txt' does not exist"), responseStarted: false)
         #expect(Self.hex(error) == "41474452010200010006012f0000002a000000000000000300000000000000000001000e00246f626a656374202770686f746f732f622e7478742720646f6573206e6f74206578697374")
     }
+
+    @Test func documentedMembersAnswer_isWhatTheEncoderWrites() throws {
+        #expect(Self.hex(.request(id: 4, opcode: .members, fields: Request.members.fields(), end: true)) == "4147445201010001000b00000000000000000000000000040000000000000000")
+        let me = MemberInfo(
+            nodeID: "benguerir-1", site: "benguerir", labels: ["country": "MA"], clientAddress: "127.0.0.1:7480",
+            peerAddress: "127.0.0.1:7946", incarnation: 3, state: "alive", layoutVersion: 1, lastContactMillisAgo: -1)
+        let body = try MemberListCodec.encode([me])
+        let response = Frame.response(id: 4, opcode: Opcode.members.rawValue, payload: ByteBuffer(bytes: body), end: true)
+        #expect(Self.hex(response) == "4147445201020001000b00000000000000000000000000040000006a0000000000000001000b62656e6775657269722d31000962656e67756572697200010007636f756e74727900024d41000e3132372e302e302e313a37343830000e3132372e302e302e313a3739343600000000000000030005616c6976650000000000000001ffffffffffffffff")
+        #expect(Opcode.members.rawValue == 11 && Opcode.allCases.count == 11, "docs/protocol.md lists opcodes 1-11")
+    }
 }

@@ -132,7 +132,7 @@ func decodeHeader(_ bytes: [UInt8]) throws(AgadirError) -> FrameHeader {
 
 @Suite struct RequestTests {
     static let all: [Request] = [
-        .ping, .listBuckets, .stat,
+        .ping, .listBuckets, .stat, .members,
         .createBucket(name: "media-2026", policy: "default"), .createBucket(name: "abc", policy: nil),
         .deleteBucket(name: "abc"),
         .put(PutRequest(bucket: "abc", key: "x/y.txt", size: 12, contentType: "text/plain",
@@ -219,6 +219,109 @@ func decodeHeader(_ bytes: [UInt8]) throws(AgadirError) -> FrameHeader {
         var w = ByteWriter()
         w.u32(UInt32.max)
         #expect(throws: AgadirError.self) { try BucketListCodec.decode(w.bytes) }
+    }
+
+    static let members = [
+        MemberInfo(
+            nodeID: "benguerir-1", site: "benguerir", labels: ["country": "MA", "tier": "4"],
+            clientAddress: "127.0.0.1:7480", peerAddress: "127.0.0.1:7946", incarnation: 3, state: MemberInfo.State.alive,
+            layoutVersion: 7, lastContactMillisAgo: -1),
+        MemberInfo(
+            nodeID: "settat-2", site: "settat", labels: [:], clientAddress: "[::1]:9000", peerAddress: "",
+            incarnation: UInt64.max, state: MemberInfo.State.suspect, layoutVersion: 0, lastContactMillisAgo: 412),
+    ]
+
+    @Test func memberList_roundTrips_andEveryTruncationIsMalformed() throws {
+        #expect(try MemberListCodec.decode(MemberListCodec.encode(Self.members)) == Self.members)
+        #expect(try MemberListCodec.decode(MemberListCodec.encode([])) == [])
+        let bytes = try MemberListCodec.encode(Self.members)
+        for n in 0..<bytes.count {
+            #expect(throws: AgadirError.self) { try MemberListCodec.decode(Array(bytes[0..<n])) }
+        }
+        let error = try #require(throws: AgadirError.self) { try MemberListCodec.decode(bytes + [0]) }
+        #expect(error.code == .malformedFrame && error.message.contains("follow the last"), "\(error)")
+    }
+
+    @Test func memberList_labelsAreWrittenSortedByName() throws {
+        let one = MemberInfo(
+            nodeID: "n", site: "s", labels: ["zone": "b", "country": "MA", "a": ""], clientAddress: "h:1", peerAddress: "h:2",
+            incarnation: 0, state: "alive", layoutVersion: 0, lastContactMillisAgo: 0)
+        var r = ByteReader(try MemberListCodec.encode([one]), context: "test")
+        #expect(try r.u32() == 1)
+        _ = try r.string16()
+        _ = try r.string16()
+        #expect(try r.u16() == 3)
+        var names: [String] = []
+        for _ in 0..<3 {
+            names.append(try r.string16())
+            _ = try r.string16()
+        }
+        #expect(names == ["a", "country", "zone"])
+    }
+
+    @Test func memberList_lyingCountsAndBadValues_areRefusedWithClearMessages() throws {
+        var huge = ByteWriter()
+        huge.u32(UInt32.max)
+        let overclaim = try #require(throws: AgadirError.self) { try MemberListCodec.decode(huge.bytes) }
+        #expect(overclaim.code == .malformedFrame && overclaim.message.contains("claims"))
+
+        func record(labels: [(String, String)], state: String = "alive", lastContact: UInt64 = 0) -> [UInt8] {
+            var w = ByteWriter()
+            w.u32(1)
+            w.string16("n")
+            w.string16("s")
+            w.u16(UInt16(labels.count))
+            for (k, v) in labels {
+                w.string16(k)
+                w.string16(v)
+            }
+            w.string16("h:1")
+            w.string16("h:2")
+            w.u64(1)
+            w.string16(state)
+            w.u64(1)
+            w.u64(lastContact)
+            return w.bytes
+        }
+        #expect(try MemberListCodec.decode(record(labels: [("a", "1")])).first?.labels == ["a": "1"])
+        let duplicate = try #require(throws: AgadirError.self) { try MemberListCodec.decode(record(labels: [("a", "1"), ("a", "2")])) }
+        #expect(duplicate.message.contains("repeats the label 'a'"))
+        let tooMany = (0..<65).map { ("k\($0)", "v") }
+        #expect(throws: AgadirError.self) { try MemberListCodec.decode(record(labels: tooMany)) }
+        #expect(throws: AgadirError.self) { try MemberListCodec.decode(record(labels: [], state: "")) }
+        #expect(throws: AgadirError.self) { try MemberListCodec.decode(record(labels: [], lastContact: UInt64(bitPattern: -2))) }
+        #expect(try MemberListCodec.decode(record(labels: [], lastContact: UInt64.max)).first?.lastContactMillisAgo == -1)
+        var limits = WireLimits()
+        limits.maxListingBodyBytes = 16
+        #expect(throws: AgadirError.self) { try MemberListCodec.decode(record(labels: []), limits: limits) }
+    }
+
+    @Test func memberList_encoderRefusesWhatAReaderWouldRefuse() {
+        var m = Self.members[0]
+        m.labels = Dictionary(uniqueKeysWithValues: (0..<65).map { ("k\($0)", "v") })
+        #expect(throws: AgadirError.self) { try MemberListCodec.encode([m]) }
+        m.labels = [:]
+        m.lastContactMillisAgo = -5
+        #expect(throws: AgadirError.self) { try MemberListCodec.encode([m]) }
+        m.lastContactMillisAgo = 0
+        m.site = String(repeating: "s", count: 70_000)
+        #expect(throws: AgadirError.self) { try MemberListCodec.encode([m]) }
+    }
+
+    @Test func randomMemberBodies_neverCrashTheDecoder() {
+        var rng = SplitMix64(seed: 11)
+        let valid = (try? MemberListCodec.encode(Self.members)) ?? []
+        for _ in 0..<5000 {
+            var bytes = valid
+            for _ in 0..<(1 + Int(rng.next() % 4)) {
+                let i = Int(rng.next() % UInt64(bytes.count))
+                bytes[i] ^= UInt8(truncatingIfNeeded: rng.next() | 1)
+            }
+            // Whatever a mutation leaves decodable must survive a round trip unchanged.
+            if let decoded = try? MemberListCodec.decode(bytes) {
+                #expect((try? MemberListCodec.decode(MemberListCodec.encode(decoded))) == decoded)
+            }
+        }
     }
 
     @Test func objectInfo_roundTripsThroughFields() throws {
