@@ -195,6 +195,14 @@ public final class AgadirClient: Sendable {
         }
     }
 
+    /// The cluster's members as the node sees them (MEMBERS); a node without a membership
+    /// layer answers with itself alone.
+    public func members() async throws(AgadirError) -> [MemberInfo] {
+        let (frame, body, _) = try await exchange(.members)
+        return try MemberListCodec.decode(
+            try await collect(frame, body, max: configuration.limits.maxListingBodyBytes), limits: configuration.limits)
+    }
+
     /// Starts a download; read `body` to the end (or call `body.abandon()`).
     public func download(bucket: String, key: String, range: ByteRange? = nil) async throws(AgadirError) -> ObjectDownload {
         let (frame, body, _) = try await exchange(.get(bucket: bucket, key: key, range: range))

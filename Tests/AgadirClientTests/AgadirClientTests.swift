@@ -191,6 +191,48 @@ struct AgadirClientTests {
         #expect(await server.stop() == [])
     }
 
+    @Test("members decodes a MEMBERS body split over the RESPONSE frame and DATA frames")
+    func members_decodesBodyAcrossFrames() async throws {
+        let expected = [
+            MemberInfo(
+                nodeID: "benguerir-1", site: "benguerir", labels: ["country": "MA"], clientAddress: "127.0.0.1:7480",
+                peerAddress: "127.0.0.1:7946", incarnation: 2, state: "alive", layoutVersion: 1, lastContactMillisAgo: -1),
+            MemberInfo(
+                nodeID: "settat-1", site: "settat", labels: [:], clientAddress: "127.0.0.1:7481", peerAddress: "127.0.0.1:7947",
+                incarnation: 5, state: "dead", layoutVersion: 1, lastContactMillisAgo: 9_000),
+        ]
+        let body = try MemberListCodec.encode(expected)
+        let server = try FakeServer { conn in
+            let request = try conn.readFrame()
+            guard request.header.opcode == Opcode.members.rawValue, request.header.isEndStream, request.header.headerLength == 0
+            else { throw FakeServerFailure("unexpected MEMBERS request \(request.header)") }
+            let id = request.header.requestID
+            try conn.send(.response, id: id, opcode: Opcode.members.rawValue, end: false, payload: Array(body[0..<10]))
+            try conn.send(.data, id: id, end: false, payload: Array(body[10..<40]))
+            try conn.send(.data, id: id, end: true, payload: Array(body[40...]))
+            conn.awaitPeerClose()
+        }
+        let client = try oneConnectionClient(server)
+        let members = try await withTimeout(10) { try await client.members() }
+        #expect(members == expected)
+        await client.close()
+        #expect(await server.stop() == [])
+    }
+
+    @Test("a MEMBERS body that lies about its member count fails with MALFORMED_FRAME")
+    func members_lyingBody_isMalformed() async throws {
+        let server = try FakeServer { conn in
+            let request = try conn.readFrame()
+            try conn.send(.response, id: request.header.requestID, opcode: Opcode.members.rawValue, end: true, payload: [0, 1, 0, 0])
+            conn.awaitPeerClose()
+        }
+        let client = try oneConnectionClient(server)
+        let error = await agadirError { _ = try await withTimeout(10) { try await client.members() } }
+        #expect(error?.code == .malformedFrame, "\(String(describing: error))")
+        await client.close()
+        #expect(await server.stop() == [])
+    }
+
     @Test("a server that closes the connection before answering fails the pending request with UNAVAILABLE")
     func serverClosesBeforeAnswer_failsWithUnavailable() async throws {
         let server = try FakeServer { conn in _ = try conn.readFrame() }
