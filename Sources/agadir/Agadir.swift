@@ -11,12 +11,13 @@ struct Agadir: AsyncParsableCommand {
         abstract: "Command-line client of the Agadir object store.",
         discussion: """
             The node is taken from --endpoint HOST:PORT, else AGADIR_ENDPOINT, else 127.0.0.1:7480.
+            `agadir admin members` lists the cluster's members as the node sees them.
             Exit codes: 0 ok, 1 node or internal error, 2 not found, 3 conflict (exists / not empty),
             4 invalid request, 5 node unreachable, 6 data integrity error, 7 local file error, 64 usage.
             """,
         subcommands: [
             MakeBucket.self, RemoveBucket.self, Put.self, Get.self, Head.self, Remove.self, List.self, Stat.self,
-            Ping.self,
+            Ping.self, Admin.self,
         ])
 }
 
@@ -440,6 +441,59 @@ struct Ping: AsyncParsableCommand {
             } else {
                 print(String(format: "%@ (%@) answered in %.2f ms", p.nodeID, p.serverVersion, ms))
             }
+        }
+    }
+}
+
+// MARK: - Administration
+
+struct Admin: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Cluster administration.", subcommands: [Members.self])
+}
+
+struct Members: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List the cluster's members as the node sees them (sorted by site, then node id).")
+    @OptionGroup var options: GlobalOptions
+
+    func run() async throws {
+        try await withClient(options) { client in
+            let members = try await client.members().sorted { ($0.site, $0.nodeID) < ($1.site, $1.nodeID) }
+            if options.json {
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+                print(String(decoding: (try? enc.encode(members)) ?? Data("[]".utf8), as: UTF8.self))
+            } else {
+                print(Self.table(members))
+            }
+        }
+    }
+
+    /// Columns NODE, SITE, STATE, INCARNATION, CLIENT, PEER, LAST CONTACT, padded to the widest cell.
+    static func table(_ members: [MemberInfo]) -> String {
+        let header = ["NODE", "SITE", "STATE", "INCARNATION", "CLIENT", "PEER", "LAST CONTACT"]
+        let rows = members.map { m in
+            [m.nodeID, m.site, m.state, String(m.incarnation), m.clientAddress, m.peerAddress.isEmpty ? "-" : m.peerAddress,
+             lastContact(m.lastContactMillisAgo)]
+        }
+        let widths = header.indices.map { c in ([header] + rows).map { $0[c].count }.max() ?? 0 }
+        return ([header] + rows).map { row in
+            row.indices.map { c in c == row.count - 1 ? row[c] : row[c].padding(toLength: widths[c], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ")
+        }.joined(separator: "\n")
+    }
+
+    /// `-` for never (or the answering node itself), else `0.4s ago`, `12s ago`, `4m12s ago`, `2h03m ago`.
+    static func lastContact(_ millis: Int64) -> String {
+        guard millis >= 0 else { return "-" }
+        let seconds = millis / 1000
+        func two(_ n: Int64) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        switch millis {
+        case ..<10_000: return "\(millis / 1000).\(millis % 1000 / 100)s ago"
+        case ..<60_000: return "\(seconds)s ago"
+        case ..<3_600_000: return "\(seconds / 60)m\(two(seconds % 60))s ago"
+        default: return "\(seconds / 3600)h\(two(seconds % 3600 / 60))m ago"
         }
     }
 }

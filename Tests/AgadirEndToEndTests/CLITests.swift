@@ -87,6 +87,35 @@ struct CLITests {
         #expect(try CLI(endpoint: "127.0.0.1:1").run(["ping"]).status == 5, "unreachable")
     }
 
+    @Test("admin members shows the node alone as a table and as JSON; an unreachable node exits 5")
+    func adminMembers() throws {
+        let node = try NodeProcess(extraArguments: ["--node-id", "cli-members-node"])
+        defer { node.cleanUp() }
+        try node.start()
+        let cli = CLI(endpoint: node.endpoint)
+
+        let table = try cli.run(["admin", "members"])
+        #expect(table.status == 0, "\(table.stderr)")
+        let lines = table.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.count == 2, "\(table.stdout)")
+        let columns = lines.first?.split(separator: " ", omittingEmptySubsequences: true).map(String.init) ?? []
+        #expect(columns == ["NODE", "SITE", "STATE", "INCARNATION", "CLIENT", "PEER", "LAST", "CONTACT"])
+        let cells = lines.last?.split(separator: " ", omittingEmptySubsequences: true).map(String.init) ?? []
+        #expect(cells == ["cli-members-node", "default", "alive", "0", node.endpoint, "-", "-"], "\(table.stdout)")
+
+        let json = try cli.run(["admin", "members", "--json"])
+        #expect(json.status == 0, "\(json.stderr)")
+        let members = try JSONDecoder().decode([MemberInfo].self, from: Data(json.stdout.utf8))
+        #expect(
+            members == [
+                MemberInfo(
+                    nodeID: "cli-members-node", site: "default", labels: [:], clientAddress: node.endpoint, peerAddress: "",
+                    incarnation: 0, state: "alive", layoutVersion: 0, lastContactMillisAgo: -1)
+            ])
+        #expect(json.stdout.contains("\"lastContactMillisAgo\" : -1"), "keys are the struct's property names")
+        #expect(try CLI(endpoint: "127.0.0.1:1").run(["admin", "members"]).status == 5, "unreachable")
+    }
+
     @Test("a PUT whose body stalls fails with REQUEST_TIMEOUT; a config file sets the timeout")
     func stalledUploadTimesOut() throws {
         let base = FileManager.default.temporaryDirectory.appendingPathComponent("agadir-cfg-\(UUID().uuidString.prefix(8))")
