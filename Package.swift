@@ -17,6 +17,8 @@ let package = Package(
         .executable(name: "agadird", targets: ["agadird"]),
         .executable(name: "agadir", targets: ["agadir"]),
         .executable(name: "agadir-bench", targets: ["agadir-bench"]),
+        .library(name: "AgadirLab", targets: ["AgadirLab"]),
+        .executable(name: "agadir-lab", targets: ["agadir-lab"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
@@ -88,6 +90,9 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // Multi-node local harness: real agadird processes on loopback (docs/operations.md, "Local lab").
+        .target(name: "AgadirLab", dependencies: ["AgadirClient", "AgadirWire", "AgadirCore"], swiftSettings: strict),
+
         // MARK: Executables
         .executableTarget(
             name: "agadird",
@@ -110,9 +115,17 @@ let package = Package(
             swiftSettings: strict
         ),
         .executableTarget(
+            name: "agadir-lab",
+            dependencies: [
+                "AgadirLab", "AgadirClient", "AgadirWire", "AgadirCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
             name: "agadir-bench",
             dependencies: [
-                "AgadirClient", "AgadirCore",
+                "AgadirLab", "AgadirClient", "AgadirCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -150,7 +163,7 @@ let package = Package(
             name: "AgadirEndToEndTests",
             dependencies: [
                 "AgadirTestSupport",
-                "AgadirClient", "AgadirCore",
+                "AgadirLab", "AgadirClient", "AgadirWire", "AgadirCore",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             // A Python client written from docs/protocol.md alone; a test runs it against a node.

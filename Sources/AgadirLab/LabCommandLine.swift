@@ -1,0 +1,28 @@
+/// The agadird command line of a lab node: the one place that knows which flags the lab
+/// passes (docs/operations.md, "Local lab").
+enum LabCommandLine {
+    /// How long the lab waits for a node's ready file after starting it.
+    static let readyTimeout: Duration = .seconds(30)
+
+    static func arguments(
+        node: LabNode, lab: LabState, clientPort: Int, peerPort: Int, seeds: [String], logLevel: String = "info"
+    ) -> [String] {
+        var args = [
+            "--data-dir", node.dataDir,
+            "--listen", "127.0.0.1:\(clientPort)",
+            "--peer-listen", "127.0.0.1:\(peerPort)",
+            "--node-id", node.nodeID,
+            "--site", node.site,
+        ]
+        for (key, value) in node.labels.sorted(by: { $0.key < $1.key }) { args += ["--label", "\(key)=\(value)"] }
+        if !seeds.isEmpty { args += ["--seeds", seeds.joined(separator: ",")] }
+        args += [
+            "--cluster-name", lab.clusterName,
+            "--cluster-secret-file", lab.secretFile,
+            "--gossip-preset", "lan",
+            "--log-level", logLevel,
+            "--ready-file", node.readyFile,
+        ]
+        return args + lab.extraArguments
+    }
+}
