@@ -1,5 +1,6 @@
 import AgadirClient
 import AgadirCore
+import AgadirLab
 import AgadirWire
 import ArgumentParser
 import Foundation
@@ -29,18 +30,22 @@ struct Bench: AsyncParsableCommand {
 
     func run() async throws {
         let log: @Sendable (String) -> Void = { FileHandle.standardError.write(Data("bench: \($0)\n".utf8)) }
-        var node: SpawnedNode? = nil
+        var node: NodeProcess? = nil
         let target: String
         if spawn {
-            let n = try SpawnedNode.start()
+            let n = try NodeProcess(logLevel: "warning")
             node = n
+            try n.start()
             target = n.endpoint
-            log("spawned agadird pid \(n.pid) at \(n.endpoint), data in \(n.dataDir)")
+            log("spawned agadird pid \(n.pid) at \(n.endpoint), data in \(n.dataDir.path), log \(n.logFile.path)")
         } else {
             target = endpoint ?? ProcessInfo.processInfo.environment["AGADIR_ENDPOINT"] ?? "127.0.0.1:7480"
         }
-        defer { node?.stop() }
-        let scratch = scratchDir ?? node?.dataDir ?? NSTemporaryDirectory()
+        defer {
+            node?.stop()
+            node?.cleanUp()
+        }
+        let scratch = scratchDir ?? node?.dataDir.path ?? NSTemporaryDirectory()
 
         let limits = skipLimits ? MachineLimits.Figures() : MachineLimits.measure(scratchDir: scratch, quick: quick, log: log)
         var config = ClientConfiguration()
@@ -53,53 +58,6 @@ struct Bench: AsyncParsableCommand {
         let report = Report.markdown(limits: limits, results: results, endpoint: target, spawned: spawn, quick: quick)
         print(report)
         if let output { try report.write(toFile: output, atomically: true, encoding: .utf8) }
-    }
-}
-
-/// An agadird started by the benchmark, stopped by pid.
-final class SpawnedNode {
-    let process: Process
-    let endpoint: String
-    let dataDir: String
-    let base: String
-    var pid: Int32 { process.processIdentifier }
-
-    private init(process: Process, endpoint: String, dataDir: String, base: String) {
-        self.process = process
-        self.endpoint = endpoint
-        self.dataDir = dataDir
-        self.base = base
-    }
-
-    static func start() throws -> SpawnedNode {
-        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-        let base = (NSTemporaryDirectory() as NSString).appendingPathComponent("agadir-bench-\(getpid())")
-        let dataDir = (base as NSString).appendingPathComponent("data")
-        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
-        let addressFile = (base as NSString).appendingPathComponent("address")
-        let p = Process()
-        p.executableURL = exe.appendingPathComponent("agadird")
-        p.arguments = ["--data-dir", dataDir, "--listen", "127.0.0.1:0", "--address-file", addressFile, "--log-level", "warning"]
-        try p.run()
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline {
-            if let s = try? String(contentsOfFile: addressFile, encoding: .utf8), !s.isEmpty {
-                return SpawnedNode(process: p, endpoint: s.trimmingCharacters(in: .whitespacesAndNewlines), dataDir: dataDir, base: base)
-            }
-            usleep(20_000)
-        }
-        kill(p.processIdentifier, SIGKILL)
-        throw ValidationError("the spawned agadird did not start within 30 s")
-    }
-
-    func stop() {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGTERM)
-            let deadline = Date().addingTimeInterval(30)
-            while process.isRunning, Date() < deadline { usleep(10_000) }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        }
-        try? FileManager.default.removeItem(atPath: base)
     }
 }
 
