@@ -22,7 +22,12 @@ END_STREAM = 0x0001
 # opcodes
 OP_PING, OP_CREATE_BUCKET, OP_DELETE_BUCKET, OP_LIST_BUCKETS = 1, 2, 3, 4
 OP_PUT, OP_GET, OP_HEAD, OP_DELETE, OP_LIST, OP_STAT = 5, 6, 7, 8, 9, 10
-OPCODES = set(range(1, 11))
+OP_MEMBERS = 11
+OPCODES = set(range(1, 12))
+
+MEMBER_STATES = ("alive", "suspect", "dead", "left")
+MAX_MEMBERS = 100000
+MAX_MEMBER_LABELS = 64
 
 # field tags
 T_BUCKET, T_KEY, T_CONTENT_TYPE, T_METADATA, T_SIZE, T_ETAG, T_VERSION = 1, 2, 3, 4, 5, 6, 7
@@ -284,8 +289,14 @@ class Reader:
     def u8(self):
         return self.take(1)[0]
 
+    def u16(self):
+        return struct.unpack(">H", self.take(2))[0]
+
     def u32(self):
         return struct.unpack(">I", self.take(4))[0]
+
+    def i64(self):
+        return struct.unpack(">q", self.take(8))[0]
 
     def u64(self):
         return struct.unpack(">Q", self.take(8))[0]
@@ -572,6 +583,38 @@ class AgadirClient:
         out = []
         for _ in range(r.u32()):
             out.append({"name": r.string16(), "policy": r.string16(), "created_ms": r.u64()})
+        r.done()
+        return out
+
+    def members(self):
+        _, body = self._request(OP_MEMBERS, [])
+        r = Reader(body, "MEMBERS")
+        n = r.u32()
+        if n > MAX_MEMBERS:
+            raise ProtocolViolation("MEMBERS body claims %d members" % n)
+        out = []
+        for _ in range(n):
+            m = {"node_id": r.string16(), "site": r.string16()}
+            labels = {}
+            count = r.u16()
+            if count > MAX_MEMBER_LABELS:
+                raise ProtocolViolation("MEMBERS: %d labels" % count)
+            names = []
+            for _ in range(count):
+                name = r.string16()
+                if name in labels:
+                    raise ProtocolViolation("MEMBERS: label %r repeated" % name)
+                labels[name] = r.string16()
+                names.append(name.encode("utf-8"))
+            if names != sorted(names):
+                raise ProtocolViolation("MEMBERS: labels not sorted by name")
+            m["labels"] = labels
+            m["client_address"], m["peer_address"] = r.string16(), r.string16()
+            m["incarnation"], m["state"], m["layout_version"] = r.u64(), r.string16(), r.u64()
+            m["last_contact_ms_ago"] = r.i64()
+            if not m["state"] or m["last_contact_ms_ago"] < -1:
+                raise ProtocolViolation("MEMBERS: bad state %r or last contact %d" % (m["state"], m["last_contact_ms_ago"]))
+            out.append(m)
         r.done()
         return out
 

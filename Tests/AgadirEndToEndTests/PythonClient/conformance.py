@@ -352,6 +352,20 @@ def main():
 
     ck.check("STAT has the documented keys", stat)
 
+    # ---- MEMBERS
+    def members():
+        node_id = c.ping()["node_id"]
+        ms = c.members()
+        me = [m for m in ms if m["node_id"] == node_id]
+        expect(len(me) == 1, "the node %r is not listed once in %r" % (node_id, ms))
+        expect(me[0]["state"] == "alive", "the node itself is %r" % me[0]["state"])
+        expect(me[0]["last_contact_ms_ago"] == -1, "own last contact %r" % me[0]["last_contact_ms_ago"])
+        expect(me[0]["client_address"].endswith(":%d" % port), "own client address %r" % me[0]["client_address"])
+        odd = [m["state"] for m in ms if m["state"] not in ac.MEMBER_STATES]
+        return "%d member(s); states %r%s" % (len(ms), sorted({m["state"] for m in ms}), "; unknown %r" % odd if odd else "")
+
+    ck.check("MEMBERS lists the node itself alive", members)
+
     # ---- DELETE
     def delete_then_get():
         d = c.delete(bucket, "rt/size-1")
