@@ -621,7 +621,7 @@ public struct Membership: Sendable {
                 budget -= size
             }
         }
-        p.gossip += queue.take(budget: budget, limit: retransmitLimit, maxCount: GossipLimitsForState.maxUpdatesPerPacket - p.gossip.count)
+        p.gossip += queue.take(budget: budget, limit: retransmitLimit, maxCount: GossipLimits.maxUpdatesPerPacket - p.gossip.count)
         stats.packetsSent += 1
         return p
     }
@@ -724,10 +724,6 @@ public struct MembershipStats: Sendable, Hashable {
 }
 
 // MARK: - Internal records
-
-enum GossipLimitsForState {
-    static let maxUpdatesPerPacket = 64
-}
 
 private struct Entry: Sendable {
     var member: Member
