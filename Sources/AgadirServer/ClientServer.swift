@@ -17,8 +17,7 @@ public final class ClientServer: Service, Sendable {
     let port: Int
     let logger: Logger
     let group: MultiThreadedEventLoopGroup
-    private let boundAddress: Mutex<SocketAddress?> = Mutex(nil)
-    private let boundWaiters: Mutex<[CheckedContinuation<SocketAddress?, Never>]> = Mutex([])
+    private let bound = Once<SocketAddress?>()
     private let connectionCount = Atomic<Int>(0)
 
     public init(service: ObjectService, config: NodeConfiguration, host: String, port: Int, group: MultiThreadedEventLoopGroup, logger: Logger) {
@@ -31,27 +30,9 @@ public final class ClientServer: Service, Sendable {
     }
 
     /// The address actually bound (useful with port 0); waits until bound.
-    public func localAddress() async -> SocketAddress? {
-        await withCheckedContinuation { c in
-            let now: SocketAddress?? = boundAddress.withLock { a in
-                if let a { return .some(a) }
-                boundWaiters.withLock { $0.append(c) }
-                return .none
-            }
-            if case .some(let a) = now { c.resume(returning: a) }
-        }
-    }
+    public func localAddress() async -> SocketAddress? { await bound.wait() }
 
-    private func publish(_ address: SocketAddress?) {
-        let waiters = boundAddress.withLock { a in
-            a = address
-            return boundWaiters.withLock { w in
-                defer { w.removeAll() }
-                return w
-            }
-        }
-        for w in waiters { w.resume(returning: address) }
-    }
+    private func publish(_ address: SocketAddress?) { bound.publish(address) }
 
     public func run() async throws {
         let limits = config.wireLimits

@@ -78,21 +78,7 @@ public struct NodeRuntime: Sendable {
         guard id.utf8.count <= 128, id.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }) else {
             throw AgadirError(.invalidArgument, "node id '\(id)' must be 1-128 letters, digits, '-', '_' or '.'")
         }
-        let tmp = path + ".tmp"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw AgadirError(.ioError, "cannot write \(tmp): errno \(errno)") }
-        let bytes = Array((id + "\n").utf8)
-        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        let synced = fsync(fd)
-        close(fd)
-        guard written == bytes.count, synced == 0, rename(tmp, path) == 0 else {
-            throw AgadirError(.ioError, "cannot write \(path): errno \(errno)")
-        }
-        let dfd = open(dir, O_RDONLY)
-        if dfd >= 0 {
-            _ = fsync(dfd)
-            close(dfd)
-        }
+        try AtomicFile.save(Array((id + "\n").utf8), to: path)
         return id
     }
 }
