@@ -72,7 +72,7 @@ let package = Package(
         .target(
             name: "AgadirServer",
             dependencies: [
-                "AgadirCore", "AgadirWire", "AgadirStore", "AgadirTransport",
+                "AgadirCore", "AgadirWire", "AgadirStore", "AgadirTransport", "AgadirMembership",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -153,7 +153,7 @@ let package = Package(
             name: "AgadirServerTests",
             dependencies: [
                 "AgadirTestSupport",
-                "AgadirServer", "AgadirStore", "AgadirWire", "AgadirCore", "AgadirClient",
+                "AgadirServer", "AgadirStore", "AgadirWire", "AgadirCore", "AgadirClient", "AgadirMembership",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

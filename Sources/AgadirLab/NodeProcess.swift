@@ -50,7 +50,8 @@ public final class NodeProcess: Sendable {
     public func start(timeout: Duration = .seconds(30)) throws(AgadirError) {
         let addressFile = base.appendingPathComponent("address-\(UUID().uuidString.prefix(6))")
         let arguments = [
-            "--data-dir", dataDir.path, "--listen", "127.0.0.1:0", "--address-file", addressFile.path, "--log-level", logLevel,
+            "--data-dir", dataDir.path, "--listen", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0", "--address-file",
+            addressFile.path, "--log-level", logLevel,
         ] + extraArguments
         let pid = try ProcessControl.spawn(
             executable: try AgadirBinaries.path(of: "agadird"), arguments: arguments, logPath: logFile.path, newSession: false)

@@ -1,4 +1,5 @@
 import AgadirCore
+import AgadirMembership
 import AgadirWire
 import Foundation
 
@@ -51,6 +52,37 @@ public struct NodeConfiguration: Sendable, Codable, Equatable {
     public var maxPayloadBytes: Int = WireLimits.default.maxPayloadBytes
     public var maxInFlightRequests: Int = WireLimits.default.maxInFlightRequests
 
+    // MARK: Cluster membership (gossip)
+
+    /// Site (data centre) this node belongs to: letters, digits, '-', '_', '.'. Default `default`.
+    public var site: String = "default"
+    /// Free-form labels gossiped with this node's record (`rack=r1`). Default none.
+    public var labels: [String: String] = [:]
+    /// Peer addresses (`HOST:PORT`) of nodes to join through; one live seed suffices.
+    /// Default none: the node waits for others to join it.
+    public var seeds: [String] = []
+    /// Gossip endpoint, UDP and TCP on the same port. Default `127.0.0.1:7946` (port 0 picks a free port).
+    public var peerListen: String = "127.0.0.1:7946"
+    /// Client endpoint announced to the cluster, `HOST:PORT`. Default empty: the bound
+    /// client address (refused when that is 0.0.0.0 or ::, which nobody can connect to).
+    public var advertiseClient: String = ""
+    /// Peer endpoint announced to the cluster, `HOST:PORT`. Default empty: the bound peer
+    /// address (same rule as `advertiseClient`).
+    public var advertisePeer: String = ""
+    /// Nodes gossip only with nodes of the same cluster name and secret. Default `agadir`.
+    public var clusterName: String = "agadir"
+    /// File holding the cluster secret (first line). Default empty: `<dataDir>/cluster.secret`,
+    /// created once with 32 random bytes (hex) when missing.
+    public var clusterSecretFile: String = ""
+    /// Files of further secrets accepted from peers (not used to send), for rotation. Default none.
+    public var clusterSecretsAccepted: [String] = []
+    /// Failure-detector timing: `lan` (probe every 1 s) or `wan` (every 5 s). Default `lan`.
+    public var gossipPreset: String = "lan"
+    /// Every gossip duration of the preset (probe interval and timeouts, gossip and
+    /// push-pull intervals, join retry, leave propagation) times this / 100. Default 100;
+    /// 10 makes a local test cluster ten times faster. Range 1...1000.
+    public var gossipTimeScalePercent: Int = 100
+
     public init() {}
 
     public var wireLimits: WireLimits {
@@ -97,7 +129,62 @@ public struct NodeConfiguration: Sendable, Codable, Equatable {
             throw bad("timeouts must be positive")
         }
         let (host, port) = try Self.parseEndpoint(listen)
+        _ = try validateGossip()
         return (codec, host, port)
+    }
+
+    /// The gossip settings, checked: every message names the setting and the fix.
+    public func validateGossip() throws(AgadirError) -> GossipConfiguration {
+        func bad(_ what: String) -> AgadirError { AgadirError(.invalidArgument, "configuration: \(what)") }
+        func isName(_ s: String) -> Bool {
+            (1...64).contains(s.utf8.count) && s.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }
+        }
+        guard isName(site) else { throw bad("site '\(site)' must be 1-64 letters, digits, '-', '_' or '.'") }
+        guard isName(clusterName) else { throw bad("clusterName '\(clusterName)' must be 1-64 letters, digits, '-', '_' or '.'") }
+        guard labels.count <= 32 else { throw bad("at most 32 labels, got \(labels.count)") }
+        for (key, value) in labels {
+            guard isName(key), value.utf8.count <= 128, !value.contains(where: { $0 == "," || $0.isNewline }) else {
+                throw bad("label '\(key)=\(value)': keys are 1-64 letters, digits, '-', '_' or '.'; values at most 128 bytes without ','")
+            }
+        }
+        guard seeds.count <= 64 else { throw bad("at most 64 seeds, got \(seeds.count)") }
+        for seed in seeds {
+            do { _ = try Endpoint.parse(seed) } catch { throw bad("seed: \(error.message)") }
+        }
+        let (peerHost, peerPort) = try Self.parseEndpoint(peerListen)
+        for (name, value) in [("advertiseClient", advertiseClient), ("advertisePeer", advertisePeer)] where !value.isEmpty {
+            let host: String
+            do { host = try Endpoint.parse(value).host } catch { throw bad("\(name): \(error.message)") }
+            guard !Self.isUnspecified(host) else {
+                throw bad("\(name) '\(value)' is a wildcard address other nodes cannot connect to; give this node's reachable HOST:PORT")
+            }
+        }
+        for (name, value, flag, bound) in [
+            ("listen", listen, "advertiseClient", advertiseClient), ("peerListen", peerListen, "advertisePeer", advertisePeer),
+        ] where bound.isEmpty {
+            if let host = try? Self.parseEndpoint(value).0, Self.isUnspecified(host) {
+                throw bad("\(name) is \(value), which other nodes cannot connect to; set \(flag) to this node's reachable HOST:PORT")
+            }
+        }
+        var settings: MembershipSettings
+        switch gossipPreset {
+        case "lan": settings = .lan
+        case "wan": settings = .wan
+        default: throw bad("gossipPreset '\(gossipPreset)' is unknown; use lan or wan")
+        }
+        guard (1...1000).contains(gossipTimeScalePercent) else { throw bad("gossipTimeScalePercent must be 1...1000") }
+        settings = settings.scaled(by: Double(gossipTimeScalePercent) / 100)
+        if let problem = settings.validate() { throw bad("gossip settings: \(problem)") }
+        return GossipConfiguration(
+            settings: settings, peerHost: peerHost, peerPort: peerPort, seeds: seeds, site: site, labels: labels,
+            advertiseClient: advertiseClient, advertisePeer: advertisePeer, clusterName: clusterName)
+    }
+
+    /// True for 0.0.0.0 and :: (any spelling), which a node can bind but nobody can reach.
+    static func isUnspecified(_ host: String) -> Bool {
+        if host == "0.0.0.0" || host == "::" { return true }
+        var v6 = in6_addr()
+        return inet_pton(AF_INET6, host, &v6) == 1 && withUnsafeBytes(of: &v6) { $0.allSatisfy { $0 == 0 } }
     }
 
     /// Parses `HOST:PORT`, `[IPv6]:PORT` (port 0 allowed: the kernel picks one).
@@ -130,12 +217,40 @@ public struct NodeConfiguration: Sendable, Codable, Equatable {
         }
     }
 
-    /// Applies `AGADIR_DATA_DIR`, `AGADIR_LISTEN`, `AGADIR_NODE_ID`, `AGADIR_LOG_LEVEL`.
-    public mutating func applyEnvironment(_ env: [String: String]) {
+    /// Applies `AGADIR_DATA_DIR`, `AGADIR_LISTEN`, `AGADIR_NODE_ID`, `AGADIR_LOG_LEVEL`,
+    /// `AGADIR_SITE`, `AGADIR_LABELS` (`K=V,K=V`), `AGADIR_SEEDS` (`HOST:PORT,HOST:PORT`),
+    /// `AGADIR_PEER_LISTEN`, `AGADIR_ADVERTISE_CLIENT`, `AGADIR_ADVERTISE_PEER`,
+    /// `AGADIR_CLUSTER_NAME`, `AGADIR_CLUSTER_SECRET_FILE`, `AGADIR_GOSSIP_PRESET`.
+    public mutating func applyEnvironment(_ env: [String: String]) throws(AgadirError) {
         if let v = env["AGADIR_DATA_DIR"], !v.isEmpty { dataDir = v }
         if let v = env["AGADIR_LISTEN"], !v.isEmpty { listen = v }
         if let v = env["AGADIR_NODE_ID"], !v.isEmpty { nodeID = v }
         if let v = env["AGADIR_LOG_LEVEL"], !v.isEmpty { logLevel = v }
+        if let v = env["AGADIR_SITE"], !v.isEmpty { site = v }
+        if let v = env["AGADIR_LABELS"], !v.isEmpty {
+            labels = [:]
+            for pair in Self.splitList(v) { try Self.addLabel(pair, to: &labels) }
+        }
+        if let v = env["AGADIR_SEEDS"], !v.isEmpty { seeds = Self.splitList(v) }
+        if let v = env["AGADIR_PEER_LISTEN"], !v.isEmpty { peerListen = v }
+        if let v = env["AGADIR_ADVERTISE_CLIENT"], !v.isEmpty { advertiseClient = v }
+        if let v = env["AGADIR_ADVERTISE_PEER"], !v.isEmpty { advertisePeer = v }
+        if let v = env["AGADIR_CLUSTER_NAME"], !v.isEmpty { clusterName = v }
+        if let v = env["AGADIR_CLUSTER_SECRET_FILE"], !v.isEmpty { clusterSecretFile = v }
+        if let v = env["AGADIR_GOSSIP_PRESET"], !v.isEmpty { gossipPreset = v }
+    }
+
+    /// `a,b, c` -> `["a", "b", "c"]` (empty items dropped).
+    public static func splitList(_ s: String) -> [String] {
+        s.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
+    /// Adds `KEY=VALUE` to `labels`.
+    public static func addLabel(_ pair: String, to labels: inout [String: String]) throws(AgadirError) {
+        guard let eq = pair.firstIndex(of: "="), eq != pair.startIndex else {
+            throw AgadirError(.invalidArgument, "label '\(pair)' must be KEY=VALUE, e.g. rack=r1")
+        }
+        labels[String(pair[..<eq])] = String(pair[pair.index(after: eq)...])
     }
 
     public func json() -> String {

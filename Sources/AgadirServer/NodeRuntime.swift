@@ -1,4 +1,5 @@
 import AgadirCore
+import AgadirMembership
 import AgadirStore
 import Foundation
 import Logging
@@ -30,6 +31,7 @@ public struct NodeRuntime: Sendable {
     public let store: NodeStore
     public let service: ObjectService
     public let clientServer: ClientServer
+    public let gossip: GossipService
     let logger: Logger
 
     public init(config: NodeConfiguration, group: MultiThreadedEventLoopGroup, logger: Logger) throws(AgadirError) {
@@ -43,17 +45,24 @@ public struct NodeRuntime: Sendable {
         let nodeID = try Self.loadOrCreateNodeID(dir: dir, configured: config.nodeID)
         var logger = logger
         logger[metadataKey: "node"] = "\(nodeID)"
+        let gossipConfiguration = try config.validateGossip()
+        let keyring = try ClusterSecrets.keyring(config: config, logger: logger)
         let store = try NodeStore.open(directory: dir, logger: logger)
         self.config = config
         self.nodeID = nodeID
         self.store = store
         self.logger = logger
         self.service = ObjectService(store: store, nodeID: nodeID, config: config, codec: codec, logger: logger)
-        self.clientServer = ClientServer(service: service, config: config, host: host, port: port, group: group, logger: logger)
+        let clientServer = ClientServer(service: service, config: config, host: host, port: port, group: group, logger: logger)
+        self.clientServer = clientServer
+        self.gossip = GossipService(
+            nodeID: nodeID, configuration: gossipConfiguration, keyring: keyring, dataDir: dir, group: group,
+            logger: logger, clientAddress: { await clientServer.localAddress()?.hostAndPort })
     }
 
-    /// The services in start order; shutdown runs in reverse (servers first, store last).
-    public var services: [any Service] { [StoreService(store: store, logger: logger), clientServer] }
+    /// The services in start order; shutdown runs in reverse: gossip first (the node
+    /// announces its departure), then the client endpoint, the store last.
+    public var services: [any Service] { [StoreService(store: store, logger: logger), clientServer, gossip] }
 
     /// The node id lives in `DIR/node-id`: chosen once (from the configuration or at
     /// random) and kept, so a restart is the same node. A configured id that disagrees

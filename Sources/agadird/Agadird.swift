@@ -14,9 +14,10 @@ struct Agadird: AsyncParsableCommand {
         abstract: "The Agadir storage node.",
         discussion: """
             With no options it runs a one-node cluster with embedded defaults: data in ./agadir-data, \
-            client endpoint 127.0.0.1:7480. Settings come from --config FILE (JSON, as printed by \
-            --print-config), then AGADIR_DATA_DIR / AGADIR_LISTEN / AGADIR_NODE_ID / AGADIR_LOG_LEVEL, \
-            then these flags. SIGTERM or SIGINT shuts down gracefully.
+            client endpoint 127.0.0.1:7480, gossip on 127.0.0.1:7946 (UDP and TCP). Settings come from \
+            --config FILE (JSON, as printed by --print-config), then the AGADIR_* environment variables \
+            (docs/operations.md), then these flags. SIGTERM or SIGINT shuts down gracefully: the node \
+            announces its departure to the cluster, finishes requests in flight, closes the store.
             """)
 
     @Option(name: .long, help: "JSON configuration file.")
@@ -37,20 +38,64 @@ struct Agadird: AsyncParsableCommand {
     @Option(name: .long, help: "Codec for new chunks: lz4, zlib or raw.")
     var codec: String?
 
+    @Option(name: .long, help: "Site (data centre) of this node (default 'default').")
+    var site: String?
+
+    @Option(name: .long, help: "A label KEY=VALUE gossiped with this node's record (repeatable).")
+    var label: [String] = []
+
+    @Option(name: .long, help: "Peer addresses to join through: HOST:PORT,HOST:PORT.")
+    var seeds: String?
+
+    @Option(name: .long, help: "Gossip endpoint HOST:PORT, UDP and TCP (default 127.0.0.1:7946; port 0 picks a free port).")
+    var peerListen: String?
+
+    @Option(name: .long, help: "Client endpoint announced to the cluster (default: the bound one).")
+    var advertiseClient: String?
+
+    @Option(name: .long, help: "Peer endpoint announced to the cluster (default: the bound one).")
+    var advertisePeer: String?
+
+    @Option(name: .long, help: "Cluster name (default 'agadir').")
+    var clusterName: String?
+
+    @Option(name: .long, help: "Cluster secret file (default DATA/cluster.secret, created when missing).")
+    var clusterSecretFile: String?
+
+    @Option(name: .long, help: "Gossip timing: lan or wan (default lan).")
+    var gossipPreset: String?
+
     @Option(name: .long, help: "Write the bound client address to this file once listening (for scripts and tests).")
     var addressFile: String?
+
+    @Option(
+        name: .long,
+        help: "Once the client and peer endpoints are bound, write {\"nodeID\", \"client\", \"peer\", \"pid\"} (JSON) to this file.")
+    var readyFile: String?
 
     @Flag(name: .long, help: "Print the resolved configuration as JSON and exit.")
     var printConfig = false
 
     func resolve() throws -> NodeConfiguration {
         var c = try config.map { path throws(AgadirError) in try NodeConfiguration.load(file: path) } ?? NodeConfiguration()
-        c.applyEnvironment(ProcessInfo.processInfo.environment)
+        try c.applyEnvironment(ProcessInfo.processInfo.environment)
         if let dataDir { c.dataDir = dataDir }
         if let listen { c.listen = listen }
         if let nodeID { c.nodeID = nodeID }
         if let logLevel { c.logLevel = logLevel }
         if let codec { c.codec = codec }
+        if let site { c.site = site }
+        if !label.isEmpty {
+            c.labels = [:]
+            for pair in label { try NodeConfiguration.addLabel(pair, to: &c.labels) }
+        }
+        if let seeds { c.seeds = NodeConfiguration.splitList(seeds) }
+        if let peerListen { c.peerListen = peerListen }
+        if let advertiseClient { c.advertiseClient = advertiseClient }
+        if let advertisePeer { c.advertisePeer = advertisePeer }
+        if let clusterName { c.clusterName = clusterName }
+        if let clusterSecretFile { c.clusterSecretFile = clusterSecretFile }
+        if let gossipPreset { c.gossipPreset = gossipPreset }
         _ = try c.validate()
         guard Logger.Level(rawValue: c.logLevel) != nil else {
             throw AgadirError(.invalidArgument, "log level '\(c.logLevel)' is unknown; use trace, debug, info, notice, warning, error or critical")
@@ -96,16 +141,24 @@ struct Agadird: AsyncParsableCommand {
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         let addressFile = self.addressFile
+        let readyFile = self.readyFile
         let server = runtime.clientServer
+        let gossip = runtime.gossip
+        let nodeID = runtime.nodeID
         async let announce: Void = {
-            guard let address = await server.localAddress() else { return }
-            let text = "\(address.ipAddress ?? "127.0.0.1"):\(address.port ?? 0)"
-            if let addressFile {
-                let tmp = addressFile + ".tmp"
-                _ = FileManager.default.createFile(atPath: tmp, contents: Data((text + "\n").utf8))
-                _ = rename(tmp, addressFile)
+            guard let address = await server.localAddress()?.hostAndPort else { return }
+            if let addressFile { Self.writeAtomically(address + "\n", to: addressFile) }
+            guard let gossipAddresses = await gossip.addresses() else { return }
+            if let readyFile {
+                let ready: [String: any Sendable] = [
+                    "nodeID": nodeID, "client": gossipAddresses.client, "peer": gossipAddresses.peer,
+                    "pid": Int(ProcessInfo.processInfo.processIdentifier),
+                ]
+                if let json = try? JSONSerialization.data(withJSONObject: ready, options: [.sortedKeys]) {
+                    Self.writeAtomically(String(decoding: json, as: UTF8.self) + "\n", to: readyFile)
+                }
             }
-            logger.notice("ready", metadata: ["client": "\(text)"])
+            logger.notice("ready", metadata: ["client": "\(gossipAddresses.client)", "peer": "\(gossipAddresses.peer)"])
         }()
         do {
             try await serviceGroup.run()
@@ -119,5 +172,12 @@ struct Agadird: AsyncParsableCommand {
         _ = await announce
         try? await group.shutdownGracefully()
         logger.info("agadird stopped")
+    }
+
+    /// Writes `PATH.tmp` then renames it over `PATH`, so a reader never sees half a file.
+    static func writeAtomically(_ text: String, to path: String) {
+        let tmp = path + ".tmp"
+        _ = FileManager.default.createFile(atPath: tmp, contents: Data(text.utf8))
+        _ = rename(tmp, path)
     }
 }

@@ -30,6 +30,7 @@ final class InProcessNode: Sendable {
         dir = serverTempDirectory(name)
         var config = smallChunkConfiguration(dataDir: dir.path)
         config.listen = "127.0.0.1:0"
+        config.peerListen = "127.0.0.1:0"
         config.nodeID = "in-process"
         config.shutdownGraceSeconds = shutdownGraceSeconds
         group = MultiThreadedEventLoopGroup(numberOfThreads: 2)

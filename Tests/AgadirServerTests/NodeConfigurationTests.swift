@@ -1,4 +1,5 @@
 import AgadirCore
+import AgadirMembership
 import AgadirServer
 import Foundation
 import Testing
@@ -136,13 +137,13 @@ struct NodeConfigurationTests {
     }
 
     @Test("environment variables override file values, and empty variables are ignored")
-    func applyEnvironment_overridesNonEmptyValues() {
+    func applyEnvironment_overridesNonEmptyValues() throws {
         var config = NodeConfiguration()
         config.dataDir = "/from/file"
         config.listen = "10.0.0.1:7000"
         config.nodeID = "file-node"
         config.logLevel = "debug"
-        config.applyEnvironment([
+        try config.applyEnvironment([
             "AGADIR_DATA_DIR": "/from/env",
             "AGADIR_LISTEN": "",
             "AGADIR_NODE_ID": "env-node",
@@ -167,6 +168,161 @@ struct NodeConfigurationTests {
             let loaded = try NodeConfiguration.load(file: path)
             #expect(loaded == config)
         }
+        let decoded = try JSONDecoder().decode(NodeConfiguration.self, from: Data(config.json().utf8))
+        #expect(decoded == config)
+    }
+}
+
+@Suite("Node configuration: gossip")
+struct GossipConfigurationTests {
+    @Test("the gossip defaults validate: site default, peer 127.0.0.1:7946, LAN timing, no seeds")
+    func defaults() throws {
+        let g = try NodeConfiguration().validateGossip()
+        #expect(g.site == "default" && g.clusterName == "agadir" && g.seeds.isEmpty)
+        #expect(g.peerHost == "127.0.0.1" && g.peerPort == 7946)
+        #expect(g.settings == .lan)
+    }
+
+    @Test(
+        "a wildcard address is refused as advertised address, and as bound address without an advertised one",
+        arguments: [
+            ("advertisePeer", "0.0.0.0:7946"), ("advertiseClient", "[::]:7480"), ("advertisePeer", "[0:0::0]:7946"),
+            ("listen", "0.0.0.0:7480"), ("peerListen", "[::]:7946"),
+        ])
+    func wildcardAdvertised_isRefused(setting: String, value: String) async {
+        var config = NodeConfiguration()
+        switch setting {
+        case "advertisePeer": config.advertisePeer = value
+        case "advertiseClient": config.advertiseClient = value
+        case "listen": config.listen = value
+        default: config.peerListen = value
+        }
+        let error = await agadirError { _ = try config.validate() }
+        #expect(error?.code == .invalidArgument)
+        #expect(error?.message.contains("advertise") == true, "\(String(describing: error))")
+    }
+
+    @Test("binding the wildcard is fine once reachable addresses are advertised")
+    func wildcardWithAdvertised_isAccepted() throws {
+        var config = NodeConfiguration()
+        config.listen = "0.0.0.0:7480"
+        config.peerListen = "0.0.0.0:7946"
+        config.advertiseClient = "10.0.0.5:7480"
+        config.advertisePeer = "10.0.0.5:7946"
+        #expect(try config.validateGossip().peerHost == "0.0.0.0")
+    }
+
+    @Test("bad seeds, sites, labels and presets are refused naming the setting")
+    func badValues_areRefused() async {
+        var cases: [(NodeConfiguration, String)] = []
+        var c = NodeConfiguration()
+        c.seeds = ["10.0.0.1:7946", "nowhere"]
+        cases.append((c, "seed"))
+        c = NodeConfiguration()
+        c.site = "bad site"
+        cases.append((c, "site"))
+        c = NodeConfiguration()
+        c.labels = ["": "x"]
+        cases.append((c, "label"))
+        c = NodeConfiguration()
+        c.gossipPreset = "metro"
+        cases.append((c, "gossipPreset"))
+        c = NodeConfiguration()
+        c.gossipTimeScalePercent = 0
+        cases.append((c, "gossipTimeScalePercent"))
+        for (config, setting) in cases {
+            let error = await agadirError { _ = try config.validate() }
+            #expect(error?.code == .invalidArgument)
+            #expect(error?.message.contains(setting) == true, "\(String(describing: error))")
+        }
+    }
+
+    @Test("gossipTimeScalePercent scales every duration of the preset and nothing else")
+    func timeScale() throws {
+        var config = NodeConfiguration()
+        config.gossipTimeScalePercent = 10
+        let s = try config.validateGossip().settings
+        #expect(s.probeInterval == .milliseconds(100) && s.intraSite.probeTimeout == .milliseconds(50))
+        #expect(s.pushPullInterval == .seconds(3) && s.leavePropagation == .milliseconds(100))
+        #expect(s.gossipFanout == MembershipSettings.lan.gossipFanout && s.maxPacketBytes == MembershipSettings.lan.maxPacketBytes)
+    }
+
+    @Test("gossip environment variables: lists split on commas, labels KEY=VALUE")
+    func environment() throws {
+        var config = NodeConfiguration()
+        try config.applyEnvironment([
+            "AGADIR_SITE": "benguerir", "AGADIR_LABELS": "rack=r1, tier=4", "AGADIR_SEEDS": "10.0.0.1:7946,10.0.0.2:7946",
+            "AGADIR_PEER_LISTEN": "10.0.0.3:7946", "AGADIR_CLUSTER_NAME": "morocco", "AGADIR_GOSSIP_PRESET": "wan",
+        ])
+        #expect(config.site == "benguerir" && config.labels == ["rack": "r1", "tier": "4"])
+        #expect(config.seeds == ["10.0.0.1:7946", "10.0.0.2:7946"] && config.peerListen == "10.0.0.3:7946")
+        #expect(config.clusterName == "morocco" && config.gossipPreset == "wan")
+        #expect(throws: AgadirError.self) { try config.applyEnvironment(["AGADIR_LABELS": "rack"]) }
+    }
+
+    @Test("without a secret file the node creates DATA/cluster.secret once, mode 0600, and reuses it")
+    func clusterSecret_generatedOnce() throws {
+        let dir = serverTempDirectory()
+        defer { dir.cleanup() }
+        try FileManager.default.createDirectory(atPath: dir.path, withIntermediateDirectories: true)
+        var config = NodeConfiguration()
+        config.dataDir = dir.path
+        let first = try ClusterSecrets.keyring(config: config, logger: quietLogger)
+        let path = dir.path + "/cluster.secret"
+        let secret = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(secret.trimmingCharacters(in: .whitespacesAndNewlines).count == 64)
+        let mode = try #require(FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int)
+        #expect(mode == 0o600)
+        let second = try ClusterSecrets.keyring(config: config, logger: quietLogger)
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == secret)
+        let sealed = first.seal([1, 2, 3], channel: .datagram)
+        #expect(try second.open(sealed, channel: .datagram) == [1, 2, 3])
+    }
+
+    @Test("during a rotation a node accepts the old secret and the new one, and seals with the primary")
+    func clusterSecret_rotation() throws {
+        let dir = serverTempDirectory()
+        defer { dir.cleanup() }
+        try FileManager.default.createDirectory(atPath: dir.path, withIntermediateDirectories: true)
+        try "new-secret-0123456789abcdef0123456789\n".write(toFile: dir.path + "/new", atomically: true, encoding: .utf8)
+        try "old-secret-0123456789abcdef0123456789\n".write(toFile: dir.path + "/old", atomically: true, encoding: .utf8)
+        var rotating = NodeConfiguration()
+        rotating.dataDir = dir.path
+        rotating.clusterSecretFile = dir.path + "/new"
+        rotating.clusterSecretsAccepted = [dir.path + "/old"]
+        var old = rotating
+        old.clusterSecretFile = dir.path + "/old"
+        old.clusterSecretsAccepted = []
+        let r = try ClusterSecrets.keyring(config: rotating, logger: quietLogger)
+        let o = try ClusterSecrets.keyring(config: old, logger: quietLogger)
+        #expect(try r.open(o.seal([7], channel: .datagram), channel: .datagram) == [7])
+        #expect(throws: GossipRejection.self) { try o.open(r.seal([7], channel: .datagram), channel: .datagram) }
+        #expect(!FileManager.default.fileExists(atPath: dir.path + "/cluster.secret"))
+    }
+
+    @Test("a configured secret file that is missing or empty is refused, naming the file")
+    func clusterSecret_missing() async throws {
+        let dir = serverTempDirectory()
+        defer { dir.cleanup() }
+        try FileManager.default.createDirectory(atPath: dir.path, withIntermediateDirectories: true)
+        var config = NodeConfiguration()
+        config.dataDir = dir.path
+        config.clusterSecretFile = dir.path + "/absent"
+        let missing = await agadirError { _ = try ClusterSecrets.keyring(config: config, logger: quietLogger) }
+        #expect(missing?.code == .invalidArgument && missing?.message.contains("absent") == true)
+        _ = FileManager.default.createFile(atPath: dir.path + "/empty", contents: Data("\n".utf8))
+        config.clusterSecretFile = dir.path + "/empty"
+        let empty = await agadirError { _ = try ClusterSecrets.keyring(config: config, logger: quietLogger) }
+        #expect(empty?.message.contains("is empty") == true, "\(String(describing: empty))")
+    }
+
+    @Test("json() with gossip settings round-trips through a config file")
+    func json_roundTrip() throws {
+        var config = NodeConfiguration()
+        config.site = "casablanca"
+        config.labels = ["rack": "r2"]
+        config.seeds = ["10.0.0.1:7946"]
+        config.clusterSecretsAccepted = ["/etc/agadir/old.secret"]
         let decoded = try JSONDecoder().decode(NodeConfiguration.self, from: Data(config.json().utf8))
         #expect(decoded == config)
     }

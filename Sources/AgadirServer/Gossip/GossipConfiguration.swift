@@ -1,0 +1,132 @@
+import AgadirCore
+import AgadirMembership
+import Foundation
+import Logging
+
+/// The gossip part of `NodeConfiguration`, validated and resolved (`validateGossip()`).
+public struct GossipConfiguration: Sendable {
+    public var settings: MembershipSettings
+    /// Where the UDP socket and the TCP listener bind (port 0: the kernel picks one).
+    public var peerHost: String
+    public var peerPort: Int
+    public var seeds: [String]
+    public var site: String
+    public var labels: [String: String]
+    /// Empty: announce the bound address.
+    public var advertiseClient: String
+    public var advertisePeer: String
+    public var clusterName: String
+
+    public init(
+        settings: MembershipSettings, peerHost: String, peerPort: Int, seeds: [String] = [], site: String = "default",
+        labels: [String: String] = [:], advertiseClient: String = "", advertisePeer: String = "",
+        clusterName: String = "agadir"
+    ) {
+        self.settings = settings
+        self.peerHost = peerHost
+        self.peerPort = peerPort
+        self.seeds = seeds
+        self.site = site
+        self.labels = labels
+        self.advertiseClient = advertiseClient
+        self.advertisePeer = advertisePeer
+        self.clusterName = clusterName
+    }
+}
+
+extension MembershipSettings {
+    /// Every duration times `factor` (counts and sizes unchanged): `gossipTimeScalePercent`.
+    public func scaled(by factor: Double) -> MembershipSettings {
+        guard factor != 1 else { return self }
+        func link(_ t: LinkTiming) -> LinkTiming {
+            var t = t
+            t.probeTimeout = t.probeTimeout.scaled(by: factor)
+            return t
+        }
+        var s = self
+        s.probeInterval = probeInterval.scaled(by: factor)
+        s.intraSite = link(intraSite)
+        s.interSite = link(interSite)
+        s.gossipInterval = gossipInterval.scaled(by: factor)
+        s.pushPullInterval = pushPullInterval.scaled(by: factor)
+        s.joinRetryInterval = joinRetryInterval.scaled(by: factor)
+        s.leavePropagation = leavePropagation.scaled(by: factor)
+        return s
+    }
+}
+
+/// The cluster secret and the extra secrets accepted during a rotation, read from files.
+public enum ClusterSecrets {
+    /// Bytes of a generated secret (written as hex).
+    static let generatedBytes = 32
+
+    /// Reads the secret files into a keyring. With no `clusterSecretFile` configured, uses
+    /// `<dataDir>/cluster.secret`, creating it once (mode 0600) when missing.
+    public static func keyring(config: NodeConfiguration, logger: Logger) throws(AgadirError) -> Keyring {
+        var primary = config.clusterSecretFile
+        if primary.isEmpty {
+            primary = (config.dataDir as NSString).appendingPathComponent("cluster.secret")
+            if !FileManager.default.fileExists(atPath: primary) {
+                var rng = SystemRandomNumberGenerator()
+                let secret = Hex.encode((0..<generatedBytes).map { _ in UInt8.random(in: 0...255, using: &rng) })
+                try AtomicFile.save(Array((secret + "\n").utf8), to: primary, mode: 0o600)
+                logger.notice(
+                    "created a cluster secret; copy it to the other nodes' --cluster-secret-file",
+                    metadata: ["path": "\(primary)"])
+            }
+        }
+        var secrets = [try read(primary, setting: "clusterSecretFile", logger: logger)]
+        for path in config.clusterSecretsAccepted {
+            secrets.append(try read(path, setting: "clusterSecretsAccepted", logger: logger))
+        }
+        return try Keyring(clusterName: config.clusterName, secrets: secrets)
+    }
+
+    /// The first line of `path`, trimmed; refuses a missing or empty file.
+    static func read(_ path: String, setting: String, logger: Logger) throws(AgadirError) -> String {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw AgadirError(
+                .invalidArgument,
+                "cannot read the cluster secret file \(path) (\(setting)); copy it from a node of the cluster, "
+                    + "or leave clusterSecretFile empty to generate one in the data directory")
+        }
+        let text = String(decoding: data, as: UTF8.self)
+        let secret = text.split(whereSeparator: \.isNewline).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        guard !secret.isEmpty else {
+            throw AgadirError(.invalidArgument, "the cluster secret file \(path) (\(setting)) is empty; copy it from a node of the cluster")
+        }
+        var st = stat()
+        if stat(path, &st) == 0, st.st_mode & 0o077 != 0 {
+            logger.warning(
+                "the cluster secret file is readable by other users; chmod 600 it",
+                metadata: ["path": "\(path)", "mode": "\(String(st.st_mode & 0o777, radix: 8))"])
+        }
+        return secret
+    }
+}
+
+/// `<dataDir>/gossip-state.json`: the last incarnation this node announced, so a restart
+/// announces a higher one and out-numbers whatever the cluster remembers of it.
+struct GossipStateFile: Sendable {
+    let path: String
+
+    init(dataDir: String) { path = (dataDir as NSString).appendingPathComponent("gossip-state.json") }
+
+    private struct Content: Codable { var incarnation: UInt64 }
+
+    /// Nil when the file does not exist (a new node).
+    func read() throws(AgadirError) -> Incarnation? {
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        guard let content = try? JSONDecoder().decode(Content.self, from: data), let value = Incarnation(content.incarnation) else {
+            throw AgadirError(
+                .ioError,
+                "\(path) is not a valid gossip state ({\"incarnation\": N}); restore it, or remove it "
+                    + "(the node then starts at incarnation 0 and refutes older records of itself)")
+        }
+        return value
+    }
+
+    func write(_ incarnation: Incarnation) throws(AgadirError) {
+        try AtomicFile.save(Array("{\"incarnation\": \(incarnation.value)}\n".utf8), to: path)
+    }
+}
