@@ -52,12 +52,17 @@ public struct NodeRuntime: Sendable {
         self.nodeID = nodeID
         self.store = store
         self.logger = logger
+        // Gossip first, so the object service can read its member list; it asks for the
+        // client endpoint's address only once running.
+        let clientServerOnceBuilt = Locked<ClientServer?>(nil)
+        let gossip = GossipService(
+            nodeID: nodeID, configuration: gossipConfiguration, keyring: keyring, dataDir: dir, group: group,
+            logger: logger, clientAddress: { await clientServerOnceBuilt.value?.localAddress()?.hostAndPort })
+        self.gossip = gossip
         self.service = ObjectService(store: store, nodeID: nodeID, config: config, codec: codec, logger: logger)
         let clientServer = ClientServer(service: service, config: config, host: host, port: port, group: group, logger: logger)
+        clientServerOnceBuilt.withLock { $0 = clientServer }
         self.clientServer = clientServer
-        self.gossip = GossipService(
-            nodeID: nodeID, configuration: gossipConfiguration, keyring: keyring, dataDir: dir, group: group,
-            logger: logger, clientAddress: { await clientServer.localAddress()?.hostAndPort })
     }
 
     /// The services in start order; shutdown runs in reverse: gossip first (the node

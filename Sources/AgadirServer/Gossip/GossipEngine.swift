@@ -422,7 +422,10 @@ final class GossipEngine {
         if membership?.hasJoined == false {
             if let suppressed = rateLimited("join") {
                 logger.warning(
-                    "cannot join the cluster through this seed yet; retrying",
+                    """
+                    cannot join the cluster through this seed yet; retrying. Check the seed's address, that its peer \
+                    port is open for TCP and UDP, and that both nodes have the same cluster name and secret
+                    """,
                     metadata: ["seed": "\(address)", "error": "\(failure)", "suppressed": "\(suppressed)"])
             }
         } else {

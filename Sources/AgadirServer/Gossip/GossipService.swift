@@ -109,7 +109,8 @@ public final class GossipService: Service, Sendable {
             throw error
         }
         let seeds = configuration.seeds
-        loop.execute { engine.value.start(myself: myself, seeds: seeds, udp: udp, listener: listener) }
+        // Started before the addresses are announced: whoever waited for them sees this node in `memberViews()`.
+        try await loop.submit { engine.value.start(myself: myself, seeds: seeds, udp: udp, listener: listener) }.get()
         announced.publish(GossipAddresses(client: myself.clientAddress, peer: myself.peerAddress))
         try await withTaskCancellationHandler {
             try await withGracefulShutdownHandler {
