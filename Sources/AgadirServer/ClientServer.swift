@@ -65,9 +65,7 @@ public final class ClientServer: Service, Sendable {
             throw AgadirError(.unavailable, "cannot listen on \(host):\(port): \(error); is another agadird running there?")
         }
         publish(channel.channel.localAddress)
-        if let bound = channel.channel.localAddress, let ip = bound.ipAddress, let port = bound.port {
-            service.clientEndpointBound(bound.protocol == .inet6 ? "[\(ip)]:\(port)" : "\(ip):\(port)")
-        }
+        if let bound = channel.channel.localAddress?.hostAndPort { service.clientEndpointBound(bound) }
         logger.info("client endpoint listening", metadata: ["address": "\(channel.channel.localAddress.map { "\($0)" } ?? "?")"])
 
         let grace = Duration.seconds(config.shutdownGraceSeconds)

@@ -52,14 +52,16 @@ public struct NodeRuntime: Sendable {
         self.nodeID = nodeID
         self.store = store
         self.logger = logger
-        // Gossip first, so the object service can read its member list; it asks for the
-        // client endpoint's address only once running.
+        // Gossip first, so the object service can answer MEMBERS from it; gossip asks for
+        // the client endpoint's address only once running.
         let clientServerOnceBuilt = Locked<ClientServer?>(nil)
         let gossip = GossipService(
             nodeID: nodeID, configuration: gossipConfiguration, keyring: keyring, dataDir: dir, group: group,
             logger: logger, clientAddress: { await clientServerOnceBuilt.value?.localAddress()?.hostAndPort })
         self.gossip = gossip
-        self.service = ObjectService(store: store, nodeID: nodeID, config: config, codec: codec, logger: logger)
+        self.service = ObjectService(
+            store: store, nodeID: nodeID, config: config, codec: codec, logger: logger,
+            membersProvider: { gossip.memberInfos() })
         let clientServer = ClientServer(service: service, config: config, host: host, port: port, group: group, logger: logger)
         clientServerOnceBuilt.withLock { $0 = clientServer }
         self.clientServer = clientServer

@@ -23,7 +23,7 @@ public final class ObjectService: Sendable {
     let codec: Codec
     let logger: Logger
     private let clock: Mutex<HybridLogicalClock>
-    /// Answers MEMBERS; nil: this node alone (`selfMember()`).
+    /// Answers MEMBERS; nil, or an empty answer (gossip still starting): this node alone (`selfMember()`).
     let membersProvider: (@Sendable () -> [MemberInfo])?
     /// The client endpoint actually bound (set by `ClientServer` once listening), for the
     /// self record; `config.listen` until then.
@@ -121,7 +121,9 @@ public final class ObjectService: Sendable {
                 let json = (try? enc.encode(stats)).map { Array($0) } ?? Array("{}".utf8)
                 try await sendBody(json, id: id, opcode: opcode, sink: sink, started: &started)
             case .members:
-                let members = membersProvider?() ?? [selfMember()]
+                // Empty while gossip is still starting: the node itself is always a member.
+                let provided = membersProvider?() ?? []
+                let members = provided.isEmpty ? [selfMember()] : provided
                 let body = try MemberListCodec.encode(members)
                 guard body.count <= config.wireLimits.maxListingBodyBytes else {
                     throw AgadirError(

@@ -1,6 +1,7 @@
 import AgadirCore
 import AgadirMembership
 import AgadirServer
+import AgadirWire
 import Foundation
 import NIOCore
 import NIOPosix
@@ -57,7 +58,7 @@ final class GossipNode: Sendable {
 
     /// nodeID -> state, as this node sees the cluster.
     var view: [String: String] {
-        Dictionary(service.memberViews().map { ($0.nodeID, $0.state) }, uniquingKeysWith: { a, _ in a })
+        Dictionary(service.memberInfos().map { ($0.nodeID, $0.state) }, uniquingKeysWith: { a, _ in a })
     }
 }
 
@@ -115,7 +116,7 @@ struct GossipServiceTests {
         await eventually("every node sees a, b and c alive") {
             nodes.allSatisfy { $0.view == ["a": "alive", "b": "alive", "c": "alive"] }
         }
-        let viewOfB = b.service.memberViews()
+        let viewOfB = b.service.memberInfos()
         #expect(viewOfB.first?.nodeID == "b", "self first")
         #expect(viewOfB.first?.lastContactMillisAgo == -1)
         let aSeenByB = try #require(viewOfB.first { $0.nodeID == "a" })
@@ -123,7 +124,7 @@ struct GossipServiceTests {
         #expect(aSeenByB.clientAddress == "127.0.0.1:7480")
         #expect(aSeenByB.site == "site-a" && aSeenByB.labels == ["rack": "a"])
         await eventually("b has heard from a and c recently") {
-            b.service.memberViews().filter { $0.nodeID != "b" }.allSatisfy { (0..<5000).contains($0.lastContactMillisAgo) }
+            b.service.memberInfos().filter { $0.nodeID != "b" }.allSatisfy { (0..<5000).contains($0.lastContactMillisAgo) }
         }
         #expect(a.service.counters.transitions["new→alive"] == 2)
         #expect(a.service.counters.drops.isEmpty, "\(a.service.counters.drops)")
@@ -231,16 +232,16 @@ struct GossipServiceTests {
         let dir = serverTempDirectory()
         let first = try await GossipNode("n", seeds: [seed], dir: dir, group: group)
         await eventually("n joined") { seed.view["n"] == "alive" }
-        let before = try #require(first.service.memberViews().first).incarnation
+        let before = try #require(first.service.memberInfos().first).incarnation
         await first.stop()
         await eventually("n left") { seed.view["n"] == "left" }
         let state = try String(contentsOfFile: dir.path + "/gossip-state.json", encoding: .utf8)
         #expect(state.contains("\"incarnation\": \(before + 1)"), "leave is recorded: \(state)")
         let second = try await GossipNode("n", seeds: [seed], dir: dir, group: group)
-        let after = try #require(second.service.memberViews().first).incarnation
+        let after = try #require(second.service.memberInfos().first).incarnation
         #expect(after == before + 2, "persisted \(before + 1), restarted one above")
         await eventually("the seed sees n alive again at the new incarnation") {
-            seed.service.memberViews().contains { $0.nodeID == "n" && $0.state == "alive" && $0.incarnation == after }
+            seed.service.memberInfos().contains { $0.nodeID == "n" && $0.state == "alive" && $0.incarnation == after }
         }
         for n in [seed, second] { await n.stop() }
         seed.dir.cleanup()

@@ -1,5 +1,6 @@
 import AgadirCore
 import AgadirMembership
+import AgadirWire
 import Logging
 import NIOCore
 import NIOPosix
@@ -11,7 +12,7 @@ import ServiceLifecycle
 /// `run()` binds both sockets, starts the state machine and serves until graceful
 /// shutdown; then it announces the departure (`leave`), keeps gossiping for
 /// `leavePropagation` and closes. The state machine and the sockets live on one event
-/// loop (see `GossipEngine`); other threads read `memberViews()`, `counters` and
+/// loop (see `GossipEngine`); other threads read `memberInfos()`, `counters` and
 /// `membershipStats` from a snapshot under a lock.
 public final class GossipService: Service, Sendable {
     public let nodeID: String
@@ -49,8 +50,8 @@ public final class GossipService: Service, Sendable {
     /// the service could not start).
     public func addresses() async -> GossipAddresses? { await announced.wait() }
 
-    /// Everyone this node knows, itself first, as the MEMBERS view shows them.
-    public func memberViews() -> [GossipMemberView] {
+    /// Everyone this node knows, itself first, as MEMBERS answers (empty until started).
+    public func memberInfos() -> [MemberInfo] {
         let s = snapshot.value
         let now = clock.now()
         return s.members.map { m in
@@ -58,7 +59,10 @@ public final class GossipService: Service, Sendable {
             if m.nodeID != nodeID, let t = s.lastContact[m.nodeID] {
                 ago = max(0, (now.nanoseconds - t.nanoseconds) / 1_000_000)
             }
-            return GossipMemberView(member: m, lastContactMillisAgo: ago)
+            return MemberInfo(
+                nodeID: m.nodeID, site: m.site, labels: m.labels, clientAddress: m.clientAddress, peerAddress: m.peerAddress,
+                incarnation: m.incarnation.value, state: "\(m.status)", layoutVersion: m.layoutVersion,
+                lastContactMillisAgo: ago)
         }
     }
 
@@ -109,7 +113,7 @@ public final class GossipService: Service, Sendable {
             throw error
         }
         let seeds = configuration.seeds
-        // Started before the addresses are announced: whoever waited for them sees this node in `memberViews()`.
+        // Started before the addresses are announced: whoever waited for them sees this node in `memberInfos()`.
         try await loop.submit { engine.value.start(myself: myself, seeds: seeds, udp: udp, listener: listener) }.get()
         announced.publish(GossipAddresses(client: myself.clientAddress, peer: myself.peerAddress))
         try await withTaskCancellationHandler {
@@ -215,33 +219,6 @@ public final class GossipService: Service, Sendable {
 public struct GossipAddresses: Sendable, Hashable {
     public var client: String
     public var peer: String
-}
-
-/// One member as the MEMBERS view shows it (the fields of AgadirWire's `MemberInfo`).
-public struct GossipMemberView: Sendable, Hashable {
-    public var nodeID: String
-    public var site: String
-    public var labels: [String: String]
-    public var clientAddress: String
-    public var peerAddress: String
-    public var incarnation: UInt64
-    /// alive, suspect, dead or left.
-    public var state: String
-    public var layoutVersion: UInt64
-    /// Milliseconds since a message from this member arrived; -1 for self or never.
-    public var lastContactMillisAgo: Int64
-
-    init(member m: Member, lastContactMillisAgo: Int64) {
-        nodeID = m.nodeID
-        site = m.site
-        labels = m.labels
-        clientAddress = m.clientAddress
-        peerAddress = m.peerAddress
-        incarnation = m.incarnation.value
-        state = "\(m.status)"
-        layoutVersion = m.layoutVersion
-        self.lastContactMillisAgo = lastContactMillisAgo
-    }
 }
 
 /// Counters of the gossip shell.
