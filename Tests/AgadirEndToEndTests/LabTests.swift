@@ -287,9 +287,7 @@ struct LabTests {
 
     // MARK: Needing gossip (AgadirMembership)
 
-    @Test(
-        "3 sites x 2 nodes converge: every node lists all six alive, with their sites",
-        .disabled("needs gossip: enable when AgadirMembership shell lands"))
+    @Test("3 sites x 2 nodes converge: every node lists all six alive, with their sites")
     func sixNodesConverge() async throws {
         let lab = try await Lab.create(sites: Lab.defaultSites, nodesPerSite: 2)
         do {
@@ -308,9 +306,7 @@ struct LabTests {
         await tearDown(lab)
     }
 
-    @Test(
-        "a killed node is reported dead by every other node, and alive again after it starts on the same ports",
-        .disabled("needs gossip: enable when AgadirMembership shell lands"))
+    @Test("a killed node is reported dead by every other node, and alive again after it starts on the same ports")
     func killedNodeIsDeclaredDeadThenRejoins() async throws {
         let lab = try await Lab.create(sites: Lab.defaultSites, nodesPerSite: 1)
         do {
@@ -328,9 +324,7 @@ struct LabTests {
         await tearDown(lab)
     }
 
-    @Test(
-        "a paused node is suspected (or declared dead) by the others and alive again after resume",
-        .disabled("needs gossip: enable when AgadirMembership shell lands"))
+    @Test("a paused node is suspected (or declared dead) by the others and alive again after resume")
     func pausedNodeIsSuspectedThenRecovers() async throws {
         let lab = try await Lab.create(sites: Lab.defaultSites, nodesPerSite: 1)
         do {
@@ -351,9 +345,7 @@ struct LabTests {
         await tearDown(lab)
     }
 
-    @Test(
-        "a restarted node rejoins through its seeds (the other nodes' peer endpoints)",
-        .disabled("needs gossip: enable when AgadirMembership shell lands"))
+    @Test("a restarted node rejoins through its seeds (the other nodes' peer endpoints)")
     func restartedNodeRejoins() async throws {
         let lab = try await Lab.create(sites: ["benguerir", "settat"], nodesPerSite: 2)
         do {
