@@ -136,15 +136,22 @@ public struct NodeConfiguration: Sendable, Codable, Equatable {
     /// The gossip settings, checked: every message names the setting and the fix.
     public func validateGossip() throws(AgadirError) -> GossipConfiguration {
         func bad(_ what: String) -> AgadirError { AgadirError(.invalidArgument, "configuration: \(what)") }
-        func isName(_ s: String) -> Bool {
-            (1...64).contains(s.utf8.count) && s.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }
+        func isName(_ s: String, max: Int = 64) -> Bool {
+            (1...max).contains(s.utf8.count) && s.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }
         }
-        guard isName(site) else { throw bad("site '\(site)' must be 1-64 letters, digits, '-', '_' or '.'") }
+        // Sizes as the gossip codec bounds them (GossipLimits), so the record is never clipped.
+        guard isName(site, max: GossipLimits.maxSiteBytes) else {
+            throw bad("site '\(site)' must be 1-\(GossipLimits.maxSiteBytes) letters, digits, '-', '_' or '.'")
+        }
         guard isName(clusterName) else { throw bad("clusterName '\(clusterName)' must be 1-64 letters, digits, '-', '_' or '.'") }
-        guard labels.count <= 32 else { throw bad("at most 32 labels, got \(labels.count)") }
+        guard labels.count <= GossipLimits.maxLabels else { throw bad("at most \(GossipLimits.maxLabels) labels, got \(labels.count)") }
         for (key, value) in labels {
-            guard isName(key), value.utf8.count <= 128, !value.contains(where: { $0 == "," || $0.isNewline }) else {
-                throw bad("label '\(key)=\(value)': keys are 1-64 letters, digits, '-', '_' or '.'; values at most 128 bytes without ','")
+            guard isName(key, max: GossipLimits.maxLabelKeyBytes), value.utf8.count <= GossipLimits.maxLabelValueBytes,
+                !value.contains(where: { $0 == "," || $0.isNewline })
+            else {
+                throw bad(
+                    "label '\(key)=\(value)': keys are 1-\(GossipLimits.maxLabelKeyBytes) letters, digits, '-', '_' or '.'; "
+                        + "values at most \(GossipLimits.maxLabelValueBytes) bytes without ','")
             }
         }
         guard seeds.count <= 64 else { throw bad("at most 64 seeds, got \(seeds.count)") }

@@ -206,13 +206,14 @@ final class GossipEngine {
         return sealedReply
     }
 
-    /// Counts a dropped input and logs it at debug, at most once per reason every 10 s.
-    func dropped(_ reason: String, detail: String) {
+    /// Counts a dropped input and logs it at debug, at most once per reason every 10 s
+    /// (`detail` is only built then: a flood costs a counter increment per datagram).
+    func dropped(_ reason: String, detail: @autoclosure () -> String) {
         counters.drops[reason, default: 0] += 1
         publishCounters()
         if let suppressed = rateLimited(reason) {
             logger.debug(
-                "gossip input dropped", metadata: ["reason": "\(reason)", "detail": "\(detail)", "suppressed": "\(suppressed)"])
+                "gossip input dropped", metadata: ["reason": "\(reason)", "detail": "\(detail())", "suppressed": "\(suppressed)"])
         }
     }
 
