@@ -2,9 +2,9 @@ import AgadirCore
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Small files replaced all at once: written to `PATH.tmp`, fsync'd, renamed over `PATH`,
@@ -22,7 +22,8 @@ enum AtomicFile {
         guard written == bytes.count, synced == 0, rename(tmp, path) == 0 else {
             let reason = String(cString: strerror(errno))
             unlink(tmp)
-            throw AgadirError(.ioError, "cannot write \(path): \(reason); check the disk and the directory's permissions")
+            throw AgadirError(
+                .ioError, "cannot write \(path): \(reason); check the disk and the directory's permissions")
         }
         let dir = (path as NSString).deletingLastPathComponent
         let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY)

@@ -137,21 +137,26 @@ public struct NodeConfiguration: Sendable, Codable, Equatable {
     public func validateGossip() throws(AgadirError) -> GossipConfiguration {
         func bad(_ what: String) -> AgadirError { AgadirError(.invalidArgument, "configuration: \(what)") }
         func isName(_ s: String, max: Int = 64) -> Bool {
-            (1...max).contains(s.utf8.count) && s.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }
+            (1...max).contains(s.utf8.count)
+                && s.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }
         }
         // Sizes as the gossip codec bounds them (GossipLimits), so the record is never clipped.
         guard isName(site, max: GossipLimits.maxSiteBytes) else {
             throw bad("site '\(site)' must be 1-\(GossipLimits.maxSiteBytes) letters, digits, '-', '_' or '.'")
         }
-        guard isName(clusterName) else { throw bad("clusterName '\(clusterName)' must be 1-64 letters, digits, '-', '_' or '.'") }
-        guard labels.count <= GossipLimits.maxLabels else { throw bad("at most \(GossipLimits.maxLabels) labels, got \(labels.count)") }
+        guard isName(clusterName) else {
+            throw bad("clusterName '\(clusterName)' must be 1-64 letters, digits, '-', '_' or '.'")
+        }
+        guard labels.count <= GossipLimits.maxLabels else {
+            throw bad("at most \(GossipLimits.maxLabels) labels, got \(labels.count)")
+        }
         for (key, value) in labels {
             guard isName(key, max: GossipLimits.maxLabelKeyBytes), value.utf8.count <= GossipLimits.maxLabelValueBytes,
                 !value.contains(where: { $0 == "," || $0.isNewline })
             else {
                 throw bad(
-                    "label '\(key)=\(value)': keys are 1-\(GossipLimits.maxLabelKeyBytes) letters, digits, '-', '_' or '.'; "
-                        + "values at most \(GossipLimits.maxLabelValueBytes) bytes without ','")
+                    "label '\(key)=\(value)': keys are 1-\(GossipLimits.maxLabelKeyBytes) letters, digits, "
+                        + "'-', '_' or '.'; values at most \(GossipLimits.maxLabelValueBytes) bytes without ','")
             }
         }
         guard seeds.count <= 64 else { throw bad("at most 64 seeds, got \(seeds.count)") }
@@ -159,18 +164,25 @@ public struct NodeConfiguration: Sendable, Codable, Equatable {
             do { _ = try Endpoint.parse(seed) } catch { throw bad("seed: \(error.message)") }
         }
         let (peerHost, peerPort) = try Self.parseEndpoint(peerListen)
-        for (name, value) in [("advertiseClient", advertiseClient), ("advertisePeer", advertisePeer)] where !value.isEmpty {
+        let advertised = [("advertiseClient", advertiseClient), ("advertisePeer", advertisePeer)]
+        for (name, value) in advertised where !value.isEmpty {
             let host: String
             do { host = try Endpoint.parse(value).host } catch { throw bad("\(name): \(error.message)") }
             guard !Self.isUnspecified(host) else {
-                throw bad("\(name) '\(value)' is a wildcard address other nodes cannot connect to; give this node's reachable HOST:PORT")
+                throw bad(
+                    "\(name) '\(value)' is a wildcard address other nodes cannot connect to; "
+                        + "give this node's reachable HOST:PORT")
             }
         }
-        for (name, value, flag, bound) in [
-            ("listen", listen, "advertiseClient", advertiseClient), ("peerListen", peerListen, "advertisePeer", advertisePeer),
-        ] where bound.isEmpty {
+        let bindings = [
+            ("listen", listen, "advertiseClient", advertiseClient),
+            ("peerListen", peerListen, "advertisePeer", advertisePeer),
+        ]
+        for (name, value, flag, bound) in bindings where bound.isEmpty {
             if let host = try? Self.parseEndpoint(value).0, Self.isUnspecified(host) {
-                throw bad("\(name) is \(value), which other nodes cannot connect to; set \(flag) to this node's reachable HOST:PORT")
+                throw bad(
+                    "\(name) is \(value), which other nodes cannot connect to; "
+                        + "set \(flag) to this node's reachable HOST:PORT")
             }
         }
         var settings: MembershipSettings

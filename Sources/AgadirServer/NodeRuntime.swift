@@ -62,7 +62,8 @@ public struct NodeRuntime: Sendable {
         self.service = ObjectService(
             store: store, nodeID: nodeID, config: config, codec: codec, logger: logger,
             membersProvider: { gossip.memberInfos() })
-        let clientServer = ClientServer(service: service, config: config, host: host, port: port, group: group, logger: logger)
+        let clientServer = ClientServer(
+            service: service, config: config, host: host, port: port, group: group, logger: logger)
         clientServerOnceBuilt.withLock { $0 = clientServer }
         self.clientServer = clientServer
     }

@@ -47,7 +47,8 @@ struct Agadird: AsyncParsableCommand {
     @Option(name: .long, help: "Peer addresses to join through: HOST:PORT,HOST:PORT.")
     var seeds: String?
 
-    @Option(name: .long, help: "Gossip endpoint HOST:PORT, UDP and TCP (default 127.0.0.1:7946; port 0 picks a free port).")
+    @Option(
+        name: .long, help: "Gossip endpoint HOST:PORT, UDP and TCP (default 127.0.0.1:7946; port 0 picks a free port).")
     var peerListen: String?
 
     @Option(name: .long, help: "Client endpoint announced to the cluster (default: the bound one).")
@@ -70,7 +71,9 @@ struct Agadird: AsyncParsableCommand {
 
     @Option(
         name: .long,
-        help: "Once the client and peer endpoints are bound, write {\"nodeID\", \"client\", \"peer\", \"pid\"} (JSON) to this file.")
+        help: """
+            Once the client and peer endpoints are bound, write {"nodeID", "client", "peer", "pid"} (JSON) to this file.
+            """)
     var readyFile: String?
 
     @Flag(name: .long, help: "Print the resolved configuration as JSON and exit.")

@@ -124,7 +124,9 @@ struct GossipServiceTests {
         #expect(aSeenByB.clientAddress == "127.0.0.1:7480")
         #expect(aSeenByB.site == "site-a" && aSeenByB.labels == ["rack": "a"])
         await eventually("b has heard from a and c recently") {
-            b.service.memberInfos().filter { $0.nodeID != "b" }.allSatisfy { (0..<5000).contains($0.lastContactMillisAgo) }
+            b.service.memberInfos().filter { $0.nodeID != "b" }.allSatisfy {
+                (0..<5000).contains($0.lastContactMillisAgo)
+            }
         }
         #expect(a.service.counters.transitions["new→alive"] == 2)
         #expect(a.service.counters.drops.isEmpty, "\(a.service.counters.drops)")
@@ -138,7 +140,8 @@ struct GossipServiceTests {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         let a = try await GossipNode("a", group: group)
         let b = try await GossipNode("b", seeds: [a], group: group)
-        let intruder = try await GossipNode("intruder", seeds: [a], secret: "another-secret-of-32-characters!", group: group)
+        let intruder = try await GossipNode(
+            "intruder", seeds: [a], secret: "another-secret-of-32-characters!", group: group)
         await eventually("a and b see each other") { a.view == ["a": "alive", "b": "alive"] && b.view.count == 2 }
         await eventually("a counted the intruder's join attempts as unauthenticated streams") {
             a.service.counters.dropped("stream unauthenticated") >= 2
@@ -147,15 +150,26 @@ struct GossipServiceTests {
         let wrong = try Keyring(clusterName: "test", secrets: ["another-secret-of-32-characters!"])
         let packet = Packet(
             sender: "intruder", senderAddress: intruder.addresses.peer,
-            gossip: [.alive(Member(nodeID: "intruder", site: "x", clientAddress: "127.0.0.1:1", peerAddress: intruder.addresses.peer))])
+            gossip: [
+                .alive(
+                    Member(
+                        nodeID: "intruder", site: "x", clientAddress: "127.0.0.1:1",
+                        peerAddress: intruder.addresses.peer))
+            ])
         try await sendDatagrams(
-            Array(repeating: wrong.seal(GossipCodec.encode(packet), channel: .datagram), count: 5), to: a.addresses.peer,
+            Array(repeating: wrong.seal(GossipCodec.encode(packet), channel: .datagram), count: 5),
+            to: a.addresses.peer,
             group: group)
-        await eventually("a counted the wrong-secret datagrams") { a.service.counters.dropped("datagram unauthenticated") >= 1 }
+        await eventually("a counted the wrong-secret datagrams") {
+            a.service.counters.dropped("datagram unauthenticated") >= 1
+        }
         // Another cluster name with the same secret is just as foreign.
         let otherCluster = try Keyring(clusterName: "other", secrets: [testSecret])
-        try await sendDatagrams([otherCluster.seal(GossipCodec.encode(packet), channel: .datagram)], to: b.addresses.peer, group: group)
-        await eventually("b counted the other cluster's datagram") { b.service.counters.dropped("datagram unauthenticated") >= 1 }
+        try await sendDatagrams(
+            [otherCluster.seal(GossipCodec.encode(packet), channel: .datagram)], to: b.addresses.peer, group: group)
+        await eventually("b counted the other cluster's datagram") {
+            b.service.counters.dropped("datagram unauthenticated") >= 1
+        }
         try await Task.sleep(for: .milliseconds(500))
         #expect(a.view["intruder"] == nil && b.view["intruder"] == nil, "\(a.view) \(b.view)")
         #expect(intruder.view == ["intruder": "alive"])
@@ -193,9 +207,12 @@ struct GossipServiceTests {
         for i in 0..<2000 {
             switch i % 4 {
             case 0: flood.append(rng.bytes(Int(rng.next() % 1400)))  // noise
-            case 1: flood.append(Array(keyring.seal([], channel: .datagram).prefix(8)) + rng.bytes(Int(rng.next() % 200)))  // a real header, then noise
+            case 1:  // a real envelope header, then noise
+                flood.append(Array(keyring.seal([], channel: .datagram).prefix(8)) + rng.bytes(Int(rng.next() % 200)))
             case 2: flood.append(keyring.seal(rng.bytes(Int(rng.next() % 300)), channel: .datagram))  // authentic, not a packet
-            default: flood.append(keyring.seal(GossipCodec.encode(Packet(sender: "a", senderAddress: "x:1")), channel: .datagram))
+            default:
+                flood.append(
+                    keyring.seal(GossipCodec.encode(Packet(sender: "a", senderAddress: "x:1")), channel: .datagram))
             }
         }
         flood += Array(repeating: rng.bytes(65_100), count: 8)
@@ -209,7 +226,8 @@ struct GossipServiceTests {
         try await sendStream([0xFF, 0xFF, 0xFF, 0xFF], to: a.addresses.peer, group: group)
         try await sendStream([0, 0, 0, 40] + rng.bytes(40), to: a.addresses.peer, group: group)
         await eventually("a counted the bad streams") {
-            a.service.counters.dropped("stream oversized") == 1 && a.service.counters.dropped("stream unauthenticated") == 1
+            a.service.counters.dropped("stream oversized") == 1
+                && a.service.counters.dropped("stream unauthenticated") == 1
         }
         let total = a.service.counters.drops.values.reduce(0, +)
         #expect(total <= flood.count + 2, "\(a.service.counters.drops)")

@@ -244,14 +244,16 @@ struct GossipConfigurationTests {
         let s = try config.validateGossip().settings
         #expect(s.probeInterval == .milliseconds(100) && s.intraSite.probeTimeout == .milliseconds(50))
         #expect(s.pushPullInterval == .seconds(3) && s.leavePropagation == .milliseconds(100))
-        #expect(s.gossipFanout == MembershipSettings.lan.gossipFanout && s.maxPacketBytes == MembershipSettings.lan.maxPacketBytes)
+        #expect(s.gossipFanout == MembershipSettings.lan.gossipFanout)
+        #expect(s.maxPacketBytes == MembershipSettings.lan.maxPacketBytes)
     }
 
     @Test("gossip environment variables: lists split on commas, labels KEY=VALUE")
     func environment() throws {
         var config = NodeConfiguration()
         try config.applyEnvironment([
-            "AGADIR_SITE": "benguerir", "AGADIR_LABELS": "rack=r1, tier=4", "AGADIR_SEEDS": "10.0.0.1:7946,10.0.0.2:7946",
+            "AGADIR_SITE": "benguerir", "AGADIR_LABELS": "rack=r1, tier=4",
+            "AGADIR_SEEDS": "10.0.0.1:7946,10.0.0.2:7946",
             "AGADIR_PEER_LISTEN": "10.0.0.3:7946", "AGADIR_CLUSTER_NAME": "morocco", "AGADIR_GOSSIP_PRESET": "wan",
         ])
         #expect(config.site == "benguerir" && config.labels == ["rack": "r1", "tier": "4"])
@@ -284,8 +286,10 @@ struct GossipConfigurationTests {
         let dir = serverTempDirectory()
         defer { dir.cleanup() }
         try FileManager.default.createDirectory(atPath: dir.path, withIntermediateDirectories: true)
-        try "new-secret-0123456789abcdef0123456789\n".write(toFile: dir.path + "/new", atomically: true, encoding: .utf8)
-        try "old-secret-0123456789abcdef0123456789\n".write(toFile: dir.path + "/old", atomically: true, encoding: .utf8)
+        for name in ["new", "old"] {
+            try "\(name)-secret-0123456789abcdef0123456789\n".write(
+                toFile: dir.path + "/" + name, atomically: true, encoding: .utf8)
+        }
         var rotating = NodeConfiguration()
         rotating.dataDir = dir.path
         rotating.clusterSecretFile = dir.path + "/new"

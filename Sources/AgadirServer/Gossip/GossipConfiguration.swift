@@ -93,7 +93,9 @@ public enum ClusterSecrets {
         let text = String(decoding: data, as: UTF8.self)
         let secret = text.split(whereSeparator: \.isNewline).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
         guard !secret.isEmpty else {
-            throw AgadirError(.invalidArgument, "the cluster secret file \(path) (\(setting)) is empty; copy it from a node of the cluster")
+            throw AgadirError(
+                .invalidArgument,
+                "the cluster secret file \(path) (\(setting)) is empty; copy it from a node of the cluster")
         }
         var st = stat()
         if stat(path, &st) == 0, st.st_mode & 0o077 != 0 {
@@ -117,7 +119,9 @@ struct GossipStateFile: Sendable {
     /// Nil when the file does not exist (a new node).
     func read() throws(AgadirError) -> Incarnation? {
         guard let data = FileManager.default.contents(atPath: path) else { return nil }
-        guard let content = try? JSONDecoder().decode(Content.self, from: data), let value = Incarnation(content.incarnation) else {
+        guard let content = try? JSONDecoder().decode(Content.self, from: data),
+            let value = Incarnation(content.incarnation)
+        else {
             throw AgadirError(
                 .ioError,
                 "\(path) is not a valid gossip state ({\"incarnation\": N}); restore it, or remove it "

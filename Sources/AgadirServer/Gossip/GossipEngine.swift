@@ -213,7 +213,8 @@ final class GossipEngine {
         publishCounters()
         if let suppressed = rateLimited(reason) {
             logger.debug(
-                "gossip input dropped", metadata: ["reason": "\(reason)", "detail": "\(detail())", "suppressed": "\(suppressed)"])
+                "gossip input dropped",
+                metadata: ["reason": "\(reason)", "detail": "\(detail())", "suppressed": "\(suppressed)"])
         }
     }
 
@@ -350,7 +351,9 @@ final class GossipEngine {
             return pushPullFinished(.failure(error), address: address)
         }
         guard outboundCount < limits.maxOutboundConnections, sealed.count <= GossipLimits.maxStreamFrameBytes else {
-            let reason = outboundCount >= limits.maxOutboundConnections ? "too many exchanges in flight" : "our state is too large"
+            let reason =
+                outboundCount >= limits.maxOutboundConnections
+                ? "too many exchanges in flight" : "our state is too large"
             return pushPullFinished(.failure(AgadirError(.unavailable, reason)), address: address)
         }
         outboundCount += 1
@@ -403,7 +406,8 @@ final class GossipEngine {
                     let directives = membership?.pushPullReplied(state, from: address, now: now, rng: &rng) ?? []
                     if !joinedBefore, membership?.hasJoined == true {
                         logger.info(
-                            "joined the cluster", metadata: ["through": "\(address)", "members": "\(state.members.count)"])
+                            "joined the cluster",
+                            metadata: ["through": "\(address)", "members": "\(state.members.count)"])
                     }
                     carryOut(directives, full: true)
                     return

@@ -60,7 +60,8 @@ public final class GossipService: Service, Sendable {
                 ago = max(0, (now.nanoseconds - t.nanoseconds) / 1_000_000)
             }
             return MemberInfo(
-                nodeID: m.nodeID, site: m.site, labels: m.labels, clientAddress: m.clientAddress, peerAddress: m.peerAddress,
+                nodeID: m.nodeID, site: m.site, labels: m.labels, clientAddress: m.clientAddress,
+                peerAddress: m.peerAddress,
                 incarnation: m.incarnation.value, state: "\(m.status)", layoutVersion: m.layoutVersion,
                 lastContactMillisAgo: ago)
         }
@@ -91,7 +92,8 @@ public final class GossipService: Service, Sendable {
             engine = try await loop.submit {
                 NIOLoopBound(
                     GossipEngine(
-                        loop: loop, nodeID: nodeID, settings: settings, keyring: keyring, stateFile: stateFile, clock: clock,
+                        loop: loop, nodeID: nodeID, settings: settings, keyring: keyring, stateFile: stateFile,
+                        clock: clock,
                         snapshot: snapshot, limits: limits, logger: logger),
                     eventLoop: loop)
             }.get()
@@ -138,7 +140,8 @@ public final class GossipService: Service, Sendable {
             throw AgadirError(.unavailable, "gossip cannot start: the client endpoint did not start")
         }
         let myself = Member(
-            nodeID: nodeID, site: configuration.site, labels: configuration.labels, clientAddress: client, peerAddress: peer,
+            nodeID: nodeID, site: configuration.site, labels: configuration.labels, clientAddress: client,
+            peerAddress: peer,
             incarnation: incarnation)
         do {
             try GossipLimits.validate(myself)
@@ -160,7 +163,9 @@ public final class GossipService: Service, Sendable {
                 if port == 0 {
                     let listener = try await listenerBootstrap(engine).bind(host: host, port: 0).get()
                     tcp = listener
-                    let udp = try await datagramBootstrap(engine).bind(host: host, port: listener.localAddress?.port ?? 0).get()
+                    let udp = try await datagramBootstrap(engine).bind(
+                        host: host, port: listener.localAddress?.port ?? 0
+                    ).get()
                     return (udp, listener)
                 }
                 let udp = try await datagramBootstrap(engine).bind(host: host, port: port).get()
