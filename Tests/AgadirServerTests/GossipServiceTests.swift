@@ -104,11 +104,11 @@ func sendStream(_ bytes: [UInt8], to peer: String, group: MultiThreadedEventLoop
     try? await channel.close()
 }
 
-@Suite("Gossip service on real sockets")
+@Suite("Gossip service on real sockets", .serialized)
 struct GossipServiceTests {
     @Test("three nodes joining through one seed all see each other alive, with addresses and last contact")
     func threeNodes_converge_allAlive() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let a = try await GossipNode("a", group: group)
         let b = try await GossipNode("b", seeds: [a], group: group)
         let c = try await GossipNode("c", seeds: [a], group: group)
@@ -137,7 +137,7 @@ struct GossipServiceTests {
 
     @Test("a node with the wrong secret never appears in the cluster, and what it sends is counted as unauthenticated")
     func wrongSecret_neverAppears() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let a = try await GossipNode("a", group: group)
         let b = try await GossipNode("b", seeds: [a], group: group)
         let intruder = try await GossipNode(
@@ -181,7 +181,7 @@ struct GossipServiceTests {
 
     @Test("a node stopped gracefully is seen as left (not dead) by the others")
     func gracefulStop_isLeftAtOthers() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let a = try await GossipNode("a", group: group)
         let b = try await GossipNode("b", seeds: [a], group: group)
         let c = try await GossipNode("c", seeds: [a], group: group)
@@ -197,7 +197,7 @@ struct GossipServiceTests {
 
     @Test("garbage, oversized, malformed and self-addressed input is dropped and counted; the node keeps gossiping")
     func garbage_isDroppedAndCounted() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let a = try await GossipNode("a", group: group)
         let b = try await GossipNode("b", seeds: [a], group: group)
         await eventually("a and b see each other") { a.view.count == 2 && b.view.count == 2 }
@@ -245,7 +245,7 @@ struct GossipServiceTests {
 
     @Test("a restart on the same data directory announces a higher incarnation, and the others accept it")
     func restart_announcesHigherIncarnation() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let seed = try await GossipNode("seed", group: group)
         let dir = serverTempDirectory()
         let first = try await GossipNode("n", seeds: [seed], dir: dir, group: group)
