@@ -188,8 +188,9 @@ struct GossipServiceTests {
         await eventually("all alive") { [a, b, c].allSatisfy { $0.view.values.filter { $0 == "alive" }.count == 3 } }
         await c.stop()
         await eventually("a and b see c as left") { a.view["c"] == "left" && b.view["c"] == "left" }
-        #expect(a.service.counters.transitions["alive→left"] == 1)
-        #expect(a.view["b"] == "alive" && b.view["a"] == "alive")
+        // alive→left, or suspect→left if a slow machine made c look late once.
+        #expect(a.service.counters.transitions.filter { $0.key.hasSuffix("→left") }.values.reduce(0, +) == 1)
+        await eventually("a and b still see each other alive") { a.view["b"] == "alive" && b.view["a"] == "alive" }
         for n in [a, b] { await n.stop() }
         for n in [a, b, c] { n.dir.cleanup() }
         try await group.shutdownGracefully()
