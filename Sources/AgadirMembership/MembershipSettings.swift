@@ -1,3 +1,11 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Timing that depends on the link between two members: probes between sites use the
 /// WAN values, probes inside a site the LAN values.
 public struct LinkTiming: Sendable, Hashable, Codable {
@@ -95,6 +103,31 @@ public struct MembershipSettings: Sendable, Hashable {
         probeInterval: .seconds(5), intraSite: .wan, interSite: .wan,
         gossipInterval: .milliseconds(500), gossipFanout: 4, pushPullInterval: .seconds(60))
 
+    /// Longest time from a member's crash until every other member has it dead, for a
+    /// cluster of `members`, when every survivor is healthy (local health 1) and no
+    /// datagram is lost. The sum of:
+    /// - the wait for the first probe of the victim: a survivor probes everyone once per
+    ///   shuffled pass, so at worst `2 × (members − 1) − 1` probe intervals;
+    /// - that probe's round: direct and indirect timeouts, `2 ×` the slower link's timeout;
+    /// - the suspicion timeout before any confirmation, `β × α × max(1, log10 members)`
+    ///   probe intervals on the slower link (Lifeguard §IV.B);
+    /// - dissemination of the verdict: `retransmitMultiplier × ceil(log10(members + 1))`
+    ///   gossip intervals, the time a queued update keeps being pushed.
+    /// Typical times are far shorter (confirmations cut the suspicion to α × ...); the
+    /// simulator measures them.
+    public func worstCaseTimeToDead(members: Int) -> Duration {
+        let n = max(members, 2)
+        let firstProbe = probeInterval.scaled(by: Double(2 * (n - 1) - 1))
+        let slow = intraSite.probeTimeout > interSite.probeTimeout ? intraSite : interSite
+        let round = slow.probeTimeout.scaled(by: 2)
+        let alpha = max(intraSite.suspicionMultiplier * intraSite.suspicionMaxMultiplier,
+                        interSite.suspicionMultiplier * interSite.suspicionMaxMultiplier)
+        let scale = max(1, log10(Double(n)))
+        let suspicion = probeInterval.scaled(by: Double(alpha) * scale)
+        let spread = gossipInterval.scaled(by: Double(retransmitMultiplier * max(1, Int(log10(Double(n + 1)).rounded(.up)))))
+        return firstProbe + round + suspicion + spread
+    }
+
     /// Checks every value once; the message names the field and the accepted range.
     public func validate() -> String? {
         func positive(_ d: Duration) -> Bool { d > .zero }
@@ -117,3 +150,4 @@ public struct MembershipSettings: Sendable, Hashable {
         return nil
     }
 }
+

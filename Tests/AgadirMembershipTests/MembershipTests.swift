@@ -478,3 +478,20 @@ private func packet(from id: String, _ probe: ProbeMessage? = nil, gossip: [Goss
         #expect(a.m.stats.reconnectAttempts >= 1)
     }
 }
+
+@Suite struct MembershipSettingsTests {
+    @Test func worstCaseTimeToDead_forSixMembersOnLan() {
+        // 9 intervals to the first probe + 2 × 3 s WAN round + 36 s suspicion (6 × 6 × 1 s)
+        // + 4 × 1 × 200 ms of gossip = 51.8 s.
+        let bound = MembershipSettings.lan.worstCaseTimeToDead(members: 6)
+        #expect(bound == .milliseconds(51_800))
+    }
+
+    @Test func lanAndWanPresets_validate() {
+        #expect(MembershipSettings.lan.validate() == nil)
+        #expect(MembershipSettings.wan.validate() == nil)
+        var bad = MembershipSettings.lan
+        bad.maxPacketBytes = 100
+        #expect(bad.validate()?.contains("maxPacketBytes") == true)
+    }
+}
