@@ -162,7 +162,7 @@ let package = Package(
         .testTarget(
             name: "AgadirEndToEndTests",
             dependencies: [
-                "AgadirTestSupport",
+                "AgadirTestSupport", "AgadirMembership",
                 "AgadirLab", "AgadirClient", "AgadirWire", "AgadirCore",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
