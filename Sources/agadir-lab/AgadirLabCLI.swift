@@ -299,16 +299,18 @@ struct Run: AsyncParsableCommand {
             let nodes = try lab.status()
             print(statusTable(nodes))
             let first = nodes.first?.clientEndpoint ?? "127.0.0.1:7480"
+            let bin = (try? AgadirBinaries.directory().path).map { $0 + "/" } ?? ""
             print("""
 
-                The lab runs in \(lab.root.path). Reach it with:
+                The lab runs in \(lab.root.path). Reach it from another terminal with:
                   export AGADIR_ENDPOINT=\(first)
-                  agadir mb photos
-                  agadir put ./file.jpg photos/file.jpg
-                  agadir admin members
-                  agadir-lab status --root \(lab.root.path)
+                  \(bin)agadir mb photos
+                  \(bin)agadir put ./file.jpg photos/file.jpg
+                  \(bin)agadir admin members
+                  \(bin)agadir-lab status --root \(lab.root.path)
                 Ctrl-C stops every node.
                 """)
+            fflush(nil)  // the block must show before we wait, even when piped
             var iterator = signals.makeAsyncIterator()
             let sig = await iterator.next() ?? SIGTERM
             stderr("agadir-lab: \(sig == SIGINT ? "SIGINT" : "SIGTERM") received, stopping every node")
