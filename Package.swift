@@ -49,6 +49,8 @@ let package = Package(
             dependencies: ["AgadirCore", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
+        // Drives many real `Membership` instances with simulated time, loss, latency and faults.
+        .target(name: "AgadirSimulation", dependencies: ["AgadirMembership", "AgadirCore"], swiftSettings: strict),
         // NIO framing for AgadirWire, shared by the server, the client and (later) node-to-node links.
         .target(
             name: "AgadirTransport",
