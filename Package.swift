@@ -150,6 +150,10 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),
+        .testTarget(
+            name: "AgadirSimulationTests",
+            dependencies: ["AgadirTestSupport", "AgadirSimulation", "AgadirMembership", "AgadirCore"]
+        ),
         .testTarget(name: "AgadirStoreTests", dependencies: ["AgadirTestSupport", "AgadirStore", "AgadirCore"]),
         .testTarget(
             name: "AgadirServerTests",
