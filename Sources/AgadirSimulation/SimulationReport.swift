@@ -88,6 +88,9 @@ public struct SimulationReport: Sendable, Hashable {
     /// Crash: first ping sent to the victim after the crash (detection adds the probe
     /// timeout and the indirect round to it).
     public var firstProbeOfVictim: Duration?
+    /// Crash: some member already suspected the victim (a loss-induced suspicion) when it
+    /// crashed, so `firstDetection` may be that older suspicion spreading.
+    public var victimSuspectedAtCrash: Bool
     /// Highest Lifeguard local health multiplier seen anywhere, and outside the starved member.
     public var maxLocalHealth: Int
     public var maxLocalHealthExcludingStarved: Int
@@ -219,12 +222,13 @@ extension SimulationReport {
 
     private var detection: String {
         guard let d = firstDetection else { return "none" }
-        return "\(seconds(d)) (\(fixed(d / probeInterval, 2)) probe intervals)"
+        let note = victimSuspectedAtCrash ? ", victim already suspected at the crash" : ""
+        return "\(seconds(d)) (\(fixed(d / probeInterval, 2)) probe intervals\(note))"
     }
 
     private var detectionCell: String {
         guard let d = firstDetection else { return "none" }
-        return "\(seconds(number: d)) (\(fixed(d / probeInterval, 2)))"
+        return "\(seconds(number: d)) (\(fixed(d / probeInterval, 2)))" + (victimSuspectedAtCrash ? " †" : "")
     }
 
     private func convergenceLine(_ c: Convergence) -> String {

@@ -181,6 +181,7 @@ private struct Engine {
     var maxHealthOutsideStarved = 1
     var retiredTotals = ProtocolTotals()
     var firstProbeOfVictim: Int64?
+    var suspectedAtCrash = false
     var stalledDeadlines = 0
     var datagramsSent = 0
     var datagramBytes = 0
@@ -373,6 +374,10 @@ private struct Engine {
             guard state[i] == .running else { return }
             crashAt = now
             everCrashed[i] = true
+            // A suspicion already running (loss) would be counted as an instant detection.
+            suspectedAtCrash = (0..<n).contains { j in
+                j != i && state[j] == .running && nodes[j].member(ids[i])?.status == .suspect
+            }
             retire(i, as: .crashed)
             addTracker(.crash, goal: .status(subject: ids[i], .dead), exclude: i, startedAt: now)
         case .restart(let i):
@@ -668,6 +673,7 @@ private struct Engine {
             refutations: totals.refutations,
             totals: totals,
             firstProbeOfVictim: firstProbeOfVictim.map { .nanoseconds($0) },
+            victimSuspectedAtCrash: suspectedAtCrash,
             maxLocalHealth: maxHealth,
             maxLocalHealthExcludingStarved: maxHealthOutsideStarved,
             falsePositiveExamples: examples,

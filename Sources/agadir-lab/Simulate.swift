@@ -81,7 +81,8 @@ struct Simulate: ParsableCommand {
         let starve = starveMember.map { ", member \($0) starved for \(fmt(starveSeconds)) s" } ?? ""
         return "Preset \(preset.rawValue), \(sites) site(s), latency \(fmt(latencyMs)) ± \(fmt(jitterMs)) ms, "
             + "\(fmt(duration)) s simulated, warm-up \(fmt(warmUp)) s, seed \(seed)\(starve). "
-            + "Intervals = probe intervals; false positives = members (declarations)."
+            + "Intervals = probe intervals; † = the victim was already (falsely) suspected when it crashed; "
+            + "false positives = members (declarations)."
     }
 
     private func grid() throws -> ([Int], [Double]) {
