@@ -196,7 +196,9 @@ public struct SimulationConfiguration: Sendable, Hashable {
         }
         guard (1...members).contains(sites) else { return "sites must be in 1...members" }
         guard loss.isFinite, (0...1).contains(loss) else { return "loss must be in 0...1" }
-        for (name, l) in [("latency", latency), ("interSiteLatency", interSiteLatency)] + siteLinks.map({ ("siteLinks", $0.latency) }) {
+        let latencies = [("latency", latency), ("interSiteLatency", interSiteLatency)]
+            + siteLinks.map { ("siteLinks", $0.latency) }
+        for (name, l) in latencies {
             if l.base < .zero || l.jitter < .zero { return "\(name): base and jitter must not be negative" }
         }
         for link in siteLinks where !(0..<sites).contains(link.siteA) || !(0..<sites).contains(link.siteB) {

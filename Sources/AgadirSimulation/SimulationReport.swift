@@ -181,7 +181,8 @@ extension SimulationReport {
         lines.append("  refutations            \(refutations)")
         let t = totals
         lines.append(
-            "  protocol totals        probes \(t.probesSent), failed \(t.probesFailed), indirect \(t.indirectProbesSent), "
+            "  protocol totals        probes \(t.probesSent), failed \(t.probesFailed), "
+                + "indirect \(t.indirectProbesSent), "
                 + "nacks \(t.nacksSent), suspicions \(t.suspicionsStarted), confirmations \(t.suspicionConfirmations), "
                 + "declared dead \(t.declaredDead), push-pulls \(t.pushPullsStarted) (failed \(t.pushPullsFailed))")
         lines.append(
@@ -191,7 +192,8 @@ extension SimulationReport {
         lines.append("Traffic per member (after warm-up)")
         lines.append(
             "  \(fixed(messagesPerSecondPerMember, 2)) messages/s, \(fixed(bytesPerSecondPerMember, 0)) bytes/s "
-                + "(datagrams \(datagramsSent), \(datagramBytes) B; push-pull messages \(pushPullMessages), \(pushPullBytes) B)")
+                + "(datagrams \(datagramsSent), \(datagramBytes) B; "
+                + "push-pull messages \(pushPullMessages), \(pushPullBytes) B)")
         lines.append(
             "  datagrams lost \(datagramsLost), blocked by partition \(datagramsBlocked), to stopped members "
                 + "\(datagramsToStopped); push-pulls failed \(pushPullsFailed)")
@@ -209,7 +211,11 @@ extension SimulationReport {
     /// One Markdown table row.
     public var tableRow: String {
         let c = configuration
-        let all = crashKnownDead.map { k in k.toAll.map { seconds(number: $0) } ?? "> \(seconds(number: simulatedTime - k.startedAt)) (\(k.reachedAtEnd)/\(k.populationAtEnd))" } ?? "–"
+        let all =
+            crashKnownDead.map { k in
+                k.toAll.map { seconds(number: $0) }
+                    ?? "> \(seconds(number: simulatedTime - k.startedAt)) (\(k.reachedAtEnd)/\(k.populationAtEnd))"
+            } ?? "–"
         let upd = update.map { u in u.to9999.map { seconds(number: $0) } ?? "not reached" } ?? "–"
         let starved = c.starvation == nil ? "–" : (starvedDeclaredDead > 0 ? "yes (\(starvedDeclaredDead))" : "no")
         let cells = [

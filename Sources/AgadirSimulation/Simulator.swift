@@ -477,7 +477,8 @@ private struct Engine {
                 }
                 // TCP: a handshake round trip, then the request.
                 let arrival = now + latency(i, j) + latency(j, i) + latency(i, j)
-                queue.push(at: arrival, .pushPullRequest(request, from: i, instance: instance[i], to: j, startedAt: now))
+                queue.push(
+                    at: arrival, .pushPullRequest(request, from: i, instance: instance[i], to: j, startedAt: now))
             case .changed(let change):
                 observe(change, by: i)
             case .persistIncarnation(let incarnation):
