@@ -59,17 +59,16 @@ struct Simulate: ParsableCommand {
     func run() throws {
         if table {
             let (sizes, losses) = try grid()
-            var rows: [String] = []
+            // Rows go out as each run ends (large runs take minutes).
+            emit(tableCaption)
+            emit(SimulationReport.tableHeader)
             for size in sizes {
                 for l in losses {
                     let (report, wall) = try runOne(members: size, loss: l)
                     note("\(size) members, loss \(l): \(fmt(wall)) s wall, \(report.eventsProcessed) events")
-                    rows.append(report.tableRow)
+                    emit(report.tableRow)
                 }
             }
-            print(tableCaption)
-            print(SimulationReport.tableHeader)
-            for r in rows { print(r) }
         } else {
             let (report, wall) = try runOne(members: members, loss: loss)
             print(report.text)
@@ -130,8 +129,23 @@ struct Simulate: ParsableCommand {
 
     /// Progress on standard error, so that standard output holds only the report.
     private func note(_ s: String) {
-        let line = Array("simulate: \(s)\n".utf8)
-        _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+        writeLine("simulate: \(s)", to: 2)
+    }
+
+    /// A line on standard output, unbuffered.
+    private func emit(_ s: String) {
+        writeLine(s, to: 1)
+    }
+
+    private func writeLine(_ s: String, to fd: Int32) {
+        let bytes = Array((s + "\n").utf8)
+        var offset = 0
+        var attempts = 0
+        while offset < bytes.count, attempts < 1000 {
+            attempts += 1
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress?.advanced(by: offset), bytes.count - offset) }
+            if n > 0 { offset += n } else if n < 0, errno != EINTR { return }
+        }
     }
 }
 
