@@ -792,6 +792,9 @@ struct IndexedSet: Sendable {
 
 /// Updates waiting to be piggybacked, one per member (a newer update about a member
 /// replaces the older one), least-sent first.
+///
+/// The queue order (least-sent, then newest) is kept in a sorted array of small keys, so
+/// `take` walks it from the front instead of copying and sorting every item per packet.
 struct BroadcastQueue: Sendable {
     private struct Item: Sendable {
         var update: GossipUpdate
@@ -800,7 +803,21 @@ struct BroadcastQueue: Sendable {
         var serial: UInt64
     }
 
+    /// Position of an item in the queue order; serials are unique.
+    private struct Key: Sendable {
+        var transmits: Int
+        var serial: UInt64
+        var size: Int
+        var subject: String
+
+        func precedes(_ other: Key) -> Bool {
+            transmits != other.transmits ? transmits < other.transmits : serial > other.serial
+        }
+    }
+
     private var items: [String: Item] = [:]
+    /// Every item's key, sorted by `precedes`.
+    private var order: [Key] = []
     private var serial: UInt64 = 0
     /// Most queued updates; the most-sent ones are dropped first beyond it.
     static let capacity = 4096
@@ -810,12 +827,17 @@ struct BroadcastQueue: Sendable {
 
     mutating func enqueue(_ update: GossipUpdate, size: Int, front: Bool = false) {
         serial += 1
-        items[update.subject] = Item(update: update, size: size, transmits: front ? -1 : 0, serial: serial)
-        if items.count > Self.capacity {
-            let victim = items.max { a, b in
-                (a.value.transmits, b.value.serial) < (b.value.transmits, a.value.serial)
-            }
-            if let victim { items[victim.key] = nil }
+        let subject = update.subject
+        if let old = items[subject] {
+            let at = lowerBound(Key(transmits: old.transmits, serial: old.serial, size: old.size, subject: subject))
+            if at < order.count, order[at].serial == old.serial { order.remove(at: at) }
+        }
+        let item = Item(update: update, size: size, transmits: front ? -1 : 0, serial: serial)
+        items[subject] = item
+        let key = Key(transmits: item.transmits, serial: serial, size: size, subject: subject)
+        order.insert(key, at: lowerBound(key))
+        if items.count > Self.capacity, let victim = order.popLast() {
+            items[victim.subject] = nil
         }
     }
 
@@ -823,21 +845,59 @@ struct BroadcastQueue: Sendable {
     /// each taken update counts one transmission and leaves after `limit` of them.
     mutating func take(budget: Int, limit: Int, maxCount: Int) -> [GossipUpdate] {
         guard !items.isEmpty, budget > 0, maxCount > 0 else { return [] }
-        let ordered = items.values.sorted { ($0.transmits, UInt64.max - $0.serial) < ($1.transmits, UInt64.max - $1.serial) }
         var left = budget
         var taken: [GossipUpdate] = []
-        for item in ordered {
-            guard taken.count < maxCount else { break }
-            guard item.size <= left else { continue }
-            left -= item.size
+        var kept: [Key] = []
+        kept.reserveCapacity(order.count)
+        var bumped: [Key] = []
+        var i = 0
+        while i < order.count, taken.count < maxCount {
+            let key = order[i]
+            i += 1
+            guard key.size <= left else {
+                kept.append(key)
+                continue
+            }
+            guard let item = items[key.subject] else { continue }
+            left -= key.size
             taken.append(item.update)
-            let key = item.update.subject
             if item.transmits + 1 >= limit {
-                items[key] = nil
+                items[key.subject] = nil
             } else {
-                items[key]?.transmits = max(item.transmits, 0) + 1
+                let transmits = max(item.transmits, 0) + 1
+                items[key.subject]?.transmits = transmits
+                bumped.append(Key(transmits: transmits, serial: key.serial, size: key.size, subject: key.subject))
             }
         }
+        guard !taken.isEmpty else { return [] }
+        kept.append(contentsOf: order[i...])
+        bumped.sort { $0.precedes($1) }
+        // Merge the two sorted runs.
+        var merged: [Key] = []
+        merged.reserveCapacity(kept.count + bumped.count)
+        var a = 0
+        var b = 0
+        while a < kept.count || b < bumped.count {
+            if b == bumped.count || (a < kept.count && kept[a].precedes(bumped[b])) {
+                merged.append(kept[a])
+                a += 1
+            } else {
+                merged.append(bumped[b])
+                b += 1
+            }
+        }
+        order = merged
         return taken
+    }
+
+    /// First position whose key does not precede `key`.
+    private func lowerBound(_ key: Key) -> Int {
+        var low = 0
+        var high = order.count
+        while low < high {
+            let mid = (low + high) / 2
+            if order[mid].precedes(key) { low = mid + 1 } else { high = mid }
+        }
+        return low
     }
 }
