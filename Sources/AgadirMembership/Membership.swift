@@ -329,7 +329,9 @@ public struct Membership: Sendable {
                 } else {
                     adjustHealth(by: 1)
                 }
-                if let e = table[round.target], e.member.status == .alive, e.member.incarnation == round.incarnation {
+                // A failed probe of a member already suspected (by someone else) is an
+                // independent confirmation (Lifeguard §IV.B; memberlist's suspectNode).
+                if let e = table[round.target], e.member.status.isActive, e.member.incarnation == round.incarnation {
                     let update = GossipUpdate.suspect(nodeID: round.target, incarnation: round.incarnation, from: myself.nodeID)
                     apply(update, now: now, rng: &rng, into: &out)
                 }
@@ -468,7 +470,8 @@ public struct Membership: Sendable {
         guard var e = table[id], inc >= e.member.incarnation, e.member.status.isActive else { return }
         if e.member.status == .suspect, var s = e.suspicion, inc == e.member.incarnation {
             // Lifeguard §IV.B: independent confirmations shorten the timeout.
-            guard from != myself.nodeID, s.confirmers.count <= s.expected, s.confirmers.insert(from).inserted else { return }
+            // Our own failed probe counts too, once (the set refuses a second one).
+            guard s.confirmers.count <= s.expected, s.confirmers.insert(from).inserted else { return }
             s.deadline = s.start + s.timeout(confirmations: s.confirmers.count - 1)
             e.suspicion = s
             table[id] = e
