@@ -119,7 +119,7 @@ let package = Package(
         .executableTarget(
             name: "agadir-lab",
             dependencies: [
-                "AgadirLab", "AgadirClient", "AgadirWire", "AgadirCore",
+                "AgadirLab", "AgadirClient", "AgadirWire", "AgadirCore", "AgadirSimulation", "AgadirMembership",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

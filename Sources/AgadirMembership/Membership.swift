@@ -78,7 +78,7 @@ public struct Membership: Sendable {
         for m in knownMembers where m.nodeID != me.nodeID && table[m.nodeID] == nil && table.count < settings.maxMembers - 1 {
             var m = m
             m.status = .alive
-            table[m.nodeID] = Entry(member: m, lastContact: nil, changedAt: now)
+            table[m.nodeID] = Entry(member: m, lastContact: nil, changedAt: now, recordIncarnation: m.incarnation)
             order.append(m.nodeID)
             active.insert(m.nodeID)
         }
@@ -427,7 +427,7 @@ public struct Membership: Sendable {
                 stats.membersRefused += 1
                 return
             }
-            table[m.nodeID] = Entry(member: m, lastContact: nil, changedAt: now)
+            table[m.nodeID] = Entry(member: m, lastContact: nil, changedAt: now, recordIncarnation: m.incarnation)
             order.append(m.nodeID)
             active.insert(m.nodeID)
             // A newcomer joins the probe list at a random place (SWIM §4.3).
@@ -437,9 +437,20 @@ public struct Membership: Sendable {
             enqueue(.alive(m))
             return
         }
+        if m.incarnation == e.member.incarnation, e.recordIncarnation < m.incarnation {
+            // The accusation at this incarnation arrived before the record it accuses:
+            // take the record's content, keep the status (only a higher number clears it).
+            let status = e.member.status
+            e.member = m
+            e.member.status = status
+            e.recordIncarnation = m.incarnation
+            table[m.nodeID] = e
+            return
+        }
         guard m.incarnation > e.member.incarnation else { return }
         let previous = e.member.status
         e.member = m
+        e.recordIncarnation = m.incarnation
         e.suspicion = nil
         e.changedAt = previous == .alive ? e.changedAt : now
         table[m.nodeID] = e
@@ -733,6 +744,9 @@ private struct Entry: Sendable {
     var lastContact: MonotonicTime?
     var changedAt: MonotonicTime
     var suspicion: Suspicion?
+    /// Incarnation of the record's content (addresses, labels, layout version): an
+    /// accusation can raise `member.incarnation` before the matching `alive` arrives.
+    var recordIncarnation: Incarnation
 }
 
 /// Lifeguard §IV.B: the timeout starts at `maximum` and falls logarithmically to

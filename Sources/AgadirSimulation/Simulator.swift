@@ -610,19 +610,11 @@ private struct Engine {
         return size
     }
 
-    /// Bytes on the wire for one push-pull message: length prefix, authentication, a small
-    /// header (join flag, sender) and every member.
+    /// Bytes on the wire for one push-pull message: length prefix, authentication, the
+    /// state's header (as the codec encodes it) and every member.
     static func pushPullSize(_ s: PushPullState) -> Int {
-        var size = 4 + Keyring.overhead + 2 + s.sender.utf8.count
-        for m in s.members { size += estimatedEncodedSize(m) }
-        return size
-    }
-
-    /// ESTIMATE, to be replaced by `GossipCodec.encodedSize(_ member: Member)` when the
-    /// real codec lands: an `alive` update carries a whole member record, plus the labels.
-    static func estimatedEncodedSize(_ m: Member) -> Int {
-        var size = GossipCodec.encodedSize(.alive(m))
-        for (k, v) in m.labels { size += 4 + k.utf8.count + v.utf8.count }  // order-free sum
+        var size = 4 + Keyring.overhead + GossipCodec.encode(PushPullState(sender: s.sender, isJoin: s.isJoin, members: [])).count
+        for m in s.members { size += GossipCodec.encodedSize(m) }
         return size
     }
 

@@ -207,6 +207,10 @@ private func packet(from id: String, _ probe: ProbeMessage? = nil, gossip: [Goss
             for _ in 0..<2000 {
                 let out = n.advance(to: n.now.seconds + 0.1)
                 if out.changes.contains(where: { $0.member.nodeID == "m0" && $0.member.status == .dead }) { return n.now.seconds }
+                // Every probe of ours succeeds: only the confirmations given count.
+                for s in out.sends { if case .ping(let seq, let target) = s.packet.probe {
+                    _ = n.receive(packet(from: target, .ack(sequence: seq)))
+                } }
             }
             return .infinity
         }
@@ -217,6 +221,14 @@ private func packet(from id: String, _ probe: ProbeMessage? = nil, gossip: [Goss
         #expect(none > 24 && none < 26)
         #expect(one < none && one > two)
         #expect(two > 4.0 && two < 4.4)
+    }
+
+    @Test func ownFailedProbeOfASuspect_confirmsTheSuspicion() {
+        var n = Node(knows: (0..<10).map { member("m\($0)") })
+        _ = n.receive(packet(from: "m1", gossip: [.suspect(nodeID: "m0", incarnation: .zero, from: "m1")]))
+        // Nobody answers anything: our own probe of m0 fails and counts as a confirmation.
+        for _ in 0..<200 where n.m.stats.suspicionConfirmations == 0 { _ = n.advance(to: n.now.seconds + 0.1) }
+        #expect(n.m.stats.suspicionConfirmations >= 1)
     }
 
     @Test func suspicionOfMyself_isRefuted_withHigherIncarnation() {
@@ -261,6 +273,16 @@ private func packet(from id: String, _ probe: ProbeMessage? = nil, gossip: [Goss
         let out = n.receive(packet(from: "b", gossip: [.alive(member("b", incarnation: 4))]))
         #expect(n.m.member("b")?.status == .alive)
         #expect(out.changes.first?.previous == .dead)
+    }
+
+    @Test func aliveAtTheAccusedIncarnation_bringsTheRecordButKeepsTheSuspicion() {
+        var n = Node(knows: [member("b")])
+        _ = n.receive(packet(from: "c", gossip: [.suspect(nodeID: "b", incarnation: Incarnation(1)!, from: "c")]))
+        var updated = member("b", incarnation: 1)
+        updated.layoutVersion = 9
+        _ = n.receive(packet(from: "c", gossip: [.alive(updated)]))
+        #expect(n.m.member("b")?.layoutVersion == 9)
+        #expect(n.m.member("b")?.status == .suspect)
     }
 
     @Test func staleSuspicion_isIgnored() {
