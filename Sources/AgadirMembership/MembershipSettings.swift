@@ -12,7 +12,10 @@ public struct LinkTiming: Sendable, Hashable, Codable {
     /// Wait for a direct ack before asking helpers (scaled by local health). LAN 500 ms, WAN 3 s.
     public var probeTimeout: Duration
     /// Minimum suspicion timeout = `suspicionMultiplier × max(1, log10(members)) × probeInterval`
-    /// (Lifeguard §IV.B "α"). LAN 4, WAN 6.
+    /// (Lifeguard §IV.B "α"). LAN 3, WAN 6.
+    /// LAN 3 rather than memberlist's 4: the simulator shows every member of a 1000-member
+    /// cluster knowing a crash in 11-13 s with it (14-16 s with 4), and still no false
+    /// positive at 10% loss (docs/benchmarks.md, "Membership simulation").
     public var suspicionMultiplier: Int
     /// Suspicion starts at `suspicionMaxMultiplier ×` the minimum and shrinks to the minimum
     /// as independent confirmations arrive (Lifeguard §IV.B "β"). LAN 6, WAN 6.
@@ -24,7 +27,7 @@ public struct LinkTiming: Sendable, Hashable, Codable {
         self.suspicionMaxMultiplier = suspicionMaxMultiplier
     }
 
-    public static let lan = LinkTiming(probeTimeout: .milliseconds(500), suspicionMultiplier: 4, suspicionMaxMultiplier: 6)
+    public static let lan = LinkTiming(probeTimeout: .milliseconds(500), suspicionMultiplier: 3, suspicionMaxMultiplier: 6)
     public static let wan = LinkTiming(probeTimeout: .seconds(3), suspicionMultiplier: 6, suspicionMaxMultiplier: 6)
 }
 
