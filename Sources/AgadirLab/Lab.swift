@@ -228,12 +228,20 @@ public struct Lab: Sendable {
     /// Starts node `i` (the caller holds the lock) and records it, then waits for its
     /// ready file and records the ports it bound.
     private func startNode(_ state: inout LabState, _ i: Int) async throws(AgadirError) {
+        let seeds = Self.seeds(for: i, in: state)
+        if state.nodes[i].clientPort == 0 {
+            // First start: ports below the kernel's ephemeral range, so that a later restart
+            // on the same ports never finds one taken by some process's outgoing connection
+            // (the kernel hands those out from the ephemeral range, where port 0 would land).
+            state.nodes[i].clientPort = try Self.freePort(udp: false, avoiding: Self.usedPorts(state))
+            state.nodes[i].peerPort = try Self.freePort(udp: true, avoiding: Self.usedPorts(state))
+        }
         let node = state.nodes[i]
-        if node.clientPort > 0 { try Self.checkPortFree(node.clientPort, udp: false, what: "client endpoint of \(node.name)") }
-        if node.peerPort > 0 { try Self.checkPortFree(node.peerPort, udp: true, what: "peer endpoint of \(node.name)") }
+        try Self.checkPortFree(node.clientPort, udp: false, what: "client endpoint of \(node.name)")
+        try Self.checkPortFree(node.peerPort, udp: true, what: "peer endpoint of \(node.name)")
         unlink(node.readyFile)
         let arguments = LabCommandLine.arguments(
-            node: node, lab: state, clientPort: node.clientPort, peerPort: node.peerPort, seeds: Self.seeds(for: i, in: state))
+            node: node, lab: state, clientPort: node.clientPort, peerPort: node.peerPort, seeds: seeds)
         let pid = try ProcessControl.spawn(
             executable: try AgadirBinaries.path(of: "agadird"), arguments: arguments, logPath: node.logFile, newSession: true)
         state.nodes[i].pid = pid
@@ -280,6 +288,30 @@ public struct Lab: Sendable {
             let c = try? Endpoint.parse(client), let p = try? Endpoint.parse(peer)
         else { return nil }
         return Ready(clientPort: c.port, peerPort: p.port, pid: pid)
+    }
+
+    static func usedPorts(_ state: LabState) -> Set<Int> {
+        Set(state.nodes.flatMap { [$0.clientPort, $0.peerPort] }.filter { $0 > 0 })
+    }
+
+    /// A random port on 127.0.0.1 free for TCP (and UDP when `udp`), below the ephemeral
+    /// range of `/proc/sys/net/ipv4/ip_local_port_range` (ports 10000 up to it; 10000-32767
+    /// when unreadable). At most 200 tries.
+    static func freePort(udp: Bool, avoiding: Set<Int>) throws(AgadirError) -> Int {
+        var low = 32768
+        if let text = try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8),
+            let first = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).first, let v = Int(first)
+        {
+            low = v
+        }
+        let range = 10_000..<max(low, 10_001)
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<200 {
+            let port = Int.random(in: range, using: &rng)
+            guard !avoiding.contains(port) else { continue }
+            if (try? checkPortFree(port, udp: udp, what: "candidate")) != nil { return port }
+        }
+        throw AgadirError(.unavailable, "found no free port in \(range.lowerBound)...\(range.upperBound - 1) on 127.0.0.1 after 200 tries")
     }
 
     /// Fails with an error naming `port` when something on 127.0.0.1 holds it (TCP, and UDP
