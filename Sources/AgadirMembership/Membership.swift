@@ -842,13 +842,39 @@ struct BroadcastQueue: Sendable {
     var isEmpty: Bool { items.isEmpty }
     var count: Int { items.count }
 
+    /// A member's record (`alive`, `left`) and the accusation against it (`suspect`,
+    /// `dead`) are queued side by side: an accusation must not push the record it accuses
+    /// out of the queue, or members that hear only the accusation learn the incarnation
+    /// without the record. Node ids never contain `#`.
+    private static func slot(_ update: GossipUpdate) -> String {
+        switch update {
+        case .suspect, .dead: update.subject + "#accusation"
+        case .alive, .left: update.subject
+        }
+    }
+
+    private mutating func remove(slot: String) {
+        guard let old = items.removeValue(forKey: slot) else { return }
+        let at = lowerBound(Key(transmits: old.transmits, serial: old.serial, size: old.size, subject: slot))
+        if at < order.count, order[at].serial == old.serial { order.remove(at: at) }
+    }
+
     mutating func enqueue(_ update: GossipUpdate, size: Int, front: Bool = false) {
         serial += 1
-        let subject = update.subject
-        if let old = items[subject] {
-            let at = lowerBound(Key(transmits: old.transmits, serial: old.serial, size: old.size, subject: subject))
-            if at < order.count, order[at].serial == old.serial { order.remove(at: at) }
+        let subject = Self.slot(update)
+        switch update {
+        case .alive(let m):
+            // An accusation at a lower incarnation is answered by this record.
+            if let a = items[m.nodeID + "#accusation"], a.update.incarnation < m.incarnation {
+                remove(slot: m.nodeID + "#accusation")
+            }
+        case .left(let id, _):
+            remove(slot: id + "#accusation")
+        case .suspect(let id, let inc, _), .dead(let id, let inc, _):
+            // An older record is superseded by the accusation's incarnation.
+            if let r = items[id], r.update.incarnation < inc { remove(slot: id) }
         }
+        remove(slot: subject)
         let item = Item(update: update, size: size, transmits: front ? -1 : 0, serial: serial)
         items[subject] = item
         let key = Key(transmits: item.transmits, serial: serial, size: size, subject: subject)

@@ -322,6 +322,25 @@ private func packet(from id: String, _ probe: ProbeMessage? = nil, gossip: [Goss
         #expect(sent == 8)
     }
 
+    @Test func accusation_doesNotPushTheRecordItAccusesOutOfTheQueue() {
+        var n = Node(knows: (0..<9).map { member("m\($0)") })
+        var updated = member("m1", incarnation: 1)
+        updated.layoutVersion = 3
+        _ = n.receive(packet(from: "m1", gossip: [.alive(updated)]))
+        _ = n.receive(packet(from: "m2", gossip: [.suspect(nodeID: "m1", incarnation: Incarnation(1)!, from: "m2")]))
+        var record = false
+        var accusation = false
+        for _ in 0..<10 {
+            for s in n.advance(to: n.now.seconds + 0.2).sends {
+                for u in s.packet.gossip {
+                    if case .alive(let m) = u, m.nodeID == "m1", m.layoutVersion == 3 { record = true }
+                    if case .suspect("m1", _, _) = u { accusation = true }
+                }
+            }
+        }
+        #expect(record && accusation)
+    }
+
     @Test func packets_neverExceedTheDatagramBudget() {
         var rng = SplitMix64(seed: 9)
         var n = Node(knows: (0..<50).map { member("m\($0)") })
