@@ -95,15 +95,23 @@ public enum ProcessControl {
         return kill(pid, signal) == 0
     }
 
-    /// Waits until `pid` is gone, checking every 20 ms for at most `timeout`; true if it went.
+    /// Waits until `pid` has exited, checking every 20 ms for at most `timeout`; true if it
+    /// did. Stricter than `state(of:marker:) == .gone`: a process in the middle of exiting
+    /// has already lost its command line but still exists, so the wait goes on until the
+    /// kernel shows it as a zombie or no longer lists it.
     public static func waitUntilGone(_ pid: pid_t, marker: String, timeout: Duration) async -> Bool {
+        func exited() -> Bool {
+            guard state(of: pid, marker: marker) == .gone else { return false }
+            guard let stat = readAll("/proc/\(pid)/stat"), let s = processState(stat) else { return true }
+            return s == "Z" || s == "X" || s == "x"
+        }
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
         while clock.now < deadline {
-            if state(of: pid, marker: marker) == .gone { return true }
+            if exited() { return true }
             try? await Task.sleep(for: .milliseconds(20))
         }
-        return state(of: pid, marker: marker) == .gone
+        return exited()
     }
 
     /// For a child of this process: its exit status once it exited (the exit code, or
