@@ -154,3 +154,25 @@ public struct MembershipSettings: Sendable, Hashable {
     }
 }
 
+extension MembershipSettings {
+    /// Every duration times `factor` (counts and sizes unchanged): `gossipTimeScalePercent`.
+    public func scaled(by factor: Double) -> MembershipSettings {
+        guard factor != 1 else { return self }
+        func link(_ t: LinkTiming) -> LinkTiming {
+            var t = t
+            t.probeTimeout = t.probeTimeout.scaled(by: factor)
+            return t
+        }
+        var s = self
+        s.probeInterval = probeInterval.scaled(by: factor)
+        s.intraSite = link(intraSite)
+        s.interSite = link(interSite)
+        s.gossipInterval = gossipInterval.scaled(by: factor)
+        s.pushPullInterval = pushPullInterval.scaled(by: factor)
+        s.joinRetryInterval = joinRetryInterval.scaled(by: factor)
+        s.leavePropagation = leavePropagation.scaled(by: factor)
+        s.reconnectInterval = reconnectInterval.scaled(by: factor)
+        s.deadMemberRetention = deadMemberRetention.scaled(by: factor)
+        return s
+    }
+}

@@ -538,3 +538,17 @@ private func packet(from id: String, _ probe: ProbeMessage? = nil, gossip: [Goss
         #expect(bad.validate()?.contains("maxPacketBytes") == true)
     }
 }
+
+@Suite struct MembershipSettingsScalingTests {
+    @Test func scaled_multipliesEveryDuration_andNothingElse() {
+        let s = MembershipSettings.lan.scaled(by: 0.5)
+        let l = MembershipSettings.lan
+        #expect(s.probeInterval == .milliseconds(500))
+        #expect(s.intraSite.probeTimeout == .milliseconds(250) && s.interSite.probeTimeout == .milliseconds(1500))
+        #expect(s.gossipInterval == .milliseconds(100) && s.pushPullInterval == .seconds(15))
+        #expect(s.joinRetryInterval == .seconds(1) && s.leavePropagation == .milliseconds(500))
+        #expect(s.reconnectInterval == .seconds(15) && s.deadMemberRetention == .seconds(1800))
+        #expect(s.gossipFanout == l.gossipFanout && s.maxPacketBytes == l.maxPacketBytes)
+        #expect(s.intraSite.suspicionMultiplier == l.intraSite.suspicionMultiplier)
+    }
+}

@@ -34,26 +34,6 @@ public struct GossipConfiguration: Sendable {
     }
 }
 
-extension MembershipSettings {
-    /// Every duration times `factor` (counts and sizes unchanged): `gossipTimeScalePercent`.
-    public func scaled(by factor: Double) -> MembershipSettings {
-        guard factor != 1 else { return self }
-        func link(_ t: LinkTiming) -> LinkTiming {
-            var t = t
-            t.probeTimeout = t.probeTimeout.scaled(by: factor)
-            return t
-        }
-        var s = self
-        s.probeInterval = probeInterval.scaled(by: factor)
-        s.intraSite = link(intraSite)
-        s.interSite = link(interSite)
-        s.gossipInterval = gossipInterval.scaled(by: factor)
-        s.pushPullInterval = pushPullInterval.scaled(by: factor)
-        s.joinRetryInterval = joinRetryInterval.scaled(by: factor)
-        s.leavePropagation = leavePropagation.scaled(by: factor)
-        return s
-    }
-}
 
 /// The cluster secret and the extra secrets accepted during a rotation, read from files.
 public enum ClusterSecrets {
