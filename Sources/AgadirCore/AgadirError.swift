@@ -18,6 +18,9 @@ public struct AgadirError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let tooManyRequests = Code(rawValue: 106)
         public static let requestTimeout = Code(rawValue: 107)
         public static let idleTimeout = Code(rawValue: 108)
+        /// A node-to-node connection failed its cluster-secret handshake, or a peer-only
+        /// request came on a connection that has not passed it.
+        public static let unauthenticated = Code(rawValue: 109)
 
         // MARK: 2xx: the request is wrong; fix it and retry.
         public static let invalidArgument = Code(rawValue: 200)
@@ -35,6 +38,19 @@ public struct AgadirError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let bucketNotEmpty = Code(rawValue: 302)
         public static let noSuchKey = Code(rawValue: 303)
         public static let noSuchChunk = Code(rawValue: 304)
+        public static let noSuchPolicy = Code(rawValue: 305)
+        public static let policyAlreadyExists = Code(rawValue: 306)
+        /// `layout apply --version N` where N is not the current version + 1, or a layout
+        /// change that conflicts with the staged ones.
+        public static let layoutVersionConflict = Code(rawValue: 307)
+        /// The layout cannot satisfy a policy (too few eligible nodes or sites).
+        public static let policyUnsatisfiable = Code(rawValue: 308)
+        public static let noSuchNode = Code(rawValue: 309)
+
+        // MARK: 4xx: ask another node.
+        /// This node may not coordinate requests of the bucket (its site is outside the
+        /// bucket's policy); the response names eligible nodes (docs/protocol.md, "Redirects").
+        public static let redirect = Code(rawValue: 400)
 
         // MARK: 5xx: the node failed; the request may be retried, possibly elsewhere.
         public static let internalError = Code(rawValue: 500)
@@ -44,6 +60,9 @@ public struct AgadirError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let shuttingDown = Code(rawValue: 504)
         public static let storageFull = Code(rawValue: 505)
         public static let unavailable = Code(rawValue: 506)
+        /// Fewer replicas answered than the consistency level needs; the message says how
+        /// many answered and how many were needed. Retry, or ask for a weaker level.
+        public static let notEnoughReplicas = Code(rawValue: 507)
 
         /// Symbolic name, as written in docs/protocol.md.
         public var name: String {
@@ -59,13 +78,15 @@ public struct AgadirError: Error, Sendable, Equatable, CustomStringConvertible {
         private static let names: [UInt16: String] = [
             100: "MALFORMED_FRAME", 101: "UNSUPPORTED_VERSION", 102: "UNKNOWN_OPCODE", 103: "FRAME_TOO_LARGE",
             104: "HEADER_TOO_LARGE", 105: "DUPLICATE_REQUEST_ID", 106: "TOO_MANY_REQUESTS", 107: "REQUEST_TIMEOUT",
-            108: "IDLE_TIMEOUT",
+            108: "IDLE_TIMEOUT", 109: "UNAUTHENTICATED",
             200: "INVALID_ARGUMENT", 201: "INVALID_BUCKET_NAME", 202: "INVALID_KEY", 203: "BODY_LENGTH_MISMATCH",
             204: "CHECKSUM_MISMATCH", 205: "RANGE_NOT_SATISFIABLE", 206: "METADATA_TOO_LARGE", 207: "OBJECT_TOO_LARGE",
             300: "NO_SUCH_BUCKET", 301: "BUCKET_ALREADY_EXISTS", 302: "BUCKET_NOT_EMPTY", 303: "NO_SUCH_KEY",
-            304: "NO_SUCH_CHUNK",
+            304: "NO_SUCH_CHUNK", 305: "NO_SUCH_POLICY", 306: "POLICY_ALREADY_EXISTS", 307: "LAYOUT_VERSION_CONFLICT",
+            308: "POLICY_UNSATISFIABLE", 309: "NO_SUCH_NODE",
+            400: "REDIRECT",
             500: "INTERNAL_ERROR", 501: "IO_ERROR", 502: "CORRUPT_CHUNK", 503: "CORRUPT_DATA", 504: "SHUTTING_DOWN",
-            505: "STORAGE_FULL", 506: "UNAVAILABLE",
+            505: "STORAGE_FULL", 506: "UNAVAILABLE", 507: "NOT_ENOUGH_REPLICAS",
         ]
     }
 
