@@ -92,10 +92,39 @@ public struct AgadirError: Error, Sendable, Equatable, CustomStringConvertible {
 
     public var code: Code
     public var message: String
+    /// With `.redirect`: client endpoints (`HOST:PORT`) of nodes that may serve the request,
+    /// best first. Empty otherwise.
+    public var redirect: [String] = []
+    /// With `.notEnoughReplicas`: how many replicas answered and how many the level needed.
+    public var replicas: ReplicaCount? = nil
+
+    /// Replicas that answered a request, against the number its consistency level needs.
+    public struct ReplicaCount: Sendable, Hashable {
+        public var answered: Int
+        public var needed: Int
+        public init(answered: Int, needed: Int) {
+            self.answered = answered
+            self.needed = needed
+        }
+    }
 
     public init(_ code: Code, _ message: String) {
         self.code = code
         self.message = message
+    }
+
+    /// A REDIRECT naming the endpoints to try instead.
+    public static func redirect(_ message: String, to endpoints: [String]) -> AgadirError {
+        var e = AgadirError(.redirect, message)
+        e.redirect = endpoints
+        return e
+    }
+
+    /// A NOT_ENOUGH_REPLICAS with its counts.
+    public static func notEnoughReplicas(_ message: String, answered: Int, needed: Int) -> AgadirError {
+        var e = AgadirError(.notEnoughReplicas, message)
+        e.replicas = ReplicaCount(answered: answered, needed: needed)
+        return e
     }
 
     public var description: String { "\(code.name): \(message)" }

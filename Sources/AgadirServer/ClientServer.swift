@@ -181,8 +181,8 @@ public final class ClientServer: Service, Sendable {
                 try Request.decode(opcode: frame.header.opcode, fields: frame.fields, limits: limits)
             }
             if case .failure(let e) = decoded, e.code.closesConnection { throw e }
-            if !frame.isEndStream, frame.header.opcode != Opcode.put.rawValue {
-                throw AgadirError(.malformedFrame, "only PUT has a body; request \(id) left its stream open")
+            if !frame.isEndStream, case .success(let r) = decoded, !r.hasBody {
+                throw AgadirError(.malformedFrame, "only PUT and ADMIN have a body; request \(id) left its stream open")
             }
             let body: BodyStream? = frame.isEndStream ? nil : BodyStream(capacityBytes: bodyCapacity)
             let admitted: Result<UInt64, AgadirError> = state.withLock { s in

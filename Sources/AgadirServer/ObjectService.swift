@@ -131,6 +131,14 @@ public final class ObjectService: Sendable {
                         "MEMBERS: \(members.count) members take \(body.count) bytes, over the \(config.wireLimits.maxListingBodyBytes)-byte body limit")
                 }
                 try await sendBody(body, id: id, opcode: opcode, sink: sink, started: &started)
+            case .route(let bucket):
+                // Standalone: this node serves every bucket it has.
+                guard let info = try await store.bucket(bucket) else { throw noSuchBucket(bucket) }
+                let me = boundClientAddress.withLock { $0 } ?? config.listen
+                let r = RouteResult(policy: info.policy, mayCoordinate: true, endpoints: [me])
+                try await sink.send(.response(id: id, opcode: opcode, fields: r.fields(), end: true))
+            case .admin(let command):
+                throw AgadirError(.invalidArgument, "admin command '\(command)' is unknown to this node")
             }
         } catch let error as AgadirError {
             body?.abandon()

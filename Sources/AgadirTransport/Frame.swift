@@ -45,6 +45,11 @@ public struct Frame: Sendable {
         var message = Substring(error.message)
         while message.utf8.count > 4096 { message = message.dropLast() }
         f.set(.message, String(message))
+        for endpoint in error.redirect.prefix(16) { f.set(.address, endpoint) }
+        if let r = error.replicas {
+            f.set(.answered, u32: UInt32(clamping: r.answered))
+            f.set(.needed, u32: UInt32(clamping: r.needed))
+        }
         let kind: FrameKind = responseStarted ? .abort : .response
         return Frame(
             header: FrameHeader(
@@ -61,7 +66,12 @@ public struct Frame: Sendable {
     public var error: AgadirError? {
         guard header.status != 0 else { return nil }
         let message = (try? fields.string(.message)) ?? nil
-        return AgadirError(AgadirError.Code(rawValue: header.status), message ?? "no message")
+        var error = AgadirError(AgadirError.Code(rawValue: header.status), message ?? "no message")
+        error.redirect = ((try? fields.strings(.address)) ?? []).prefix(16).map { $0 }
+        if let answered = (try? fields.u32(.answered)) ?? nil, let needed = (try? fields.u32(.needed)) ?? nil {
+            error.replicas = AgadirError.ReplicaCount(answered: Int(answered), needed: Int(needed))
+        }
+        return error
     }
 }
 

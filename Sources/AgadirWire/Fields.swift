@@ -21,6 +21,19 @@ public enum FieldTag: UInt16, Sendable, CaseIterable {
     case serverVersion = 17    // UTF-8
     case createdMillis = 18    // u64
     case timeMillis = 19       // u64
+    case consistency = 20      // u8: ConsistencyLevel raw value (1 ONE ... 5 ALL)
+    case address = 21          // UTF-8 HOST:PORT, repeated (REDIRECT, ROUTE)
+    case cluster = 22          // UTF-8 cluster name (PEER_HELLO)
+    case nonce = 23            // 32 bytes (PEER_HELLO)
+    case proof = 24            // 32 bytes: HMAC-SHA256 (PEER_HELLO answer, PEER_AUTH)
+    case chunkID = 25          // 32 bytes
+    case applied = 26          // u8: 1 when a replica applied a write, 0 when it had a newer one
+    case targetNode = 27       // UTF-8 node id (HINT_PUT)
+    case command = 28          // UTF-8 admin command name (ADMIN)
+    case answered = 29         // u32: replicas that answered (NOT_ENOUGH_REPLICAS)
+    case needed = 30           // u32: replicas the level needed (NOT_ENOUGH_REPLICAS)
+    case mayCoordinate = 31    // u8: 1 when the answering node may coordinate the bucket (ROUTE)
+    case hintKind = 32         // u8: 1 chunk, 2 manifest (HINT_PUT)
 }
 
 /// One field: a tag and its value bytes.
@@ -62,6 +75,8 @@ public struct Fields: Sendable, Hashable {
     }
 
     public mutating func set(_ tag: FieldTag, id: ChunkID) { set(tag, bytes: id.bytes) }
+
+    public mutating func set(_ tag: FieldTag, u8 v: UInt8) { set(tag, bytes: [v]) }
 
     public mutating func set(_ tag: FieldTag, version: ObjectVersion) {
         var w = ByteWriter(capacity: 16)
@@ -137,6 +152,24 @@ public struct Fields: Sendable, Hashable {
         return try r.u32()
     }
 
+    public func u8(_ tag: FieldTag) throws(AgadirError) -> UInt8? {
+        guard let b = first(tag) else { return nil }
+        guard b.count == 1 else { throw AgadirError(.invalidArgument, "field \(tag) must be 1 byte, is \(b.count)") }
+        return b[0]
+    }
+
+    /// Every value of a repeated UTF-8 field, in order.
+    public func strings(_ tag: FieldTag) throws(AgadirError) -> [String] {
+        var out: [String] = []
+        for b in all(tag) {
+            guard let s = String(validating: b, as: UTF8.self) else {
+                throw AgadirError(.invalidArgument, "field \(tag) is not valid UTF-8")
+            }
+            out.append(s)
+        }
+        return out
+    }
+
     public func id(_ tag: FieldTag) throws(AgadirError) -> ChunkID? {
         guard let b = first(tag) else { return nil }
         guard let id = ChunkID(bytes: b) else {
@@ -199,6 +232,19 @@ extension FieldTag: CustomStringConvertible {
         case .serverVersion: "SERVER_VERSION"
         case .createdMillis: "CREATED_MS"
         case .timeMillis: "TIME_MS"
+        case .consistency: "CONSISTENCY"
+        case .address: "ADDRESS"
+        case .cluster: "CLUSTER"
+        case .nonce: "NONCE"
+        case .proof: "PROOF"
+        case .chunkID: "CHUNK_ID"
+        case .applied: "APPLIED"
+        case .targetNode: "TARGET_NODE"
+        case .command: "COMMAND"
+        case .answered: "ANSWERED"
+        case .needed: "NEEDED"
+        case .mayCoordinate: "MAY_COORDINATE"
+        case .hintKind: "HINT_KIND"
         }
     }
 }

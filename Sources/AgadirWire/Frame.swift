@@ -56,6 +56,8 @@ public enum Opcode: UInt16, Sendable, CaseIterable, CustomStringConvertible {
     case list = 9
     case stat = 10
     case members = 11
+    case admin = 12
+    case route = 13
 
     public var description: String {
         switch self {
@@ -70,6 +72,8 @@ public enum Opcode: UInt16, Sendable, CaseIterable, CustomStringConvertible {
         case .list: "LIST"
         case .stat: "STAT"
         case .members: "MEMBERS"
+        case .admin: "ADMIN"
+        case .route: "ROUTE"
         }
     }
 }

@@ -76,6 +76,11 @@ public enum Request: Sendable, Hashable {
     case list(ListRequest)
     case stat
     case members
+    /// An administrative command (`agadir admin ...`): COMMAND names it, the body is a JSON
+    /// object (at most `AdminLimits.maxBodyBytes`); the answer's body is JSON.
+    case admin(command: String)
+    /// Where to send the requests of a bucket (docs/protocol.md, "ROUTE").
+    case route(bucket: String)
 
     public var opcode: Opcode {
         switch self {
@@ -90,11 +95,29 @@ public enum Request: Sendable, Hashable {
         case .list: .list
         case .stat: .stat
         case .members: .members
+        case .admin: .admin
+        case .route: .route
         }
     }
 
-    /// True when a body follows the REQUEST frame (only PUT).
-    public var hasBody: Bool { if case .put = self { true } else { false } }
+    /// True when a body follows the REQUEST frame (PUT and ADMIN).
+    public var hasBody: Bool {
+        switch self {
+        case .put, .admin: true
+        default: false
+        }
+    }
+
+    /// The bucket the request is about, when it has one.
+    public var bucket: String? {
+        switch self {
+        case .createBucket(let name, _), .deleteBucket(let name): name
+        case .put(let p): p.bucket
+        case .get(let b, _, _), .head(let b, _), .delete(let b, _), .route(let b): b
+        case .list(let l): l.bucket
+        case .ping, .listBuckets, .stat, .members, .admin: nil
+        }
+    }
 
     public func fields() -> Fields {
         var f = Fields()
@@ -104,8 +127,10 @@ public enum Request: Sendable, Hashable {
         case .createBucket(let name, let policy):
             f.set(.bucket, name)
             if let policy { f.set(.policy, policy) }
-        case .deleteBucket(let name):
+        case .deleteBucket(let name), .route(let name):
             f.set(.bucket, name)
+        case .admin(let command):
+            f.set(.command, command)
         case .put(let p):
             f.set(.bucket, p.bucket)
             f.set(.key, p.key)
@@ -157,6 +182,15 @@ public enum Request: Sendable, Hashable {
         case .listBuckets: return .listBuckets
         case .stat: return .stat
         case .members: return .members
+        case .route: return .route(bucket: try bucket())
+        case .admin:
+            let command = try f.requireString(.command, op)
+            guard (1...64).contains(command.utf8.count),
+                command.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x2D || $0 == 0x2E })
+            else {
+                throw AgadirError(.invalidArgument, "COMMAND must be 1 to 64 characters of a-z, '-' and '.'")
+            }
+            return .admin(command: command)
         case .createBucket:
             return .createBucket(name: try bucket(), policy: try f.string(.policy))
         case .deleteBucket:
@@ -410,5 +444,66 @@ public enum BucketListCodec {
             out.append(BucketInfo(name: name, policy: policy, createdMillis: try r.u64("created")))
         }
         return out
+    }
+}
+
+// MARK: - Request options
+
+/// Fields that qualify a request without changing what it is: today the consistency
+/// level (field CONSISTENCY) of PUT, GET, HEAD, DELETE and LIST. Absent = the policy's default.
+public struct RequestOptions: Sendable, Hashable {
+    public var consistency: ConsistencyLevel?
+
+    public init(consistency: ConsistencyLevel? = nil) { self.consistency = consistency }
+
+    public static let none = RequestOptions()
+
+    public func apply(to fields: inout Fields) {
+        if let consistency { fields.set(.consistency, u8: consistency.rawValue) }
+    }
+
+    public static func decode(_ f: Fields) throws(AgadirError) -> RequestOptions {
+        guard let raw = try f.u8(.consistency) else { return .none }
+        guard let level = ConsistencyLevel(rawValue: raw) else {
+            throw AgadirError(
+                .invalidArgument, "CONSISTENCY \(raw) is not a level; use 1 ONE, 2 QUORUM, 3 LOCAL_QUORUM, 4 EACH_QUORUM or 5 ALL")
+        }
+        return RequestOptions(consistency: level)
+    }
+}
+
+/// Bounds of ADMIN requests.
+public enum AdminLimits {
+    /// Largest JSON body of an ADMIN request, in bytes (1 MiB).
+    public static let maxBodyBytes = 1 << 20
+}
+
+// MARK: - ROUTE
+
+/// The answer to ROUTE: the bucket's policy, whether the answering node may coordinate
+/// the bucket's requests, and client endpoints of alive nodes that may (best first).
+public struct RouteResult: Sendable, Hashable {
+    public var policy: String
+    public var mayCoordinate: Bool
+    public var endpoints: [String]
+
+    public init(policy: String, mayCoordinate: Bool, endpoints: [String]) {
+        self.policy = policy
+        self.mayCoordinate = mayCoordinate
+        self.endpoints = endpoints
+    }
+
+    public func fields() -> Fields {
+        var f = Fields()
+        f.set(.policy, policy)
+        f.set(.mayCoordinate, u8: mayCoordinate ? 1 : 0)
+        for e in endpoints.prefix(64) { f.set(.address, e) }
+        return f
+    }
+
+    public init(fields f: Fields) throws(AgadirError) {
+        self.policy = try f.requireString(.policy, "ROUTE answer")
+        self.mayCoordinate = (try f.u8(.mayCoordinate) ?? 0) == 1
+        self.endpoints = Array(try f.strings(.address).prefix(64))
     }
 }

@@ -39,6 +39,6 @@ import Testing
         let body = try MemberListCodec.encode([me])
         let response = Frame.response(id: 4, opcode: Opcode.members.rawValue, payload: ByteBuffer(bytes: body), end: true)
         #expect(Self.hex(response) == "4147445201020001000b00000000000000000000000000040000006a0000000000000001000b62656e6775657269722d31000962656e67756572697200010007636f756e74727900024d41000e3132372e302e302e313a37343830000e3132372e302e302e313a3739343600000000000000030005616c6976650000000000000001ffffffffffffffff")
-        #expect(Opcode.members.rawValue == 11 && Opcode.allCases.count == 11, "docs/protocol.md lists opcodes 1-11")
+        #expect(Opcode.members.rawValue == 11 && Opcode.allCases.count == 13, "docs/protocol.md lists opcodes 1-13")
     }
 }

@@ -101,3 +101,15 @@ import Testing
         #expect(await producer.value)
     }
 }
+
+@Suite struct ErrorFrameDetailTests {
+    @Test func redirectAndReplicaCounts_travelInErrorFrames() {
+        let redirect = AgadirError.redirect("bucket 'ma' lives in Morocco", to: ["127.0.0.1:7001", "127.0.0.1:7002"])
+        let r = Frame.error(id: 3, opcode: Opcode.put.rawValue, redirect, responseStarted: false).error
+        #expect(r?.code == .redirect)
+        #expect(r?.redirect == ["127.0.0.1:7001", "127.0.0.1:7002"])
+        let short = AgadirError.notEnoughReplicas("1 of 2 answered", answered: 1, needed: 2)
+        let s = Frame.error(id: 4, opcode: Opcode.get.rawValue, short, responseStarted: true).error
+        #expect(s == short)
+    }
+}
