@@ -74,7 +74,7 @@ let package = Package(
         .target(
             name: "AgadirServer",
             dependencies: [
-                "AgadirCore", "AgadirWire", "AgadirStore", "AgadirTransport", "AgadirMembership",
+                "AgadirCore", "AgadirWire", "AgadirStore", "AgadirTransport", "AgadirMembership", "AgadirCluster",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -88,6 +88,17 @@ let package = Package(
                 "AgadirCore", "AgadirWire", "AgadirTransport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // The cluster: peer links, coordinator (quorums, hints, read repair), node layout state.
+        .target(
+            name: "AgadirCluster",
+            dependencies: [
+                "AgadirCore", "AgadirWire", "AgadirTransport", "AgadirStore", "AgadirClient", "AgadirMembership",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
@@ -162,6 +173,17 @@ let package = Package(
                 "AgadirServer", "AgadirStore", "AgadirWire", "AgadirCore", "AgadirClient", "AgadirMembership",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "AgadirClusterTests",
+            dependencies: [
+                "AgadirTestSupport", "AgadirCluster", "AgadirServer", "AgadirStore", "AgadirWire", "AgadirCore", "AgadirClient",
+                "AgadirMembership", "AgadirTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .testTarget(name: "AgadirClientTests", dependencies: ["AgadirTestSupport", "AgadirClient", "AgadirWire", "AgadirCore"]),

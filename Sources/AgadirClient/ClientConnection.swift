@@ -10,7 +10,7 @@ import Synchronization
 /// A reader task owns the inbound side and routes each frame to its request: the
 /// RESPONSE frame resumes the caller, DATA frames go into the request's `BodyStream`
 /// (whose backpressure pauses the reader, and with it the socket).
-final class ClientConnection: Sendable {
+package final class ClientConnection: Sendable {
     private struct Pending {
         var response: CheckedContinuation<Frame, any Error>?
         /// The RESPONSE frame when it arrived before anyone waited for it.
@@ -27,15 +27,15 @@ final class ClientConnection: Sendable {
         var closed: AgadirError?
     }
 
-    let endpoint: String
+    package let endpoint: String
     let outbound: NIOAsyncChannelOutboundWriter<Frame>
     let channel: any Channel
     let bodyBufferBytes: Int
     private let state = Mutex(State())
     private let reader: Mutex<Task<Void, Never>?> = Mutex(nil)
 
-    var inFlight: Int { state.withLock { $0.pending.count } }
-    var isClosed: Bool { state.withLock { $0.closed != nil } }
+    package var inFlight: Int { state.withLock { $0.pending.count } }
+    package var isClosed: Bool { state.withLock { $0.closed != nil } }
 
     private init(endpoint: String, outbound: NIOAsyncChannelOutboundWriter<Frame>, channel: any Channel, bodyBufferBytes: Int) {
         self.endpoint = endpoint
@@ -44,7 +44,7 @@ final class ClientConnection: Sendable {
         self.bodyBufferBytes = bodyBufferBytes
     }
 
-    static func connect(
+    package static func connect(
         host: String, port: Int, limits: WireLimits, bodyBufferBytes: Int, connectTimeout: TimeAmount
     ) async throws(AgadirError) -> ClientConnection {
         let endpoint = "\(host):\(port)"
@@ -166,7 +166,7 @@ final class ClientConnection: Sendable {
         }
     }
 
-    func close() {
+    package func close() {
         fail(with: AgadirError(.unavailable, "the client closed the connection"))
         channel.close(promise: nil)
     }
@@ -174,7 +174,7 @@ final class ClientConnection: Sendable {
     // MARK: Requests
 
     /// Registers a request id whose response will be delivered to `awaitResponse`.
-    func open() throws(AgadirError) -> (UInt64, BodyStream) {
+    package func open() throws(AgadirError) -> (UInt64, BodyStream) {
         let body = BodyStream(capacityBytes: bodyBufferBytes)
         let id: UInt64 = try state.withLock { (s) throws(AgadirError) -> UInt64 in
             if let closed = s.closed { throw closed }
@@ -188,7 +188,7 @@ final class ClientConnection: Sendable {
     }
 
     /// Waits for the RESPONSE frame of `id` (or throws if the connection fails first).
-    func awaitResponse(_ id: UInt64) async throws -> Frame {
+    package func awaitResponse(_ id: UInt64) async throws -> Frame {
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<Frame, any Error>) in
             let early: Result<Frame, AgadirError>? = state.withLock { s in
                 guard var p = s.pending[id] else {
@@ -213,18 +213,26 @@ final class ClientConnection: Sendable {
     }
 
     /// True once the response of `id` has arrived (a PUT stops sending on an early error).
-    func hasResponded(_ id: UInt64) -> Bool {
+    package func hasResponded(_ id: UInt64) -> Bool {
         state.withLock { s in s.pending[id].map { $0.responded } ?? true }
     }
 
+    /// Fails `id` with `error`: its waiter and its body get the error (a peer call that
+    /// timed out, for example).
+    package func fail(_ id: UInt64, with error: AgadirError) {
+        let p = state.withLock { $0.pending.removeValue(forKey: id) }
+        p?.body.finish(error: error)
+        p?.response?.resume(throwing: error)
+    }
+
     /// Forgets `id` (after an error on the caller's side).
-    func cancel(_ id: UInt64) {
+    package func cancel(_ id: UInt64) {
         let p = state.withLock { $0.pending.removeValue(forKey: id) }
         p?.body.abandon()
         p?.response?.resume(throwing: AgadirError(.internalError, "request \(id) cancelled"))
     }
 
-    func write(_ frame: Frame) async throws(AgadirError) {
+    package func write(_ frame: Frame) async throws(AgadirError) {
         do {
             try await outbound.write(frame)
         } catch {

@@ -1,4 +1,6 @@
+import AgadirCluster
 import AgadirCore
+import AgadirMembership
 import AgadirTransport
 import AgadirWire
 import Logging
@@ -11,7 +13,23 @@ import Synchronization
 /// request as a child task of its connection. A `Service`: on graceful shutdown it stops
 /// accepting, lets in-flight requests finish for `shutdownGraceSeconds`, then closes.
 public final class ClientServer: Service, Sendable {
+    /// What this endpoint needs to serve peer links: the node's id, the cluster-secret
+    /// authenticator and the handler of authenticated peer requests.
+    public struct PeerAccess: Sendable {
+        public var nodeID: String
+        public var authenticator: PeerAuthenticator
+        public var handler: any PeerRequestHandler
+
+        public init(nodeID: String, authenticator: PeerAuthenticator, handler: any PeerRequestHandler) {
+            self.nodeID = nodeID
+            self.authenticator = authenticator
+            self.handler = handler
+        }
+    }
+
     let service: ObjectService
+    /// Nil: peer requests are refused with UNAUTHENTICATED (a standalone node, or tests).
+    let peerAccess: PeerAccess?
     let config: NodeConfiguration
     let host: String
     let port: Int
@@ -20,8 +38,12 @@ public final class ClientServer: Service, Sendable {
     private let bound = Once<SocketAddress?>()
     private let connectionCount = Atomic<Int>(0)
 
-    public init(service: ObjectService, config: NodeConfiguration, host: String, port: Int, group: MultiThreadedEventLoopGroup, logger: Logger) {
+    public init(
+        service: ObjectService, config: NodeConfiguration, host: String, port: Int, group: MultiThreadedEventLoopGroup,
+        logger: Logger, peerAccess: PeerAccess? = nil
+    ) {
         self.service = service
+        self.peerAccess = peerAccess
         self.config = config
         self.host = host
         self.port = port
@@ -108,6 +130,8 @@ public final class ClientServer: Service, Sendable {
         var bodies: [UInt64: BodyStream] = [:]
         /// Set on graceful shutdown: new requests are refused, the connection closes when idle.
         var draining = false
+        /// The peer handshake of this connection (docs/cluster.md, "Peer links").
+        var handshake = PeerHandshakeState()
 
         mutating func release(_ id: UInt64, ticket: UInt64) {
             if ids[id] == ticket { ids[id] = nil }
@@ -176,6 +200,8 @@ public final class ClientServer: Service, Sendable {
         let id = frame.requestID
         guard id != 0 else { throw AgadirError(.malformedFrame, "request id 0 is reserved for connection-level errors") }
         switch frame.header.kind {
+        case .request where frame.header.opcode >= PeerOpcode.first:
+            try await routePeer(frame, state: state, bodyCapacity: bodyCapacity, sink: sink, requests: &requests)
         case .request:
             let decoded: Result<Request, AgadirError> = Result { () throws(AgadirError) -> Request in
                 try Request.decode(opcode: frame.header.opcode, fields: frame.fields, limits: limits)
@@ -185,35 +211,8 @@ public final class ClientServer: Service, Sendable {
                 throw AgadirError(.malformedFrame, "only PUT and ADMIN have a body; request \(id) left its stream open")
             }
             let body: BodyStream? = frame.isEndStream ? nil : BodyStream(capacityBytes: bodyCapacity)
-            let admitted: Result<UInt64, AgadirError> = state.withLock { s in
-                if s.ids[id] != nil || s.bodies[id] != nil {
-                    return .failure(AgadirError(.duplicateRequestID, "request id \(id) is already in flight on this connection"))
-                }
-                if s.running >= limits.maxInFlightRequests || s.bodies.count >= limits.maxInFlightRequests {
-                    return .failure(
-                        AgadirError(.tooManyRequests, "more than \(limits.maxInFlightRequests) requests in flight on one connection"))
-                }
-                if s.draining {
-                    if let body { s.bodies[id] = body }  // its DATA frames are dropped, not fatal
-                    return .failure(AgadirError(.shuttingDown, "this node is shutting down; retry on another node or after restart"))
-                }
-                s.nextTicket += 1
-                s.ids[id] = s.nextTicket
-                s.running += 1
-                if let body { s.bodies[id] = body }
-                return .success(s.nextTicket)
-            }
-            let ticket: UInt64
-            switch admitted {
-            case .success(let t):
-                ticket = t
-            case .failure(let refused) where refused.code == .shuttingDown:
-                body?.abandon()
-                try await sink.send(.error(id: id, opcode: frame.header.opcode, refused, responseStarted: false))
-                return
-            case .failure(let refused):
-                throw refused
-            }
+            guard let ticket = try await admit(id, body: body, opcode: frame.header.opcode, state: state, limits: limits, sink: sink)
+            else { return }
             let service = self.service
             let channel = sink.writerChannel
             let requestTimeout = config.requestTimeoutSeconds
@@ -281,6 +280,122 @@ public final class ClientServer: Service, Sendable {
         case .response:
             throw AgadirError(.malformedFrame, "a client sent a RESPONSE frame (request \(id))")
         }
+    }
+
+    /// Registers request `id` (and its body) on the connection. Returns its ticket, or nil
+    /// when it was refused with an answer already sent (the node is draining); throws the
+    /// connection-fatal refusals (duplicate id, too many requests).
+    private func admit(
+        _ id: UInt64, body: BodyStream?, opcode: UInt16, state: Locked<ConnectionState>, limits: WireLimits, sink: OutboundSink
+    ) async throws -> UInt64? {
+        let admitted: Result<UInt64, AgadirError> = state.withLock { s in
+            if s.ids[id] != nil || s.bodies[id] != nil {
+                return .failure(AgadirError(.duplicateRequestID, "request id \(id) is already in flight on this connection"))
+            }
+            if s.running >= limits.maxInFlightRequests || s.bodies.count >= limits.maxInFlightRequests {
+                return .failure(
+                    AgadirError(.tooManyRequests, "more than \(limits.maxInFlightRequests) requests in flight on one connection"))
+            }
+            if s.draining {
+                if let body { s.bodies[id] = body }  // its DATA frames are dropped, not fatal
+                return .failure(AgadirError(.shuttingDown, "this node is shutting down; retry on another node or after restart"))
+            }
+            s.nextTicket += 1
+            s.ids[id] = s.nextTicket
+            s.running += 1
+            if let body { s.bodies[id] = body }
+            return .success(s.nextTicket)
+        }
+        switch admitted {
+        case .success(let t):
+            return t
+        case .failure(let refused) where refused.code == .shuttingDown:
+            body?.abandon()
+            try await sink.send(.error(id: id, opcode: opcode, refused, responseStarted: false))
+            return nil
+        case .failure(let refused):
+            throw refused
+        }
+    }
+
+    /// A peer request: the handshake is answered on the reader; any other peer request
+    /// needs a connection that passed it and runs as a task like a client request.
+    private func routePeer(
+        _ frame: Frame, state: Locked<ConnectionState>, bodyCapacity: Int, sink: OutboundSink,
+        requests: inout ThrowingDiscardingTaskGroup<any Error>
+    ) async throws {
+        let id = frame.requestID
+        let opcode = frame.header.opcode
+        guard let access = peerAccess else {
+            throw AgadirError(.unauthenticated, "this node does not accept peer links (opcode \(opcode))")
+        }
+        // Peers run the same release: a peer request that does not decode is a bug or a
+        // forgery, and the link is closed rather than trusted further.
+        let decoded = Result { () throws(AgadirError) -> PeerRequest in try PeerRequest.decode(opcode: opcode, fields: frame.fields) }
+        let request: PeerRequest
+        switch decoded {
+        case .success(let r): request = r
+        case .failure(let e) where e.code.closesConnection: throw e
+        case .failure(let e): throw AgadirError(.malformedFrame, "peer request \(id) (opcode \(opcode)): \(e.message)")
+        }
+        switch request {
+        case .hello(let dialer, let cluster, let nonce):
+            var rng = SystemRandomNumberGenerator()
+            let listenerNonce = (0..<PeerLimits.nonceBytes).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let fields = try state.withLock { (s) throws(AgadirError) -> Fields in
+                try s.handshake.hello(
+                    nodeID: dialer, cluster: cluster, nonce: nonce, listenerID: access.nodeID,
+                    authenticator: access.authenticator, listenerNonce: listenerNonce)
+            }
+            try await sink.send(.response(id: id, opcode: opcode, fields: fields, end: true))
+            return
+        case .auth(let proof):
+            let peer = try state.withLock { (s) throws(AgadirError) -> String in
+                try s.handshake.auth(proof: proof, authenticator: access.authenticator)
+            }
+            logger.debug("peer link authenticated", metadata: ["node": "\(peer)"])
+            try await sink.send(.response(id: id, opcode: opcode, end: true))
+            return
+        default:
+            break
+        }
+        guard let peer = state.withLock({ $0.handshake.authenticatedPeer }) else {
+            throw AgadirError(.unauthenticated, "\(request.opcode) on a connection that has not passed the peer handshake")
+        }
+        if !frame.isEndStream, !request.hasBody {
+            throw AgadirError(.malformedFrame, "\(request.opcode) has no body; request \(id) left its stream open")
+        }
+        let body: BodyStream? = frame.isEndStream ? nil : BodyStream(capacityBytes: bodyCapacity)
+        guard let ticket = try await admit(id, body: body, opcode: opcode, state: state, limits: config.wireLimits, sink: sink)
+        else { return }
+        let channel = sink.writerChannel
+        let requestSink = RequestSink(base: sink, release: { state.withLock { $0.release(id, ticket: ticket) } })
+        let handler = access.handler
+        let payload = frame.payload
+        let requestTimeout = config.requestTimeoutSeconds
+        requests.addTask {
+            defer {
+                let closeNow = state.withLock { s in
+                    s.release(id, ticket: ticket)
+                    s.running -= 1
+                    return s.draining && s.running == 0
+                }
+                if closeNow { channel.close(mode: .output, promise: nil) }
+            }
+            guard let body else {
+                let stream = request.hasBody ? BodyStream(completeWith: payload) : nil
+                await handler.handle(id: id, request: request, from: peer, body: stream, sink: requestSink)
+                return
+            }
+            // A body that stalls for the request timeout fails the request.
+            let timeout = AgadirError(.requestTimeout, "no body bytes for \(requestTimeout) s from peer \(peer)")
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await body.watch(interval: .seconds(requestTimeout), error: timeout) }
+                await handler.handle(id: id, request: request, from: peer, body: body, sink: requestSink)
+                group.cancelAll()
+            }
+        }
+        if let body, frame.payload.readableBytes > 0 { await body.send(frame.payload) }
     }
 }
 

@@ -7,12 +7,6 @@ import Logging
 import NIOCore
 import Synchronization
 
-/// Where a request handler sends its answer. Implemented over a connection's outbound
-/// writer; tests may collect frames instead.
-public protocol ResponseSink: Sendable {
-    func send(_ frame: Frame) async throws
-}
-
 /// The single-node object service: turns decoded requests into store operations.
 /// In the cluster this becomes the coordinator; its request/response contract stays.
 public final class ObjectService: Sendable {

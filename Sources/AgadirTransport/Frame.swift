@@ -180,3 +180,9 @@ public final class FrameEncoder: ChannelOutboundHandler, Sendable {
         return Array(out.readableBytesView)
     }
 }
+
+/// Where a request handler sends its answer. Implemented over a connection's outbound
+/// writer; tests may collect frames instead.
+public protocol ResponseSink: Sendable {
+    func send(_ frame: Frame) async throws
+}

@@ -1,0 +1,265 @@
+import AgadirClient
+import AgadirCore
+import AgadirMembership
+import AgadirTransport
+import AgadirWire
+import NIOCore
+import Synchronization
+
+/// The answer of a peer: the RESPONSE frame's fields and the whole body.
+public struct PeerResponse: Sendable {
+    public var fields: Fields
+    public var body: [UInt8]
+
+    public init(fields: Fields, body: [UInt8]) {
+        self.fields = fields
+        self.body = body
+    }
+}
+
+/// Bounds of outbound peer links.
+public struct PeerLinkSettings: Sendable, Hashable {
+    /// Connections kept to each peer (requests are multiplexed on them).
+    public var connectionsPerPeer = 2
+    /// TCP connect plus handshake, seconds.
+    public var connectTimeoutSeconds: Double = 2
+    /// One request from its first frame to its last answer byte, seconds; a peer that does
+    /// not answer in time has the connection closed (it may be paused or wedged).
+    public var requestTimeoutSeconds: Double = 30
+    /// Body bytes a request carries inside its REQUEST frame; larger bodies go in DATA frames.
+    public var inlineBodyBytes = 64 * 1024
+    /// Largest DATA frame sent.
+    public var dataFrameBytes = 1 << 20
+    /// Receive buffer for an answer's body, per request.
+    public var bodyBufferBytes = 8 << 20
+    public var limits = WireLimits.default
+
+    public init() {}
+}
+
+/// Outbound, authenticated connections to the other nodes (docs/cluster.md, "Peer links").
+///
+/// A link is a client-protocol connection to the peer's client endpoint that passed the
+/// cluster-secret handshake: PEER_HELLO, then PEER_AUTH. The peer's endpoint comes from
+/// membership (`resolve`); the handshake checks that the node answering there is the node
+/// asked for, so a stale address never delivers a bucket's bytes to another node.
+public final class PeerLinks: Sendable {
+    public let nodeID: String
+    public let authenticator: PeerAuthenticator
+    public let settings: PeerLinkSettings
+    let resolve: @Sendable (String) -> String?
+
+    private struct Slots {
+        var connections: [ClientConnection?]
+        var connecting: [Int: Task<ClientConnection, any Error>] = [:]
+        var endpoint: String
+        var next = 0
+    }
+    private let slots = Mutex<[String: Slots]>([:])
+
+    /// `resolve` maps a node id to its client endpoint (`HOST:PORT`), nil when unknown.
+    public init(
+        nodeID: String, authenticator: PeerAuthenticator, settings: PeerLinkSettings = PeerLinkSettings(),
+        resolve: @escaping @Sendable (String) -> String?
+    ) {
+        self.nodeID = nodeID
+        self.authenticator = authenticator
+        self.settings = settings
+        self.resolve = resolve
+    }
+
+    /// Closes every link; calls in flight fail with UNAVAILABLE.
+    public func closeAll() {
+        let all = slots.withLock { s in
+            defer { s.removeAll() }
+            return s.values.flatMap { $0.connections.compactMap { $0 } }
+        }
+        for c in all { c.close() }
+    }
+
+    /// Sends `request` (with `body`, if any) to `node` and returns its answer. An error
+    /// answer is thrown as it came; a peer that cannot be reached or does not answer in
+    /// `requestTimeoutSeconds` gives UNAVAILABLE.
+    public func call(
+        _ node: String, _ request: PeerRequest, body: [UInt8]? = nil, maxResponseBytes: Int
+    ) async throws(AgadirError) -> PeerResponse {
+        let connection = try await link(to: node)
+        let (id, responseBody) = try connection.open()
+        let timeout = Duration.milliseconds(Int64(settings.requestTimeoutSeconds * 1000))
+        let opcode = request.opcode
+        let watchdog = Task {
+            try await Task.sleep(for: timeout)
+            connection.fail(
+                id,
+                with: AgadirError(
+                    .unavailable, "\(node) did not answer \(opcode) within \(settings.requestTimeoutSeconds) s; link closed"))
+            connection.close()
+        }
+        defer { watchdog.cancel() }
+        do {
+            try await send(request, body: body, id: id, on: connection)
+            let frame = try await connection.awaitResponse(id)
+            if let error = frame.error { throw error }
+            if frame.isEndStream {
+                responseBody.abandon()
+                guard frame.payload.readableBytes <= maxResponseBytes else {
+                    throw AgadirError(.frameTooLarge, "\(node) answered \(opcode) with more than \(maxResponseBytes) bytes")
+                }
+                return PeerResponse(fields: frame.fields, body: Array(frame.payload.readableBytesView))
+            }
+            var out: [UInt8] = []
+            while let buf = try await responseBody.next() {
+                out.append(contentsOf: buf.readableBytesView)
+                guard out.count <= maxResponseBytes else {
+                    responseBody.abandon()
+                    throw AgadirError(.frameTooLarge, "\(node) answered \(opcode) with more than \(maxResponseBytes) bytes")
+                }
+            }
+            return PeerResponse(fields: frame.fields, body: out)
+        } catch let e as AgadirError {
+            connection.cancel(id)
+            throw e
+        } catch {
+            connection.cancel(id)
+            throw AgadirError(.unavailable, "\(opcode) to \(node) failed: \(error)")
+        }
+    }
+
+    private func send(_ request: PeerRequest, body: [UInt8]?, id: UInt64, on connection: ClientConnection) async throws(AgadirError) {
+        let opcode = request.opcode.rawValue
+        let fields = request.fields()
+        guard let body, body.count > settings.inlineBodyBytes else {
+            let payload = body.map { ByteBuffer(bytes: $0) } ?? ByteBuffer()
+            try await connection.write(Frame(
+                header: FrameHeader(kind: .request, flags: FrameHeader.endStream, opcode: opcode, requestID: id),
+                fields: fields, payload: payload))
+            return
+        }
+        try await connection.write(Frame(header: FrameHeader(kind: .request, opcode: opcode, requestID: id), fields: fields))
+        var offset = 0
+        while offset < body.count {
+            if connection.hasResponded(id) { return }  // answered early (an error): stop sending
+            let n = min(settings.dataFrameBytes, body.count - offset)
+            try await connection.write(.data(id: id, payload: ByteBuffer(bytes: body[offset..<offset + n]), end: offset + n == body.count))
+            offset += n
+        }
+    }
+
+    // MARK: Links
+
+    private func link(to node: String) async throws(AgadirError) -> ClientConnection {
+        guard node != nodeID else { throw AgadirError(.internalError, "a peer link to this node itself (\(node)) was asked for") }
+        guard let endpoint = resolve(node) else {
+            throw AgadirError(.unavailable, "no address is known for node \(node); is it a member of the cluster?")
+        }
+        let count = max(1, settings.connectionsPerPeer)
+        let pick: (Int, ClientConnection?) = slots.withLock { all in
+            var s = all[node] ?? Slots(connections: Array(repeating: nil, count: count), endpoint: endpoint)
+            if s.endpoint != endpoint {  // the peer moved: drop the old links
+                for c in s.connections { c?.close() }
+                s = Slots(connections: Array(repeating: nil, count: count), endpoint: endpoint)
+            }
+            defer { all[node] = s }
+            s.next &+= 1
+            var best: (Int, ClientConnection?) = (s.next % count, nil)
+            var bestLoad = Int.max
+            for k in 0..<count {
+                let i = (s.next + k) % count
+                guard let c = s.connections[i], !c.isClosed else { return (i, nil) }
+                if c.inFlight < bestLoad {
+                    best = (i, c)
+                    bestLoad = c.inFlight
+                }
+            }
+            return best
+        }
+        if let c = pick.1 { return c }
+        return try await open(node: node, endpoint: endpoint, slot: pick.0)
+    }
+
+    private func open(node: String, endpoint: String, slot: Int) async throws(AgadirError) -> ClientConnection {
+        let task: Task<ClientConnection, any Error> = slots.withLock { all in
+            if let t = all[node]?.connecting[slot] { return t }
+            let t = Task { () async throws -> ClientConnection in try await self.handshake(node: node, endpoint: endpoint) }
+            all[node]?.connecting[slot] = t
+            return t
+        }
+        let result = await task.result
+        switch result {
+        case .success(let c):
+            slots.withLock { all in
+                all[node]?.connecting[slot] = nil
+                if all[node]?.endpoint == endpoint, slot < all[node]?.connections.count ?? 0 {
+                    if all[node]?.connections[slot] == nil || all[node]?.connections[slot]?.isClosed == true {
+                        all[node]?.connections[slot] = c
+                    }
+                }
+            }
+            return c
+        case .failure(let e):
+            slots.withLock { $0[node]?.connecting[slot] = nil }
+            if let e = e as? AgadirError { throw e }
+            throw AgadirError(.unavailable, "cannot open a peer link to \(node) at \(endpoint): \(e)")
+        }
+    }
+
+    /// Connects and runs the handshake; the connection is closed on any failure.
+    func handshake(node: String, endpoint: String) async throws(AgadirError) -> ClientConnection {
+        let (host, port) = try Endpoint.parse(endpoint)
+        let connectTimeout = TimeAmount.milliseconds(Int64(settings.connectTimeoutSeconds * 1000))
+        let connection = try await ClientConnection.connect(
+            host: host, port: port, limits: settings.limits, bodyBufferBytes: settings.bodyBufferBytes,
+            connectTimeout: connectTimeout)
+        do throws(AgadirError) {
+            var rng = SystemRandomNumberGenerator()
+            let nonce = (0..<PeerLimits.nonceBytes).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let hello = try await exchange(
+                .hello(nodeID: nodeID, cluster: authenticator.clusterName, nonce: nonce), on: connection, node: node)
+            let listener = try hello.requireString(.nodeID, "PEER_HELLO answer")
+            guard listener == node else {
+                throw AgadirError(
+                    .unauthenticated, "the node at \(endpoint) is \(listener), not \(node); membership will catch up, retry")
+            }
+            guard let listenerNonce = hello.first(.nonce), listenerNonce.count == PeerLimits.nonceBytes,
+                let proof = hello.first(.proof)
+            else {
+                throw AgadirError(.unauthenticated, "\(node) answered PEER_HELLO without a nonce and a proof")
+            }
+            let transcript = PeerAuthenticator.Transcript(
+                dialerNonce: nonce, listenerNonce: listenerNonce, dialerID: nodeID, listenerID: node)
+            guard authenticator.verify(proof, .server, transcript) else {
+                throw AgadirError(
+                    .unauthenticated,
+                    "\(node) at \(endpoint) failed the cluster-secret handshake: it does not share this node's cluster secret")
+            }
+            _ = try await exchange(.auth(proof: authenticator.proof(.client, transcript)), on: connection, node: node)
+            return connection
+        } catch {
+            connection.close()
+            throw error
+        }
+    }
+
+    private func exchange(_ request: PeerRequest, on connection: ClientConnection, node: String) async throws(AgadirError) -> Fields {
+        let (id, body) = try connection.open()
+        body.abandon()
+        let timeout = Duration.milliseconds(Int64(settings.connectTimeoutSeconds * 1000))
+        let watchdog = Task {
+            try await Task.sleep(for: timeout)
+            connection.fail(id, with: AgadirError(.unavailable, "\(node) did not complete the handshake in time"))
+        }
+        defer { watchdog.cancel() }
+        do {
+            try await connection.write(Frame(
+                header: FrameHeader(kind: .request, flags: FrameHeader.endStream, opcode: request.opcode.rawValue, requestID: id),
+                fields: request.fields()))
+            let frame = try await connection.awaitResponse(id)
+            if let error = frame.error { throw error }
+            return frame.fields
+        } catch let e as AgadirError {
+            throw e
+        } catch {
+            throw AgadirError(.unavailable, "\(request.opcode) to \(node) failed: \(error)")
+        }
+    }
+}
