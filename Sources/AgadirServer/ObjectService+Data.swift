@@ -4,6 +4,36 @@ import AgadirTransport
 import AgadirWire
 import NIOCore
 
+// MARK: - Write targets
+
+/// Where the pieces of a PUT go: this node's store (a standalone node) or the replicas of
+/// the cluster (the coordinator). `ObjectService.put` does the streaming, chunking,
+/// hashing and length checks for both.
+public protocol ObjectWriteTarget: Sendable {
+    /// Stores one chunk (`raw` hashes to `id`); may return before it is durable as long as
+    /// `commit` makes it so before acknowledging.
+    func storeChunk(_ raw: [UInt8], id: ChunkID) async throws(AgadirError)
+    /// Makes the object visible: durable when it returns.
+    func commit(_ manifest: ObjectManifest) async throws(AgadirError)
+}
+
+/// A standalone node's target: its own store, with a deferred chunk ack (the manifest's
+/// group commit syncs the chunks before it).
+struct LocalWriteTarget: ObjectWriteTarget {
+    let store: NodeStore
+    let codec: Codec
+
+    func storeChunk(_ raw: [UInt8], id: ChunkID) async throws(AgadirError) {
+        if try await store.containsChunks([id]).first == true { return }
+        var engine = ChunkCodec()
+        try await store.putChunk(try engine.encode(raw, preferred: codec, id: id), durability: .deferred)
+    }
+
+    func commit(_ manifest: ObjectManifest) async throws(AgadirError) {
+        try await store.putManifest(manifest)
+    }
+}
+
 // MARK: - PUT
 
 extension ObjectService {
@@ -12,10 +42,18 @@ extension ObjectService {
     /// manifest is committed only after every chunk is durable, so a failed or
     /// interrupted PUT is never visible.
     func put(_ p: PutRequest, body: BodyStream?) async throws(AgadirError) -> WriteResult {
+        guard try await store.bucket(p.bucket) != nil else { throw noSuchBucket(p.bucket) }
+        return try await put(p, body: body, version: nextVersion(), target: LocalWriteTarget(store: store, codec: codec))
+    }
+
+    /// The PUT pipeline over any target; `version` is the object's version (taken when the
+    /// PUT starts, so the chunks' references can name it).
+    public func put(
+        _ p: PutRequest, body: BodyStream?, version: ObjectVersion, target: some ObjectWriteTarget
+    ) async throws(AgadirError) -> WriteResult {
         guard p.size <= config.maxObjectBytes else {
             throw AgadirError(.objectTooLarge, "object of \(p.size) bytes exceeds this node's limit of \(config.maxObjectBytes)")
         }
-        guard try await store.bucket(p.bucket) != nil else { throw noSuchBucket(p.bucket) }
         var hasher = ObjectHasher()
         var total: UInt64 = 0
         let objectBody: ObjectBody
@@ -33,7 +71,7 @@ extension ObjectService {
             objectBody = .inline(bytes)
         } else {
             guard let body else { throw lengthMismatch(p, atLeast: 0) }
-            objectBody = .chunks(try await storeChunks(of: p, body: body, hasher: &hasher, total: &total))
+            objectBody = .chunks(try await storeChunks(of: p, body: body, hasher: &hasher, total: &total, target: target))
         }
         guard total == p.size else { throw lengthMismatch(p, atLeast: total) }
         let etag = hasher.finalize()
@@ -41,11 +79,10 @@ extension ObjectService {
             throw AgadirError(
                 .checksumMismatch, "body of '\(p.bucket)/\(p.key)' hashes to \(etag.hex), the client announced \(expected.hex)")
         }
-        let version = nextVersion()
         let manifest = ObjectManifest(
             bucket: p.bucket, key: p.key, size: p.size, etag: etag, contentType: p.contentType,
             userMetadata: p.metadata, version: version, isTombstone: false, body: objectBody)
-        try await store.putManifest(manifest)
+        try await target.commit(manifest)
         logger.debug("object stored", metadata: ["object": "\(p.bucket)/\(p.key)", "size": "\(p.size)", "version": "\(version)"])
         return WriteResult(etag: etag, version: version, size: p.size)
     }
@@ -55,13 +92,11 @@ extension ObjectService {
     }
 
     private func storeChunks(
-        of p: PutRequest, body: BodyStream, hasher: inout ObjectHasher, total: inout UInt64
+        of p: PutRequest, body: BodyStream, hasher: inout ObjectHasher, total: inout UInt64, target: some ObjectWriteTarget
     ) async throws(AgadirError) -> [ChunkRef] {
         var chunker = StreamingChunker(settings: config.chunker)
         var refs: [ChunkRef] = []
         let limit = config.putChunksInFlight
-        let store = self.store
-        let codec = self.codec
         do {
             try await withThrowingTaskGroup(of: (Int, ChunkRef).self) { group in
                 var inFlight = 0
@@ -77,11 +112,8 @@ extension ObjectService {
                     inFlight += 1
                     group.addTask {
                         let id = ChunkID.of(chunk)
-                        let ref = ChunkRef(id: id, length: UInt32(chunk.count))
-                        if try await store.containsChunks([id]).first == true { return (index, ref) }
-                        var engine = ChunkCodec()
-                        try await store.putChunk(try engine.encode(chunk, preferred: codec, id: id), durability: .deferred)
-                        return (index, ref)
+                        try await target.storeChunk(chunk, id: id)
+                        return (index, ChunkRef(id: id, length: UInt32(chunk.count)))
                     }
                 }
                 while let buf = try await body.next() {
@@ -120,6 +152,18 @@ extension ObjectService {
     func get(
         manifest m: ObjectManifest, range: ByteRange?, id: UInt64, sink: any ResponseSink, started: inout Bool
     ) async throws {
+        let store = self.store
+        try await get(manifest: m, range: range, id: id, sink: sink, started: &started) { (chunk) throws(AgadirError) in
+            try await store.readChunk(chunk)
+        }
+    }
+
+    /// Streams an object whose chunks `read` returns verified (this node's store, or the
+    /// cluster's replicas).
+    public func get(
+        manifest m: ObjectManifest, range: ByteRange?, id: UInt64, sink: any ResponseSink, started: inout Bool,
+        read: @escaping @Sendable (ChunkID) async throws(AgadirError) -> [UInt8]
+    ) async throws {
         let (offset, length) = try (range ?? ByteRange(offset: 0, length: nil)).resolve(size: m.size)
         var info = ObjectInfo(manifest: m)
         if range != nil { info.range = ByteRange(offset: offset, length: length) }
@@ -137,12 +181,13 @@ extension ObjectService {
             try await sink.send(.response(id: id, opcode: opcode, fields: info.fields(), end: length == 0))
             started = true
             if length == 0 { return }
-            try await streamChunks(refs, offset: offset, length: length, id: id, sink: sink)
+            try await streamChunks(refs, offset: offset, length: length, id: id, sink: sink, read: read)
         }
     }
 
     private func streamChunks(
-        _ refs: [ChunkRef], offset: UInt64, length: UInt64, id: UInt64, sink: any ResponseSink
+        _ refs: [ChunkRef], offset: UInt64, length: UInt64, id: UInt64, sink: any ResponseSink,
+        read: @escaping @Sendable (ChunkID) async throws(AgadirError) -> [UInt8]
     ) async throws {
         // The chunks overlapping [offset, offset + length), with the slice of each to send.
         var wanted: [(ref: ChunkRef, lo: Int, hi: Int)] = []
@@ -159,7 +204,6 @@ extension ObjectService {
             start = chunkEnd
         }
         var remaining = length
-        let store = self.store
         let window = config.getChunksReadAhead + 1
         let frameBytes = config.dataFrameBytes
         try await withThrowingTaskGroup(of: (Int, [UInt8]).self) { group in
@@ -169,7 +213,7 @@ extension ObjectService {
                 while launched < wanted.count, launched < i + window {
                     let index = launched
                     let chunkID = wanted[index].ref.id
-                    group.addTask { (index, try await store.readChunk(chunkID)) }
+                    group.addTask { (index, try await read(chunkID)) }
                     launched += 1
                 }
                 while ready[i] == nil, let (j, bytes) = try await group.next() { ready[j] = bytes }

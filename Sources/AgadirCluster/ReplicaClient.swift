@@ -1,0 +1,112 @@
+import AgadirCore
+import AgadirWire
+
+/// What a coordinator asks of one replica node. The node itself is served by its store
+/// (`LocalReplica`), the others over peer links (`RemoteReplica`); tests substitute
+/// replicas that fail, stall or answer stale data.
+public protocol ReplicaClient: Sendable {
+    /// The node this client reaches.
+    var nodeID: String { get }
+    /// For each id: true when the replica holds the chunk (it then records `reference`).
+    func claimChunks(_ ids: [ChunkID], reference: ChunkReference) async throws(AgadirError) -> [Bool]
+    /// Stores a chunk with its reference; returns once durable.
+    func putChunk(_ chunk: EncodedChunk, reference: ChunkReference) async throws(AgadirError)
+    /// The stored record of a chunk (the caller decodes and verifies it), read for `bucket`.
+    func getChunk(_ id: ChunkID, bucket: String) async throws(AgadirError) -> EncodedChunk
+    /// Applies a manifest (last writer wins); returns whether it was applied and the
+    /// version the replica holds afterwards.
+    func putManifest(_ manifest: ObjectManifest) async throws(AgadirError) -> (applied: Bool, stored: ObjectVersion)
+    /// The replica's manifest of `bucket/key`, tombstones included; nil when it has none.
+    func getManifest(bucket: String, key: String) async throws(AgadirError) -> ObjectManifest?
+    /// The replica's entries of `bucket` (tombstones included) after `startAfter`.
+    func list(bucket: String, prefix: String, startAfter: String?, limit: Int) async throws(AgadirError) -> [ReplicaListEntry]
+    /// Parks a write for `target` on this replica (hinted handoff); returns once durable.
+    func putHint(target: String, bucket: String, hint: Hint) async throws(AgadirError)
+}
+
+/// A write parked for a replica that could not take it.
+public enum Hint: Sendable, Hashable {
+    case chunk(EncodedChunk, ChunkReference)
+    case manifest(ObjectManifest)
+}
+
+/// A replica on another node, reached over a peer link.
+public struct RemoteReplica: ReplicaClient {
+    public let nodeID: String
+    let links: PeerLinks
+
+    public init(nodeID: String, links: PeerLinks) {
+        self.nodeID = nodeID
+        self.links = links
+    }
+
+    /// Largest answer a peer may send: a chunk record at the codec's limit plus framing.
+    static let maxChunkAnswer = ChunkCodec.maxRawLength + 1024
+
+    public func claimChunks(_ ids: [ChunkID], reference: ChunkReference) async throws(AgadirError) -> [Bool] {
+        let answer = try await links.call(
+            nodeID, .chunksClaim(reference), body: ChunkIDListCodec.encode(ids), maxResponseBytes: ids.count)
+        guard answer.body.count == ids.count, answer.body.allSatisfy({ $0 <= 1 }) else {
+            throw AgadirError(.corruptData, "\(nodeID) answered CHUNKS_CLAIM for \(ids.count) ids with \(answer.body.count) bytes")
+        }
+        return answer.body.map { $0 == 1 }
+    }
+
+    public func putChunk(_ chunk: EncodedChunk, reference: ChunkReference) async throws(AgadirError) {
+        _ = try await links.call(
+            nodeID, .chunkPut(reference, chunk: chunk.id), body: EncodedChunkCodec.encode(chunk), maxResponseBytes: 0)
+    }
+
+    public func getChunk(_ id: ChunkID, bucket: String) async throws(AgadirError) -> EncodedChunk {
+        let answer = try await links.call(nodeID, .chunkGet(chunk: id, bucket: bucket), maxResponseBytes: Self.maxChunkAnswer)
+        return try EncodedChunkCodec.decode(answer.body, id: id)
+    }
+
+    public func putManifest(_ manifest: ObjectManifest) async throws(AgadirError) -> (applied: Bool, stored: ObjectVersion) {
+        let answer = try await links.call(
+            nodeID, .manifestPut(bucket: manifest.bucket, key: manifest.key), body: ManifestCodec.encode(manifest),
+            maxResponseBytes: 0)
+        let applied = try answer.fields.u8(.applied) == 1
+        let stored = try answer.fields.version(.version) ?? manifest.version
+        return (applied, stored)
+    }
+
+    public func getManifest(bucket: String, key: String) async throws(AgadirError) -> ObjectManifest? {
+        let answer: PeerResponse
+        do {
+            answer = try await links.call(
+                nodeID, .manifestGet(bucket: bucket, key: key), maxResponseBytes: PeerLimits.maxStructuredBodyBytes)
+        } catch where error.code == .noSuchKey {
+            return nil
+        }
+        let m = try ManifestCodec.decode(answer.body)
+        guard m.bucket == bucket, m.key == key else {
+            throw AgadirError(.corruptData, "\(nodeID) answered MANIFEST_GET \(bucket)/\(key) with \(m.bucket)/\(m.key)")
+        }
+        return m
+    }
+
+    public func list(bucket: String, prefix: String, startAfter: String?, limit: Int) async throws(AgadirError) -> [ReplicaListEntry] {
+        let answer = try await links.call(
+            nodeID, .replicaList(bucket: bucket, prefix: prefix, startAfter: startAfter, limit: limit),
+            maxResponseBytes: PeerLimits.maxStructuredBodyBytes)
+        let entries = try ReplicaListCodec.decode(answer.body)
+        guard entries.count <= limit else {
+            throw AgadirError(.corruptData, "\(nodeID) answered REPLICA_LIST with \(entries.count) entries for a limit of \(limit)")
+        }
+        return entries
+    }
+
+    public func putHint(target: String, bucket: String, hint: Hint) async throws(AgadirError) {
+        switch hint {
+        case .chunk(let chunk, let reference):
+            _ = try await links.call(
+                nodeID, .hintPut(target: target, bucket: bucket, kind: .chunk, reference: reference, chunk: chunk.id),
+                body: EncodedChunkCodec.encode(chunk), maxResponseBytes: 0)
+        case .manifest(let m):
+            _ = try await links.call(
+                nodeID, .hintPut(target: target, bucket: bucket, kind: .manifest, reference: nil, chunk: nil),
+                body: ManifestCodec.encode(m), maxResponseBytes: 0)
+        }
+    }
+}
