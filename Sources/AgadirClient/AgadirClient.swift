@@ -36,9 +36,24 @@ public final class AgadirClient: Sendable {
     public let host: String
     public let port: Int
     public let configuration: ClientConfiguration
-    private let pool: Mutex<[ClientConnection?]>
-    private let next = Atomic<Int>(0)
-    private let connecting = Mutex<[Int: Task<ClientConnection, any Error>]>([:])
+    /// Connections to the endpoint the client was made for.
+    private let primary: ConnectionPool
+    /// Connections to nodes learned from ROUTE answers and redirects, by endpoint.
+    private let others = Mutex<[String: ConnectionPool]>([:])
+    /// Where each bucket's requests go (ROUTE answers), with their expiry.
+    private let routes = Mutex<[String: CachedRoute]>([:])
+
+    /// A ROUTE answer kept for `routeCacheSeconds`.
+    struct CachedRoute {
+        var endpoint: String?  // nil: the primary endpoint
+        var expires: ContinuousClock.Instant
+    }
+
+    /// How long a bucket's route is trusted before ROUTE is asked again.
+    public static let routeCacheSeconds = 30
+    /// Most buckets and endpoints remembered (the oldest are dropped beyond).
+    public static let maxRoutes = 1024
+    public static let maxEndpoints = 64
 
     /// `endpoint` is `HOST:PORT` or `[IPv6]:PORT`.
     public init(endpoint: String, configuration: ClientConfiguration = ClientConfiguration()) throws(AgadirError) {
@@ -46,80 +61,96 @@ public final class AgadirClient: Sendable {
         self.host = host
         self.port = port
         self.configuration = configuration
-        self.pool = Mutex(Array(repeating: nil, count: max(1, configuration.connections)))
+        self.primary = ConnectionPool(host: host, port: port, configuration: configuration)
     }
 
     static func parse(_ s: String) throws(AgadirError) -> (String, Int) { try Endpoint.parse(s) }
 
     /// Closes every connection; requests in flight fail with `.unavailable`.
     public func close() async {
-        let conns = pool.withLock { p in
-            defer { for i in p.indices { p[i] = nil } }
-            return p.compactMap { $0 }
+        primary.close()
+        let pools = others.withLock { o in
+            defer { o.removeAll() }
+            return Array(o.values)
         }
-        for c in conns { c.close() }
+        for p in pools { p.close() }
     }
 
-    // MARK: Connections
+    // MARK: Routing
 
-    private func connection() async throws(AgadirError) -> ClientConnection {
-        let count = pool.withLock { $0.count }
-        // Prefer the least busy open connection; open a slot that is empty or dead.
-        let start = next.wrappingAdd(1, ordering: .relaxed).oldValue
-        let pick: (Int, ClientConnection?) = pool.withLock { p in
-            var best: (Int, ClientConnection?) = (start % count, nil)
-            var bestLoad = Int.max
-            for k in 0..<count {
-                let i = (start + k) % count
-                guard let c = p[i], !c.isClosed else { return (i, nil) }
-                let load = c.inFlight
-                if load < bestLoad {
-                    best = (i, c)
-                    bestLoad = load
-                }
+    /// The pool for `endpoint` (nil: the primary).
+    private func pool(_ endpoint: String?) throws(AgadirError) -> ConnectionPool {
+        guard let endpoint, endpoint != "\(host):\(port)" else { return primary }
+        let (h, p) = try Self.parse(endpoint)
+        return others.withLock { o in
+            if let existing = o[endpoint] { return existing }
+            if o.count >= Self.maxEndpoints, let victim = o.keys.sorted().first {
+                o.removeValue(forKey: victim)?.close()
             }
-            return best
+            let pool = ConnectionPool(host: h, port: p, configuration: configuration)
+            o[endpoint] = pool
+            return pool
         }
-        if let c = pick.1 { return c }
-        return try await open(slot: pick.0)
     }
 
-    private func open(slot: Int) async throws(AgadirError) -> ClientConnection {
-        let cfg = configuration
-        let (host, port) = (self.host, self.port)
-        let task: Task<ClientConnection, any Error> = connecting.withLock { m in
-            if let t = m[slot] { return t }
-            let t = Task { () async throws -> ClientConnection in
-                try await ClientConnection.connect(
-                    host: host, port: port, limits: cfg.limits, bodyBufferBytes: cfg.bodyBufferBytes,
-                    connectTimeout: .seconds(cfg.connectTimeoutSeconds))
+    private func remember(_ bucket: String, endpoint: String?, seconds: Int) {
+        routes.withLock { r in
+            if r.count >= Self.maxRoutes, r[bucket] == nil, let victim = r.min(by: { $0.value.expires < $1.value.expires })?.key {
+                r.removeValue(forKey: victim)
             }
-            m[slot] = t
-            return t
+            r[bucket] = CachedRoute(endpoint: endpoint, expires: .now + .seconds(seconds))
         }
-        let result = await task.result
-        connecting.withLock { _ = $0.removeValue(forKey: slot) }
-        switch result {
-        case .success(let c):
-            pool.withLock { p in
-                if p[slot] == nil || p[slot]?.isClosed == true { p[slot] = c }
-            }
-            return c
-        case .failure(let e as AgadirError):
-            throw e
-        case .failure(let e):
-            throw AgadirError(.unavailable, "cannot connect to \(host):\(port): \(e)")
+    }
+
+    /// Where the requests of `bucket` go: the primary endpoint when it may coordinate the
+    /// bucket, else the first eligible node ROUTE names (docs/protocol.md, "ROUTE").
+    private func endpoint(for bucket: String) async -> String? {
+        if let cached = routes.withLock({ $0[bucket] }), cached.expires > .now { return cached.endpoint }
+        do {
+            let (frame, _, _) = try await exchange(.route(bucket: bucket), options: .none, on: primary)
+            let route = try RouteResult(fields: frame.fields)
+            let target = route.mayCoordinate ? nil : route.endpoints.first
+            remember(bucket, endpoint: target, seconds: Self.routeCacheSeconds)
+            return target
+        } catch {
+            // No such bucket yet, or a node that predates ROUTE: use the primary, ask again soon.
+            remember(bucket, endpoint: nil, seconds: 2)
+            return nil
+        }
+    }
+
+    /// Runs `attempt` on the pool for `bucket` (or the primary), following one REDIRECT.
+    private func routed<T>(
+        _ bucket: String?, _ attempt: (ConnectionPool) async throws(AgadirError) -> T
+    ) async throws(AgadirError) -> T {
+        guard let bucket else { return try await attempt(primary) }
+        let first = try pool(await endpoint(for: bucket))
+        do {
+            return try await attempt(first)
+        } catch where error.code == .redirect {
+            guard let target = error.redirect.first else { throw error }
+            remember(bucket, endpoint: target, seconds: Self.routeCacheSeconds)
+            return try await attempt(try pool(target))
         }
     }
 
     // MARK: Exchanges
 
-    /// Sends a request without body and returns the RESPONSE frame and the body stream.
-    private func exchange(_ request: Request) async throws(AgadirError) -> (Frame, BodyStream, ClientConnection) {
-        let conn = try await connection()
+    /// Sends a request without body (routed by its bucket) and returns the RESPONSE frame
+    /// and the body stream.
+    private func exchange(_ request: Request, options: RequestOptions = .none) async throws(AgadirError) -> (Frame, BodyStream, ClientConnection) {
+        try await routed(request.bucket) { (pool) throws(AgadirError) in try await self.exchange(request, options: options, on: pool) }
+    }
+
+    private func exchange(
+        _ request: Request, options: RequestOptions, on pool: ConnectionPool
+    ) async throws(AgadirError) -> (Frame, BodyStream, ClientConnection) {
+        let conn = try await pool.connection()
         let (id, body) = try conn.open()
+        var fields = request.fields()
+        options.apply(to: &fields)
         do {
-            try await conn.write(.request(id: id, opcode: request.opcode, fields: request.fields(), end: true))
+            try await conn.write(.request(id: id, opcode: request.opcode, fields: fields, end: true))
             let frame = try await conn.awaitResponse(id)
             if let error = frame.error { throw error }
             return (frame, body, conn)
@@ -168,19 +199,19 @@ public final class AgadirClient: Sendable {
         return try BucketListCodec.decode(try await collect(frame, body, max: configuration.limits.maxListingBodyBytes))
     }
 
-    public func head(bucket: String, key: String) async throws(AgadirError) -> ObjectInfo {
-        let (frame, _, _) = try await exchange(.head(bucket: bucket, key: key))
+    public func head(bucket: String, key: String, consistency: ConsistencyLevel? = nil) async throws(AgadirError) -> ObjectInfo {
+        let (frame, _, _) = try await exchange(.head(bucket: bucket, key: key), options: RequestOptions(consistency: consistency))
         return try ObjectInfo(fields: frame.fields)
     }
 
     @discardableResult
-    public func delete(bucket: String, key: String) async throws(AgadirError) -> WriteResult {
-        let (frame, _, _) = try await exchange(.delete(bucket: bucket, key: key))
+    public func delete(bucket: String, key: String, consistency: ConsistencyLevel? = nil) async throws(AgadirError) -> WriteResult {
+        let (frame, _, _) = try await exchange(.delete(bucket: bucket, key: key), options: RequestOptions(consistency: consistency))
         return try WriteResult(fields: frame.fields)
     }
 
-    public func list(_ request: ListRequest) async throws(AgadirError) -> ListPage {
-        let (frame, body, _) = try await exchange(.list(request))
+    public func list(_ request: ListRequest, consistency: ConsistencyLevel? = nil) async throws(AgadirError) -> ListPage {
+        let (frame, body, _) = try await exchange(.list(request), options: RequestOptions(consistency: consistency))
         return try ListPage.decode(
             try await collect(frame, body, max: configuration.limits.maxListingBodyBytes), limits: configuration.limits)
     }
@@ -204,8 +235,11 @@ public final class AgadirClient: Sendable {
     }
 
     /// Starts a download; read `body` to the end (or call `body.abandon()`).
-    public func download(bucket: String, key: String, range: ByteRange? = nil) async throws(AgadirError) -> ObjectDownload {
-        let (frame, body, _) = try await exchange(.get(bucket: bucket, key: key, range: range))
+    public func download(
+        bucket: String, key: String, range: ByteRange? = nil, consistency: ConsistencyLevel? = nil
+    ) async throws(AgadirError) -> ObjectDownload {
+        let (frame, body, _) = try await exchange(
+            .get(bucket: bucket, key: key, range: range), options: RequestOptions(consistency: consistency))
         let info: ObjectInfo
         do {
             info = try ObjectInfo(fields: frame.fields)
@@ -222,8 +256,10 @@ public final class AgadirClient: Sendable {
 
     /// Downloads a whole object (or range) into memory, checking its length and, for
     /// whole objects, its SHA-256 against the ETag.
-    public func get(bucket: String, key: String, range: ByteRange? = nil) async throws(AgadirError) -> (ObjectInfo, [UInt8]) {
-        let d = try await download(bucket: bucket, key: key, range: range)
+    public func get(
+        bucket: String, key: String, range: ByteRange? = nil, consistency: ConsistencyLevel? = nil
+    ) async throws(AgadirError) -> (ObjectInfo, [UInt8]) {
+        let d = try await download(bucket: bucket, key: key, range: range, consistency: consistency)
         var out: [UInt8] = []
         let expected = d.info.range?.length ?? d.info.size
         out.reserveCapacity(Int(min(expected, 1 << 30)))
@@ -244,13 +280,13 @@ public final class AgadirClient: Sendable {
     @discardableResult
     public func put(
         bucket: String, key: String, data: [UInt8], contentType: String = "application/octet-stream",
-        metadata: [MetadataEntry] = [], verify: Bool = false
+        metadata: [MetadataEntry] = [], verify: Bool = false, consistency: ConsistencyLevel? = nil
     ) async throws(AgadirError) -> WriteResult {
         let request = PutRequest(
             bucket: bucket, key: key, size: UInt64(data.count), contentType: contentType, metadata: metadata,
             contentSHA256: verify ? ChunkID.of(data) : nil)
         let frameBytes = configuration.dataFrameBytes
-        return try await put(request) { (send: (ArraySlice<UInt8>) async throws(AgadirError) -> Void) throws(AgadirError) in
+        return try await put(request, consistency: consistency) { (send: (ArraySlice<UInt8>) async throws(AgadirError) -> Void) throws(AgadirError) in
             var offset = 0
             while offset < data.count {
                 let n = min(frameBytes, data.count - offset)
@@ -262,26 +298,42 @@ public final class AgadirClient: Sendable {
 
     /// Streams an object of exactly `request.size` bytes: `produce` calls `send` with
     /// successive pieces of the body (any sizes; each is split into DATA frames).
+    ///
+    /// The bucket's route is asked first (ROUTE), so the body goes to a node that may
+    /// coordinate the bucket. Should a node still answer REDIRECT, the PUT is sent again to
+    /// the node it names and `produce` is called a second time: it must produce the same
+    /// bytes again (a file or a buffer can; a pipe cannot, and that PUT then fails).
     public func put(
-        _ request: PutRequest,
+        _ request: PutRequest, consistency: ConsistencyLevel? = nil,
         produce: (_ send: (ArraySlice<UInt8>) async throws(AgadirError) -> Void) async throws(AgadirError) -> Void
     ) async throws(AgadirError) -> WriteResult {
         try Names.validateBucket(request.bucket)
         try Names.validateKey(request.key)
-        let conn = try await connection()
+        return try await routed(request.bucket) { (pool) throws(AgadirError) in
+            try await self.put(request, options: RequestOptions(consistency: consistency), on: pool, produce: produce)
+        }
+    }
+
+    private func put(
+        _ request: PutRequest, options: RequestOptions, on pool: ConnectionPool,
+        produce: (_ send: (ArraySlice<UInt8>) async throws(AgadirError) -> Void) async throws(AgadirError) -> Void
+    ) async throws(AgadirError) -> WriteResult {
+        let conn = try await pool.connection()
         let (id, body) = try conn.open()
         body.abandon()
         let frameBytes = configuration.dataFrameBytes
         let req = Request.put(request)
+        var fields = req.fields()
+        options.apply(to: &fields)
         var streamOpen = false  // a REQUEST without END_STREAM went out and no END/ABORT yet
         do {
             // Small bodies ride in the REQUEST frame: one frame, one round trip.
             if request.size <= UInt64(min(frameBytes, 64 * 1024)) {
                 var bytes: [UInt8] = []
                 try await produce { (piece: ArraySlice<UInt8>) throws(AgadirError) in bytes.append(contentsOf: piece) }
-                try await conn.write(.request(id: id, opcode: .put, fields: req.fields(), payload: ByteBuffer(bytes: bytes), end: true))
+                try await conn.write(.request(id: id, opcode: .put, fields: fields, payload: ByteBuffer(bytes: bytes), end: true))
             } else {
-                try await conn.write(.request(id: id, opcode: .put, fields: req.fields(), end: false))
+                try await conn.write(.request(id: id, opcode: .put, fields: fields, end: false))
                 streamOpen = true
                 var pending: [UInt8] = []
                 pending.reserveCapacity(frameBytes)
