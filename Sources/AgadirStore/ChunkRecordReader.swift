@@ -19,11 +19,70 @@ enum ChunkRecordReader {
     static func read(
         _ id: ChunkID, at location: ChunkLocation, files: SegmentReadFiles
     ) throws(AgadirError) -> [UInt8] {
-        func corrupt(_ why: String) -> AgadirError {
+        let (header, stored) = try readChecked(id, at: location, files: files)
+        let corrupt = corruption(id, location)
+        let raw: [UInt8]
+        if header.codec == .raw {
+            // Stored bytes are the chunk: the SHA-256 below checks them more strongly than the
+            // CRC would (which profiled at ~20% of a large GET), so the CRC is skipped here.
+            guard stored.count == Int(header.rawLength) else {
+                throw corrupt("raw record holds \(stored.count) bytes but claims \(header.rawLength)")
+            }
+            raw = stored
+        } else {
+            let storedCRC = Checksum.crc32(stored)
+            guard storedCRC == header.storedCRC else {
+                throw corrupt("stored bytes have CRC-32 \(storedCRC), the record says \(header.storedCRC)")
+            }
+            var codec = ChunkCodec()
+            let decoded = stored.withUnsafeBytes { buf in
+                Result { () throws(AgadirError) -> [UInt8] in
+                    try codec.decode(buf, codec: header.codec, rawLength: Int(header.rawLength))
+                }
+            }
+            switch decoded {
+            case .success(let bytes): raw = bytes
+            case .failure(let error): throw corrupt(error.message)
+            }
+        }
+        try ChunkVerifier.verify(raw, id: id, context: "in segment \(location.segment) at offset \(location.offset)")
+        return raw
+    }
+
+    /// The record as stored, for sending to another node that verifies it: header checked
+    /// (CRC, fields, id, agreement with the index) and the CRC-32 of the stored bytes checked
+    /// for every codec, but not decoded or hashed.
+    static func readRecord(
+        _ id: ChunkID, at location: ChunkLocation, files: SegmentReadFiles
+    ) throws(AgadirError) -> EncodedChunk {
+        let (header, stored) = try readChecked(id, at: location, files: files)
+        let corrupt = corruption(id, location)
+        guard header.codec != .raw || stored.count == Int(header.rawLength) else {
+            throw corrupt("raw record holds \(stored.count) bytes but claims \(header.rawLength)")
+        }
+        let storedCRC = Checksum.crc32(stored)
+        guard storedCRC == header.storedCRC else {
+            throw corrupt("stored bytes have CRC-32 \(storedCRC), the record says \(header.storedCRC)")
+        }
+        return EncodedChunk(
+            id: id, codec: header.codec, rawLength: header.rawLength, stored: stored, checksum: header.storedCRC)
+    }
+
+    private static func corruption(_ id: ChunkID, _ location: ChunkLocation) -> (String) -> AgadirError {
+        { why in
             AgadirError(
                 .corruptChunk,
                 "chunk \(id.hex) in segment \(location.segment) at offset \(location.offset) is corrupt: \(why)")
         }
+    }
+
+    /// Reads the header and the stored bytes of the record the index points at, and checks
+    /// everything short of the stored bytes themselves: index values within bounds, segment
+    /// file header, record complete, header CRC and fields, the id, agreement with the index.
+    private static func readChecked(
+        _ id: ChunkID, at location: ChunkLocation, files: SegmentReadFiles
+    ) throws(AgadirError) -> (header: SegmentFormat.RecordHeader, stored: [UInt8]) {
+        let corrupt = corruption(id, location)
         guard location.offset >= SegmentFormat.fileHeaderSize, location.offset < 1 << 48,
             (0...SegmentFormat.maxStoredLength).contains(location.storedLength),
             (0...ChunkCodec.maxRawLength).contains(location.rawLength)
@@ -59,31 +118,6 @@ enum ChunkRecordReader {
         else {
             throw corrupt("the record header disagrees with the index")
         }
-        let raw: [UInt8]
-        if header.codec == .raw {
-            // Stored bytes are the chunk: the SHA-256 below checks them more strongly than the
-            // CRC would (which profiled at ~20% of a large GET), so the CRC is skipped here.
-            guard stored.count == Int(header.rawLength) else {
-                throw corrupt("raw record holds \(stored.count) bytes but claims \(header.rawLength)")
-            }
-            raw = stored
-        } else {
-            let storedCRC = Checksum.crc32(stored)
-            guard storedCRC == header.storedCRC else {
-                throw corrupt("stored bytes have CRC-32 \(storedCRC), the record says \(header.storedCRC)")
-            }
-            var codec = ChunkCodec()
-            let decoded = stored.withUnsafeBytes { buf in
-                Result { () throws(AgadirError) -> [UInt8] in
-                    try codec.decode(buf, codec: header.codec, rawLength: Int(header.rawLength))
-                }
-            }
-            switch decoded {
-            case .success(let bytes): raw = bytes
-            case .failure(let error): throw corrupt(error.message)
-            }
-        }
-        try ChunkVerifier.verify(raw, id: id, context: "in segment \(location.segment) at offset \(location.offset)")
-        return raw
+        return (header, stored)
     }
 }

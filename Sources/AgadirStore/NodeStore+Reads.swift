@@ -23,23 +23,27 @@ extension NodeStore {
     /// segment and the offset when the bytes on disk are damaged.
     public func readChunk(_ id: ChunkID) async throws(AgadirError) -> [UInt8] {
         try await blocking { [readers, readFiles] () throws(AgadirError) -> [UInt8] in
-            let location = try readers.withConnection { db throws(AgadirError) -> ChunkLocation? in
-                try db.firstRow(
-                    """
-                    SELECT segment, "offset", stored_len, raw_len, codec, crc FROM chunks WHERE id = ?
-                    """, [.blob(id.bytes)]
-                ) { row in
-                    ChunkLocation(
-                        segment: UInt64(bitPattern: row.int64(0)), offset: Int(row.int64(1)),
-                        storedLength: Int(row.int64(2)), rawLength: Int(row.int64(3)),
-                        codec: UInt8(truncatingIfNeeded: row.int64(4)), crc: UInt32(truncatingIfNeeded: row.int64(5)))
-                }
-            }
-            guard let location else {
-                throw AgadirError(.noSuchChunk, "chunk \(id.hex) is not stored on this node")
-            }
+            let location = try readers.withConnection { db throws(AgadirError) in try Self.location(of: id, in: db) }
             return try ChunkRecordReader.read(id, at: location, files: readFiles)
         }
+    }
+
+    /// Where the index says chunk `id` is (checked by `ChunkRecordReader`); `.noSuchChunk`.
+    static func location(of id: ChunkID, in db: SQLiteDatabase) throws(AgadirError) -> ChunkLocation {
+        let location = try db.firstRow(
+            """
+            SELECT segment, "offset", stored_len, raw_len, codec, crc FROM chunks WHERE id = ?
+            """, [.blob(id.bytes)]
+        ) { row in
+            ChunkLocation(
+                segment: UInt64(bitPattern: row.int64(0)), offset: Int(row.int64(1)),
+                storedLength: Int(row.int64(2)), rawLength: Int(row.int64(3)),
+                codec: UInt8(truncatingIfNeeded: row.int64(4)), crc: UInt32(truncatingIfNeeded: row.int64(5)))
+        }
+        guard let location else {
+            throw AgadirError(.noSuchChunk, "chunk \(id.hex) is not stored on this node")
+        }
+        return location
     }
 
     /// The bucket named `name`, or nil.

@@ -76,6 +76,12 @@ final class SQLiteDatabase: @unchecked Sendable {
         return Int(sqlite3_changes(handle))
     }
 
+    /// The rowid of the last row inserted on this connection.
+    var lastInsertRowID: Int64 {
+        guard let handle else { return 0 }
+        return sqlite3_last_insert_rowid(handle)
+    }
+
     /// Runs a statement that returns no rows.
     func run(_ sql: String, _ values: [SQLiteValue] = []) throws(AgadirError) {
         let stmt = try prepared(sql, values)
@@ -176,6 +182,22 @@ struct SQLiteRow {
         let count = Int(sqlite3_column_bytes(stmt, column))
         guard count > 0, let base else { return [] }
         return [UInt8](UnsafeRawBufferPointer(start: base, count: count))
+    }
+
+    /// The column's value when it is an INTEGER (not NULL, text or a blob read as a number).
+    func integer(_ column: Int32) -> Int64? {
+        sqlite3_column_type(stmt, column) == SQLITE_INTEGER ? sqlite3_column_int64(stmt, column) : nil
+    }
+
+    /// The column's text when it is TEXT holding valid UTF-8; nil otherwise (a damaged row).
+    /// `text(_:)` repairs invalid UTF-8 instead; values read back for other nodes use this one.
+    func utf8Text(_ column: Int32) -> String? {
+        guard sqlite3_column_type(stmt, column) == SQLITE_TEXT else { return nil }
+        let base = sqlite3_column_text(stmt, column)  // before column_bytes, as SQLite asks
+        let count = Int(sqlite3_column_bytes(stmt, column))
+        guard count > 0 else { return "" }
+        guard let base else { return nil }
+        return String(validating: UnsafeBufferPointer(start: base, count: count), as: UTF8.self)
     }
 
     func text(_ column: Int32) -> String {
