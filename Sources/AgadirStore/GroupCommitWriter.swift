@@ -316,8 +316,13 @@ final class GroupCommitWriter: @unchecked Sendable {
             if try bucketExists(bucket.name) {
                 throw AgadirError(.bucketAlreadyExists, "bucket '\(bucket.name)' already exists")
             }
+            // A standalone bucket is a catalog record at version (0, 0); it takes the place of a
+            // deleted record of the same name.
             try db.run(
-                "INSERT INTO buckets(name, policy, created_ms) VALUES (?, ?, ?)",
+                """
+                INSERT OR REPLACE INTO buckets(name, policy, created_ms, version_hlc, version_node, deleted)
+                VALUES (?, ?, ?, 0, 0, 0)
+                """,
                 [.text(bucket.name), .text(bucket.policy), .int(Int64(bitPattern: bucket.createdMillis))])
             return .done
         case .deleteBucket(let name):
@@ -326,8 +331,9 @@ final class GroupCommitWriter: @unchecked Sendable {
         }
     }
 
+    /// A bucket exists for standalone writes when its newest catalog record is not a deletion.
     private func bucketExists(_ name: String) throws(AgadirError) -> Bool {
-        try db.firstRow("SELECT 1 FROM buckets WHERE name = ?", [.text(name)]) { _ in true } ?? false
+        try db.firstRow("SELECT 1 FROM buckets WHERE name = ? AND deleted = 0", [.text(name)]) { _ in true } ?? false
     }
 
     private func applyManifest(_ m: ObjectManifest, encoded: [UInt8]) throws(AgadirError) -> PutManifestOutcome {

@@ -1,10 +1,13 @@
 import AgadirCore
 
-/// The SQLite schema of `DIR/meta.sqlite` and its version check (docs/storage.md, "Schema").
+/// The SQLite schema of `DIR/meta.sqlite`, its version check and its migrations
+/// (docs/storage.md, "SQLite schema").
 enum MetadataSchema {
-    /// The schema this build writes. A database with a newer version is refused on open.
-    static let currentVersion: Int64 = 1
+    /// The schema this build writes. A database with a newer version is refused on open; an
+    /// older one is migrated in place, in the transaction that opens it.
+    static let currentVersion: Int64 = 2
 
+    /// The schema of a new database (version 2).
     static let createStatements = """
         CREATE TABLE schema_version(version INTEGER NOT NULL);
         CREATE TABLE chunks(
@@ -12,7 +15,11 @@ enum MetadataSchema {
             stored_len INTEGER NOT NULL, raw_len INTEGER NOT NULL, codec INTEGER NOT NULL,
             crc INTEGER NOT NULL, refs INTEGER NOT NULL, created_ms INTEGER NOT NULL
         ) WITHOUT ROWID;
-        CREATE TABLE buckets(name TEXT PRIMARY KEY, policy TEXT NOT NULL, created_ms INTEGER NOT NULL);
+        CREATE TABLE buckets(
+            name TEXT PRIMARY KEY, policy TEXT NOT NULL, created_ms INTEGER NOT NULL,
+            version_hlc INTEGER NOT NULL DEFAULT 0, version_node INTEGER NOT NULL DEFAULT 0,
+            deleted INTEGER NOT NULL DEFAULT 0
+        );
         CREATE TABLE objects(
             bucket TEXT NOT NULL, key BLOB NOT NULL, version_hlc INTEGER NOT NULL,
             version_node INTEGER NOT NULL, tombstone INTEGER NOT NULL, size INTEGER NOT NULL,
@@ -21,10 +28,38 @@ enum MetadataSchema {
             PRIMARY KEY(bucket, key)
         ) WITHOUT ROWID;
         CREATE TABLE segments(number INTEGER PRIMARY KEY, committed_len INTEGER NOT NULL);
+        \(version2Tables)
         """
 
-    /// Sets the connection up for the writer and creates or checks the schema.
-    static func prepareWriter(_ db: SQLiteDatabase) throws(AgadirError) {
+    /// The tables version 2 adds to version 1 (shared by a new database and the migration).
+    private static let version2Tables = """
+        CREATE TABLE chunk_refs(
+            chunk BLOB NOT NULL, bucket TEXT NOT NULL, key BLOB NOT NULL,
+            version_hlc INTEGER NOT NULL, version_node INTEGER NOT NULL, created_ms INTEGER NOT NULL,
+            PRIMARY KEY(chunk, bucket, key, version_hlc, version_node)
+        ) WITHOUT ROWID;
+        CREATE TABLE hints(
+            id INTEGER PRIMARY KEY AUTOINCREMENT, target TEXT NOT NULL, bucket TEXT NOT NULL,
+            kind INTEGER NOT NULL, chunk BLOB, manifest BLOB, reference BLOB, created_ms INTEGER NOT NULL
+        );
+        CREATE INDEX hints_target ON hints(target);
+        """
+
+    /// Version 1 → 2: the bucket catalog's version and deletion columns (existing rows become
+    /// version (0, 0), not deleted), cluster chunk references, and hints.
+    private static let migrationFrom1 = """
+        ALTER TABLE buckets ADD COLUMN version_hlc INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE buckets ADD COLUMN version_node INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE buckets ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+        \(version2Tables)
+        UPDATE schema_version SET version = 2;
+        """
+
+    /// Sets the connection up for the writer and creates, checks or migrates the schema, all
+    /// in one transaction: a migration that fails leaves the database as it was. Returns the
+    /// version the database was migrated from, or nil when it was created or already current.
+    @discardableResult
+    static func prepareWriter(_ db: SQLiteDatabase) throws(AgadirError) -> Int64? {
         let mode = try db.firstRow("PRAGMA journal_mode=WAL") { row in row.text(0) }
         guard mode?.lowercased() == "wal" else {
             throw AgadirError(.ioError, "SQLite \(db.path) refused WAL mode (journal_mode is \(mode ?? "unknown"))")
@@ -36,6 +71,7 @@ enum MetadataSchema {
         }
         try db.execute("BEGIN IMMEDIATE")
         do throws(AgadirError) {
+            var migratedFrom: Int64? = nil
             let hasTable = try db.firstRow(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
             ) { _ in true } ?? false
@@ -52,6 +88,16 @@ enum MetadataSchema {
                         "\(db.path) has schema version \(version), newer than this build supports "
                             + "(\(currentVersion)); run a newer agadird on this data directory")
                 }
+                guard version >= 1 else {
+                    throw AgadirError(
+                        .corruptData,
+                        "\(db.path) has schema version \(version), which no build of Agadir ever wrote; "
+                            + "restore the data directory from a backup")
+                }
+                if version == 1 {
+                    try db.execute(migrationFrom1)
+                    migratedFrom = 1
+                }
             } else {
                 try db.execute(createStatements)
                 try db.run("INSERT INTO schema_version(version) VALUES (?)", [.int(currentVersion)])
@@ -60,6 +106,7 @@ enum MetadataSchema {
             // (a bucket with many deleted keys would otherwise make one page scan them all).
             try db.execute("CREATE INDEX IF NOT EXISTS objects_live ON objects(bucket, key) WHERE tombstone = 0")
             try db.execute("COMMIT")
+            return migratedFrom
         } catch {
             try? db.execute("ROLLBACK")
             throw error

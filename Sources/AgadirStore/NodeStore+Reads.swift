@@ -46,22 +46,26 @@ extension NodeStore {
         return location
     }
 
-    /// The bucket named `name`, or nil.
+    /// The bucket named `name`, or nil (also when its newest catalog record is a deletion).
     public func bucket(_ name: String) async throws(AgadirError) -> BucketInfo? {
         try readers.withConnection { db throws(AgadirError) -> BucketInfo? in
-            try db.firstRow("SELECT name, policy, created_ms FROM buckets WHERE name = ?", [.text(name)]) { row in
+            try db.firstRow(
+                "SELECT name, policy, created_ms FROM buckets WHERE name = ? AND deleted = 0", [.text(name)]
+            ) { row in
                 BucketInfo(
                     name: row.text(0), policy: row.text(1), createdMillis: UInt64(bitPattern: row.int64(2)))
             }
         }
     }
 
-    /// Every bucket on this node, sorted by name.
+    /// Every bucket on this node, sorted by name (not those whose newest catalog record is a
+    /// deletion).
     public func listBuckets() async throws(AgadirError) -> [BucketInfo] {
         try await blocking { [readers] () throws(AgadirError) -> [BucketInfo] in
             try readers.withConnection { db throws(AgadirError) -> [BucketInfo] in
                 var out: [BucketInfo] = []
-                try db.forEachRow("SELECT name, policy, created_ms FROM buckets ORDER BY name") { row in
+                let sql = "SELECT name, policy, created_ms FROM buckets WHERE deleted = 0 ORDER BY name"
+                try db.forEachRow(sql) { row in
                     out.append(
                         BucketInfo(
                             name: row.text(0), policy: row.text(1), createdMillis: UInt64(bitPattern: row.int64(2))))
@@ -81,7 +85,9 @@ extension NodeStore {
                 "SELECT manifest FROM objects WHERE bucket = ? AND key = ?", [.text(bucket), .blob(Array(key.utf8))]
             ) { row in row.blob(0) }
             guard let encoded else {
-                let exists = try db.firstRow("SELECT 1 FROM buckets WHERE name = ?", [.text(bucket)]) { _ in true }
+                let exists = try db.firstRow(
+                    "SELECT 1 FROM buckets WHERE name = ? AND deleted = 0", [.text(bucket)]
+                ) { _ in true }
                 guard exists != nil else {
                     throw AgadirError(.noSuchBucket, "bucket '\(bucket)' does not exist on this node")
                 }
@@ -109,7 +115,9 @@ extension NodeStore {
         }
         return try await blocking { [readers] () throws(AgadirError) -> ListPage in
             try readers.withConnection { db throws(AgadirError) -> ListPage in
-                let exists = try db.firstRow("SELECT 1 FROM buckets WHERE name = ?", [.text(bucket)]) { _ in true }
+                let exists = try db.firstRow(
+                    "SELECT 1 FROM buckets WHERE name = ? AND deleted = 0", [.text(bucket)]
+                ) { _ in true }
                 guard exists != nil else {
                     throw AgadirError(.noSuchBucket, "bucket '\(bucket)' does not exist on this node")
                 }
@@ -128,7 +136,8 @@ extension NodeStore {
                 // One read transaction, so the three aggregates agree with each other.
                 try db.execute("BEGIN")
                 defer { try? db.execute("COMMIT") }
-                let buckets = try db.firstRow("SELECT COUNT(*) FROM buckets") { Int($0.int64(0)) } ?? 0
+                let buckets =
+                    try db.firstRow("SELECT COUNT(*) FROM buckets WHERE deleted = 0") { Int($0.int64(0)) } ?? 0
                 let objects = try db.firstRow(
                     "SELECT COUNT(*), COALESCE(SUM(size), 0), COALESCE(SUM(inline_size), 0) FROM objects "
                         + "WHERE tombstone = 0"

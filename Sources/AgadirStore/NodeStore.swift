@@ -60,7 +60,11 @@ public final class NodeStore: Sendable {
         if try Posix.makeDirectory(chunksDirectory) { try Posix.syncDirectory(directory) }
         let dbPath = directory + "/meta.sqlite"
         let db = try SQLiteDatabase(path: dbPath, readOnly: false)
-        try MetadataSchema.prepareWriter(db)
+        if let from = try MetadataSchema.prepareWriter(db) {
+            logger.info(
+                "metadata schema migrated",
+                metadata: ["store/schema-from": "\(from)", "store/schema-to": "\(MetadataSchema.currentVersion)"])
+        }
         try Posix.syncDirectory(directory)  // the entries of meta.sqlite and its WAL
         let recovered = try SegmentRecovery.recover(db: db, chunksDirectory: chunksDirectory, logger: logger)
         let readers: ReaderPool
@@ -158,13 +162,17 @@ public final class NodeStore: Sendable {
     }
 
     /// Creates a bucket; `.bucketAlreadyExists` if one has that name.
+    ///
+    /// The bucket is recorded in the catalog at version (0, 0), not deleted, in place of a
+    /// deleted record of that name if there is one.
     public func createBucket(_ bucket: BucketInfo) async throws(AgadirError) {
         try Names.validateBucket(bucket.name)
         _ = try await write(.createBucket(bucket))
     }
 
     /// Deletes a bucket: `.noSuchBucket` if it does not exist, `.bucketNotEmpty` while any live
-    /// object remains. Its tombstones go with it (their chunk references are released).
+    /// object remains. Its tombstones go with it (their chunk references are released), and so
+    /// does its catalog record (standalone mode; the cluster writes deletion records instead).
     public func deleteBucket(_ name: String) async throws(AgadirError) {
         _ = try await write(.deleteBucket(name))
     }
