@@ -36,6 +36,11 @@ final class GroupCommitWriter: @unchecked Sendable {
     /// Set when a segment sync failed: the kernel may have dropped dirty pages, so no later
     /// write can be trusted to be durable; every write fails until the store is reopened.
     private var poisoned: AgadirError?
+    /// Rows in `hints` as of the last commit; nil until first needed (or after a failed commit),
+    /// then counted once. Keeps `putHint`'s bound from counting the table on every hint.
+    private var committedHintCount: Int?
+    /// Hints added (positive) or deleted (negative) by the transaction in progress.
+    private var batchHintDelta = 0
 
     init(
         db: SQLiteDatabase, chunksDirectory: String, options: StoreOptions, logger: Logger,
@@ -126,7 +131,7 @@ final class GroupCommitWriter: @unchecked Sendable {
         var early: [(Int, Result<WriteOutcome, AgadirError>)] = []
         let appendedIndexes = Set(newChunks.map(\.index))
         for (i, op) in operations.enumerated() {
-            guard case .putChunk(_, deferred: true) = op else { continue }
+            guard case .putChunk(_, .deferred) = op else { continue }
             if let first = duplicateOf[i] {
                 if case .some(.failure(let e)) = results[first] { early.append((i, .failure(e))) } else {
                     early.append((i, .success(.chunk(stored: false))))
@@ -140,6 +145,8 @@ final class GroupCommitWriter: @unchecked Sendable {
         if !early.isEmpty { appended(early) }
 
         // Step 3: one transaction.
+        var transactionError: AgadirError?
+        batchHintDelta = 0
         do throws(AgadirError) {
             try db.execute("BEGIN IMMEDIATE")
             do throws(AgadirError) {
@@ -164,23 +171,36 @@ final class GroupCommitWriter: @unchecked Sendable {
                         ON CONFLICT(number) DO UPDATE SET committed_len = excluded.committed_len
                         """, [.int(Int64(segment)), .int(Int64(length))])
                 }
+                // References of chunk writes that succeeded (stored now, or already held),
+                // committed with the chunk rows.
+                for (i, op) in operations.enumerated() {
+                    guard case .putChunk(let chunk, .referenced(let reference)) = op,
+                        case .some(.success) = results[duplicateOf[i] ?? i]
+                    else { continue }
+                    try recordReference(reference, on: chunk.id, now: now)
+                }
                 for (i, op) in operations.enumerated() {
                     if case .putChunk = op { continue }
+                    let hintDelta = batchHintDelta
                     try db.execute("SAVEPOINT op")
                     do throws(AgadirError) {
                         results[i] = .success(try apply(op, now: now))
                         try db.execute("RELEASE op")
                     } catch {
                         try db.execute("ROLLBACK TO op; RELEASE op")
+                        batchHintDelta = hintDelta
                         results[i] = .failure(error)
                     }
                 }
                 try db.execute("COMMIT")
+                committedHintCount = committedHintCount.map { $0 + batchHintDelta }
             } catch {
                 try? db.execute("ROLLBACK")
                 throw error
             }
         } catch {
+            transactionError = error
+            committedHintCount = nil
             logger.error("group commit failed", metadata: ["store/error": "\(error)"])
             // A failed COMMIT (a WAL sync error, say) may have left SQLite's view of its
             // files ahead of the disk: like a failed segment sync, nothing later can be
@@ -189,19 +209,27 @@ final class GroupCommitWriter: @unchecked Sendable {
                 error.code == .storageFull ? .storageFull : .ioError,
                 "the metadata database failed to commit (\(error.message)); writes are refused until the node restarts")
             for i in results.indices where duplicateOf[i] == nil {
-                if case .putChunk = operations[i], case .some(.success(.chunk(stored: false))) = results[i] {
-                    continue  // already indexed before this batch: still true
+                if case .putChunk(_, let write) = operations[i], write.reference == nil,
+                    case .some(.success(.chunk(stored: false))) = results[i]
+                {
+                    continue  // already indexed before this batch, and nothing to record: still true
                 }
                 results[i] = .failure(error)
             }
         }
+        batchHintDelta = 0
 
         // Step 4: every caller gets its own result.
         return results.indices.map { i in
             if let first = duplicateOf[i] {
                 switch results[first] {
                 case .some(.failure(let error)): return .failure(error)
-                default: return .success(.chunk(stored: false))
+                default:
+                    // Its reference went down with a failed transaction even if the chunk was held.
+                    if case .putChunk(_, .referenced) = operations[i], let transactionError {
+                        return .failure(transactionError)
+                    }
+                    return .success(.chunk(stored: false))
                 }
             }
             return results[i] ?? .failure(AgadirError(.internalError, "write \(i) of a batch got no result"))
@@ -317,7 +345,8 @@ final class GroupCommitWriter: @unchecked Sendable {
                 throw AgadirError(.bucketAlreadyExists, "bucket '\(bucket.name)' already exists")
             }
             // A standalone bucket is a catalog record at version (0, 0); it takes the place of a
-            // deleted record of the same name.
+            // deleted record of the same name (BucketRecord).
+            try checkRoomForBucketRecord(bucket.name)
             try db.run(
                 """
                 INSERT OR REPLACE INTO buckets(name, policy, created_ms, version_hlc, version_node, deleted)
@@ -328,6 +357,27 @@ final class GroupCommitWriter: @unchecked Sendable {
         case .deleteBucket(let name):
             try deleteBucket(name)
             return .done
+        case .claimChunks(let ids, let reference):
+            var held: [Bool] = []
+            held.reserveCapacity(ids.count)
+            for id in ids {
+                let isHeld = try isIndexed(id)
+                if isHeld { try recordReference(reference, on: id, now: now) }
+                held.append(isHeld)
+            }
+            return .claims(held)
+        case .putReplicaManifest(let manifest, let encoded):
+            return .manifest(try applyManifest(manifest, encoded: encoded, asReplica: true))
+        case .mergeBucketRecord(let record):
+            return .applied(try mergeBucketRecord(record))
+        case .putHint(let hint):
+            return .hint(id: try insertHint(hint))
+        case .deleteHints(let ids):
+            for id in ids {
+                try db.run("DELETE FROM hints WHERE id = ?", [.int(id)])
+                batchHintDelta -= db.changes
+            }
+            return .done
         }
     }
 
@@ -336,8 +386,27 @@ final class GroupCommitWriter: @unchecked Sendable {
         try db.firstRow("SELECT 1 FROM buckets WHERE name = ? AND deleted = 0", [.text(name)]) { _ in true } ?? false
     }
 
-    private func applyManifest(_ m: ObjectManifest, encoded: [UInt8]) throws(AgadirError) -> PutManifestOutcome {
-        guard try bucketExists(m.bucket) else {
+    private func recordReference(_ reference: ChunkReference, on id: ChunkID, now: Int64) throws(AgadirError) {
+        try db.run(
+            """
+            INSERT OR IGNORE INTO chunk_refs(chunk, bucket, key, version_hlc, version_node, created_ms)
+            VALUES (?, ?, ?, ?, ?, ?)
+            """,
+            [
+                .blob(id.bytes), .text(reference.bucket), .blob(Array(reference.key.utf8)),
+                .int(Int64(bitPattern: reference.version.timestamp.rawValue)),
+                .int(Int64(bitPattern: reference.version.node)), .int(now),
+            ])
+    }
+
+    /// Applies `m` if it is newer than the stored version (last writer wins). A standalone
+    /// manifest needs its bucket and its chunks here and moves reference counts; a replica
+    /// (`asReplica`) needs neither and leaves `chunks.refs` alone, including the counts of the
+    /// version it replaces.
+    private func applyManifest(
+        _ m: ObjectManifest, encoded: [UInt8], asReplica: Bool = false
+    ) throws(AgadirError) -> PutManifestOutcome {
+        if !asReplica, try !bucketExists(m.bucket) {
             throw AgadirError(.noSuchBucket, "bucket '\(m.bucket)' does not exist on this node; create it first")
         }
         let key = Array(m.key.utf8)
@@ -355,7 +424,7 @@ final class GroupCommitWriter: @unchecked Sendable {
         if let current, !(m.version > current.version) {
             return .superseded(current: current.version)
         }
-        for (id, count) in Self.referenceCounts(m.chunkRefs) {
+        for (id, count) in asReplica ? [] : Self.referenceCounts(m.chunkRefs) {
             try db.run("UPDATE chunks SET refs = refs + ? WHERE id = ?", [.int(count), .blob(id.bytes)])
             guard db.changes == 1 else {
                 throw AgadirError(
@@ -364,7 +433,9 @@ final class GroupCommitWriter: @unchecked Sendable {
                         + "store the chunk first")
             }
         }
-        if let current { try releaseReferences(ofEncoded: current.manifest, what: "\(m.bucket)/\(m.key)") }
+        if let current, !asReplica {
+            try releaseReferences(ofEncoded: current.manifest, what: "\(m.bucket)/\(m.key)")
+        }
         let inlineSize: Int64
         if case .inline(let data) = m.body { inlineSize = Int64(data.count) } else { inlineSize = 0 }
         try db.run(
@@ -419,6 +490,86 @@ final class GroupCommitWriter: @unchecked Sendable {
         for (key, manifest) in remaining { try releaseReferences(ofEncoded: manifest, what: "\(name)/\(key)") }
         try db.run("DELETE FROM objects WHERE bucket = ?", [.text(name)])
         try db.run("DELETE FROM buckets WHERE name = ?", [.text(name)])
+    }
+
+    // MARK: Bucket catalog
+
+    /// Applies `record` when it is newer than the stored record of its name, or none is stored.
+    private func mergeBucketRecord(_ record: BucketRecord) throws(AgadirError) -> Bool {
+        let stored = try db.firstRow(
+            "SELECT version_hlc, version_node FROM buckets WHERE name = ?", [.text(record.name)]
+        ) { row in
+            ObjectVersion(
+                timestamp: HLCTimestamp(rawValue: UInt64(bitPattern: row.int64(0))),
+                node: UInt64(bitPattern: row.int64(1)))
+        }
+        if let stored {
+            guard record.version > stored else { return false }
+        } else {
+            try checkRoomForBucketRecord(record.name)
+        }
+        try db.run(
+            """
+            INSERT OR REPLACE INTO buckets(name, policy, created_ms, version_hlc, version_node, deleted)
+            VALUES (?, ?, ?, ?, ?, ?)
+            """,
+            [
+                .text(record.name), .text(record.policy), .int(Int64(bitPattern: record.createdMillis)),
+                .int(Int64(bitPattern: record.version.timestamp.rawValue)),
+                .int(Int64(bitPattern: record.version.node)), .int(record.deleted ? 1 : 0),
+            ])
+        return true
+    }
+
+    /// Refuses a new name once the catalog holds `NodeStore.maxBucketRecords` records.
+    private func checkRoomForBucketRecord(_ name: String) throws(AgadirError) {
+        let exists = try db.firstRow("SELECT 1 FROM buckets WHERE name = ?", [.text(name)]) { _ in true } ?? false
+        guard !exists else { return }
+        let count = try db.firstRow("SELECT COUNT(*) FROM buckets") { row in row.int64(0) } ?? 0
+        guard count < Int64(NodeStore.maxBucketRecords) else {
+            throw AgadirError(
+                .storageFull,
+                "the bucket catalog holds \(count) records, the most a node keeps (\(NodeStore.maxBucketRecords)); "
+                    + "bucket '\(name)' was not recorded")
+        }
+    }
+
+    // MARK: Hints
+
+    private func insertHint(_ hint: EncodedHint) throws(AgadirError) -> Int64 {
+        if let chunk = hint.chunk, try !isIndexed(chunk) {
+            throw AgadirError(
+                .noSuchChunk,
+                "hint for node '\(hint.target)' names chunk \(chunk.hex), which this node does not hold; "
+                    + "store it with putChunk(_:reference:) first")
+        }
+        let pending = try pendingHintCount()
+        guard pending < options.maxHints else {
+            throw AgadirError(
+                .storageFull,
+                "\(pending) hints are pending, the most this node parks (maxHints = \(options.maxHints)); "
+                    + "hint for node '\(hint.target)' refused: bring the node back or raise maxHints")
+        }
+        try db.run(
+            """
+            INSERT INTO hints(target, bucket, kind, chunk, manifest, reference, created_ms)
+            VALUES (?, ?, ?, ?, ?, ?, ?)
+            """,
+            [
+                .text(hint.target), .text(hint.bucket), .int(hint.kind.rawValue),
+                hint.chunk.map { .blob($0.bytes) } ?? .null, hint.manifest.map { .blob($0) } ?? .null,
+                hint.reference.map { .blob($0) } ?? .null, .int(Int64(bitPattern: hint.createdMillis)),
+            ])
+        batchHintDelta += 1
+        return db.lastInsertRowID
+    }
+
+    /// Rows in `hints` as the transaction in progress sees them.
+    private func pendingHintCount() throws(AgadirError) -> Int {
+        if let committedHintCount { return committedHintCount + batchHintDelta }
+        let now = try db.firstRow("SELECT COUNT(*) FROM hints") { row in Int(row.int64(0)) } ?? 0
+        committedHintCount = now - batchHintDelta
+        return now
     }
 
     /// Distinct chunk ids with their multiplicity, in order of first appearance.

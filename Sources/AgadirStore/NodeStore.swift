@@ -16,6 +16,10 @@ public final class NodeStore: Sendable {
     /// The data directory this store was opened on.
     public let directory: String
 
+    /// Most records the bucket catalog keeps (deleted ones included): a new name beyond it is
+    /// refused with `.storageFull` by `createBucket` and `mergeBucketRecord`.
+    public static let maxBucketRecords = 100_000
+
     let logger: Logger
     let readers: ReaderPool
     let readFiles: SegmentReadFiles
@@ -45,10 +49,13 @@ public final class NodeStore: Sendable {
     public static func open(
         directory: String, options: StoreOptions = StoreOptions(), logger: Logger
     ) throws(AgadirError) -> NodeStore {
-        guard options.segmentMaxBytes >= 4096, options.readerCount >= 1, options.maxBatchOperations >= 1 else {
+        guard options.segmentMaxBytes >= 4096, options.readerCount >= 1, options.maxBatchOperations >= 1,
+            options.maxHints >= 0
+        else {
             throw AgadirError(
                 .invalidArgument,
-                "store options need segmentMaxBytes >= 4096, readerCount >= 1 and maxBatchOperations >= 1")
+                "store options need segmentMaxBytes >= 4096, readerCount >= 1, maxBatchOperations >= 1 "
+                    + "and maxHints >= 0")
         }
         let chunksDirectory = directory + "/chunks"
         if try Posix.makeDirectory(directory) {
@@ -113,7 +120,7 @@ public final class NodeStore: Sendable {
 
     // MARK: Writes
 
-    private func write(_ operation: WriteOperation) async throws(AgadirError) -> WriteOutcome {
+    func write(_ operation: WriteOperation) async throws(AgadirError) -> WriteOutcome {
         let result = await withCheckedContinuation { (completion: WriteCompletion) in
             queue.submit(operation, completion)
         }
@@ -136,6 +143,17 @@ public final class NodeStore: Sendable {
     /// the caller vouches that `id` is the SHA-256 of the decoded bytes (reads verify it).
     @discardableResult
     public func putChunk(_ chunk: EncodedChunk, durability: ChunkDurability = .durable) async throws(AgadirError) -> Bool {
+        try Self.checkConsistency(chunk)
+        let mode: ChunkWrite = durability == .deferred ? .deferred : .durable
+        guard case .chunk(let stored) = try await write(.putChunk(chunk, mode)) else {
+            throw AgadirError(.internalError, "chunk write got a result of the wrong kind")
+        }
+        return stored
+    }
+
+    /// The cheap checks of a chunk given to `putChunk`: lengths within bounds, a raw chunk's
+    /// length, and the CRC-32 of the stored bytes (not the SHA-256).
+    static func checkConsistency(_ chunk: EncodedChunk) throws(AgadirError) {
         guard Int(chunk.rawLength) <= ChunkCodec.maxRawLength,
             chunk.stored.count <= SegmentFormat.maxStoredLength
         else {
@@ -155,16 +173,13 @@ public final class NodeStore: Sendable {
                 .checksumMismatch,
                 "chunk \(chunk.id.hex): stored bytes have CRC-32 \(crc), the chunk claims \(chunk.checksum)")
         }
-        guard case .chunk(let stored) = try await write(.putChunk(chunk, deferred: durability == .deferred)) else {
-            throw AgadirError(.internalError, "chunk write got a result of the wrong kind")
-        }
-        return stored
     }
 
     /// Creates a bucket; `.bucketAlreadyExists` if one has that name.
     ///
-    /// The bucket is recorded in the catalog at version (0, 0), not deleted, in place of a
-    /// deleted record of that name if there is one.
+    /// The bucket is recorded in the catalog at version `ObjectVersion.zero`, not deleted, in
+    /// place of a deleted record of that name if there is one (`BucketRecord`). `.storageFull`
+    /// when the catalog already holds `maxBucketRecords` names.
     public func createBucket(_ bucket: BucketInfo) async throws(AgadirError) {
         try Names.validateBucket(bucket.name)
         _ = try await write(.createBucket(bucket))
@@ -187,6 +202,16 @@ public final class NodeStore: Sendable {
     /// stored faithfully (key rules, or a field too long for `ManifestCodec`).
     @discardableResult
     public func putManifest(_ manifest: ObjectManifest) async throws(AgadirError) -> PutManifestOutcome {
+        let encoded = try Self.encodeFaithfully(manifest)
+        guard case .manifest(let outcome) = try await write(.putManifest(manifest, encoded: encoded)) else {
+            throw AgadirError(.internalError, "manifest write got a result of the wrong kind")
+        }
+        return outcome
+    }
+
+    /// The `ManifestCodec` encoding of a manifest whose key follows the key rules, checked to
+    /// decode back to the same manifest.
+    static func encodeFaithfully(_ manifest: ObjectManifest) throws(AgadirError) -> [UInt8] {
         try Names.validateKey(manifest.key)
         let encoded = ManifestCodec.encode(manifest)
         // The codec clamps over-long fields when encoding; a manifest that does not come back
@@ -197,10 +222,7 @@ public final class NodeStore: Sendable {
                 "manifest of '\(manifest.bucket)/\(manifest.key)' exceeds the limits of the manifest format "
                     + "(strings up to 65535 bytes, inline bodies up to \(ManifestCodec.maxInlineBytes) bytes)")
         }
-        guard case .manifest(let outcome) = try await write(.putManifest(manifest, encoded: encoded)) else {
-            throw AgadirError(.internalError, "manifest write got a result of the wrong kind")
-        }
-        return outcome
+        return encoded
     }
 
     // MARK: Blocking work off the cooperative pool

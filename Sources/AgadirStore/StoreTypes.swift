@@ -10,12 +10,17 @@ public struct StoreOptions: Sendable {
     public var readerCount: Int
     /// Most operations the writer thread takes into one group commit. Default 1024.
     public var maxBatchOperations: Int
+    /// Most hints (writes parked for a replica that was down) pending at once; `putHint`
+    /// beyond it fails with `.storageFull`. Default 1_000_000.
+    public var maxHints: Int
 
-    /// The defaults: 256 MiB segments, 4 readers, 1024 operations per group commit.
+    /// The defaults: 256 MiB segments, 4 readers, 1024 operations per group commit,
+    /// 1_000_000 pending hints.
     public init() {
         segmentMaxBytes = 256 * 1024 * 1024
         readerCount = 4
         maxBatchOperations = 1024
+        maxHints = 1_000_000
     }
 }
 

@@ -2,19 +2,43 @@ import AgadirCore
 import Dispatch
 import Synchronization
 
+/// How a chunk write is acknowledged, and what is recorded with it.
+enum ChunkWrite: Sendable {
+    /// Resumed after the sync and the index commit.
+    case durable
+    /// Resumed once the bytes are written, before the sync (`ChunkDurability.deferred`).
+    case deferred
+    /// Durable, and the reference is recorded in `chunk_refs` in the same transaction.
+    case referenced(ChunkReference)
+
+    var reference: ChunkReference? {
+        if case .referenced(let reference) = self { return reference }
+        return nil
+    }
+}
+
 /// One write a caller waits for.
 enum WriteOperation: Sendable {
-    /// `deferred`: the caller is resumed once the bytes are written, before the sync.
-    case putChunk(EncodedChunk, deferred: Bool)
+    case putChunk(EncodedChunk, ChunkWrite)
     /// The manifest and its `ManifestCodec` encoding (done by the caller, off the writer thread).
     case putManifest(ObjectManifest, encoded: [UInt8])
     case createBucket(BucketInfo)
     case deleteBucket(String)
+    /// Records the reference on each listed chunk that is held (`NodeStore.claimChunks`).
+    case claimChunks([ChunkID], ChunkReference)
+    /// Last writer wins without bucket, chunk or reference-count bookkeeping.
+    case putReplicaManifest(ObjectManifest, encoded: [UInt8])
+    case mergeBucketRecord(BucketRecord)
+    case putHint(EncodedHint)
+    case deleteHints([Int64])
 }
 
 enum WriteOutcome: Sendable {
     case chunk(stored: Bool)
     case manifest(PutManifestOutcome)
+    case claims([Bool])
+    case applied(Bool)
+    case hint(id: Int64)
     case done
 }
 
