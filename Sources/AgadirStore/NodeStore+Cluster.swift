@@ -53,8 +53,8 @@ extension NodeStore {
                 .invalidArgument, "\(ids.count) chunk ids in one claim; send at most \(Self.maxClaimIDs) at a time")
         }
         try reference.validate()
-        // Misses are the common case for new data: answer them without a group commit. Chunks
-        // are never removed, so a chunk seen here is still held when the writer records.
+        // Misses are the common case for new data: answer them without a group commit. When
+        // any chunk is seen, the writer checks every id again before it records.
         guard try await containsChunks(ids).contains(true) else { return [Bool](repeating: false, count: ids.count) }
         guard case .claims(let held) = try await write(.claimChunks(ids, reference)), held.count == ids.count else {
             throw AgadirError(.internalError, "chunk claim got a result of the wrong kind")
