@@ -2,24 +2,17 @@ import AgadirCore
 
 // MARK: - Values of the cluster additions to the store (docs/storage.md, docs/cluster.md)
 
-/// The object version a chunk was written for (the "owner" recorded with it).
-///
-/// In a cluster a chunk is placed by its id and the manifest that lists it by bucket and key,
-/// usually on other nodes, so the chunk's node cannot count references from manifests. It
-/// records instead, in `chunk_refs`, every object version the chunk was stored or claimed for:
-/// the residency audit checks those buckets, and the garbage collector will check those
-/// versions against the manifests' replicas.
-public struct ChunkReference: Sendable, Hashable {
-    public var bucket: String
-    public var key: String
-    public var version: ObjectVersion
+// `ChunkReference`, `ReplicaListEntry` and `BucketRecord` live in AgadirCore
+// (ClusterRecords.swift): the peer protocol carries them too. In a cluster a chunk is
+// placed by its id and the manifest that lists it by bucket and key, usually on other
+// nodes, so the chunk's node cannot count references from manifests: it records instead,
+// in `chunk_refs`, every object version the chunk was stored or claimed for; the residency
+// audit checks those buckets, and the garbage collector will check those versions against
+// the manifests' replicas. Buckets created by the standalone `NodeStore.createBucket` are
+// catalog records at version `ObjectVersion.zero`, so any record the cluster writes for
+// the same name wins over them.
 
-    public init(bucket: String, key: String, version: ObjectVersion) {
-        self.bucket = bucket
-        self.key = key
-        self.version = version
-    }
-
+extension ChunkReference {
     /// Bucket name and key rules (`Names`): a reference is stored only if it can name a real
     /// object, and always fits the reference encoding of a hint.
     func validate() throws(AgadirError) {
@@ -28,53 +21,7 @@ public struct ChunkReference: Sendable, Hashable {
     }
 }
 
-/// One entry of a replica listing (`NodeStore.replicaList`): the newest version this node
-/// stores for a key, tombstones included, for a coordinator to merge with other replicas'.
-public struct ReplicaListEntry: Sendable, Hashable {
-    public var key: String
-    public var version: ObjectVersion
-    /// The stored version is a delete marker.
-    public var isTombstone: Bool
-    /// Object size in bytes (0 for a tombstone).
-    public var size: UInt64
-    public var etag: ChunkID
-    public var contentType: String
-
-    public init(
-        key: String, version: ObjectVersion, isTombstone: Bool, size: UInt64, etag: ChunkID, contentType: String
-    ) {
-        self.key = key
-        self.version = version
-        self.isTombstone = isTombstone
-        self.size = size
-        self.etag = etag
-        self.contentType = contentType
-    }
-}
-
-/// A record of the cluster-wide bucket catalog: last writer wins per name on `version`
-/// (`ObjectVersion` order); a deletion is a record with `deleted = true`.
-///
-/// Buckets created by the standalone `NodeStore.createBucket` are records at version
-/// `ObjectVersion.zero`, so any record written by the cluster for the same name wins over them.
-public struct BucketRecord: Sendable, Hashable {
-    public var name: String
-    /// The placement policy, fixed at creation.
-    public var policy: String
-    /// Creation time, milliseconds since the Unix epoch.
-    public var createdMillis: UInt64
-    public var version: ObjectVersion
-    /// The bucket was deleted as of `version`.
-    public var deleted: Bool
-
-    public init(name: String, policy: String, createdMillis: UInt64, version: ObjectVersion, deleted: Bool) {
-        self.name = name
-        self.policy = policy
-        self.createdMillis = createdMillis
-        self.version = version
-        self.deleted = deleted
-    }
-
+extension BucketRecord {
     /// Longest policy name stored, in UTF-8 bytes.
     static let maxPolicyBytes = 255
 
