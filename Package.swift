@@ -49,6 +49,8 @@ let package = Package(
             dependencies: ["AgadirCore", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
+        // Layout, policies, partitioning and the deterministic partition planner (docs/placement.md).
+        .target(name: "AgadirPlacement", dependencies: ["AgadirCore"], swiftSettings: strict),
         // Drives many real `Membership` instances with simulated time, loss, latency and faults.
         .target(name: "AgadirSimulation", dependencies: ["AgadirMembership", "AgadirCore"], swiftSettings: strict),
         // NIO framing for AgadirWire, shared by the server, the client and (later) node-to-node links.
@@ -151,6 +153,8 @@ let package = Package(
         .testTarget(name: "AgadirCoreTests", dependencies: ["AgadirTestSupport", "AgadirCore"]),
         .testTarget(
             name: "AgadirMembershipTests", dependencies: ["AgadirTestSupport", "AgadirMembership", "AgadirCore"]),
+        .testTarget(
+            name: "AgadirPlacementTests", dependencies: ["AgadirTestSupport", "AgadirPlacement", "AgadirCore"]),
         .testTarget(name: "AgadirWireTests", dependencies: ["AgadirTestSupport", "AgadirWire", "AgadirCore"]),
         .testTarget(
             name: "AgadirTransportTests",
