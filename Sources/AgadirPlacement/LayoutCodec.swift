@@ -29,7 +29,10 @@ public enum LayoutCodec {
     /// Encodes a valid layout (as `Planner` builds them). Arrays are written sorted; strings and
     /// counts beyond the limits are clipped, which `decode` then refuses.
     public static func encode(_ layout: Layout) -> [UInt8] {
-        var w = ByteWriter(capacity: 1024 + layout.maps.count * layout.partitionCount * 6)
+        // Partitions written per map: the layout's count, clamped so that a hand-built invalid
+        // layout still encodes (decode then refuses it) instead of trapping.
+        let partitions = min(max(0, layout.partitionCount), PlacementLimits.partitionCounts.upperBound)
+        var w = ByteWriter(capacity: 1024 + min(layout.maps.count, PlacementLimits.maxPolicies) * partitions * 6)
         w.raw(magic)
         w.u8(formatVersion)
         w.u64(layout.version)
@@ -73,10 +76,11 @@ public enum LayoutCodec {
         w.u16(UInt16(clamping: mapped.count))
         for (index, policy) in mapped.prefix(Int(UInt16.max)) {
             let replicas = layout.maps[policy.name]?.replicas ?? []
-            let rf = policy.replicationFactor
+            // Clamped so that a hand-built, invalid layout still encodes (and is refused on decode).
+            let rf = min(max(0, policy.replicationFactor), Int(UInt8.max))
             w.u16(UInt16(clamping: index))
             w.u8(UInt8(clamping: rf))
-            for p in 0..<layout.partitionCount {
+            for p in 0..<partitions {
                 let set = p < replicas.count ? replicas[p] : []
                 for r in 0..<rf {
                     let id = r < set.count ? set[r] : ""

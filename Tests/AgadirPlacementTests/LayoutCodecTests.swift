@@ -171,3 +171,13 @@ func handEncodedLayout(_ edit: (inout Layout) -> Void) -> [UInt8] {
     let error = expectError(.corruptData) { () throws(AgadirError) in try LayoutCodec.decode(w.bytes) }
     #expect(error?.message.contains("65535 sites") == true)
 }
+
+@Test func layoutCodec_encodesEvenNonsense_andDecodeRefusesIt() {
+    let broken = handEncodedLayout {
+        $0.partitionCount = -3
+        $0.policies[0].replicationFactor = -1
+    }
+    expectError(.corruptData) { () throws(AgadirError) in try LayoutCodec.decode(broken) }
+    let huge = handEncodedLayout { $0.partitionCount = Int.max }
+    expectError(.corruptData) { () throws(AgadirError) in try LayoutCodec.decode(huge) }
+}
