@@ -182,7 +182,7 @@ func checkBalance(
     }
     print(
         "incremental maps: \(worst); slots moved \(moved) for a lower bound of \(lowerBound); "
-            + "chains \(augmentations), kept replicas moved by chains \(keptMoves) (of which for balance "
-            + "\(balanceMoves)), slots given over target \(overTarget)")
+            + "chains \(augmentations), kept replicas moved by chains \(keptMoves), kept replicas taken beyond "
+            + "their node's surplus to restore balance \(balanceMoves), slots given over target \(overTarget)")
     #expect(steps >= 300)
 }
