@@ -77,6 +77,7 @@ let package = Package(
             name: "AgadirServer",
             dependencies: [
                 "AgadirCore", "AgadirWire", "AgadirStore", "AgadirTransport", "AgadirMembership", "AgadirCluster",
+                "AgadirPlacement",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -99,6 +100,7 @@ let package = Package(
             name: "AgadirCluster",
             dependencies: [
                 "AgadirCore", "AgadirWire", "AgadirTransport", "AgadirStore", "AgadirClient", "AgadirMembership",
+                "AgadirPlacement",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -183,6 +185,7 @@ let package = Package(
             name: "AgadirClusterTests",
             dependencies: [
                 "AgadirTestSupport", "AgadirCluster", "AgadirServer", "AgadirStore", "AgadirWire", "AgadirCore", "AgadirClient",
+                "AgadirPlacement",
                 "AgadirMembership", "AgadirTransport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -32,14 +32,22 @@ public struct Policy: Sendable, Hashable, Codable {
         self.codec = codec
     }
 
+    /// 1-63 characters of a-z, 0-9 and '-', starting and ending with a letter or digit.
+    public static func isValidName(_ name: String) -> Bool {
+        let b = Array(name.utf8)
+        func alnum(_ c: UInt8) -> Bool { (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) }
+        guard (1...63).contains(b.count), let first = b.first, let last = b.last, alnum(first), alnum(last) else { return false }
+        return b.allSatisfy { alnum($0) || $0 == 0x2D }
+    }
+
     /// Checks every field; `.invalidArgument` naming the field and the allowed values.
     public func validate() throws(AgadirError) {
         func fail(_ why: String) -> AgadirError { AgadirError(.invalidArgument, "policy '\(name.prefix(80))': \(why)") }
-        do { try Names.validateBucket(name) } catch {
+        guard Self.isValidName(name) else {
             throw AgadirError(
                 .invalidArgument,
-                "policy name \(PlacementNames.quoted(name)) is invalid: policy names follow the bucket name rules "
-                    + "(3-63 characters of a-z, 0-9, '-' and '.', starting and ending with a letter or digit)")
+                "policy name \(PlacementNames.quoted(name)) is invalid: policy names take 1-63 characters of a-z, 0-9 "
+                    + "and '-', starting and ending with a letter or digit (for example 'ma' or 'eu-west')")
         }
         let maxRF = PlacementLimits.maxReplicationFactor
         guard (1...maxRF).contains(replicationFactor) else {

@@ -99,3 +99,12 @@ import Testing
     #expect(d.readConsistency == .quorum && d.writeConsistency == .quorum)
     #expect(throws: Never.self) { try d.validate() }
 }
+
+@Test func policyNames_takeOneToSixtyThreeLowercaseCharacters() {
+    for good in ["ma", "m", "eu-west", "global", String(repeating: "a", count: 63), "x1"] {
+        #expect(Policy.isValidName(good), "\(good)")
+    }
+    for bad in ["", "-ma", "ma-", "MA", "m.a", "m a", String(repeating: "a", count: 64), "é"] {
+        #expect(!Policy.isValidName(bad), "\(bad)")
+    }
+}
