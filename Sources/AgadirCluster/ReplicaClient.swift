@@ -22,6 +22,10 @@ public protocol ReplicaClient: Sendable {
     func list(bucket: String, prefix: String, startAfter: String?, limit: Int) async throws(AgadirError) -> [ReplicaListEntry]
     /// Parks a write for `target` on this replica (hinted handoff); returns once durable.
     func putHint(target: String, bucket: String, hint: Hint) async throws(AgadirError)
+    /// Merges bucket catalog records (last writer wins per name); returns once durable.
+    func mergeCatalog(_ records: [BucketRecord]) async throws(AgadirError)
+    /// The node's whole bucket catalog, deleted records included.
+    func catalog() async throws(AgadirError) -> [BucketRecord]
 }
 
 /// A write parked for a replica that could not take it.
@@ -95,6 +99,14 @@ public struct RemoteReplica: ReplicaClient {
             throw AgadirError(.corruptData, "\(nodeID) answered REPLICA_LIST with \(entries.count) entries for a limit of \(limit)")
         }
         return entries
+    }
+
+    public func mergeCatalog(_ records: [BucketRecord]) async throws(AgadirError) {
+        _ = try await links.call(nodeID, .catalogPut, body: BucketRecordCodec.encode(records), maxResponseBytes: 0)
+    }
+
+    public func catalog() async throws(AgadirError) -> [BucketRecord] {
+        try BucketRecordCodec.decode(try await links.call(nodeID, .catalogGet, maxResponseBytes: PeerLimits.maxStructuredBodyBytes).body)
     }
 
     public func putHint(target: String, bucket: String, hint: Hint) async throws(AgadirError) {

@@ -293,6 +293,25 @@ extension NodeStore {
             }
         }
     }
+
+    /// The record of one bucket name, deleted or not; nil when the catalog has none.
+    public func bucketCatalog(named name: String) async throws(AgadirError) -> BucketRecord? {
+        try readers.withConnection { db throws(AgadirError) -> BucketRecord? in
+            var found: BucketRecord? = nil
+            try db.forEachRow(
+                "SELECT name, policy, created_ms, version_hlc, version_node, deleted FROM buckets WHERE name = ?",
+                [.text(name)]
+            ) { row throws(AgadirError) -> Bool in
+                guard let policy = row.utf8Text(1) else { throw corruptRow("buckets", "'\(name)'", "the policy is not UTF-8 text") }
+                guard let deleted = row.flag(5) else { throw corruptRow("buckets", "'\(name)'", "deleted is neither 0 nor 1") }
+                found = BucketRecord(
+                    name: name, policy: policy, createdMillis: UInt64(bitPattern: row.int64(2)), version: row.version(3, 4),
+                    deleted: deleted)
+                return false
+            }
+            return found
+        }
+    }
 }
 
 // MARK: - Hints

@@ -1,0 +1,71 @@
+import AgadirCore
+import AgadirPlacement
+import AgadirWire
+
+// MARK: - Buckets (the cluster-wide catalog)
+
+extension Coordinator {
+    /// Creates a bucket bound to `policy` (default: `default`): the record goes to every
+    /// alive member and needs a majority of the layout's nodes (docs/cluster.md, "Bucket
+    /// catalog").
+    public func createBucket(_ name: String, policy: String?) async throws(AgadirError) -> BucketRecord {
+        try Names.validateBucket(name)
+        let snapshot = context.snapshot()
+        let policyName = policy ?? "default"
+        guard snapshot.layout.current.policy(policyName) != nil else {
+            let known = snapshot.layout.current.policies.map(\.name).joined(separator: ", ")
+            throw AgadirError(
+                .noSuchPolicy, "policy '\(policyName)' does not exist; this cluster has: \(known) (`agadir admin policy ls`)")
+        }
+        if let existing = try await context.bucketRecord(name), !existing.deleted {
+            throw AgadirError(.bucketAlreadyExists, "bucket '\(name)' already exists (policy '\(existing.policy)')")
+        }
+        let record = BucketRecord(
+            name: name, policy: policyName, createdMillis: WallClock.millis(), version: context.nextVersion(), deleted: false)
+        try await writeCatalog(record, snapshot: snapshot)
+        return record
+    }
+
+    /// Deletes an empty bucket: the listing at ALL must be empty; the deletion record then
+    /// goes to every alive member like a creation.
+    public func deleteBucket(_ name: String) async throws(AgadirError) {
+        let resolved = try await resolve(bucket: name)
+        let page = try await list(ListRequest(bucket: name, limit: 1), level: .all, bucket: resolved)
+        if let first = page.entries.first?.key ?? page.commonPrefixes.first {
+            throw AgadirError(.bucketNotEmpty, "bucket '\(name)' still holds objects (for example '\(first)'); delete them first")
+        }
+        var record = resolved.record
+        record.deleted = true
+        record.version = context.nextVersion()
+        try await writeCatalog(record, snapshot: resolved.snapshot)
+    }
+
+    /// Sends a catalog record to every alive member; succeeds once a majority of the
+    /// layout's nodes has it durably.
+    func writeCatalog(_ record: BucketRecord, snapshot: ClusterSnapshot) async throws(AgadirError) {
+        let layoutNodes = snapshot.layout.current.nodes.map(\.id)
+        let targets = Quorum.distinct([snapshot.nodeID] + layoutNodes + snapshot.alive.sorted())
+            .filter { snapshot.alive.contains($0) || $0 == snapshot.nodeID }
+        let context = self.context
+        let needed = ConsistencyLevel.majority(of: max(1, layoutNodes.count))
+        let (acked, failures) = await Self.gather(
+            targets,
+            work: { node in
+                do throws(AgadirError) {
+                    try await context.replica(node).mergeCatalog([record])
+                    return .success(true)
+                } catch {
+                    return .failure(error)
+                }
+            },
+            enough: { got in got.count == targets.count })
+        let got = layoutNodes.isEmpty ? acked.count : layoutNodes.filter { acked[$0] != nil }.count
+        guard got >= needed else {
+            let reasons = failures.keys.sorted().map { "\($0): \(failures[$0]?.message ?? "")" }
+            throw AgadirError.notEnoughReplicas(
+                "bucket '\(record.name)': \(got) of the \(needed) layout nodes needed (a majority) recorded it"
+                    + (reasons.isEmpty ? "" : " (\(reasons.joined(separator: "; ")))"),
+                answered: got, needed: needed)
+        }
+    }
+}

@@ -1,0 +1,129 @@
+import AgadirCore
+import AgadirPlacement
+import Synchronization
+
+// MARK: - Reads
+
+extension Coordinator {
+    /// The newest manifest of `bucket/key` among `level` replicas of the read version
+    /// (tombstones included; nil when no replica that answered has one). Replicas that
+    /// answered with an older version, or none, are repaired in the background, and so are
+    /// those that answer after the level was met.
+    public func readManifest(key: String, level: ConsistencyLevel, bucket: ResolvedBucket) async throws(AgadirError) -> ObjectManifest? {
+        let snapshot = bucket.snapshot
+        let partition = Partitioner.partition(bucket: bucket.record.name, key: key, count: snapshot.layout.current.partitionCount)
+        let replicas = snapshot.layout.readReplicas(policy: bucket.policy.name, partition: partition)
+        guard !replicas.isEmpty else {
+            throw AgadirError(
+                .policyUnsatisfiable, "policy '\(bucket.policy.name)' has no replicas in layout \(snapshot.layout.current.version)")
+        }
+        let what = "manifest of '\(bucket.record.name)/\(key)'"
+        for node in replicas { try checkEligible(node, policy: bucket.policy, snapshot: snapshot, what: what) }
+        let coordinatorSite = snapshot.site
+        let siteOf: @Sendable (String) -> String = { snapshot.site(of: $0) }
+        let context = self.context
+        let bucketName = bucket.record.name
+        let reachable = snapshot.byProximity(replicas.filter { snapshot.alive.contains($0) })
+        // Late answers are compared with the winner once it is known.
+        let winnerBox = WinnerBox()
+        let (answers, failures) = await Self.gather(
+            reachable,
+            work: { node in
+                do throws(AgadirError) {
+                    return .success(Answer(manifest: try await context.replica(node).getManifest(bucket: bucketName, key: key)))
+                } catch {
+                    return .failure(error)
+                }
+            },
+            enough: { got in
+                Quorum(level: level, replicas: replicas, coordinatorSite: coordinatorSite).evaluate(answered: Set(got.keys), site: siteOf)
+                    .satisfied
+            },
+            late: { [self] node, result in
+                guard case .success(let answer) = result, let winner = winnerBox.value else { return }
+                if answer.manifest.map({ $0.version < winner.version }) ?? true {
+                    Task { await self.repair(node, with: winner, bucket: bucket) }
+                }
+            })
+        let outcome = Quorum(level: level, replicas: replicas, coordinatorSite: coordinatorSite)
+            .evaluate(answered: Set(answers.keys), site: siteOf)
+        guard outcome.satisfied else {
+            let reasons = failures.keys.sorted().map { "\($0): \(failures[$0]?.message ?? "")" }
+                + replicas.filter { !snapshot.alive.contains($0) }.map { "\($0): not alive" }
+            throw AgadirError.notEnoughReplicas(
+                "reading the \(what): \(outcome.answered) of \(outcome.needed) replicas needed for \(outcome.scope) answered"
+                    + (reasons.isEmpty ? "" : " (\(reasons.joined(separator: "; ")))"),
+                answered: outcome.answered, needed: outcome.needed)
+        }
+        let winner = answers.values.compactMap(\.manifest).max { $0.version < $1.version }
+        guard let winner else { return nil }
+        winnerBox.set(winner)
+        for (node, answer) in answers.sorted(by: { $0.key < $1.key }) where answer.manifest.map({ $0.version < winner.version }) ?? true {
+            Task { await self.repair(node, with: winner, bucket: bucket) }
+        }
+        return winner
+    }
+
+    /// The live manifest, or NO_SUCH_KEY.
+    public func liveManifest(key: String, level: ConsistencyLevel, bucket: ResolvedBucket) async throws(AgadirError) -> ObjectManifest {
+        guard let m = try await readManifest(key: key, level: level, bucket: bucket), !m.isTombstone else {
+            throw AgadirError(.noSuchKey, "object '\(bucket.record.name)/\(key)' does not exist")
+        }
+        return m
+    }
+
+    /// Read repair: gives a stale replica the newest manifest.
+    func repair(_ node: String, with manifest: ObjectManifest, bucket: ResolvedBucket) async {
+        do throws(AgadirError) {
+            try checkEligible(node, policy: bucket.policy, snapshot: bucket.snapshot, what: "a read repair")
+            _ = try await context.replica(node).putManifest(manifest)
+            count { $0.readRepairs += 1 }
+        } catch {
+            count { $0.readRepairFailures += 1 }
+            logger.debug("read repair failed", metadata: ["node": "\(node)", "object": "\(manifest.bucket)/\(manifest.key)", "error": "\(error)"])
+        }
+    }
+
+    /// One chunk's bytes, verified: asked from its replicas nearest first (every live
+    /// version's); a replica that fails or returns bytes that do not verify is skipped.
+    public func readChunk(_ id: ChunkID, bucket: ResolvedBucket) async throws(AgadirError) -> [UInt8] {
+        let snapshot = bucket.snapshot
+        let partition = Partitioner.partition(of: id, count: snapshot.layout.current.partitionCount)
+        let candidates = snapshot.byProximity(snapshot.layout.allReplicas(policy: bucket.policy.name, partition: partition))
+        var errors: [String] = []
+        for node in candidates where snapshot.alive.contains(node) {
+            do throws(AgadirError) {
+                try checkEligible(node, policy: bucket.policy, snapshot: snapshot, what: "a chunk read")
+                let encoded = try await context.replica(node).getChunk(id, bucket: bucket.record.name)
+                guard encoded.id == id else {
+                    throw AgadirError(.corruptChunk, "asked for chunk \(id.hex), got \(encoded.id.hex)")
+                }
+                var engine = ChunkCodec()
+                let raw = try engine.decode(encoded)
+                try ChunkVerifier.verify(raw, id: id, context: "from \(node)")
+                return raw
+            } catch {
+                errors.append("\(node): \(error.message)")
+                if error.code == .corruptChunk || error.code == .corruptData {
+                    logger.error("corrupt chunk on a replica", metadata: ["node": "\(node)", "chunk": "\(id.hex)", "error": "\(error)"])
+                }
+            }
+        }
+        throw AgadirError(
+            .unavailable,
+            "no replica returned chunk \(id.hex) of bucket '\(bucket.record.name)' intact"
+                + (errors.isEmpty ? " (no replica alive)" : ": \(errors.joined(separator: "; "))"))
+    }
+}
+
+/// One replica's answer to a manifest read.
+struct Answer: Sendable {
+    var manifest: ObjectManifest?
+}
+
+/// The winner of a read, set once known, for answers that arrive later.
+final class WinnerBox: Sendable {
+    private let box = Mutex<ObjectManifest?>(nil)
+    var value: ObjectManifest? { box.withLock { $0 } }
+    func set(_ m: ObjectManifest) { box.withLock { $0 = m } }
+}

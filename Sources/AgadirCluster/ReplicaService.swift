@@ -1,0 +1,201 @@
+import AgadirCore
+import AgadirPlacement
+import AgadirStore
+import AgadirTransport
+import AgadirWire
+import Logging
+import NIOCore
+
+/// Serves the peer requests of the other nodes on this node's store (docs/cluster.md,
+/// "Peer links"). Sovereignty is checked here a second time, on the receiving side: a
+/// write of a bucket's bytes is refused (REDIRECT) unless this node's site is eligible
+/// for the bucket's policy, and a read is refused unless the node asking is.
+public final class ReplicaService: PeerRequestHandler {
+    let local: LocalReplica
+    let context: any ClusterContext
+    let logger: Logger
+    /// The encoded cluster layout, for LAYOUT_GET.
+    let layoutBytes: @Sendable () -> [UInt8]
+    /// This node's residency audit as JSON, for RESIDENCY_AUDIT.
+    let audit: @Sendable () async throws(AgadirError) -> [UInt8]
+
+    public init(
+        local: LocalReplica, context: any ClusterContext, logger: Logger, layoutBytes: @escaping @Sendable () -> [UInt8],
+        audit: @escaping @Sendable () async throws(AgadirError) -> [UInt8]
+    ) {
+        self.local = local
+        self.context = context
+        self.logger = logger
+        self.layoutBytes = layoutBytes
+        self.audit = audit
+    }
+
+    /// Largest body of a chunk in transit: the largest chunk plus its 9-byte header.
+    static let maxChunkBody = ChunkCodec.maxRawLength + EncodedChunkCodec.headerBytes
+
+    public func handle(id: UInt64, request: PeerRequest, from peer: String, body: BodyStream?, sink: any ResponseSink) async {
+        let opcode = request.opcode.rawValue
+        do {
+            let (fields, payload) = try await serve(request, from: peer, body: body)
+            try await send(id: id, opcode: opcode, fields: fields, payload: payload, sink: sink)
+        } catch let error as AgadirError {
+            body?.abandon()
+            if error.code.rawValue >= 500 {
+                logger.warning("peer request failed", metadata: ["peer": "\(peer)", "op": "\(request.opcode)", "error": "\(error)"])
+            }
+            try? await sink.send(.error(id: id, opcode: opcode, error, responseStarted: false))
+        } catch {
+            body?.abandon()  // the connection is gone
+        }
+    }
+
+    private func send(id: UInt64, opcode: UInt16, fields: Fields, payload: [UInt8], sink: any ResponseSink) async throws {
+        let frameBytes = 1 << 20
+        if payload.count <= frameBytes {
+            try await sink.send(.response(id: id, opcode: opcode, fields: fields, payload: ByteBuffer(bytes: payload), end: true))
+            return
+        }
+        try await sink.send(.response(id: id, opcode: opcode, fields: fields, end: false))
+        var offset = 0
+        while offset < payload.count {
+            let n = min(frameBytes, payload.count - offset)
+            try await sink.send(.data(id: id, payload: ByteBuffer(bytes: payload[offset..<offset + n]), end: offset + n == payload.count))
+            offset += n
+        }
+    }
+
+    private func serve(_ request: PeerRequest, from peer: String, body: BodyStream?) async throws(AgadirError) -> (Fields, [UInt8]) {
+        switch request {
+        case .hello, .auth:
+            throw AgadirError(.unauthenticated, "\(request.opcode) after the handshake")
+        case .chunksClaim(let reference):
+            try await acceptWrite(of: reference.bucket, from: peer)
+            let ids = try ChunkIDListCodec.decode(try await Self.collect(body, max: PeerLimits.maxClaimIDs * ChunkID.byteCount))
+            let held = try await local.claimChunks(ids, reference: reference)
+            return (Fields(), held.map { $0 ? 1 : 0 })
+        case .chunkPut(let reference, let chunkID):
+            try await acceptWrite(of: reference.bucket, from: peer)
+            let chunk = try EncodedChunkCodec.decode(try await Self.collect(body, max: Self.maxChunkBody), id: chunkID)
+            try Self.verify(chunk, from: peer)
+            try await local.putChunk(chunk, reference: reference)
+            return (Fields(), [])
+        case .chunkGet(let chunkID, let bucket):
+            try await allowRead(of: bucket, by: peer)
+            return (Fields(), EncodedChunkCodec.encode(try await local.getChunk(chunkID, bucket: bucket)))
+        case .manifestPut(let bucket, let key):
+            try await acceptWrite(of: bucket, from: peer)
+            let m = try ManifestCodec.decode(try await Self.collect(body, max: PeerLimits.maxStructuredBodyBytes))
+            guard m.bucket == bucket, m.key == key else {
+                throw AgadirError(.invalidArgument, "MANIFEST_PUT for \(bucket)/\(key) carries the manifest of \(m.bucket)/\(m.key)")
+            }
+            let (applied, stored) = try await local.putManifest(m)
+            var f = Fields()
+            f.set(.applied, u8: applied ? 1 : 0)
+            f.set(.version, version: stored)
+            return (f, [])
+        case .manifestGet(let bucket, let key):
+            try await allowRead(of: bucket, by: peer)
+            guard let m = try await local.getManifest(bucket: bucket, key: key) else {
+                throw AgadirError(.noSuchKey, "no manifest of '\(bucket)/\(key)' on this replica")
+            }
+            return (Fields(), ManifestCodec.encode(m))
+        case .replicaList(let bucket, let prefix, let startAfter, let limit):
+            try await allowRead(of: bucket, by: peer)
+            return (Fields(), ReplicaListCodec.encode(try await local.list(bucket: bucket, prefix: prefix, startAfter: startAfter, limit: limit)))
+        case .hintPut(let target, let bucket, let kind, let reference, let chunkID):
+            let policy = try await acceptWrite(of: bucket, from: peer)
+            let snapshot = context.snapshot()
+            guard snapshot.layout.live.contains(where: { $0.isEligible(node: target, for: policy) }) else {
+                throw AgadirError(
+                    .invalidArgument, "refused a hint for \(target): it is not eligible for policy '\(policy.name)' of '\(bucket)'")
+            }
+            switch kind {
+            case .chunk:
+                guard let reference, let chunkID else { throw AgadirError(.invalidArgument, "a chunk hint needs its reference and id") }
+                let chunk = try EncodedChunkCodec.decode(try await Self.collect(body, max: Self.maxChunkBody), id: chunkID)
+                try Self.verify(chunk, from: peer)
+                try await local.putHint(target: target, bucket: bucket, hint: .chunk(chunk, reference))
+            case .manifest:
+                let m = try ManifestCodec.decode(try await Self.collect(body, max: PeerLimits.maxStructuredBodyBytes))
+                guard m.bucket == bucket else { throw AgadirError(.invalidArgument, "a hint for '\(bucket)' carries a manifest of '\(m.bucket)'") }
+                try await local.putHint(target: target, bucket: bucket, hint: .manifest(m))
+            }
+            return (Fields(), [])
+        case .layoutGet:
+            return (Fields(), layoutBytes())
+        case .catalogGet:
+            return (Fields(), BucketRecordCodec.encode(try await local.catalog()))
+        case .catalogPut:
+            let records = try BucketRecordCodec.decode(try await Self.collect(body, max: PeerLimits.maxStructuredBodyBytes))
+            try await local.mergeCatalog(records)
+            return (Fields(), [])
+        case .residencyAudit:
+            return (Fields(), try await audit())
+        }
+    }
+
+    /// The policy of `bucket`, when this node may hold its bytes; REDIRECT otherwise.
+    @discardableResult
+    private func acceptWrite(of bucket: String, from peer: String) async throws(AgadirError) -> Policy {
+        let (policy, snapshot) = try await policy(of: bucket)
+        guard snapshot.layout.live.contains(where: { $0.isEligible(node: snapshot.nodeID, for: policy) }) else {
+            logger.error(
+                "refused bytes of a bucket outside its policy's sites",
+                metadata: ["peer": "\(peer)", "bucket": "\(bucket)", "policy": "\(policy.name)"])
+            throw AgadirError.redirect(
+                "node \(snapshot.nodeID) (site \(snapshot.site)) is not eligible for bucket '\(bucket)' (policy '\(policy.name)')",
+                to: [])
+        }
+        return policy
+    }
+
+    /// Refuses to send a bucket's bytes or names to a peer outside its policy's sites.
+    private func allowRead(of bucket: String, by peer: String) async throws(AgadirError) {
+        let (policy, snapshot) = try await policy(of: bucket)
+        let peerSite = snapshot.site(of: peer)
+        guard snapshot.layout.live.contains(where: { $0.isEligible(site: peerSite, for: policy) }) else {
+            logger.error(
+                "refused to send a bucket's data to a node outside its policy's sites",
+                metadata: ["peer": "\(peer)", "bucket": "\(bucket)", "policy": "\(policy.name)"])
+            throw AgadirError(
+                .invalidArgument, "node \(peer) (site '\(peerSite)') may not read bucket '\(bucket)' (policy '\(policy.name)')")
+        }
+    }
+
+    private func policy(of bucket: String) async throws(AgadirError) -> (Policy, ClusterSnapshot) {
+        guard let record = try await context.bucketRecord(bucket) else {
+            throw AgadirError(.noSuchBucket, "bucket '\(bucket)' is not in this node's catalog")
+        }
+        let snapshot = context.snapshot()
+        guard let policy = Coordinator.policyNamed(record.policy, in: snapshot.layout) else {
+            throw AgadirError(.noSuchPolicy, "policy '\(record.policy)' of bucket '\(bucket)' is not in this node's layout yet")
+        }
+        return (policy, snapshot)
+    }
+
+    /// A chunk from a peer is verified before it is stored: CRC, decoding, SHA-256 = id.
+    static func verify(_ chunk: EncodedChunk, from peer: String) throws(AgadirError) {
+        var engine = ChunkCodec()
+        let raw = try engine.decode(chunk)
+        try ChunkVerifier.verify(raw, id: chunk.id, context: "sent by \(peer)")
+    }
+
+    public static func collect(_ body: BodyStream?, max: Int) async throws(AgadirError) -> [UInt8] {
+        guard let body else { return [] }
+        var out: [UInt8] = []
+        do {
+            while let buf = try await body.next() {
+                guard out.count + buf.readableBytes <= max else {
+                    body.abandon()
+                    throw AgadirError(.frameTooLarge, "peer request body over \(max) bytes")
+                }
+                out.append(contentsOf: buf.readableBytesView)
+            }
+        } catch let e as AgadirError {
+            throw e
+        } catch {
+            throw AgadirError(.invalidArgument, "peer request body failed: \(error)")
+        }
+        return out
+    }
+}

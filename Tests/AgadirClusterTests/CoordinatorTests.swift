@@ -1,0 +1,366 @@
+import AgadirCluster
+import AgadirCore
+import AgadirPlacement
+import AgadirStore
+import AgadirTestSupport
+import AgadirWire
+import Foundation
+import Synchronization
+import Testing
+
+/// A replica over a real store whose node can be made to fail every call.
+final class SwitchableReplica: ReplicaClient {
+    let local: LocalReplica
+    let failing = Mutex(false)
+    let calls = Mutex(0)
+    var nodeID: String { local.nodeID }
+
+    init(_ local: LocalReplica) { self.local = local }
+
+    func check() throws(AgadirError) {
+        calls.withLock { $0 += 1 }
+        if failing.withLock({ $0 }) { throw AgadirError(.unavailable, "\(nodeID) is switched off") }
+    }
+
+    func claimChunks(_ ids: [ChunkID], reference: ChunkReference) async throws(AgadirError) -> [Bool] {
+        try check()
+        return try await local.claimChunks(ids, reference: reference)
+    }
+    func putChunk(_ chunk: EncodedChunk, reference: ChunkReference) async throws(AgadirError) {
+        try check()
+        try await local.putChunk(chunk, reference: reference)
+    }
+    func getChunk(_ id: ChunkID, bucket: String) async throws(AgadirError) -> EncodedChunk {
+        try check()
+        return try await local.getChunk(id, bucket: bucket)
+    }
+    func putManifest(_ manifest: ObjectManifest) async throws(AgadirError) -> (applied: Bool, stored: ObjectVersion) {
+        try check()
+        return try await local.putManifest(manifest)
+    }
+    func getManifest(bucket: String, key: String) async throws(AgadirError) -> ObjectManifest? {
+        try check()
+        return try await local.getManifest(bucket: bucket, key: key)
+    }
+    func list(bucket: String, prefix: String, startAfter: String?, limit: Int) async throws(AgadirError) -> [ReplicaListEntry] {
+        try check()
+        return try await local.list(bucket: bucket, prefix: prefix, startAfter: startAfter, limit: limit)
+    }
+    func putHint(target: String, bucket: String, hint: Hint) async throws(AgadirError) {
+        try check()
+        try await local.putHint(target: target, bucket: bucket, hint: hint)
+    }
+    func mergeCatalog(_ records: [BucketRecord]) async throws(AgadirError) {
+        try check()
+        try await local.mergeCatalog(records)
+    }
+    func catalog() async throws(AgadirError) -> [BucketRecord] {
+        try check()
+        return try await local.catalog()
+    }
+}
+
+/// Eight nodes in four sites (three Moroccan, one French), each with a real store, and a
+/// coordinator on one of them.
+final class TestCluster: ClusterContext {
+    static let sites = ["benguerir", "casablanca", "settat", "paris"]
+    let dir: TempDirectory
+    let layout: ClusterLayout
+    let replicas: [String: SwitchableReplica]
+    let stores: [String: NodeStore]
+    let me: String
+    let down = Mutex<Set<String>>([])
+    let clock = Mutex(HybridLogicalClock())
+
+    static func plannedLayout(partitionCount: Int = 64) throws -> Layout {
+        var changes: [LayoutChange] = []
+        for site in sites {
+            changes.append(.setSiteLabels(site: site, labels: ["country": site == "paris" ? "FR" : "MA"]))
+            for i in 1...2 { changes.append(.assignNode(id: "\(site)-\(i)", site: site, capacity: 1 << 40)) }
+        }
+        changes.append(
+            .addPolicy(Policy(
+                name: "ma", replicationFactor: 3, selector: SiteSelector(labels: ["country": "MA"]), minSites: 2,
+                readConsistency: .quorum, writeConsistency: .quorum, codec: .lz4)))
+        changes.append(
+            .addPolicy(Policy(
+                name: "global", replicationFactor: 3, selector: .any, minSites: 1, readConsistency: .quorum,
+                writeConsistency: .quorum, codec: .lz4)))
+        return try Planner.plan(
+            previous: .empty(partitionCount: partitionCount), changes: StagedChanges(changes: changes), appliedMillis: 1,
+            bytesPerPartition: { _, _ in 0 }
+        ).layout
+    }
+
+    init(me: String = "benguerir-1", layout: ClusterLayout? = nil, name: String = #function) throws {
+        dir = TempDirectory(prefix: "coordinator", name)
+        try FileManager.default.createDirectory(atPath: dir.path, withIntermediateDirectories: true)
+        self.layout = try layout ?? ClusterLayout(initial: Self.plannedLayout())
+        self.me = me
+        var replicas: [String: SwitchableReplica] = [:]
+        var stores: [String: NodeStore] = [:]
+        for node in self.layout.current.nodes {
+            let store = try NodeStore.open(directory: "\(dir.path)/\(node.id)", logger: quiet)
+            stores[node.id] = store
+            replicas[node.id] = SwitchableReplica(LocalReplica(nodeID: node.id, store: store))
+        }
+        self.replicas = replicas
+        self.stores = stores
+    }
+
+    func close() async {
+        for store in stores.values { await store.close() }
+        dir.cleanup()
+    }
+
+    func snapshot() -> ClusterSnapshot {
+        let down = self.down.withLock { $0 }
+        let all = Set(layout.current.nodes.map(\.id))
+        return ClusterSnapshot(
+            nodeID: me, site: layout.current.node(me)?.site ?? "", layout: layout, alive: all.subtracting(down),
+            endpoints: Dictionary(uniqueKeysWithValues: all.map { ($0, "\($0).test:7480") }))
+    }
+
+    func replica(_ node: String) -> any ReplicaClient { replicas[node]! }
+
+    func bucketRecord(_ name: String) async throws(AgadirError) -> BucketRecord? {
+        try await stores[me]!.bucketCatalog().first { $0.name == name }
+    }
+
+    func nextVersion() -> ObjectVersion {
+        ObjectVersion(timestamp: clock.withLock { $0.now(wallMillis: 1_700_000_000_000) }, node: 7)
+    }
+
+    func site(of node: String) -> String { layout.current.node(node)?.site ?? "" }
+}
+
+@Suite struct CoordinatorTests {
+    static func chunk(_ bytes: [UInt8]) throws -> EncodedChunk {
+        var engine = ChunkCodec()
+        return try engine.encode(bytes, preferred: .lz4)
+    }
+
+    @Test func writesLandOnExactlyTheLayoutsReplicas_andNeverOutsideThePolicy() async throws {
+        let cluster = try TestCluster()
+        let coordinator = Coordinator(context: cluster, logger: quiet)
+        _ = try await coordinator.createBucket("ma-data", policy: "ma")
+        let bucket = try await coordinator.resolve(bucket: "ma-data")
+        let layout = cluster.layout.current
+        for i in 0..<40 {
+            let data = randomBytes(3000 + i, seed: UInt64(i))
+            let encoded = try Self.chunk(data)
+            let version = cluster.nextVersion()
+            let ref = ChunkReference(bucket: "ma-data", key: "k\(i)", version: version)
+            // ALL, so that every replica has it when the call returns (QUORUM returns after two).
+            try await coordinator.writeChunk(encoded, reference: ref, level: .all, bucket: bucket)
+            let manifest = ObjectManifest(
+                bucket: "ma-data", key: "k\(i)", size: UInt64(data.count), etag: ChunkID.of(data), contentType: "x",
+                userMetadata: [], version: version, isTombstone: false,
+                body: .chunks([ChunkRef(id: encoded.id, length: UInt32(data.count))]))
+            try await coordinator.writeManifest(manifest, level: .all, bucket: bucket)
+            // Held by exactly the replicas the layout names, all in Morocco.
+            let chunkReplicas = Set(layout.replicas(policy: "ma", partition: Partitioner.partition(of: encoded.id, count: layout.partitionCount)))
+            let manifestReplicas = Set(layout.replicas(policy: "ma", partition: Partitioner.partition(bucket: "ma-data", key: "k\(i)", count: layout.partitionCount)))
+            for (node, store) in cluster.stores {
+                let holds = try await store.containsChunks([encoded.id]).first ?? false
+                #expect(holds == chunkReplicas.contains(node), "chunk \(i) on \(node)")
+                let hasManifest = try await cluster.replicas[node]!.local.getManifest(bucket: "ma-data", key: "k\(i)") != nil
+                #expect(hasManifest == manifestReplicas.contains(node), "manifest \(i) on \(node)")
+                if node.hasPrefix("paris") { #expect(!holds && !hasManifest) }
+            }
+            let read = try await coordinator.liveManifest(key: "k\(i)", level: .quorum, bucket: bucket)
+            #expect(read.version == version)
+            #expect(try await coordinator.readChunk(encoded.id, bucket: bucket) == data)
+        }
+        await cluster.close()
+    }
+
+    @Test func aNodeOutsideThePolicy_redirectsToEligibleNodes() async throws {
+        let cluster = try TestCluster(me: "paris-1")
+        let coordinator = Coordinator(context: cluster, logger: quiet)
+        _ = try await coordinator.createBucket("ma-data", policy: "ma")
+        let error = await agadirError { _ = try await coordinator.resolve(bucket: "ma-data") }
+        #expect(error?.code == .redirect)
+        #expect(error?.redirect.isEmpty == false)
+        #expect(error?.redirect.allSatisfy { !$0.hasPrefix("paris") } == true)
+        // The global bucket is served here.
+        _ = try await coordinator.createBucket("everywhere", policy: "global")
+        _ = try await coordinator.resolve(bucket: "everywhere")
+        let unknown = await agadirError { _ = try await coordinator.createBucket("x-data", policy: "mars") }
+        #expect(unknown?.code == .noSuchPolicy)
+        await cluster.close()
+    }
+
+    @Test func quorumSurvivesOneReplicaDown_withAHint_andTwoDownFailClearly() async throws {
+        let cluster = try TestCluster()
+        let coordinator = Coordinator(context: cluster, logger: quiet)
+        _ = try await coordinator.createBucket("ma-data", policy: "ma")
+        let bucket0 = try await coordinator.resolve(bucket: "ma-data")
+        let layout = cluster.layout.current
+        let key = "object"
+        let replicas = layout.replicas(policy: "ma", partition: Partitioner.partition(bucket: "ma-data", key: key, count: layout.partitionCount))
+        #expect(replicas.count == 3)
+        func manifest(_ v: ObjectVersion) -> ObjectManifest {
+            ObjectManifest(
+                bucket: "ma-data", key: key, size: 1, etag: ChunkID.of([1]), contentType: "x", userMetadata: [], version: v,
+                isTombstone: false, body: .inline([1]))
+        }
+        // One replica down (known dead): QUORUM write and read go on; a hint is parked.
+        cluster.down.withLock { $0 = [replicas[0]] }
+        let b1 = try await coordinator.resolve(bucket: "ma-data")
+        let v1 = cluster.nextVersion()
+        try await coordinator.writeManifest(manifest(v1), level: .quorum, bucket: b1)
+        #expect(try await coordinator.liveManifest(key: key, level: .quorum, bucket: b1).version == v1)
+        #expect(coordinator.counters.hintsParked == 1)
+        var hinted = 0
+        for store in cluster.stores.values { hinted += try await store.hints(for: replicas[0], limit: 10).count }
+        #expect(hinted == 1)
+        // Two down: QUORUM fails with the counts; ONE succeeds.
+        cluster.down.withLock { $0 = [replicas[0], replicas[1]] }
+        let b2 = try await coordinator.resolve(bucket: "ma-data")
+        let v2 = cluster.nextVersion()
+        let refused = await agadirError { try await coordinator.writeManifest(manifest(v2), level: .quorum, bucket: b2) }
+        #expect(refused?.code == .notEnoughReplicas)
+        #expect(refused?.replicas == AgadirError.ReplicaCount(answered: 1, needed: 2))
+        let readRefused = await agadirError { _ = try await coordinator.readManifest(key: key, level: .quorum, bucket: b2) }
+        #expect(readRefused?.code == .notEnoughReplicas)
+        try await coordinator.writeManifest(manifest(v2), level: .one, bucket: b2)
+        #expect(try await coordinator.liveManifest(key: key, level: .one, bucket: b2).version == v2)
+        // A replica that is "alive" but fails counts as missing too.
+        cluster.down.withLock { $0 = [] }
+        cluster.replicas[replicas[2]]!.failing.withLock { $0 = true }
+        cluster.replicas[replicas[1]]!.failing.withLock { $0 = true }
+        let failing = await agadirError { try await coordinator.writeManifest(manifest(cluster.nextVersion()), level: .quorum, bucket: bucket0) }
+        #expect(failing?.code == .notEnoughReplicas)
+        #expect(failing?.message.contains("switched off") == true)
+        await cluster.close()
+    }
+
+    @Test func readRepair_bringsStaleReplicasToTheNewestVersion() async throws {
+        let cluster = try TestCluster()
+        let coordinator = Coordinator(context: cluster, logger: quiet)
+        _ = try await coordinator.createBucket("ma-data", policy: "ma")
+        let bucket = try await coordinator.resolve(bucket: "ma-data")
+        let layout = cluster.layout.current
+        let key = "repaired"
+        let replicas = layout.replicas(policy: "ma", partition: Partitioner.partition(bucket: "ma-data", key: key, count: layout.partitionCount))
+        let old = cluster.nextVersion()
+        let new = cluster.nextVersion()
+        func manifest(_ v: ObjectVersion) -> ObjectManifest {
+            ObjectManifest(
+                bucket: "ma-data", key: key, size: 1, etag: ChunkID.of([2]), contentType: "x", userMetadata: [], version: v,
+                isTombstone: false, body: .inline([2]))
+        }
+        // Replica 0 has the new version, replica 1 the old one, replica 2 nothing.
+        _ = try await cluster.replicas[replicas[0]]!.local.putManifest(manifest(new))
+        _ = try await cluster.replicas[replicas[1]]!.local.putManifest(manifest(old))
+        #expect(try await coordinator.liveManifest(key: key, level: .all, bucket: bucket).version == new)
+        try await withTimeout(10) {
+            while true {
+                var versions: [ObjectVersion?] = []
+                for r in replicas { versions.append(try await cluster.replicas[r]!.local.getManifest(bucket: "ma-data", key: key)?.version) }
+                if versions.allSatisfy({ $0 == new }) { return }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+        }
+        #expect(coordinator.counters.readRepairs == 2)
+        await cluster.close()
+    }
+
+    @Test func concurrentWriters_endWithTheSameNewestVersionOnEveryReplica() async throws {
+        let cluster = try TestCluster()
+        let coordinator = Coordinator(context: cluster, logger: quiet)
+        _ = try await coordinator.createBucket("ma-data", policy: "ma")
+        let bucket = try await coordinator.resolve(bucket: "ma-data")
+        let versions = (0..<16).map { _ in cluster.nextVersion() }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (i, v) in versions.shuffled().enumerated() {
+                group.addTask {
+                    let m = ObjectManifest(
+                        bucket: "ma-data", key: "contended", size: 1, etag: ChunkID.of([UInt8(i)]), contentType: "x",
+                        userMetadata: [], version: v, isTombstone: false, body: .inline([UInt8(i)]))
+                    try await coordinator.writeManifest(m, level: .all, bucket: bucket)
+                }
+            }
+            try await group.waitForAll()
+        }
+        let layout = cluster.layout.current
+        let replicas = layout.replicas(policy: "ma", partition: Partitioner.partition(bucket: "ma-data", key: "contended", count: layout.partitionCount))
+        for r in replicas {
+            #expect(try await cluster.replicas[r]!.local.getManifest(bucket: "ma-data", key: "contended")?.version == versions.max())
+        }
+        await cluster.close()
+    }
+
+    @Test func listings_mergeReplicas_likeOneNodesListingOfTheNewestVersions() async throws {
+        let cluster = try TestCluster()
+        let coordinator = Coordinator(context: cluster, logger: quiet)
+        _ = try await coordinator.createBucket("ma-data", policy: "ma")
+        let bucket = try await coordinator.resolve(bucket: "ma-data")
+        // The model: a standalone store that gets every write in version order.
+        let modelDir = TempDirectory(prefix: "coordinator-model")
+        let model = try NodeStore.open(directory: modelDir.path, logger: quiet)
+        try await model.createBucket(BucketInfo(name: "ma-data", policy: "ma", createdMillis: 0))
+        var rng = SplitMix64(seed: 21)
+        let layout = cluster.layout.current
+        let keys = (0..<150).map { i in ["a/", "a/b/", "b/", "", "c/d/"][i % 5] + "k\(Int.random(in: 0..<60, using: &rng))" }
+        for key in keys {
+            let v = cluster.nextVersion()
+            let tomb = Int.random(in: 0..<4, using: &rng) == 0
+            let m = tomb
+                ? ObjectManifest.tombstone(bucket: "ma-data", key: key, version: v)
+                : ObjectManifest(
+                    bucket: "ma-data", key: key, size: 1, etag: ChunkID.of([3]), contentType: "x", userMetadata: [], version: v,
+                    isTombstone: false, body: .inline([3]))
+            // Each write reaches a random majority of its replicas only (the others stay stale).
+            let replicas = layout.replicas(policy: "ma", partition: Partitioner.partition(bucket: "ma-data", key: key, count: layout.partitionCount))
+            for r in replicas.shuffled(using: &rng).prefix(2) { _ = try await cluster.replicas[r]!.local.putManifest(m) }
+            try await model.putManifest(m)
+        }
+        for delimiter in [nil, "/"] as [String?] {
+            for prefix in ["", "a/", "c/"] {
+                for limit in [1, 3, 7, 1000] {
+                    var after: String? = nil
+                    for _ in 0..<400 {
+                        let request = ListRequest(bucket: "ma-data", prefix: prefix, delimiter: delimiter, startAfter: after, limit: limit)
+                        let got = try await coordinator.list(request, level: .quorum, bucket: bucket)
+                        let want = try await model.list(bucket: "ma-data", prefix: prefix, delimiter: delimiter, startAfter: after, limit: limit)
+                        #expect(got.entries.map(\.key) == want.entries.map(\.key), "prefix \(prefix) delimiter \(delimiter ?? "-") limit \(limit) after \(after ?? "-")")
+                        #expect(got.entries.map(\.version) == want.entries.map(\.version))
+                        #expect(got.commonPrefixes == want.commonPrefixes)
+                        #expect(got.isTruncated == want.isTruncated)
+                        #expect(got.nextStartAfter == want.nextStartAfter)
+                        guard want.isTruncated, let next = want.nextStartAfter else { break }
+                        after = next
+                    }
+                }
+            }
+        }
+        await model.close()
+        modelDir.cleanup()
+        await cluster.close()
+    }
+
+    @Test func theSendPathRefusesANodeOutsideThePolicy_evenIfALayoutNamesIt() async throws {
+        // A corrupted layout whose `ma` map puts paris-1 first everywhere: the planner never
+        // does this; the guard on the send path must still refuse.
+        var layout = try TestCluster.plannedLayout()
+        if var map = layout.maps["ma"] {
+            map.replicas = map.replicas.map { ["paris-1"] + $0.dropFirst() }
+            layout.maps["ma"] = map
+        }
+        let cluster = try TestCluster(layout: ClusterLayout(initial: layout))
+        let coordinator = Coordinator(context: cluster, logger: quiet)
+        _ = try await coordinator.createBucket("ma-data", policy: "ma")
+        let bucket = try await coordinator.resolve(bucket: "ma-data")
+        let m = ObjectManifest(
+            bucket: "ma-data", key: "k", size: 1, etag: ChunkID.of([4]), contentType: "x", userMetadata: [],
+            version: cluster.nextVersion(), isTombstone: false, body: .inline([4]))
+        let refused = await agadirError { try await coordinator.writeManifest(m, level: .one, bucket: bucket) }
+        #expect(refused?.code == .internalError)
+        #expect(refused?.message.contains("paris-1") == true)
+        #expect(cluster.replicas["paris-1"]!.calls.withLock { $0 } == 1)  // the catalog record only
+        #expect(try await cluster.replicas["paris-1"]!.local.getManifest(bucket: "ma-data", key: "k") == nil)
+        await cluster.close()
+    }
+}
