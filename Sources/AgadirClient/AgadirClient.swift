@@ -234,6 +234,29 @@ public final class AgadirClient: Sendable {
             try await collect(frame, body, max: configuration.limits.maxListingBodyBytes), limits: configuration.limits)
     }
 
+    /// Runs an administrative command (ADMIN, docs/protocol.md): `input` is a JSON object,
+    /// the answer is JSON. Sent to the node the client was made for.
+    public func admin(_ command: String, input: [UInt8] = Array("{}".utf8)) async throws(AgadirError) -> [UInt8] {
+        guard input.count <= AdminLimits.maxBodyBytes else {
+            throw AgadirError(.invalidArgument, "admin input of \(input.count) bytes is over \(AdminLimits.maxBodyBytes)")
+        }
+        let conn = try await primary.connection()
+        let (id, body) = try conn.open()
+        let request = Request.admin(command: command)
+        do {
+            try await conn.write(.request(id: id, opcode: .admin, fields: request.fields(), payload: ByteBuffer(bytes: input), end: true))
+            let frame = try await conn.awaitResponse(id)
+            if let error = frame.error { throw error }
+            return try await collect(frame, body, max: PeerLimits.maxStructuredBodyBytes)
+        } catch let e as AgadirError {
+            conn.cancel(id)
+            throw e
+        } catch {
+            conn.cancel(id)
+            throw AgadirError(.unavailable, "ADMIN \(command) failed: \(error)")
+        }
+    }
+
     /// Starts a download; read `body` to the end (or call `body.abandon()`).
     public func download(
         bucket: String, key: String, range: ByteRange? = nil, consistency: ConsistencyLevel? = nil

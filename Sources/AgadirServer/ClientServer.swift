@@ -206,6 +206,8 @@ public final class ClientServer: Service, Sendable {
             let decoded: Result<Request, AgadirError> = Result { () throws(AgadirError) -> Request in
                 try Request.decode(opcode: frame.header.opcode, fields: frame.fields, limits: limits)
             }
+            // CONSISTENCY and other qualifiers; a bad one fails the request like a bad field.
+            let options = Result { () throws(AgadirError) -> RequestOptions in try RequestOptions.decode(frame.fields) }
             if case .failure(let e) = decoded, e.code.closesConnection { throw e }
             if !frame.isEndStream, case .success(let r) = decoded, !r.hasBody {
                 throw AgadirError(.malformedFrame, "only PUT and ADMIN have a body; request \(id) left its stream open")
@@ -217,8 +219,8 @@ public final class ClientServer: Service, Sendable {
             let channel = sink.writerChannel
             let requestTimeout = config.requestTimeoutSeconds
             let requestSink = RequestSink(base: sink, release: { state.withLock { $0.release(id, ticket: ticket) } })
-            if body == nil, case .success(let request) = decoded,
-                await service.answerQuickly(id: id, request: request, sink: requestSink)
+            if body == nil, case .success(let request) = decoded, case .success(let opts) = options,
+                await service.answerQuickly(id: id, request: request, options: opts, sink: requestSink)
             {
                 let closeNow = state.withLock { s in
                     s.release(id, ticket: ticket)
@@ -238,21 +240,21 @@ public final class ClientServer: Service, Sendable {
                     // Half-close: frames already queued are still flushed to the client.
                     if closeNow { channel.close(mode: .output, promise: nil) }
                 }
-                switch decoded {
-                case .success(let request):
+                switch decoded.flatMap({ r in options.map { (r, $0) } }) {
+                case .success(let (request, options)):
                     guard let watched = body ?? (request.hasBody ? BodyStream(completeWith: frame.payload) : nil) else {
-                        await service.handle(id: id, request: request, body: nil, sink: requestSink)
+                        await service.handle(id: id, request: request, options: options, body: nil, sink: requestSink)
                         return
                     }
                     if watched.isClosed {  // the whole body rode in the REQUEST frame
-                        await service.handle(id: id, request: request, body: watched, sink: requestSink)
+                        await service.handle(id: id, request: request, options: options, body: watched, sink: requestSink)
                         return
                     }
                     // A body that stalls for the request timeout fails the request.
                     let timeout = AgadirError(.requestTimeout, "no body bytes for \(requestTimeout) s; the upload stalled")
                     await withTaskGroup(of: Void.self) { group in
                         group.addTask { await watched.watch(interval: .seconds(requestTimeout), error: timeout) }
-                        await service.handle(id: id, request: request, body: watched, sink: requestSink)
+                        await service.handle(id: id, request: request, options: options, body: watched, sink: requestSink)
                         group.cancelAll()
                     }
                 case .failure(let error):

@@ -1,3 +1,4 @@
+import AgadirCluster
 import AgadirCore
 import AgadirMembership
 import AgadirStore
@@ -32,6 +33,8 @@ public struct NodeRuntime: Sendable {
     public let service: ObjectService
     public let clientServer: ClientServer
     public let gossip: GossipService
+    public let cluster: ClusterBinding
+    public let links: PeerLinks
     let logger: Logger
 
     public init(config: NodeConfiguration, group: MultiThreadedEventLoopGroup, logger: Logger) throws(AgadirError) {
@@ -59,18 +62,47 @@ public struct NodeRuntime: Sendable {
             nodeID: nodeID, configuration: gossipConfiguration, keyring: keyring, dataDir: dir, group: group,
             logger: logger, clientAddress: { await clientServerOnceBuilt.value?.localAddress()?.hostAndPort })
         self.gossip = gossip
-        self.service = ObjectService(
+        // Peer links reach the other nodes' client endpoints as gossip knows them.
+        let authenticator = try ClusterSecrets.peerAuthenticator(config: config, logger: logger)
+        let links = PeerLinks(
+            nodeID: nodeID, authenticator: authenticator,
+            resolve: { node in gossip.memberInfos().first { $0.nodeID == node }?.clientAddress })
+        self.links = links
+        let serviceOnceBuilt = Locked<ObjectService?>(nil)
+        let fallbackTag = ChunkID.of(Array(nodeID.utf8)).prefix64
+        let clusterNode = try ClusterNode(
+            nodeID: nodeID, site: gossipConfiguration.site, store: store, gossip: gossip, links: links, dataDir: dir,
+            settings: ClusterNodeSettings().scaled(by: config.gossipTimeScalePercent), logger: logger,
+            versions: {
+                // The object service's clock, set just below, before any request can arrive.
+                if let service = serviceOnceBuilt.value { return service.nextVersion() }
+                var clock = HybridLogicalClock()
+                return ObjectVersion(timestamp: clock.now(wallMillis: WallMillis.now()), node: fallbackTag)
+            })
+        let coordinator = Coordinator(context: clusterNode, logger: logger)
+        let cluster = ClusterBinding(node: clusterNode, coordinator: coordinator)
+        self.cluster = cluster
+        let service = ObjectService(
             store: store, nodeID: nodeID, config: config, codec: codec, logger: logger,
-            membersProvider: { gossip.memberInfos() })
+            membersProvider: { gossip.memberInfos() }, cluster: cluster)
+        serviceOnceBuilt.withLock { $0 = service }
+        self.service = service
+        let replicaService = ReplicaService(
+            local: LocalReplica(nodeID: nodeID, store: store), context: clusterNode, logger: logger,
+            layoutBytes: { clusterNode.encodedLayout },
+            audit: { () throws(AgadirError) -> [UInt8] in try AdminCommands.encode(try await clusterNode.residencyAudit()) })
         let clientServer = ClientServer(
-            service: service, config: config, host: host, port: port, group: group, logger: logger)
+            service: service, config: config, host: host, port: port, group: group, logger: logger,
+            peerAccess: ClientServer.PeerAccess(nodeID: nodeID, authenticator: authenticator, handler: replicaService))
         clientServerOnceBuilt.withLock { $0 = clientServer }
         self.clientServer = clientServer
     }
 
     /// The services in start order; shutdown runs in reverse: gossip first (the node
     /// announces its departure), then the client endpoint, the store last.
-    public var services: [any Service] { [StoreService(store: store, logger: logger), clientServer, gossip] }
+    public var services: [any Service] {
+        [StoreService(store: store, logger: logger), cluster.node, clientServer, gossip]
+    }
 
     /// The node id lives in `DIR/node-id`: chosen once (from the configuration or at
     /// random) and kept, so a restart is the same node. A configured id that disagrees

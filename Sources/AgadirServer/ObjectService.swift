@@ -19,6 +19,11 @@ public final class ObjectService: Sendable {
     private let clock: Mutex<HybridLogicalClock>
     /// Answers MEMBERS; nil, or an empty answer (gossip still starting): this node alone (`selfMember()`).
     let membersProvider: (@Sendable () -> [MemberInfo])?
+    /// The cluster this node belongs to; nil for a node built without one (tests). With a
+    /// layout applied, bucket requests go through its coordinator.
+    let cluster: ClusterBinding?
+    /// `agadir admin` commands.
+    let admin: AdminCommands
     /// The client endpoint actually bound (set by `ClientServer` once listening), for the
     /// self record; `config.listen` until then.
     private let boundClientAddress = Mutex<String?>(nil)
@@ -30,8 +35,10 @@ public final class ObjectService: Sendable {
     /// alone (`selfMember()`).
     public init(
         store: NodeStore, nodeID: String, config: NodeConfiguration, codec: Codec, logger: Logger,
-        membersProvider: (@Sendable () -> [MemberInfo])? = nil
+        membersProvider: (@Sendable () -> [MemberInfo])? = nil, cluster: ClusterBinding? = nil
     ) {
+        self.cluster = cluster
+        self.admin = AdminCommands(cluster: cluster, logger: logger)
         self.store = store
         self.nodeID = nodeID
         self.nodeTag = ChunkID.of(Array(nodeID.utf8)).prefix64
@@ -58,7 +65,7 @@ public final class ObjectService: Sendable {
 
     static func wallMillis() -> UInt64 { UInt64(max(0, Date().timeIntervalSince1970 * 1000)) }
 
-    func nextVersion() -> ObjectVersion {
+    public func nextVersion() -> ObjectVersion {
         let ts = clock.withLock { $0.now(wallMillis: Self.wallMillis()) }
         return ObjectVersion(timestamp: ts, node: nodeTag)
     }
@@ -66,74 +73,23 @@ public final class ObjectService: Sendable {
     /// Handles one request to completion, sending its response frames to `sink`.
     /// `body` is the request body stream (PUT) or nil. Never throws: every failure is
     /// answered with an error frame.
-    public func handle(id: UInt64, request: Request, body: BodyStream?, sink: any ResponseSink) async {
+    public func handle(
+        id: UInt64, request: Request, options: RequestOptions = .none, body: BodyStream?, sink: any ResponseSink
+    ) async {
         let opcode = request.opcode.rawValue
         var started = false
         do {
-            switch request {
-            case .ping:
-                let r = PingResult(nodeID: nodeID, serverVersion: Self.serverVersion, timeMillis: Self.wallMillis())
-                try await sink.send(.response(id: id, opcode: opcode, fields: r.fields(), end: true))
-            case .createBucket(let name, let policy):
-                let policy = policy ?? "default"
-                guard policy == "default" else {
-                    throw AgadirError(.invalidArgument, "policy '\(policy)' is unknown; this cluster has the policy 'default'")
-                }
-                try await store.createBucket(BucketInfo(name: name, policy: policy, createdMillis: Self.wallMillis()))
-                logger.info("bucket created", metadata: ["bucket": "\(name)", "policy": "\(policy)"])
-                try await sink.send(.response(id: id, opcode: opcode, end: true))
-            case .deleteBucket(let name):
-                try await store.deleteBucket(name)
-                logger.info("bucket deleted", metadata: ["bucket": "\(name)"])
-                try await sink.send(.response(id: id, opcode: opcode, end: true))
-            case .listBuckets:
-                let buckets = try await store.listBuckets()
-                try await sendBody(BucketListCodec.encode(buckets), id: id, opcode: opcode, sink: sink, started: &started)
-            case .put(let put):
-                let result = try await self.put(put, body: body)
-                try await sink.send(.response(id: id, opcode: opcode, fields: result.fields(), end: true))
-            case .get(let bucket, let key, let range):
-                try await get(bucket: bucket, key: key, range: range, id: id, sink: sink, started: &started)
-            case .head(let bucket, let key):
-                let m = try await liveManifest(bucket: bucket, key: key)
-                try await sink.send(.response(id: id, opcode: opcode, fields: ObjectInfo(manifest: m).fields(), end: true))
-            case .delete(let bucket, let key):
-                _ = try await liveManifest(bucket: bucket, key: key)
-                let version = nextVersion()
-                try await store.putManifest(.tombstone(bucket: bucket, key: key, version: version))
-                let r = WriteResult(etag: nil, version: version, size: 0)
-                try await sink.send(.response(id: id, opcode: opcode, fields: r.fields(), end: true))
-            case .list(let l):
-                guard try await store.bucket(l.bucket) != nil else { throw noSuchBucket(l.bucket) }
-                let page = try await store.list(
-                    bucket: l.bucket, prefix: l.prefix, delimiter: l.delimiter, startAfter: l.startAfter, limit: l.limit)
-                try await sendBody(page.encoded(), id: id, opcode: opcode, sink: sink, started: &started)
-            case .stat:
-                let stats = try await store.stats()
-                let enc = JSONEncoder()
-                enc.outputFormatting = [.sortedKeys]
-                let json = (try? enc.encode(stats)).map { Array($0) } ?? Array("{}".utf8)
-                try await sendBody(json, id: id, opcode: opcode, sink: sink, started: &started)
-            case .members:
-                // Empty while gossip is still starting: the node itself is always a member.
-                let provided = membersProvider?() ?? []
-                let members = provided.isEmpty ? [selfMember()] : provided
-                let body = try MemberListCodec.encode(members)
-                guard body.count <= config.wireLimits.maxListingBodyBytes else {
-                    throw AgadirError(
-                        .internalError,
-                        "MEMBERS: \(members.count) members take \(body.count) bytes, over the \(config.wireLimits.maxListingBodyBytes)-byte body limit")
-                }
-                try await sendBody(body, id: id, opcode: opcode, sink: sink, started: &started)
-            case .route(let bucket):
-                // Standalone: this node serves every bucket it has.
-                guard let info = try await store.bucket(bucket) else { throw noSuchBucket(bucket) }
-                let me = boundClientAddress.withLock { $0 } ?? config.listen
-                let r = RouteResult(policy: info.policy, mayCoordinate: true, endpoints: [me])
-                try await sink.send(.response(id: id, opcode: opcode, fields: r.fields(), end: true))
-            case .admin(let command):
-                throw AgadirError(.invalidArgument, "admin command '\(command)' is unknown to this node")
+            if case .admin(let command) = request {
+                let input = try await AdminCommands.collect(body)
+                let output = try await admin.run(command, input: input)
+                try await sendBody(output, id: id, opcode: opcode, sink: sink, started: &started)
+                return
             }
+            if let cluster, cluster.node.isClusterMode {
+                try await handleInCluster(id: id, request: request, options: options, body: body, sink: sink, cluster: cluster, started: &started)
+                return
+            }
+            try await handleLocally(id: id, request: request, body: body, sink: sink, started: &started)
         } catch let error as AgadirError {
             body?.abandon()
             if error.code.rawValue >= 500 {
@@ -149,12 +105,83 @@ public final class ObjectService: Sendable {
         }
     }
 
+    /// The standalone node's answers (and the node-local ones of a cluster node).
+    func handleLocally(id: UInt64, request: Request, body: BodyStream?, sink: any ResponseSink, started: inout Bool) async throws {
+        let opcode = request.opcode.rawValue
+        switch request {
+        case .ping:
+            let r = PingResult(nodeID: nodeID, serverVersion: Self.serverVersion, timeMillis: Self.wallMillis())
+            try await sink.send(.response(id: id, opcode: opcode, fields: r.fields(), end: true))
+        case .createBucket(let name, let policy):
+            let policy = policy ?? "default"
+            guard policy == "default" else {
+                throw AgadirError(.invalidArgument, "policy '\(policy)' is unknown; this cluster has the policy 'default'")
+            }
+            try await store.createBucket(BucketInfo(name: name, policy: policy, createdMillis: Self.wallMillis()))
+            logger.info("bucket created", metadata: ["bucket": "\(name)", "policy": "\(policy)"])
+            try await sink.send(.response(id: id, opcode: opcode, end: true))
+        case .deleteBucket(let name):
+            try await store.deleteBucket(name)
+            logger.info("bucket deleted", metadata: ["bucket": "\(name)"])
+            try await sink.send(.response(id: id, opcode: opcode, end: true))
+        case .listBuckets:
+            let buckets = try await store.listBuckets()
+            try await sendBody(BucketListCodec.encode(buckets), id: id, opcode: opcode, sink: sink, started: &started)
+        case .put(let put):
+            let result = try await self.put(put, body: body)
+            try await sink.send(.response(id: id, opcode: opcode, fields: result.fields(), end: true))
+        case .get(let bucket, let key, let range):
+            try await get(bucket: bucket, key: key, range: range, id: id, sink: sink, started: &started)
+        case .head(let bucket, let key):
+            let m = try await liveManifest(bucket: bucket, key: key)
+            try await sink.send(.response(id: id, opcode: opcode, fields: ObjectInfo(manifest: m).fields(), end: true))
+        case .delete(let bucket, let key):
+            _ = try await liveManifest(bucket: bucket, key: key)
+            let version = nextVersion()
+            try await store.putManifest(.tombstone(bucket: bucket, key: key, version: version))
+            let r = WriteResult(etag: nil, version: version, size: 0)
+            try await sink.send(.response(id: id, opcode: opcode, fields: r.fields(), end: true))
+        case .list(let l):
+            guard try await store.bucket(l.bucket) != nil else { throw noSuchBucket(l.bucket) }
+            let page = try await store.list(
+                bucket: l.bucket, prefix: l.prefix, delimiter: l.delimiter, startAfter: l.startAfter, limit: l.limit)
+            try await sendBody(page.encoded(), id: id, opcode: opcode, sink: sink, started: &started)
+        case .stat:
+            let stats = try await store.stats()
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.sortedKeys]
+            let json = (try? enc.encode(stats)).map { Array($0) } ?? Array("{}".utf8)
+            try await sendBody(json, id: id, opcode: opcode, sink: sink, started: &started)
+        case .members:
+            // Empty while gossip is still starting: the node itself is always a member.
+            let provided = membersProvider?() ?? []
+            let members = provided.isEmpty ? [selfMember()] : provided
+            let body = try MemberListCodec.encode(members)
+            guard body.count <= config.wireLimits.maxListingBodyBytes else {
+                throw AgadirError(
+                    .internalError,
+                    "MEMBERS: \(members.count) members take \(body.count) bytes, over the \(config.wireLimits.maxListingBodyBytes)-byte body limit")
+            }
+            try await sendBody(body, id: id, opcode: opcode, sink: sink, started: &started)
+        case .route(let bucket):
+            // Standalone: this node serves every bucket it has.
+            guard let info = try await store.bucket(bucket) else { throw noSuchBucket(bucket) }
+            let me = boundClientAddress.withLock { $0 } ?? config.listen
+            let r = RouteResult(policy: info.policy, mayCoordinate: true, endpoints: [me])
+            try await sink.send(.response(id: id, opcode: opcode, fields: r.fields(), end: true))
+        case .admin:
+            throw AgadirError(.internalError, "ADMIN reached the object switch")
+        }
+    }
+
     /// Answers PING, HEAD, and a GET whose object lives inside its manifest, right away
     /// on the connection's reader: those need one metadata lookup and one frame, and
     /// spawning a task for each cost more than the work (profiled on 4 KiB GETs). Returns
     /// false, having sent nothing, when the request must run as its own task.
-    public func answerQuickly(id: UInt64, request: Request, sink: any ResponseSink) async -> Bool {
+    public func answerQuickly(id: UInt64, request: Request, options: RequestOptions = .none, sink: any ResponseSink) async -> Bool {
         let opcode = request.opcode.rawValue
+        // In a cluster, HEAD and GET need the replicas: they run as tasks.
+        if let cluster, cluster.node.isClusterMode, request.opcode != .ping { return false }
         do {
             switch request {
             case .ping, .head:
@@ -190,7 +217,7 @@ public final class ObjectService: Sendable {
         throw AgadirError(.noSuchKey, "object '\(bucket)/\(key)' does not exist")
     }
 
-    private func sendBody(
+    func sendBody(
         _ bytes: [UInt8], id: UInt64, opcode: UInt16, sink: any ResponseSink, started: inout Bool
     ) async throws {
         let frameBytes = config.dataFrameBytes

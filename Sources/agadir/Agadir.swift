@@ -12,8 +12,9 @@ struct Agadir: AsyncParsableCommand {
         discussion: """
             The node is taken from --endpoint HOST:PORT, else AGADIR_ENDPOINT, else 127.0.0.1:7480.
             `agadir admin members` lists the cluster's members as the node sees them.
-            Exit codes: 0 ok, 1 node or internal error, 2 not found, 3 conflict (exists / not empty),
-            4 invalid request, 5 node unreachable, 6 data integrity error, 7 local file error, 64 usage.
+            Exit codes: 0 ok, 1 node or internal error, 2 not found, 3 conflict (exists / not empty / stale layout version),
+            4 invalid request, 5 node unreachable, 6 data integrity error, 7 local file error,
+            8 not enough replicas for the consistency level, 9 residency violation found (audit), 64 usage.
             """,
         subcommands: [
             MakeBucket.self, RemoveBucket.self, Put.self, Get.self, Head.self, Remove.self, List.self, Stat.self,
@@ -30,6 +31,17 @@ struct GlobalOptions: ParsableArguments {
     @Flag(name: .long, help: "Print machine-readable JSON on stdout.")
     var json = false
 
+    @Option(name: .long, help: "Consistency level: ONE, QUORUM, LOCAL_QUORUM, EACH_QUORUM or ALL (default: the bucket's policy).")
+    var consistency: String?
+
+    func level() throws -> ConsistencyLevel? {
+        guard let consistency else { return nil }
+        guard let l = ConsistencyLevel(name: consistency) else {
+            throw ValidationError("--consistency \(consistency) is not ONE, QUORUM, LOCAL_QUORUM, EACH_QUORUM or ALL")
+        }
+        return l
+    }
+
     var resolvedEndpoint: String {
         endpoint ?? ProcessInfo.processInfo.environment["AGADIR_ENDPOINT"].flatMap { $0.isEmpty ? nil : $0 }
             ?? "127.0.0.1:7480"
@@ -40,8 +52,9 @@ struct GlobalOptions: ParsableArguments {
 enum Exit {
     static func code(for error: AgadirError) -> Int32 {
         switch error.code {
-        case .noSuchBucket, .noSuchKey, .noSuchChunk: 2
-        case .bucketAlreadyExists, .bucketNotEmpty: 3
+        case .noSuchBucket, .noSuchKey, .noSuchChunk, .noSuchPolicy, .noSuchNode: 2
+        case .bucketAlreadyExists, .bucketNotEmpty, .policyAlreadyExists, .layoutVersionConflict: 3
+        case .notEnoughReplicas: 8
         case .unavailable, .shuttingDown: 5
         case .corruptChunk, .corruptData, .checksumMismatch: 6
         default: (200..<300).contains(error.code.rawValue) ? 4 : 1
@@ -69,6 +82,8 @@ func withClient(_ options: GlobalOptions, _ body: (AgadirClient) async throws ->
         await client.close()
     } catch let e as AgadirError {
         stderr("agadir: \(e.message) [\(e.code.name)]")
+        if let r = e.replicas { stderr("agadir: \(r.answered) replica(s) answered, \(r.needed) needed") }
+        if !e.redirect.isEmpty { stderr("agadir: try \(e.redirect.joined(separator: ", "))") }
         throw ExitCode(Exit.code(for: e))
     } catch let e as LocalFileError {
         stderr("agadir: \(e.message)")
@@ -189,7 +204,7 @@ struct Put: AsyncParsableCommand {
             defer { cleanup() }
             let progress = Progress(total: size, label: "put \(key)")
             let request = PutRequest(bucket: bucket, key: key, size: size, contentType: contentType, metadata: metadata)
-            let result = try await client.put(request) { (send: (ArraySlice<UInt8>) async throws(AgadirError) -> Void) throws(AgadirError) in
+            let result = try await client.put(request, consistency: try options.level()) { (send: (ArraySlice<UInt8>) async throws(AgadirError) -> Void) throws(AgadirError) in
                 var sent: UInt64 = 0
                 while sent < size {
                     let data: Data
@@ -255,7 +270,7 @@ struct Get: AsyncParsableCommand {
         let (bucket, key) = try splitPath(path, keyRequired: true)
         let byteRange = try range.map(parseRange)
         try await withClient(options) { client in
-            let download = try await client.download(bucket: bucket, key: key, range: byteRange)
+            let download = try await client.download(bucket: bucket, key: key, range: byteRange, consistency: try options.level())
             let expected = download.info.range?.length ?? download.info.size
             let toStdout = destination == "-"
             let tmp = toStdout ? "" : destination + ".agadir-partial-\(getpid())"
@@ -323,7 +338,7 @@ struct Head: AsyncParsableCommand {
     func run() async throws {
         let (bucket, key) = try splitPath(path, keyRequired: true)
         try await withClient(options) { client in
-            let i = try await client.head(bucket: bucket, key: key)
+            let i = try await client.head(bucket: bucket, key: key, consistency: try options.level())
             if options.json {
                 printJSON(infoJSON(i))
             } else {
@@ -344,7 +359,7 @@ struct Remove: AsyncParsableCommand {
     func run() async throws {
         let (bucket, key) = try splitPath(path, keyRequired: true)
         try await withClient(options) { client in
-            let r = try await client.delete(bucket: bucket, key: key)
+            let r = try await client.delete(bucket: bucket, key: key, consistency: try options.level())
             if options.json { printJSON(["bucket": bucket, "key": key, "deleted": true, "version": r.version.description]) } else {
                 print("deleted \(bucket)/\(key)")
             }
@@ -381,7 +396,7 @@ struct List: AsyncParsableCommand {
                 let page = try await client.list(
                     ListRequest(
                         bucket: bucket, prefix: prefix, delimiter: recursive ? nil : "/", startAfter: after,
-                        limit: min(1000, cap - objects.count - prefixes.count)))
+                        limit: min(1000, cap - objects.count - prefixes.count)), consistency: try options.level())
                 objects += page.entries
                 prefixes += page.commonPrefixes
                 guard page.isTruncated, let next = page.nextStartAfter else { break }
@@ -449,7 +464,8 @@ struct Ping: AsyncParsableCommand {
 
 struct Admin: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Cluster administration.", subcommands: [Members.self])
+        abstract: "Cluster administration.",
+        subcommands: [Members.self, Layout.self, PolicyCommand.self, Audit.self])
 }
 
 struct Members: AsyncParsableCommand {

@@ -43,6 +43,16 @@ public enum ClusterSecrets {
     /// Reads the secret files into a keyring. With no `clusterSecretFile` configured, uses
     /// `<dataDir>/cluster.secret`, creating it once (mode 0600) when missing.
     public static func keyring(config: NodeConfiguration, logger: Logger) throws(AgadirError) -> Keyring {
+        try Keyring(clusterName: config.clusterName, secrets: try secrets(config: config, logger: logger))
+    }
+
+    /// The authenticator of peer links: the same secrets as gossip, other keys.
+    public static func peerAuthenticator(config: NodeConfiguration, logger: Logger) throws(AgadirError) -> PeerAuthenticator {
+        try PeerAuthenticator(clusterName: config.clusterName, secrets: try secrets(config: config, logger: logger))
+    }
+
+    /// The cluster secrets, primary first (`DATA/cluster.secret` is created when none is configured).
+    static func secrets(config: NodeConfiguration, logger: Logger) throws(AgadirError) -> [String] {
         var primary = config.clusterSecretFile
         if primary.isEmpty {
             primary = (config.dataDir as NSString).appendingPathComponent("cluster.secret")
@@ -59,7 +69,7 @@ public enum ClusterSecrets {
         for path in config.clusterSecretsAccepted {
             secrets.append(try read(path, setting: "clusterSecretsAccepted", logger: logger))
         }
-        return try Keyring(clusterName: config.clusterName, secrets: secrets)
+        return secrets
     }
 
     /// The first line of `path`, trimmed; refuses a missing or empty file.

@@ -104,6 +104,14 @@ final class GossipEngine {
             ])
     }
 
+    /// Changes the layout version in this node's record (a new incarnation spreads it).
+    func updateLayoutVersion(_ version: UInt64) {
+        guard phase == .running, var m = membership, m.myself.layoutVersion != version else { return }
+        let directives = m.updateMyself(now: clock.now()) { $0.layoutVersion = version }
+        membership = m
+        carryOut(directives, full: true)
+    }
+
     /// Graceful leave: announce it, keep gossiping for `leavePropagation`, then close.
     func leave() {
         guard phase == .running else {

@@ -26,6 +26,9 @@ public final class GossipService: Service, Sendable {
     let clock = GossipClock()
     private let snapshot = Locked(GossipSnapshot())
     private let announced = Once<GossipAddresses?>()
+    /// The layout version this node announces, and the engine once it runs.
+    private let layoutVersion = Locked<UInt64>(0)
+    private let running = Locked<NIOLoopBound<GossipEngine>?>(nil)
 
     /// - Parameter clientAddress: the bound client address (`HOST:PORT`), used as the
     ///   advertised one when `advertiseClient` is empty; nil when the client endpoint failed.
@@ -42,6 +45,14 @@ public final class GossipService: Service, Sendable {
         self.limits = limits
         self.logger = logger
         self.clientAddress = clientAddress
+    }
+
+    /// Announces the layout version this node holds (docs/cluster.md, "Spreading"): it
+    /// travels in this node's member record, so the others learn to pull the new layout.
+    public func announceLayoutVersion(_ version: UInt64) {
+        layoutVersion.withLock { $0 = version }
+        guard let engine = running.value else { return }
+        loop.execute { engine.value.updateLayoutVersion(version) }
     }
 
     // MARK: Views (any thread)
@@ -117,6 +128,10 @@ public final class GossipService: Service, Sendable {
         let seeds = configuration.seeds
         // Started before the addresses are announced: whoever waited for them sees this node in `memberInfos()`.
         try await loop.submit { engine.value.start(myself: myself, seeds: seeds, udp: udp, listener: listener) }.get()
+        running.withLock { $0 = engine }
+        // A version announced while the record was being built.
+        let latest = layoutVersion.value
+        if latest != myself.layoutVersion { loop.execute { engine.value.updateLayoutVersion(latest) } }
         announced.publish(GossipAddresses(client: myself.clientAddress, peer: myself.peerAddress))
         try await withTaskCancellationHandler {
             try await withGracefulShutdownHandler {
@@ -142,7 +157,7 @@ public final class GossipService: Service, Sendable {
         let myself = Member(
             nodeID: nodeID, site: configuration.site, labels: configuration.labels, clientAddress: client,
             peerAddress: peer,
-            incarnation: incarnation)
+            incarnation: incarnation, layoutVersion: layoutVersion.value)
         do {
             try GossipLimits.validate(myself)
         } catch {

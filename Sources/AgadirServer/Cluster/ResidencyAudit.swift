@@ -1,0 +1,99 @@
+import AgadirCluster
+import AgadirCore
+import AgadirPlacement
+import AgadirStore
+
+/// One node's answer to `agadir admin audit residency` (docs/operations.md): what it
+/// stores, and everything it stores outside the sites of the bucket's policy.
+public struct ResidencyAudit: Codable, Sendable, Hashable {
+    public struct Violation: Codable, Sendable, Hashable {
+        /// `manifest`, `chunk` or `hint`.
+        public var kind: String
+        public var bucket: String
+        public var key: String?
+        public var chunk: String?
+        public var policy: String
+        public var reason: String
+    }
+
+    public var node: String
+    public var site: String
+    public var layoutVersion: UInt64
+    public var manifests = 0
+    public var chunks = 0
+    public var hints = 0
+    /// Chunks with no recorded object (left by an interrupted PUT); not attributable.
+    public var unattributedChunks = 0
+    public var violationCount = 0
+    /// The first `maxListed` violations.
+    public var violations: [Violation] = []
+    /// Set when the audit could not finish (the node's part is then unknown).
+    public var error: String?
+
+    public static let maxListed = 1000
+
+    mutating func add(_ v: Violation) {
+        violationCount += 1
+        if violations.count < Self.maxListed { violations.append(v) }
+    }
+}
+
+extension ClusterNode {
+    /// Audits this node's store against the layout and the bucket catalog.
+    public func residencyAudit() async throws(AgadirError) -> ResidencyAudit {
+        let snapshot = self.snapshot()
+        var audit = ResidencyAudit(node: nodeID, site: snapshot.site, layoutVersion: snapshot.layout.current.version)
+        let catalog = try await store.bucketCatalog()
+        var policyOf: [String: String] = [:]
+        for r in catalog { policyOf[r.name] = r.policy }
+        /// Nil when this node may hold the bucket's bytes; else why not.
+        func refusal(_ bucket: String) -> (policy: String, reason: String)? {
+            guard let name = policyOf[bucket] else { return ("?", "the bucket is not in this node's catalog") }
+            guard let policy = Coordinator.policyNamed(name, in: snapshot.layout) else {
+                return (name, "the policy is not in this node's layout")
+            }
+            if snapshot.layout.live.contains(where: { $0.isEligible(site: snapshot.site, for: policy) }) { return nil }
+            return (name, "site '\(snapshot.site)' is outside the policy's sites (\(policy.selector))")
+        }
+        let page = 10_000
+        var after: (bucket: String, key: String)? = nil
+        while true {
+            let items = try await store.manifestInventory(after: after, limit: page)
+            for m in items {
+                audit.manifests += 1
+                if let r = refusal(m.bucket) {
+                    audit.add(.init(kind: "manifest", bucket: m.bucket, key: m.key, chunk: nil, policy: r.policy, reason: r.reason))
+                }
+            }
+            guard items.count == page, let last = items.last else { break }
+            after = (last.bucket, last.key)
+        }
+        var afterChunk: ChunkID? = nil
+        while true {
+            let items = try await store.chunkInventory(after: afterChunk, limit: page)
+            for c in items {
+                audit.chunks += 1
+                if c.buckets.isEmpty {
+                    audit.unattributedChunks += 1
+                    continue
+                }
+                // A chunk shared by buckets of several policies may live where any of them may.
+                let refusals = c.buckets.map { ($0, refusal($0)) }
+                if refusals.allSatisfy({ $0.1 != nil }), let first = refusals.first, let r = first.1 {
+                    audit.add(.init(kind: "chunk", bucket: first.0, key: nil, chunk: c.id.hex, policy: r.policy, reason: r.reason))
+                }
+            }
+            guard items.count == page, let last = items.last else { break }
+            afterChunk = last.id
+        }
+        for (target, _) in try await store.hintTargets() {
+            for hint in try await store.hints(for: target, limit: page) {
+                audit.hints += 1
+                if let r = refusal(hint.bucket) {
+                    audit.add(.init(kind: "hint", bucket: hint.bucket, key: nil, chunk: nil, policy: r.policy, reason: r.reason))
+                }
+            }
+        }
+        return audit
+    }
+}
