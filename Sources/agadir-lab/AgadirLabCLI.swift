@@ -85,7 +85,19 @@ struct TopologyOptions: ParsableArguments {
     @Option(name: .long, help: "Site label KEY=VALUE given to every node (repeatable).") var label: [String] = []
     @Flag(name: .long, help: "Return once every node is ready, without waiting for gossip to converge.") var noWait = false
     @Option(name: .long, help: "Seconds to wait for convergence (default 60).") var timeout = 60
+    @Flag(name: .long, help: "Do not apply a layout (the nodes stay standalone until `agadir admin layout apply`).")
+    var noLayout = false
     @Argument(parsing: .postTerminator, help: "Extra agadird arguments, after --.") var extra: [String] = []
+}
+
+/// Applies the lab's layout (every node at 1 TB, known site labels, the default policies)
+/// when the nodes hold none yet, unless --no-layout.
+func applyLayoutIfNeeded(_ lab: Lab, _ topology: TopologyOptions) async throws {
+    guard !topology.noLayout, let first = try lab.status().first(where: { $0.state == .running })?.name else { return }
+    guard try await lab.layoutVersion(of: first) == 0 else { return }
+    let version = try await lab.applyLayout()
+    let policies = Lab.defaultPolicies(sites: parseSites(topology.sites)).map { "\($0.name) (RF \($0.replicationFactor), \($0.sites))" }
+    print("layout version \(version) applied; policies: default, \(policies.joined(separator: ", "))")
 }
 
 // MARK: - Commands
@@ -105,6 +117,7 @@ struct Up: AsyncParsableCommand {
             try await lab.up(waitForConvergence: !topology.noWait, timeout: .seconds(topology.timeout))
             print(statusTable(try lab.status()))
             print(topology.noWait ? "lab is up in \(lab.root.path)" : "lab is up and converged in \(lab.root.path)")
+            try await applyLayoutIfNeeded(lab, topology)
         }
     }
 }
@@ -291,6 +304,7 @@ struct Run: AsyncParsableCommand {
                 extraArguments: topology.extra)
             do {
                 try await lab.up(waitForConvergence: !topology.noWait, timeout: .seconds(topology.timeout))
+                try await applyLayoutIfNeeded(lab, topology)
             } catch {
                 stderr("agadir-lab: \((error as? AgadirError)?.message ?? "\(error)"); stopping the nodes")
                 _ = try? await lab.down()
@@ -304,9 +318,11 @@ struct Run: AsyncParsableCommand {
 
                 The lab runs in \(lab.root.path). Reach it from another terminal with:
                   export AGADIR_ENDPOINT=\(first)
-                  \(bin)agadir mb photos
+                  \(bin)agadir mb photos --policy \(Lab.defaultPolicies(sites: parseSites(topology.sites)).first?.name ?? "default")
                   \(bin)agadir put ./file.jpg photos/file.jpg
                   \(bin)agadir admin members
+                  \(bin)agadir admin layout show
+                  \(bin)agadir admin audit residency
                   \(bin)agadir-lab status --root \(lab.root.path)
                 Ctrl-C stops every node.
                 """)
