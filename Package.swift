@@ -198,8 +198,9 @@ let package = Package(
             name: "AgadirEndToEndTests",
             dependencies: [
                 "AgadirTestSupport", "AgadirMembership",
-                "AgadirLab", "AgadirClient", "AgadirWire", "AgadirCore",
+                "AgadirLab", "AgadirClient", "AgadirWire", "AgadirCore", "AgadirPlacement", "AgadirStore",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             // A Python client written from docs/protocol.md alone; a test runs it against a node.
             exclude: ["PythonClient"]

@@ -1,0 +1,297 @@
+import AgadirClient
+import AgadirCore
+import AgadirLab
+import AgadirPlacement
+import AgadirStore
+import AgadirWire
+import Foundation
+import Logging
+import Testing
+
+/// Brings a lab down and deletes its root, whatever the test did.
+private func tearDownCluster(_ lab: Lab) async {
+    _ = try? await lab.down(timeout: .seconds(15))
+    try? FileManager.default.removeItem(at: lab.root)
+}
+
+private let quietStoreLogger: Logger = {
+    var l = Logger(label: "agadir.e2e.cluster")
+    l.logLevel = .critical
+    return l
+}()
+
+/// Four sites (three Moroccan, one French) of two nodes each, with the layout applied:
+/// policy `ma` (RF 3, country=MA, at least 2 sites, QUORUM) and `global` (RF 3, any site).
+private func moroccanLab() async throws -> Lab {
+    let lab = try await Lab.create(sites: ["benguerir", "casablanca", "settat", "paris"], nodesPerSite: 2)
+    do {
+        try await lab.up(waitForConvergence: true, timeout: .seconds(90))
+        try await lab.applyLayout(
+            policies: [
+                LabPolicy(name: "ma", replicationFactor: 3, sites: "country=MA", minSites: 2),
+                LabPolicy(name: "global", replicationFactor: 3, sites: "any", minSites: 1),
+            ], partitionCount: 64)
+    } catch {
+        await tearDownCluster(lab)
+        throw error
+    }
+    return lab
+}
+
+/// The applied layout, read from a node's data directory.
+private func currentLayout(_ lab: Lab) throws -> ClusterLayout {
+    let dir = try #require(try lab.status().first?.dataDir)
+    let bytes = try Data(contentsOf: URL(fileURLWithPath: dir).appendingPathComponent("layout.bin"))
+    return try ClusterLayoutCodec.decode(Array(bytes))
+}
+
+/// The residency audit of the whole cluster, through `node`.
+private func audit(_ lab: Lab, via node: String) async throws -> [[String: Any]] {
+    let client = try lab.client(for: node)
+    let answer: [UInt8]
+    do {
+        answer = try await client.admin("audit.residency")
+    } catch {
+        await client.close()
+        throw error
+    }
+    await client.close()
+    return try #require(try JSONSerialization.jsonObject(with: Data(answer)) as? [[String: Any]])
+}
+
+private func totalHints(_ audit: [[String: Any]]) -> Int {
+    audit.reduce(0) { $0 + (($1["hints"] as? Int) ?? 0) }
+}
+
+@Suite("A multi-site cluster on the lab: sovereignty, quorums, hints, convergence", .serialized)
+struct ClusterLabTests {
+    @Test("a bucket on policy ma is served through every node, Paris included, and no byte of it lands in Paris")
+    func sovereignty() async throws {
+        let lab = try await moroccanLab()
+        do {
+            let names = try lab.status().map(\.name)
+            let paris = try lab.client(for: "paris-1")
+            try await paris.createBucket("ma-data", policy: "ma")
+            try await paris.createBucket("world", policy: "global")
+            // Incompressible objects, inline and chunked, written through every node in turn.
+            let marker = "sovereign-7f3a"
+            let sizes = [1, 100, 4096, 5000, 70_000, 300_000, 2_500_000]
+            var objects: [(key: String, data: [UInt8])] = []
+            for (i, size) in sizes.enumerated() {
+                let key = "\(marker)/object-\(i)"
+                let data = randomBytes(size, seed: UInt64(1000 + i))
+                let writer = try lab.client(for: names[i % names.count])
+                _ = try await writer.put(bucket: "ma-data", key: key, data: data)
+                await writer.close()
+                objects.append((key, data))
+            }
+            // The global bucket may live anywhere, Paris included.
+            _ = try await paris.put(bucket: "world", key: "hello", data: randomBytes(200_000, seed: 77))
+            // Read back through every node, Paris included (redirected), and listed through Paris.
+            for name in names {
+                let reader = try lab.client(for: name)
+                for (key, data) in objects {
+                    let (_, got) = try await reader.get(bucket: "ma-data", key: key)
+                    #expect(got == data, "\(key) through \(name)")
+                }
+                await reader.close()
+            }
+            let page = try await paris.list(ListRequest(bucket: "ma-data", prefix: "\(marker)/"))
+            #expect(page.entries.map(\.key) == objects.map(\.key).sorted())
+            await paris.close()
+
+            // No file under a Paris node's data directory holds any of the bucket's bytes or keys.
+            var needles: [Data] = [Data(marker.utf8)]
+            for (_, data) in objects where data.count >= 64 {
+                for offset in stride(from: 0, to: data.count - 32, by: max(32, data.count / 16)) {
+                    needles.append(Data(data[offset..<offset + 32]))
+                }
+            }
+            var scannedFiles = 0
+            for node in try lab.status() where node.site == "paris" {
+                let root = URL(fileURLWithPath: node.dataDir)
+                let files = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey])
+                while let url = files?.nextObject() as? URL {
+                    guard (try? url.resourceValues(forKeys: [.isRegularFileKey]))?.isRegularFile == true else { continue }
+                    let contents = try Data(contentsOf: url)
+                    scannedFiles += 1
+                    for needle in needles {
+                        #expect(contents.range(of: needle) == nil, "\(url.path) holds bytes of bucket ma-data")
+                    }
+                }
+            }
+            #expect(scannedFiles > 0)
+
+            // The audit, asked through Paris, finds nothing outside its sites on any node.
+            let report = try await audit(lab, via: "paris-1")
+            #expect(report.count == 8)
+            for n in report {
+                #expect(n["error"] == nil, "\(n)")
+                #expect((n["violationCount"] as? Int) == 0, "\(n)")
+                if (n["site"] as? String) == "paris" { #expect((n["manifests"] as? Int) ?? 0 <= 1, "\(n)") }
+            }
+            let manifests = report.reduce(0) { $0 + (($1["manifests"] as? Int) ?? 0) }
+            #expect(manifests == 3 * (objects.count + 1), "every object on 3 replicas: \(report)")
+        } catch {
+            await tearDownCluster(lab)
+            throw error
+        }
+        await tearDownCluster(lab)
+    }
+
+    @Test("QUORUM survives one replica down and refuses with two, ONE goes on; after restarts hints deliver and replicas converge")
+    func quorumsHintsAndConvergence() async throws {
+        let lab = try await moroccanLab()
+        do {
+            let layout = try currentLayout(lab).current
+            let key = "q-key"
+            let replicas = layout.replicas(policy: "ma", partition: Partitioner.partition(bucket: "ma-data", key: key, count: layout.partitionCount))
+            #expect(replicas.count == 3)
+            // A coordinator outside the replica set, in Morocco.
+            let names = try lab.status().map(\.name)
+            let coordinatorName = try #require(names.first { !replicas.contains($0) && !$0.hasPrefix("paris") })
+            let client = try lab.client(for: coordinatorName)
+            try await client.createBucket("ma-data", policy: "ma")
+
+            try await lab.kill(replicas[0])
+            let v1 = try await client.put(bucket: "ma-data", key: key, data: Array("v1".utf8))
+            #expect(try await client.get(bucket: "ma-data", key: key).1 == Array("v1".utf8))
+
+            try await lab.kill(replicas[1])
+            let refused = await agadirError { _ = try await client.put(bucket: "ma-data", key: key, data: Array("v2".utf8)) }
+            #expect(refused?.code == .notEnoughReplicas, "\(String(describing: refused))")
+            #expect(refused?.replicas == AgadirError.ReplicaCount(answered: 1, needed: 2))
+            let readRefused = await agadirError { _ = try await client.get(bucket: "ma-data", key: key) }
+            #expect(readRefused?.code == .notEnoughReplicas)
+            let v3 = try await client.put(bucket: "ma-data", key: key, data: Array("v3".utf8), consistency: .one)
+            #expect(v3.version > v1.version)
+            #expect(try await client.get(bucket: "ma-data", key: key, consistency: .one).1 == Array("v3".utf8))
+            // A chunked object at ONE while both are down: its chunks park hints too.
+            let big = randomBytes(1_500_000, seed: 5)
+            _ = try await client.put(bucket: "ma-data", key: "big", data: big, consistency: .one)
+
+            try await lab.start(replicas[0])
+            try await lab.start(replicas[1])
+            // Hints deliver once gossip sees the nodes again.
+            let clock = ContinuousClock()
+            let deadline = clock.now + .seconds(60)
+            var pending = -1
+            while clock.now < deadline {
+                let report = try await audit(lab, via: coordinatorName)
+                pending = report.contains { $0["error"] != nil } ? -1 : totalHints(report)
+                if pending == 0 { break }
+                try await Task.sleep(for: .milliseconds(500))
+            }
+            #expect(pending == 0, "hints still pending after 60 s")
+
+            // Read-your-writes under QUORUM, through nodes of different sites.
+            for i in 0..<20 {
+                let writer = try lab.client(for: names[i % names.count])
+                let reader = try lab.client(for: names[(i + 3) % names.count])
+                let value = Array("ryw-\(i)".utf8)
+                _ = try await writer.put(bucket: "ma-data", key: "ryw", data: value)
+                #expect(try await reader.get(bucket: "ma-data", key: "ryw").1 == value, "iteration \(i)")
+                await writer.close()
+                await reader.close()
+            }
+            // Concurrent writers to one key through different nodes.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for i in 0..<8 {
+                    let writer = try lab.client(for: names[i % names.count])
+                    group.addTask {
+                        _ = try await writer.put(bucket: "ma-data", key: "contended", data: randomBytes(6000 + i, seed: UInt64(i)))
+                        await writer.close()
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let (winner, _) = try await client.get(bucket: "ma-data", key: "contended", consistency: .all)
+            await client.close()
+
+            // Stop everything and compare the replicas' stores directly.
+            try await lab.stopAll()
+            let dirs = Dictionary(uniqueKeysWithValues: try lab.status().map { ($0.name, $0.dataDir) })
+            var stores: [String: NodeStore] = [:]
+            for (name, dir) in dirs { stores[name] = try NodeStore.open(directory: dir, logger: quietStoreLogger) }
+            for k in [key, "big", "contended", "ryw"] {
+                let set = layout.replicas(policy: "ma", partition: Partitioner.partition(bucket: "ma-data", key: k, count: layout.partitionCount))
+                var seen: [ObjectManifest] = []
+                for node in set {
+                    seen.append(try #require(try await stores[node]?.manifest(bucket: "ma-data", key: k), "\(k) missing on \(node)"))
+                }
+                #expect(Set(seen.map(\.version)).count == 1, "\(k): replicas disagree: \(seen.map(\.version))")
+                #expect(Set(seen.map(\.etag)).count == 1)
+                if k == key { #expect(seen.first?.version == v3.version) }
+                if k == "contended" { #expect(seen.first?.etag == winner.etag) }
+                if k == "big", case .chunks(let refs) = seen.first?.body {
+                    for ref in refs {
+                        let holders = layout.replicas(policy: "ma", partition: Partitioner.partition(of: ref.id, count: layout.partitionCount))
+                        for holder in holders {
+                            #expect(try await stores[holder]?.containsChunks([ref.id]).first == true, "chunk \(ref.id.hex) missing on \(holder)")
+                        }
+                    }
+                }
+            }
+            for s in stores.values { await s.close() }
+            stores.removeAll()
+        } catch {
+            await tearDownCluster(lab)
+            throw error
+        }
+        await tearDownCluster(lab)
+    }
+
+    @Test("killing the coordinator in the middle of a PUT never leaves a readable half-object")
+    func coordinatorKilledMidPut() async throws {
+        let lab = try await moroccanLab()
+        do {
+            let names = try lab.status().map(\.name)
+            let setup = try lab.client(for: "benguerir-1")
+            try await setup.createBucket("ma-data", policy: "ma")
+            let old = randomBytes(3000, seed: 1)
+            _ = try await setup.put(bucket: "ma-data", key: "replaced", data: old)
+            await setup.close()
+            // The coordinator: a Moroccan node the client sends to (ROUTE says it may coordinate).
+            let victim = try #require(names.first { $0.hasPrefix("casablanca") })
+            let client = try lab.client(for: victim)
+            let size = 24 << 20
+            for key in ["fresh", "replaced"] {
+                let sent = Locked(0)
+                let lab2 = lab
+                let killer = Task {
+                    while sent.value < size / 3 { try await Task.sleep(for: .milliseconds(5)) }
+                    try await lab2.kill(victim)
+                }
+                let failed = await agadirError {
+                    _ = try await client.put(PutRequest(bucket: "ma-data", key: key, size: UInt64(size))) {
+                        (send: (ArraySlice<UInt8>) async throws(AgadirError) -> Void) throws(AgadirError) in
+                        var offset = 0
+                        while offset < size {
+                            let n = min(256 << 10, size - offset)
+                            try await send(ArraySlice(randomBytes(n, seed: UInt64(offset))))
+                            offset += n
+                            sent.withLock { $0 = offset }
+                            try? await Task.sleep(for: .milliseconds(2))
+                        }
+                    }
+                }
+                _ = try? await killer.value
+                #expect(failed != nil, "the PUT of \(key) succeeded although its coordinator was killed")
+                let reader = try lab.client(for: "settat-1")
+                if key == "fresh" {
+                    let missing = await agadirError { _ = try await reader.get(bucket: "ma-data", key: key) }
+                    #expect(missing?.code == .noSuchKey, "\(String(describing: missing))")
+                } else {
+                    #expect(try await reader.get(bucket: "ma-data", key: key).1 == old)
+                }
+                await reader.close()
+                try await lab.start(victim)
+            }
+            await client.close()
+        } catch {
+            await tearDownCluster(lab)
+            throw error
+        }
+        await tearDownCluster(lab)
+    }
+}
