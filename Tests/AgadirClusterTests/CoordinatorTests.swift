@@ -72,11 +72,13 @@ final class TestCluster: ClusterContext {
     let down = Mutex<Set<String>>([])
     let clock = Mutex(HybridLogicalClock())
 
-    static func plannedLayout(partitionCount: Int = 64) throws -> Layout {
+    static func plannedLayout(partitionCount: Int = 64, excluding: Set<String> = []) throws -> Layout {
         var changes: [LayoutChange] = []
         for site in sites {
             changes.append(.setSiteLabels(site: site, labels: ["country": site == "paris" ? "FR" : "MA"]))
-            for i in 1...2 { changes.append(.assignNode(id: "\(site)-\(i)", site: site, capacity: 1 << 40)) }
+            for i in 1...2 where !excluding.contains("\(site)-\(i)") {
+                changes.append(.assignNode(id: "\(site)-\(i)", site: site, capacity: 1 << 40))
+            }
         }
         changes.append(
             .addPolicy(Policy(
@@ -361,6 +363,57 @@ final class TestCluster: ClusterContext {
         #expect(refused?.message.contains("paris-1") == true)
         #expect(cluster.replicas["paris-1"]!.calls.withLock { $0 } == 1)  // the catalog record only
         #expect(try await cluster.replicas["paris-1"]!.local.getManifest(bucket: "ma-data", key: "k") == nil)
+        await cluster.close()
+    }
+
+    @Test func duringALayoutChange_readsUseTheOldVersion_andWritesReachBothVersionsReplicas() async throws {
+        let v1 = try TestCluster.plannedLayout(excluding: ["settat-2"])
+        let (v2, report) = try Planner.plan(
+            previous: v1, changes: StagedChanges(changes: [.assignNode(id: "settat-2", site: "settat", capacity: 1 << 40)]),
+            appliedMillis: 2, bytesPerPartition: { _, _ in 0 })
+        #expect(report.totalPartitionsMoved > 0)
+        var layout = ClusterLayout(initial: v1)
+        try layout.apply(v2, summary: "add settat-2")
+        #expect(layout.live.map(\.version) == [1, 2])
+        let cluster = try TestCluster(layout: layout)
+        let coordinator = Coordinator(context: cluster, logger: quiet)
+        _ = try await coordinator.createBucket("ma-data", policy: "ma")
+        let bucket = try await coordinator.resolve(bucket: "ma-data")
+        // A key whose replicas differ between the two versions.
+        let count = v2.partitionCount
+        let key = try #require((0..<500).map { "key-\($0)" }.first { k in
+            let p = Partitioner.partition(bucket: "ma-data", key: k, count: count)
+            return Set(v1.replicas(policy: "ma", partition: p)) != Set(v2.replicas(policy: "ma", partition: p))
+        })
+        let p = Partitioner.partition(bucket: "ma-data", key: key, count: count)
+        let oldSet = v1.replicas(policy: "ma", partition: p)
+        let newSet = v2.replicas(policy: "ma", partition: p)
+        // Data written before the change lives on the old replicas only: still readable.
+        let before = ObjectManifest(
+            bucket: "ma-data", key: key, size: 1, etag: ChunkID.of([5]), contentType: "x", userMetadata: [],
+            version: cluster.nextVersion(), isTombstone: false, body: .inline([5]))
+        for node in oldSet { _ = try await cluster.replicas[node]!.local.putManifest(before) }
+        #expect(try await coordinator.liveManifest(key: key, level: .quorum, bucket: bucket).version == before.version)
+        // A write during the change reaches the replicas of both versions.
+        let during = ObjectManifest(
+            bucket: "ma-data", key: key, size: 1, etag: ChunkID.of([6]), contentType: "x", userMetadata: [],
+            version: cluster.nextVersion(), isTombstone: false, body: .inline([6]))
+        try await coordinator.writeManifest(during, level: .all, bucket: bucket)
+        for node in Set(oldSet + newSet) {
+            #expect(try await cluster.replicas[node]!.local.getManifest(bucket: "ma-data", key: key)?.version == during.version, "\(node)")
+        }
+        // The level must hold in each version's set: a node of the old set only, down, fails ALL
+        // although the new set is complete.
+        let onlyOld = oldSet.filter { !newSet.contains($0) }
+        if let gone = onlyOld.first {
+            cluster.down.withLock { $0 = [gone] }
+            let b = try await coordinator.resolve(bucket: "ma-data")
+            let m = ObjectManifest(
+                bucket: "ma-data", key: key, size: 1, etag: ChunkID.of([7]), contentType: "x", userMetadata: [],
+                version: cluster.nextVersion(), isTombstone: false, body: .inline([7]))
+            let outcome = await agadirError { try await coordinator.writeManifest(m, level: .all, bucket: b) }
+            #expect(outcome?.code == .notEnoughReplicas)
+        }
         await cluster.close()
     }
 }
