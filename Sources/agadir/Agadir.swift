@@ -55,6 +55,7 @@ enum Exit {
         case .noSuchBucket, .noSuchKey, .noSuchChunk, .noSuchPolicy, .noSuchNode: 2
         case .bucketAlreadyExists, .bucketNotEmpty, .policyAlreadyExists, .layoutVersionConflict: 3
         case .notEnoughReplicas: 8
+        case .policyUnsatisfiable: 4
         case .unavailable, .shuttingDown: 5
         case .corruptChunk, .corruptData, .checksumMismatch: 6
         default: (200..<300).contains(error.code.rawValue) ? 4 : 1

@@ -295,3 +295,98 @@ struct ClusterLabTests {
         await tearDownCluster(lab)
     }
 }
+
+@Suite("Layout changes through the agadir CLI, with data living in the cluster", .serialized)
+struct LayoutLifecycleTests {
+    @Test("stage, plan, refuse a stale version, apply, grow by one node with both versions live, refuse an unsatisfiable plan, persist")
+    func layoutLifecycle() async throws {
+        let lab = try await Lab.create(sites: ["benguerir", "casablanca", "settat"], nodesPerSite: 2)
+        do {
+            try await lab.up(waitForConvergence: true, timeout: .seconds(90))
+            let endpoint = try #require(try lab.status().first?.clientEndpoint)
+            let cli = CLI(endpoint: endpoint)
+            func ok(_ args: [String]) throws -> String {
+                let r = try cli.run(args)
+                #expect(r.status == 0, "agadir \(args.joined(separator: " ")): \(r.stderr)")
+                return r.stdout
+            }
+            func waitForVersion(_ v: UInt64) async throws {
+                let clock = ContinuousClock()
+                let deadline = clock.now + .seconds(30)
+                for name in try lab.status().map(\.name) {
+                    while try await lab.layoutVersion(of: name) < v {
+                        #expect(clock.now < deadline, "\(name) did not reach layout version \(v)")
+                        if clock.now >= deadline { return }
+                        try await Task.sleep(for: .milliseconds(200))
+                    }
+                }
+            }
+            #expect(try ok(["admin", "layout", "show"]).contains("layout version 0"))
+            for node in try lab.status() where node.name != "settat-2" {
+                _ = try ok(["admin", "layout", "assign", node.name, "--site", node.site, "--capacity", "2TB", "--site-label", "country=MA"])
+            }
+            _ = try ok(["admin", "layout", "partitions", "64"])
+            _ = try ok(["admin", "policy", "create", "ma", "--rf", "3", "--sites", "country=MA", "--min-sites", "2"])
+            #expect(try ok(["admin", "layout", "plan"]).contains("layout version 0 -> 1"))
+            let stale = try cli.run(["admin", "layout", "apply", "--version", "2"])
+            #expect(stale.status == 3, "stale version: \(stale.stderr)")
+            #expect(stale.stderr.contains("LAYOUT_VERSION_CONFLICT") && stale.stderr.contains("--version 1"))
+            _ = try ok(["admin", "layout", "apply", "--version", "1"])
+            try await waitForVersion(1)
+
+            _ = try ok(["mb", "moroccan", "--policy", "ma"])
+            let client = try lab.client(for: "benguerir-1")
+            var objects: [(String, [UInt8])] = []
+            for i in 0..<24 {
+                let data = randomBytes(i % 4 == 0 ? 600_000 : 2000 + i, seed: UInt64(300 + i))
+                _ = try await client.put(bucket: "moroccan", key: "before-\(i)", data: data)
+                objects.append(("before-\(i)", data))
+            }
+
+            // Grow by one node: partitions move; until a rebalance retires version 1, both stay live.
+            _ = try ok(["admin", "layout", "assign", "settat-2", "--site", "settat", "--capacity", "2TB"])
+            let plan = try cli.run(["admin", "layout", "plan", "--json"])
+            let planJSON = try #require(try JSONSerialization.jsonObject(with: Data(plan.stdout.utf8)) as? [String: Any])
+            #expect((planJSON["totalPartitionsMoved"] as? Int ?? 0) > 0, "\(plan.stdout)")
+            #expect(!((planJSON["links"] as? [Any]) ?? []).isEmpty, "bytes per site link are estimated")
+            _ = try ok(["admin", "layout", "apply", "--version", "2"])
+            try await waitForVersion(2)
+            let shown = try #require(
+                try JSONSerialization.jsonObject(with: Data(try ok(["admin", "layout", "show", "--json"]).utf8)) as? [String: Any])
+            #expect((shown["liveVersions"] as? [Int]) == [1, 2], "\(shown["liveVersions"] ?? "")")
+            for name in ["settat-2", "casablanca-1"] {
+                let reader = try lab.client(for: name)
+                for (key, data) in objects { #expect(try await reader.get(bucket: "moroccan", key: key).1 == data, "\(key) via \(name)") }
+                await reader.close()
+            }
+            for i in 0..<8 {
+                let data = randomBytes(3000 + i, seed: UInt64(900 + i))
+                _ = try await client.put(bucket: "moroccan", key: "during-\(i)", data: data)
+                objects.append(("during-\(i)", data))
+            }
+            let page = try await client.list(ListRequest(bucket: "moroccan"))
+            #expect(page.entries.map(\.key) == objects.map(\.0).sorted())
+            await client.close()
+
+            // A plan that leaves too few Moroccan nodes is refused, naming the policy.
+            for n in ["benguerir-1", "benguerir-2", "casablanca-1", "casablanca-2"] { _ = try ok(["admin", "layout", "remove", n]) }
+            let refused = try cli.run(["admin", "layout", "plan"])
+            #expect(refused.status == 4 && refused.stderr.contains("POLICY_UNSATISFIABLE") && refused.stderr.contains("'ma'"), "\(refused.stderr)")
+            _ = try ok(["admin", "layout", "revert"])
+            #expect(try ok(["admin", "layout", "show"]).contains("no staged changes"))
+            let history = try ok(["admin", "layout", "history"])
+            #expect(history.contains("policy ma"), "\(history)")
+
+            // Persisted: a restarted node comes back with version 2 and both live versions.
+            try await lab.restart("benguerir-1")
+            #expect(try await lab.layoutVersion(of: "benguerir-1") == 2)
+            let again = try #require(
+                try JSONSerialization.jsonObject(with: Data(try ok(["admin", "layout", "show", "--json"]).utf8)) as? [String: Any])
+            #expect((again["version"] as? Int) == 2 && (again["liveVersions"] as? [Int]) == [1, 2])
+        } catch {
+            await tearDownCluster(lab)
+            throw error
+        }
+        await tearDownCluster(lab)
+    }
+}
