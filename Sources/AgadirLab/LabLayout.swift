@@ -27,14 +27,15 @@ extension Lab {
     ]
 
     /// The policies `agadir-lab up` creates: `ma` (RF 3 on Moroccan sites, at least two of
-    /// them) when the lab has two Moroccan sites or more, and `global` (RF 3 anywhere).
-    public static func defaultPolicies(sites: [String]) -> [LabPolicy] {
+    /// them) when the lab has two Moroccan sites or more, and `global` (RF 3 anywhere); with
+    /// fewer nodes the replication factors shrink to what the lab can hold.
+    public static func defaultPolicies(sites: [String], nodesPerSite: Int = 2) -> [LabPolicy] {
         var out: [LabPolicy] = []
         let moroccan = sites.filter { knownSiteLabels[$0]?["country"] == "MA" }
         if moroccan.count >= 2 {
-            out.append(LabPolicy(name: "ma", replicationFactor: 3, sites: "country=MA", minSites: 2))
+            out.append(LabPolicy(name: "ma", replicationFactor: min(3, moroccan.count * nodesPerSite), sites: "country=MA", minSites: 2))
         }
-        out.append(LabPolicy(name: "global", replicationFactor: min(3, sites.count * 1), sites: "any", minSites: 1))
+        out.append(LabPolicy(name: "global", replicationFactor: min(3, sites.count * nodesPerSite), sites: "any", minSites: 1))
         return out
     }
 
@@ -78,7 +79,7 @@ extension Lab {
         }
         let shown = try await call("layout.show", [:]) as? [String: Any]
         let existing = Set(((shown?["policies"] as? [[String: Any]]) ?? []).compactMap { $0["name"] as? String })
-        for p in policies ?? Self.defaultPolicies(sites: state.sites) where !existing.contains(p.name) {
+        for p in policies ?? Self.defaultPolicies(sites: state.sites, nodesPerSite: state.nodesPerSite) where !existing.contains(p.name) {
             _ = try await call(
                 "policy.create",
                 ["name": p.name, "replicationFactor": p.replicationFactor, "sites": p.sites, "minSites": p.minSites])

@@ -78,14 +78,14 @@ func parseLabels(_ labels: [String]) throws -> [String: String] {
 
 /// Options shared by `up` and `run`.
 struct TopologyOptions: ParsableArguments {
-    @Option(name: .long, help: "Sites, comma-separated (default benguerir,casablanca,settat).")
-    var sites = Lab.defaultSites.joined(separator: ",")
+    @Option(name: .long, help: "Sites, comma-separated (default benguerir,casablanca,settat,paris).")
+    var sites = (Lab.defaultSites + ["paris"]).joined(separator: ",")
     @Option(name: .long, help: "Nodes in each site (default 2).") var nodesPerSite = 2
     @Option(name: .long, help: "Cluster name (default agadir-lab).") var clusterName = "agadir-lab"
     @Option(name: .long, help: "Site label KEY=VALUE given to every node (repeatable).") var label: [String] = []
     @Flag(name: .long, help: "Return once every node is ready, without waiting for gossip to converge.") var noWait = false
     @Option(name: .long, help: "Seconds to wait for convergence (default 60).") var timeout = 60
-    @Flag(name: .long, help: "Do not apply a layout (the nodes stay standalone until `agadir admin layout apply`).")
+    @Flag(name: .long, help: "Do not apply a layout (the nodes stay standalone until `agadir admin layout apply`); --no-wait implies it.")
     var noLayout = false
     @Argument(parsing: .postTerminator, help: "Extra agadird arguments, after --.") var extra: [String] = []
 }
@@ -93,10 +93,10 @@ struct TopologyOptions: ParsableArguments {
 /// Applies the lab's layout (every node at 1 TB, known site labels, the default policies)
 /// when the nodes hold none yet, unless --no-layout.
 func applyLayoutIfNeeded(_ lab: Lab, _ topology: TopologyOptions) async throws {
-    guard !topology.noLayout, let first = try lab.status().first(where: { $0.state == .running })?.name else { return }
+    guard !topology.noLayout, !topology.noWait, let first = try lab.status().first(where: { $0.state == .running })?.name else { return }
     guard try await lab.layoutVersion(of: first) == 0 else { return }
     let version = try await lab.applyLayout()
-    let policies = Lab.defaultPolicies(sites: parseSites(topology.sites)).map { "\($0.name) (RF \($0.replicationFactor), \($0.sites))" }
+    let policies = Lab.defaultPolicies(sites: parseSites(topology.sites), nodesPerSite: topology.nodesPerSite).map { "\($0.name) (RF \($0.replicationFactor), \($0.sites))" }
     print("layout version \(version) applied; policies: default, \(policies.joined(separator: ", "))")
 }
 
@@ -318,7 +318,7 @@ struct Run: AsyncParsableCommand {
 
                 The lab runs in \(lab.root.path). Reach it from another terminal with:
                   export AGADIR_ENDPOINT=\(first)
-                  \(bin)agadir mb photos --policy \(Lab.defaultPolicies(sites: parseSites(topology.sites)).first?.name ?? "default")
+                  \(bin)agadir mb photos --policy \(Lab.defaultPolicies(sites: parseSites(topology.sites), nodesPerSite: topology.nodesPerSite).first?.name ?? "default")
                   \(bin)agadir put ./file.jpg photos/file.jpg
                   \(bin)agadir admin members
                   \(bin)agadir admin layout show

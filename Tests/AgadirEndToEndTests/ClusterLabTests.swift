@@ -63,7 +63,7 @@ private func totalHints(_ audit: [[String: Any]]) -> Int {
     audit.reduce(0) { $0 + (($1["hints"] as? Int) ?? 0) }
 }
 
-@Suite("A multi-site cluster on the lab: sovereignty, quorums, hints, convergence", .serialized)
+@Suite("A multi-site cluster on the lab: sovereignty, quorums, hints, convergence", .serialized, .oneLabAtATime)
 struct ClusterLabTests {
     @Test("a bucket on policy ma is served through every node, Paris included, and no byte of it lands in Paris")
     func sovereignty() async throws {
@@ -296,7 +296,7 @@ struct ClusterLabTests {
     }
 }
 
-@Suite("Layout changes through the agadir CLI, with data living in the cluster", .serialized)
+@Suite("Layout changes through the agadir CLI, with data living in the cluster", .serialized, .oneLabAtATime)
 struct LayoutLifecycleTests {
     @Test("stage, plan, refuse a stale version, apply, grow by one node with both versions live, refuse an unsatisfiable plan, persist")
     func layoutLifecycle() async throws {

@@ -27,7 +27,7 @@ private func status(_ lab: Lab, _ name: String) throws -> LabNodeStatus {
     try #require(try lab.status().first { $0.name == name })
 }
 
-@Suite("AgadirLab: real agadird processes under one lab root", .serialized)
+@Suite("AgadirLab: real agadird processes under one lab root", .serialized, .oneLabAtATime)
 struct LabTests {
     @Test("up, status, kill, start on the same ports, pause, resume, restart, logs, down: every process ends by pid")
     func lifecycle() async throws {
