@@ -244,8 +244,13 @@ public final class ClusterNode: ClusterContext, Service, Sendable {
     // MARK: Background work
 
     public func run() async throws {
+        // Stops at once on graceful shutdown (the wait between rounds is cancelled).
+        await cancelWhenGracefulShutdown { await self.loop() }
+    }
+
+    private func loop() async {
         var sinceCatalog = Duration.zero
-        while !Task.isCancelled, !Task.isShuttingDownGracefully {
+        while !Task.isCancelled {
             do {
                 try await Task.sleep(for: settings.syncInterval)
             } catch {
