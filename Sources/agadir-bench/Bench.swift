@@ -52,7 +52,7 @@ struct Bench: AsyncParsableCommand {
         config.connections = 4
         let client = try AgadirClient(endpoint: target, configuration: config)
         let only = sizes.map { Set($0.split(separator: ",").compactMap { Int($0) }) }
-        let runner = WorkloadRunner(client: client, quick: quick, only: only, repeats: max(1, repeats), log: log)
+        let runner = try WorkloadRunner(clients: [client], quick: quick, only: only, repeats: max(1, repeats), log: log)
         let results = try await runner.runAll()
         await client.close()
         let report = Report.markdown(limits: limits, results: results, endpoint: target, spawned: spawn, quick: quick)
@@ -77,18 +77,45 @@ struct WorkloadResult {
     var mibPerSecond: Double { Double(ops * objectBytes) / 1_048_576 / max(seconds, 1e-9) }
 }
 
-/// Runs each workload: `ops` operations spread over `concurrency` tasks sharing one client.
+/// Runs each workload: `ops` operations spread over `concurrency` tasks sharing the
+/// clients. With several clients (one per node of a cluster) operation `i` goes to
+/// client `i % n` for its PUT and to the next client for its GET, so an object is read
+/// through another node than the one that coordinated its write.
 struct WorkloadRunner: Sendable {
-    let client: AgadirClient
+    let clients: [AgadirClient]
     let quick: Bool
     let only: Set<Int>?
     let repeats: Int
     let log: @Sendable (String) -> Void
+    /// The bucket's policy (nil: the node's default) and the level of every request
+    /// (nil: the policy's default).
+    let policy: String?
+    let consistency: ConsistencyLevel?
+    /// Prefix of the log lines, e.g. "cluster: ".
+    let label: String
     let run = UInt64(Date().timeIntervalSince1970 * 1000)
+
+    init(
+        clients: [AgadirClient], quick: Bool, only: Set<Int>?, repeats: Int, log: @escaping @Sendable (String) -> Void,
+        policy: String? = nil, consistency: ConsistencyLevel? = nil, label: String = ""
+    ) throws(AgadirError) {
+        guard !clients.isEmpty else { throw AgadirError(.invalidArgument, "the benchmark needs at least one client") }
+        self.clients = clients
+        self.quick = quick
+        self.only = only
+        self.repeats = repeats
+        self.log = log
+        self.policy = policy
+        self.consistency = consistency
+        self.label = label
+    }
+
+    func putClient(_ i: Int) -> AgadirClient { clients[i % clients.count] }
+    func getClient(_ i: Int) -> AgadirClient { clients[(i + 1) % clients.count] }
 
     func runAll() async throws -> [WorkloadResult] {
         let bucket = "bench-\(run)"
-        try await client.createBucket(bucket)
+        try await clients[0].createBucket(bucket, policy: policy)
         var results: [WorkloadResult] = []
         let scale = quick ? 4 : 1
         // (object size, concurrencies, ops per concurrency level)
@@ -109,17 +136,17 @@ struct WorkloadRunner: Sendable {
                         let put = try await measure(op: "PUT", size: size, concurrency: c, ops: ops, data: kind) { i in
                             let unique = i + r * ops
                             let body = size >= 64 * 1024 ? BenchData.stamp(base, index: unique, run: run) : stampSmall(base, unique)
-                            try await client.put(bucket: bucket, key: "\(prefix)/\(i)", data: body)
+                            try await putClient(i).put(bucket: bucket, key: "\(prefix)/\(i)", data: body, consistency: consistency)
                         }
-                        log(line(put))
+                        log(label + line(put))
                         puts.append(put)
                         let get = try await measure(op: "GET", size: size, concurrency: c, ops: ops, data: kind) { i in
-                            let d = try await client.download(bucket: bucket, key: "\(prefix)/\(i)")
+                            let d = try await getClient(i).download(bucket: bucket, key: "\(prefix)/\(i)", consistency: consistency)
                             var n = 0
                             while let b = try await d.body.next() { n += b.readableBytes }
                             guard n == size else { throw AgadirError(.bodyLengthMismatch, "GET returned \(n) bytes, expected \(size)") }
                         }
-                        log(line(get))
+                        log(label + line(get))
                         gets.append(get)
                     }
                     results.append(median(puts))
@@ -187,6 +214,17 @@ struct WorkloadRunner: Sendable {
 
 enum Report {
     static func markdown(limits l: MachineLimits.Figures, results: [WorkloadResult], endpoint: String, spawned: Bool, quick: Bool) -> String {
+        var s = header(
+            ["node: \(endpoint)\(spawned ? " (spawned by the benchmark, same machine)" : "")\(quick ? "; --quick workloads" : "")"],
+            runs: results.first?.runs ?? 1)
+        s += limitsTable(l)
+        s += "### Workloads\n\n" + workloadsTable(results)
+        s += "\n### Against the targets\n\n" + targets(limits: l, results: results)
+        return s
+    }
+
+    /// Title, date, machine, command line, `lines`, and how rows are chosen.
+    static func header(_ lines: [String], runs: Int) -> String {
         var s = ""
         let date = ISO8601DateFormatter().string(from: Date())
         var uts = utsname()
@@ -195,22 +233,38 @@ enum Report {
         s += "## agadir-bench report\n\n"
         s += "- date: \(date)\n- machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, "
         s += String(format: "%.1f GiB memory, Linux %@\n", Double(ProcessInfo.processInfo.physicalMemory) / 1_073_741_824, kernel)
-        s += "- node: \(endpoint)\(spawned ? " (spawned by the benchmark, same machine)" : "")\(quick ? "; --quick workloads" : "")\n"
-        s += "- each workload row is the median of \(results.first?.runs ?? 1) run(s) by throughput\n\n"
-        s += "### Machine limits (same run)\n\n| limit | value |\n| --- | --- |\n"
+        let command = ["agadir-bench"] + CommandLine.arguments.dropFirst()
+        s += "- command: `\(command.joined(separator: " "))`\n"
+        for line in lines { s += "- \(line)\n" }
+        s += "- each workload row is the median of \(runs) run(s) by throughput\n\n"
+        return s
+    }
+
+    static func limitsTable(_ l: MachineLimits.Figures) -> String {
+        var s = "### Machine limits (same run)\n\n| limit | value |\n| --- | --- |\n"
         s += String(format: "| loopback TCP, one stream, 1 MiB writes | %.0f MiB/s |\n", l.loopbackMiBps)
         s += String(format: "| sequential write 1 MiB blocks + fsync | %.0f MiB/s |\n", l.seqWriteFsyncMiBps)
         s += String(format: "| 4 KiB write + fdatasync | %.0f /s |\n", l.syncWrites4KiBPerSec)
         s += String(format: "| SHA-256, one core | %.0f MiB/s |\n", l.sha256MiBps)
         s += String(format: "| LZ4 compress text / random, one core | %.0f / %.0f MiB/s |\n", l.lz4CompressTextMiBps, l.lz4CompressRandomMiBps)
         s += String(format: "| LZ4 decompress text, one core | %.0f MiB/s |\n\n", l.lz4DecompressTextMiBps)
-        s += "### Workloads\n\n| op | data | object | concurrency | ops | MiB/s | ops/s | p50 ms | p99 ms |\n"
+        return s
+    }
+
+    static func workloadsTable(_ results: [WorkloadResult]) -> String {
+        var s = "| op | data | object | concurrency | ops | MiB/s | ops/s | p50 ms | p99 ms |\n"
         s += "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
         for r in results {
             s += String(
                 format: "| %@ | %@ | %@ | %d | %d | %.1f | %.0f | %.2f | %.2f |\n", r.op, r.data, size(r.objectBytes), r.concurrency,
                 r.ops, r.mibPerSecond, r.opsPerSecond, r.p50Millis, r.p99Millis)
         }
+        return s
+    }
+
+    /// The single-node targets of issue 2.
+    static func targets(limits l: MachineLimits.Figures, results: [WorkloadResult]) -> String {
+        var s = "| target | reached | limit in this run | share |\n| --- | --- | --- | --- |\n"
         let putLimit = min(l.seqWriteFsyncMiBps, l.sha256MiBps)
         let getLimit = min(l.loopbackMiBps, l.sha256MiBps)
         func best(_ op: String, _ size: Int, _ data: String) -> WorkloadResult? {
@@ -219,7 +273,6 @@ enum Report {
         func ops(_ op: String, _ c: Int) -> Double {
             results.filter { $0.op == op && $0.objectBytes == 4096 && $0.concurrency == c && $0.data == "incompressible" }.first?.opsPerSecond ?? 0
         }
-        s += "\n### Against the targets\n\n| target | reached | limit in this run | share |\n| --- | --- | --- | --- |\n"
         if let p = best("PUT", 64 << 20, "incompressible") {
             s += String(format: "| PUT 64 MiB incompressible >= 50%% of min(fsync write, SHA-256) | %.0f MiB/s | %.0f MiB/s | %.0f%% |\n", p.mibPerSecond, putLimit, 100 * p.mibPerSecond / max(putLimit, 1))
         }
