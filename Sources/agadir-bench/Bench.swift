@@ -13,7 +13,9 @@ struct Bench: AsyncParsableCommand {
         abstract: "Measure an Agadir node against the limits of this machine, and print a markdown report.",
         discussion: """
             Against a running node (--endpoint) or one it starts itself (--spawn, data in a temporary \
-            directory, stopped at the end). Build with -c release: debug figures mean nothing.
+            directory, stopped at the end). --cluster runs the workloads on a spawned node, then on a lab \
+            of agadird processes (three sites, RF 3, QUORUM) and compares the two. Build with -c release: \
+            debug figures mean nothing.
             """)
 
     @Option(name: .long, help: "Node endpoint HOST:PORT.") var endpoint: String?
@@ -27,13 +29,59 @@ struct Bench: AsyncParsableCommand {
     @Flag(name: .long, help: "Skip measuring the machine's limits.") var skipLimits = false
     @Option(name: .long, help: "Run each workload this many times and report the median run (this machine is noisy).")
     var repeats = 1
+    @Flag(
+        name: .long,
+        help: """
+            Run the workloads on a spawned node, then on a lab of agadird processes (sites benguerir, casablanca, \
+            settat; bucket policy RF 3, one replica per site; QUORUM), and report the cluster/single ratios.
+            """)
+    var cluster = false
+    @Option(name: .long, help: "With --cluster: nodes per site (1...32).") var clusterNodesPerSite = 1
+
+    func validate() throws {
+        if cluster {
+            guard endpoint == nil else { throw ValidationError("--cluster spawns its single node; it does not take --endpoint") }
+            guard (1...32).contains(clusterNodesPerSite) else { throw ValidationError("--cluster-nodes-per-site must be 1...32") }
+        }
+    }
 
     func run() async throws {
         let log: @Sendable (String) -> Void = { FileHandle.standardError.write(Data("bench: \($0)\n".utf8)) }
+        let spawned = SpawnedProcesses()
+        let signals = spawned.stopOnSignals(log: log)
+        defer { for s in signals { s.cancel() } }
+        let report: String
+        do {
+            report = try await cluster ? runCluster(spawned: spawned, log: log) : runSingle(spawned: spawned, log: log)
+        } catch {
+            // After SIGINT/SIGTERM requests fail because the nodes are going: not an error to report.
+            if let sig = spawned.signalReceived {
+                await spawned.cleanUp(log: log)
+                Foundation.exit(128 + sig)
+            }
+            log("failed: \((error as? AgadirError)?.message ?? "\(error)"); stopping every process the benchmark started")
+            await spawned.cleanUp(log: log)
+            throw error
+        }
+        await spawned.cleanUp(log: log)
+        print(report)
+        if let output { try report.write(toFile: output, atomically: true, encoding: .utf8) }
+    }
+
+    func runCluster(spawned: SpawnedProcesses, log: @escaping @Sendable (String) -> Void) async throws -> String {
+        let bench = ClusterBench(
+            quick: quick, only: onlySizes, repeats: max(1, repeats), skipLimits: skipLimits, scratchDir: scratchDir,
+            nodesPerSite: clusterNodesPerSite, spawned: spawned, log: log)
+        return try await bench.run()
+    }
+
+    /// `--spawn` or `--endpoint`: one node.
+    func runSingle(spawned: SpawnedProcesses, log: @escaping @Sendable (String) -> Void) async throws -> String {
         var node: NodeProcess? = nil
         let target: String
         if spawn {
             let n = try NodeProcess(logLevel: "warning")
+            spawned.adopt(n)  // stopped and removed by the caller's clean-up
             node = n
             try n.start()
             target = n.endpoint
@@ -41,24 +89,27 @@ struct Bench: AsyncParsableCommand {
         } else {
             target = endpoint ?? ProcessInfo.processInfo.environment["AGADIR_ENDPOINT"] ?? "127.0.0.1:7480"
         }
-        defer {
-            node?.stop()
-            node?.cleanUp()
-        }
         let scratch = scratchDir ?? node?.dataDir.path ?? NSTemporaryDirectory()
 
         let limits = skipLimits ? MachineLimits.Figures() : MachineLimits.measure(scratchDir: scratch, quick: quick, log: log)
         var config = ClientConfiguration()
         config.connections = 4
         let client = try AgadirClient(endpoint: target, configuration: config)
-        let only = sizes.map { Set($0.split(separator: ",").compactMap { Int($0) }) }
-        let runner = try WorkloadRunner(clients: [client], quick: quick, only: only, repeats: max(1, repeats), log: log)
-        let results = try await runner.runAll()
+        let results: [WorkloadResult]
+        do {
+            let runner = try WorkloadRunner(clients: [client], quick: quick, only: onlySizes, repeats: max(1, repeats), log: log)
+            results = try await runner.runAll()
+        } catch {
+            await client.close()
+            throw error
+        }
         await client.close()
-        let report = Report.markdown(limits: limits, results: results, endpoint: target, spawned: spawn, quick: quick)
-        print(report)
-        if let output { try report.write(toFile: output, atomically: true, encoding: .utf8) }
+        return Report.markdown(limits: limits, results: results, endpoint: target, spawned: spawn, quick: quick)
     }
+}
+
+extension Bench {
+    var onlySizes: Set<Int>? { sizes.map { Set($0.split(separator: ",").compactMap { Int($0) }) } }
 }
 
 struct WorkloadResult {
