@@ -168,18 +168,11 @@ struct WorkloadRunner: Sendable {
         let bucket = "bench-\(run)"
         try await clients[0].createBucket(bucket, policy: policy)
         var results: [WorkloadResult] = []
-        let scale = quick ? 4 : 1
-        // (object size, concurrencies, ops per concurrency level)
-        let plans: [(Int, [Int], Int)] = [
-            (4096, [1, 16, 64], quick ? 500 : 4000),
-            (1 << 20, [1, 16, 64], quick ? 64 : 512),
-            (64 << 20, [1, 4], quick ? 4 : 16),
-        ]
-        for kind in ["incompressible", "compressible"] {
-            for (size, levels, opsBase) in plans where only?.contains(size) ?? true {
+        for kind in Self.kinds {
+            for (size, levels, opsBase) in Self.plans(quick: quick) where only?.contains(size) ?? true {
                 let base = kind == "incompressible" ? BenchData.random(size, seed: 11) : BenchData.text(size, seed: 12)
                 for c in levels {
-                    let ops = max(c, opsBase / scale)
+                    let ops = Self.ops(opsBase, concurrency: c, quick: quick)
                     var puts: [WorkloadResult] = []
                     var gets: [WorkloadResult] = []
                     for r in 0..<repeats {
@@ -206,6 +199,29 @@ struct WorkloadRunner: Sendable {
             }
         }
         return results
+    }
+
+    static let kinds = ["incompressible", "compressible"]
+
+    /// (object size, concurrencies, ops per concurrency level before `--quick` scaling)
+    static func plans(quick: Bool) -> [(Int, [Int], Int)] {
+        [
+            (4096, [1, 16, 64], quick ? 500 : 4000),
+            (1 << 20, [1, 16, 64], quick ? 64 : 512),
+            (64 << 20, [1, 4], quick ? 4 : 16),
+        ]
+    }
+
+    static func ops(_ base: Int, concurrency: Int, quick: Bool) -> Int { max(concurrency, base / (quick ? 4 : 1)) }
+
+    /// The bytes the PUTs of `runAll` send, counting compressible data at full size: an
+    /// upper bound of what one copy of the objects takes on disk (nothing is deleted).
+    static func bytesWritten(quick: Bool, only: Set<Int>?, repeats: Int) -> Int {
+        var total = 0
+        for (size, levels, opsBase) in plans(quick: quick) where only?.contains(size) ?? true {
+            for c in levels { total += size * ops(opsBase, concurrency: c, quick: quick) }
+        }
+        return total * kinds.count * repeats
     }
 
     /// The run with the median throughput (the report says how many runs there were).

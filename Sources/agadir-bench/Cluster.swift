@@ -109,6 +109,7 @@ struct ClusterBench {
         log("spawned agadird pid \(node.pid) at \(singleEndpoint), data in \(node.dataDir.path), log \(node.logFile.path)")
         let limits =
             skipLimits ? MachineLimits.Figures() : MachineLimits.measure(scratchDir: scratchDir ?? node.dataDir.path, quick: quick, log: log)
+        warnIfShortOfSpace(at: node.dataDir.path, copies: 1)
         let single = try await workloads(endpoints: [singleEndpoint], policy: nil, consistency: nil, label: "single: ")
         // Stopped before the cluster starts: it must not hold memory or page cache meanwhile.
         node.cleanUp()
@@ -116,6 +117,7 @@ struct ClusterBench {
         // The lab.
         let root = Lab.temporaryRoot(prefix: "agadir-bench-lab")
         spawned.adopt(labRoot: root)
+        warnIfShortOfSpace(at: root.deletingLastPathComponent().path, copies: Self.policy.replicationFactor)
         log("creating a lab in \(root.path): \(Self.sites.joined(separator: ", ")) x \(nodesPerSite)")
         let lab = try await Lab.create(
             root: root, sites: Self.sites, nodesPerSite: nodesPerSite, clusterName: "agadir-bench",
@@ -142,6 +144,18 @@ struct ClusterBench {
                 "clients: one AgadirClient per node (4 connections each); object i is PUT through node i mod \(nodes.count) "
                     + "and read through the next node",
             ] + (quick ? ["--quick workloads (a smoke test: the figures mean nothing)"] : []))
+    }
+
+    /// Logs a warning when the file system of `dir` has less free space than the workloads
+    /// may write there (`copies` of every object; compressible data counted uncompressed).
+    func warnIfShortOfSpace(at dir: String, copies: Int) {
+        var fs = statvfs()
+        guard statvfs(dir, &fs) == 0 else { return }
+        let free = Double(fs.f_bavail) * Double(fs.f_frsize)
+        let needed = Double(WorkloadRunner.bytesWritten(quick: quick, only: only, repeats: repeats) * copies)
+        if free < needed {
+            log(String(format: "warning: the workloads may write up to %.1f GiB under %@ and it has %.1f GiB free", needed / 1_073_741_824, dir, free / 1_073_741_824))
+        }
     }
 
     /// The workloads with one client (4 connections) per endpoint.
