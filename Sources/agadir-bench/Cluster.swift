@@ -126,7 +126,8 @@ struct ClusterBench {
         try await lab.up()
         let version = try await lab.applyLayout(policies: [Self.policy])
         let nodes = try lab.status()
-        log("lab up: layout version \(version), nodes " + nodes.map { "\($0.name) pid \($0.pid ?? 0) at \($0.clientEndpoint ?? "?")" }.joined(separator: ", "))
+        let described = nodes.map { "\($0.name) pid \($0.pid ?? 0) at \($0.clientEndpoint ?? "?")" }
+        log("lab up: layout version \(version), nodes \(described.joined(separator: ", "))")
         let endpoints = nodes.compactMap(\.clientEndpoint)
         guard endpoints.count == nodes.count else {
             throw AgadirError(.unavailable, "a node of the lab has no client endpoint: \(nodes.map(\.name))")
@@ -154,7 +155,10 @@ struct ClusterBench {
         let free = Double(fs.f_bavail) * Double(fs.f_frsize)
         let needed = Double(WorkloadRunner.bytesWritten(quick: quick, only: only, repeats: repeats) * copies)
         if free < needed {
-            log(String(format: "warning: the workloads may write up to %.1f GiB under %@ and it has %.1f GiB free", needed / 1_073_741_824, dir, free / 1_073_741_824))
+            log(
+                String(
+                    format: "warning: the workloads may write up to %.1f GiB under %@ and it has %.1f GiB free",
+                    needed / 1_073_741_824, dir, free / 1_073_741_824))
         }
     }
 
@@ -189,8 +193,10 @@ enum ClusterReport {
         s += "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
         var tally: [String: (met: Int, rows: Int)] = [:]
         for a in single {
-            guard let b = cluster.first(where: { $0.op == a.op && $0.data == a.data && $0.objectBytes == a.objectBytes && $0.concurrency == a.concurrency })
-            else { continue }
+            let same = { (r: WorkloadResult) in
+                r.op == a.op && r.data == a.data && r.objectBytes == a.objectBytes && r.concurrency == a.concurrency
+            }
+            guard let b = cluster.first(where: same) else { continue }
             let small = a.objectBytes < 1 << 20
             func rate(_ r: WorkloadResult) -> String {
                 small ? String(format: "%.0f ops/s", r.opsPerSecond) : String(format: "%.1f MiB/s", r.mibPerSecond)
