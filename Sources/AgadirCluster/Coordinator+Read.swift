@@ -5,6 +5,9 @@ import Synchronization
 // MARK: - Reads
 
 extension Coordinator {
+    /// How long a read waits for the replicas it asked first before asking the others too.
+    public static let speculativeReadDelay = Duration.milliseconds(50)
+
     /// The newest manifest of `bucket/key` among `level` replicas of the read version
     /// (tombstones included; nil when no replica that answered has one). Replicas that
     /// answered with an older version, or none, are repaired in the background, and so are
@@ -24,11 +27,23 @@ extension Coordinator {
         let context = self.context
         let bucketName = bucket.record.name
         let reachable = snapshot.byProximity(replicas.filter { snapshot.alive.contains($0) })
+        // Ask the nearest replicas that can meet the level first; the others only if those
+        // have not met it after `speculativeReadDelay` (a slow or failed replica).
+        let quorum = Quorum(level: level, replicas: replicas, coordinatorSite: coordinatorSite)
+        var wave: Set<String> = []
+        for node in reachable where !quorum.evaluate(answered: wave, site: siteOf).satisfied { wave.insert(node) }
+        let firstWave = wave
+        let met = Flag()
+        let delay = Self.speculativeReadDelay
         // Late answers are compared with the winner once it is known.
         let winnerBox = WinnerBox()
         let (answers, failures) = await Self.gather(
             reachable,
-            work: { node in
+            work: { (node: String) async -> Result<Answer, AgadirError> in
+                if !firstWave.contains(node) {
+                    try? await Task.sleep(for: delay)
+                    if met.value { return .failure(AgadirError(.unavailable, "not asked: the level was met without it")) }
+                }
                 do throws(AgadirError) {
                     return .success(Answer(manifest: try await context.replica(node).getManifest(bucket: bucketName, key: key)))
                 } catch {
@@ -36,8 +51,9 @@ extension Coordinator {
                 }
             },
             enough: { got in
-                Quorum(level: level, replicas: replicas, coordinatorSite: coordinatorSite).evaluate(answered: Set(got.keys), site: siteOf)
-                    .satisfied
+                let done = quorum.evaluate(answered: Set(got.keys), site: siteOf).satisfied
+                if done { met.set() }
+                return done
             },
             late: { [self] node, result in
                 guard case .success(let answer) = result, let winner = winnerBox.value else { return }
@@ -114,6 +130,13 @@ extension Coordinator {
             "no replica returned chunk \(id.hex) of bucket '\(bucket.record.name)' intact"
                 + (errors.isEmpty ? " (no replica alive)" : ": \(errors.joined(separator: "; "))"))
     }
+}
+
+/// A flag set once, read from any task.
+final class Flag: Sendable {
+    private let box = Mutex(false)
+    var value: Bool { box.withLock { $0 } }
+    func set() { box.withLock { $0 = true } }
 }
 
 /// One replica's answer to a manifest read.
