@@ -33,28 +33,18 @@ extension Coordinator {
         var wave: Set<String> = []
         for node in reachable where !quorum.evaluate(answered: wave, site: siteOf).satisfied { wave.insert(node) }
         let firstWave = wave
-        let met = Flag()
-        let delay = Self.speculativeReadDelay
         // Late answers are compared with the winner once it is known.
         let winnerBox = WinnerBox()
         let (answers, failures) = await Self.gather(
-            reachable,
+            reachable, delayed: Set(reachable).subtracting(firstWave), after: Self.speculativeReadDelay,
             work: { (node: String) async -> Result<Answer, AgadirError> in
-                if !firstWave.contains(node) {
-                    try? await Task.sleep(for: delay)
-                    if met.value { return .failure(AgadirError(.unavailable, "not asked: the level was met without it")) }
-                }
                 do throws(AgadirError) {
                     return .success(Answer(manifest: try await context.replica(node).getManifest(bucket: bucketName, key: key)))
                 } catch {
                     return .failure(error)
                 }
             },
-            enough: { got in
-                let done = quorum.evaluate(answered: Set(got.keys), site: siteOf).satisfied
-                if done { met.set() }
-                return done
-            },
+            enough: { got in quorum.evaluate(answered: Set(got.keys), site: siteOf).satisfied },
             late: { [self] node, result in
                 guard case .success(let answer) = result, let winner = winnerBox.value else { return }
                 if answer.manifest.map({ $0.version < winner.version }) ?? true {
@@ -130,13 +120,6 @@ extension Coordinator {
             "no replica returned chunk \(id.hex) of bucket '\(bucket.record.name)' intact"
                 + (errors.isEmpty ? " (no replica alive)" : ": \(errors.joined(separator: "; "))"))
     }
-}
-
-/// A flag set once, read from any task.
-final class Flag: Sendable {
-    private let box = Mutex(false)
-    var value: Bool { box.withLock { $0 } }
-    func set() { box.withLock { $0 = true } }
 }
 
 /// One replica's answer to a manifest read.

@@ -156,10 +156,38 @@ public final class Coordinator: Sendable {
         enough: @escaping @Sendable ([String: T]) -> Bool,
         late: @escaping @Sendable (String, Result<T, AgadirError>) -> Void = { _, _ in }
     ) async -> (successes: [String: T], failures: [String: AgadirError]) {
+        await gather(nodes, delayed: [], after: .zero, work: work, enough: enough, late: late)
+    }
+
+    /// `gather`, where the nodes in `delayed` are only asked after `delay` and only if
+    /// `enough` does not hold by then (speculative requests); once it holds, their waits are
+    /// cancelled and they are not asked at all.
+    static func gather<T: Sendable>(
+        _ nodes: [String], delayed: Set<String>, after delay: Duration,
+        work: @escaping @Sendable (String) async -> Result<T, AgadirError>,
+        enough: @escaping @Sendable ([String: T]) -> Bool,
+        late: @escaping @Sendable (String, Result<T, AgadirError>) -> Void = { _, _ in }
+    ) async -> (successes: [String: T], failures: [String: AgadirError]) {
         let gathering = Gathering<T>(pending: nodes.count, enough: enough, late: late)
         if nodes.isEmpty { return ([:], [:]) }
-        for node in nodes {
+        for node in nodes where !delayed.contains(node) {
             Task { gathering.finished(node, await work(node)) }
+        }
+        for node in nodes where delayed.contains(node) {
+            gathering.addDelayed(Task {
+                let skipped = Gathering<T>.notAsked
+                do {
+                    try await Task.sleep(for: delay)
+                } catch {
+                    gathering.finished(node, .failure(skipped))
+                    return
+                }
+                if gathering.isDone {
+                    gathering.finished(node, .failure(skipped))
+                    return
+                }
+                gathering.finished(node, await work(node))
+            })
         }
         return await gathering.wait()
     }
@@ -167,12 +195,16 @@ public final class Coordinator: Sendable {
 
 /// The shared state of one `Coordinator.gather`.
 final class Gathering<T: Sendable>: Sendable {
+    /// The outcome of a speculative request that was not needed.
+    static var notAsked: AgadirError { AgadirError(.unavailable, "not asked: the level was met without it") }
+
     private struct State {
         var successes: [String: T] = [:]
         var failures: [String: AgadirError] = [:]
         var pending: Int
         var done = false
         var waiter: CheckedContinuation<Void, Never>?
+        var delayed: [Task<Void, Never>] = []
     }
     private let state: Mutex<State>
     private let enough: @Sendable ([String: T]) -> Bool
@@ -184,21 +216,39 @@ final class Gathering<T: Sendable>: Sendable {
         self.late = late
     }
 
+    var isDone: Bool { state.withLock { $0.done } }
+
+    /// A speculative request waiting for its delay; cancelled once the gathering is done.
+    func addDelayed(_ task: Task<Void, Never>) {
+        let cancelNow = state.withLock { s -> Bool in
+            if s.done { return true }
+            s.delayed.append(task)
+            return false
+        }
+        if cancelNow { task.cancel() }
+    }
+
     func finished(_ node: String, _ result: Result<T, AgadirError>) {
         let enough = self.enough
-        let (isLate, waiter) = state.withLock { s -> (Bool, CheckedContinuation<Void, Never>?) in
+        let (isLate, waiter, delayed) = state.withLock { s -> (Bool, CheckedContinuation<Void, Never>?, [Task<Void, Never>]) in
             s.pending -= 1
-            if s.done { return (true, nil) }
+            if s.done { return (true, nil, []) }
             switch result {
             case .success(let v): s.successes[node] = v
             case .failure(let e): s.failures[node] = e
             }
-            guard s.pending == 0 || enough(s.successes) else { return (false, nil) }
+            guard s.pending == 0 || enough(s.successes) else { return (false, nil, []) }
             s.done = true
-            defer { s.waiter = nil }
-            return (false, s.waiter)
+            defer {
+                s.waiter = nil
+                s.delayed = []
+            }
+            return (false, s.waiter, s.delayed)
         }
-        if isLate { late(node, result) }
+        if isLate {
+            if case .failure(let e) = result, e == Self.notAsked {} else { late(node, result) }
+        }
+        for t in delayed { t.cancel() }
         waiter?.resume()
     }
 

@@ -12,6 +12,8 @@ import Testing
 final class SwitchableReplica: ReplicaClient {
     let local: LocalReplica
     let failing = Mutex(false)
+    /// While set, manifest reads wait (at most 20 s) before answering: a slow replica.
+    let stalled = Mutex(false)
     let calls = Mutex(0)
     var nodeID: String { local.nodeID }
 
@@ -40,6 +42,7 @@ final class SwitchableReplica: ReplicaClient {
     }
     func getManifest(bucket: String, key: String) async throws(AgadirError) -> ObjectManifest? {
         try check()
+        for _ in 0..<2000 where stalled.withLock({ $0 }) { try? await Task.sleep(for: .milliseconds(10)) }
         return try await local.getManifest(bucket: bucket, key: key)
     }
     func list(bucket: String, prefix: String, startAfter: String?, limit: Int) async throws(AgadirError) -> [ReplicaListEntry] {
@@ -414,6 +417,35 @@ final class TestCluster: ClusterContext {
             let outcome = await agadirError { try await coordinator.writeManifest(m, level: .all, bucket: b) }
             #expect(outcome?.code == .notEnoughReplicas)
         }
+        await cluster.close()
+    }
+
+    @Test func reads_askTheNearestReplicasFirst_andTheOthersOnlyWhenOneIsSlow() async throws {
+        let cluster = try TestCluster()
+        let coordinator = Coordinator(context: cluster, logger: quiet)
+        _ = try await coordinator.createBucket("ma-data", policy: "ma")
+        let bucket = try await coordinator.resolve(bucket: "ma-data")
+        let layout = cluster.layout.current
+        let key = "speculative"
+        let replicas = layout.replicas(policy: "ma", partition: Partitioner.partition(bucket: "ma-data", key: key, count: layout.partitionCount))
+        let m = ObjectManifest(
+            bucket: "ma-data", key: key, size: 1, etag: ChunkID.of([8]), contentType: "x", userMetadata: [],
+            version: cluster.nextVersion(), isTombstone: false, body: .inline([8]))
+        try await coordinator.writeManifest(m, level: .all, bucket: bucket)
+        func calls() -> [Int] { replicas.map { r in cluster.replicas[r]!.calls.withLock { $0 } } }
+        // A QUORUM read asks two replicas; the third is not asked at all.
+        let before = calls()
+        #expect(try await coordinator.liveManifest(key: key, level: .quorum, bucket: bucket).version == m.version)
+        try await Task.sleep(for: .milliseconds(200))
+        let asked = zip(calls(), before).filter { $0 != $1 }.count
+        #expect(asked == 2, "asked \(asked) replicas")
+        // One of the first two is slow: the read completes through the third while it still waits.
+        let order = cluster.snapshot().byProximity(replicas)
+        cluster.replicas[order[0]]!.stalled.withLock { $0 = true }
+        let read = try await withTimeout(10) { try await coordinator.liveManifest(key: key, level: .quorum, bucket: bucket) }
+        #expect(read.version == m.version)
+        #expect(cluster.replicas[order[0]]!.stalled.withLock { $0 })
+        cluster.replicas[order[0]]!.stalled.withLock { $0 = false }
         await cluster.close()
     }
 }

@@ -21,6 +21,8 @@ public struct ClusterNodeSettings: Sendable, Hashable {
     /// How long "no such bucket anywhere" is remembered (so a storm of requests for a
     /// missing bucket does not ask the peers each time).
     public var unknownBucketMemory: Duration = .seconds(1)
+    /// How long a bucket's catalog record read from the store is reused without reading it again.
+    public var catalogCacheTTL: Duration = .seconds(1)
 
     public init() {}
 
@@ -55,6 +57,8 @@ public final class ClusterNode: ClusterContext, Service, Sendable {
         var encoded: [UInt8]
         var staged: StagedChanges
         var unknownBuckets: [String: ContinuousClock.Instant] = [:]
+        /// Catalog records read recently, with when they were read (see `catalogCacheTTL`).
+        var knownBuckets: [String: (record: BucketRecord, read: ContinuousClock.Instant)] = [:]
     }
     private let state: Mutex<State>
 
@@ -124,7 +128,20 @@ public final class ClusterNode: ClusterContext, Service, Sendable {
     }
 
     public func bucketRecord(_ name: String) async throws(AgadirError) -> BucketRecord? {
-        if let record = try await store.bucketCatalog(named: name) { return record }
+        // Every request names its bucket: a record read in the last `catalogCacheTTL` is
+        // used as it is (a deletion elsewhere is seen that much later at most).
+        let now = ContinuousClock.now
+        let ttl = settings.catalogCacheTTL
+        if let cached = state.withLock({ s in s.knownBuckets[name].flatMap { now - $0.read < ttl ? $0.record : nil } }) {
+            return cached
+        }
+        if let record = try await store.bucketCatalog(named: name) {
+            state.withLock { s in
+                if s.knownBuckets.count >= 4096 { s.knownBuckets.removeAll() }
+                s.knownBuckets[name] = (record, now)
+            }
+            return record
+        }
         // Not here (yet): ask a few peers, remembering a miss for a moment.
         let missed = state.withLock { s -> Bool in
             guard let until = s.unknownBuckets[name] else { return false }
