@@ -15,6 +15,8 @@ final class SwitchableReplica: ReplicaClient {
     /// While set, manifest reads wait (at most 20 s) before answering: a slow replica.
     let stalled = Mutex(false)
     let calls = Mutex(0)
+    /// Chunk bodies received (CHUNK_PUT), as opposed to claims.
+    let chunkPuts = Mutex(0)
     var nodeID: String { local.nodeID }
 
     init(_ local: LocalReplica) { self.local = local }
@@ -30,6 +32,7 @@ final class SwitchableReplica: ReplicaClient {
     }
     func putChunk(_ chunk: EncodedChunk, reference: ChunkReference) async throws(AgadirError) {
         try check()
+        chunkPuts.withLock { $0 += 1 }
         try await local.putChunk(chunk, reference: reference)
     }
     func getChunk(_ id: ChunkID, bucket: String) async throws(AgadirError) -> EncodedChunk {
@@ -446,6 +449,28 @@ final class TestCluster: ClusterContext {
         #expect(read.version == m.version)
         #expect(cluster.replicas[order[0]]!.stalled.withLock { $0 })
         cluster.replicas[order[0]]!.stalled.withLock { $0 = false }
+        await cluster.close()
+    }
+
+    @Test func aChunkTheReplicasHold_isClaimedNotSentAgain_andItsReferencesAreRecorded() async throws {
+        let cluster = try TestCluster()
+        let coordinator = Coordinator(context: cluster, logger: quiet)
+        _ = try await coordinator.createBucket("ma-data", policy: "ma")
+        let bucket = try await coordinator.resolve(bucket: "ma-data")
+        let data = randomBytes(200_000, seed: 42)
+        let chunk = try Self.chunk(data)
+        func puts() -> Int { cluster.replicas.values.reduce(0) { $0 + $1.chunkPuts.withLock { $0 } } }
+        let first = ChunkReference(bucket: "ma-data", key: "one", version: cluster.nextVersion())
+        try await coordinator.writeChunk(chunk, reference: first, level: .all, bucket: bucket)
+        #expect(puts() == 3)
+        let second = ChunkReference(bucket: "ma-data", key: "two", version: cluster.nextVersion())
+        try await coordinator.writeChunk(chunk, reference: second, level: .all, bucket: bucket)
+        #expect(puts() == 3, "the bytes were sent again although every replica held them")
+        let layout = cluster.layout.current
+        for node in layout.replicas(policy: "ma", partition: Partitioner.partition(of: chunk.id, count: layout.partitionCount)) {
+            let inventory = try await cluster.stores[node]!.chunkInventory(after: nil, limit: 100)
+            #expect(inventory.first { $0.id == chunk.id }?.buckets == ["ma-data"], "\(node)")
+        }
         await cluster.close()
     }
 }
