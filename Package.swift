@@ -198,7 +198,7 @@ let package = Package(
             name: "AgadirEndToEndTests",
             dependencies: [
                 "AgadirTestSupport", "AgadirMembership",
-                "AgadirLab", "AgadirClient", "AgadirWire", "AgadirCore", "AgadirPlacement", "AgadirStore",
+                "AgadirLab", "AgadirClient", "AgadirWire", "AgadirCore", "AgadirPlacement", "AgadirStore", "AgadirTransport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,6 +1,7 @@
 import AgadirClient
 import AgadirCore
 import AgadirLab
+import AgadirTransport
 import AgadirPlacement
 import AgadirStore
 import AgadirWire
@@ -99,6 +100,21 @@ struct ClusterLabTests {
             let page = try await paris.list(ListRequest(bucket: "ma-data", prefix: "\(marker)/"))
             #expect(page.entries.map(\.key) == objects.map(\.key).sorted())
             await paris.close()
+
+            // A client that does not ask ROUTE first gets REDIRECT from Paris, naming Moroccan nodes.
+            let parisEndpoint = try #require(try lab.status().first { $0.name == "paris-1" }?.clientEndpoint)
+            let (host, port) = try Endpoint.parse(parisEndpoint)
+            let raw = try await ClientConnection.connect(
+                host: host, port: port, limits: .default, bodyBufferBytes: 1 << 20, connectTimeout: .seconds(2))
+            let (id, body) = try raw.open()
+            body.abandon()
+            try await raw.write(.request(id: id, opcode: .head, fields: Request.head(bucket: "ma-data", key: objects[0].key).fields(), end: true))
+            let answer = try await raw.awaitResponse(id)
+            raw.close()
+            let redirect = try #require(answer.error)
+            #expect(redirect.code == .redirect, "\(redirect)")
+            let moroccan = Set(try lab.status().filter { $0.site != "paris" }.compactMap(\.clientEndpoint))
+            #expect(!redirect.redirect.isEmpty && redirect.redirect.allSatisfy { moroccan.contains($0) }, "\(redirect.redirect)")
 
             // No file under a Paris node's data directory holds any of the bucket's bytes or keys.
             var needles: [Data] = [Data(marker.utf8)]
