@@ -22,11 +22,19 @@ public enum Names {
         guard let first = u.first, let last = u.last, alnum(first), alnum(last) else {
             throw fail("must start and end with a letter or digit")
         }
-        if name.contains("..") { throw fail("contains '..'") }
-        let parts = name.split(separator: ".", omittingEmptySubsequences: false)
-        if parts.count == 4, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isNumber) }) {
-            throw fail("looks like an IP address")
+        // Bytes, not String searches: every request checks its bucket name, often twice.
+        var dots = 0
+        var onlyDigitsAndDots = true
+        for i in u.indices {
+            if u[i] == 0x2e {
+                dots += 1
+                if i > 0, u[i - 1] == 0x2e { throw fail("contains '..'") }
+            } else if !(u[i] >= 0x30 && u[i] <= 0x39) {
+                onlyDigitsAndDots = false
+            }
         }
+        // Four dot-separated groups of digits (no group is empty: no '..', no dot at an end).
+        if dots == 3, onlyDigitsAndDots { throw fail("looks like an IP address") }
     }
 
     /// Object keys: 1 to 1024 bytes of valid UTF-8 with no control characters (U+0000 to

@@ -57,6 +57,8 @@ public final class ClusterNode: ClusterContext, Service, Sendable {
         var encoded: [UInt8]
         var staged: StagedChanges
         var unknownBuckets: [String: ContinuousClock.Instant] = [:]
+        /// The last snapshot and when it was taken (see `snapshotReuse`).
+        var snapshot: (value: ClusterSnapshot, taken: ContinuousClock.Instant)?
         /// Catalog records read recently, with when they were read (see `catalogCacheTTL`).
         var knownBuckets: [String: (record: BucketRecord, read: ContinuousClock.Instant)] = [:]
     }
@@ -109,7 +111,21 @@ public final class ClusterNode: ClusterContext, Service, Sendable {
 
     // MARK: ClusterContext
 
+    /// How long a snapshot is reused: every request takes one (sometimes two), and the
+    /// member list changes at gossip speed (a new layout is seen at once: `adopt` clears it).
+    static let snapshotReuse = Duration.milliseconds(100)
+
     public func snapshot() -> ClusterSnapshot {
+        let now = ContinuousClock.now
+        if let cached = state.withLock({ s in s.snapshot.flatMap { now - $0.taken < Self.snapshotReuse ? $0.value : nil } }) {
+            return cached
+        }
+        let fresh = takeSnapshot()
+        state.withLock { $0.snapshot = (fresh, now) }
+        return fresh
+    }
+
+    private func takeSnapshot() -> ClusterSnapshot {
         let cluster = layout
         var alive: Set<String> = [nodeID]
         var endpoints: [String: String] = [:]
@@ -240,6 +256,7 @@ public final class ClusterNode: ClusterContext, Service, Sendable {
         state.withLock { s in
             s.cluster = cluster
             s.encoded = encoded
+            s.snapshot = nil
         }
         gossip?.announceLayoutVersion(cluster.current.version)
         logger.notice(
