@@ -29,7 +29,7 @@ package final class ClientConnection: Sendable {
 
     package let endpoint: String
     let outbound: NIOAsyncChannelOutboundWriter<Frame>
-    let channel: any Channel
+    package let channel: any Channel
     let bodyBufferBytes: Int
     private let state = Mutex(State())
     private let reader: Mutex<Task<Void, Never>?> = Mutex(nil)

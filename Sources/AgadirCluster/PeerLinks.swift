@@ -85,14 +85,11 @@ public final class PeerLinks: Sendable {
     ) async throws(AgadirError) -> PeerResponse {
         let connection = try await link(to: node)
         let (id, responseBody) = try connection.open()
-        let timeout = Duration.milliseconds(Int64(settings.requestTimeoutSeconds * 1000))
         let opcode = request.opcode
-        let watchdog = Task {
-            try await Task.sleep(for: timeout)
-            connection.fail(
-                id,
-                with: AgadirError(
-                    .unavailable, "\(node) did not answer \(opcode) within \(settings.requestTimeoutSeconds) s; link closed"))
+        let seconds = settings.requestTimeoutSeconds
+        // A timer on the connection's event loop (cheaper than a task per call).
+        let watchdog = connection.channel.eventLoop.scheduleTask(in: .milliseconds(Int64(seconds * 1000))) {
+            connection.fail(id, with: AgadirError(.unavailable, "\(node) did not answer \(opcode) within \(seconds) s; link closed"))
             connection.close()
         }
         defer { watchdog.cancel() }

@@ -31,6 +31,10 @@ final class EchoPeerHandler: PeerRequestHandler {
         switch request {
         case .layoutGet:
             try? await sink.send(.response(id: id, opcode: opcode, payload: ByteBuffer(bytes: Array("layout".utf8)), end: true))
+        case .residencyAudit:
+            // A peer that does not answer in time (bounded: 3 s).
+            try? await Task.sleep(for: .seconds(3))
+            try? await sink.send(.response(id: id, opcode: opcode, end: true))
         case .catalogPut:
             var n = 0
             while let buf = try? await body?.next() { n += buf.readableBytes }
@@ -148,6 +152,24 @@ final class PeerEndpointNode: Sendable {
         intruder.closeAll()
         confused.closeAll()
         otherCluster.closeAll()
+        await node.stop()
+    }
+
+    @Test func aPeerThatDoesNotAnswerInTime_failsTheCall_andClosesTheLink() async throws {
+        let node = try await PeerEndpointNode(nodeID: "node-b", secret: Self.secret)
+        let endpoint = node.endpoint
+        var settings = PeerLinkSettings()
+        settings.requestTimeoutSeconds = 0.3
+        let links = PeerLinks(
+            nodeID: "node-a", authenticator: try PeerAuthenticator(clusterName: "test", secrets: [Self.secret]),
+            settings: settings, resolve: { _ in endpoint })
+        let slow = await agadirError { _ = try await links.call("node-b", .residencyAudit, maxResponseBytes: 64) }
+        #expect(slow?.code == .unavailable)
+        #expect(slow?.message.contains("did not answer") == true, "\(String(describing: slow))")
+        // The next call opens a new link and works.
+        let answer = try await links.call("node-b", .layoutGet, maxResponseBytes: 64)
+        #expect(answer.body == Array("layout".utf8))
+        links.closeAll()
         await node.stop()
     }
 }
