@@ -138,6 +138,20 @@ public struct Fields: Sendable, Hashable {
         return s
     }
 
+    /// The BUCKET field, checked against the bucket name rules; `op` names the request in errors.
+    public func requireBucket(_ op: String) throws(AgadirError) -> String {
+        let b = try requireString(.bucket, op)
+        try Names.validateBucket(b)
+        return b
+    }
+
+    /// The KEY field, checked against the key rules; `op` names the request in errors.
+    public func requireKey(_ op: String) throws(AgadirError) -> String {
+        let k = try requireString(.key, op)
+        try Names.validateKey(k)
+        return k
+    }
+
     public func u64(_ tag: FieldTag) throws(AgadirError) -> UInt64? {
         guard let b = first(tag) else { return nil }
         guard b.count == 8 else { throw AgadirError(.invalidArgument, "field \(tag) must be 8 bytes, is \(b.count)") }

@@ -167,16 +167,8 @@ public enum Request: Sendable, Hashable {
             throw AgadirError(.unknownOpcode, "opcode \(raw) is not part of protocol v1")
         }
         let op = opcode.description
-        func bucket() throws(AgadirError) -> String {
-            let b = try f.requireString(.bucket, op)
-            try Names.validateBucket(b)
-            return b
-        }
-        func key() throws(AgadirError) -> String {
-            let k = try f.requireString(.key, op)
-            try Names.validateKey(k)
-            return k
-        }
+        func bucket() throws(AgadirError) -> String { try f.requireBucket(op) }
+        func key() throws(AgadirError) -> String { try f.requireKey(op) }
         switch opcode {
         case .ping: return .ping
         case .listBuckets: return .listBuckets

@@ -165,16 +165,8 @@ public enum PeerRequest: Sendable, Hashable {
             throw AgadirError(.unknownOpcode, "opcode \(raw) is not a peer operation")
         }
         let op = opcode.description
-        func bucket() throws(AgadirError) -> String {
-            let b = try f.requireString(.bucket, op)
-            try Names.validateBucket(b)
-            return b
-        }
-        func key() throws(AgadirError) -> String {
-            let k = try f.requireString(.key, op)
-            try Names.validateKey(k)
-            return k
-        }
+        func bucket() throws(AgadirError) -> String { try f.requireBucket(op) }
+        func key() throws(AgadirError) -> String { try f.requireKey(op) }
         func reference() throws(AgadirError) -> ChunkReference {
             guard let v = try f.version(.version) else { throw AgadirError(.invalidArgument, "\(op) needs the field VERSION") }
             return ChunkReference(bucket: try bucket(), key: try key(), version: v)

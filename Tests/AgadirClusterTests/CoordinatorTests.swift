@@ -143,6 +143,13 @@ final class TestCluster: ClusterContext {
 }
 
 @Suite struct CoordinatorTests {
+    /// A one-byte object of bucket ma-data, stored inline in its manifest.
+    static func inline(_ key: String, _ byte: UInt8, _ version: ObjectVersion) -> ObjectManifest {
+        ObjectManifest(
+            bucket: "ma-data", key: key, size: 1, etag: ChunkID.of([byte]), contentType: "x", userMetadata: [], version: version,
+            isTombstone: false, body: .inline([byte]))
+    }
+
     static func chunk(_ bytes: [UInt8]) throws -> EncodedChunk {
         var engine = ChunkCodec()
         return try engine.encode(bytes, preferred: .lz4)
@@ -209,9 +216,7 @@ final class TestCluster: ClusterContext {
         let replicas = layout.replicas(policy: "ma", partition: Partitioner.partition(bucket: "ma-data", key: key, count: layout.partitionCount))
         #expect(replicas.count == 3)
         func manifest(_ v: ObjectVersion) -> ObjectManifest {
-            ObjectManifest(
-                bucket: "ma-data", key: key, size: 1, etag: ChunkID.of([1]), contentType: "x", userMetadata: [], version: v,
-                isTombstone: false, body: .inline([1]))
+            Self.inline(key, 1, v)
         }
         // One replica down (known dead): QUORUM write and read go on; a hint is parked.
         cluster.down.withLock { $0 = [replicas[0]] }
@@ -255,9 +260,7 @@ final class TestCluster: ClusterContext {
         let old = cluster.nextVersion()
         let new = cluster.nextVersion()
         func manifest(_ v: ObjectVersion) -> ObjectManifest {
-            ObjectManifest(
-                bucket: "ma-data", key: key, size: 1, etag: ChunkID.of([2]), contentType: "x", userMetadata: [], version: v,
-                isTombstone: false, body: .inline([2]))
+            Self.inline(key, 2, v)
         }
         // Replica 0 has the new version, replica 1 the old one, replica 2 nothing.
         _ = try await cluster.replicas[replicas[0]]!.local.putManifest(manifest(new))
@@ -284,9 +287,7 @@ final class TestCluster: ClusterContext {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for (i, v) in versions.shuffled().enumerated() {
                 group.addTask {
-                    let m = ObjectManifest(
-                        bucket: "ma-data", key: "contended", size: 1, etag: ChunkID.of([UInt8(i)]), contentType: "x",
-                        userMetadata: [], version: v, isTombstone: false, body: .inline([UInt8(i)]))
+                    let m = Self.inline("contended", UInt8(i), v)
                     try await coordinator.writeManifest(m, level: .all, bucket: bucket)
                 }
             }
@@ -317,9 +318,7 @@ final class TestCluster: ClusterContext {
             let tomb = Int.random(in: 0..<4, using: &rng) == 0
             let m = tomb
                 ? ObjectManifest.tombstone(bucket: "ma-data", key: key, version: v)
-                : ObjectManifest(
-                    bucket: "ma-data", key: key, size: 1, etag: ChunkID.of([3]), contentType: "x", userMetadata: [], version: v,
-                    isTombstone: false, body: .inline([3]))
+                : Self.inline(key, 3, v)
             // Each write reaches a random majority of its replicas only (the others stay stale).
             let replicas = layout.replicas(policy: "ma", partition: Partitioner.partition(bucket: "ma-data", key: key, count: layout.partitionCount))
             for r in replicas.shuffled(using: &rng).prefix(2) { _ = try await cluster.replicas[r]!.local.putManifest(m) }
@@ -361,9 +360,7 @@ final class TestCluster: ClusterContext {
         let coordinator = Coordinator(context: cluster, logger: quiet)
         _ = try await coordinator.createBucket("ma-data", policy: "ma")
         let bucket = try await coordinator.resolve(bucket: "ma-data")
-        let m = ObjectManifest(
-            bucket: "ma-data", key: "k", size: 1, etag: ChunkID.of([4]), contentType: "x", userMetadata: [],
-            version: cluster.nextVersion(), isTombstone: false, body: .inline([4]))
+        let m = Self.inline("k", 4, cluster.nextVersion())
         let refused = await agadirError { try await coordinator.writeManifest(m, level: .one, bucket: bucket) }
         #expect(refused?.code == .internalError)
         #expect(refused?.message.contains("paris-1") == true)
@@ -395,15 +392,11 @@ final class TestCluster: ClusterContext {
         let oldSet = v1.replicas(policy: "ma", partition: p)
         let newSet = v2.replicas(policy: "ma", partition: p)
         // Data written before the change lives on the old replicas only: still readable.
-        let before = ObjectManifest(
-            bucket: "ma-data", key: key, size: 1, etag: ChunkID.of([5]), contentType: "x", userMetadata: [],
-            version: cluster.nextVersion(), isTombstone: false, body: .inline([5]))
+        let before = Self.inline(key, 5, cluster.nextVersion())
         for node in oldSet { _ = try await cluster.replicas[node]!.local.putManifest(before) }
         #expect(try await coordinator.liveManifest(key: key, level: .quorum, bucket: bucket).version == before.version)
         // A write during the change reaches the replicas of both versions.
-        let during = ObjectManifest(
-            bucket: "ma-data", key: key, size: 1, etag: ChunkID.of([6]), contentType: "x", userMetadata: [],
-            version: cluster.nextVersion(), isTombstone: false, body: .inline([6]))
+        let during = Self.inline(key, 6, cluster.nextVersion())
         try await coordinator.writeManifest(during, level: .all, bucket: bucket)
         for node in Set(oldSet + newSet) {
             #expect(try await cluster.replicas[node]!.local.getManifest(bucket: "ma-data", key: key)?.version == during.version, "\(node)")
@@ -414,9 +407,7 @@ final class TestCluster: ClusterContext {
         if let gone = onlyOld.first {
             cluster.down.withLock { $0 = [gone] }
             let b = try await coordinator.resolve(bucket: "ma-data")
-            let m = ObjectManifest(
-                bucket: "ma-data", key: key, size: 1, etag: ChunkID.of([7]), contentType: "x", userMetadata: [],
-                version: cluster.nextVersion(), isTombstone: false, body: .inline([7]))
+            let m = Self.inline(key, 7, cluster.nextVersion())
             let outcome = await agadirError { try await coordinator.writeManifest(m, level: .all, bucket: b) }
             #expect(outcome?.code == .notEnoughReplicas)
         }
@@ -431,9 +422,7 @@ final class TestCluster: ClusterContext {
         let layout = cluster.layout.current
         let key = "speculative"
         let replicas = layout.replicas(policy: "ma", partition: Partitioner.partition(bucket: "ma-data", key: key, count: layout.partitionCount))
-        let m = ObjectManifest(
-            bucket: "ma-data", key: key, size: 1, etag: ChunkID.of([8]), contentType: "x", userMetadata: [],
-            version: cluster.nextVersion(), isTombstone: false, body: .inline([8]))
+        let m = Self.inline(key, 8, cluster.nextVersion())
         try await coordinator.writeManifest(m, level: .all, bucket: bucket)
         func calls() -> [Int] { replicas.map { r in cluster.replicas[r]!.calls.withLock { $0 } } }
         // A QUORUM read asks two replicas; the third is not asked at all.

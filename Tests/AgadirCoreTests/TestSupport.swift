@@ -19,18 +19,3 @@ func textBytes(_ count: Int, seed: UInt64) -> [UInt8] {
     return Array(out.prefix(count))
 }
 
-/// Runs `body` and checks that it throws an `AgadirError` with `code`; returns the error.
-@discardableResult
-func expectError<T>(
-    _ code: AgadirError.Code, sourceLocation: SourceLocation = #_sourceLocation,
-    _ body: () throws(AgadirError) -> T
-) -> AgadirError? {
-    do {
-        _ = try body()
-        Issue.record("expected \(code), but nothing was thrown", sourceLocation: sourceLocation)
-        return nil
-    } catch {
-        #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
-        return error
-    }
-}

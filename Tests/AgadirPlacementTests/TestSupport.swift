@@ -4,21 +4,6 @@ import Testing
 
 @testable import AgadirPlacement
 
-/// Runs `body` and checks that it throws an `AgadirError` with `code`; returns the error.
-@discardableResult
-func expectError<T>(
-    _ code: AgadirError.Code, sourceLocation: SourceLocation = #_sourceLocation,
-    _ body: () throws(AgadirError) -> T
-) -> AgadirError? {
-    do {
-        _ = try body()
-        Issue.record("expected \(code), but nothing was thrown", sourceLocation: sourceLocation)
-        return nil
-    } catch {
-        #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
-        return error
-    }
-}
 
 let terabyte: UInt64 = 1_000_000_000_000
 

@@ -1,5 +1,6 @@
 import AgadirCore
 import Foundation
+import Testing
 
 /// SplitMix64 (Steele, Lea and Flood, OOPSLA 2014): a tiny, fast, seeded generator, so
 /// every randomized test and simulation replays exactly from its seed.
@@ -105,5 +106,21 @@ public func agadirError(_ body: () async throws -> Void) async -> AgadirError? {
         return error
     } catch {
         return AgadirError(.internalError, "unexpected error \(error)")
+    }
+}
+
+/// Runs `body` and checks that it throws an `AgadirError` with `code`; returns the error.
+@discardableResult
+public func expectError<T>(
+    _ code: AgadirError.Code, sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: () throws(AgadirError) -> T
+) -> AgadirError? {
+    do {
+        _ = try body()
+        Issue.record("expected \(code), but nothing was thrown", sourceLocation: sourceLocation)
+        return nil
+    } catch {
+        #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
+        return error
     }
 }
