@@ -250,6 +250,7 @@ extension NodeStore {
     /// new name when the catalog holds `maxBucketRecords` records.
     public func mergeBucketRecord(_ record: BucketRecord) async throws(AgadirError) -> Bool {
         try record.validate()
+        defer { catalogChanges.wrappingAdd(1, ordering: .sequentiallyConsistent) }
         guard case .applied(let applied) = try await write(.mergeBucketRecord(record)) else {
             throw AgadirError(.internalError, "bucket record write got a result of the wrong kind")
         }

@@ -1,4 +1,5 @@
 import AgadirCore
+import Synchronization
 import Dispatch
 import Foundation
 import Logging
@@ -26,6 +27,9 @@ public final class NodeStore: Sendable {
     let ioQueue: DispatchQueue
     private let queue: WriteQueue
     private let lock: DirectoryLock
+    /// Counts changes to the bucket catalog; a cache of catalog records is valid while it
+    /// has not moved since the record was read (`catalogGeneration`).
+    let catalogChanges = Atomic<UInt64>(0)
 
     private init(
         directory: String, logger: Logger, readers: ReaderPool, readFiles: SegmentReadFiles, queue: WriteQueue,
@@ -182,13 +186,19 @@ public final class NodeStore: Sendable {
     /// when the catalog already holds `maxBucketRecords` names.
     public func createBucket(_ bucket: BucketInfo) async throws(AgadirError) {
         try Names.validateBucket(bucket.name)
+        defer { catalogChanges.wrappingAdd(1, ordering: .sequentiallyConsistent) }
         _ = try await write(.createBucket(bucket))
     }
+
+    /// Moves on every write to the bucket catalog (after the write): read it before reading a
+    /// record, and the record is current while the generation has not moved.
+    public var catalogGeneration: UInt64 { catalogChanges.load(ordering: .sequentiallyConsistent) }
 
     /// Deletes a bucket: `.noSuchBucket` if it does not exist, `.bucketNotEmpty` while any live
     /// object remains. Its tombstones go with it (their chunk references are released), and so
     /// does its catalog record (standalone mode; the cluster writes deletion records instead).
     public func deleteBucket(_ name: String) async throws(AgadirError) {
+        defer { catalogChanges.wrappingAdd(1, ordering: .sequentiallyConsistent) }
         _ = try await write(.deleteBucket(name))
     }
 

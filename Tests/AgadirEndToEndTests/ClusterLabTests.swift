@@ -393,6 +393,12 @@ struct LayoutLifecycleTests {
             let history = try ok(["admin", "layout", "history"])
             #expect(history.contains("policy ma"), "\(history)")
 
+            // A bucket deleted and made again at once, on another policy.
+            _ = try ok(["mb", "short-lived", "--policy", "ma"])
+            _ = try ok(["rb", "short-lived"])
+            _ = try ok(["mb", "short-lived", "--policy", "default"])
+            #expect(try ok(["ls"]).contains("short-lived  (policy default)"))
+
             // Persisted: a restarted node comes back with version 2 and both live versions.
             try await lab.restart("benguerir-1")
             #expect(try await lab.layoutVersion(of: "benguerir-1") == 2)

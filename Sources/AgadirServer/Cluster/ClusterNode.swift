@@ -21,7 +21,8 @@ public struct ClusterNodeSettings: Sendable, Hashable {
     /// How long "no such bucket anywhere" is remembered (so a storm of requests for a
     /// missing bucket does not ask the peers each time).
     public var unknownBucketMemory: Duration = .seconds(1)
-    /// How long a bucket's catalog record read from the store is reused without reading it again.
+    /// How long a bucket's catalog record read from the store is reused without reading it
+    /// again (any change to this node's catalog invalidates it at once).
     public var catalogCacheTTL: Duration = .seconds(1)
 
     public init() {}
@@ -60,7 +61,7 @@ public final class ClusterNode: ClusterContext, Service, Sendable {
         /// The last snapshot and when it was taken (see `snapshotReuse`).
         var snapshot: (value: ClusterSnapshot, taken: ContinuousClock.Instant)?
         /// Catalog records read recently, with when they were read (see `catalogCacheTTL`).
-        var knownBuckets: [String: (record: BucketRecord, read: ContinuousClock.Instant)] = [:]
+        var knownBuckets: [String: (record: BucketRecord, read: ContinuousClock.Instant, generation: UInt64)] = [:]
     }
     private let state: Mutex<State>
 
@@ -148,13 +149,16 @@ public final class ClusterNode: ClusterContext, Service, Sendable {
         // used as it is (a deletion elsewhere is seen that much later at most).
         let now = ContinuousClock.now
         let ttl = settings.catalogCacheTTL
-        if let cached = state.withLock({ s in s.knownBuckets[name].flatMap { now - $0.read < ttl ? $0.record : nil } }) {
+        let generation = store.catalogGeneration
+        if let cached = state.withLock({ s in
+            s.knownBuckets[name].flatMap { now - $0.read < ttl && $0.generation == generation ? $0.record : nil }
+        }) {
             return cached
         }
         if let record = try await store.bucketCatalog(named: name) {
             state.withLock { s in
                 if s.knownBuckets.count >= 4096 { s.knownBuckets.removeAll() }
-                s.knownBuckets[name] = (record, now)
+                s.knownBuckets[name] = (record, now, generation)
             }
             return record
         }
