@@ -53,3 +53,23 @@ public struct BucketRecord: Sendable, Hashable {
     /// True when `self` replaces `other` (last writer wins).
     public func supersedes(_ other: BucketRecord) -> Bool { version > other.version }
 }
+
+/// The 32-bit key hash of an object: the first 4 bytes (big-endian) of
+/// SHA-256(bucket, 0x00, key). A manifest's partition is its top log2(count) bits
+/// (`Partitioner.partition(bucket:key:count:)`), so the manifests of a partition are a range
+/// of key hashes, which the store indexes.
+public enum KeyHash {
+    public static func of(bucket: String, key: String) -> UInt32 {
+        var bytes = Array(bucket.utf8)
+        bytes.append(0)
+        bytes.append(contentsOf: key.utf8)
+        return UInt32(truncatingIfNeeded: ChunkID.of(bytes).w0 >> 32)
+    }
+
+    /// The key hashes of partition `partition` of `count` (a power of two): `lo ..< hi`.
+    public static func range(partition: Int, count: Int) -> (lo: UInt32, hi: UInt64) {
+        let width = (UInt64(1) << 32) / UInt64(max(1, count))
+        let lo = UInt64(partition) * width
+        return (UInt32(truncatingIfNeeded: lo), lo + width)
+    }
+}

@@ -441,13 +441,13 @@ final class GroupCommitWriter: @unchecked Sendable {
         try db.run(
             """
             INSERT OR REPLACE INTO objects(bucket, key, version_hlc, version_node, tombstone, size, manifest, etag,
-            content_type, inline_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            content_type, inline_size, khash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """,
             [
                 .text(m.bucket), .blob(key), .int(Int64(bitPattern: m.version.timestamp.rawValue)),
                 .int(Int64(bitPattern: m.version.node)), .int(m.isTombstone ? 1 : 0),
                 .int(Int64(bitPattern: m.size)), .blob(encoded), .blob(m.etag.bytes), .text(m.contentType),
-                .int(inlineSize),
+                .int(inlineSize), .int(Int64(KeyHash.of(bucket: m.bucket, key: m.key))),
             ])
         return .applied(replaced: current?.version)
     }

@@ -5,9 +5,9 @@ import AgadirCore
 enum MetadataSchema {
     /// The schema this build writes. A database with a newer version is refused on open; an
     /// older one is migrated in place, in the transaction that opens it.
-    static let currentVersion: Int64 = 2
+    static let currentVersion: Int64 = 3
 
-    /// The schema of a new database (version 2).
+    /// The schema of a new database (version 3).
     static let createStatements = """
         CREATE TABLE schema_version(version INTEGER NOT NULL);
         CREATE TABLE chunks(
@@ -24,12 +24,16 @@ enum MetadataSchema {
             bucket TEXT NOT NULL, key BLOB NOT NULL, version_hlc INTEGER NOT NULL,
             version_node INTEGER NOT NULL, tombstone INTEGER NOT NULL, size INTEGER NOT NULL,
             manifest BLOB NOT NULL, etag BLOB NOT NULL, content_type TEXT NOT NULL,
-            inline_size INTEGER NOT NULL,
+            inline_size INTEGER NOT NULL, khash INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY(bucket, key)
         ) WITHOUT ROWID;
         CREATE TABLE segments(number INTEGER PRIMARY KEY, committed_len INTEGER NOT NULL);
         \(version2Tables)
+        \(version3Index)
         """
+
+    /// Version 3 reads the manifests of a partition as a range of key hashes.
+    private static let version3Index = "CREATE INDEX objects_khash ON objects(khash, bucket, key);"
 
     /// The tables version 2 adds to version 1 (shared by a new database and the migration).
     private static let version2Tables = """
@@ -54,6 +58,27 @@ enum MetadataSchema {
         \(version2Tables)
         UPDATE schema_version SET version = 2;
         """
+
+    /// Version 2 → 3: the key hash of every object (`KeyHash`), filled in for the existing
+    /// rows by `backfillKeyHashes`, and its index.
+    private static let migrationFrom2 = """
+        ALTER TABLE objects ADD COLUMN khash INTEGER NOT NULL DEFAULT 0;
+        \(version3Index)
+        UPDATE schema_version SET version = 3;
+        """
+
+    /// Computes the key hash of every object row (in the migration's transaction).
+    private static func backfillKeyHashes(_ db: SQLiteDatabase) throws(AgadirError) {
+        var rows: [(String, [UInt8])] = []
+        try db.forEachRow("SELECT bucket, key FROM objects") { row in
+            rows.append((row.text(0), row.blob(1)))
+            return true
+        }
+        for (bucket, key) in rows {
+            let hash = KeyHash.of(bucket: bucket, key: String(decoding: key, as: UTF8.self))
+            try db.run("UPDATE objects SET khash = ? WHERE bucket = ? AND key = ?", [.int(Int64(hash)), .text(bucket), .blob(key)])
+        }
+    }
 
     /// Sets the connection up for the writer and creates, checks or migrates the schema, all
     /// in one transaction: a migration that fails leaves the database as it was. Returns the
@@ -97,6 +122,11 @@ enum MetadataSchema {
                 if version == 1 {
                     try db.execute(migrationFrom1)
                     migratedFrom = 1
+                }
+                if version <= 2 {
+                    try db.execute(migrationFrom2)
+                    try backfillKeyHashes(db)
+                    migratedFrom = migratedFrom ?? 2
                 }
             } else {
                 try db.execute(createStatements)

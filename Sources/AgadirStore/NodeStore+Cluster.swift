@@ -236,6 +236,46 @@ extension NodeStore {
             }
         }
     }
+
+    /// The manifests (tombstones included) whose key hash (`KeyHash`) is in `lo ..< hi`, in
+    /// (key hash, bucket, key) order after `after`, at most `limit` (1 to `maxPageSize`): the
+    /// manifests of one partition (`KeyHash.range`), for moving and comparing partitions.
+    public func manifests(
+        keyHashes lo: UInt32, below hi: UInt64, after: (keyHash: UInt32, bucket: String, key: String)?, limit: Int
+    ) async throws(AgadirError) -> [(keyHash: UInt32, manifest: ObjectManifest)] {
+        try Self.checkPageSize(limit, "partition manifests")
+        typealias Entry = (keyHash: UInt32, manifest: ObjectManifest)
+        var values: [SQLiteValue] = [.int(Int64(lo)), .int(Int64(min(hi, 1 << 32)))]
+        var sql = "SELECT khash, bucket, key, manifest FROM objects WHERE khash >= ? AND khash < ? "
+        if let after {
+            sql += "AND (khash, bucket, key) > (?, ?, ?) "
+            values += [.int(Int64(after.keyHash)), .text(after.bucket), .blob(Array(after.key.utf8))]
+        }
+        sql += "ORDER BY khash, bucket, key LIMIT ?"
+        values.append(.int(Int64(limit)))
+        let query = sql
+        let parameters = values
+        return try await blocking { [readers] () throws(AgadirError) -> [Entry] in
+            try readers.withConnection { db throws(AgadirError) -> [Entry] in
+                var out: [Entry] = []
+                try db.forEachRow(query, parameters) { row throws(AgadirError) -> Bool in
+                    let hash = row.int64(0)
+                    guard (0...Int64(UInt32.max)).contains(hash) else {
+                        throw corruptRow("objects", "after \(out.count) entries", "khash \(hash) is not a 32-bit value")
+                    }
+                    let m: ObjectManifest
+                    do throws(AgadirError) {
+                        m = try ManifestCodec.decode(row.blob(3))
+                    } catch {
+                        throw corruptRow("objects", "after \(out.count) entries", "the manifest does not decode: \(error.message)")
+                    }
+                    out.append((UInt32(hash), m))
+                    return true
+                }
+                return out
+            }
+        }
+    }
 }
 
 // MARK: - Bucket catalog

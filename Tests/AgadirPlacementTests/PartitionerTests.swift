@@ -67,3 +67,19 @@ import Testing
     let mean = Double(n) / 256
     #expect(bins.allSatisfy { Double($0) >= 0.5 * mean && Double($0) <= 1.5 * mean })
 }
+
+@Test func manifestPartitions_areRangesOfTheStoresKeyHash() {
+    var rng = SplitMix64(seed: 17)
+    for _ in 0..<2000 {
+        let bucket = "bucket-\(rng.next() % 50)"
+        let key = "k/\(rng.next())"
+        let hash = KeyHash.of(bucket: bucket, key: key)
+        for bits in [3, 6, 8, 12, 16] {
+            let count = 1 << bits
+            let p = Partitioner.partition(bucket: bucket, key: key, count: count)
+            #expect(p == Int(hash >> UInt32(32 - bits)))
+            let (lo, hi) = KeyHash.range(partition: p, count: count)
+            #expect(UInt64(hash) >= UInt64(lo) && UInt64(hash) < hi)
+        }
+    }
+}

@@ -4,7 +4,7 @@ import Testing
 
 @testable import AgadirStore
 
-@Suite("Schema version 2: migration from version 1, and damaged rows")
+@Suite("Schema versions 2 and 3: migration from version 1, and damaged rows")
 struct SchemaMigrationTests {
     /// The statements of schema version 1, as the first release wrote them (kept here verbatim,
     /// independent of `MetadataSchema`).
@@ -122,6 +122,11 @@ struct SchemaMigrationTests {
         let stats = try await store.stats()
         #expect(stats.buckets == 1 && stats.objects == 2 && stats.referencedRawBytes == 30_000)
         #expect(try await store.chunkInventory(after: nil, limit: 10).map(\.buckets) == [[]], "v1 chunks: unattributed")
+        // Version 3: the key hashes of the old rows were filled in by the migration.
+        let byHash = try await store.manifests(keyHashes: 0, below: 1 << 32, after: nil, limit: 10)
+        #expect(Set(byHash.map(\.manifest.key)) == ["dir/big", "gone", "small"])
+        #expect(byHash.allSatisfy { $0.keyHash == KeyHash.of(bucket: $0.manifest.bucket, key: $0.manifest.key) })
+        #expect(byHash.map(\.keyHash) == byHash.map(\.keyHash).sorted())
 
         // Writable: every kind of write, old and new.
         let fresh = try encode(randomBytes(2000, seed: 8), .raw)
@@ -140,7 +145,7 @@ struct SchemaMigrationTests {
             target: "node-2", bucket: "legacy", payload: .chunk(fresh.id, reference("legacy", "new", version(8))),
             createdMillis: 1)
         await store.close()
-        #expect(try schemaVersions(dir) == [2])
+        #expect(try schemaVersions(dir) == [3])
 
         store = try openStore(dir)
         #expect(try await store.stats().referencedRawBytes == 2 * 30_000 + 2000)
@@ -150,8 +155,9 @@ struct SchemaMigrationTests {
         let inventory = try await store.chunkInventory(after: nil, limit: 10)
         #expect(inventory.allSatisfy { $0.buckets == ["legacy"] } && inventory.count == 2)
         #expect(try await store.readChunk(old.chunk.id) == old.raw)
+        #expect(try await store.manifests(keyHashes: 0, below: 1 << 32, after: nil, limit: 10).count == 4)
         await store.close()
-        #expect(try schemaVersions(dir) == [2])
+        #expect(try schemaVersions(dir) == [3])
     }
 
     @Test("a migration that fails leaves the version-1 database exactly as it was")
