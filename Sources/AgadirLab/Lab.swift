@@ -225,20 +225,40 @@ public struct Lab: Sendable {
         return state.nodes[i].clientPort == 0 ? Array(others.prefix(1)) : others
     }
 
+    /// Checks of a node's ports before its start (100 ms apart on a restart): 3 s.
+    static let portAttempts = 30
+
     /// Starts node `i` (the caller holds the lock) and records it, then waits for its
     /// ready file and records the ports it bound.
     private func startNode(_ state: inout LabState, _ i: Int) async throws(AgadirError) {
         let seeds = Self.seeds(for: i, in: state)
-        if state.nodes[i].clientPort == 0 {
-            // First start: ports below the kernel's ephemeral range, so that a later restart
-            // on the same ports never finds one taken by some process's outgoing connection
-            // (the kernel hands those out from the ephemeral range, where port 0 would land).
-            state.nodes[i].clientPort = try Self.freePort(udp: false, avoiding: Self.usedPorts(state))
-            state.nodes[i].peerPort = try Self.freePort(udp: true, avoiding: Self.usedPorts(state))
+        let firstStart = state.nodes[i].clientPort == 0
+        // A port found taken is looked at again for a while (a socket of the node's previous
+        // process may still be closing); on a first start another port is chosen instead.
+        for attempt in 0..<Self.portAttempts {
+            if state.nodes[i].clientPort == 0 {
+                // First start: ports below the kernel's ephemeral range, so that a later restart
+                // on the same ports never finds one taken by some process's outgoing connection
+                // (the kernel hands those out from the ephemeral range, where port 0 would land).
+                state.nodes[i].clientPort = try Self.freePort(udp: false, avoiding: Self.usedPorts(state))
+                state.nodes[i].peerPort = try Self.freePort(udp: true, avoiding: Self.usedPorts(state))
+            }
+            let node = state.nodes[i]
+            do throws(AgadirError) {
+                try Self.checkPortFree(node.clientPort, udp: false, what: "client endpoint of \(node.name)")
+                try Self.checkPortFree(node.peerPort, udp: true, what: "peer endpoint of \(node.name)")
+                break
+            } catch {
+                if attempt == Self.portAttempts - 1 { throw error }
+                if firstStart {
+                    state.nodes[i].clientPort = 0
+                    state.nodes[i].peerPort = 0
+                } else {
+                    try? await Task.sleep(for: .milliseconds(100))
+                }
+            }
         }
         let node = state.nodes[i]
-        try Self.checkPortFree(node.clientPort, udp: false, what: "client endpoint of \(node.name)")
-        try Self.checkPortFree(node.peerPort, udp: true, what: "peer endpoint of \(node.name)")
         unlink(node.readyFile)
         let arguments = LabCommandLine.arguments(
             node: node, lab: state, clientPort: node.clientPort, peerPort: node.peerPort, seeds: seeds)
