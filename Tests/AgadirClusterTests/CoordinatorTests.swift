@@ -140,6 +140,19 @@ final class TestCluster: ClusterContext {
     }
 
     func site(of node: String) -> String { layout.current.node(node)?.site ?? "" }
+
+    /// A coordinator on this cluster and the bucket `ma-data` on policy `ma`, created and resolved.
+    func maBucket() async throws -> (Coordinator, ResolvedBucket) {
+        let coordinator = Coordinator(context: self, logger: quiet)
+        _ = try await coordinator.createBucket("ma-data", policy: "ma")
+        return (coordinator, try await coordinator.resolve(bucket: "ma-data"))
+    }
+
+    /// The current layout's replicas of the manifest of `ma-data/key`.
+    func manifestReplicas(_ key: String) -> [String] {
+        let l = layout.current
+        return l.replicas(policy: "ma", partition: Partitioner.partition(bucket: "ma-data", key: key, count: l.partitionCount))
+    }
 }
 
 @Suite struct CoordinatorTests {
@@ -157,9 +170,7 @@ final class TestCluster: ClusterContext {
 
     @Test func writesLandOnExactlyTheLayoutsReplicas_andNeverOutsideThePolicy() async throws {
         let cluster = try TestCluster()
-        let coordinator = Coordinator(context: cluster, logger: quiet)
-        _ = try await coordinator.createBucket("ma-data", policy: "ma")
-        let bucket = try await coordinator.resolve(bucket: "ma-data")
+        let (coordinator, bucket) = try await cluster.maBucket()
         let layout = cluster.layout.current
         for i in 0..<40 {
             let data = randomBytes(3000 + i, seed: UInt64(i))
@@ -175,7 +186,7 @@ final class TestCluster: ClusterContext {
             try await coordinator.writeManifest(manifest, level: .all, bucket: bucket)
             // Held by exactly the replicas the layout names, all in Morocco.
             let chunkReplicas = Set(layout.replicas(policy: "ma", partition: Partitioner.partition(of: encoded.id, count: layout.partitionCount)))
-            let manifestReplicas = Set(layout.replicas(policy: "ma", partition: Partitioner.partition(bucket: "ma-data", key: "k\(i)", count: layout.partitionCount)))
+            let manifestReplicas = Set(cluster.manifestReplicas("k\(i)"))
             for (node, store) in cluster.stores {
                 let holds = try await store.containsChunks([encoded.id]).first ?? false
                 #expect(holds == chunkReplicas.contains(node), "chunk \(i) on \(node)")
@@ -213,7 +224,7 @@ final class TestCluster: ClusterContext {
         let bucket0 = try await coordinator.resolve(bucket: "ma-data")
         let layout = cluster.layout.current
         let key = "object"
-        let replicas = layout.replicas(policy: "ma", partition: Partitioner.partition(bucket: "ma-data", key: key, count: layout.partitionCount))
+        let replicas = cluster.manifestReplicas(key)
         #expect(replicas.count == 3)
         func manifest(_ v: ObjectVersion) -> ObjectManifest {
             Self.inline(key, 1, v)
@@ -251,12 +262,10 @@ final class TestCluster: ClusterContext {
 
     @Test func readRepair_bringsStaleReplicasToTheNewestVersion() async throws {
         let cluster = try TestCluster()
-        let coordinator = Coordinator(context: cluster, logger: quiet)
-        _ = try await coordinator.createBucket("ma-data", policy: "ma")
-        let bucket = try await coordinator.resolve(bucket: "ma-data")
+        let (coordinator, bucket) = try await cluster.maBucket()
         let layout = cluster.layout.current
         let key = "repaired"
-        let replicas = layout.replicas(policy: "ma", partition: Partitioner.partition(bucket: "ma-data", key: key, count: layout.partitionCount))
+        let replicas = cluster.manifestReplicas(key)
         let old = cluster.nextVersion()
         let new = cluster.nextVersion()
         func manifest(_ v: ObjectVersion) -> ObjectManifest {
@@ -280,9 +289,7 @@ final class TestCluster: ClusterContext {
 
     @Test func concurrentWriters_endWithTheSameNewestVersionOnEveryReplica() async throws {
         let cluster = try TestCluster()
-        let coordinator = Coordinator(context: cluster, logger: quiet)
-        _ = try await coordinator.createBucket("ma-data", policy: "ma")
-        let bucket = try await coordinator.resolve(bucket: "ma-data")
+        let (coordinator, bucket) = try await cluster.maBucket()
         let versions = (0..<16).map { _ in cluster.nextVersion() }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for (i, v) in versions.shuffled().enumerated() {
@@ -294,7 +301,7 @@ final class TestCluster: ClusterContext {
             try await group.waitForAll()
         }
         let layout = cluster.layout.current
-        let replicas = layout.replicas(policy: "ma", partition: Partitioner.partition(bucket: "ma-data", key: "contended", count: layout.partitionCount))
+        let replicas = cluster.manifestReplicas("contended")
         for r in replicas {
             #expect(try await cluster.replicas[r]!.local.getManifest(bucket: "ma-data", key: "contended")?.version == versions.max())
         }
@@ -303,9 +310,7 @@ final class TestCluster: ClusterContext {
 
     @Test func listings_mergeReplicas_likeOneNodesListingOfTheNewestVersions() async throws {
         let cluster = try TestCluster()
-        let coordinator = Coordinator(context: cluster, logger: quiet)
-        _ = try await coordinator.createBucket("ma-data", policy: "ma")
-        let bucket = try await coordinator.resolve(bucket: "ma-data")
+        let (coordinator, bucket) = try await cluster.maBucket()
         // The model: a standalone store that gets every write in version order.
         let modelDir = TempDirectory(prefix: "coordinator-model")
         let model = try NodeStore.open(directory: modelDir.path, logger: quiet)
@@ -320,7 +325,7 @@ final class TestCluster: ClusterContext {
                 ? ObjectManifest.tombstone(bucket: "ma-data", key: key, version: v)
                 : Self.inline(key, 3, v)
             // Each write reaches a random majority of its replicas only (the others stay stale).
-            let replicas = layout.replicas(policy: "ma", partition: Partitioner.partition(bucket: "ma-data", key: key, count: layout.partitionCount))
+            let replicas = cluster.manifestReplicas(key)
             for r in replicas.shuffled(using: &rng).prefix(2) { _ = try await cluster.replicas[r]!.local.putManifest(m) }
             try await model.putManifest(m)
         }
@@ -357,9 +362,7 @@ final class TestCluster: ClusterContext {
             layout.maps["ma"] = map
         }
         let cluster = try TestCluster(layout: ClusterLayout(initial: layout))
-        let coordinator = Coordinator(context: cluster, logger: quiet)
-        _ = try await coordinator.createBucket("ma-data", policy: "ma")
-        let bucket = try await coordinator.resolve(bucket: "ma-data")
+        let (coordinator, bucket) = try await cluster.maBucket()
         let m = Self.inline("k", 4, cluster.nextVersion())
         let refused = await agadirError { try await coordinator.writeManifest(m, level: .one, bucket: bucket) }
         #expect(refused?.code == .internalError)
@@ -379,9 +382,7 @@ final class TestCluster: ClusterContext {
         try layout.apply(v2, summary: "add settat-2")
         #expect(layout.live.map(\.version) == [1, 2])
         let cluster = try TestCluster(layout: layout)
-        let coordinator = Coordinator(context: cluster, logger: quiet)
-        _ = try await coordinator.createBucket("ma-data", policy: "ma")
-        let bucket = try await coordinator.resolve(bucket: "ma-data")
+        let (coordinator, bucket) = try await cluster.maBucket()
         // A key whose replicas differ between the two versions.
         let count = v2.partitionCount
         let key = try #require((0..<500).map { "key-\($0)" }.first { k in
@@ -416,12 +417,10 @@ final class TestCluster: ClusterContext {
 
     @Test func reads_askTheNearestReplicasFirst_andTheOthersOnlyWhenOneIsSlow() async throws {
         let cluster = try TestCluster()
-        let coordinator = Coordinator(context: cluster, logger: quiet)
-        _ = try await coordinator.createBucket("ma-data", policy: "ma")
-        let bucket = try await coordinator.resolve(bucket: "ma-data")
+        let (coordinator, bucket) = try await cluster.maBucket()
         let layout = cluster.layout.current
         let key = "speculative"
-        let replicas = layout.replicas(policy: "ma", partition: Partitioner.partition(bucket: "ma-data", key: key, count: layout.partitionCount))
+        let replicas = cluster.manifestReplicas(key)
         let m = Self.inline(key, 8, cluster.nextVersion())
         try await coordinator.writeManifest(m, level: .all, bucket: bucket)
         func calls() -> [Int] { replicas.map { r in cluster.replicas[r]!.calls.withLock { $0 } } }
@@ -443,9 +442,7 @@ final class TestCluster: ClusterContext {
 
     @Test func aChunkTheReplicasHold_isClaimedNotSentAgain_andItsReferencesAreRecorded() async throws {
         let cluster = try TestCluster()
-        let coordinator = Coordinator(context: cluster, logger: quiet)
-        _ = try await coordinator.createBucket("ma-data", policy: "ma")
-        let bucket = try await coordinator.resolve(bucket: "ma-data")
+        let (coordinator, bucket) = try await cluster.maBucket()
         let data = randomBytes(200_000, seed: 42)
         let chunk = try Self.chunk(data)
         func puts() -> Int { cluster.replicas.values.reduce(0) { $0 + $1.chunkPuts.withLock { $0 } } }
