@@ -222,7 +222,6 @@ final class TestCluster: ClusterContext {
         let coordinator = Coordinator(context: cluster, logger: quiet)
         _ = try await coordinator.createBucket("ma-data", policy: "ma")
         let bucket0 = try await coordinator.resolve(bucket: "ma-data")
-        let layout = cluster.layout.current
         let key = "object"
         let replicas = cluster.manifestReplicas(key)
         #expect(replicas.count == 3)
@@ -263,7 +262,6 @@ final class TestCluster: ClusterContext {
     @Test func readRepair_bringsStaleReplicasToTheNewestVersion() async throws {
         let cluster = try TestCluster()
         let (coordinator, bucket) = try await cluster.maBucket()
-        let layout = cluster.layout.current
         let key = "repaired"
         let replicas = cluster.manifestReplicas(key)
         let old = cluster.nextVersion()
@@ -300,7 +298,6 @@ final class TestCluster: ClusterContext {
             }
             try await group.waitForAll()
         }
-        let layout = cluster.layout.current
         let replicas = cluster.manifestReplicas("contended")
         for r in replicas {
             #expect(try await cluster.replicas[r]!.local.getManifest(bucket: "ma-data", key: "contended")?.version == versions.max())
@@ -316,7 +313,6 @@ final class TestCluster: ClusterContext {
         let model = try NodeStore.open(directory: modelDir.path, logger: quiet)
         try await model.createBucket(BucketInfo(name: "ma-data", policy: "ma", createdMillis: 0))
         var rng = SplitMix64(seed: 21)
-        let layout = cluster.layout.current
         let keys = (0..<150).map { i in ["a/", "a/b/", "b/", "", "c/d/"][i % 5] + "k\(Int.random(in: 0..<60, using: &rng))" }
         for key in keys {
             let v = cluster.nextVersion()
@@ -418,7 +414,6 @@ final class TestCluster: ClusterContext {
     @Test func reads_askTheNearestReplicasFirst_andTheOthersOnlyWhenOneIsSlow() async throws {
         let cluster = try TestCluster()
         let (coordinator, bucket) = try await cluster.maBucket()
-        let layout = cluster.layout.current
         let key = "speculative"
         let replicas = cluster.manifestReplicas(key)
         let m = Self.inline(key, 8, cluster.nextVersion())
