@@ -83,3 +83,55 @@ import Testing
         }
     }
 }
+
+@Test func chunkRange_isExactlyThePrefixesOfItsPartition_atEveryBoundary() {
+    for count in [1, 3, 8, 256, 1000] {
+        var expectedLo: UInt64 = 0
+        for partition in 0..<count {
+            let (lo, hi) = Partitioner.chunkRange(partition: partition, count: count)
+            #expect(lo == expectedLo, "ranges are contiguous: count \(count), partition \(partition)")
+            #expect(Partitioner.partition(prefix: lo, count: count) == partition)
+            if lo > 0 { #expect(Partitioner.partition(prefix: lo - 1, count: count) == partition - 1) }
+            if let hi {
+                #expect(hi > lo)
+                #expect(Partitioner.partition(prefix: hi - 1, count: count) == partition)
+                #expect(Partitioner.partition(prefix: hi, count: count) == partition + 1)
+                expectedLo = hi
+            } else {
+                #expect(partition == count - 1, "only the last partition runs to the end of the id space")
+                #expect(Partitioner.partition(prefix: .max, count: count) == partition)
+            }
+        }
+    }
+    // Powers of two: the ranges are the top bits.
+    #expect(Partitioner.chunkRange(partition: 0xAB, count: 256) == (0xAB00_0000_0000_0000, 0xAC00_0000_0000_0000))
+    #expect(Partitioner.chunkRange(partition: 0, count: 1) == (0, nil))
+    // 2^64 / 3 = 6148914691236517205.33...: the ceiling.
+    #expect(Partitioner.chunkRange(partition: 1, count: 3) == (6_148_914_691_236_517_206, 12_297_829_382_473_034_411))
+}
+
+@Test func chunkRange_containsAPrefixExactlyWhenPartitionSaysSo_forRandomPrefixesAndCounts() {
+    var rng = SplitMix64(seed: 34)
+    for _ in 0..<2000 {
+        let count = 1 + Int(rng.next() % 5000)
+        let w0 = rng.next()
+        let partition = Partitioner.partition(prefix: w0, count: count)
+        let (lo, hi) = Partitioner.chunkRange(partition: partition, count: count)
+        #expect(w0 >= lo && (hi.map { w0 < $0 } ?? true), "w0 \(w0), count \(count)")
+        // Its neighbours do not contain it.
+        if partition > 0, let neighbourHi = Partitioner.chunkRange(partition: partition - 1, count: count).hi {
+            #expect(w0 >= neighbourHi)
+        }
+        if partition + 1 < count { #expect(w0 < Partitioner.chunkRange(partition: partition + 1, count: count).lo) }
+    }
+}
+
+@Test func chunkRange_outsideThePartitions_isEmpty_andCountsBelowOneAreOnePartition() {
+    for (lo, hi) in [
+        Partitioner.chunkRange(partition: -1, count: 8), Partitioner.chunkRange(partition: 8, count: 8),
+        Partitioner.chunkRange(partition: 1, count: 0),
+    ] {
+        #expect(hi == lo, "an empty range")
+    }
+    for count in [-3, 0] { #expect(Partitioner.chunkRange(partition: 0, count: count) == (0, nil)) }
+}
