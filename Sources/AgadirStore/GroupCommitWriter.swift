@@ -184,7 +184,7 @@ final class GroupCommitWriter: @unchecked Sendable {
                     let hintDelta = batchHintDelta
                     try db.execute("SAVEPOINT op")
                     do throws(AgadirError) {
-                        results[i] = .success(try apply(op, now: now))
+                        results[i] = .success(try apply(op, now: now, chunksInBatch: firstOfID))
                         try db.execute("RELEASE op")
                     } catch {
                         try db.execute("ROLLBACK TO op; RELEASE op")
@@ -334,7 +334,10 @@ final class GroupCommitWriter: @unchecked Sendable {
 
     // MARK: Metadata operations (inside the batch transaction, each in a SAVEPOINT)
 
-    private func apply(_ op: WriteOperation, now: Int64) throws(AgadirError) -> WriteOutcome {
+    /// `chunksInBatch`: the ids of this batch's chunk writes (whose bytes step 1 stored or found held).
+    private func apply(
+        _ op: WriteOperation, now: Int64, chunksInBatch: [ChunkID: Int]
+    ) throws(AgadirError) -> WriteOutcome {
         switch op {
         case .putChunk:
             throw AgadirError(.internalError, "chunk writes are not metadata operations")
@@ -378,7 +381,69 @@ final class GroupCommitWriter: @unchecked Sendable {
                 batchHintDelta -= db.changes
             }
             return .done
+        case .dropManifests(let entries):
+            var removed = 0
+            for entry in entries {
+                try db.run(
+                    "DELETE FROM objects WHERE bucket = ? AND key = ? AND version_hlc = ? AND version_node = ?",
+                    [
+                        .text(entry.bucket), .blob(Array(entry.key.utf8)),
+                        .int(Int64(bitPattern: entry.version.timestamp.rawValue)),
+                        .int(Int64(bitPattern: entry.version.node)),
+                    ])
+                removed += db.changes
+            }
+            return .removed(count: removed)
+        case .dropChunks(let ids, let referencedBefore):
+            return .droppedChunks(
+                try dropChunks(ids, referencedBefore: referencedBefore, keeping: chunksInBatch))
         }
+    }
+
+    /// Removes from the index, with their `chunk_refs` rows, the listed chunks (once each, in the order given)
+    /// that nothing may still need: no reference recorded, and not stored, at or after `referencedBefore`; no
+    /// standalone manifest counting it (`refs` > 0: a durable manifest never points at a missing chunk); no
+    /// pending hint naming it (delivery reads its bytes); and no chunk write of this batch naming it (that
+    /// write was answered "held" in step 1, before this operation ran). Ids not held are skipped. The bytes
+    /// stay in their segment (dead space); a later `putChunk` of the same id appends and indexes it again,
+    /// since `isIndexed` asks the table. Returns the ids removed.
+    private func dropChunks(
+        _ ids: [ChunkID], referencedBefore: UInt64, keeping chunksInBatch: [ChunkID: Int]
+    ) throws(AgadirError) -> [ChunkID] {
+        // Times are stored as Int64; a cutoff beyond them is later than every stored time.
+        let cutoff: Int64? = referencedBefore > UInt64(Int64.max) ? nil : Int64(referencedBefore)
+        var seen = Set<ChunkID>()
+        var candidates: [ChunkID] = []
+        for id in ids where seen.insert(id).inserted && chunksInBatch[id] == nil {
+            let row = try db.firstRow("SELECT refs, created_ms FROM chunks WHERE id = ?", [.blob(id.bytes)]) { row in
+                (refs: row.int64(0), createdMillis: row.int64(1))
+            }
+            guard let row, row.refs == 0 else { continue }
+            if let cutoff {
+                guard row.createdMillis < cutoff else { continue }
+                let recent = try db.firstRow(
+                    "SELECT 1 FROM chunk_refs WHERE chunk = ? AND created_ms >= ? LIMIT 1",
+                    [.blob(id.bytes), .int(cutoff)]
+                ) { _ in true }
+                guard recent == nil else { continue }
+            }
+            candidates.append(id)
+        }
+        if !candidates.isEmpty, try pendingHintCount() > 0 {
+            // `hints` has no index on the chunk: one pass over the pending hints for the whole call.
+            let wanted = Set(candidates)
+            var hinted = Set<ChunkID>()
+            try db.forEachRow("SELECT chunk FROM hints WHERE kind = ?", [.int(HintKind.chunk.rawValue)]) { row in
+                if let id = ChunkID(bytes: row.blob(0)), wanted.contains(id) { hinted.insert(id) }
+                return true
+            }
+            candidates.removeAll { hinted.contains($0) }
+        }
+        for id in candidates {
+            try db.run("DELETE FROM chunk_refs WHERE chunk = ?", [.blob(id.bytes)])
+            try db.run("DELETE FROM chunks WHERE id = ?", [.blob(id.bytes)])
+        }
+        return candidates
     }
 
     /// A bucket exists for standalone writes when its newest catalog record is not a deletion.

@@ -18,7 +18,7 @@ extension NodeStore {
     /// Longest hint target (a node id), in UTF-8 bytes.
     public static let maxHintTargetBytes = 255
 
-    fileprivate static func checkPageSize(_ limit: Int, _ what: String) throws(AgadirError) {
+    static func checkPageSize(_ limit: Int, _ what: String) throws(AgadirError) {
         guard (1...maxPageSize).contains(limit) else {
             throw AgadirError(.invalidArgument, "\(what) limit is \(limit); ask for 1 to \(maxPageSize) entries")
         }
@@ -492,7 +492,7 @@ extension NodeStore {
 // MARK: - Reading rows back
 
 /// A damaged row: what the error of a read that meets one says.
-private func corruptRow(_ table: String, _ row: String, _ why: String) -> AgadirError {
+func corruptRow(_ table: String, _ row: String, _ why: String) -> AgadirError {
     AgadirError(
         .corruptData,
         "table \(table), row \(row): \(why); meta.sqlite is damaged there (restore it from a backup, or rebuild "
@@ -501,7 +501,7 @@ private func corruptRow(_ table: String, _ row: String, _ why: String) -> Agadir
 
 extension SQLiteRow {
     /// An `ObjectVersion` from its two columns (any bit pattern is a valid version).
-    fileprivate func version(_ hlc: Int32, _ node: Int32) -> ObjectVersion {
+    func version(_ hlc: Int32, _ node: Int32) -> ObjectVersion {
         ObjectVersion(
             timestamp: HLCTimestamp(rawValue: UInt64(bitPattern: int64(hlc))), node: UInt64(bitPattern: int64(node)))
     }

@@ -31,6 +31,10 @@ enum WriteOperation: Sendable {
     case mergeBucketRecord(BucketRecord)
     case putHint(EncodedHint)
     case deleteHints([Int64])
+    /// Deletes each (bucket, key) row whose stored version is the given one (`NodeStore.dropManifests`).
+    case dropManifests([(bucket: String, key: String, version: ObjectVersion)])
+    /// Removes the chunks not referenced or stored since `referencedBefore` (`NodeStore.dropChunks`).
+    case dropChunks([ChunkID], referencedBefore: UInt64)
 }
 
 enum WriteOutcome: Sendable {
@@ -39,6 +43,10 @@ enum WriteOutcome: Sendable {
     case claims([Bool])
     case applied(Bool)
     case hint(id: Int64)
+    /// Rows removed (`dropManifests`).
+    case removed(count: Int)
+    /// The chunks removed from the index, in the order asked (`dropChunks`).
+    case droppedChunks([ChunkID])
     case done
 }
 
