@@ -26,6 +26,16 @@ public protocol ReplicaClient: Sendable {
     func mergeCatalog(_ records: [BucketRecord]) async throws(AgadirError)
     /// The node's whole bucket catalog, deleted records included.
     func catalog() async throws(AgadirError) -> [BucketRecord]
+    /// One page of the replica's manifests of partition `partition` (of `partitionCount`,
+    /// fixed cluster-wide) whose bucket has `policy`, tombstones included, after `after`.
+    func partitionManifests(
+        policy: String, partition: Int, partitionCount: Int, after: ManifestCursor?, limit: Int
+    ) async throws(AgadirError) -> ManifestPage
+    /// One page of the replica's chunks of chunk partition `partition` referenced by buckets
+    /// of `policy`, with those references, after `after`.
+    func partitionChunks(
+        policy: String, partition: Int, partitionCount: Int, after: ChunkID?, limit: Int
+    ) async throws(AgadirError) -> ChunkPage
 }
 
 /// A write parked for a replica that could not take it.
@@ -107,6 +117,32 @@ public struct RemoteReplica: ReplicaClient {
 
     public func catalog() async throws(AgadirError) -> [BucketRecord] {
         try BucketRecordCodec.decode(try await links.call(nodeID, .catalogGet, maxResponseBytes: PeerLimits.maxStructuredBodyBytes).body)
+    }
+
+    public func partitionManifests(
+        policy: String, partition: Int, partitionCount: Int, after: ManifestCursor?, limit: Int
+    ) async throws(AgadirError) -> ManifestPage {
+        let answer = try await links.call(
+            nodeID, .partitionManifests(policy: policy, partition: partition, after: after, limit: limit),
+            maxResponseBytes: PeerLimits.maxStructuredBodyBytes)
+        let page = try ManifestPageCodec.decode(answer.body)
+        guard page.manifests.count <= limit else {
+            throw AgadirError(.corruptData, "\(nodeID) answered PARTITION_MANIFESTS with \(page.manifests.count) manifests for a limit of \(limit)")
+        }
+        return page
+    }
+
+    public func partitionChunks(
+        policy: String, partition: Int, partitionCount: Int, after: ChunkID?, limit: Int
+    ) async throws(AgadirError) -> ChunkPage {
+        let answer = try await links.call(
+            nodeID, .partitionChunks(policy: policy, partition: partition, after: after, limit: limit),
+            maxResponseBytes: PeerLimits.maxStructuredBodyBytes)
+        let page = try ChunkPageCodec.decode(answer.body)
+        guard page.chunks.count <= limit else {
+            throw AgadirError(.corruptData, "\(nodeID) answered PARTITION_CHUNKS with \(page.chunks.count) chunks for a limit of \(limit)")
+        }
+        return page
     }
 
     public func putHint(target: String, bucket: String, hint: Hint) async throws(AgadirError) {

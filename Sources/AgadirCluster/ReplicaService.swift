@@ -18,16 +18,24 @@ public final class ReplicaService: PeerRequestHandler {
     let layoutBytes: @Sendable () -> [UInt8]
     /// This node's residency audit as JSON, for RESIDENCY_AUDIT.
     let audit: @Sendable () async throws(AgadirError) -> [UInt8]
+    /// This node's status as JSON, for NODE_STATUS.
+    let status: @Sendable () async throws(AgadirError) -> [UInt8]
+    /// Adopts rebalance settings sent as JSON (REBALANCE_SET).
+    let rebalanceSettings: @Sendable ([UInt8]) async throws(AgadirError) -> Void
 
     public init(
         local: LocalReplica, context: any ClusterContext, logger: Logger, layoutBytes: @escaping @Sendable () -> [UInt8],
-        audit: @escaping @Sendable () async throws(AgadirError) -> [UInt8]
+        audit: @escaping @Sendable () async throws(AgadirError) -> [UInt8],
+        status: @escaping @Sendable () async throws(AgadirError) -> [UInt8] = { [] },
+        rebalanceSettings: @escaping @Sendable ([UInt8]) async throws(AgadirError) -> Void = { _ throws(AgadirError) in }
     ) {
         self.local = local
         self.context = context
         self.logger = logger
         self.layoutBytes = layoutBytes
         self.audit = audit
+        self.status = status
+        self.rebalanceSettings = rebalanceSettings
     }
 
     /// Largest body of a chunk in transit: the largest chunk plus its 9-byte header.
@@ -131,7 +139,44 @@ public final class ReplicaService: PeerRequestHandler {
             return (Fields(), [])
         case .residencyAudit:
             return (Fields(), try await audit())
+        case .partitionManifests(let policy, let partition, let after, let limit):
+            let count = try allowPartitionRead(of: policy, partition: partition, by: peer)
+            let page = try await local.partitionManifests(
+                policy: policy, partition: partition, partitionCount: count, after: after, limit: limit)
+            return (Fields(), ManifestPageCodec.encode(page))
+        case .partitionChunks(let policy, let partition, let after, let limit):
+            let count = try allowPartitionRead(of: policy, partition: partition, by: peer)
+            let page = try await local.partitionChunks(
+                policy: policy, partition: partition, partitionCount: count, after: after, limit: limit)
+            return (Fields(), ChunkPageCodec.encode(page))
+        case .nodeStatus:
+            return (Fields(), try await status())
+        case .rebalanceSet:
+            try await rebalanceSettings(try await Self.collect(body, max: PeerLimits.maxSettingsBodyBytes))
+            return (Fields(), [])
         }
+    }
+
+    /// Refuses to list a policy's partition to a peer outside the policy's sites; returns
+    /// the partition count.
+    private func allowPartitionRead(of policyName: String, partition: Int, by peer: String) throws(AgadirError) -> Int {
+        let snapshot = context.snapshot()
+        guard let policy = Coordinator.policyNamed(policyName, in: snapshot.layout) else {
+            throw AgadirError(.noSuchPolicy, "policy '\(policyName)' is not in this node's layout (version \(snapshot.layout.current.version))")
+        }
+        let peerSite = snapshot.site(of: peer)
+        guard snapshot.layout.live.contains(where: { $0.isEligible(site: peerSite, for: policy) }) else {
+            logger.error(
+                "refused to list a partition to a node outside its policy's sites",
+                metadata: ["peer": "\(peer)", "policy": "\(policyName)", "partition": "\(partition)"])
+            throw AgadirError(
+                .invalidArgument, "node \(peer) (site '\(peerSite)') may not read data of policy '\(policyName)'")
+        }
+        let count = snapshot.layout.current.partitionCount
+        guard partition < count else {
+            throw AgadirError(.invalidArgument, "partition \(partition) does not exist: the layout has \(count) partitions")
+        }
+        return count
     }
 
     /// The policy of `bucket`, when this node may hold its bytes; REDIRECT otherwise.

@@ -80,7 +80,9 @@ public struct NodeRuntime: Sendable {
                 return ObjectVersion(timestamp: clock.now(wallMillis: WallMillis.now()), node: fallbackTag)
             })
         let coordinator = Coordinator(context: clusterNode, logger: logger)
-        let cluster = ClusterBinding(node: clusterNode, coordinator: coordinator)
+        let rebalancer = try Rebalancer(
+            node: clusterNode, dataDir: dir, timing: Rebalancer.Timing().scaled(by: config.gossipTimeScalePercent), logger: logger)
+        let cluster = ClusterBinding(node: clusterNode, coordinator: coordinator, rebalancer: rebalancer)
         self.cluster = cluster
         let service = ObjectService(
             store: store, nodeID: nodeID, config: config, codec: codec, logger: logger,
@@ -90,7 +92,13 @@ public struct NodeRuntime: Sendable {
         let replicaService = ReplicaService(
             local: LocalReplica(nodeID: nodeID, store: store), context: clusterNode, logger: logger,
             layoutBytes: { clusterNode.encodedLayout },
-            audit: { () throws(AgadirError) -> [UInt8] in try AdminCommands.encode(try await clusterNode.residencyAudit()) })
+            audit: { () throws(AgadirError) -> [UInt8] in try AdminCommands.encode(try await clusterNode.residencyAudit()) },
+            status: { () throws(AgadirError) -> [UInt8] in
+                try AdminCommands.encode(NodeStatus(node: nodeID, rebalance: rebalancer.status()))
+            },
+            rebalanceSettings: { (body: [UInt8]) throws(AgadirError) in
+                try rebalancer.adopt(try AdminCommands.decode(RebalanceSettings.self, body, "REBALANCE_SET"))
+            })
         let clientServer = ClientServer(
             service: service, config: config, host: host, port: port, group: group, logger: logger,
             peerAccess: ClientServer.PeerAccess(nodeID: nodeID, authenticator: authenticator, handler: replicaService))
@@ -101,7 +109,7 @@ public struct NodeRuntime: Sendable {
     /// The services in start order; shutdown runs in reverse: gossip first (the node
     /// announces its departure), then the client endpoint, the store last.
     public var services: [any Service] {
-        [StoreService(store: store, logger: logger), cluster.node, clientServer, gossip]
+        [StoreService(store: store, logger: logger), cluster.node] + (cluster.rebalancer.map { [$0] } ?? []) + [clientServer, gossip]
     }
 
     /// The node id lives in `DIR/node-id`: chosen once (from the configuration or at

@@ -34,6 +34,8 @@ public enum FieldTag: UInt16, Sendable, CaseIterable {
     case needed = 30           // u32: replicas the level needed (NOT_ENOUGH_REPLICAS)
     case mayCoordinate = 31    // u8: 1 when the answering node may coordinate the bucket (ROUTE)
     case hintKind = 32         // u8: 1 chunk, 2 manifest (HINT_PUT)
+    case partition = 33        // u32: a partition number (PARTITION_MANIFESTS, PARTITION_CHUNKS)
+    case keyHash = 34          // u32: a manifest's key hash (the PARTITION_MANIFESTS cursor)
 }
 
 /// One field: a tag and its value bytes.
@@ -259,6 +261,8 @@ extension FieldTag: CustomStringConvertible {
         case .needed: "NEEDED"
         case .mayCoordinate: "MAY_COORDINATE"
         case .hintKind: "HINT_KIND"
+        case .partition: "PARTITION"
+        case .keyHash: "KEY_HASH"
         }
     }
 }

@@ -17,6 +17,10 @@ public enum PeerOpcode: UInt16, Sendable, CaseIterable, CustomStringConvertible 
     case catalogGet = 74
     case catalogPut = 75
     case residencyAudit = 76
+    case partitionManifests = 77
+    case partitionChunks = 78
+    case nodeStatus = 79
+    case rebalanceSet = 80
 
     /// Opcodes from this value up are peer operations.
     public static let first: UInt16 = 64
@@ -36,6 +40,10 @@ public enum PeerOpcode: UInt16, Sendable, CaseIterable, CustomStringConvertible 
         case .catalogGet: "CATALOG_GET"
         case .catalogPut: "CATALOG_PUT"
         case .residencyAudit: "RESIDENCY_AUDIT"
+        case .partitionManifests: "PARTITION_MANIFESTS"
+        case .partitionChunks: "PARTITION_CHUNKS"
+        case .nodeStatus: "NODE_STATUS"
+        case .rebalanceSet: "REBALANCE_SET"
         }
     }
 }
@@ -52,6 +60,19 @@ public enum PeerLimits {
     /// Largest body of a peer request or answer other than a chunk or a manifest (catalog,
     /// layout, listing, audit): 64 MiB.
     public static let maxStructuredBodyBytes = 64 << 20
+    /// Entries in one PARTITION_MANIFESTS or PARTITION_CHUNKS answer.
+    public static let maxPartitionPageEntries = 1000
+    /// Manifest bytes a node puts in one PARTITION_MANIFESTS answer before it ends the page
+    /// early (the cursor says where to go on).
+    public static let partitionPageBytes = 16 << 20
+    /// References of one chunk in a PARTITION_CHUNKS answer.
+    public static let maxReferencesPerChunk = 64
+    /// Partition numbers are below this (the layout allows at most 65536 partitions).
+    public static let maxPartitions: UInt32 = 1 << 16
+    /// Largest REBALANCE_SET body.
+    public static let maxSettingsBodyBytes = 64 << 10
+    /// Longest policy name in a request.
+    public static let maxPolicyNameBytes = 255
 }
 
 /// Kinds of HINT_PUT.
@@ -82,6 +103,16 @@ public enum PeerRequest: Sendable, Hashable {
     /// Body: bucket records (`BucketRecordCodec`).
     case catalogPut
     case residencyAudit
+    /// One page of a partition's manifests of one policy (tombstones included), after the
+    /// cursor (KEY_HASH, BUCKET, KEY; none from the start). Answer body: `ManifestPageCodec`.
+    case partitionManifests(policy: String, partition: Int, after: ManifestCursor?, limit: Int)
+    /// One page of a chunk partition's chunks referenced by buckets of one policy, after the
+    /// cursor (CHUNK_ID; none from the start). Answer body: `ChunkPageCodec`.
+    case partitionChunks(policy: String, partition: Int, after: ChunkID?, limit: Int)
+    /// The node's rebalance, repair and store state. Answer body: JSON (docs/protocol.md).
+    case nodeStatus
+    /// Body: rebalance settings as JSON; the node adopts them when newer than its own.
+    case rebalanceSet
 
     public var opcode: PeerOpcode {
         switch self {
@@ -98,13 +129,17 @@ public enum PeerRequest: Sendable, Hashable {
         case .catalogGet: .catalogGet
         case .catalogPut: .catalogPut
         case .residencyAudit: .residencyAudit
+        case .partitionManifests: .partitionManifests
+        case .partitionChunks: .partitionChunks
+        case .nodeStatus: .nodeStatus
+        case .rebalanceSet: .rebalanceSet
         }
     }
 
     /// True when a body follows the REQUEST frame.
     public var hasBody: Bool {
         switch self {
-        case .chunksClaim, .chunkPut, .manifestPut, .hintPut, .catalogPut: true
+        case .chunksClaim, .chunkPut, .manifestPut, .hintPut, .catalogPut, .rebalanceSet: true
         default: false
         }
     }
@@ -115,7 +150,9 @@ public enum PeerRequest: Sendable, Hashable {
         case .chunksClaim(let r), .chunkPut(let r, _): r.bucket
         case .chunkGet(_, let b), .manifestPut(let b, _), .manifestGet(let b, _), .replicaList(let b, _, _, _): b
         case .hintPut(_, let b, _, _, _): b
-        case .hello, .auth, .layoutGet, .catalogGet, .catalogPut, .residencyAudit: nil
+        case .hello, .auth, .layoutGet, .catalogGet, .catalogPut, .residencyAudit, .partitionManifests, .partitionChunks,
+            .nodeStatus, .rebalanceSet:
+            nil
         }
     }
 
@@ -154,7 +191,21 @@ public enum PeerRequest: Sendable, Hashable {
             f.set(.hintKind, u8: kind.rawValue)
             if let r { reference(r) } else { f.set(.bucket, bucket) }
             if let chunk { f.set(.chunkID, id: chunk) }
-        case .layoutGet, .catalogGet, .catalogPut, .residencyAudit:
+        case .partitionManifests(let policy, let partition, let after, let limit):
+            f.set(.policy, policy)
+            f.set(.partition, u32: UInt32(clamping: partition))
+            if let after {
+                f.set(.keyHash, u32: after.keyHash)
+                f.set(.bucket, after.bucket)
+                f.set(.key, after.key)
+            }
+            f.set(.limit, u32: UInt32(clamping: limit))
+        case .partitionChunks(let policy, let partition, let after, let limit):
+            f.set(.policy, policy)
+            f.set(.partition, u32: UInt32(clamping: partition))
+            if let after { f.set(.chunkID, id: after) }
+            f.set(.limit, u32: UInt32(clamping: limit))
+        case .layoutGet, .catalogGet, .catalogPut, .residencyAudit, .nodeStatus, .rebalanceSet:
             break
         }
         return f
@@ -228,7 +279,35 @@ public enum PeerRequest: Sendable, Hashable {
         case .catalogGet: return .catalogGet
         case .catalogPut: return .catalogPut
         case .residencyAudit: return .residencyAudit
+        case .partitionManifests:
+            let (policy, partition, limit) = try partitionPage(f, op)
+            var after: ManifestCursor? = nil
+            if let hash = try f.u32(.keyHash) {
+                after = ManifestCursor(keyHash: hash, bucket: try bucket(), key: try f.string(.key) ?? "")
+            }
+            return .partitionManifests(policy: policy, partition: partition, after: after, limit: limit)
+        case .partitionChunks:
+            let (policy, partition, limit) = try partitionPage(f, op)
+            return .partitionChunks(policy: policy, partition: partition, after: try f.id(.chunkID), limit: limit)
+        case .nodeStatus: return .nodeStatus
+        case .rebalanceSet: return .rebalanceSet
         }
+    }
+
+    /// POLICY, PARTITION and LIMIT of a partition page request, checked.
+    private static func partitionPage(_ f: Fields, _ op: String) throws(AgadirError) -> (String, Int, Int) {
+        let policy = try f.requireString(.policy, op)
+        guard (1...PeerLimits.maxPolicyNameBytes).contains(policy.utf8.count) else {
+            throw AgadirError(.invalidArgument, "\(op): POLICY must have 1 to \(PeerLimits.maxPolicyNameBytes) bytes")
+        }
+        guard let partition = try f.u32(.partition), partition < PeerLimits.maxPartitions else {
+            throw AgadirError(.invalidArgument, "\(op) needs the field PARTITION, below \(PeerLimits.maxPartitions)")
+        }
+        let limit = Int(try f.u32(.limit) ?? UInt32(PeerLimits.maxPartitionPageEntries))
+        guard (1...PeerLimits.maxPartitionPageEntries).contains(limit) else {
+            throw AgadirError(.invalidArgument, "\(op): LIMIT \(limit) is outside 1...\(PeerLimits.maxPartitionPageEntries)")
+        }
+        return (policy, Int(partition), limit)
     }
 }
 

@@ -64,6 +64,20 @@ final class SwitchableReplica: ReplicaClient {
         try check()
         return try await local.catalog()
     }
+    func partitionManifests(
+        policy: String, partition: Int, partitionCount: Int, after: ManifestCursor?, limit: Int
+    ) async throws(AgadirError) -> ManifestPage {
+        try check()
+        return try await local.partitionManifests(
+            policy: policy, partition: partition, partitionCount: partitionCount, after: after, limit: limit)
+    }
+    func partitionChunks(
+        policy: String, partition: Int, partitionCount: Int, after: ChunkID?, limit: Int
+    ) async throws(AgadirError) -> ChunkPage {
+        try check()
+        return try await local.partitionChunks(
+            policy: policy, partition: partition, partitionCount: partitionCount, after: after, limit: limit)
+    }
 }
 
 /// Eight nodes in four sites (three Moroccan, one French), each with a real store, and a

@@ -365,6 +365,8 @@ struct LayoutLifecycleTests {
             let planJSON = try #require(try JSONSerialization.jsonObject(with: Data(plan.stdout.utf8)) as? [String: Any])
             #expect((planJSON["totalPartitionsMoved"] as? Int ?? 0) > 0, "\(plan.stdout)")
             #expect(!((planJSON["links"] as? [Any]) ?? []).isEmpty, "bytes per site link are estimated")
+            // Paused, the rebalance keeps both versions live (the pause survives a restart below).
+            #expect(try ok(["admin", "rebalance", "pause"]).contains("PAUSED"))
             _ = try ok(["admin", "layout", "apply", "--version", "2"])
             try await waitForVersion(2)
             let shown = try #require(
@@ -405,6 +407,27 @@ struct LayoutLifecycleTests {
             let again = try #require(
                 try JSONSerialization.jsonObject(with: Data(try ok(["admin", "layout", "show", "--json"]).utf8)) as? [String: Any])
             #expect((again["version"] as? Int) == 2 && (again["liveVersions"] as? [Int]) == [1, 2])
+
+            // Resumed, the rebalance moves the partitions and retires version 1.
+            #expect(try ok(["admin", "rebalance", "resume"]).contains("running"))
+            let clock = ContinuousClock()
+            let deadline = clock.now + .seconds(90)
+            var complete = false
+            while !complete, clock.now < deadline {
+                let status = try #require(
+                    try JSONSerialization.jsonObject(with: Data(try ok(["admin", "rebalance", "status", "--json"]).utf8)) as? [String: Any])
+                complete = (status["complete"] as? Bool) == true
+                if !complete { try await Task.sleep(for: .milliseconds(500)) }
+            }
+            #expect(complete, "the rebalance did not complete")
+            let watched = try ok(["admin", "rebalance", "status", "--watch", "--interval", "0.5"])
+            #expect(watched.contains("rebalance complete") && watched.contains("settat-2"), "\(watched)")
+            let after = try #require(
+                try JSONSerialization.jsonObject(with: Data(try ok(["admin", "layout", "show", "--json"]).utf8)) as? [String: Any])
+            #expect((after["liveVersions"] as? [Int]) == [2])
+            let reader = try lab.client(for: "settat-2")
+            for (key, data) in objects { #expect(try await reader.get(bucket: "moroccan", key: key).1 == data, "\(key) after the rebalance") }
+            await reader.close()
         } catch {
             await tearDownCluster(lab)
             throw error

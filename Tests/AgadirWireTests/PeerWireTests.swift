@@ -21,6 +21,11 @@ import Testing
         .hintPut(target: "paris-1", bucket: "photos", kind: .chunk, reference: reference, chunk: chunk),
         .hintPut(target: "paris-1", bucket: "photos", kind: .manifest, reference: nil, chunk: nil),
         .layoutGet, .catalogGet, .catalogPut, .residencyAudit,
+        .partitionManifests(policy: "ma", partition: 17, after: nil, limit: 1000),
+        .partitionManifests(policy: "ma", partition: 0, after: ManifestCursor(keyHash: 0xdead_beef, bucket: "photos", key: "k/1"), limit: 3),
+        .partitionChunks(policy: "global", partition: 255, after: nil, limit: 1),
+        .partitionChunks(policy: "global", partition: 3, after: chunk, limit: 64),
+        .nodeStatus, .rebalanceSet,
     ]
 
     @Test func everyPeerRequest_roundTripsThroughItsFields() throws {
@@ -56,6 +61,57 @@ import Testing
         badKind.set(.bucket, "b")
         badKind.set(.hintKind, u8: 9)
         #expect(throws: AgadirError.self) { try PeerRequest.decode(opcode: PeerOpcode.hintPut.rawValue, fields: badKind) }
+        // Partition pages: POLICY and PARTITION are required, LIMIT and PARTITION bounded.
+        let page = PeerRequest.partitionChunks(policy: "ma", partition: 1, after: nil, limit: 10).fields()
+        for tag in [FieldTag.policy, .partition] {
+            var missing = page
+            missing.items.removeAll { $0.tag == tag.rawValue }
+            #expect(throws: AgadirError.self) { try PeerRequest.decode(opcode: PeerOpcode.partitionChunks.rawValue, fields: missing) }
+        }
+        for (tag, value) in [(FieldTag.limit, UInt32(PeerLimits.maxPartitionPageEntries + 1)), (.limit, 0), (.partition, PeerLimits.maxPartitions)] {
+            var bad = page
+            bad.items.removeAll { $0.tag == tag.rawValue }
+            bad.set(tag, u32: value)
+            #expect(throws: AgadirError.self) { try PeerRequest.decode(opcode: PeerOpcode.partitionManifests.rawValue, fields: bad) }
+        }
+    }
+
+    @Test func partitionPages_roundTrip_andRefuseTruncationAndBadCounts() throws {
+        var rng = SplitMix64(seed: 12)
+        let version = ObjectVersion(timestamp: HLCTimestamp(rawValue: 99), node: 5)
+        let manifests = (0..<12).map { i in
+            i % 4 == 0
+                ? ObjectManifest.tombstone(bucket: "photos", key: "t\(i)", version: version)
+                : ObjectManifest(
+                    bucket: "photos", key: "k\(i)", size: 3, etag: ChunkID.of([UInt8(i)]), contentType: "x", userMetadata: [],
+                    version: version, isTombstone: false, body: .inline(rng.bytes(3)))
+        }
+        for next in [nil, ManifestCursor(keyHash: 7, bucket: "photos", key: "k11")] {
+            let page = ManifestPage(manifests: manifests, next: next)
+            let bytes = ManifestPageCodec.encode(page)
+            #expect(try ManifestPageCodec.decode(bytes) == page)
+            for n in stride(from: 0, to: bytes.count, by: 3) {
+                #expect(throws: AgadirError.self) { try ManifestPageCodec.decode(Array(bytes.prefix(n))) }
+            }
+            #expect(throws: AgadirError.self) { try ManifestPageCodec.decode(bytes + [0]) }
+        }
+        let refs = (0..<3).map { ChunkReference(bucket: "photos", key: "k\($0)", version: version) }
+        let chunks = (0..<9).map { i in
+            PartitionChunkEntry(id: ChunkID.of([UInt8(i)]), storedBytes: UInt64(i) * 1000, references: Array(refs.prefix(i % 3 + 1)))
+        }
+        for next in [nil, Self.chunk] {
+            let page = ChunkPage(chunks: chunks, next: next)
+            let bytes = ChunkPageCodec.encode(page)
+            #expect(try ChunkPageCodec.decode(bytes) == page)
+            for n in stride(from: 0, to: bytes.count, by: 5) {
+                #expect(throws: AgadirError.self) { try ChunkPageCodec.decode(Array(bytes.prefix(n))) }
+            }
+        }
+        // A chunk with no reference, a flag other than 0/1, a count over the bound: refused.
+        let noRef = ChunkPageCodec.encode(ChunkPage(chunks: [PartitionChunkEntry(id: Self.chunk, storedBytes: 1, references: [])], next: nil))
+        #expect(throws: AgadirError.self) { try ChunkPageCodec.decode(noRef) }
+        #expect(throws: AgadirError.self) { try ChunkPageCodec.decode([2, 0, 0, 0, 0]) }
+        #expect(throws: AgadirError.self) { try ManifestPageCodec.decode([0, 0xff, 0xff, 0xff, 0xff]) }
     }
 
     @Test func bodyCodecs_roundTrip_andRefuseEveryTruncation() throws {

@@ -144,7 +144,7 @@ public struct AdminCommands: Sendable {
             try node.revertStaged()
             return try Self.encode(layoutView(node))
         case "layout.plan":
-            let (next, report) = try node.plan()
+            let (next, report) = try await node.plan()
             return try Self.encode(planView(report, node: node, next: next))
         case "layout.apply":
             let version = try Self.decode(Apply.self, input, command).version
@@ -183,12 +183,14 @@ public struct AdminCommands: Sendable {
             return try Self.encode(await clusterAudit(cluster))
         case "audit.node":
             return try Self.encode(try await node.residencyAudit())
+        case "rebalance.status", "rebalance.set":
+            return try await rebalance(command, input: input, cluster: cluster)
         default:
             throw AgadirError(
                 .invalidArgument,
                 "admin command '\(command)' is unknown; this node knows layout.show, layout.assign, layout.remove, layout.site, "
                     + "layout.partitions, layout.revert, layout.plan, layout.apply, layout.history, policy.create, policy.list, "
-                    + "policy.show, audit.residency, audit.node")
+                    + "policy.show, audit.residency, audit.node, rebalance.status, rebalance.set")
         }
     }
 

@@ -222,7 +222,10 @@ public final class ClusterNode: ClusterContext, Service, Sendable {
     }
 
     /// The layout that `apply` would commit now, and what would move.
-    public func plan() throws(AgadirError) -> (layout: Layout, report: PlanReport) {
+    public func plan() async throws(AgadirError) -> (layout: Layout, report: PlanReport) {
+        // Fresh store figures: the estimate is what `agadir admin rebalance status` is
+        // compared with.
+        if let stats = try? await store.stats() { statsCache.withLock { $0 = stats } }
         let (cluster, staged) = state.withLock { ($0.cluster, $0.staged) }
         let perPartition = estimatedBytesPerPartitionReplica(cluster.current)
         return try Planner.plan(
@@ -244,7 +247,7 @@ public final class ClusterNode: ClusterContext, Service, Sendable {
                 .layoutVersionConflict,
                 "node \(other.nodeID) already announces layout version \(other.layoutVersion); wait for it to reach this node, then plan again")
         }
-        let (next, report) = try plan()
+        let (next, report) = try await plan()
         let summary = staged.changes.map(\.description).joined(separator: "; ")
         var cluster = layout
         try cluster.apply(next, summary: summary.isEmpty ? "no change" : summary)
@@ -275,7 +278,7 @@ public final class ClusterNode: ClusterContext, Service, Sendable {
     func estimatedBytesPerPartitionReplica(_ layout: Layout) -> UInt64 {
         let held = layout.maps.values.reduce(0) { n, map in n + map.replicas.filter { $0.contains(nodeID) }.count }
         guard held > 0, let stats = statsCache.withLock({ $0 }) else { return 0 }
-        return stats.uniqueRawBytes / UInt64(held)
+        return (stats.storedBytes + stats.inlineBytes) / UInt64(held)
     }
     private let statsCache = Mutex<StoreStats?>(nil)
 
@@ -392,6 +395,12 @@ struct UnreachableReplica: ReplicaClient {
     func putHint(target: String, bucket: String, hint: Hint) async throws(AgadirError) { throw fail() }
     func mergeCatalog(_ records: [BucketRecord]) async throws(AgadirError) { throw fail() }
     func catalog() async throws(AgadirError) -> [BucketRecord] { throw fail() }
+    func partitionManifests(
+        policy: String, partition: Int, partitionCount: Int, after: ManifestCursor?, limit: Int
+    ) async throws(AgadirError) -> ManifestPage { throw fail() }
+    func partitionChunks(
+        policy: String, partition: Int, partitionCount: Int, after: ChunkID?, limit: Int
+    ) async throws(AgadirError) -> ChunkPage { throw fail() }
 }
 
 /// Milliseconds since the Unix epoch (records and history, never ordering).

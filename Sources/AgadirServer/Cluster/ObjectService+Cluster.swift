@@ -11,10 +11,13 @@ import NIOCore
 public struct ClusterBinding: Sendable {
     public let node: ClusterNode
     public let coordinator: Coordinator
+    /// Nil only in tests that build a node without one.
+    public let rebalancer: Rebalancer?
 
-    public init(node: ClusterNode, coordinator: Coordinator) {
+    public init(node: ClusterNode, coordinator: Coordinator, rebalancer: Rebalancer? = nil) {
         self.node = node
         self.coordinator = coordinator
+        self.rebalancer = rebalancer
     }
 }
 

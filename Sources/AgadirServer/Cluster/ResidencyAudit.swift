@@ -24,6 +24,10 @@ public struct ResidencyAudit: Codable, Sendable, Hashable {
     public var hints = 0
     /// Chunks with no recorded object (left by an interrupted PUT); not attributable.
     public var unattributedChunks = 0
+    /// Manifests and chunks this node holds that no live layout version names it for
+    /// (left by a rebalance still in progress, or not dropped yet).
+    public var misplacedManifests = 0
+    public var misplacedChunks = 0
     public var violationCount = 0
     /// The first `maxListed` violations.
     public var violations: [Violation] = []
@@ -94,6 +98,9 @@ extension ClusterNode {
                 }
             }
         }
+        let misplaced = try await misplaced(drop: false, chunkReferencesBefore: 0)
+        audit.misplacedManifests = misplaced.manifests
+        audit.misplacedChunks = misplaced.chunks
         return audit
     }
 }

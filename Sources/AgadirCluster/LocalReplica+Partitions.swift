@@ -1,0 +1,87 @@
+import AgadirCore
+import AgadirPlacement
+import AgadirStore
+import AgadirWire
+
+// The source side of a partition move (docs/rebalance.md, "Moving partitions"): pages of
+// this node's manifests and chunks of one partition, restricted to the buckets of one
+// policy. The receiving node's eligibility is checked by the caller (`ReplicaService`)
+// before any of this is read.
+
+extension LocalReplica {
+    /// Store pages read to fill one answer when most rows belong to other policies.
+    static let maxScannedPages = 8
+
+    public func partitionManifests(
+        policy: String, partition: Int, partitionCount: Int, after: ManifestCursor?, limit: Int
+    ) async throws(AgadirError) -> ManifestPage {
+        try Self.checkPartition(partition, partitionCount)
+        let (lo, hi) = KeyHash.range(partition: partition, count: partitionCount)
+        var cursor = after.map { (keyHash: $0.keyHash, bucket: $0.bucket, key: $0.key) }
+        var policies = PolicyLookup(store: store)
+        var out: [ObjectManifest] = []
+        var bytes = 0
+        for _ in 0..<Self.maxScannedPages {
+            let rows = try await store.manifests(keyHashes: lo, below: hi, after: cursor, limit: limit)
+            for (hash, m) in rows {
+                cursor = (hash, m.bucket, m.key)
+                guard try await policies.policy(of: m.bucket) == policy else { continue }
+                out.append(m)
+                bytes += ManifestCodec.encode(m).count
+                if out.count == limit || bytes >= PeerLimits.partitionPageBytes {
+                    return ManifestPage(manifests: out, next: ManifestCursor(keyHash: hash, bucket: m.bucket, key: m.key))
+                }
+            }
+            if rows.count < limit { return ManifestPage(manifests: out, next: nil) }
+        }
+        return ManifestPage(manifests: out, next: cursor.map { ManifestCursor(keyHash: $0.keyHash, bucket: $0.bucket, key: $0.key) })
+    }
+
+    public func partitionChunks(
+        policy: String, partition: Int, partitionCount: Int, after: ChunkID?, limit: Int
+    ) async throws(AgadirError) -> ChunkPage {
+        try Self.checkPartition(partition, partitionCount)
+        let (lo, hi) = Partitioner.chunkRange(partition: partition, count: partitionCount)
+        var cursor = after
+        var policies = PolicyLookup(store: store)
+        var out: [PartitionChunkEntry] = []
+        for _ in 0..<Self.maxScannedPages {
+            let rows = try await store.partitionChunks(w0From: lo, below: hi, after: cursor, limit: limit)
+            for chunk in rows {
+                cursor = chunk.id
+                var refs: [ChunkReference] = []
+                for ref in chunk.references where try await policies.policy(of: ref.bucket) == policy {
+                    refs.append(ref)
+                    if refs.count == PeerLimits.maxReferencesPerChunk { break }
+                }
+                guard !refs.isEmpty else { continue }
+                out.append(PartitionChunkEntry(id: chunk.id, storedBytes: chunk.storedBytes, references: refs))
+                if out.count == limit { return ChunkPage(chunks: out, next: chunk.id) }
+            }
+            if rows.count < limit { return ChunkPage(chunks: out, next: nil) }
+        }
+        return ChunkPage(chunks: out, next: cursor)
+    }
+
+    static func checkPartition(_ partition: Int, _ count: Int) throws(AgadirError) {
+        guard count >= 1, (0..<count).contains(partition) else {
+            throw AgadirError(.invalidArgument, "partition \(partition) does not exist: the layout has \(count) partitions")
+        }
+    }
+}
+
+/// Bucket name → policy name from this node's catalog, remembered for one page (a deleted
+/// bucket keeps its policy: its data stays where that policy allows).
+struct PolicyLookup {
+    let store: NodeStore
+    private var known: [String: String?] = [:]
+
+    init(store: NodeStore) { self.store = store }
+
+    mutating func policy(of bucket: String) async throws(AgadirError) -> String? {
+        if let p = known[bucket] { return p }
+        let p = try await store.bucketCatalog(named: bucket)?.policy
+        if known.count < 10_000 { known[bucket] = p }
+        return p
+    }
+}
