@@ -89,6 +89,20 @@ public final class ObjectService: Sendable {
                 try await handleInCluster(id: id, request: request, options: options, body: body, sink: sink, cluster: cluster, started: &started)
                 return
             }
+            if let cluster, cluster.node.awaitsLayout {
+                // A node that joins a running cluster must not answer bucket requests from its
+                // own (empty) store: it pulls the layout first.
+                await cluster.node.syncLayout()
+                if cluster.node.isClusterMode {
+                    try await handleInCluster(
+                        id: id, request: request, options: options, body: body, sink: sink, cluster: cluster, started: &started)
+                    return
+                }
+                if request.bucket != nil {
+                    throw AgadirError(
+                        .unavailable, "this node has not received the cluster's layout yet; retry in a moment or ask another node")
+                }
+            }
             try await handleLocally(id: id, request: request, body: body, sink: sink, started: &started)
         } catch let error as AgadirError {
             body?.abandon()
@@ -181,7 +195,7 @@ public final class ObjectService: Sendable {
     public func answerQuickly(id: UInt64, request: Request, options: RequestOptions = .none, sink: any ResponseSink) async -> Bool {
         let opcode = request.opcode.rawValue
         // In a cluster, HEAD and GET need the replicas: they run as tasks.
-        if let cluster, cluster.node.isClusterMode, request.opcode != .ping { return false }
+        if let cluster, cluster.node.isClusterMode || cluster.node.awaitsLayout, request.opcode != .ping { return false }
         do {
             switch request {
             case .ping, .head:

@@ -107,6 +107,13 @@ public final class ClusterNode: ClusterContext, Service, Sendable {
     /// True once a layout has been applied: bucket requests go through the coordinator.
     public var isClusterMode: Bool { layout.current.version >= 1 }
 
+    /// True while this node has no layout but an alive member announces one: it has joined
+    /// a running cluster and must pull the layout before it serves bucket requests.
+    public var awaitsLayout: Bool {
+        guard !isClusterMode, let gossip else { return false }
+        return gossip.memberInfos().contains { $0.nodeID != nodeID && $0.layoutVersion >= 1 && $0.state == MemberInfo.State.alive }
+    }
+
     /// This node's site: its site in the layout, else its configured one.
     public var site: String { layout.current.node(nodeID)?.site ?? configuredSite }
 
