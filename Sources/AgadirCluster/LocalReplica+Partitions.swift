@@ -63,6 +63,38 @@ extension LocalReplica {
         return ChunkPage(chunks: out, next: cursor)
     }
 
+    /// Digests of this node's data of `policy` in the partition (`PartitionSummary`): every
+    /// page of it is read, so the cost is one partition scan.
+    public func partitionDigest(
+        policy: String, partition: Int, partitionCount: Int, tombstonesBefore: UInt64
+    ) async throws(AgadirError) -> PartitionSummary {
+        var summaries: [ManifestSummary] = []
+        var after: ManifestCursor? = nil
+        for _ in 0..<Self.maxDigestPages {
+            let page = try await partitionManifests(policy: policy, partition: partition, partitionCount: partitionCount, after: after, limit: 1000)
+            for m in page.manifests where !(m.isTombstone && m.version.timestamp.physicalMillis < tombstonesBefore) {
+                summaries.append(ManifestSummary(bucket: m.bucket, key: m.key, version: m.version, isTombstone: m.isTombstone))
+            }
+            guard let next = page.next else { break }
+            after = next
+        }
+        var ids = ByteWriter()
+        var chunkCount = 0
+        var afterChunk: ChunkID? = nil
+        for _ in 0..<Self.maxDigestPages {
+            let page = try await partitionChunks(policy: policy, partition: partition, partitionCount: partitionCount, after: afterChunk, limit: 1000)
+            for c in page.chunks { ids.chunkID(c.id) }
+            chunkCount += page.chunks.count
+            guard let next = page.next else { break }
+            afterChunk = next
+        }
+        let digest = PartitionDigest(summaries)
+        return PartitionSummary(manifests: digest.root, manifestCount: digest.count, chunks: ChunkID.of(ids.bytes), chunkCount: chunkCount)
+    }
+
+    /// Pages read for one digest at most (a million entries of each kind).
+    static let maxDigestPages = 1000
+
     static func checkPartition(_ partition: Int, _ count: Int) throws(AgadirError) {
         guard count >= 1, (0..<count).contains(partition) else {
             throw AgadirError(.invalidArgument, "partition \(partition) does not exist: the layout has \(count) partitions")

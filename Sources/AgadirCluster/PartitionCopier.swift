@@ -45,14 +45,27 @@ public struct PartitionCopier: Sendable {
 
     /// Copies one page of the partition's manifests of `policy` after `after`. `throttle` is
     /// told the bytes of each page once received and waits as long as the rate needs.
+    ///
+    /// With `tombstonesBefore`, a delete marker older than it is applied only when this
+    /// node holds an older version of its key: otherwise this node has purged it, and
+    /// copying it back would undo the purge (anti-entropy).
     public func copyManifests(
         policy: String, partition: Int, from source: any ReplicaClient, after: ManifestCursor?,
-        throttle: @Sendable (UInt64) async -> Void
+        tombstonesBefore: UInt64? = nil, throttle: @Sendable (UInt64) async -> Void
     ) async throws(AgadirError) -> (next: ManifestCursor?, tally: CopyTally) {
         let page = try await source.partitionManifests(
             policy: policy, partition: partition, partitionCount: partitionCount, after: after, limit: pageSize)
         var tally = CopyTally()
+        var manifests: [ObjectManifest] = []
         for m in page.manifests {
+            if let horizon = tombstonesBefore, m.isTombstone, m.version.timestamp.physicalMillis < horizon,
+                try await local.getManifest(bucket: m.bucket, key: m.key) == nil
+            {
+                continue
+            }
+            manifests.append(m)
+        }
+        for m in manifests {
             guard Partitioner.partition(bucket: m.bucket, key: m.key, count: partitionCount) == partition else {
                 throw AgadirError(
                     .corruptData, "\(source.nodeID) sent \(m.bucket)/\(m.key) as part of partition \(partition), where it does not belong")
@@ -62,7 +75,7 @@ public struct PartitionCopier: Sendable {
         }
         await throttle(tally.manifestBytes)
         let store = local.store
-        try await Self.forEach(page.manifests, width: parallelism) { m throws(AgadirError) in
+        try await Self.forEach(manifests, width: parallelism) { m throws(AgadirError) in
             _ = try await store.putReplicaManifest(m)
         }
         return (page.next, tally)

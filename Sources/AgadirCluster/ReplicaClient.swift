@@ -36,6 +36,11 @@ public protocol ReplicaClient: Sendable {
     func partitionChunks(
         policy: String, partition: Int, partitionCount: Int, after: ChunkID?, limit: Int
     ) async throws(AgadirError) -> ChunkPage
+    /// The digests of the replica's data of `policy` in the partition, delete markers older
+    /// than `tombstonesBefore` (ms since the epoch) left out.
+    func partitionDigest(
+        policy: String, partition: Int, partitionCount: Int, tombstonesBefore: UInt64
+    ) async throws(AgadirError) -> PartitionSummary
 }
 
 /// A write parked for a replica that could not take it.
@@ -143,6 +148,14 @@ public struct RemoteReplica: ReplicaClient {
             throw AgadirError(.corruptData, "\(nodeID) answered PARTITION_CHUNKS with \(page.chunks.count) chunks for a limit of \(limit)")
         }
         return page
+    }
+
+    public func partitionDigest(
+        policy: String, partition: Int, partitionCount: Int, tombstonesBefore: UInt64
+    ) async throws(AgadirError) -> PartitionSummary {
+        let answer = try await links.call(
+            nodeID, .partitionDigest(policy: policy, partition: partition, tombstonesBefore: tombstonesBefore), maxResponseBytes: 1024)
+        return try PartitionSummaryCodec.decode(answer.body)
     }
 
     public func putHint(target: String, bucket: String, hint: Hint) async throws(AgadirError) {

@@ -22,12 +22,15 @@ public final class ReplicaService: PeerRequestHandler {
     let status: @Sendable () async throws(AgadirError) -> [UInt8]
     /// Adopts rebalance settings sent as JSON (REBALANCE_SET).
     let rebalanceSettings: @Sendable ([UInt8]) async throws(AgadirError) -> Void
+    /// Starts an anti-entropy pass with the scope sent as JSON (REPAIR_START).
+    let repairStart: @Sendable ([UInt8]) async throws(AgadirError) -> Void
 
     public init(
         local: LocalReplica, context: any ClusterContext, logger: Logger, layoutBytes: @escaping @Sendable () -> [UInt8],
         audit: @escaping @Sendable () async throws(AgadirError) -> [UInt8],
         status: @escaping @Sendable () async throws(AgadirError) -> [UInt8] = { [] },
-        rebalanceSettings: @escaping @Sendable ([UInt8]) async throws(AgadirError) -> Void = { _ throws(AgadirError) in }
+        rebalanceSettings: @escaping @Sendable ([UInt8]) async throws(AgadirError) -> Void = { _ throws(AgadirError) in },
+        repairStart: @escaping @Sendable ([UInt8]) async throws(AgadirError) -> Void = { _ throws(AgadirError) in }
     ) {
         self.local = local
         self.context = context
@@ -36,6 +39,7 @@ public final class ReplicaService: PeerRequestHandler {
         self.audit = audit
         self.status = status
         self.rebalanceSettings = rebalanceSettings
+        self.repairStart = repairStart
     }
 
     /// Largest body of a chunk in transit: the largest chunk plus its 9-byte header.
@@ -153,6 +157,14 @@ public final class ReplicaService: PeerRequestHandler {
             return (Fields(), try await status())
         case .rebalanceSet:
             try await rebalanceSettings(try await Self.collect(body, max: PeerLimits.maxSettingsBodyBytes))
+            return (Fields(), [])
+        case .partitionDigest(let policy, let partition, let before):
+            let count = try allowPartitionRead(of: policy, partition: partition, by: peer)
+            let summary = try await local.partitionDigest(
+                policy: policy, partition: partition, partitionCount: count, tombstonesBefore: before)
+            return (Fields(), PartitionSummaryCodec.encode(summary))
+        case .repairStart:
+            try await repairStart(try await Self.collect(body, max: PeerLimits.maxSettingsBodyBytes))
             return (Fields(), [])
         }
     }

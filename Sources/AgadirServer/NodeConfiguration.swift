@@ -83,6 +83,23 @@ public struct NodeConfiguration: Sendable, Codable, Equatable {
     /// 10 makes a local test cluster ten times faster. Range 1...1000.
     public var gossipTimeScalePercent: Int = 100
 
+    // MARK: Maintenance (docs/rebalance.md, docs/operations.md)
+
+    /// Delete markers older than this are purged, once every replica of their partition
+    /// holds them. Default 86400 (one day).
+    public var tombstoneGraceSeconds: Int = 86_400
+    /// A chunk no live object version refers to is reclaimed once its last reference is
+    /// this old (a PUT taking longer could lose its chunks). Default 3600.
+    public var garbageGraceSeconds: Int = 3600
+    /// Seconds between anti-entropy passes over this node's partitions. Default 3600.
+    public var repairIntervalSeconds: Int = 3600
+    /// Seconds between garbage collection passes. Default 600.
+    public var garbageIntervalSeconds: Int = 600
+    /// Bytes per second the scrub re-reads; 0 stops the scheduled scrub. Default 20 MB/s.
+    public var scrubBytesPerSecond: Int = 20_000_000
+    /// Seconds between the starts of two scheduled scrub passes. Default 604800 (a week).
+    public var scrubIntervalSeconds: Int = 604_800
+
     public init() {}
 
     public var wireLimits: WireLimits {
@@ -128,6 +145,14 @@ public struct NodeConfiguration: Sendable, Codable, Equatable {
         guard idleTimeoutSeconds >= 1, requestTimeoutSeconds >= 1, shutdownGraceSeconds >= 0 else {
             throw bad("timeouts must be positive")
         }
+        for (name, value) in [
+            ("tombstoneGraceSeconds", tombstoneGraceSeconds), ("garbageGraceSeconds", garbageGraceSeconds),
+            ("repairIntervalSeconds", repairIntervalSeconds), ("garbageIntervalSeconds", garbageIntervalSeconds),
+            ("scrubIntervalSeconds", scrubIntervalSeconds),
+        ] where !(1...(10 * 365 * 86_400)).contains(value) {
+            throw bad("\(name) must be 1 second to 10 years, not \(value)")
+        }
+        guard scrubBytesPerSecond >= 0 else { throw bad("scrubBytesPerSecond must be 0 (off) or more") }
         let (host, port) = try Self.parseEndpoint(listen)
         _ = try validateGossip()
         return (codec, host, port)

@@ -82,7 +82,11 @@ public struct NodeRuntime: Sendable {
         let coordinator = Coordinator(context: clusterNode, logger: logger)
         let rebalancer = try Rebalancer(
             node: clusterNode, dataDir: dir, timing: Rebalancer.Timing().scaled(by: config.gossipTimeScalePercent), logger: logger)
-        let cluster = ClusterBinding(node: clusterNode, coordinator: coordinator, rebalancer: rebalancer)
+        let scale = config.gossipTimeScalePercent
+        let antiEntropy = AntiEntropy(
+            node: clusterNode, rebalancer: rebalancer, interval: .seconds(config.repairIntervalSeconds) * scale / 100,
+            tombstoneGrace: .seconds(config.tombstoneGraceSeconds), logger: logger)
+        let cluster = ClusterBinding(node: clusterNode, coordinator: coordinator, rebalancer: rebalancer, antiEntropy: antiEntropy)
         self.cluster = cluster
         let service = ObjectService(
             store: store, nodeID: nodeID, config: config, codec: codec, logger: logger,
@@ -93,11 +97,12 @@ public struct NodeRuntime: Sendable {
             local: LocalReplica(nodeID: nodeID, store: store), context: clusterNode, logger: logger,
             layoutBytes: { clusterNode.encodedLayout },
             audit: { () throws(AgadirError) -> [UInt8] in try AdminCommands.encode(try await clusterNode.residencyAudit()) },
-            status: { () throws(AgadirError) -> [UInt8] in
-                try AdminCommands.encode(NodeStatus(node: nodeID, rebalance: rebalancer.status()))
-            },
+            status: { () throws(AgadirError) -> [UInt8] in try AdminCommands.encode(cluster.localStatus()) },
             rebalanceSettings: { (body: [UInt8]) throws(AgadirError) in
                 try rebalancer.adopt(try AdminCommands.decode(RebalanceSettings.self, body, "REBALANCE_SET"))
+            },
+            repairStart: { (body: [UInt8]) throws(AgadirError) in
+                antiEntropy.request(try AdminCommands.decode(RepairScope.self, body, "REPAIR_START"))
             })
         let clientServer = ClientServer(
             service: service, config: config, host: host, port: port, group: group, logger: logger,
@@ -109,7 +114,8 @@ public struct NodeRuntime: Sendable {
     /// The services in start order; shutdown runs in reverse: gossip first (the node
     /// announces its departure), then the client endpoint, the store last.
     public var services: [any Service] {
-        [StoreService(store: store, logger: logger), cluster.node] + (cluster.rebalancer.map { [$0] } ?? []) + [clientServer, gossip]
+        let maintenance: [any Service] = [cluster.rebalancer as (any Service)?, cluster.antiEntropy].compactMap { $0 }
+        return [StoreService(store: store, logger: logger), cluster.node] + maintenance + [clientServer, gossip]
     }
 
     /// The node id lives in `DIR/node-id`: chosen once (from the configuration or at

@@ -160,3 +160,43 @@ public enum ChunkPageCodec {
         return ChunkPage(chunks: chunks, next: next)
     }
 }
+
+/// What anti-entropy compares between the replicas of a partition (docs/rebalance.md,
+/// "Anti-entropy"): a digest of the policy's manifests in it, leaving out delete markers
+/// older than the purge horizon, and a digest of its chunk ids.
+public struct PartitionSummary: Sendable, Hashable {
+    /// `PartitionDigest` root of the manifests, delete markers older than the horizon left out.
+    public var manifests: ChunkID
+    public var manifestCount: Int
+    /// SHA-256 of the chunk ids in id order.
+    public var chunks: ChunkID
+    public var chunkCount: Int
+
+    public init(manifests: ChunkID, manifestCount: Int, chunks: ChunkID, chunkCount: Int) {
+        self.manifests = manifests
+        self.manifestCount = manifestCount
+        self.chunks = chunks
+        self.chunkCount = chunkCount
+    }
+}
+
+/// PARTITION_DIGEST answer: `32 manifests digest | u32 manifest count | 32 chunks digest | u32 chunk count`.
+public enum PartitionSummaryCodec {
+    public static func encode(_ s: PartitionSummary) -> [UInt8] {
+        var w = ByteWriter(capacity: 72)
+        w.chunkID(s.manifests)
+        w.u32(UInt32(clamping: s.manifestCount))
+        w.chunkID(s.chunks)
+        w.u32(UInt32(clamping: s.chunkCount))
+        return w.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(AgadirError) -> PartitionSummary {
+        var r = ByteReader(bytes, errorCode: .corruptData, context: "PARTITION_DIGEST answer")
+        let s = PartitionSummary(
+            manifests: try r.chunkID("manifests digest"), manifestCount: Int(try r.u32("manifest count")),
+            chunks: try r.chunkID("chunks digest"), chunkCount: Int(try r.u32("chunk count")))
+        guard r.isAtEnd else { throw AgadirError(.corruptData, "PARTITION_DIGEST answer has \(r.remaining) trailing bytes") }
+        return s
+    }
+}

@@ -21,6 +21,8 @@ public enum PeerOpcode: UInt16, Sendable, CaseIterable, CustomStringConvertible 
     case partitionChunks = 78
     case nodeStatus = 79
     case rebalanceSet = 80
+    case partitionDigest = 81
+    case repairStart = 82
 
     /// Opcodes from this value up are peer operations.
     public static let first: UInt16 = 64
@@ -44,6 +46,8 @@ public enum PeerOpcode: UInt16, Sendable, CaseIterable, CustomStringConvertible 
         case .partitionChunks: "PARTITION_CHUNKS"
         case .nodeStatus: "NODE_STATUS"
         case .rebalanceSet: "REBALANCE_SET"
+        case .partitionDigest: "PARTITION_DIGEST"
+        case .repairStart: "REPAIR_START"
         }
     }
 }
@@ -113,6 +117,11 @@ public enum PeerRequest: Sendable, Hashable {
     case nodeStatus
     /// Body: rebalance settings as JSON; the node adopts them when newer than its own.
     case rebalanceSet
+    /// The digests of a partition's data of one policy; delete markers older than
+    /// `tombstonesBefore` (ms since the epoch, TIME_MS) are left out. Answer body: `PartitionSummaryCodec`.
+    case partitionDigest(policy: String, partition: Int, tombstonesBefore: UInt64)
+    /// Body: the repair scope as JSON; the node starts an anti-entropy pass.
+    case repairStart
 
     public var opcode: PeerOpcode {
         switch self {
@@ -133,13 +142,15 @@ public enum PeerRequest: Sendable, Hashable {
         case .partitionChunks: .partitionChunks
         case .nodeStatus: .nodeStatus
         case .rebalanceSet: .rebalanceSet
+        case .partitionDigest: .partitionDigest
+        case .repairStart: .repairStart
         }
     }
 
     /// True when a body follows the REQUEST frame.
     public var hasBody: Bool {
         switch self {
-        case .chunksClaim, .chunkPut, .manifestPut, .hintPut, .catalogPut, .rebalanceSet: true
+        case .chunksClaim, .chunkPut, .manifestPut, .hintPut, .catalogPut, .rebalanceSet, .repairStart: true
         default: false
         }
     }
@@ -151,7 +162,7 @@ public enum PeerRequest: Sendable, Hashable {
         case .chunkGet(_, let b), .manifestPut(let b, _), .manifestGet(let b, _), .replicaList(let b, _, _, _): b
         case .hintPut(_, let b, _, _, _): b
         case .hello, .auth, .layoutGet, .catalogGet, .catalogPut, .residencyAudit, .partitionManifests, .partitionChunks,
-            .nodeStatus, .rebalanceSet:
+            .nodeStatus, .rebalanceSet, .partitionDigest, .repairStart:
             nil
         }
     }
@@ -205,7 +216,11 @@ public enum PeerRequest: Sendable, Hashable {
             f.set(.partition, u32: UInt32(clamping: partition))
             if let after { f.set(.chunkID, id: after) }
             f.set(.limit, u32: UInt32(clamping: limit))
-        case .layoutGet, .catalogGet, .catalogPut, .residencyAudit, .nodeStatus, .rebalanceSet:
+        case .partitionDigest(let policy, let partition, let before):
+            f.set(.policy, policy)
+            f.set(.partition, u32: UInt32(clamping: partition))
+            f.set(.timeMillis, u64: before)
+        case .layoutGet, .catalogGet, .catalogPut, .residencyAudit, .nodeStatus, .rebalanceSet, .repairStart:
             break
         }
         return f
@@ -291,6 +306,11 @@ public enum PeerRequest: Sendable, Hashable {
             return .partitionChunks(policy: policy, partition: partition, after: try f.id(.chunkID), limit: limit)
         case .nodeStatus: return .nodeStatus
         case .rebalanceSet: return .rebalanceSet
+        case .partitionDigest:
+            let (policy, partition, _) = try partitionPage(f, op)
+            guard let before = try f.u64(.timeMillis) else { throw AgadirError(.invalidArgument, "\(op) needs the field TIME_MS") }
+            return .partitionDigest(policy: policy, partition: partition, tombstonesBefore: before)
+        case .repairStart: return .repairStart
         }
     }
 

@@ -76,6 +76,24 @@ struct Agadird: AsyncParsableCommand {
             """)
     var readyFile: String?
 
+    @Option(name: .long, help: "Seconds before a delete marker held by every replica is purged (default 86400).")
+    var tombstoneGrace: Int?
+
+    @Option(name: .long, help: "Seconds before a chunk no object refers to any more is reclaimed (default 3600).")
+    var garbageGrace: Int?
+
+    @Option(name: .long, help: "Seconds between anti-entropy passes (default 3600).")
+    var repairInterval: Int?
+
+    @Option(name: .long, help: "Seconds between garbage collection passes (default 600).")
+    var garbageInterval: Int?
+
+    @Option(name: .long, help: "Bytes per second the scrub re-reads, 0 for no scheduled scrub (default 20000000).")
+    var scrubRate: Int?
+
+    @Option(name: .long, help: "Seconds between scheduled scrub passes (default 604800).")
+    var scrubInterval: Int?
+
     @Flag(name: .long, help: "Print the resolved configuration as JSON and exit.")
     var printConfig = false
 
@@ -99,6 +117,12 @@ struct Agadird: AsyncParsableCommand {
         if let clusterName { c.clusterName = clusterName }
         if let clusterSecretFile { c.clusterSecretFile = clusterSecretFile }
         if let gossipPreset { c.gossipPreset = gossipPreset }
+        if let tombstoneGrace { c.tombstoneGraceSeconds = tombstoneGrace }
+        if let garbageGrace { c.garbageGraceSeconds = garbageGrace }
+        if let repairInterval { c.repairIntervalSeconds = repairInterval }
+        if let garbageInterval { c.garbageIntervalSeconds = garbageInterval }
+        if let scrubRate { c.scrubBytesPerSecond = scrubRate }
+        if let scrubInterval { c.scrubIntervalSeconds = scrubInterval }
         _ = try c.validate()
         guard Logger.Level(rawValue: c.logLevel) != nil else {
             throw AgadirError(.invalidArgument, "log level '\(c.logLevel)' is unknown; use trace, debug, info, notice, warning, error or critical")

@@ -78,6 +78,13 @@ final class SwitchableReplica: ReplicaClient {
         return try await local.partitionChunks(
             policy: policy, partition: partition, partitionCount: partitionCount, after: after, limit: limit)
     }
+    func partitionDigest(
+        policy: String, partition: Int, partitionCount: Int, tombstonesBefore: UInt64
+    ) async throws(AgadirError) -> PartitionSummary {
+        try check()
+        return try await local.partitionDigest(
+            policy: policy, partition: partition, partitionCount: partitionCount, tombstonesBefore: tombstonesBefore)
+    }
 }
 
 /// Eight nodes in four sites (three Moroccan, one French), each with a real store, and a

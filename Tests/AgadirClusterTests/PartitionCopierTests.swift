@@ -47,6 +47,12 @@ struct CorruptingReplica: ReplicaClient {
     ) async throws(AgadirError) -> ChunkPage {
         try await inner.partitionChunks(policy: policy, partition: partition, partitionCount: partitionCount, after: after, limit: limit)
     }
+    func partitionDigest(
+        policy: String, partition: Int, partitionCount: Int, tombstonesBefore: UInt64
+    ) async throws(AgadirError) -> PartitionSummary {
+        try await inner.partitionDigest(
+            policy: policy, partition: partition, partitionCount: partitionCount, tombstonesBefore: tombstonesBefore)
+    }
 }
 
 /// Eight real stores with layout versions 1 (settat-2 not assigned) and 2 (settat-2 added)
@@ -273,6 +279,71 @@ struct GrowthFixture {
         }
         #expect(tally.bytes > 0)
         #expect(told.withLock { $0 } == tally.bytes)
+        await fixture.cluster.close()
+    }
+}
+
+@Suite struct PartitionDigestServiceTests {
+    @Test("replicas with the same data have the same digests; a missing or older manifest, or a missing chunk, changes them; old delete markers are left out")
+    func digestsTellReplicasApart() async throws {
+        let fixture = try await GrowthFixture(objects: 80)
+        let n = fixture.v1.partitionCount
+        let far = UInt64(1) << 60  // every marker counts as old
+        // Find a partition of policy ma with data, and two of its version-1 replicas.
+        let object = try #require(fixture.objects.first { $0.value.bucket == "ma-data" && !$0.value.manifest.isTombstone })
+        let partition = Partitioner.partition(bucket: "ma-data", key: object.key, count: n)
+        let holders = fixture.v1.replicas(policy: "ma", partition: partition)
+        let a = fixture.cluster.replicas[holders[0]]!.local
+        let b = fixture.cluster.replicas[holders[1]]!.local
+        let da = try await a.partitionDigest(policy: "ma", partition: partition, partitionCount: n, tombstonesBefore: 0)
+        let db = try await b.partitionDigest(policy: "ma", partition: partition, partitionCount: n, tombstonesBefore: 0)
+        #expect(da == db)
+        #expect(da.manifestCount > 0)
+        // A newer version on one replica: the manifest digests differ, the chunk digests do not.
+        var newer = object.value.manifest
+        newer.version = fixture.cluster.nextVersion()
+        _ = try await b.store.putReplicaManifest(newer)
+        let db2 = try await b.partitionDigest(policy: "ma", partition: partition, partitionCount: n, tombstonesBefore: 0)
+        #expect(db2.manifests != da.manifests && db2.chunks == db.chunks)
+        // A delete marker newer than the horizon counts; once old, it is left out.
+        let marker = ObjectManifest.tombstone(bucket: "ma-data", key: object.key, version: fixture.cluster.nextVersion())
+        _ = try await b.store.putReplicaManifest(marker)
+        let recent = try await b.partitionDigest(policy: "ma", partition: partition, partitionCount: n, tombstonesBefore: 0)
+        let old = try await b.partitionDigest(policy: "ma", partition: partition, partitionCount: n, tombstonesBefore: far)
+        #expect(recent.manifestCount == old.manifestCount + 1)
+        // Another policy's digest of the same partition does not see ma's data.
+        let global = try await a.partitionDigest(policy: "global", partition: partition, partitionCount: n, tombstonesBefore: 0)
+        #expect(global.manifests != da.manifests || da.manifestCount == 0)
+        await fixture.cluster.close()
+    }
+
+    @Test("a copy with a purge horizon brings an old delete marker only to a replica that holds an older version of the key")
+    func oldMarkersAreNotCopiedBackWherePurged() async throws {
+        let fixture = try await GrowthFixture(objects: 30)
+        let n = fixture.v1.partitionCount
+        let object = try #require(fixture.objects.first { $0.value.bucket == "ma-data" && !$0.value.manifest.isTombstone })
+        let partition = Partitioner.partition(bucket: "ma-data", key: object.key, count: n)
+        let holders = fixture.v1.replicas(policy: "ma", partition: partition)
+        let source = fixture.cluster.replicas[holders[0]]!
+        // An old marker of the object on the source, and a marker of a key nobody else has.
+        let stamp = HLCTimestamp(physicalMillis: 1000, logical: 0)
+        let objectMarker = ObjectManifest.tombstone(bucket: "ma-data", key: object.key, version: ObjectVersion(timestamp: HLCTimestamp(physicalMillis: 4_000_000_000_000, logical: 0), node: 1))
+        _ = try await source.local.store.putReplicaManifest(objectMarker)
+        let lonelyKey = try #require((0..<5000).map { "lonely-\($0)" }.first { Partitioner.partition(bucket: "ma-data", key: $0, count: n) == partition })
+        _ = try await source.local.store.putReplicaManifest(ObjectManifest.tombstone(bucket: "ma-data", key: lonelyKey, version: ObjectVersion(timestamp: stamp, node: 1)))
+        // The newcomer (settat-2) holds the object's older version but not the lonely key.
+        let target = fixture.cluster.replicas[GrowthFixture.newcomer]!.local
+        _ = try await target.store.putReplicaManifest(object.value.manifest)
+        let copier = PartitionCopier(local: target, partitionCount: n)
+        var after: ManifestCursor? = nil
+        for _ in 0..<1000 {
+            let (next, _) = try await copier.copyManifests(
+                policy: "ma", partition: partition, from: source, after: after, tombstonesBefore: UInt64(1) << 60, throttle: { _ in })
+            guard let next else { break }
+            after = next
+        }
+        #expect(try await target.getManifest(bucket: "ma-data", key: object.key)?.isTombstone == true)
+        #expect(try await target.getManifest(bucket: "ma-data", key: lonelyKey) == nil)
         await fixture.cluster.close()
     }
 }

@@ -26,6 +26,7 @@ import Testing
         .partitionChunks(policy: "global", partition: 255, after: nil, limit: 1),
         .partitionChunks(policy: "global", partition: 3, after: chunk, limit: 64),
         .nodeStatus, .rebalanceSet,
+        .partitionDigest(policy: "ma", partition: 9, tombstonesBefore: 1_700_000_000_000), .repairStart,
     ]
 
     @Test func everyPeerRequest_roundTripsThroughItsFields() throws {
@@ -112,6 +113,12 @@ import Testing
         #expect(throws: AgadirError.self) { try ChunkPageCodec.decode(noRef) }
         #expect(throws: AgadirError.self) { try ChunkPageCodec.decode([2, 0, 0, 0, 0]) }
         #expect(throws: AgadirError.self) { try ManifestPageCodec.decode([0, 0xff, 0xff, 0xff, 0xff]) }
+        let summary = PartitionSummary(manifests: ChunkID.of([1]), manifestCount: 12, chunks: ChunkID.of([2]), chunkCount: 30)
+        let summaryBytes = PartitionSummaryCodec.encode(summary)
+        #expect(try PartitionSummaryCodec.decode(summaryBytes) == summary)
+        for n in 0..<summaryBytes.count {
+            #expect(throws: AgadirError.self) { try PartitionSummaryCodec.decode(Array(summaryBytes.prefix(n))) }
+        }
     }
 
     @Test func bodyCodecs_roundTrip_andRefuseEveryTruncation() throws {

@@ -327,7 +327,11 @@ public final class ClusterNode: ClusterContext, Service, Sendable {
                 let answer = try await links.call(member.nodeID, .layoutGet, maxResponseBytes: PeerLimits.maxStructuredBodyBytes)
                 let cluster = try ClusterLayoutCodec.decode(answer.body)
                 guard cluster.current.version > layout.current.version else { return }
+                let joining = !isClusterMode
                 try adopt(cluster, from: member.nodeID)
+                // A node that just joined has no bucket catalog yet: without it, it would not
+                // know which policy its data belongs to.
+                if joining { await syncCatalog() }
                 return
             } catch {
                 logger.warning("layout pull failed", metadata: ["from": "\(member.nodeID)", "error": "\(error)"])
@@ -408,6 +412,9 @@ struct UnreachableReplica: ReplicaClient {
     func partitionChunks(
         policy: String, partition: Int, partitionCount: Int, after: ChunkID?, limit: Int
     ) async throws(AgadirError) -> ChunkPage { throw fail() }
+    func partitionDigest(
+        policy: String, partition: Int, partitionCount: Int, tombstonesBefore: UInt64
+    ) async throws(AgadirError) -> PartitionSummary { throw fail() }
 }
 
 /// Milliseconds since the Unix epoch (records and history, never ordering).

@@ -11,13 +11,20 @@ import NIOCore
 public struct ClusterBinding: Sendable {
     public let node: ClusterNode
     public let coordinator: Coordinator
-    /// Nil only in tests that build a node without one.
+    /// Nil only in tests that build a node without them.
     public let rebalancer: Rebalancer?
+    public let antiEntropy: AntiEntropy?
 
-    public init(node: ClusterNode, coordinator: Coordinator, rebalancer: Rebalancer? = nil) {
+    public init(node: ClusterNode, coordinator: Coordinator, rebalancer: Rebalancer? = nil, antiEntropy: AntiEntropy? = nil) {
         self.node = node
         self.coordinator = coordinator
         self.rebalancer = rebalancer
+        self.antiEntropy = antiEntropy
+    }
+
+    /// This node's part of NODE_STATUS.
+    public func localStatus() -> NodeStatus {
+        NodeStatus(node: node.nodeID, rebalance: rebalancer?.status(), repair: antiEntropy?.progress)
     }
 }
 

@@ -404,10 +404,16 @@ public final class Rebalancer: Service, Sendable {
         }
     }
 
-    private func throttle(_ bytes: UInt64, sameSite: Bool) async {
+    /// Waits as the throttle of the link kind says for `bytes` (repair traffic shares the
+    /// rebalance's budgets).
+    func pace(_ bytes: UInt64, sameSite: Bool) async {
         let now = nanos()
         let wait = live.withLock { l in sameSite ? l.intra.take(bytes, now: now) : l.inter.take(bytes, now: now) }
         if wait > 0 { try? await Task.sleep(for: .nanoseconds(Int64(min(wait, 60_000_000_000)))) }
+    }
+
+    private func throttle(_ bytes: UInt64, sameSite: Bool) async {
+        await pace(bytes, sameSite: sameSite)
         let at = ContinuousClock.now
         update { l in
             let total = (l.samples.last?.1 ?? 0) + bytes
@@ -510,4 +516,5 @@ public final class Rebalancer: Service, Sendable {
 public struct NodeStatus: Codable, Sendable {
     public var node: String
     public var rebalance: NodeRebalanceStatus?
+    public var repair: RepairProgress?
 }
