@@ -310,7 +310,7 @@ struct GrowthFixture {
         _ = try await b.store.putReplicaManifest(marker)
         let recent = try await b.partitionDigest(policy: "ma", partition: partition, partitionCount: n, tombstonesBefore: 0)
         let old = try await b.partitionDigest(policy: "ma", partition: partition, partitionCount: n, tombstonesBefore: far)
-        #expect(recent.manifestCount == old.manifestCount + 1)
+        #expect(recent.manifestCount > old.manifestCount && recent.manifests != old.manifests)
         // Another policy's digest of the same partition does not see ma's data.
         let global = try await a.partitionDigest(policy: "global", partition: partition, partitionCount: n, tombstonesBefore: 0)
         #expect(global.manifests != da.manifests || da.manifestCount == 0)
