@@ -24,13 +24,16 @@ public final class ReplicaService: PeerRequestHandler {
     let rebalanceSettings: @Sendable ([UInt8]) async throws(AgadirError) -> Void
     /// Starts an anti-entropy pass with the scope sent as JSON (REPAIR_START).
     let repairStart: @Sendable ([UInt8]) async throws(AgadirError) -> Void
+    /// Starts or pauses the scrub or the garbage collection (MAINTENANCE, JSON).
+    let maintenance: @Sendable ([UInt8]) async throws(AgadirError) -> Void
 
     public init(
         local: LocalReplica, context: any ClusterContext, logger: Logger, layoutBytes: @escaping @Sendable () -> [UInt8],
         audit: @escaping @Sendable () async throws(AgadirError) -> [UInt8],
         status: @escaping @Sendable () async throws(AgadirError) -> [UInt8] = { [] },
         rebalanceSettings: @escaping @Sendable ([UInt8]) async throws(AgadirError) -> Void = { _ throws(AgadirError) in },
-        repairStart: @escaping @Sendable ([UInt8]) async throws(AgadirError) -> Void = { _ throws(AgadirError) in }
+        repairStart: @escaping @Sendable ([UInt8]) async throws(AgadirError) -> Void = { _ throws(AgadirError) in },
+        maintenance: @escaping @Sendable ([UInt8]) async throws(AgadirError) -> Void = { _ throws(AgadirError) in }
     ) {
         self.local = local
         self.context = context
@@ -40,6 +43,7 @@ public final class ReplicaService: PeerRequestHandler {
         self.status = status
         self.rebalanceSettings = rebalanceSettings
         self.repairStart = repairStart
+        self.maintenance = maintenance
     }
 
     /// Largest body of a chunk in transit: the largest chunk plus its 9-byte header.
@@ -166,6 +170,9 @@ public final class ReplicaService: PeerRequestHandler {
         case .repairStart:
             try await repairStart(try await Self.collect(body, max: PeerLimits.maxSettingsBodyBytes))
             return (Fields(), [])
+        case .maintenance:
+            try await maintenance(try await Self.collect(body, max: PeerLimits.maxSettingsBodyBytes))
+            return (Fields(), [])
         }
     }
 
@@ -231,7 +238,7 @@ public final class ReplicaService: PeerRequestHandler {
     }
 
     /// A chunk from a peer is verified before it is stored: CRC, decoding, SHA-256 = id.
-    static func verify(_ chunk: EncodedChunk, from peer: String) throws(AgadirError) {
+    public static func verify(_ chunk: EncodedChunk, from peer: String) throws(AgadirError) {
         var engine = ChunkCodec()
         let raw = try engine.decode(chunk)
         try ChunkVerifier.verify(raw, id: chunk.id, context: "sent by \(peer)")

@@ -99,6 +99,9 @@ public struct NodeConfiguration: Sendable, Codable, Equatable {
     public var scrubBytesPerSecond: Int = 20_000_000
     /// Seconds between the starts of two scheduled scrub passes. Default 604800 (a week).
     public var scrubIntervalSeconds: Int = 604_800
+    /// A chunk segment file is closed and a new one started at this size; space of deleted
+    /// chunks comes back when a closed segment is compacted. Default 256 MiB.
+    public var segmentMaxBytes: Int = 256 * 1024 * 1024
 
     public init() {}
 
@@ -153,6 +156,7 @@ public struct NodeConfiguration: Sendable, Codable, Equatable {
             throw bad("\(name) must be 1 second to 10 years, not \(value)")
         }
         guard scrubBytesPerSecond >= 0 else { throw bad("scrubBytesPerSecond must be 0 (off) or more") }
+        guard (1 << 20...1 << 34).contains(segmentMaxBytes) else { throw bad("segmentMaxBytes must be 1 MiB to 16 GiB") }
         let (host, port) = try Self.parseEndpoint(listen)
         _ = try validateGossip()
         return (codec, host, port)

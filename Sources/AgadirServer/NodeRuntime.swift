@@ -50,7 +50,9 @@ public struct NodeRuntime: Sendable {
         logger[metadataKey: "node"] = "\(nodeID)"
         let gossipConfiguration = try config.validateGossip()
         let keyring = try ClusterSecrets.keyring(config: config, logger: logger)
-        let store = try NodeStore.open(directory: dir, logger: logger)
+        var storeOptions = StoreOptions()
+        storeOptions.segmentMaxBytes = config.segmentMaxBytes
+        let store = try NodeStore.open(directory: dir, options: storeOptions, logger: logger)
         self.config = config
         self.nodeID = nodeID
         self.store = store
@@ -86,7 +88,15 @@ public struct NodeRuntime: Sendable {
         let antiEntropy = AntiEntropy(
             node: clusterNode, rebalancer: rebalancer, interval: .seconds(config.repairIntervalSeconds) * scale / 100,
             tombstoneGrace: .seconds(config.tombstoneGraceSeconds), logger: logger)
-        let cluster = ClusterBinding(node: clusterNode, coordinator: coordinator, rebalancer: rebalancer, antiEntropy: antiEntropy)
+        let scrubber = try Scrubber(
+            node: clusterNode, dataDir: dir, bytesPerSecond: config.scrubBytesPerSecond, interval: .seconds(config.scrubIntervalSeconds),
+            logger: logger)
+        let garbageCollector = GarbageCollector(
+            node: clusterNode, coordinator: coordinator, interval: .seconds(config.garbageIntervalSeconds),
+            grace: .seconds(config.garbageGraceSeconds), logger: logger)
+        let cluster = ClusterBinding(
+            node: clusterNode, coordinator: coordinator, rebalancer: rebalancer, antiEntropy: antiEntropy, scrubber: scrubber,
+            garbageCollector: garbageCollector)
         self.cluster = cluster
         let service = ObjectService(
             store: store, nodeID: nodeID, config: config, codec: codec, logger: logger,
@@ -103,6 +113,9 @@ public struct NodeRuntime: Sendable {
             },
             repairStart: { (body: [UInt8]) throws(AgadirError) in
                 antiEntropy.request(try AdminCommands.decode(RepairScope.self, body, "REPAIR_START"))
+            },
+            maintenance: { (body: [UInt8]) throws(AgadirError) in
+                try cluster.maintenance(try AdminCommands.decode(ClusterBinding.MaintenanceRequest.self, body, "MAINTENANCE"))
             })
         let clientServer = ClientServer(
             service: service, config: config, host: host, port: port, group: group, logger: logger,
@@ -114,8 +127,7 @@ public struct NodeRuntime: Sendable {
     /// The services in start order; shutdown runs in reverse: gossip first (the node
     /// announces its departure), then the client endpoint, the store last.
     public var services: [any Service] {
-        let maintenance: [any Service] = [cluster.rebalancer as (any Service)?, cluster.antiEntropy].compactMap { $0 }
-        return [StoreService(store: store, logger: logger), cluster.node] + maintenance + [clientServer, gossip]
+        [StoreService(store: store, logger: logger), cluster.node] + cluster.maintenanceServices + [clientServer, gossip]
     }
 
     /// The node id lives in `DIR/node-id`: chosen once (from the configuration or at

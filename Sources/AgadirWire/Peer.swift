@@ -23,6 +23,7 @@ public enum PeerOpcode: UInt16, Sendable, CaseIterable, CustomStringConvertible 
     case rebalanceSet = 80
     case partitionDigest = 81
     case repairStart = 82
+    case maintenance = 83
 
     /// Opcodes from this value up are peer operations.
     public static let first: UInt16 = 64
@@ -48,6 +49,7 @@ public enum PeerOpcode: UInt16, Sendable, CaseIterable, CustomStringConvertible 
         case .rebalanceSet: "REBALANCE_SET"
         case .partitionDigest: "PARTITION_DIGEST"
         case .repairStart: "REPAIR_START"
+        case .maintenance: "MAINTENANCE"
         }
     }
 }
@@ -122,6 +124,8 @@ public enum PeerRequest: Sendable, Hashable {
     case partitionDigest(policy: String, partition: Int, tombstonesBefore: UInt64)
     /// Body: the repair scope as JSON; the node starts an anti-entropy pass.
     case repairStart
+    /// Body: `{"task": "scrub" | "gc", "action": "start" | "pause"}` (JSON).
+    case maintenance
 
     public var opcode: PeerOpcode {
         switch self {
@@ -144,13 +148,14 @@ public enum PeerRequest: Sendable, Hashable {
         case .rebalanceSet: .rebalanceSet
         case .partitionDigest: .partitionDigest
         case .repairStart: .repairStart
+        case .maintenance: .maintenance
         }
     }
 
     /// True when a body follows the REQUEST frame.
     public var hasBody: Bool {
         switch self {
-        case .chunksClaim, .chunkPut, .manifestPut, .hintPut, .catalogPut, .rebalanceSet, .repairStart: true
+        case .chunksClaim, .chunkPut, .manifestPut, .hintPut, .catalogPut, .rebalanceSet, .repairStart, .maintenance: true
         default: false
         }
     }
@@ -162,7 +167,7 @@ public enum PeerRequest: Sendable, Hashable {
         case .chunkGet(_, let b), .manifestPut(let b, _), .manifestGet(let b, _), .replicaList(let b, _, _, _): b
         case .hintPut(_, let b, _, _, _): b
         case .hello, .auth, .layoutGet, .catalogGet, .catalogPut, .residencyAudit, .partitionManifests, .partitionChunks,
-            .nodeStatus, .rebalanceSet, .partitionDigest, .repairStart:
+            .nodeStatus, .rebalanceSet, .partitionDigest, .repairStart, .maintenance:
             nil
         }
     }
@@ -220,7 +225,7 @@ public enum PeerRequest: Sendable, Hashable {
             f.set(.policy, policy)
             f.set(.partition, u32: UInt32(clamping: partition))
             f.set(.timeMillis, u64: before)
-        case .layoutGet, .catalogGet, .catalogPut, .residencyAudit, .nodeStatus, .rebalanceSet, .repairStart:
+        case .layoutGet, .catalogGet, .catalogPut, .residencyAudit, .nodeStatus, .rebalanceSet, .repairStart, .maintenance:
             break
         }
         return f
@@ -311,6 +316,7 @@ public enum PeerRequest: Sendable, Hashable {
             guard let before = try f.u64(.timeMillis) else { throw AgadirError(.invalidArgument, "\(op) needs the field TIME_MS") }
             return .partitionDigest(policy: policy, partition: partition, tombstonesBefore: before)
         case .repairStart: return .repairStart
+        case .maintenance: return .maintenance
         }
     }
 

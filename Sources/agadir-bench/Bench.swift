@@ -37,8 +37,20 @@ struct Bench: AsyncParsableCommand {
             """)
     var cluster = false
     @Option(name: .long, help: "With --cluster: nodes per site (1...32).") var clusterNodesPerSite = 1
+    @Flag(
+        name: .long,
+        help: """
+            Measure the rebalance on a lab of six nodes in three sites loaded with data: growth by one node unthrottled \
+            (throughput against loopback), then by another throttled while a foreground workload runs (its latency against the idle cluster).
+            """)
+    var rebalance = false
+    @Option(name: .long, help: "With --rebalance: the throttled growth's intra-site rate, bytes/s.") var rebalanceIntra: UInt64 = 50_000_000
+    @Option(name: .long, help: "With --rebalance: the throttled growth's inter-site rate, bytes/s.") var rebalanceInter: UInt64 = 20_000_000
 
     func validate() throws {
+        if rebalance {
+            guard !cluster, endpoint == nil, !spawn else { throw ValidationError("--rebalance runs its own lab; it takes no --cluster, --endpoint or --spawn") }
+        }
         if cluster {
             guard endpoint == nil else { throw ValidationError("--cluster spawns its single node; it does not take --endpoint") }
             guard (1...32).contains(clusterNodesPerSite) else { throw ValidationError("--cluster-nodes-per-site must be 1...32") }
@@ -52,7 +64,14 @@ struct Bench: AsyncParsableCommand {
         defer { for s in signals { s.cancel() } }
         let report: String
         do {
-            report = try await cluster ? runCluster(spawned: spawned, log: log) : runSingle(spawned: spawned, log: log)
+            if rebalance {
+                report = try await RebalanceBench(
+                    quick: quick, skipLimits: skipLimits, throttledIntra: rebalanceIntra, throttledInter: rebalanceInter, spawned: spawned,
+                    log: log
+                ).run()
+            } else {
+                report = try await cluster ? runCluster(spawned: spawned, log: log) : runSingle(spawned: spawned, log: log)
+            }
         } catch {
             // After SIGINT/SIGTERM requests fail because the nodes are going: not an error to report.
             if let sig = spawned.signalReceived {

@@ -466,7 +466,7 @@ struct Ping: AsyncParsableCommand {
 struct Admin: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Cluster administration.",
-        subcommands: [Members.self, Layout.self, PolicyCommand.self, Audit.self, Rebalance.self, Repair.self])
+        subcommands: [Members.self, Layout.self, PolicyCommand.self, Audit.self, Rebalance.self, Repair.self, Scrub.self, GarbageCollection.self])
 }
 
 struct Members: AsyncParsableCommand {

@@ -94,6 +94,9 @@ struct Agadird: AsyncParsableCommand {
     @Option(name: .long, help: "Seconds between scheduled scrub passes (default 604800).")
     var scrubInterval: Int?
 
+    @Option(name: .long, help: "Size at which a chunk segment file is closed, bytes (default 268435456).")
+    var segmentMaxBytes: Int?
+
     @Flag(name: .long, help: "Print the resolved configuration as JSON and exit.")
     var printConfig = false
 
@@ -123,6 +126,7 @@ struct Agadird: AsyncParsableCommand {
         if let garbageInterval { c.garbageIntervalSeconds = garbageInterval }
         if let scrubRate { c.scrubBytesPerSecond = scrubRate }
         if let scrubInterval { c.scrubIntervalSeconds = scrubInterval }
+        if let segmentMaxBytes { c.segmentMaxBytes = segmentMaxBytes }
         _ = try c.validate()
         guard Logger.Level(rawValue: c.logLevel) != nil else {
             throw AgadirError(.invalidArgument, "log level '\(c.logLevel)' is unknown; use trace, debug, info, notice, warning, error or critical")

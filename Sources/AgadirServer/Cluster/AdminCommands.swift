@@ -187,12 +187,15 @@ public struct AdminCommands: Sendable {
             return try await rebalance(command, input: input, cluster: cluster)
         case "repair.start", "repair.status":
             return try await repair(command, input: input, cluster: cluster)
+        case "scrub.status", "scrub.start", "scrub.pause", "gc.status", "gc.start":
+            return try await maintenance(command, cluster: cluster)
         default:
             throw AgadirError(
                 .invalidArgument,
                 "admin command '\(command)' is unknown; this node knows layout.show, layout.assign, layout.remove, layout.site, "
                     + "layout.partitions, layout.revert, layout.plan, layout.apply, layout.history, policy.create, policy.list, "
-                    + "policy.show, audit.residency, audit.node, rebalance.status, rebalance.set, repair.start, repair.status")
+                    + "policy.show, audit.residency, audit.node, rebalance.status, rebalance.set, repair.start, repair.status, scrub.status, scrub.start, "
+                    + "scrub.pause, gc.status, gc.start")
         }
     }
 

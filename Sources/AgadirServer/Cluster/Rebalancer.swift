@@ -517,4 +517,6 @@ public struct NodeStatus: Codable, Sendable {
     public var node: String
     public var rebalance: NodeRebalanceStatus?
     public var repair: RepairProgress?
+    public var scrub: ScrubProgress?
+    public var gc: GarbageProgress?
 }

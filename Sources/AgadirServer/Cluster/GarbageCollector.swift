@@ -1,0 +1,201 @@
+import AgadirCluster
+import AgadirCore
+import AgadirStore
+import AgadirWire
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// A node's garbage collection, as NODE_STATUS and `agadir admin gc status` show it.
+public struct GarbageProgress: Codable, Sendable, Hashable {
+    /// idle or running.
+    public var state = "idle"
+    public var passes = 0
+    public var startedMillis: UInt64?
+    public var finishedMillis: UInt64?
+    /// Since the node started.
+    public var referencesChecked = 0
+    public var referencesDropped = 0
+    /// References kept because their object could not be read at level ALL (a replica down).
+    public var referencesUndecided = 0
+    public var chunksReclaimed = 0
+    public var bytesFreed: UInt64 = 0
+    public var segmentsCompacted = 0
+    public var lastError: String?
+
+    public init() {}
+}
+
+/// Reclaims chunks no live object version refers to (docs/rebalance.md, "Garbage
+/// collection"): a chunk reference (the object version it was stored or claimed for) older
+/// than the grace period is dropped when the object's newest version, read from ALL its
+/// replicas, is another one (or a delete marker, or none); a chunk with no reference left
+/// and stored before the grace period is dropped; then segments mostly dead are compacted
+/// and the space is back on disk. A PUT in flight keeps its chunks: claiming or storing a
+/// chunk records a fresh reference, and the store re-checks references inside the writer
+/// before it drops anything.
+public final class GarbageCollector: Service, Sendable {
+    let node: ClusterNode
+    let coordinator: Coordinator?
+    let logger: Logger
+    let interval: Duration
+    let grace: Duration
+    /// Segments whose live share is below this are compacted.
+    let compactBelow = 0.5
+
+    private struct State {
+        var progress = GarbageProgress()
+        var requested = false
+    }
+    private let state = Mutex(State())
+
+    public init(node: ClusterNode, coordinator: Coordinator?, interval: Duration, grace: Duration, logger: Logger) {
+        self.node = node
+        self.coordinator = coordinator
+        self.interval = interval
+        self.grace = grace
+        self.logger = logger
+    }
+
+    public var progress: GarbageProgress { state.withLock { $0.progress } }
+
+    /// Asks for a pass now.
+    public func request() { state.withLock { $0.requested = true } }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown { await self.loop() }
+    }
+
+    private func loop() async {
+        var since = Duration.zero
+        let tick = min(Duration.seconds(1), interval)
+        while !Task.isCancelled {
+            do {
+                try await Task.sleep(for: tick)
+            } catch {
+                break
+            }
+            since += tick
+            let requested = state.withLock { s in
+                defer { s.requested = false }
+                return s.requested
+            }
+            guard requested || since >= interval else { continue }
+            since = .zero
+            await pass()
+        }
+    }
+
+    /// One collection pass; public for tests.
+    public func pass() async {
+        state.withLock { s in
+            s.progress.state = "running"
+            s.progress.startedMillis = WallMillis.now()
+        }
+        do throws(AgadirError) {
+            let graceMillis = max(0, grace.components.seconds) * 1000 + max(0, grace.components.attoseconds) / 1_000_000_000_000_000
+            let cutoff = WallMillis.now() &- UInt64(graceMillis)
+            if node.isClusterMode, let coordinator { try await dropDeadReferences(before: cutoff, coordinator: coordinator) }
+            try await reclaimChunks(before: cutoff)
+            try await compact()
+            state.withLock { $0.progress.lastError = nil }
+        } catch {
+            logger.warning("garbage collection pass failed", metadata: ["error": "\(error)"])
+            state.withLock { $0.progress.lastError = error.message }
+        }
+        state.withLock { s in
+            s.progress.state = "idle"
+            s.progress.passes += 1
+            s.progress.finishedMillis = WallMillis.now()
+        }
+    }
+
+    /// Drops the references (older than `before`) whose object version is no longer the
+    /// newest; undecided when the object cannot be read at ALL.
+    private func dropDeadReferences(before: UInt64, coordinator: Coordinator) async throws(AgadirError) {
+        let store = node.store
+        var after: (chunk: ChunkID, reference: ChunkReference)? = nil
+        // Newest version per object, asked once per pass.
+        var newest: [String: ObjectVersion?] = [:]
+        var resolved: [String: ResolvedBucket?] = [:]
+        for _ in 0..<100_000 {
+            let page = try await store.chunkReferences(createdBefore: before, after: after, limit: 1000)
+            var dead: [(chunk: ChunkID, reference: ChunkReference)] = []
+            var checked = 0
+            var undecided = 0
+            for row in page {
+                checked += 1
+                let ref = row.reference
+                let objectKey = ref.bucket + "\u{0}" + ref.key
+                let version: ObjectVersion??
+                if let known = newest[objectKey] {
+                    version = .some(known)
+                } else {
+                    if resolved[ref.bucket] == nil { resolved[ref.bucket] = .some(try await bucket(ref.bucket, coordinator)) }
+                    guard let b = resolved[ref.bucket] ?? nil else {
+                        // A deleted bucket's objects were all deleted first: every reference is dead.
+                        if try await node.bucketRecord(ref.bucket)?.deleted == true { dead.append((row.chunk, ref)) } else { undecided += 1 }
+                        continue
+                    }
+                    do throws(AgadirError) {
+                        let m = try await coordinator.readManifest(key: ref.key, level: .all, bucket: b)
+                        version = .some(m.flatMap { $0.isTombstone ? nil : $0.version })
+                    } catch {
+                        version = nil
+                    }
+                    if newest.count < 100_000, let version { newest[objectKey] = version }
+                }
+                switch version {
+                case .none: undecided += 1
+                case .some(let live): if live != ref.version { dead.append((row.chunk, ref)) }
+                }
+            }
+            if !dead.isEmpty {
+                let dropped = try await store.deleteChunkReferences(dead, createdBefore: before)
+                state.withLock { $0.progress.referencesDropped += dropped }
+            }
+            state.withLock { s in
+                s.progress.referencesChecked += checked
+                s.progress.referencesUndecided += undecided
+            }
+            guard page.count == 1000, let last = page.last else { break }
+            after = (last.chunk, last.reference)
+        }
+    }
+
+    private func bucket(_ name: String, _ coordinator: Coordinator) async throws(AgadirError) -> ResolvedBucket? {
+        do throws(AgadirError) {
+            return try await coordinator.resolve(bucket: name)
+        } catch {
+            if error.code == .noSuchBucket { return nil }
+            throw error
+        }
+    }
+
+    /// Drops chunks with no reference left, stored before `before`.
+    private func reclaimChunks(before: UInt64) async throws(AgadirError) {
+        let store = node.store
+        var after: ChunkID? = nil
+        for _ in 0..<100_000 {
+            let ids = try await store.unreferencedChunks(storedBefore: before, after: after, limit: 1000)
+            guard !ids.isEmpty else { break }
+            let gone = try await store.dropChunks(ids, referencedBefore: before)
+            state.withLock { $0.progress.chunksReclaimed += gone.count }
+            guard ids.count == 1000, let last = ids.last else { break }
+            after = last
+        }
+    }
+
+    /// Compacts the segments that are mostly dead, a few at a time.
+    private func compact() async throws(AgadirError) {
+        for _ in 0..<64 {
+            let result = try await node.store.compactSegments(liveFraction: compactBelow, maxSegments: 4)
+            state.withLock { s in
+                s.progress.segmentsCompacted += result.segmentsCompacted
+                s.progress.bytesFreed += result.bytesFreed
+            }
+            if result.segmentsCompacted == 0 { break }
+        }
+    }
+}

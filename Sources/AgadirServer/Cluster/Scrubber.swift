@@ -1,0 +1,235 @@
+import AgadirCluster
+import AgadirCore
+import AgadirPlacement
+import AgadirStore
+import AgadirWire
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// A node's scrub, as NODE_STATUS and `agadir admin scrub status` show it.
+public struct ScrubProgress: Codable, Sendable, Hashable {
+    /// idle, running, paused.
+    public var state = "idle"
+    public var passes = 0
+    public var startedMillis: UInt64?
+    public var finishedMillis: UInt64?
+    /// In the running (or last) pass.
+    public var chunksChecked = 0
+    public var bytesChecked: UInt64 = 0
+    /// Since the node started: corrupt chunks found, and those replaced by a good copy.
+    public var corruptFound = 0
+    public var repaired = 0
+    /// Chunks in quarantine now (found bad, no good copy stored yet).
+    public var quarantined = 0
+    public var bytesPerSecond = 0
+    public var lastError: String?
+
+    public init() {}
+}
+
+/// Re-reads and re-hashes every stored chunk in the background at a set rate (docs/rebalance.md,
+/// "Scrub"): a chunk whose bytes are bad is quarantined (no longer served) and replaced by a
+/// verified copy from another replica. Pause, start and the position reached survive restarts.
+public final class Scrubber: Service, Sendable {
+    let node: ClusterNode
+    let logger: Logger
+    let interval: Duration
+    let path: String
+
+    /// What survives a restart.
+    struct Record: Codable {
+        var paused = false
+        var cursor: String?
+        var running = false
+        var passes = 0
+        var startedMillis: UInt64?
+        var finishedMillis: UInt64?
+        var chunksChecked = 0
+        var bytesChecked: UInt64 = 0
+        var corruptFound = 0
+        var repaired = 0
+    }
+
+    private struct State {
+        var record: Record
+        var bytesPerSecond: Int
+        var lastError: String?
+        var quarantined = 0
+    }
+    private let state: Mutex<State>
+
+    public init(node: ClusterNode, dataDir: String, bytesPerSecond: Int, interval: Duration, logger: Logger) throws(AgadirError) {
+        self.node = node
+        self.logger = logger
+        self.interval = interval
+        self.path = (dataDir as NSString).appendingPathComponent("scrub.json")
+        var record = Record()
+        if let data = FileManager.default.contents(atPath: path) {
+            do {
+                record = try JSONDecoder().decode(Record.self, from: data)
+            } catch {
+                throw AgadirError(.corruptData, "\(path) does not decode (\(error)); move it away: the scrub then starts over")
+            }
+        }
+        self.state = Mutex(State(record: record, bytesPerSecond: bytesPerSecond))
+    }
+
+    public var progress: ScrubProgress {
+        state.withLock { s in
+            var p = ScrubProgress()
+            let r = s.record
+            p.state = r.paused ? "paused" : (r.running ? "running" : "idle")
+            p.passes = r.passes
+            p.startedMillis = r.startedMillis
+            p.finishedMillis = r.finishedMillis
+            p.chunksChecked = r.chunksChecked
+            p.bytesChecked = r.bytesChecked
+            p.corruptFound = r.corruptFound
+            p.repaired = r.repaired
+            p.quarantined = s.quarantined
+            p.bytesPerSecond = s.bytesPerSecond
+            p.lastError = s.lastError
+            return p
+        }
+    }
+
+    /// `start` begins a pass now (and lifts a pause); `pause` stops at the position reached.
+    public func control(_ action: String) throws(AgadirError) {
+        switch action {
+        case "start":
+            try commit { r in
+                r.paused = false
+                if !r.running { Self.begin(&r) }
+            }
+        case "pause":
+            try commit { $0.paused = true }
+        default:
+            throw AgadirError(.invalidArgument, "scrub action '\(action)' is not start or pause")
+        }
+        logger.notice("scrub \(action)")
+    }
+
+    static func begin(_ r: inout Record) {
+        r.running = true
+        r.cursor = nil
+        r.startedMillis = WallMillis.now()
+        r.chunksChecked = 0
+        r.bytesChecked = 0
+    }
+
+    private func commit(_ body: (inout Record) -> Void) throws(AgadirError) {
+        let record = state.withLock { s in
+            body(&s.record)
+            return s.record
+        }
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        guard let data = try? enc.encode(record) else { throw AgadirError(.internalError, "the scrub state does not encode") }
+        try AtomicFile.save(Array(data), to: path)
+    }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown { await self.loop() }
+    }
+
+    private func loop() async {
+        while !Task.isCancelled {
+            let slept = await step()
+            do {
+                try await Task.sleep(for: slept)
+            } catch {
+                break
+            }
+        }
+    }
+
+    /// One step: repair what is quarantined, then verify the next slice at the set rate.
+    /// Returns how long to wait before the next step. Public for tests.
+    @discardableResult
+    public func step() async -> Duration {
+        do throws(AgadirError) {
+            try await repairQuarantined()
+            let (record, rate) = state.withLock { ($0.record, $0.bytesPerSecond) }
+            if record.paused { return .seconds(1) }
+            if !record.running {
+                let due = rate > 0 && (record.finishedMillis.map { WallMillis.now() &- $0 >= UInt64(interval.components.seconds) * 1000 } ?? true)
+                guard due else { return .seconds(1) }
+                try commit { Self.begin(&$0) }
+            }
+            // About a quarter of a second of work at the rate (unlimited: 16 MiB).
+            let budget = rate > 0 ? max(64 << 10, rate / 4) : 16 << 20
+            let after = record.cursor.flatMap { ChunkID(hex: $0) }
+            let checks = try await node.store.verifyChunks(after: after, limit: 256, maxBytes: budget)
+            var bytes: UInt64 = 0
+            var bad = 0
+            for check in checks {
+                bytes += check.storedBytes
+                guard let problem = check.problem else { continue }
+                bad += 1
+                logger.error("scrub found a corrupt chunk; quarantined", metadata: ["chunk": "\(check.id.hex)", "problem": "\(problem)"])
+                _ = try await node.store.quarantineChunk(check.id, reason: problem)
+            }
+            let finished = checks.count < 256 && bytes < UInt64(budget)
+            try commit { r in
+                r.chunksChecked += checks.count
+                r.bytesChecked += bytes
+                r.corruptFound += bad
+                r.cursor = checks.last.map(\.id.hex) ?? r.cursor
+                if finished || checks.isEmpty {
+                    r.running = false
+                    r.cursor = nil
+                    r.passes += 1
+                    r.finishedMillis = WallMillis.now()
+                }
+            }
+            if finished || checks.isEmpty {
+                logger.info("scrub pass finished", metadata: ["chunks": "\(state.withLock { $0.record.chunksChecked })"])
+            }
+            if bad > 0 { try await repairQuarantined() }
+            state.withLock { $0.lastError = nil }
+            guard rate > 0 else { return .milliseconds(1) }
+            return .nanoseconds(Int64(Double(bytes) / Double(rate) * 1e9))
+        } catch {
+            logger.warning("scrub step failed", metadata: ["error": "\(error)"])
+            state.withLock { $0.lastError = error.message }
+            return .seconds(1)
+        }
+    }
+
+    /// Replaces quarantined chunks with a verified copy from another replica of their
+    /// partition (policies from the chunk's references).
+    private func repairQuarantined() async throws(AgadirError) {
+        let store = node.store
+        let waiting = try await store.quarantinedChunks(limit: 16)
+        state.withLock { $0.quarantined = waiting.count }
+        guard !waiting.isEmpty, node.isClusterMode else { return }
+        let snapshot = node.snapshot()
+        let count = snapshot.layout.current.partitionCount
+        for q in waiting {
+            guard let reference = q.references.first else { continue }
+            guard let record = try await node.bucketRecord(reference.bucket),
+                let policy = Coordinator.policyNamed(record.policy, in: snapshot.layout)
+            else { continue }
+            let partition = Partitioner.partition(of: q.id, count: count)
+            let sources = snapshot.byProximity(snapshot.layout.allReplicas(policy: policy.name, partition: partition))
+                .filter { $0 != node.nodeID && snapshot.alive.contains($0) }
+            for source in sources {
+                do throws(AgadirError) {
+                    let chunk = try await node.replica(source).getChunk(q.id, bucket: reference.bucket)
+                    guard chunk.id == q.id else { continue }
+                    try ReplicaService.verify(chunk, from: source)
+                    try await store.putChunk(chunk, reference: reference)
+                    try commit { $0.repaired += 1 }
+                    logger.notice("quarantined chunk replaced by a verified copy", metadata: ["chunk": "\(q.id.hex)", "from": "\(source)"])
+                    break
+                } catch {
+                    logger.debug("no good copy here", metadata: ["chunk": "\(q.id.hex)", "source": "\(source)", "error": "\(error)"])
+                }
+            }
+        }
+        let left = try await store.quarantinedChunkCount()
+        state.withLock { $0.quarantined = left }
+    }
+}

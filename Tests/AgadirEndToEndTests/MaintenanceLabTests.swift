@@ -1,0 +1,208 @@
+import AgadirClient
+import AgadirCore
+import AgadirLab
+import AgadirPlacement
+import AgadirStore
+import AgadirWire
+import Foundation
+import Logging
+import Synchronization
+import Testing
+
+/// Six nodes in three Moroccan sites with policy `ma` (RF 3) applied on 64 partitions and
+/// bucket `b` created; `arguments` go to every node.
+private func maintenanceLab(_ arguments: [String]) async throws -> Lab {
+    let lab = try await Lab.create(sites: ["benguerir", "casablanca", "settat"], nodesPerSite: 2, extraArguments: arguments)
+    do {
+        try await lab.up(waitForConvergence: true, timeout: .seconds(90))
+        try await lab.applyLayout(
+            policies: [LabPolicy(name: "ma", replicationFactor: 3, sites: "country=MA", minSites: 2)], partitionCount: 64)
+        let client = try lab.client(for: "benguerir-1")
+        try await client.createBucket("b", policy: "ma")
+        await client.close()
+    } catch {
+        _ = try? await lab.down(timeout: .seconds(15))
+        try? FileManager.default.removeItem(at: lab.root)
+        throw error
+    }
+    return lab
+}
+
+private func tearDown(_ lab: Lab) async {
+    _ = try? await lab.down(timeout: .seconds(15))
+    try? FileManager.default.removeItem(at: lab.root)
+}
+
+/// Sum over the running nodes of the bytes their segment files take (STAT).
+private func segmentBytes(_ lab: Lab) async throws -> UInt64 {
+    var total: UInt64 = 0
+    for node in try lab.status() where node.state == .running {
+        let client = try lab.client(for: node.name)
+        let stats = try await client.stat()
+        await client.close()
+        total += stats.segmentBytes
+    }
+    return total
+}
+
+@Suite("Scrub and garbage collection on the lab", .serialized, .oneLabAtATime)
+struct MaintenanceLabTests {
+    @Test("a chunk corrupted on disk is found by the scrub, quarantined and replaced by a verified copy from another replica")
+    func scrubRepairsACorruptChunk() async throws {
+        let lab = try await maintenanceLab(["--scrub-rate", "0"])
+        do {
+            let client = try lab.client(for: "benguerir-1")
+            var objects: [String: [UInt8]] = [:]
+            for i in 0..<12 {
+                let data = randomBytes(100_000 + i * 1000, seed: UInt64(700 + i))
+                _ = try await client.put(bucket: "b", key: "s-\(i)", data: data)
+                objects["s-\(i)"] = data
+            }
+            await client.close()
+            // One chunk (the whole of object s-0), on one of its replicas.
+            let data = try #require(objects["s-0"])
+            let id = ChunkID.of(data)
+            let layoutDir = try #require(try lab.status().first { $0.name == "benguerir-1" }?.dataDir)
+            let layout = try ClusterLayoutCodec.decode(Array(try Data(contentsOf: URL(fileURLWithPath: layoutDir + "/layout.bin")))).current
+            let victim = try #require(layout.replicas(policy: "ma", partition: Partitioner.partition(of: id, count: layout.partitionCount)).first)
+            try await lab.stop(victim)
+            let dir = try #require(try lab.status().first { $0.name == victim }?.dataDir)
+            // The chunk's bytes appear as they are in its segment (incompressible data stays as
+            // literals); flip one in the middle.
+            let sample = Data(data[50_000..<50_032])
+            var flipped = false
+            for name in try FileManager.default.contentsOfDirectory(atPath: dir + "/chunks") {
+                let url = URL(fileURLWithPath: dir + "/chunks/" + name)
+                var contents = try Data(contentsOf: url)
+                guard let range = contents.range(of: sample) else { continue }
+                contents[range.lowerBound + 7] ^= 0x01
+                try contents.write(to: url)
+                flipped = true
+            }
+            try #require(flipped, "the chunk's bytes were not found in \(victim)'s segments")
+            try await lab.start(victim)
+            try await lab.waitConverged(timeout: .seconds(60))
+
+            let endpoint = try #require(try lab.status().first { $0.name == "benguerir-1" }?.clientEndpoint)
+            let cli = CLI(endpoint: endpoint)
+            let started = try cli.run(["admin", "scrub", "start"])
+            #expect(started.status == 0, "\(started.stderr)")
+            let clock = ContinuousClock()
+            let deadline = clock.now + .seconds(60)
+            var repaired = false
+            var last = ""
+            while !repaired, clock.now < deadline {
+                let status = try cli.run(["admin", "scrub", "status", "--json"])
+                last = status.stdout
+                let nodes = (try? JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [[String: Any]]) ?? []
+                let mine = nodes.first { ($0["node"] as? String) == victim }?["scrub"] as? [String: Any]
+                repaired = (mine?["corruptFound"] as? Int ?? 0) >= 1 && (mine?["repaired"] as? Int ?? 0) >= 1
+                    && (mine?["quarantined"] as? Int ?? 1) == 0
+                if !repaired { try await Task.sleep(for: .milliseconds(300)) }
+            }
+            #expect(repaired, "\(last)")
+            let table = try cli.run(["admin", "scrub", "status"])
+            #expect(table.status == 0 && table.stdout.contains(victim), "\(table.stdout)\(table.stderr)")
+            // The victim's own copy is sound again: read its store directly.
+            try await lab.stop(victim)
+            var logger = Logger(label: "agadir.e2e.scrub")
+            logger.logLevel = .critical
+            let store = try NodeStore.open(directory: dir, logger: logger)
+            #expect(try await store.readChunk(id) == data)
+            await store.close()
+        } catch {
+            await tearDown(lab)
+            throw error
+        }
+        await tearDown(lab)
+    }
+
+    @Test("deleted objects' space comes back after the grace period and not before; uploads racing the collector lose nothing")
+    func spaceComesBackAfterGrace_andUploadsRacingCollectionLoseNothing() async throws {
+        let grace = 8
+        let lab = try await maintenanceLab([
+            "--garbage-grace", "\(grace)", "--garbage-interval", "1", "--segment-max-bytes", "\(1 << 20)",
+        ])
+        do {
+            let client = try lab.client(for: "benguerir-1")
+            // Objects whose bytes come back under new keys, objects deleted for good, and live
+            // filler written last (so the deleted bytes lie in closed segments).
+            var reused: [(old: String, new: String, data: [UInt8])] = []
+            var doomed: [String] = []
+            for i in 0..<20 {
+                let data = randomBytes(120_000, seed: UInt64(9500 + i))
+                _ = try await client.put(bucket: "b", key: "old-\(i)", data: data)
+                reused.append(("old-\(i)", "new-\(i)", data))
+            }
+            for i in 0..<60 {
+                _ = try await client.put(bucket: "b", key: "doomed-\(i)", data: randomBytes(200_000, seed: UInt64(9000 + i)))
+                doomed.append("doomed-\(i)")
+            }
+            for i in 0..<12 {
+                _ = try await client.put(bucket: "b", key: "filler-\(i)", data: randomBytes(200_000, seed: UInt64(9900 + i)))
+            }
+            let before = try await segmentBytes(lab)
+            let deletedAt = ContinuousClock.now
+            for key in doomed { _ = try await client.delete(bucket: "b", key: key) }
+            let doomedBytes: UInt64 = 60 * 200_000 * 3
+
+            // The race: while the collector runs every second, each reused object is deleted and
+            // its bytes uploaded again under a new key (the chunk is claimed, not sent), over and
+            // over, past the grace period.
+            let racing = Task {
+                var failures: [String] = []
+                guard let c = try? lab.client(for: "casablanca-1") else { return ["no client"] }
+                for round in 0..<6 {
+                    for r in reused {
+                        let from = round == 0 ? r.old : "\(r.new)-\(round - 1)"
+                        do {
+                            _ = try await c.put(bucket: "b", key: "\(r.new)-\(round)", data: r.data)
+                            _ = try await c.delete(bucket: "b", key: from)
+                        } catch {
+                            failures.append("\(r.new) round \(round): \(error)")
+                        }
+                    }
+                    try? await Task.sleep(for: .seconds(2))
+                }
+                await c.close()
+                return failures
+            }
+
+            // Before the grace period: nothing reclaimed.
+            try await Task.sleep(for: .seconds(3))
+            let early = try await segmentBytes(lab)
+            #expect(early >= before, "space came back before the grace period: \(before) -> \(early)")
+            #expect(ContinuousClock.now - deletedAt < .seconds(grace), "the check ran too late to mean anything")
+
+            let failures = await racing.value
+            #expect(failures.isEmpty, "\(failures.prefix(3))")
+            // After it, most of the deleted objects' bytes (the rest share segments with live
+            // data, below the compaction threshold) are gone from disk.
+            let clock = ContinuousClock()
+            let deadline = clock.now + .seconds(90)
+            var after = early
+            while clock.now < deadline {
+                after = try await segmentBytes(lab)
+                if after + doomedBytes * 6 / 10 <= early { break }
+                try await Task.sleep(for: .seconds(1))
+            }
+            #expect(after + doomedBytes * 6 / 10 <= early, "segment bytes \(before) before, \(early) early, \(after) after the grace period")
+            print("garbage collection: segment bytes \(before) before the deletes, \(early) within the grace period, \(after) after it (\(doomedBytes) bytes deleted)")
+            // Every object that still exists reads back whole, through every node.
+            for name in try lab.status().map(\.name) {
+                let reader = try lab.client(for: name)
+                for r in reused {
+                    #expect(try await reader.get(bucket: "b", key: "\(r.new)-5").1 == r.data, "\(r.new)-5 via \(name)")
+                }
+                await reader.close()
+            }
+            let gc = try CLI(endpoint: try #require(try lab.status().first?.clientEndpoint)).run(["admin", "gc", "status"])
+            #expect(gc.status == 0 && gc.stdout.contains("CHUNKS RECLAIMED"), "\(gc.stdout)\(gc.stderr)")
+            await client.close()
+        } catch {
+            await tearDown(lab)
+            throw error
+        }
+        await tearDown(lab)
+    }
+}
