@@ -27,12 +27,16 @@ public struct StoreStats: Sendable, Hashable, Codable {
     public var dedupRatio: Double
     /// `uniqueRawBytes / storedBytes`; 1 when both are 0.
     public var compressionRatio: Double
+    /// Chunks taken out of service because their bytes are bad (not counted in `chunks`). Decoded as 0 when
+    /// absent (a node older than schema 4).
+    public var quarantinedChunks: Int
 
     public init(
         buckets: Int = 0, objects: Int = 0, logicalBytes: UInt64 = 0, inlineBytes: UInt64 = 0, chunks: Int = 0,
         uniqueRawBytes: UInt64 = 0, referencedRawBytes: UInt64 = 0, storedBytes: UInt64 = 0, segmentFiles: Int = 0,
-        segmentBytes: UInt64 = 0
+        segmentBytes: UInt64 = 0, quarantinedChunks: Int = 0
     ) {
+        self.quarantinedChunks = quarantinedChunks
         self.buckets = buckets
         self.objects = objects
         self.logicalBytes = logicalBytes
@@ -45,6 +49,23 @@ public struct StoreStats: Sendable, Hashable, Codable {
         self.segmentBytes = segmentBytes
         self.dedupRatio = Self.ratio(referencedRawBytes, uniqueRawBytes)
         self.compressionRatio = Self.ratio(uniqueRawBytes, storedBytes)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        buckets = try c.decode(Int.self, forKey: .buckets)
+        objects = try c.decode(Int.self, forKey: .objects)
+        logicalBytes = try c.decode(UInt64.self, forKey: .logicalBytes)
+        inlineBytes = try c.decode(UInt64.self, forKey: .inlineBytes)
+        chunks = try c.decode(Int.self, forKey: .chunks)
+        uniqueRawBytes = try c.decode(UInt64.self, forKey: .uniqueRawBytes)
+        referencedRawBytes = try c.decode(UInt64.self, forKey: .referencedRawBytes)
+        storedBytes = try c.decode(UInt64.self, forKey: .storedBytes)
+        segmentFiles = try c.decode(Int.self, forKey: .segmentFiles)
+        segmentBytes = try c.decode(UInt64.self, forKey: .segmentBytes)
+        dedupRatio = try c.decode(Double.self, forKey: .dedupRatio)
+        compressionRatio = try c.decode(Double.self, forKey: .compressionRatio)
+        quarantinedChunks = try c.decodeIfPresent(Int.self, forKey: .quarantinedChunks) ?? 0
     }
 
     public static func ratio(_ a: UInt64, _ b: UInt64) -> Double {

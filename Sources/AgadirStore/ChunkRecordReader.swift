@@ -1,7 +1,7 @@
 import AgadirCore
 
 /// Where the index says a chunk is. Read from SQLite, so untrusted until checked.
-struct ChunkLocation: Sendable {
+struct ChunkLocation: Sendable, Equatable {
     var segment: UInt64
     var offset: Int
     var storedLength: Int
@@ -17,9 +17,16 @@ struct ChunkLocation: Sendable {
 /// naming the chunk, the segment and the offset; nothing read from disk can crash it.
 enum ChunkRecordReader {
     static func read(
-        _ id: ChunkID, at location: ChunkLocation, files: SegmentReadFiles
+        _ id: ChunkID, at location: ChunkLocation, files: SegmentReadFiles,
+        checked: (header: SegmentFormat.RecordHeader, stored: [UInt8])? = nil
     ) throws(AgadirError) -> [UInt8] {
-        let (header, stored) = try readChecked(id, at: location, files: files)
+        let header: SegmentFormat.RecordHeader
+        let stored: [UInt8]
+        if let checked {
+            (header, stored) = checked
+        } else {
+            (header, stored) = try readChecked(id, at: location, files: files)
+        }
         let corrupt = corruption(id, location)
         let raw: [UInt8]
         if header.codec == .raw {
@@ -47,6 +54,17 @@ enum ChunkRecordReader {
         }
         try ChunkVerifier.verify(raw, id: id, context: "in segment \(location.segment) at offset \(location.offset)")
         return raw
+    }
+
+    /// Verifies a record completely, as scrubbing wants: everything `read` checks, and the CRC-32 of the stored
+    /// bytes for raw records too. Throws `.corruptChunk` saying what is wrong.
+    static func verify(_ id: ChunkID, at location: ChunkLocation, files: SegmentReadFiles) throws(AgadirError) {
+        let (header, stored) = try readChecked(id, at: location, files: files)
+        let storedCRC = Checksum.crc32(stored)
+        guard storedCRC == header.storedCRC else {
+            throw corruption(id, location)("stored bytes have CRC-32 \(storedCRC), the record says \(header.storedCRC)")
+        }
+        _ = try read(id, at: location, files: files, checked: (header, stored))
     }
 
     /// The record as stored, for sending to another node that verifies it: header checked

@@ -31,7 +31,11 @@ final class GroupCommitWriter: @unchecked Sendable {
     private let chunksDirectory: String
     private let options: StoreOptions
     private let logger: Logger
-    private var active: ActiveSegment?
+    /// Shared with readers: the active segment's number, and the segments compaction removed.
+    private let readFiles: SegmentReadFiles
+    private var active: ActiveSegment? {
+        didSet { readFiles.activeSegment.store(active?.number ?? 0, ordering: .sequentiallyConsistent) }
+    }
     private var nextSegmentNumber: UInt64
     /// Set when a segment sync failed: the kernel may have dropped dirty pages, so no later
     /// write can be trusted to be durable; every write fails until the store is reopened.
@@ -44,14 +48,16 @@ final class GroupCommitWriter: @unchecked Sendable {
 
     init(
         db: SQLiteDatabase, chunksDirectory: String, options: StoreOptions, logger: Logger,
-        active: ActiveSegment?, nextSegmentNumber: UInt64
+        readFiles: SegmentReadFiles, active: ActiveSegment?, nextSegmentNumber: UInt64
     ) {
         self.db = db
         self.chunksDirectory = chunksDirectory
         self.options = options
         self.logger = logger
+        self.readFiles = readFiles
         self.active = active
         self.nextSegmentNumber = nextSegmentNumber
+        readFiles.activeSegment.store(active?.number ?? 0, ordering: .sequentiallyConsistent)
     }
 
     /// The thread body: group-commits until the queue says stop, then closes everything.
@@ -79,6 +85,11 @@ final class GroupCommitWriter: @unchecked Sendable {
 
     // MARK: One group commit
 
+    struct RecordPlace: Equatable {
+        var segment: UInt64
+        var offset: Int
+    }
+
     private struct NewChunk {
         var index: Int
         var chunk: EncodedChunk
@@ -100,6 +111,16 @@ final class GroupCommitWriter: @unchecked Sendable {
         var duplicateOf: [Int: Int] = [:]
         var newChunks: [NewChunk] = []
         var touchedSegments: [UInt64: Int] = [:]
+        // Compaction steps of this batch: their copies are appended (and synced) with the new chunks.
+        var compactions: [Int: CompactionPlan] = [:]
+        for (i, op) in operations.enumerated() {
+            guard case .compactSegment(let number, let maxBytes) = op else { continue }
+            do throws(AgadirError) {
+                compactions[i] = try planCompaction(of: number, maxBytes: maxBytes)
+            } catch {
+                results[i] = .failure(error)
+            }
+        }
         do throws(AgadirError) {
             var candidates: [(Int, EncodedChunk)] = []
             for (i, op) in operations.enumerated() {
@@ -115,14 +136,32 @@ final class GroupCommitWriter: @unchecked Sendable {
                     candidates.append((i, chunk))
                 }
             }
-            if !candidates.isEmpty {
-                newChunks = try append(candidates, touched: &touchedSegments)
+            var items = candidates.map { AppendItem.chunk($0.1) }
+            let copyOrder = compactions.keys.sorted()
+            for i in copyOrder { items += compactions[i]?.moves.map { AppendItem.copy($0.record) } ?? [] }
+            if !items.isEmpty {
+                let places = try append(items, touched: &touchedSegments)
+                for ((index, chunk), place) in zip(candidates, places) {
+                    newChunks.append(NewChunk(index: index, chunk: chunk, segment: place.segment, offset: place.offset))
+                }
+                var next = candidates.count
+                for i in copyOrder {
+                    guard var plan = compactions[i] else { continue }
+                    for m in plan.moves.indices {
+                        plan.moves[m].record = []  // copied: free the bytes before the transaction
+                        plan.moves[m].to = places[next]
+                        next += 1
+                    }
+                    compactions[i] = plan
+                }
             }
         } catch {
             logger.error("chunk append failed", metadata: ["store/error": "\(error)"])
             for (i, op) in operations.enumerated() where results[i] == nil {
                 if case .putChunk = op, duplicateOf[i] == nil { results[i] = .failure(error) }
+                if case .compactSegment = op { results[i] = .failure(error) }
             }
+            compactions = [:]
             newChunks = []
             touchedSegments = [:]
         }
@@ -144,6 +183,13 @@ final class GroupCommitWriter: @unchecked Sendable {
         }
         if !early.isEmpty { appended(early) }
 
+        if options.compactionCrash == .beforeIndexCommit, compactions.values.contains(where: { !$0.moves.isEmpty }) {
+            // Test hook: the process "dies" with the copies synced and nothing committed.
+            let crash = AgadirError(.ioError, "simulated crash before the compaction's index commit")
+            poisoned = crash
+            return operations.map { _ in .failure(crash) }
+        }
+
         // Step 3: one transaction.
         var transactionError: AgadirError?
         batchHintDelta = 0
@@ -162,6 +208,7 @@ final class GroupCommitWriter: @unchecked Sendable {
                             .int(Int64(new.chunk.stored.count)), .int(Int64(new.chunk.rawLength)),
                             .int(Int64(new.chunk.codec.rawValue)), .int(Int64(new.chunk.checksum)), .int(now),
                         ])
+                    if db.changes == 1 { try restoreFromQuarantine(new.chunk.id) }
                     results[new.index] = .success(.chunk(stored: true))
                 }
                 for (segment, length) in touchedSegments {
@@ -181,10 +228,15 @@ final class GroupCommitWriter: @unchecked Sendable {
                 }
                 for (i, op) in operations.enumerated() {
                     if case .putChunk = op { continue }
+                    if case .compactSegment = op, compactions[i] == nil { continue }  // failed in step 1
                     let hintDelta = batchHintDelta
                     try db.execute("SAVEPOINT op")
                     do throws(AgadirError) {
-                        results[i] = .success(try apply(op, now: now, chunksInBatch: firstOfID))
+                        if case .compactSegment = op, let plan = compactions[i] {
+                            results[i] = .success(.compacted(try applyCompaction(plan)))
+                        } else {
+                            results[i] = .success(try apply(op, now: now, chunksInBatch: firstOfID))
+                        }
                         try db.execute("RELEASE op")
                     } catch {
                         try db.execute("ROLLBACK TO op; RELEASE op")
@@ -219,6 +271,13 @@ final class GroupCommitWriter: @unchecked Sendable {
         }
         batchHintDelta = 0
 
+        // After the commit, segments no index row points at any more are only garbage: delete them.
+        for (i, plan) in compactions {
+            guard case .some(.success(.compacted(var step))) = results[i], step.retired else { continue }
+            step.freedBytes = removeRetiredSegment(plan.segment)
+            results[i] = .success(.compacted(step))
+        }
+
         // Step 4: every caller gets its own result.
         return results.indices.map { i in
             if let first = duplicateOf[i] {
@@ -242,16 +301,31 @@ final class GroupCommitWriter: @unchecked Sendable {
 
     // MARK: Segments
 
-    /// Appends the records, rotating segments as needed, and syncs everything written.
+    /// A record to append: a new chunk's (built as it is appended), or one copied by compaction.
+    private enum AppendItem {
+        case chunk(EncodedChunk)
+        case copy([UInt8])
+
+        var record: [UInt8] {
+            switch self {
+            case .chunk(let chunk): return SegmentFormat.record(chunk)
+            case .copy(let bytes): return bytes
+            }
+        }
+    }
+
+    /// Appends the records, rotating segments as needed, and syncs everything written. Returns where
+    /// each record went, in order.
     private func append(
-        _ chunks: [(Int, EncodedChunk)], touched: inout [UInt64: Int]
-    ) throws(AgadirError) -> [NewChunk] {
-        var placed: [NewChunk] = []
+        _ items: [AppendItem], touched: inout [UInt64: Int]
+    ) throws(AgadirError) -> [RecordPlace] {
+        var placed: [RecordPlace] = []
+        placed.reserveCapacity(items.count)
         var buffer: [UInt8] = []
         var createdSegment = false
         do throws(AgadirError) {
-            for (index, chunk) in chunks {
-                let record = SegmentFormat.record(chunk)
+            for item in items {
+                let record = item.record
                 var segment: ActiveSegment
                 if let current = active {
                     segment = current
@@ -272,7 +346,7 @@ final class GroupCommitWriter: @unchecked Sendable {
                     createdSegment = true
                 }
                 let offset = segment.length + buffer.count
-                placed.append(NewChunk(index: index, chunk: chunk, segment: segment.number, offset: offset))
+                placed.append(RecordPlace(segment: segment.number, offset: offset))
                 buffer.append(contentsOf: record)
                 if buffer.count >= Self.maxBufferedBytes { try flush(&buffer, into: &segment) }
                 active = segment
@@ -397,7 +471,205 @@ final class GroupCommitWriter: @unchecked Sendable {
         case .dropChunks(let ids, let referencedBefore):
             return .droppedChunks(
                 try dropChunks(ids, referencedBefore: referencedBefore, keeping: chunksInBatch))
+        case .quarantineChunk(let id, let reason):
+            return .applied(try quarantine(id, reason: reason, now: now))
+        case .deleteChunkReferences(let refs, let createdBefore):
+            return .removed(count: try deleteReferences(refs, createdBefore: createdBefore))
+        case .compactSegment:
+            throw AgadirError(.internalError, "compaction steps are applied with their plan")
         }
+    }
+
+    // MARK: Maintenance (docs/storage.md, "Maintenance")
+
+    /// Moves a held chunk's index row to `quarantine` with its standalone reference count; its `chunk_refs`
+    /// rows stay. Even a chunk written again in this batch is quarantined: that write found it held and did not
+    /// rewrite its bytes, which are the bad ones. False when the chunk is not held.
+    private func quarantine(_ id: ChunkID, reason: String, now: Int64) throws(AgadirError) -> Bool {
+        let refs = try db.firstRow("SELECT refs FROM chunks WHERE id = ?", [.blob(id.bytes)]) { row in row.int64(0) }
+        guard let refs else { return false }
+        try db.run(
+            "INSERT OR REPLACE INTO quarantine(id, reason, refs, quarantined_ms) VALUES (?, ?, ?, ?)",
+            [.blob(id.bytes), .text(reason), .int(max(refs, 0)), .int(now)])
+        try db.run("DELETE FROM chunks WHERE id = ?", [.blob(id.bytes)])
+        return true
+    }
+
+    /// A chunk indexed again (its bytes appended anew) leaves quarantine with its saved reference count.
+    private func restoreFromQuarantine(_ id: ChunkID) throws(AgadirError) {
+        let saved = try db.firstRow("SELECT refs FROM quarantine WHERE id = ?", [.blob(id.bytes)]) { row in
+            row.int64(0)
+        }
+        guard let saved else { return }
+        try db.run("UPDATE chunks SET refs = ? WHERE id = ?", [.int(max(saved, 0)), .blob(id.bytes)])
+        try db.run("DELETE FROM quarantine WHERE id = ?", [.blob(id.bytes)])
+        logger.info("quarantined chunk stored again", metadata: ["store/chunk": "\(id.hex)"])
+    }
+
+    /// Deletes the exact `chunk_refs` rows whose `created_ms` is still below the cutoff.
+    private func deleteReferences(
+        _ refs: [(chunk: ChunkID, reference: ChunkReference)], createdBefore: UInt64
+    ) throws(AgadirError) -> Int {
+        // Times are stored as Int64; a cutoff beyond them is later than every stored time.
+        let cutoff: Int64? = createdBefore > UInt64(Int64.max) ? nil : Int64(createdBefore)
+        var deleted = 0
+        for (chunk, reference) in refs {
+            var values: [SQLiteValue] = [
+                .blob(chunk.bytes), .text(reference.bucket), .blob(Array(reference.key.utf8)),
+                .int(Int64(bitPattern: reference.version.timestamp.rawValue)),
+                .int(Int64(bitPattern: reference.version.node)),
+            ]
+            var sql = "DELETE FROM chunk_refs WHERE chunk = ? AND bucket = ? AND key = ? AND version_hlc = ? "
+                + "AND version_node = ?"
+            if let cutoff {
+                sql += " AND created_ms < ?"
+                values.append(.int(cutoff))
+            }
+            try db.run(sql, values)
+            deleted += db.changes
+        }
+        return deleted
+    }
+
+    /// The live records of a segment that one compaction step moves, read from the old file (step 1).
+    struct CompactionPlan {
+        struct Move {
+            var id: ChunkID
+            var from: Int
+            var length: Int
+            /// The record's bytes until appended, then emptied.
+            var record: [UInt8]
+            /// Where the copy went (set once appended).
+            var to: RecordPlace?
+        }
+
+        var segment: UInt64
+        var eligible: Bool
+        var moves: [Move] = []
+    }
+
+    /// Reads the first live records (by offset) of `number`, up to `maxBytes` (at least one), to copy them.
+    /// Only a segment the `segments` table records, older than the newest recorded one and not the active one,
+    /// is eligible: recovery resumes appending in the newest recorded segment, and numbers are never reused. A
+    /// record whose header or stored-bytes CRC is bad is not copied: it stays where it is (so its segment stays
+    /// too) until scrubbing quarantines it.
+    private func planCompaction(of number: UInt64, maxBytes: Int) throws(AgadirError) -> CompactionPlan {
+        var plan = CompactionPlan(segment: number, eligible: false)
+        guard number <= SegmentFormat.maxSegmentNumber, active?.number != number else { return plan }
+        let recorded = try db.firstRow("SELECT 1 FROM segments WHERE number = ?", [.int(Int64(number))]) { _ in
+            true
+        } ?? false
+        let newest = try db.firstRow("SELECT MAX(number) FROM segments") { row in row.integer(0) } ?? nil
+        guard recorded, let newest, Int64(number) < newest else { return plan }
+        plan.eligible = true
+        var rows: [(id: ChunkID, offset: Int, length: Int)] = []
+        var total = 0
+        try db.forEachRow(
+            #"SELECT id, "offset", stored_len FROM chunks WHERE segment = ? ORDER BY "offset""#, [.int(Int64(number))]
+        ) { row throws(AgadirError) -> Bool in
+            let bytes = row.blob(0)
+            guard let id = ChunkID(bytes: bytes) else {
+                throw corruptRow("chunks", "with a \(bytes.count)-byte id", "the id is not 32 bytes")
+            }
+            let offset = row.int64(1)
+            let stored = row.int64(2)
+            guard offset >= SegmentFormat.fileHeaderSize, offset < 1 << 48,
+                (0...Int64(SegmentFormat.maxStoredLength)).contains(stored)
+            else {
+                throw corruptRow("chunks", id.hex, "offset \(offset) or stored_len \(stored) is impossible")
+            }
+            let length = SegmentFormat.recordHeaderSize + Int(stored)
+            if !rows.isEmpty, total + length > maxBytes { return false }
+            rows.append((id, Int(offset), length))
+            total += length
+            return true
+        }
+        guard !rows.isEmpty else { return plan }
+        let path = chunksDirectory + "/" + SegmentFormat.fileName(number)
+        let fd = try Posix.open(path, O_RDONLY)
+        defer { close(fd) }
+        for row in rows {
+            let record = try Posix.pread(fd, count: row.length, at: row.offset, path: path)
+            if let problem = Self.recordProblem(record, id: row.id, length: row.length) {
+                logger.warning(
+                    "compaction leaves a damaged record in place",
+                    metadata: [
+                        "store/chunk": "\(row.id.hex)", "store/segment": "\(number)", "store/offset": "\(row.offset)",
+                        "store/problem": "\(problem)",
+                    ])
+                continue
+            }
+            plan.moves.append(CompactionPlan.Move(id: row.id, from: row.offset, length: row.length, record: record))
+        }
+        return plan
+    }
+
+    /// Why a record read for copying cannot be vouched for (complete, header sound and naming the chunk, the
+    /// CRC-32 of its stored bytes right), or nil.
+    private static func recordProblem(_ record: [UInt8], id: ChunkID, length: Int) -> String? {
+        guard record.count == length else { return "truncated (\(record.count) of \(length) bytes)" }
+        let header: SegmentFormat.RecordHeader
+        do throws(AgadirError) {
+            header = try SegmentFormat.parseRecordHeader(record)
+        } catch {
+            return error.message
+        }
+        guard header.id == id, Int(header.storedLength) + SegmentFormat.recordHeaderSize == length else {
+            return "the record there is not this chunk's"
+        }
+        let crc = record.withUnsafeBytes { buffer in
+            Checksum.crc32(UnsafeRawBufferPointer(rebasing: buffer[SegmentFormat.recordHeaderSize...]))
+        }
+        return crc == header.storedCRC ? nil : "stored bytes have CRC-32 \(crc), the record says \(header.storedCRC)"
+    }
+
+    /// Points the index rows at the copies (only rows still at the old place: a chunk quarantined or dropped
+    /// meanwhile is not brought back), and retires the segment once no row points at it: its `segments` row
+    /// goes, a `retired_segments` row comes (so that a reopen deletes the file if this process does not).
+    private func applyCompaction(_ plan: CompactionPlan) throws(AgadirError) -> CompactionStep {
+        var step = CompactionStep(eligible: plan.eligible)
+        guard plan.eligible else { return step }
+        let segment = Int64(plan.segment)
+        for move in plan.moves {
+            guard let to = move.to else { continue }
+            try db.run(
+                #"UPDATE chunks SET segment = ?, "offset" = ? WHERE id = ? AND segment = ? AND "offset" = ?"#,
+                [.int(Int64(to.segment)), .int(Int64(to.offset)), .blob(move.id.bytes), .int(segment), .int(Int64(move.from))])
+            if db.changes == 1 { step.copiedBytes += UInt64(move.length) }
+        }
+        let remaining = try db.firstRow("SELECT 1 FROM chunks WHERE segment = ? LIMIT 1", [.int(segment)]) { _ in true }
+        if remaining == nil {
+            try db.run("DELETE FROM segments WHERE number = ?", [.int(segment)])
+            try db.run("INSERT OR IGNORE INTO retired_segments(number) VALUES (?)", [.int(segment)])
+            step.retired = true
+        }
+        return step
+    }
+
+    /// Deletes a retired segment's file (after the commit that retired it) and lets readers drop it. Returns the
+    /// bytes freed; 0 when the file could not be deleted (a reopen deletes it: its `retired_segments` row stays
+    /// until then).
+    private func removeRetiredSegment(_ number: UInt64) -> UInt64 {
+        if options.compactionCrash == .beforeFileRemoval { return 0 }
+        let path = chunksDirectory + "/" + SegmentFormat.fileName(number)
+        let size = Posix.sizeOfFile(atPath: path) ?? 0
+        defer { readFiles.retire(number) }
+        do throws(AgadirError) {
+            try Posix.unlink(path)
+        } catch {
+            logger.warning(
+                "compacted segment could not be deleted; the next open deletes it",
+                metadata: ["store/segment": "\(path)", "store/error": "\(error)"])
+            return 0
+        }
+        do throws(AgadirError) {
+            try Posix.syncDirectory(chunksDirectory)
+        } catch {
+            // Not an acknowledged write: at worst the file comes back after a crash, and the reopen deletes it.
+            logger.warning("syncing the chunks directory failed", metadata: ["store/error": "\(error)"])
+        }
+        logger.info("removed compacted segment", metadata: ["store/segment": "\(number)", "store/bytes": "\(size)"])
+        return UInt64(size)
     }
 
     /// Removes from the index, with their `chunk_refs` rows, the listed chunks (once each, in the order given)
@@ -533,6 +805,11 @@ final class GroupCommitWriter: @unchecked Sendable {
         for (id, count) in Self.referenceCounts(old.chunkRefs) {
             try db.run(
                 "UPDATE chunks SET refs = MAX(refs - ?, 0) WHERE id = ?", [.int(count), .blob(id.bytes)])
+            if db.changes == 0 {
+                // A quarantined chunk keeps its count for when it is stored again.
+                try db.run(
+                    "UPDATE quarantine SET refs = MAX(refs - ?, 0) WHERE id = ?", [.int(count), .blob(id.bytes)])
+            }
         }
     }
 

@@ -5,9 +5,9 @@ import AgadirCore
 enum MetadataSchema {
     /// The schema this build writes. A database with a newer version is refused on open; an
     /// older one is migrated in place, in the transaction that opens it.
-    static let currentVersion: Int64 = 3
+    static let currentVersion: Int64 = 4
 
-    /// The schema of a new database (version 3).
+    /// The schema of a new database (version 4).
     static let createStatements = """
         CREATE TABLE schema_version(version INTEGER NOT NULL);
         CREATE TABLE chunks(
@@ -30,6 +30,19 @@ enum MetadataSchema {
         CREATE TABLE segments(number INTEGER PRIMARY KEY, committed_len INTEGER NOT NULL);
         \(version2Tables)
         \(version3Index)
+        \(version4Tables)
+        """
+
+    /// Version 4 (maintenance, docs/storage.md): quarantined chunks (out of service, with their saved
+    /// standalone reference count), segments retired by compaction whose file may still be on disk, and
+    /// the chunks of a segment as a range (what compaction copies, and live bytes per segment).
+    private static let version4Tables = """
+        CREATE TABLE quarantine(
+            id BLOB PRIMARY KEY, reason TEXT NOT NULL, refs INTEGER NOT NULL, quarantined_ms INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX quarantine_time ON quarantine(quarantined_ms, id);
+        CREATE TABLE retired_segments(number INTEGER PRIMARY KEY);
+        CREATE INDEX chunks_segment ON chunks(segment, "offset");
         """
 
     /// Version 3 reads the manifests of a partition as a range of key hashes.
@@ -65,6 +78,12 @@ enum MetadataSchema {
         ALTER TABLE objects ADD COLUMN khash INTEGER NOT NULL DEFAULT 0;
         \(version3Index)
         UPDATE schema_version SET version = 3;
+        """
+
+    /// Version 3 → 4: the maintenance tables and the segment index of `chunks`.
+    private static let migrationFrom3 = """
+        \(version4Tables)
+        UPDATE schema_version SET version = 4;
         """
 
     /// Computes the key hash of every object row (in the migration's transaction).
@@ -127,6 +146,10 @@ enum MetadataSchema {
                     try db.execute(migrationFrom2)
                     try backfillKeyHashes(db)
                     migratedFrom = migratedFrom ?? 2
+                }
+                if version <= 3 {
+                    try db.execute(migrationFrom3)
+                    migratedFrom = migratedFrom ?? 3
                 }
             } else {
                 try db.execute(createStatements)

@@ -69,8 +69,9 @@ extension NodeStore {
     /// segment and the offset when the record on disk is damaged.
     public func readChunkRecord(_ id: ChunkID) async throws(AgadirError) -> EncodedChunk {
         try await blocking { [readers, readFiles] () throws(AgadirError) -> EncodedChunk in
-            let location = try readers.withConnection { db throws(AgadirError) in try Self.location(of: id, in: db) }
-            return try ChunkRecordReader.readRecord(id, at: location, files: readFiles)
+            try Self.readIndexed(id, readers: readers) { location throws(AgadirError) in
+                try ChunkRecordReader.readRecord(id, at: location, files: readFiles)
+            }
         }
     }
 

@@ -93,7 +93,7 @@ extension NodeStore {
     }
 
     /// The first `maxReferencesPerChunk` `chunk_refs` rows of a chunk in (bucket, key, version) order.
-    private static func references(of id: ChunkID, in db: SQLiteDatabase) throws(AgadirError) -> [ChunkReference] {
+    static func references(of id: ChunkID, in db: SQLiteDatabase) throws(AgadirError) -> [ChunkReference] {
         var references: [ChunkReference] = []
         try db.forEachRow(
             """

@@ -23,8 +23,26 @@ extension NodeStore {
     /// segment and the offset when the bytes on disk are damaged.
     public func readChunk(_ id: ChunkID) async throws(AgadirError) -> [UInt8] {
         try await blocking { [readers, readFiles] () throws(AgadirError) -> [UInt8] in
-            let location = try readers.withConnection { db throws(AgadirError) in try Self.location(of: id, in: db) }
-            return try ChunkRecordReader.read(id, at: location, files: readFiles)
+            try Self.readIndexed(id, readers: readers) { location throws(AgadirError) in
+                try ChunkRecordReader.read(id, at: location, files: readFiles)
+            }
+        }
+    }
+
+    /// Runs `read` at the place the index gives for `id`. When it fails as corrupt and the index now gives
+    /// another place (compaction moved the record and removed its segment meanwhile, or the chunk was stored
+    /// again), it reads there, once; when the chunk is no longer indexed, `.noSuchChunk`.
+    static func readIndexed<T>(
+        _ id: ChunkID, readers: ReaderPool, _ read: (ChunkLocation) throws(AgadirError) -> T
+    ) throws(AgadirError) -> T {
+        let location = try readers.withConnection { db throws(AgadirError) in try Self.location(of: id, in: db) }
+        do throws(AgadirError) {
+            return try read(location)
+        } catch {
+            guard error.code == .corruptChunk else { throw error }
+            let again = try readers.withConnection { db throws(AgadirError) in try Self.location(of: id, in: db) }
+            guard again != location else { throw error }
+            return try read(again)
         }
     }
 
@@ -127,8 +145,9 @@ extension NodeStore {
         }
     }
 
-    /// What the node stores: buckets, live objects, chunks, segment files, and the dedup and
-    /// compression ratios. Aggregates over the index: cost grows with the number of rows.
+    /// What the node stores: buckets, live objects, chunks, quarantined chunks, segment files (their size on
+    /// disk: compaction lowers it), and the dedup and compression ratios. Aggregates over the index: cost grows
+    /// with the number of rows.
     public func stats() async throws(AgadirError) -> StoreStats {
         let chunksDirectory = readFiles.chunksDirectory
         return try await blocking { [readers] () throws(AgadirError) -> StoreStats in
@@ -151,10 +170,11 @@ extension NodeStore {
                         UInt64(bitPattern: row.int64(3))
                     )
                 }
+                let quarantined = try db.firstRow("SELECT COUNT(*) FROM quarantine") { Int($0.int64(0)) } ?? 0
                 return StoreStats(
                     buckets: buckets, objects: objects?.0 ?? 0, logicalBytes: objects?.1 ?? 0,
                     inlineBytes: objects?.2 ?? 0, chunks: chunks?.0 ?? 0, uniqueRawBytes: chunks?.1 ?? 0,
-                    referencedRawBytes: chunks?.2 ?? 0, storedBytes: chunks?.3 ?? 0)
+                    referencedRawBytes: chunks?.2 ?? 0, storedBytes: chunks?.3 ?? 0, quarantinedChunks: quarantined)
             }
             for name in try Posix.listDirectory(chunksDirectory) where SegmentFormat.number(fromFileName: name) != nil {
                 stats.segmentFiles += 1

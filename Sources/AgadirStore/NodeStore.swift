@@ -25,6 +25,7 @@ public final class NodeStore: Sendable {
     let readers: ReaderPool
     let readFiles: SegmentReadFiles
     let ioQueue: DispatchQueue
+    let options: StoreOptions
     private let queue: WriteQueue
     private let lock: DirectoryLock
     /// Counts changes to the bucket catalog; a cache of catalog records is valid while it
@@ -32,10 +33,11 @@ public final class NodeStore: Sendable {
     let catalogChanges = Atomic<UInt64>(0)
 
     private init(
-        directory: String, logger: Logger, readers: ReaderPool, readFiles: SegmentReadFiles, queue: WriteQueue,
-        lock: DirectoryLock
+        directory: String, options: StoreOptions, logger: Logger, readers: ReaderPool, readFiles: SegmentReadFiles,
+        queue: WriteQueue, lock: DirectoryLock
     ) {
         self.directory = directory
+        self.options = options
         self.logger = logger
         self.readers = readers
         self.readFiles = readFiles
@@ -85,9 +87,10 @@ public final class NodeStore: Sendable {
             if let active = recovered.active { Glibc.close(active.fd) }
             throw error
         }
+        let readFiles = SegmentReadFiles(chunksDirectory: chunksDirectory)
         let writer = GroupCommitWriter(
-            db: db, chunksDirectory: chunksDirectory, options: options, logger: logger, active: recovered.active,
-            nextSegmentNumber: recovered.nextSegmentNumber)
+            db: db, chunksDirectory: chunksDirectory, options: options, logger: logger, readFiles: readFiles,
+            active: recovered.active, nextSegmentNumber: recovered.nextSegmentNumber)
         let queue = WriteQueue()
         let thread = Thread { writer.run(queue: queue) }
         thread.name = "agadir-store-writer"
@@ -99,8 +102,8 @@ public final class NodeStore: Sendable {
                 "store/active-segment": "\(recovered.active.map { "\($0.number)@\($0.length)" } ?? "none")",
             ])
         return NodeStore(
-            directory: directory, logger: logger, readers: readers,
-            readFiles: SegmentReadFiles(chunksDirectory: chunksDirectory), queue: queue, lock: lock)
+            directory: directory, options: options, logger: logger, readers: readers, readFiles: readFiles,
+            queue: queue, lock: lock)
     }
 
     /// Finishes every queued write, stops the writer thread and closes files and connections.

@@ -21,6 +21,7 @@ enum SegmentRecovery {
     static func recover(
         db: SQLiteDatabase, chunksDirectory: String, logger: Logger
     ) throws(AgadirError) -> Recovered {
+        try removeRetiredSegments(db: db, chunksDirectory: chunksDirectory, logger: logger)
         let onDisk = try Posix.listDirectory(chunksDirectory).compactMap(SegmentFormat.number(fromFileName:))
         var committed: [UInt64: Int] = [:]
         try db.forEachRow("SELECT number, committed_len FROM segments") { (row) throws(AgadirError) -> Bool in
@@ -95,6 +96,45 @@ enum SegmentRecovery {
         } catch {
             close(fd)
             throw error
+        }
+    }
+
+    /// Deletes the files of segments compaction retired (the process may have stopped between the commit that
+    /// retired one and the deletion of its file), then forgets them. A retired segment that an index row still
+    /// points at (which compaction never commits) is left alone and logged: data is never deleted on a guess.
+    static func removeRetiredSegments(
+        db: SQLiteDatabase, chunksDirectory: String, logger: Logger
+    ) throws(AgadirError) {
+        var retired: [Int64] = []
+        try db.forEachRow("SELECT number FROM retired_segments") { row in
+            retired.append(row.int64(0))
+            return true
+        }
+        guard !retired.isEmpty else { return }
+        var forgotten: [Int64] = []
+        var removed = false
+        for number in retired {
+            guard number > 0, UInt64(number) <= SegmentFormat.maxSegmentNumber else {
+                throw AgadirError(.corruptData, "the retired_segments table holds an impossible number \(number)")
+            }
+            let used = try db.firstRow("SELECT 1 FROM chunks WHERE segment = ? LIMIT 1", [.int(number)]) { _ in true }
+            if used != nil {
+                logger.error(
+                    "a retired segment still holds indexed chunks; it is kept",
+                    metadata: ["store/segment": "\(number)"])
+                continue
+            }
+            let path = chunksDirectory + "/" + SegmentFormat.fileName(UInt64(number))
+            if Posix.sizeOfFile(atPath: path) != nil {
+                logger.info("removing segment left by an interrupted compaction", metadata: ["store/segment": "\(path)"])
+                try Posix.unlink(path)
+                removed = true
+            }
+            forgotten.append(number)
+        }
+        if removed { try Posix.syncDirectory(chunksDirectory) }
+        for number in forgotten {
+            try db.run("DELETE FROM retired_segments WHERE number = ?", [.int(number)])
         }
     }
 }

@@ -13,6 +13,10 @@ public struct StoreOptions: Sendable {
     /// Most hints (writes parked for a replica that was down) pending at once; `putHint`
     /// beyond it fails with `.storageFull`. Default 1_000_000.
     public var maxHints: Int
+    /// Most record bytes one compaction step copies while holding the writer (tests lower it).
+    var compactionStepBytes = 64 * 1024 * 1024
+    /// Tests only: where a compaction step stops as if the process had died there.
+    var compactionCrash: CompactionCrashPoint?
 
     /// The defaults: 256 MiB segments, 4 readers, 1024 operations per group commit,
     /// 1_000_000 pending hints.
@@ -24,6 +28,14 @@ public struct StoreOptions: Sendable {
     }
 }
 
+/// Where a simulated crash stops a compaction step (tests of `NodeStore.compactSegments`).
+enum CompactionCrashPoint: Sendable {
+    /// After the copies are written and synced, before the transaction that points the index at them:
+    /// the writer stops committing anything (as a dead process would) until the store is reopened.
+    case beforeIndexCommit
+    /// After that transaction commits, before the old segment file is deleted.
+    case beforeFileRemoval
+}
 
 /// Counters of the writer thread, for tests and metrics.
 public struct StoreWriterCounters: Sendable, Hashable {

@@ -35,6 +35,26 @@ enum WriteOperation: Sendable {
     case dropManifests([(bucket: String, key: String, version: ObjectVersion)])
     /// Removes the chunks not referenced or stored since `referencedBefore` (`NodeStore.dropChunks`).
     case dropChunks([ChunkID], referencedBefore: UInt64)
+    /// Moves a held chunk's index row to `quarantine` (`NodeStore.quarantineChunk`).
+    case quarantineChunk(ChunkID, reason: String)
+    /// Deletes these `chunk_refs` rows if still created before the cutoff (`NodeStore.deleteChunkReferences`).
+    case deleteChunkReferences([(chunk: ChunkID, reference: ChunkReference)], createdBefore: UInt64)
+    /// Copies up to `maxBytes` of the segment's live records to the active segment, points the index at the
+    /// copies, and removes the segment once nothing points at it (`NodeStore.compactSegments`).
+    case compactSegment(UInt64, maxBytes: Int)
+}
+
+/// What one `compactSegment` operation did.
+struct CompactionStep: Sendable, Equatable {
+    /// False when the segment may not be compacted (the active one, the newest recorded, or one the
+    /// `segments` table does not know); nothing was done.
+    var eligible = true
+    /// Bytes of records (headers included) copied and re-pointed.
+    var copiedBytes: UInt64 = 0
+    /// True when no index row points at the segment any more: it left `segments` for `retired_segments`.
+    var retired = false
+    /// Bytes of the segment file deleted (0 when retired but the file could not be deleted yet).
+    var freedBytes: UInt64 = 0
 }
 
 enum WriteOutcome: Sendable {
@@ -47,6 +67,7 @@ enum WriteOutcome: Sendable {
     case removed(count: Int)
     /// The chunks removed from the index, in the order asked (`dropChunks`).
     case droppedChunks([ChunkID])
+    case compacted(CompactionStep)
     case done
 }
 
