@@ -723,11 +723,15 @@ final class GroupCommitWriter: @unchecked Sendable {
         try db.firstRow("SELECT 1 FROM buckets WHERE name = ? AND deleted = 0", [.text(name)]) { _ in true } ?? false
     }
 
+    /// Records a reference, or refreshes the time of the same reference recorded before (a PUT retried, or
+    /// claiming again): garbage collection deletes a reference only while it is older than its grace period.
     private func recordReference(_ reference: ChunkReference, on id: ChunkID, now: Int64) throws(AgadirError) {
         try db.run(
             """
-            INSERT OR IGNORE INTO chunk_refs(chunk, bucket, key, version_hlc, version_node, created_ms)
+            INSERT INTO chunk_refs(chunk, bucket, key, version_hlc, version_node, created_ms)
             VALUES (?, ?, ?, ?, ?, ?)
+            ON CONFLICT(chunk, bucket, key, version_hlc, version_node)
+            DO UPDATE SET created_ms = MAX(created_ms, excluded.created_ms)
             """,
             [
                 .blob(id.bytes), .text(reference.bucket), .blob(Array(reference.key.utf8)),

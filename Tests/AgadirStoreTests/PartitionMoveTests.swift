@@ -247,8 +247,8 @@ struct PartitionMoveTests {
         let db = try SQLiteDatabase(path: dir.path + "/meta.sqlite", readOnly: false)
         _ = try MetadataSchema.prepareWriter(db)
         let writer = GroupCommitWriter(
-            db: db, chunksDirectory: dir.path + "/chunks", options: StoreOptions(), logger: quietLogger, active: nil,
-            nextSegmentNumber: 1)
+            db: db, chunksDirectory: dir.path + "/chunks", options: StoreOptions(), logger: quietLogger,
+            readFiles: SegmentReadFiles(chunksDirectory: dir.path + "/chunks"), active: nil, nextSegmentNumber: 1)
         defer {
             // Closes the segment and the database.
             let queue = WriteQueue()
