@@ -35,12 +35,22 @@ extension NodeStore {
     static func readIndexed<T>(
         _ id: ChunkID, readers: ReaderPool, _ read: (ChunkLocation) throws(AgadirError) -> T
     ) throws(AgadirError) -> T {
-        let location = try readers.withConnection { db throws(AgadirError) in try Self.location(of: id, in: db) }
+        try readIndexed(
+            lookup: { () throws(AgadirError) in
+                try readers.withConnection { db throws(AgadirError) in try Self.location(of: id, in: db) }
+            }, read)
+    }
+
+    /// `readIndexed` with the index lookup given (tests answer a stale place first).
+    static func readIndexed<T>(
+        lookup: () throws(AgadirError) -> ChunkLocation, _ read: (ChunkLocation) throws(AgadirError) -> T
+    ) throws(AgadirError) -> T {
+        let location = try lookup()
         do throws(AgadirError) {
             return try read(location)
         } catch {
             guard error.code == .corruptChunk else { throw error }
-            let again = try readers.withConnection { db throws(AgadirError) in try Self.location(of: id, in: db) }
+            let again = try lookup()
             guard again != location else { throw error }
             return try read(again)
         }

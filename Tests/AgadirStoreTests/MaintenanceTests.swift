@@ -480,6 +480,41 @@ struct MaintenanceTests {
         await store.close()
     }
 
+    @Test("a read that looked a chunk up before compaction removed its segment reads it again at the new place")
+    func compaction_readAtRemovedSegment_looksUpAgainOnce() async throws {
+        let dir = storeTempDirectory()
+        defer { dir.cleanup() }
+        let store = try openStore(dir, options: smallSegments())
+        let all = try await fill(store, 20, seed: 4500)
+        let (chunk, raw) = all[1]
+        let dropped = all.filter { $0.chunk.id != chunk.id }.map(\.chunk.id)
+        #expect(try await store.dropChunks(dropped, referencedBefore: .max).count == dropped.count)
+        let lookup = { () throws(AgadirError) -> ChunkLocation in
+            try store.readers.withConnection { db throws(AgadirError) in try NodeStore.location(of: chunk.id, in: db) }
+        }
+        let stale = try lookup()
+        #expect(try await store.readChunk(chunk.id) == raw, "caches the old segment's descriptor")
+        let result = try await store.compactSegments(liveFraction: 0.5, maxSegments: 100)
+        #expect(result.segmentsCompacted >= 1)
+        let current = try lookup()
+        #expect(current.segment != stale.segment)
+        #expect(Posix.sizeOfFile(atPath: segmentPath(dir, stale.segment)) == nil, "the old file is gone")
+        #expect(throws: AgadirError.self) { try store.readFiles.file(stale.segment) }
+        #expect { try ChunkRecordReader.read(chunk.id, at: stale, files: store.readFiles) } throws: {
+            ($0 as? AgadirError)?.code == .corruptChunk
+        }
+        var answers = [current, stale]  // the first lookup answers the place from before the compaction
+        var lookups = 0
+        let read = try NodeStore.readIndexed(
+            lookup: { () throws(AgadirError) -> ChunkLocation in
+                lookups += 1
+                return answers.popLast() ?? current
+            },
+            { location throws(AgadirError) in try ChunkRecordReader.read(chunk.id, at: location, files: store.readFiles) })
+        #expect(read == raw && lookups == 2)
+        await store.close()
+    }
+
     @Test("compaction arguments are checked; a store with one segment has nothing to compact")
     func compaction_arguments_andNothingToDo() async throws {
         let dir = storeTempDirectory()
