@@ -528,6 +528,18 @@ struct MaintenanceTests {
         await store.close()
     }
 
+    @Test("StoreStats carries quarantinedChunks in JSON, and reads it as 0 from a node that does not send it")
+    func storeStats_quarantinedChunks_isOptionalInJSON() throws {
+        let stats = StoreStats(chunks: 3, quarantinedChunks: 2)
+        let json = try JSONEncoder().encode(stats)
+        #expect(try JSONDecoder().decode(StoreStats.self, from: json) == stats)
+        var object = try #require(try JSONSerialization.jsonObject(with: json) as? [String: Any])
+        #expect(object["quarantinedChunks"] as? Int == 2)
+        object["quarantinedChunks"] = nil
+        let older = try JSONDecoder().decode(StoreStats.self, from: try JSONSerialization.data(withJSONObject: object))
+        #expect(older.quarantinedChunks == 0 && older.chunks == 3)
+    }
+
     // MARK: Schema
 
     @Test("a version-3 database is migrated to version 4 on open, its chunks readable and quarantinable")
