@@ -634,7 +634,10 @@ final class GroupCommitWriter: @unchecked Sendable {
             guard let to = move.to else { continue }
             try db.run(
                 #"UPDATE chunks SET segment = ?, "offset" = ? WHERE id = ? AND segment = ? AND "offset" = ?"#,
-                [.int(Int64(to.segment)), .int(Int64(to.offset)), .blob(move.id.bytes), .int(segment), .int(Int64(move.from))])
+                [
+                    .int(Int64(to.segment)), .int(Int64(to.offset)), .blob(move.id.bytes), .int(segment),
+                    .int(Int64(move.from)),
+                ])
             if db.changes == 1 { step.copiedBytes += UInt64(move.length) }
         }
         let remaining = try db.firstRow("SELECT 1 FROM chunks WHERE segment = ? LIMIT 1", [.int(segment)]) { _ in true }

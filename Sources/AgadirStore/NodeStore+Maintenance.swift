@@ -276,7 +276,8 @@ extension NodeStore {
                         throw corruptRow("chunk_refs", "of chunk \(chunk.hex) in '\(bucket)'", "the key is not UTF-8")
                     }
                     guard let created = row.integer(5), created >= 0 else {
-                        throw corruptRow("chunk_refs", "of chunk \(chunk.hex)", "created_ms is negative or not an integer")
+                        throw corruptRow(
+                            "chunk_refs", "of chunk \(chunk.hex)", "created_ms is negative or not an integer")
                     }
                     out.append(
                         (chunk, ChunkReference(bucket: bucket, key: key, version: row.version(3, 4)), UInt64(created)))
@@ -357,8 +358,8 @@ extension NodeStore {
         return try await blocking { [readers, readFiles] () throws(AgadirError) -> [SegmentUsage] in
             var live: [UInt64: UInt64] = [:]
             try readers.withConnection { db throws(AgadirError) in
-                try db.forEachRow("SELECT segment, COUNT(*), COALESCE(SUM(stored_len), 0) FROM chunks GROUP BY segment") {
-                    row throws(AgadirError) -> Bool in
+                let sql = "SELECT segment, COUNT(*), COALESCE(SUM(stored_len), 0) FROM chunks GROUP BY segment"
+                try db.forEachRow(sql) { row throws(AgadirError) -> Bool in
                     let segment = row.int64(0)
                     let count = row.int64(1)
                     let stored = row.int64(2)

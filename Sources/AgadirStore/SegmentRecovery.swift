@@ -126,7 +126,8 @@ enum SegmentRecovery {
             }
             let path = chunksDirectory + "/" + SegmentFormat.fileName(UInt64(number))
             if Posix.sizeOfFile(atPath: path) != nil {
-                logger.info("removing segment left by an interrupted compaction", metadata: ["store/segment": "\(path)"])
+                logger.info(
+                    "removing segment left by an interrupted compaction", metadata: ["store/segment": "\(path)"])
                 try Posix.unlink(path)
                 removed = true
             }

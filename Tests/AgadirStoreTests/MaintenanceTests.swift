@@ -151,8 +151,8 @@ struct MaintenanceTests {
         #expect(try await store.chunkInventory(after: nil, limit: 10).map(\.id) == [other.id])
         #expect(try await store.claimChunks([chunk.id], reference: reference("bkt", "k2", version(4))) == [false])
         #expect(try await store.verifyChunks(after: nil, limit: 10, maxBytes: 1 << 20).map(\.id) == [other.id])
-        await #expect { try await store.putManifest(chunkManifest(bucket: "bkt", key: "x", chunks: [chunk], at: version(5))) }
-            throws: { ($0 as? AgadirError)?.code == .noSuchChunk }
+        let listing = chunkManifest(bucket: "bkt", key: "x", chunks: [chunk], at: version(5))
+        await #expect { try await store.putManifest(listing) } throws: { ($0 as? AgadirError)?.code == .noSuchChunk }
 
         let listed = try await store.quarantinedChunks(limit: 10)
         #expect(listed.count == 1)
@@ -510,7 +510,9 @@ struct MaintenanceTests {
                 lookups += 1
                 return answers.popLast() ?? current
             },
-            { location throws(AgadirError) in try ChunkRecordReader.read(chunk.id, at: location, files: store.readFiles) })
+            { location throws(AgadirError) in
+                try ChunkRecordReader.read(chunk.id, at: location, files: store.readFiles)
+            })
         #expect(read == raw && lookups == 2)
         await store.close()
     }
