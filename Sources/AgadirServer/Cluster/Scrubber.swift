@@ -167,9 +167,11 @@ public final class Scrubber: Service, Sendable {
             for check in checks {
                 bytes += check.storedBytes
                 guard let problem = check.problem else { continue }
+                // A chunk dropped or quarantined while it was read is reported too: only a
+                // chunk still held is corrupt.
+                guard try await node.store.quarantineChunk(check.id, reason: problem) else { continue }
                 bad += 1
                 logger.error("scrub found a corrupt chunk; quarantined", metadata: ["chunk": "\(check.id.hex)", "problem": "\(problem)"])
-                _ = try await node.store.quarantineChunk(check.id, reason: problem)
             }
             let finished = checks.count < 256 && bytes < UInt64(budget)
             try commit { r in
