@@ -10,7 +10,7 @@ import Synchronization
 import Testing
 
 /// Six nodes in three Moroccan sites with policy `ma` (RF 3) applied on 64 partitions and
-/// bucket `b` created; `arguments` go to every node.
+/// bucket `bin` created; `arguments` go to every node.
 private func maintenanceLab(_ arguments: [String]) async throws -> Lab {
     let lab = try await Lab.create(sites: ["benguerir", "casablanca", "settat"], nodesPerSite: 2, extraArguments: arguments)
     do {
@@ -18,7 +18,7 @@ private func maintenanceLab(_ arguments: [String]) async throws -> Lab {
         try await lab.applyLayout(
             policies: [LabPolicy(name: "ma", replicationFactor: 3, sites: "country=MA", minSites: 2)], partitionCount: 64)
         let client = try lab.client(for: "benguerir-1")
-        try await client.createBucket("b", policy: "ma")
+        try await client.createBucket("bin", policy: "ma")
         await client.close()
     } catch {
         _ = try? await lab.down(timeout: .seconds(15))
@@ -55,7 +55,7 @@ struct MaintenanceLabTests {
             var objects: [String: [UInt8]] = [:]
             for i in 0..<12 {
                 let data = randomBytes(100_000 + i * 1000, seed: UInt64(700 + i))
-                _ = try await client.put(bucket: "b", key: "s-\(i)", data: data)
+                _ = try await client.put(bucket: "bin", key: "s-\(i)", data: data)
                 objects["s-\(i)"] = data
             }
             await client.close()
@@ -131,19 +131,19 @@ struct MaintenanceLabTests {
             var doomed: [String] = []
             for i in 0..<20 {
                 let data = randomBytes(120_000, seed: UInt64(9500 + i))
-                _ = try await client.put(bucket: "b", key: "old-\(i)", data: data)
+                _ = try await client.put(bucket: "bin", key: "old-\(i)", data: data)
                 reused.append(("old-\(i)", "new-\(i)", data))
             }
             for i in 0..<60 {
-                _ = try await client.put(bucket: "b", key: "doomed-\(i)", data: randomBytes(200_000, seed: UInt64(9000 + i)))
+                _ = try await client.put(bucket: "bin", key: "doomed-\(i)", data: randomBytes(200_000, seed: UInt64(9000 + i)))
                 doomed.append("doomed-\(i)")
             }
             for i in 0..<12 {
-                _ = try await client.put(bucket: "b", key: "filler-\(i)", data: randomBytes(200_000, seed: UInt64(9900 + i)))
+                _ = try await client.put(bucket: "bin", key: "filler-\(i)", data: randomBytes(200_000, seed: UInt64(9900 + i)))
             }
             let before = try await segmentBytes(lab)
             let deletedAt = ContinuousClock.now
-            for key in doomed { _ = try await client.delete(bucket: "b", key: key) }
+            for key in doomed { _ = try await client.delete(bucket: "bin", key: key) }
             let doomedBytes: UInt64 = 60 * 200_000 * 3
 
             // The race: while the collector runs every second, each reused object is deleted and
@@ -156,8 +156,8 @@ struct MaintenanceLabTests {
                     for r in reused {
                         let from = round == 0 ? r.old : "\(r.new)-\(round - 1)"
                         do {
-                            _ = try await c.put(bucket: "b", key: "\(r.new)-\(round)", data: r.data)
-                            _ = try await c.delete(bucket: "b", key: from)
+                            _ = try await c.put(bucket: "bin", key: "\(r.new)-\(round)", data: r.data)
+                            _ = try await c.delete(bucket: "bin", key: from)
                         } catch {
                             failures.append("\(r.new) round \(round): \(error)")
                         }
@@ -192,7 +192,7 @@ struct MaintenanceLabTests {
             for name in try lab.status().map(\.name) {
                 let reader = try lab.client(for: name)
                 for r in reused {
-                    #expect(try await reader.get(bucket: "b", key: "\(r.new)-5").1 == r.data, "\(r.new)-5 via \(name)")
+                    #expect(try await reader.get(bucket: "bin", key: "\(r.new)-5").1 == r.data, "\(r.new)-5 via \(name)")
                 }
                 await reader.close()
             }
