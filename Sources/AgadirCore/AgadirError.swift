@@ -46,6 +46,9 @@ public struct AgadirError: Error, Sendable, Equatable, CustomStringConvertible {
         /// The layout cannot satisfy a policy (too few eligible nodes or sites).
         public static let policyUnsatisfiable = Code(rawValue: 308)
         public static let noSuchNode = Code(rawValue: 309)
+        /// The node is still in a replica set of a live layout version (it may hold the only
+        /// copies of some objects): drain it and wait for the rebalance before removing it.
+        public static let nodeNotDrained = Code(rawValue: 310)
 
         // MARK: 4xx: ask another node.
         /// This node may not coordinate requests of the bucket (its site is outside the
@@ -83,7 +86,7 @@ public struct AgadirError: Error, Sendable, Equatable, CustomStringConvertible {
             204: "CHECKSUM_MISMATCH", 205: "RANGE_NOT_SATISFIABLE", 206: "METADATA_TOO_LARGE", 207: "OBJECT_TOO_LARGE",
             300: "NO_SUCH_BUCKET", 301: "BUCKET_ALREADY_EXISTS", 302: "BUCKET_NOT_EMPTY", 303: "NO_SUCH_KEY",
             304: "NO_SUCH_CHUNK", 305: "NO_SUCH_POLICY", 306: "POLICY_ALREADY_EXISTS", 307: "LAYOUT_VERSION_CONFLICT",
-            308: "POLICY_UNSATISFIABLE", 309: "NO_SUCH_NODE",
+            308: "POLICY_UNSATISFIABLE", 309: "NO_SUCH_NODE", 310: "NODE_NOT_DRAINED",
             400: "REDIRECT",
             500: "INTERNAL_ERROR", 501: "IO_ERROR", 502: "CORRUPT_CHUNK", 503: "CORRUPT_DATA", 504: "SHUTTING_DOWN",
             505: "STORAGE_FULL", 506: "UNAVAILABLE", 507: "NOT_ENOUGH_REPLICAS",
