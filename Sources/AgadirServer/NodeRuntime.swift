@@ -107,7 +107,7 @@ public struct NodeRuntime: Sendable {
             local: LocalReplica(nodeID: nodeID, store: store), context: clusterNode, logger: logger,
             layoutBytes: { clusterNode.encodedLayout },
             audit: { () throws(AgadirError) -> [UInt8] in try AdminCommands.encode(try await clusterNode.residencyAudit()) },
-            status: { () throws(AgadirError) -> [UInt8] in try AdminCommands.encode(cluster.localStatus()) },
+            status: { () throws(AgadirError) -> [UInt8] in try AdminCommands.encode(await cluster.localStatus()) },
             rebalanceSettings: { (body: [UInt8]) throws(AgadirError) in
                 try rebalancer.adopt(try AdminCommands.decode(RebalanceSettings.self, body, "REBALANCE_SET"))
             },

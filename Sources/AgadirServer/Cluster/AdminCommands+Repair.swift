@@ -75,7 +75,7 @@ extension AdminCommands {
         var out: [(node: String, status: NodeStatus?, error: String?)] = []
         for member in Set(snapshot.layout.current.nodes.map(\.id)).union([node.nodeID]).sorted() {
             if member == node.nodeID {
-                out.append((member, cluster.localStatus(), nil))
+                out.append((member, await cluster.localStatus(), nil))
                 continue
             }
             guard snapshot.alive.contains(member), let links = node.links else {

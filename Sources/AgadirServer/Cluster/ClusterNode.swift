@@ -287,7 +287,8 @@ public final class ClusterNode: ClusterContext, Service, Sendable {
         guard held > 0, let stats = statsCache.withLock({ $0 }) else { return 0 }
         return (stats.storedBytes + stats.inlineBytes) / UInt64(held)
     }
-    private let statsCache = Mutex<StoreStats?>(nil)
+    /// The store's figures, refreshed every `catalogSyncInterval` (they cost a scan of the index).
+    let statsCache = Mutex<StoreStats?>(nil)
 
     // MARK: Background work
 

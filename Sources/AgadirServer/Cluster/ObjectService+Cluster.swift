@@ -36,10 +36,10 @@ public struct ClusterBinding: Sendable {
     }
 
     /// This node's part of NODE_STATUS.
-    public func localStatus() -> NodeStatus {
+    public func localStatus() async -> NodeStatus {
         NodeStatus(
             node: node.nodeID, rebalance: rebalancer?.status(), repair: antiEntropy?.progress, scrub: scrubber?.progress,
-            gc: garbageCollector?.progress)
+            gc: garbageCollector?.progress, store: await node.storeStatus())
     }
 
     /// MAINTENANCE: `{"task": "scrub" | "gc", "action": "start" | "pause"}`.

@@ -53,6 +53,10 @@ public struct NodeRebalanceStatus: Codable, Sendable, Hashable {
     public var lastError: String?
     /// Sources this node waits for (not alive).
     public var waitingFor: [String]
+    /// Sources not waited for: removed from the current layout version (by `node remove
+    /// --force`) and not alive. Writes acknowledged only by them may be lost. Absent in the
+    /// answers of older nodes.
+    public var skippedSources: [String]?
 }
 
 /// Moves partitions after a layout change (docs/rebalance.md): this node pulls every
@@ -110,6 +114,8 @@ public final class Rebalancer: Service, Sendable {
         var partitionsDone = 0
         var lastError: String?
         var waitingFor: [String] = []
+        /// Removed sources not waited for in the current target version (see `receive`).
+        var skipped: Set<String> = []
         /// When every alive member was first seen at the target version.
         var adoptedAt: ContinuousClock.Instant?
         /// (time, bytes moved) samples of the last seconds, for the rate.
@@ -162,7 +168,8 @@ public final class Rebalancer: Service, Sendable {
                 syncedVersion: l.record.syncedVersion, droppedVersion: l.record.droppedVersion, state: l.state,
                 partitionsTotal: l.partitionsTotal, partitionsDone: l.partitionsDone, moved: l.record.moved,
                 bytesLeftEstimate: left, rateBytesPerSecond: rate, etaSeconds: eta, manifestsDropped: l.record.manifestsDropped,
-                chunksDropped: l.record.chunksDropped, settings: l.record.settings, lastError: l.lastError, waitingFor: l.waitingFor)
+                chunksDropped: l.record.chunksDropped, settings: l.record.settings, lastError: l.lastError, waitingFor: l.waitingFor,
+                skippedSources: l.skipped.isEmpty ? nil : l.skipped.sorted())
         }
     }
 
@@ -254,7 +261,10 @@ public final class Rebalancer: Service, Sendable {
                     r.chunkCursors = [:]
                     r.moved = CopyTally()
                 }
-                update { $0.adoptedAt = nil }
+                update { l in
+                    l.adoptedAt = nil
+                    l.skipped = []
+                }
             }
             if cluster.live.count > 1 {
                 if live.withLock({ $0.record.syncedVersion }) < v { try await receive(cluster) }
@@ -288,8 +298,24 @@ public final class Rebalancer: Service, Sendable {
         let v = cluster.current.version
         let plan = TransferPlanner.plan(layout: cluster, node: node.nodeID)
         let done = live.withLock { $0.record.done }
+        let snapshot = node.snapshot()
+        // A source removed from the current version (by force) and not alive is not waited
+        // for: it will not come back, and the rebalance would otherwise block for ever.
+        let removed = Set(plan.receive.flatMap(\.sources)).filter { Self.isRemoved($0, in: cluster, alive: snapshot.alive) }
+        let newlySkipped = live.withLock { l in
+            let new = removed.subtracting(l.skipped)
+            l.skipped.formUnion(removed)
+            return new
+        }
+        for source in newlySkipped.sorted() {
+            logger.warning(
+                "rebalance: a source removed from the layout and not alive is skipped; writes acknowledged only by it may be lost",
+                metadata: ["source": "\(source)", "version": "\(v)"])
+        }
         func partitionDone(_ t: PartitionTransfer, _ done: Set<String>) -> Bool {
-            t.sources.allSatisfy { s in done.contains(Self.stepKey(t, .manifests, s)) && done.contains(Self.stepKey(t, .chunks, s)) }
+            t.sources.allSatisfy { s in
+                removed.contains(s) || (done.contains(Self.stepKey(t, .manifests, s)) && done.contains(Self.stepKey(t, .chunks, s)))
+            }
         }
         update { l in
             l.partitionsTotal = plan.receive.count
@@ -307,7 +333,6 @@ public final class Rebalancer: Service, Sendable {
         }
         // Copy only once every alive member has adopted the version (and a moment more), so
         // that no write coordinated under an older layout alone is still on its way.
-        let snapshot = node.snapshot()
         let lagging = (node.gossip?.memberInfos() ?? [])
             .filter { $0.state == MemberInfo.State.alive && $0.layoutVersion < v && $0.nodeID != node.nodeID }.map(\.nodeID)
         guard lagging.isEmpty else {
@@ -340,7 +365,7 @@ public final class Rebalancer: Service, Sendable {
                     return
                 }
                 guard snapshot.alive.contains(source), source != node.nodeID else {
-                    if source != node.nodeID { unreachable.insert(source) }
+                    if source != node.nodeID, !removed.contains(source) { unreachable.insert(source) }
                     continue
                 }
                 do throws(AgadirError) {
@@ -362,6 +387,13 @@ public final class Rebalancer: Service, Sendable {
                 l.waitingFor = unreachable.sorted()
             }
         }
+    }
+
+    /// True for a source that is in no node list of the current version and not alive: it
+    /// was removed by force (`agadir admin node remove --force`) and is not waited for. A
+    /// source still in the layout, or alive, is waited for.
+    static func isRemoved(_ source: String, in cluster: ClusterLayout, alive: Set<String>) -> Bool {
+        cluster.current.node(source) == nil && !alive.contains(source)
     }
 
     /// Copies one partition from one source, manifests then chunks, resuming at the saved cursors.
@@ -425,26 +457,41 @@ public final class Rebalancer: Service, Sendable {
 
     // MARK: Retiring and dropping
 
-    /// The statuses of `nodes` (this node's own without a network hop); nil for a node
-    /// that did not answer.
+    /// The rebalance statuses of `nodes` (this node's own without a network hop); nil for a
+    /// node that did not answer.
     func statuses(of nodes: [String]) async -> [String: NodeRebalanceStatus] {
-        var out: [String: NodeRebalanceStatus] = [:]
+        await nodeStatuses(of: nodes, store: false).compactMapValues { try? $0.get().rebalance }
+    }
+
+    /// The NODE_STATUS answers of `nodes` (this node's own without a network hop, with its
+    /// store figures only when `store`): a failure names why (not alive, no answer).
+    func nodeStatuses(of nodes: [String], store: Bool) async -> [String: Result<NodeStatus, AgadirError>] {
+        var out: [String: Result<NodeStatus, AgadirError>] = [:]
         for id in nodes {
             if id == node.nodeID {
-                out[id] = status()
+                out[id] = .success(store ? await nodeStatus() : NodeStatus(node: id, rebalance: status()))
                 continue
             }
-            guard let links = node.links, node.snapshot().alive.contains(id) else { continue }
+            guard let links = node.links, node.snapshot().alive.contains(id) else {
+                out[id] = .failure(AgadirError(.unavailable, "not alive"))
+                continue
+            }
             do throws(AgadirError) {
                 let answer = try await links.call(id, .nodeStatus, maxResponseBytes: PeerLimits.maxStructuredBodyBytes)
                 let s = try AdminCommands.decode(NodeStatus.self, answer.body, "the status of \(id)")
-                out[id] = s.rebalance
+                out[id] = .success(s)
                 if let settings = s.rebalance?.settings { _ = try? adopt(settings) }
             } catch {
                 logger.debug("status not read", metadata: ["peer": "\(id)", "error": "\(error)"])
+                out[id] = .failure(error)
             }
         }
         return out
+    }
+
+    /// This node's NODE_STATUS answer: its rebalance and its store figures.
+    public func nodeStatus() async -> NodeStatus {
+        NodeStatus(node: node.nodeID, rebalance: status(), store: await node.storeStatus())
     }
 
     /// Retires the older live versions once every storage node of the current one says it
@@ -512,11 +559,25 @@ public final class Rebalancer: Service, Sendable {
     }
 }
 
-/// What NODE_STATUS answers (JSON): the node's rebalance and, later, repair and scrub.
+/// What NODE_STATUS answers (JSON): the node's rebalance, its store and, later, repair and
+/// scrub. Every section is optional, so the answers of older and newer nodes decode.
 public struct NodeStatus: Codable, Sendable {
     public var node: String
     public var rebalance: NodeRebalanceStatus?
     public var repair: RepairProgress?
     public var scrub: ScrubProgress?
     public var gc: GarbageProgress?
+    public var store: NodeStoreStatus?
+
+    public init(
+        node: String, rebalance: NodeRebalanceStatus? = nil, repair: RepairProgress? = nil, scrub: ScrubProgress? = nil,
+        gc: GarbageProgress? = nil, store: NodeStoreStatus? = nil
+    ) {
+        self.node = node
+        self.rebalance = rebalance
+        self.repair = repair
+        self.scrub = scrub
+        self.gc = gc
+        self.store = store
+    }
 }

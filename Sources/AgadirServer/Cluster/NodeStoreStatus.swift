@@ -1,0 +1,60 @@
+import AgadirCore
+import AgadirStore
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// MARK: A node's store, as NODE_STATUS reports it
+
+/// What a node's data directory holds and has room for (the `store` section of NODE_STATUS).
+/// The counts come from the store figures the node refreshes every 10 s.
+public struct NodeStoreStatus: Codable, Sendable, Hashable {
+    /// Bytes on disk: segment files plus the metadata database (`meta.sqlite` and its WAL).
+    public var usedBytes: UInt64
+    public var segmentBytes: UInt64
+    public var metadataBytes: UInt64
+    /// Free and total bytes of the file system holding the data directory (statvfs; nil if
+    /// it could not be read).
+    public var fsFreeBytes: UInt64?
+    public var fsTotalBytes: UInt64?
+    /// Hints parked on this node, in total and per target node.
+    public var hintsPending: Int
+    public var hintsByTarget: [String: Int]
+    public var chunks: Int
+    /// Live objects (tombstones not counted).
+    public var objects: Int
+}
+
+extension ClusterNode {
+    /// This node's store figures; the index counts are those of the last refresh (at most
+    /// `catalogSyncInterval` old), the file sizes and hints are read now.
+    func storeStatus() async -> NodeStoreStatus? {
+        var stats = statsCache.withLock { $0 }
+        if stats == nil {
+            stats = try? await store.stats()
+            if let stats { statsCache.withLock { $0 = stats } }
+        }
+        guard let stats else { return nil }
+        let dir = store.directory
+        var metadata: UInt64 = 0
+        for name in ["meta.sqlite", "meta.sqlite-wal", "meta.sqlite-shm"] {
+            let attributes = try? FileManager.default.attributesOfItem(atPath: (dir as NSString).appendingPathComponent(name))
+            metadata += (attributes?[.size] as? NSNumber)?.uint64Value ?? 0
+        }
+        var fsFree: UInt64? = nil
+        var fsTotal: UInt64? = nil
+        var fs = statvfs()
+        if statvfs(dir, &fs) == 0 {
+            fsFree = UInt64(fs.f_bavail) &* UInt64(fs.f_frsize)
+            fsTotal = UInt64(fs.f_blocks) &* UInt64(fs.f_frsize)
+        }
+        var hints: [String: Int] = [:]
+        for (target, count) in (try? await store.hintTargets()) ?? [] { hints[target] = count }
+        return NodeStoreStatus(
+            usedBytes: stats.segmentBytes + metadata, segmentBytes: stats.segmentBytes, metadataBytes: metadata,
+            fsFreeBytes: fsFree, fsTotalBytes: fsTotal, hintsPending: hints.values.reduce(0, +), hintsByTarget: hints,
+            chunks: stats.chunks, objects: stats.objects)
+    }
+}
