@@ -79,11 +79,15 @@ extension AdminCommands {
         }
     }
 
-    func rebalanceView(_ cluster: ClusterBinding, _ rebalancer: Rebalancer) async -> RebalanceView {
+    /// The rebalance of every node; `known` are statuses already read (by `cluster.status`),
+    /// the others are asked for.
+    func rebalanceView(
+        _ cluster: ClusterBinding, _ rebalancer: Rebalancer, known: [String: NodeRebalanceStatus]? = nil
+    ) async -> RebalanceView {
         let layout = cluster.node.layout
         let snapshot = cluster.node.snapshot()
         let members = Set(layout.current.nodes.map(\.id)).union(snapshot.endpoints.keys).union([cluster.node.nodeID]).sorted()
-        let statuses = await rebalancer.statuses(of: members)
+        let statuses = if let known { known } else { await rebalancer.statuses(of: members) }
         var view = RebalanceView(
             layoutVersion: layout.current.version, liveVersions: layout.live.map(\.version), nodes: [], partitionsTotal: 0,
             partitionsDone: 0, bytesMoved: 0, bytesLeftEstimate: nil, rateBytesPerSecond: 0, etaSeconds: nil,

@@ -108,6 +108,8 @@ public struct AdminCommands: Sendable {
         public var policies: [PolicyPlanView]
         public var changes: [String]
         public var layout: LayoutView?
+        /// What the operator must know about this change (`node.remove` by force).
+        public var warnings: [String]? = nil
     }
     public struct HistoryView: Codable, Sendable, Hashable {
         public var version: UInt64
@@ -189,13 +191,17 @@ public struct AdminCommands: Sendable {
             return try await repair(command, input: input, cluster: cluster)
         case "scrub.status", "scrub.start", "scrub.pause", "gc.status", "gc.start":
             return try await maintenance(command, cluster: cluster)
+        case "node.drain", "node.remove":
+            return try await self.node(command, input: input, cluster: cluster)
+        case "cluster.status":
+            return try Self.encode(try await clusterStatus(cluster))
         default:
             throw AgadirError(
                 .invalidArgument,
                 "admin command '\(command)' is unknown; this node knows layout.show, layout.assign, layout.remove, layout.site, "
                     + "layout.partitions, layout.revert, layout.plan, layout.apply, layout.history, policy.create, policy.list, "
-                    + "policy.show, audit.residency, audit.node, rebalance.status, rebalance.set, repair.start, repair.status, scrub.status, scrub.start, "
-                    + "scrub.pause, gc.status, gc.start")
+                    + "policy.show, audit.residency, audit.node, rebalance.status, rebalance.set, repair.start, repair.status, "
+                    + "scrub.status, scrub.start, scrub.pause, gc.status, gc.start, node.drain, node.remove, cluster.status")
         }
     }
 
