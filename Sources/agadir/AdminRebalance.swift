@@ -82,11 +82,14 @@ struct RebalanceStatus: AsyncParsableCommand {
             let moved = (s["moved"] as? [String: Any]) ?? [:]
             let bytes = int(moved["manifestBytes"]) + int(moved["chunkBytes"])
             let waiting = ((s["waitingFor"] as? [String]) ?? []).joined(separator: ",")
+            let skipped = ((s["skippedSources"] as? [String]) ?? []).joined(separator: ",")
+            var note = waiting.isEmpty ? ((s["lastError"] as? String) ?? "") : "waiting for \(waiting)"
+            if !skipped.isEmpty { note += (note.isEmpty ? "" : "; ") + "skipped removed \(skipped)" }
             rows.append([
                 id, "\(s["site"] ?? "")", "\(s["state"] ?? "")", "\(s["partitionsDone"] ?? 0)/\(s["partitionsTotal"] ?? 0)",
                 formatBytes(bytes), int(s["rateBytesPerSecond"]) == 0 ? "-" : formatRate(int(s["rateBytesPerSecond"])),
                 formatSeconds((s["etaSeconds"] as? NSNumber)?.uint64Value),
-                waiting.isEmpty ? ((s["lastError"] as? String) ?? "") : "waiting for \(waiting)",
+                note,
             ])
         }
         lines.append(table(["NODE", "SITE", "STATE", "PARTITIONS", "MOVED", "RATE", "ETA", "NOTE"], rows))

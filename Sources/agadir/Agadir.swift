@@ -14,7 +14,8 @@ struct Agadir: AsyncParsableCommand {
             `agadir admin members` lists the cluster's members as the node sees them.
             Exit codes: 0 ok, 1 node or internal error, 2 not found, 3 conflict (exists / not empty / stale layout version),
             4 invalid request, 5 node unreachable, 6 data integrity error, 7 local file error,
-            8 not enough replicas for the consistency level, 9 residency violation found (audit), 64 usage.
+            8 not enough replicas for the consistency level, 9 residency violation found (audit),
+            10 cluster degraded (`admin status`), 64 usage.
             """,
         subcommands: [
             MakeBucket.self, RemoveBucket.self, Put.self, Get.self, Head.self, Remove.self, List.self, Stat.self,
@@ -53,7 +54,7 @@ enum Exit {
     static func code(for error: AgadirError) -> Int32 {
         switch error.code {
         case .noSuchBucket, .noSuchKey, .noSuchChunk, .noSuchPolicy, .noSuchNode: 2
-        case .bucketAlreadyExists, .bucketNotEmpty, .policyAlreadyExists, .layoutVersionConflict: 3
+        case .bucketAlreadyExists, .bucketNotEmpty, .policyAlreadyExists, .layoutVersionConflict, .nodeNotDrained: 3
         case .notEnoughReplicas: 8
         case .policyUnsatisfiable: 4
         case .unavailable, .shuttingDown: 5
@@ -62,6 +63,8 @@ enum Exit {
         }
     }
     static let localFile: Int32 = 7
+    /// `agadir admin status`: the cluster answered but is degraded.
+    static let degraded: Int32 = 10
 }
 
 struct LocalFileError: Error {
@@ -466,7 +469,10 @@ struct Ping: AsyncParsableCommand {
 struct Admin: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Cluster administration.",
-        subcommands: [Members.self, Layout.self, PolicyCommand.self, Audit.self, Rebalance.self, Repair.self, Scrub.self, GarbageCollection.self])
+        subcommands: [
+            Members.self, ClusterStatusCommand.self, Layout.self, PolicyCommand.self, Node.self, Audit.self, Rebalance.self, Repair.self,
+            Scrub.self, GarbageCollection.self,
+        ])
 }
 
 struct Members: AsyncParsableCommand {
