@@ -53,6 +53,9 @@ public protocol ClusterContext: Sendable {
     func bucketRecord(_ name: String) async throws(AgadirError) -> BucketRecord?
     /// A new version from this node's hybrid logical clock.
     func nextVersion() -> ObjectVersion
+    /// Pulls a newer layout if a member announces one (a peer this node does not know yet
+    /// may be in it); returns once done or failed.
+    func refreshLayout() async
 }
 
 /// Counters of the coordinator's background work, for tests and status.

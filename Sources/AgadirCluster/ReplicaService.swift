@@ -148,12 +148,12 @@ public final class ReplicaService: PeerRequestHandler {
         case .residencyAudit:
             return (Fields(), try await audit())
         case .partitionManifests(let policy, let partition, let after, let limit):
-            let count = try allowPartitionRead(of: policy, partition: partition, by: peer)
+            let count = try await allowPartitionRead(of: policy, partition: partition, by: peer)
             let page = try await local.partitionManifests(
                 policy: policy, partition: partition, partitionCount: count, after: after, limit: limit)
             return (Fields(), ManifestPageCodec.encode(page))
         case .partitionChunks(let policy, let partition, let after, let limit):
-            let count = try allowPartitionRead(of: policy, partition: partition, by: peer)
+            let count = try await allowPartitionRead(of: policy, partition: partition, by: peer)
             let page = try await local.partitionChunks(
                 policy: policy, partition: partition, partitionCount: count, after: after, limit: limit)
             return (Fields(), ChunkPageCodec.encode(page))
@@ -163,7 +163,7 @@ public final class ReplicaService: PeerRequestHandler {
             try await rebalanceSettings(try await Self.collect(body, max: PeerLimits.maxSettingsBodyBytes))
             return (Fields(), [])
         case .partitionDigest(let policy, let partition, let before):
-            let count = try allowPartitionRead(of: policy, partition: partition, by: peer)
+            let count = try await allowPartitionRead(of: policy, partition: partition, by: peer)
             let summary = try await local.partitionDigest(
                 policy: policy, partition: partition, partitionCount: count, tombstonesBefore: before)
             return (Fields(), PartitionSummaryCodec.encode(summary))
@@ -178,8 +178,12 @@ public final class ReplicaService: PeerRequestHandler {
 
     /// Refuses to list a policy's partition to a peer outside the policy's sites; returns
     /// the partition count.
-    private func allowPartitionRead(of policyName: String, partition: Int, by peer: String) throws(AgadirError) -> Int {
-        let snapshot = context.snapshot()
+    private func allowPartitionRead(of policyName: String, partition: Int, by peer: String) async throws(AgadirError) -> Int {
+        var snapshot = context.snapshot()
+        if snapshot.site(of: peer).isEmpty {
+            await context.refreshLayout()
+            snapshot = context.snapshot()
+        }
         guard let policy = Coordinator.policyNamed(policyName, in: snapshot.layout) else {
             throw AgadirError(.noSuchPolicy, "policy '\(policyName)' is not in this node's layout (version \(snapshot.layout.current.version))")
         }
@@ -215,7 +219,12 @@ public final class ReplicaService: PeerRequestHandler {
 
     /// Refuses to send a bucket's bytes or names to a peer outside its policy's sites.
     private func allowRead(of bucket: String, by peer: String) async throws(AgadirError) {
-        let (policy, snapshot) = try await policy(of: bucket)
+        var (policy, snapshot) = try await policy(of: bucket)
+        if snapshot.site(of: peer).isEmpty {
+            // A node this layout does not know yet: it may be in a newer layout still spreading.
+            await context.refreshLayout()
+            (policy, snapshot) = try await self.policy(of: bucket)
+        }
         let peerSite = snapshot.site(of: peer)
         guard snapshot.layout.live.contains(where: { $0.isEligible(site: peerSite, for: policy) }) else {
             logger.error(

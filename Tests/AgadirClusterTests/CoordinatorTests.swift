@@ -162,6 +162,8 @@ final class TestCluster: ClusterContext {
 
     func site(of node: String) -> String { layout.current.node(node)?.site ?? "" }
 
+    func refreshLayout() async {}
+
     /// A coordinator on this cluster and the bucket `ma-data` on policy `ma`, created and resolved.
     func maBucket() async throws -> (Coordinator, ResolvedBucket) {
         let coordinator = Coordinator(context: self, logger: quiet)

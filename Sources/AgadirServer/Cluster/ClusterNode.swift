@@ -193,6 +193,8 @@ public final class ClusterNode: ClusterContext, Service, Sendable {
 
     public func nextVersion() -> ObjectVersion { versions() }
 
+    public func refreshLayout() async { await syncLayout() }
+
     // MARK: Layout changes (agadir admin layout ...)
 
     /// Adds a change to the staging area after checking it resolves on the current layout.
@@ -355,6 +357,24 @@ public final class ClusterNode: ClusterContext, Service, Sendable {
     func deliverHints() async {
         guard let targets = try? await store.hintTargets(), !targets.isEmpty else { return }
         let snap = snapshot()
+        // A target no live layout version names any more was removed from the cluster (by
+        // force, while down): its hints can never be delivered, and the data they carry is
+        // on the partitions' new replicas. Dropped once no member announces a newer layout.
+        let known = Set(snap.layout.live.flatMap { $0.nodes.map(\.id) })
+        let newest = gossip?.memberInfos().map(\.layoutVersion).max() ?? 0
+        if snap.layout.current.version >= 1, snap.layout.current.version >= newest {
+            for (target, count) in targets where !known.contains(target) {
+                guard let hints = try? await store.hints(for: target, limit: NodeStore.maxPageSize) else { continue }
+                do throws(AgadirError) {
+                    try await store.deleteHints(hints.map(\.id))
+                    logger.warning(
+                        "hints for a node removed from the layout dropped",
+                        metadata: ["target": "\(target)", "dropped": "\(hints.count)", "pending": "\(count)"])
+                } catch {
+                    logger.warning("hints of a removed node not dropped", metadata: ["target": "\(target)", "error": "\(error)"])
+                }
+            }
+        }
         for (target, _) in targets where target != nodeID && snap.alive.contains(target) {
             guard let hints = try? await store.hints(for: target, limit: settings.hintBatch) else { continue }
             var delivered: [Int64] = []

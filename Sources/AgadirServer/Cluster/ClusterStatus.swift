@@ -28,6 +28,13 @@ extension AdminCommands {
         public var objects: Int?
         /// The node's rebalance state (idle, copying, ...).
         public var rebalance: String?
+        /// Its anti-entropy: state and passes done.
+        public var repair: String?
+        /// Its scrub: state, chunks checked in the pass, corrupt found, quarantined now.
+        public var scrub: String?
+        public var quarantinedChunks: Int?
+        /// Its garbage collection: chunks reclaimed, bytes freed.
+        public var gc: String?
         /// Why the node's status is not known.
         public var error: String?
     }
@@ -77,7 +84,8 @@ extension AdminCommands {
         var ids = Set(layout.live.flatMap { $0.nodes.map(\.id) }).union([node.nodeID])
         for (id, info) in infos where info.state == MemberInfo.State.alive { ids.insert(id) }
         let alive = Set(ids.filter { state($0) == MemberInfo.State.alive })
-        let statuses = await rebalancer.nodeStatuses(of: ids.sorted(), store: true)
+        var statuses = await rebalancer.nodeStatuses(of: ids.sorted(), store: true)
+        statuses[node.nodeID] = .success(await cluster.localStatus())
 
         var nodes: [StatusNodeView] = []
         var reasons: [String] = []
@@ -108,6 +116,15 @@ extension AdminCommands {
                     view.error = "its status has no store section (an older version?)"
                 }
                 view.rebalance = s.rebalance?.state
+                if let r = s.repair { view.repair = "\(r.state), \(r.passes) pass(es), \(r.partitionsRepaired) partition(s) repaired" }
+                if let sc = s.scrub {
+                    view.scrub = "\(sc.state), \(sc.chunksChecked) checked, \(sc.corruptFound) corrupt, \(sc.repaired) repaired"
+                    view.quarantinedChunks = sc.quarantined
+                    if sc.quarantined > 0 {
+                        reasons.append("\(sc.quarantined) corrupt chunk(s) quarantined on \(id) with no good copy stored yet")
+                    }
+                }
+                if let g = s.gc { view.gc = "\(g.chunksReclaimed) chunk(s) reclaimed, \(g.bytesFreed) bytes freed" }
             case .failure(let error):
                 view.error = error.message
             case nil:

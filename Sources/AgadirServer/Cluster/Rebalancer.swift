@@ -379,7 +379,7 @@ public final class Rebalancer: Service, Sendable {
                 }
             }
             let now = live.withLock { $0.record.done }
-            if partitionDone(transfer, now) { update { $0.partitionsDone += 1 } }
+            if !partitionDone(transfer, done), partitionDone(transfer, now) { update { $0.partitionsDone += 1 } }
         }
         if !unreachable.isEmpty {
             update { l in
