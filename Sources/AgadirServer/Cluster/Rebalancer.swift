@@ -77,6 +77,8 @@ public final class Rebalancer: Service, Sendable {
         public var settle: Duration = .seconds(2)
         /// How often a node asks one peer for its settings (to learn a change it missed).
         public var settingsPull: Duration = .seconds(10)
+        /// Partitions copied at once.
+        public var parallelPartitions = 4
         /// A chunk with a reference newer than this is never dropped (a PUT may be using it).
         public var dropGrace: Duration = .seconds(10)
 
@@ -190,8 +192,8 @@ public final class Rebalancer: Service, Sendable {
             l.inter.setRate(settings.interSiteBytesPerSecond, now: now)
             return l.record
         }
-        guard let record else { return false }
-        try save(record)
+        guard record != nil else { return false }
+        try persist()
         logger.notice(
             "rebalance settings changed",
             metadata: [
@@ -212,12 +214,18 @@ public final class Rebalancer: Service, Sendable {
 
     /// Changes the persisted record and saves it.
     private func commit(_ body: (inout Record) -> Void) throws(AgadirError) {
-        let record = live.withLock { l in
-            body(&l.record)
-            return l.record
-        }
-        try save(record)
+        live.withLock { body(&$0.record) }
+        try persist()
     }
+
+    /// Saves the newest record; one save at a time (partitions are copied concurrently), so a
+    /// snapshot is never written over a newer one.
+    private func persist() throws(AgadirError) {
+        try saving.withLock { (_: inout Void) throws(AgadirError) in
+            try save(live.withLock { $0.record })
+        }
+    }
+    private let saving = Mutex(())
 
     private func nanos() -> UInt64 {
         let d = ContinuousClock.now - origin
@@ -356,30 +364,27 @@ public final class Rebalancer: Service, Sendable {
             l.waitingFor = []
         }
         let copier = PartitionCopier(local: node.local, partitionCount: cluster.current.partitionCount)
-        var unreachable: Set<String> = []
-        for transfer in plan.receive {
-            for source in transfer.sources {
-                guard !Task.isCancelled, node.layout.current.version == v else { return }
-                guard !settings.paused else {
-                    update { $0.state = "paused" }
-                    return
-                }
-                guard snapshot.alive.contains(source), source != node.nodeID else {
-                    if source != node.nodeID, !removed.contains(source) { unreachable.insert(source) }
-                    continue
-                }
-                do throws(AgadirError) {
-                    try await copy(transfer, from: source, copier: copier)
-                } catch {
-                    unreachable.insert(source)
-                    logger.warning(
-                        "rebalance: copy failed; retried next round",
-                        metadata: ["policy": "\(transfer.policy)", "partition": "\(transfer.partition)", "source": "\(source)", "error": "\(error)"])
-                    update { $0.lastError = "\(transfer.policy)/\(transfer.partition) from \(source): \(error.message)" }
+        // Partitions are copied a few at a time: one partition is a handful of round trips
+        // per source, so one at a time leaves the links idle between them.
+        let pending = plan.receive.filter { !partitionDone($0, done) }
+        let unreachable: Set<String> = await withTaskGroup(of: Set<String>.self) { group in
+            var next = 0
+            var all: Set<String> = []
+            func start() {
+                let transfer = pending[next]
+                next += 1
+                group.addTask {
+                    let missed = await self.receive(transfer, version: v, snapshot: snapshot, removed: removed, copier: copier)
+                    if partitionDone(transfer, self.live.withLock { $0.record.done }) { self.update { $0.partitionsDone += 1 } }
+                    return missed
                 }
             }
-            let now = live.withLock { $0.record.done }
-            if !partitionDone(transfer, done), partitionDone(transfer, now) { update { $0.partitionsDone += 1 } }
+            while next < pending.count, next < timing.parallelPartitions { start() }
+            while let missed = await group.next() {
+                all.formUnion(missed)
+                if next < pending.count { start() }
+            }
+            return all
         }
         if !unreachable.isEmpty {
             update { l in
@@ -387,6 +392,34 @@ public final class Rebalancer: Service, Sendable {
                 l.waitingFor = unreachable.sorted()
             }
         }
+    }
+
+    /// Copies one partition from each of its sources; returns the sources it could not reach.
+    private func receive(
+        _ transfer: PartitionTransfer, version v: UInt64, snapshot: ClusterSnapshot, removed: Set<String>, copier: PartitionCopier
+    ) async -> Set<String> {
+        var unreachable: Set<String> = []
+        for source in transfer.sources {
+            guard !Task.isCancelled, node.layout.current.version == v else { break }
+            guard !settings.paused else {
+                update { $0.state = "paused" }
+                break
+            }
+            guard snapshot.alive.contains(source), source != node.nodeID else {
+                if source != node.nodeID, !removed.contains(source) { unreachable.insert(source) }
+                continue
+            }
+            do throws(AgadirError) {
+                try await copy(transfer, from: source, copier: copier)
+            } catch {
+                unreachable.insert(source)
+                logger.warning(
+                    "rebalance: copy failed; retried next round",
+                    metadata: ["policy": "\(transfer.policy)", "partition": "\(transfer.partition)", "source": "\(source)", "error": "\(error)"])
+                update { $0.lastError = "\(transfer.policy)/\(transfer.partition) from \(source): \(error.message)" }
+            }
+        }
+        return unreachable
     }
 
     /// True for a source that is in no node list of the current version and not alive: it
