@@ -13,6 +13,15 @@ struct CLI {
         var stderr: String
     }
 
+    /// `run` on a thread of its own: an async test must not hold one of the few threads of
+    /// the cooperative pool while the CLI runs (a `repair --wait` takes seconds; on 2 cores
+    /// that starved the other tests into timeouts).
+    func runDetached(_ args: [String], stdin: Data? = nil) async throws -> Result {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Swift.Result { try self.run(args, stdin: stdin) }) }.start()
+        }
+    }
+
     func run(_ args: [String], stdin: Data? = nil) throws -> Result {
         let p = Process()
         p.executableURL = NodeProcess.binDir.appendingPathComponent("agadir")

@@ -321,8 +321,8 @@ struct LayoutLifecycleTests {
             try await lab.up(waitForConvergence: true, timeout: .seconds(90))
             let endpoint = try #require(try lab.status().first?.clientEndpoint)
             let cli = CLI(endpoint: endpoint)
-            func ok(_ args: [String]) throws -> String {
-                let r = try cli.run(args)
+            func ok(_ args: [String]) async throws -> String {
+                let r = try await cli.runDetached(args)
                 #expect(r.status == 0, "agadir \(args.joined(separator: " ")): \(r.stderr)")
                 return r.stdout
             }
@@ -337,20 +337,20 @@ struct LayoutLifecycleTests {
                     }
                 }
             }
-            #expect(try ok(["admin", "layout", "show"]).contains("layout version 0"))
+            #expect(try await ok(["admin", "layout", "show"]).contains("layout version 0"))
             for node in try lab.status() where node.name != "settat-2" {
-                _ = try ok(["admin", "layout", "assign", node.name, "--site", node.site, "--capacity", "2TB", "--site-label", "country=MA"])
+                _ = try await ok(["admin", "layout", "assign", node.name, "--site", node.site, "--capacity", "2TB", "--site-label", "country=MA"])
             }
-            _ = try ok(["admin", "layout", "partitions", "64"])
-            _ = try ok(["admin", "policy", "create", "ma", "--rf", "3", "--sites", "country=MA", "--min-sites", "2"])
-            #expect(try ok(["admin", "layout", "plan"]).contains("layout version 0 -> 1"))
-            let stale = try cli.run(["admin", "layout", "apply", "--version", "2"])
+            _ = try await ok(["admin", "layout", "partitions", "64"])
+            _ = try await ok(["admin", "policy", "create", "ma", "--rf", "3", "--sites", "country=MA", "--min-sites", "2"])
+            #expect(try await ok(["admin", "layout", "plan"]).contains("layout version 0 -> 1"))
+            let stale = try await cli.runDetached(["admin", "layout", "apply", "--version", "2"])
             #expect(stale.status == 3, "stale version: \(stale.stderr)")
             #expect(stale.stderr.contains("LAYOUT_VERSION_CONFLICT") && stale.stderr.contains("--version 1"))
-            _ = try ok(["admin", "layout", "apply", "--version", "1"])
+            _ = try await ok(["admin", "layout", "apply", "--version", "1"])
             try await waitForVersion(1)
 
-            _ = try ok(["mb", "moroccan", "--policy", "ma"])
+            _ = try await ok(["mb", "moroccan", "--policy", "ma"])
             let client = try lab.client(for: "benguerir-1")
             var objects: [(String, [UInt8])] = []
             for i in 0..<24 {
@@ -360,17 +360,17 @@ struct LayoutLifecycleTests {
             }
 
             // Grow by one node: partitions move; until a rebalance retires version 1, both stay live.
-            _ = try ok(["admin", "layout", "assign", "settat-2", "--site", "settat", "--capacity", "2TB"])
-            let plan = try cli.run(["admin", "layout", "plan", "--json"])
+            _ = try await ok(["admin", "layout", "assign", "settat-2", "--site", "settat", "--capacity", "2TB"])
+            let plan = try await cli.runDetached(["admin", "layout", "plan", "--json"])
             let planJSON = try #require(try JSONSerialization.jsonObject(with: Data(plan.stdout.utf8)) as? [String: Any])
             #expect((planJSON["totalPartitionsMoved"] as? Int ?? 0) > 0, "\(plan.stdout)")
             #expect(!((planJSON["links"] as? [Any]) ?? []).isEmpty, "bytes per site link are estimated")
             // Paused, the rebalance keeps both versions live (the pause survives a restart below).
-            #expect(try ok(["admin", "rebalance", "pause"]).contains("PAUSED"))
-            _ = try ok(["admin", "layout", "apply", "--version", "2"])
+            #expect(try await ok(["admin", "rebalance", "pause"]).contains("PAUSED"))
+            _ = try await ok(["admin", "layout", "apply", "--version", "2"])
             try await waitForVersion(2)
             let shown = try #require(
-                try JSONSerialization.jsonObject(with: Data(try ok(["admin", "layout", "show", "--json"]).utf8)) as? [String: Any])
+                try JSONSerialization.jsonObject(with: Data(try await ok(["admin", "layout", "show", "--json"]).utf8)) as? [String: Any])
             #expect((shown["liveVersions"] as? [Int]) == [1, 2], "\(shown["liveVersions"] ?? "")")
             for name in ["settat-2", "casablanca-1"] {
                 let reader = try lab.client(for: name)
@@ -387,43 +387,43 @@ struct LayoutLifecycleTests {
             await client.close()
 
             // A plan that leaves too few Moroccan nodes is refused, naming the policy.
-            for n in ["benguerir-1", "benguerir-2", "casablanca-1", "casablanca-2"] { _ = try ok(["admin", "layout", "remove", n]) }
-            let refused = try cli.run(["admin", "layout", "plan"])
+            for n in ["benguerir-1", "benguerir-2", "casablanca-1", "casablanca-2"] { _ = try await ok(["admin", "layout", "remove", n]) }
+            let refused = try await cli.runDetached(["admin", "layout", "plan"])
             #expect(refused.status == 4 && refused.stderr.contains("POLICY_UNSATISFIABLE") && refused.stderr.contains("'ma'"), "\(refused.stderr)")
-            _ = try ok(["admin", "layout", "revert"])
-            #expect(try ok(["admin", "layout", "show"]).contains("no staged changes"))
-            let history = try ok(["admin", "layout", "history"])
+            _ = try await ok(["admin", "layout", "revert"])
+            #expect(try await ok(["admin", "layout", "show"]).contains("no staged changes"))
+            let history = try await ok(["admin", "layout", "history"])
             #expect(history.contains("policy ma"), "\(history)")
 
             // A bucket deleted and made again at once, on another policy.
-            _ = try ok(["mb", "short-lived", "--policy", "ma"])
-            _ = try ok(["rb", "short-lived"])
-            _ = try ok(["mb", "short-lived", "--policy", "default"])
-            #expect(try ok(["ls"]).contains("short-lived  (policy default)"))
+            _ = try await ok(["mb", "short-lived", "--policy", "ma"])
+            _ = try await ok(["rb", "short-lived"])
+            _ = try await ok(["mb", "short-lived", "--policy", "default"])
+            #expect(try await ok(["ls"]).contains("short-lived  (policy default)"))
 
             // Persisted: a restarted node comes back with version 2 and both live versions.
             try await lab.restart("benguerir-1")
             #expect(try await lab.layoutVersion(of: "benguerir-1") == 2)
             let again = try #require(
-                try JSONSerialization.jsonObject(with: Data(try ok(["admin", "layout", "show", "--json"]).utf8)) as? [String: Any])
+                try JSONSerialization.jsonObject(with: Data(try await ok(["admin", "layout", "show", "--json"]).utf8)) as? [String: Any])
             #expect((again["version"] as? Int) == 2 && (again["liveVersions"] as? [Int]) == [1, 2])
 
             // Resumed, the rebalance moves the partitions and retires version 1.
-            #expect(try ok(["admin", "rebalance", "resume"]).contains("running"))
+            #expect(try await ok(["admin", "rebalance", "resume"]).contains("running"))
             let clock = ContinuousClock()
             let deadline = clock.now + .seconds(90)
             var complete = false
             while !complete, clock.now < deadline {
                 let status = try #require(
-                    try JSONSerialization.jsonObject(with: Data(try ok(["admin", "rebalance", "status", "--json"]).utf8)) as? [String: Any])
+                    try JSONSerialization.jsonObject(with: Data(try await ok(["admin", "rebalance", "status", "--json"]).utf8)) as? [String: Any])
                 complete = (status["complete"] as? Bool) == true
                 if !complete { try await Task.sleep(for: .milliseconds(500)) }
             }
             #expect(complete, "the rebalance did not complete")
-            let watched = try ok(["admin", "rebalance", "status", "--watch", "--interval", "0.5"])
+            let watched = try await ok(["admin", "rebalance", "status", "--watch", "--interval", "0.5"])
             #expect(watched.contains("rebalance complete") && watched.contains("settat-2"), "\(watched)")
             let after = try #require(
-                try JSONSerialization.jsonObject(with: Data(try ok(["admin", "layout", "show", "--json"]).utf8)) as? [String: Any])
+                try JSONSerialization.jsonObject(with: Data(try await ok(["admin", "layout", "show", "--json"]).utf8)) as? [String: Any])
             #expect((after["liveVersions"] as? [Int]) == [2])
             let reader = try lab.client(for: "settat-2")
             for (key, data) in objects { #expect(try await reader.get(bucket: "moroccan", key: key).1 == data, "\(key) after the rebalance") }

@@ -94,12 +94,7 @@ private struct DrainLab {
 
     /// Runs the CLI off the cooperative pool (it blocks until the process exits).
     func agadir(_ args: [String]) async throws -> CLI.Result {
-        let cli = self.cli
-        return try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                continuation.resume(with: Result { try cli.run(args) })
-            }
-        }
+        try await cli.runDetached(args)
     }
 
     /// Polls `agadir admin rebalance status --json` until it says complete; returns the last view.

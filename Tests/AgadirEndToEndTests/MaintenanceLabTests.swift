@@ -85,14 +85,14 @@ struct MaintenanceLabTests {
 
             let endpoint = try #require(try lab.status().first { $0.name == "benguerir-1" }?.clientEndpoint)
             let cli = CLI(endpoint: endpoint)
-            let started = try cli.run(["admin", "scrub", "start"])
+            let started = try await cli.runDetached(["admin", "scrub", "start"])
             #expect(started.status == 0, "\(started.stderr)")
             let clock = ContinuousClock()
             let deadline = clock.now + .seconds(60)
             var repaired = false
             var last = ""
             while !repaired, clock.now < deadline {
-                let status = try cli.run(["admin", "scrub", "status", "--json"])
+                let status = try await cli.runDetached(["admin", "scrub", "status", "--json"])
                 last = status.stdout
                 let nodes = (try? JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [[String: Any]]) ?? []
                 let mine = nodes.first { ($0["node"] as? String) == victim }?["scrub"] as? [String: Any]
@@ -101,7 +101,7 @@ struct MaintenanceLabTests {
                 if !repaired { try await Task.sleep(for: .milliseconds(300)) }
             }
             #expect(repaired, "\(last)")
-            let table = try cli.run(["admin", "scrub", "status"])
+            let table = try await cli.runDetached(["admin", "scrub", "status"])
             #expect(table.status == 0 && table.stdout.contains(victim), "\(table.stdout)\(table.stderr)")
             // The victim's own copy is sound again: read its store directly.
             try await lab.stop(victim)
@@ -196,7 +196,7 @@ struct MaintenanceLabTests {
                 }
                 await reader.close()
             }
-            let gc = try CLI(endpoint: try #require(try lab.status().first?.clientEndpoint)).run(["admin", "gc", "status"])
+            let gc = try await CLI(endpoint: try #require(try lab.status().first?.clientEndpoint)).runDetached(["admin", "gc", "status"])
             #expect(gc.status == 0 && gc.stdout.contains("CHUNKS RECLAIMED"), "\(gc.stdout)\(gc.stderr)")
             await client.close()
         } catch {

@@ -72,16 +72,16 @@ struct RepairLabTests {
             try await Task.sleep(for: .seconds(4))
             let endpoint = try #require(try lab.status().first { $0.name == "benguerir-1" }?.clientEndpoint)
             let cli = CLI(endpoint: endpoint)
-            let first = try cli.run(["admin", "repair", "--wait", "--timeout", "120"])
+            let first = try await cli.runDetached(["admin", "repair", "--wait", "--timeout", "120"])
             #expect(first.status == 0, "\(first.stdout)\n\(first.stderr)")
             #expect(first.stdout.contains("settat-1"), "\(first.stdout)")
             // A second pass finds every replica in agreement and purges the old markers.
-            let second = try cli.run(["admin", "repair", "--wait", "--timeout", "120", "--json"])
+            let second = try await cli.runDetached(["admin", "repair", "--wait", "--timeout", "120", "--json"])
             #expect(second.status == 0, "\(second.stderr)")
             let status = try #require(try JSONSerialization.jsonObject(with: Data(second.stdout.utf8)) as? [[String: Any]])
             let purged = status.reduce(0) { $0 + ((($1["repair"] as? [String: Any])?["tombstonesPurged"] as? Int) ?? 0) }
             #expect(purged > 0, "\(second.stdout)")
-            let statusText = try cli.run(["admin", "repair", "status"])
+            let statusText = try await cli.runDetached(["admin", "repair", "status"])
             #expect(statusText.status == 0 && statusText.stdout.contains("PURGED"))
 
             // Reads through the refilled node see every live object and none of the deleted.
