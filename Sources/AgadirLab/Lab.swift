@@ -278,7 +278,10 @@ public struct Lab: Sendable {
                 return
             }
             guard ProcessControl.state(of: pid, marker: node.dataDir) != .gone else {
-                throw AgadirError(.unavailable, "node \(node.name) exited while starting; the end of \(node.logFile):\n\(Self.tail(node.logFile, lines: 15))")
+                let how = ProcessControl.ending(of: pid).map { " (\($0))" } ?? ""
+                throw AgadirError(
+                    .unavailable,
+                    "node \(node.name) exited while starting\(how); the end of \(node.logFile):\n\(Self.tail(node.logFile, lines: 15))")
             }
             try? await Task.sleep(for: .milliseconds(20))
         }

@@ -79,13 +79,32 @@ public enum ProcessControl {
     public static func state(of pid: pid_t, marker: String) -> LiveState {
         guard pid > 0 else { return .gone }
         var status: Int32 = 0
-        _ = waitpid(pid, &status, WNOHANG)  // ECHILD when it is not our child: fine
+        // ECHILD when it is not our child: fine. A child reaped here leaves its end behind.
+        if waitpid(pid, &status, WNOHANG) == pid { endings.withLock { $0[pid] = Self.describe(status) } }
         guard let stat = readAll("/proc/\(pid)/stat"), let state = processState(stat) else { return .gone }
         if state == "Z" || state == "X" || state == "x" { return .gone }
         guard let cmdline = readAll("/proc/\(pid)/cmdline") else { return .gone }
         let arguments = cmdline.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
         guard arguments.contains(marker) else { return .gone }
         return state == "T" || state == "t" ? .paused : .running
+    }
+
+    /// How children of this process that were reaped ended ("exit status 1", "killed by
+    /// signal 9"), for error messages; at most the last 256.
+    private static let endings = Locked<[pid_t: String]>([:])
+
+    /// How the child `pid` ended, when this process reaped it.
+    public static func ending(of pid: pid_t) -> String? {
+        endings.withLock { e in
+            if e.count > 256 { e.removeAll() }
+            return e[pid]
+        }
+    }
+
+    static func describe(_ status: Int32) -> String {
+        let signal = status & 0x7f
+        if signal == 0 { return "exit status \((status >> 8) & 0xff)" }
+        return "killed by signal \(signal)" + (status & 0x80 != 0 ? " (core dumped)" : "")
     }
 
     /// Sends `signal` to `pid` if it is still the process `marker` names; false otherwise.
