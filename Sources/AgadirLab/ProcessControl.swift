@@ -60,8 +60,16 @@ public enum ProcessControl {
         guard rc == 0 else {
             throw AgadirError(.ioError, "cannot start \(executable): \(String(cString: strerror(rc))) (errno \(rc))")
         }
+        if newSession { sessionChildren.withLock { _ = $0.insert(pid) } }
         return pid
     }
+
+    /// Children this process started with `newSession` (lab nodes) and has not reaped yet:
+    /// the only ones `state(of:marker:)` reaps. A pid read from a lab's state file may since
+    /// belong to another child of this process (pids wrap at `pid_max`, 32768 here), for
+    /// example a `NodeProcess` of a test; reaping that one would let its pid be reused while
+    /// its owner still means to signal it.
+    private static let sessionChildren = Locked<Set<pid_t>>([])
 
     /// `posix_spawn_file_actions_addclosefrom_np` (glibc >= 2.34), looked up at run time:
     /// without it a daemon would inherit any descriptor its parent opened without
@@ -75,12 +83,15 @@ public enum ProcessControl {
 
     /// The live state of `pid`, provided its command line has an argument equal to `marker`
     /// (else `.gone`: the pid now belongs to another program). Reaps `pid` first when it is
-    /// an exited child of this process.
+    /// an exited lab node this process started.
     public static func state(of pid: pid_t, marker: String) -> LiveState {
         guard pid > 0 else { return .gone }
         var status: Int32 = 0
-        // ECHILD when it is not our child: fine. A child reaped here leaves its end behind.
-        if waitpid(pid, &status, WNOHANG) == pid { endings.withLock { $0[pid] = Self.describe(status) } }
+        // Only a lab node this process started is reaped here; its end is kept for messages.
+        if sessionChildren.withLock({ $0.contains(pid) }), waitpid(pid, &status, WNOHANG) == pid {
+            sessionChildren.withLock { _ = $0.remove(pid) }
+            endings.withLock { $0[pid] = Self.describe(status) }
+        }
         guard let stat = readAll("/proc/\(pid)/stat"), let state = processState(stat) else { return .gone }
         if state == "Z" || state == "X" || state == "x" { return .gone }
         guard let cmdline = readAll("/proc/\(pid)/cmdline") else { return .gone }
