@@ -56,7 +56,7 @@ struct AgadirClientTests {
         let port = try closedPort()
         let client = try AgadirClient(endpoint: "127.0.0.1:\(port)")
         // The timeout only turns a hang into a failure; no wall-clock figure is asserted.
-        let error = await agadirError { _ = try await withTimeout(10) { try await client.ping() } }
+        let error = await agadirError { _ = try await withTimeout(60) { try await client.ping() } }
         #expect(error?.code == .unavailable, "\(String(describing: error))")
         await client.close()
     }
@@ -75,7 +75,7 @@ struct AgadirClientTests {
             conn.awaitPeerClose()
         }
         let client = try oneConnectionClient(server)
-        let ping = try await withTimeout(10) { try await client.ping() }
+        let ping = try await withTimeout(60) { try await client.ping() }
         #expect(ping == PingResult(nodeID: "fake-node", serverVersion: "fake/9.9", timeMillis: 1_234_567))
         await client.close()
         #expect(await server.stop() == [])
@@ -105,8 +105,8 @@ struct AgadirClientTests {
             conn.awaitPeerClose()
         }
         let client = try oneConnectionClient(server)
-        async let pinged = withTimeout(10) { try await client.ping() }
-        async let got = withTimeout(10) { try await client.get(bucket: "photos", key: "a.bin") }
+        async let pinged = withTimeout(60) { try await client.ping() }
+        async let got = withTimeout(60) { try await client.get(bucket: "photos", key: "a.bin") }
         let (info, bytes) = try await got
         #expect(try await pinged.nodeID == "fake-node")
         #expect(bytes == body)
@@ -131,7 +131,7 @@ struct AgadirClientTests {
             conn.awaitPeerClose()
         }
         let client = try oneConnectionClient(server)
-        let error = await agadirError { _ = try await withTimeout(10) { try await client.get(bucket: "photos", key: "a.bin") } }
+        let error = await agadirError { _ = try await withTimeout(60) { try await client.get(bucket: "photos", key: "a.bin") } }
         #expect(error?.code == .corruptChunk, "\(String(describing: error))")
         #expect(error?.message.contains("chunk 00ff is corrupt") == true)
         await client.close()
@@ -151,10 +151,10 @@ struct AgadirClientTests {
             conn.awaitPeerClose()
         }
         let client = try oneConnectionClient(server)
-        let error = await agadirError { _ = try await withTimeout(10) { try await client.head(bucket: "photos", key: "x") } }
+        let error = await agadirError { _ = try await withTimeout(60) { try await client.head(bucket: "photos", key: "x") } }
         #expect(error?.code == .noSuchKey)
         #expect(error?.message == "object 'photos/x' does not exist")
-        #expect(try await withTimeout(10) { try await client.ping() }.nodeID == "still-here")
+        #expect(try await withTimeout(60) { try await client.ping() }.nodeID == "still-here")
         await client.close()
         #expect(await server.stop() == [])
     }
@@ -168,7 +168,7 @@ struct AgadirClientTests {
                 fields: messageFields("bad magic: this is not an Agadir protocol stream"))
         }
         let client = try oneConnectionClient(server)
-        let error = await agadirError { _ = try await withTimeout(10) { try await client.ping() } }
+        let error = await agadirError { _ = try await withTimeout(60) { try await client.ping() } }
         #expect(error?.code == .malformedFrame, "\(String(describing: error))")
         #expect(error?.message.contains("bad magic") == true)
         await client.close()
@@ -185,7 +185,7 @@ struct AgadirClientTests {
             try conn.send(.data, id: g, end: false, payload: Array(body[2..<10_000]))
         }
         let client = try oneConnectionClient(server)
-        let error = await agadirError { _ = try await withTimeout(10) { try await client.get(bucket: "photos", key: "a.bin") } }
+        let error = await agadirError { _ = try await withTimeout(60) { try await client.get(bucket: "photos", key: "a.bin") } }
         #expect(error?.code == .unavailable, "\(String(describing: error))")
         await client.close()
         #expect(await server.stop() == [])
@@ -213,7 +213,7 @@ struct AgadirClientTests {
             conn.awaitPeerClose()
         }
         let client = try oneConnectionClient(server)
-        let members = try await withTimeout(10) { try await client.members() }
+        let members = try await withTimeout(60) { try await client.members() }
         #expect(members == expected)
         await client.close()
         #expect(await server.stop() == [])
@@ -227,7 +227,7 @@ struct AgadirClientTests {
             conn.awaitPeerClose()
         }
         let client = try oneConnectionClient(server)
-        let error = await agadirError { _ = try await withTimeout(10) { try await client.members() } }
+        let error = await agadirError { _ = try await withTimeout(60) { try await client.members() } }
         #expect(error?.code == .malformedFrame, "\(String(describing: error))")
         await client.close()
         #expect(await server.stop() == [])
@@ -237,7 +237,7 @@ struct AgadirClientTests {
     func serverClosesBeforeAnswer_failsWithUnavailable() async throws {
         let server = try FakeServer { conn in _ = try conn.readFrame() }
         let client = try oneConnectionClient(server)
-        let error = await agadirError { _ = try await withTimeout(10) { try await client.stat() } }
+        let error = await agadirError { _ = try await withTimeout(60) { try await client.stat() } }
         #expect(error?.code == .unavailable, "\(String(describing: error))")
         await client.close()
         #expect(await server.stop() == [])

@@ -98,7 +98,7 @@ final class FakeServer: Sendable {
     private let errors = Locked<[String]>([])
 
     init(
-        acceptTimeout: Double = 10, readTimeout: Int = 5,
+        acceptTimeout: Double = 60, readTimeout: Int = 30,
         script: @escaping @Sendable (FakeConnection) throws -> Void
     ) throws {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -146,7 +146,7 @@ final class FakeServer: Sendable {
         stopRequested.withLock { $0 = true }
         let finished = self.finished
         let outcome = await withCheckedContinuation { (c: CheckedContinuation<DispatchTimeoutResult, Never>) in
-            Thread { c.resume(returning: finished.wait(timeout: .now() + 10)) }.start()
+            Thread { c.resume(returning: finished.wait(timeout: .now() + 60)) }.start()
         }
         if outcome == .timedOut {
             errors.withLock { $0.append("the fake server did not finish within 10 s") }

@@ -38,7 +38,7 @@ import Testing
             conn.awaitPeerClose()
         }
         let client = try Self.client(gateway.endpoint)
-        let got = try await withTimeout(10) { try await client.head(bucket: "ma-data", key: "k", consistency: .one) }
+        let got = try await withTimeout(60) { try await client.head(bucket: "ma-data", key: "k", consistency: .one) }
         #expect(got.key == "k")
         await client.close()
         #expect(await gateway.stop() == [])
@@ -67,7 +67,7 @@ import Testing
             conn.awaitPeerClose()
         }
         let client = try Self.client(gateway.endpoint)
-        let result = try await withTimeout(10) { try await client.put(bucket: "ma-data", key: "k", data: Array("hello".utf8)) }
+        let result = try await withTimeout(60) { try await client.put(bucket: "ma-data", key: "k", data: Array("hello".utf8)) }
         #expect(result.size == 5)
         await client.close()
         #expect(await gateway.stop() == [])

@@ -296,7 +296,7 @@ final class TestCluster: ClusterContext {
         _ = try await cluster.replicas[replicas[0]]!.local.putManifest(manifest(new))
         _ = try await cluster.replicas[replicas[1]]!.local.putManifest(manifest(old))
         #expect(try await coordinator.liveManifest(key: key, level: .all, bucket: bucket).version == new)
-        try await withTimeout(10) {
+        try await withTimeout(60) {
             while true {
                 var versions: [ObjectVersion?] = []
                 for r in replicas { versions.append(try await cluster.replicas[r]!.local.getManifest(bucket: "ma-data", key: key)?.version) }
@@ -451,7 +451,7 @@ final class TestCluster: ClusterContext {
         // One of the first two is slow: the read completes through the third while it still waits.
         let order = cluster.snapshot().byProximity(replicas)
         cluster.replicas[order[0]]!.stalled.withLock { $0 = true }
-        let read = try await withTimeout(10) { try await coordinator.liveManifest(key: key, level: .quorum, bucket: bucket) }
+        let read = try await withTimeout(60) { try await coordinator.liveManifest(key: key, level: .quorum, bucket: bucket) }
         #expect(read.version == m.version)
         #expect(cluster.replicas[order[0]]!.stalled.withLock { $0 })
         cluster.replicas[order[0]]!.stalled.withLock { $0 = false }

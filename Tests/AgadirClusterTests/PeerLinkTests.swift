@@ -74,7 +74,7 @@ final class PeerEndpointNode: Sendable {
             configuration: .init(services: [.init(service: server)], gracefulShutdownSignals: [], logger: quiet))
         self.serviceGroup = serviceGroup
         running = Task { try await serviceGroup.run() }
-        let address = try await withTimeout(10) { await server.localAddress() }
+        let address = try await withTimeout(60) { await server.localAddress() }
         endpoint = "127.0.0.1:\(address?.port ?? 0)"
     }
 

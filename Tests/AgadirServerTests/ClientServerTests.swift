@@ -47,7 +47,7 @@ final class InProcessNode: Sendable {
         self.serviceGroup = serviceGroup
         running = Task { try await serviceGroup.run() }
         let server = runtime.clientServer
-        let address = try? await withTimeout(10) { await server.localAddress() }
+        let address = try? await withTimeout(60) { await server.localAddress() }
         port = address?.port ?? 0
         if port == 0 {
             await stop()
@@ -141,7 +141,7 @@ struct ClientServerTests {
     func badMagic_closesOnlyThatConnection() async throws {
         let node = try await InProcessNode()
         let client = try AgadirClient(endpoint: node.endpoint)
-        #expect(try await withTimeout(10) { try await client.ping() }.nodeID == "in-process")
+        #expect(try await withTimeout(60) { try await client.ping() }.nodeID == "in-process")
 
         let raw = try RawConnection(port: node.port)
         defer { raw.closeSocket() }
@@ -157,7 +157,7 @@ struct ClientServerTests {
         #expect(answer.error?.message.contains("magic") == true)
         #expect(closed, "the node must close the connection after a connection-level error")
 
-        #expect(try await withTimeout(10) { try await client.ping() }.nodeID == "in-process")
+        #expect(try await withTimeout(60) { try await client.ping() }.nodeID == "in-process")
         await client.close()
         await node.stop()
     }
@@ -166,7 +166,7 @@ struct ClientServerTests {
     func dataForUnknownRequest_closesOnlyThatConnection() async throws {
         let node = try await InProcessNode()
         let client = try AgadirClient(endpoint: node.endpoint)
-        try await withTimeout(10) { try await client.createBucket("kept") }
+        try await withTimeout(60) { try await client.createBucket("kept") }
 
         let raw = try RawConnection(port: node.port)
         defer { raw.closeSocket() }
@@ -177,8 +177,8 @@ struct ClientServerTests {
         #expect(closed)
 
         let body = randomBytes(200_000, seed: 11)
-        try await withTimeout(10) { _ = try await client.put(bucket: "kept", key: "after", data: body) }
-        let (_, got) = try await withTimeout(10) { try await client.get(bucket: "kept", key: "after") }
+        try await withTimeout(60) { _ = try await client.put(bucket: "kept", key: "after", data: body) }
+        let (_, got) = try await withTimeout(60) { try await client.get(bucket: "kept", key: "after") }
         #expect(got == body)
         await client.close()
         await node.stop()
@@ -188,7 +188,7 @@ struct ClientServerTests {
     func duplicateInFlightRequestID_closesConnection() async throws {
         let node = try await InProcessNode()
         let client = try AgadirClient(endpoint: node.endpoint)
-        try await withTimeout(10) { try await client.createBucket("dup-ids") }
+        try await withTimeout(60) { try await client.createBucket("dup-ids") }
 
         let raw = try RawConnection(port: node.port)
         defer { raw.closeSocket() }
@@ -203,7 +203,7 @@ struct ClientServerTests {
         #expect(fatal.error?.message.contains("5") == true)
         #expect(closed)
         // The half-sent PUT stored nothing.
-        let missing = await agadirError { _ = try await withTimeout(10) { try await client.head(bucket: "dup-ids", key: "k") } }
+        let missing = await agadirError { _ = try await withTimeout(60) { try await client.head(bucket: "dup-ids", key: "k") } }
         #expect(missing?.code == .noSuchKey)
         await client.close()
         await node.stop()
@@ -217,7 +217,7 @@ struct ClientServerTests {
         let dataDir = node.dir
         defer { dataDir.cleanup() }
         let client = try AgadirClient(endpoint: node.endpoint)
-        try await withTimeout(10) { try await client.createBucket("shutdown") }
+        try await withTimeout(60) { try await client.createBucket("shutdown") }
 
         let body = randomBytes(12 << 20, seed: 12)
         let piece = 256 * 1024

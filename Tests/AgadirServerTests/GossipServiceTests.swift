@@ -53,7 +53,7 @@ final class GossipNode: Sendable {
     func stop() async {
         await serviceGroup.triggerGracefulShutdown()
         let running = self.running
-        _ = try? await withTimeout(10) { try await running.value }
+        _ = try? await withTimeout(60) { try await running.value }
     }
 
     /// nodeID -> state, as this node sees the cluster.
@@ -100,7 +100,7 @@ func sendStream(_ bytes: [UInt8], to peer: String, group: MultiThreadedEventLoop
     var buffer = channel.allocator.buffer(capacity: bytes.count)
     buffer.writeBytes(bytes)
     try? await channel.writeAndFlush(buffer)
-    _ = try? await withTimeout(10) { try await channel.closeFuture.get() }
+    _ = try? await withTimeout(60) { try await channel.closeFuture.get() }
     try? await channel.close()
 }
 
