@@ -68,28 +68,20 @@ extension AdminCommands {
         }
     }
 
-    /// Every layout node's NODE_STATUS (this node's own without a network hop).
+    /// Every layout node's NODE_STATUS, gathered as `cluster.status` gathers them (this
+    /// node's own, whole, without a network hop).
     func nodeStatuses(_ cluster: ClusterBinding) async -> [(node: String, status: NodeStatus?, error: String?)] {
         let node = cluster.node
-        let snapshot = node.snapshot()
-        var out: [(node: String, status: NodeStatus?, error: String?)] = []
-        for member in Set(snapshot.layout.current.nodes.map(\.id)).union([node.nodeID]).sorted() {
-            if member == node.nodeID {
-                out.append((member, await cluster.localStatus(), nil))
-                continue
-            }
-            guard snapshot.alive.contains(member), let links = node.links else {
-                out.append((member, nil, "not alive"))
-                continue
-            }
-            do throws(AgadirError) {
-                let answer = try await links.call(member, .nodeStatus, maxResponseBytes: PeerLimits.maxStructuredBodyBytes)
-                out.append((member, try Self.decode(NodeStatus.self, answer.body, "the status of \(member)"), nil))
-            } catch {
-                out.append((member, nil, error.message))
+        let members = Set(node.snapshot().layout.current.nodes.map(\.id)).union([node.nodeID]).sorted()
+        var answers = await cluster.rebalancer?.nodeStatuses(of: members, store: false) ?? [:]
+        answers[node.nodeID] = .success(await cluster.localStatus())
+        return members.map { member in
+            switch answers[member] {
+            case .success(let status): (member, status, nil)
+            case .failure(let error): (member, nil, error.message)
+            case nil: (member, nil, "this node runs no rebalancer to ask it")
             }
         }
-        return out
     }
 
     func repairView(_ cluster: ClusterBinding) async -> [RepairNodeView] {
