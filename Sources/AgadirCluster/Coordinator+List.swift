@@ -31,7 +31,7 @@ extension Coordinator {
 
         var pager = ListPager(prefix: request.prefix, delimiter: request.delimiter, startAfter: request.startAfter, limit: request.limit)
         var cursor = request.startAfter
-        if let c = cursor, ListPager.byteOrder(c, request.prefix) { cursor = nil }
+        if let c = cursor, c.bytewisePrecedes(request.prefix) { cursor = nil }
         for _ in 0..<Self.maxListRounds {
             let after = cursor
             let (lists, failures) = await Self.gather(
@@ -60,19 +60,20 @@ extension Coordinator {
             // Keys up to the horizon are complete: every replica listed at least that far.
             var horizon: String? = nil
             for (_, entries) in lists where entries.count == batch {
-                if let lastKey = entries.last?.key, horizon.map({ ListPager.byteOrder(lastKey, $0) }) ?? true { horizon = lastKey }
+                if let lastKey = entries.last?.key, horizon.map({ lastKey.bytewisePrecedes($0) }) ?? true { horizon = lastKey }
             }
-            var newest: [String: ReplicaListEntry] = [:]
+            // Keyed by bytes: NFC and NFD spellings of a key are two objects (docs/protocol.md).
+            var newest: [Bytewise: ReplicaListEntry] = [:]
             for (node, entries) in lists {
                 for e in entries {
-                    if let h = horizon, ListPager.byteOrder(h, e.key) { continue }
+                    if let h = horizon, h.bytewisePrecedes(e.key) { continue }
                     let p = Partitioner.partition(bucket: bucketName, key: e.key, count: partitions)
                     guard holders[p].contains(node) else { continue }
-                    if let seen = newest[e.key], !(e.version > seen.version) { continue }
-                    newest[e.key] = e
+                    if let seen = newest[Bytewise(e.key)], !(e.version > seen.version) { continue }
+                    newest[Bytewise(e.key)] = e
                 }
             }
-            for key in newest.keys.sorted(by: ListPager.byteOrder) {
+            for key in newest.keys.sorted() {
                 guard let e = newest[key], !e.isTombstone else { continue }
                 if pager.feed(e) { return pager.page }
             }

@@ -68,9 +68,4 @@ public struct ListPager: Sendable {
         }
         return nil
     }
-
-    /// UTF-8 byte order, the order of listings (Swift's `<` on strings is not it).
-    public static func byteOrder(_ a: String, _ b: String) -> Bool {
-        a.utf8.lexicographicallyPrecedes(b.utf8)
-    }
 }

@@ -121,7 +121,7 @@ public struct PartitionCopier: Sendable {
             try ReplicaService.verify(chunk, from: sourceID)
             try await store.putChunk(chunk, reference: first)
         }
-        for (ref, ids) in claims.sorted(by: { ($0.key.bucket, $0.key.key) < ($1.key.bucket, $1.key.key) }) {
+        for (ref, ids) in claims.sorted(by: { ($0.key.bucket, Bytewise($0.key.key)) < ($1.key.bucket, Bytewise($1.key.key)) }) {
             _ = try await store.claimChunks(ids, reference: ref)
         }
         return (page.next, tally)

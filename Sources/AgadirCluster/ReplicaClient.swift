@@ -99,7 +99,7 @@ public struct RemoteReplica: ReplicaClient {
             return nil
         }
         let m = try ManifestCodec.decode(answer.body)
-        guard m.bucket == bucket, m.key == key else {
+        guard m.bucket == bucket, m.key.bytewiseEqual(key) else {
             throw AgadirError(.corruptData, "\(nodeID) answered MANIFEST_GET \(bucket)/\(key) with \(m.bucket)/\(m.key)")
         }
         return m

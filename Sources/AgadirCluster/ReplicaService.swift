@@ -101,7 +101,7 @@ public final class ReplicaService: PeerRequestHandler {
         case .manifestPut(let bucket, let key):
             try await acceptWrite(of: bucket, from: peer)
             let m = try ManifestCodec.decode(try await Self.collect(body, max: PeerLimits.maxStructuredBodyBytes))
-            guard m.bucket == bucket, m.key == key else {
+            guard m.bucket == bucket, m.key.bytewiseEqual(key) else {
                 throw AgadirError(.invalidArgument, "MANIFEST_PUT for \(bucket)/\(key) carries the manifest of \(m.bucket)/\(m.key)")
             }
             let (applied, stored) = try await local.putManifest(m)

@@ -4,7 +4,7 @@
 /// replicas, so a node can tell which buckets (and so which policies) its chunks serve.
 public struct ChunkReference: Sendable, Hashable {
     public var bucket: String
-    public var key: String
+    @Bytewise public var key: String
     public var version: ObjectVersion
 
     public init(bucket: String, key: String, version: ObjectVersion) {
@@ -16,7 +16,7 @@ public struct ChunkReference: Sendable, Hashable {
 
 /// One key of a replica's listing, tombstones included: what a coordinator merges.
 public struct ReplicaListEntry: Sendable, Hashable {
-    public var key: String
+    @Bytewise public var key: String
     public var version: ObjectVersion
     public var isTombstone: Bool
     public var size: UInt64

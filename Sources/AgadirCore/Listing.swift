@@ -76,7 +76,7 @@ public struct StoreStats: Sendable, Hashable, Codable {
 
 /// One object in a listing.
 public struct ListEntry: Sendable, Hashable {
-    public var key: String
+    @Bytewise public var key: String
     public var size: UInt64
     /// The whole-object SHA-256.
     public var etag: ChunkID

@@ -36,13 +36,13 @@ public enum ObjectBody: Hashable, Sendable {
 /// Everything known about one version of an object.
 public struct ObjectManifest: Hashable, Sendable {
     public var bucket: String
-    public var key: String
+    @Bytewise public var key: String
     /// Size in bytes of the whole object.
     public var size: UInt64
     /// SHA-256 of the whole object: the ETag.
     public var etag: ChunkID
     public var contentType: String
-    /// User metadata, sorted by name, names unique.
+    /// User metadata, sorted by name in UTF-8 byte order, names unique as bytes.
     public var userMetadata: [MetadataEntry]
     public var version: ObjectVersion
     /// A delete marker: the object does not exist as of `version`.
@@ -78,7 +78,8 @@ public struct ObjectManifest: Hashable, Sendable {
 }
 
 public struct MetadataEntry: Hashable, Sendable {
-    public var name: String
+    /// Compared as bytes, as object keys are (docs/protocol.md, "Keys are bytes").
+    @Bytewise public var name: String
     public var value: String
 
     public init(name: String, value: String) {
@@ -101,14 +102,14 @@ public struct MetadataEntry: Hashable, Sendable {
             throw AgadirError(
                 .metadataTooLarge, "user metadata takes \(total) bytes; at most \(maxTotalBytes) are allowed")
         }
-        let sorted = entries.sorted { $0.name < $1.name }
+        let sorted = entries.sorted { $0.name.bytewisePrecedes($1.name) }
         for (i, e) in sorted.enumerated() {
             guard !e.name.isEmpty, e.name.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7f && $0 != UInt8(ascii: "=") }) else {
                 throw AgadirError(
                     .invalidArgument,
                     "user metadata name '\(e.name)' is empty or has spaces, '=' or control characters")
             }
-            if i > 0, sorted[i - 1].name == e.name {
+            if i > 0, sorted[i - 1].name.bytewiseEqual(e.name) {
                 throw AgadirError(.invalidArgument, "user metadata name '\(e.name)' appears twice")
             }
         }

@@ -3,7 +3,7 @@ import AgadirCore
 /// A manifest as anti-entropy compares it: which object, which version, deleted or not.
 public struct ManifestSummary: Sendable, Hashable {
     public var bucket: String
-    public var key: String
+    @Bytewise public var key: String
     public var version: ObjectVersion
     public var isTombstone: Bool
 

@@ -26,7 +26,7 @@ public struct ByteRange: Sendable, Hashable {
 
 public struct PutRequest: Sendable, Hashable {
     public var bucket: String
-    public var key: String
+    @Bytewise public var key: String
     /// Exact body length; the server rejects a body of any other length.
     public var size: UInt64
     public var contentType: String
@@ -49,7 +49,7 @@ public struct PutRequest: Sendable, Hashable {
 
 public struct ListRequest: Sendable, Hashable {
     public var bucket: String
-    public var prefix: String
+    @Bytewise public var prefix: String
     public var delimiter: String?
     public var startAfter: String?
     public var limit: Int
@@ -239,7 +239,7 @@ public enum Request: Sendable, Hashable {
 /// What HEAD and GET answer about an object (fields of the RESPONSE frame).
 public struct ObjectInfo: Sendable, Hashable {
     public var bucket: String
-    public var key: String
+    @Bytewise public var key: String
     public var size: UInt64
     public var etag: ChunkID
     public var version: ObjectVersion

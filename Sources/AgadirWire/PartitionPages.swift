@@ -9,7 +9,7 @@ import AgadirCore
 public struct ManifestCursor: Sendable, Hashable, Codable {
     public var keyHash: UInt32
     public var bucket: String
-    public var key: String
+    @Bytewise public var key: String
 
     public init(keyHash: UInt32, bucket: String, key: String) {
         self.keyHash = keyHash

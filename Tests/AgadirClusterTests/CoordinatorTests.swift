@@ -336,7 +336,11 @@ final class TestCluster: ClusterContext {
         let model = try NodeStore.open(directory: modelDir.path, logger: quiet)
         try await model.createBucket(BucketInfo(name: "ma-data", policy: "ma", createdMillis: 0))
         var rng = SplitMix64(seed: 21)
-        let keys = (0..<150).map { i in ["a/", "a/b/", "b/", "", "c/d/"][i % 5] + "k\(Int.random(in: 0..<60, using: &rng))" }
+        // Canonically equivalent spellings (NFC and NFD) are distinct keys, as bytes.
+        let spellings = ["", "caf\u{e9}", "cafe\u{301}", "\u{212b}", "\u{c5}"]
+        let keys = (0..<150).map { i in
+            ["a/", "a/b/", "b/", "", "c/d/"][i % 5] + "k\(Int.random(in: 0..<60, using: &rng))" + spellings[(i / 5) % spellings.count]
+        }
         for key in keys {
             let v = cluster.nextVersion()
             let tomb = Int.random(in: 0..<4, using: &rng) == 0
@@ -356,11 +360,11 @@ final class TestCluster: ClusterContext {
                         let request = ListRequest(bucket: "ma-data", prefix: prefix, delimiter: delimiter, startAfter: after, limit: limit)
                         let got = try await coordinator.list(request, level: .quorum, bucket: bucket)
                         let want = try await model.list(bucket: "ma-data", prefix: prefix, delimiter: delimiter, startAfter: after, limit: limit)
-                        #expect(got.entries.map(\.key) == want.entries.map(\.key), "prefix \(prefix) delimiter \(delimiter ?? "-") limit \(limit) after \(after ?? "-")")
+                        #expect(got.entries.map { Array($0.key.utf8) } == want.entries.map { Array($0.key.utf8) }, "prefix \(prefix) delimiter \(delimiter ?? "-") limit \(limit) after \(after ?? "-")")
                         #expect(got.entries.map(\.version) == want.entries.map(\.version))
-                        #expect(got.commonPrefixes == want.commonPrefixes)
+                        #expect(got.commonPrefixes.map { Array($0.utf8) } == want.commonPrefixes.map { Array($0.utf8) })
                         #expect(got.isTruncated == want.isTruncated)
-                        #expect(got.nextStartAfter == want.nextStartAfter)
+                        #expect(got.nextStartAfter.map { Array($0.utf8) } == want.nextStartAfter.map { Array($0.utf8) })
                         guard want.isTruncated, let next = want.nextStartAfter else { break }
                         after = next
                     }

@@ -117,7 +117,8 @@ public final class GarbageCollector: Service, Sendable {
         let store = node.store
         var after: (chunk: ChunkID, reference: ChunkReference)? = nil
         // Newest version per object, asked once per pass.
-        var newest: [String: ObjectVersion?] = [:]
+        // Keyed by bytes: NFC and NFD spellings of a key are two objects (docs/protocol.md).
+        var newest: [Bytewise: ObjectVersion?] = [:]
         var resolved: [String: ResolvedBucket?] = [:]
         for _ in 0..<100_000 {
             let page = try await store.chunkReferences(createdBefore: before, after: after, limit: 1000)
@@ -127,7 +128,7 @@ public final class GarbageCollector: Service, Sendable {
             for row in page {
                 checked += 1
                 let ref = row.reference
-                let objectKey = ref.bucket + "\u{0}" + ref.key
+                let objectKey = Bytewise(ref.bucket + "\u{0}" + ref.key)
                 let version: ObjectVersion??
                 if let known = newest[objectKey] {
                     version = .some(known)
