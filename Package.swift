@@ -65,6 +65,18 @@ let package = Package(
         ),
 
         // MARK: Shells
+        // The UDP/TCP shell of AgadirMembership (as SWIMNIOExample sits apart from SWIM).
+        .target(
+            name: "AgadirGossip",
+            dependencies: [
+                "AgadirCore", "AgadirMembership", "AgadirWire", "AgadirStore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "AgadirStore",
             dependencies: [
@@ -76,8 +88,8 @@ let package = Package(
         .target(
             name: "AgadirServer",
             dependencies: [
-                "AgadirCore", "AgadirWire", "AgadirStore", "AgadirTransport", "AgadirMembership", "AgadirCluster",
-                "AgadirPlacement",
+                "AgadirCore", "AgadirWire", "AgadirStore", "AgadirTransport", "AgadirMembership", "AgadirGossip",
+                "AgadirCluster", "AgadirPlacement",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -95,14 +107,16 @@ let package = Package(
             swiftSettings: strict
         ),
 
-        // The cluster: peer links, coordinator (quorums, hints, read repair), node layout state.
+        // The cluster: peer links, coordinator (quorums, hints, read repair), node layout state and the
+        // maintenance workers (rebalance, anti-entropy, scrub, GC), each in a folder of its own.
         .target(
             name: "AgadirCluster",
             dependencies: [
                 "AgadirCore", "AgadirWire", "AgadirTransport", "AgadirStore", "AgadirClient", "AgadirMembership",
-                "AgadirPlacement",
+                "AgadirGossip", "AgadirPlacement",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),
@@ -187,6 +201,16 @@ let package = Package(
                 "AgadirTestSupport", "AgadirCluster", "AgadirServer", "AgadirStore", "AgadirWire", "AgadirCore", "AgadirClient",
                 "AgadirPlacement",
                 "AgadirMembership", "AgadirTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(
+            name: "AgadirGossipTests",
+            dependencies: [
+                "AgadirTestSupport", "AgadirGossip", "AgadirMembership", "AgadirWire", "AgadirCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

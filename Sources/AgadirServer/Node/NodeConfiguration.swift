@@ -1,4 +1,5 @@
 import AgadirCore
+import AgadirGossip
 import AgadirMembership
 import AgadirWire
 import Foundation

@@ -126,41 +126,41 @@ public struct AdminCommands: Sendable {
         let node = cluster.node
         switch command {
         case "layout.show":
-            return try Self.encode(layoutView(node))
+            return try AdminJSON.encode(layoutView(node))
         case "layout.assign":
-            let a = try Self.decode(Assign.self, input, command)
+            let a = try AdminJSON.decode(Assign.self, input, "the input of \(command)")
             if let labels = a.siteLabels { _ = try node.stage(.setSiteLabels(site: a.site, labels: labels)) }
             _ = try node.stage(.assignNode(id: a.node, site: a.site, capacity: a.capacity))
-            return try Self.encode(layoutView(node))
+            return try AdminJSON.encode(layoutView(node))
         case "layout.remove":
-            _ = try node.stage(.removeNode(id: try Self.decode(Remove.self, input, command).node))
-            return try Self.encode(layoutView(node))
+            _ = try node.stage(.removeNode(id: try AdminJSON.decode(Remove.self, input, "the input of \(command)").node))
+            return try AdminJSON.encode(layoutView(node))
         case "layout.site":
-            let s = try Self.decode(SiteLabels.self, input, command)
+            let s = try AdminJSON.decode(SiteLabels.self, input, "the input of \(command)")
             _ = try node.stage(.setSiteLabels(site: s.site, labels: s.labels))
-            return try Self.encode(layoutView(node))
+            return try AdminJSON.encode(layoutView(node))
         case "layout.partitions":
-            _ = try node.stagePartitionCount(try Self.decode(Partitions.self, input, command).count)
-            return try Self.encode(layoutView(node))
+            _ = try node.stagePartitionCount(try AdminJSON.decode(Partitions.self, input, "the input of \(command)").count)
+            return try AdminJSON.encode(layoutView(node))
         case "layout.revert":
             try node.revertStaged()
-            return try Self.encode(layoutView(node))
+            return try AdminJSON.encode(layoutView(node))
         case "layout.plan":
             let (next, report) = try await node.plan()
-            return try Self.encode(planView(report, node: node, next: next))
+            return try AdminJSON.encode(planView(report, node: node, next: next))
         case "layout.apply":
-            let version = try Self.decode(Apply.self, input, command).version
+            let version = try AdminJSON.decode(Apply.self, input, "the input of \(command)").version
             let changes = node.staged.changes.map(\.description)
             let (next, report) = try await node.apply(version: version)
             var view = planView(report, node: node, next: next)
             view.changes = changes
             logger.notice("layout applied", metadata: ["version": "\(version)", "changes": "\(changes.count)"])
-            return try Self.encode(view)
+            return try AdminJSON.encode(view)
         case "layout.history":
             let history = node.layout.history.map { HistoryView(version: $0.version, appliedMillis: $0.appliedMillis, summary: $0.summary) }
-            return try Self.encode(history)
+            return try AdminJSON.encode(history)
         case "policy.create":
-            let spec = try Self.decode(PolicySpec.self, input, command)
+            let spec = try AdminJSON.decode(PolicySpec.self, input, "the input of \(command)")
             let policy = try Self.policy(spec)
             if spec.apply == true, !node.staged.changes.isEmpty {
                 throw AgadirError(
@@ -170,21 +170,21 @@ public struct AdminCommands: Sendable {
             _ = try node.stage(.addPolicy(policy))
             if spec.apply == true {
                 let (next, report) = try await node.apply(version: node.layout.current.version + 1)
-                return try Self.encode(planView(report, node: node, next: next))
+                return try AdminJSON.encode(planView(report, node: node, next: next))
             }
-            return try Self.encode(layoutView(node))
+            return try AdminJSON.encode(layoutView(node))
         case "policy.list":
-            return try Self.encode(layoutView(node).policies)
+            return try AdminJSON.encode(layoutView(node).policies)
         case "policy.show":
-            let name = try Self.decode(Name.self, input, command).name
+            let name = try AdminJSON.decode(Name.self, input, "the input of \(command)").name
             guard let p = layoutView(node).policies.first(where: { $0.name == name }) else {
                 throw AgadirError(.noSuchPolicy, "policy '\(name)' does not exist in layout \(node.layout.current.version)")
             }
-            return try Self.encode(p)
+            return try AdminJSON.encode(p)
         case "audit.residency":
-            return try Self.encode(await clusterAudit(cluster))
+            return try AdminJSON.encode(await clusterAudit(cluster))
         case "audit.node":
-            return try Self.encode(try await node.residencyAudit())
+            return try AdminJSON.encode(try await node.residencyAudit())
         case "rebalance.status", "rebalance.set":
             return try await rebalance(command, input: input, cluster: cluster)
         case "repair.start", "repair.status":
@@ -194,7 +194,7 @@ public struct AdminCommands: Sendable {
         case "node.drain", "node.remove":
             return try await self.node(command, input: input, cluster: cluster)
         case "cluster.status":
-            return try Self.encode(try await clusterStatus(cluster))
+            return try AdminJSON.encode(try await clusterStatus(cluster))
         default:
             throw AgadirError(
                 .invalidArgument,
@@ -228,7 +228,7 @@ public struct AdminCommands: Sendable {
             }
             do throws(AgadirError) {
                 let answer = try await links.call(member, .residencyAudit, maxResponseBytes: PeerLimits.maxStructuredBodyBytes)
-                out.append(try Self.decode(ResidencyAudit.self, answer.body, "the audit of \(member)"))
+                out.append(try AdminJSON.decode(ResidencyAudit.self, answer.body, "the audit of \(member)"))
             } catch {
                 out.append(ResidencyAudit(node: member, site: site, layoutVersion: 0, error: error.message))
             }
@@ -320,25 +320,7 @@ public struct AdminCommands: Sendable {
         return p
     }
 
-    // MARK: JSON
-
-    static func encode(_ value: some Encodable) throws(AgadirError) -> [UInt8] {
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys, .prettyPrinted]
-        do {
-            return Array(try enc.encode(value))
-        } catch {
-            throw AgadirError(.internalError, "an admin answer does not encode: \(error)")
-        }
-    }
-
-    static func decode<T: Decodable>(_ type: T.Type, _ bytes: [UInt8], _ what: String) throws(AgadirError) -> T {
-        do {
-            return try JSONDecoder().decode(T.self, from: Data(bytes.isEmpty ? Array("{}".utf8) : bytes))
-        } catch {
-            throw AgadirError(.invalidArgument, "the input of \(what) is not the expected JSON: \(error)")
-        }
-    }
+    // MARK: Body
 
     /// The whole body of an ADMIN request, at most `AdminLimits.maxBodyBytes`.
     static func collect(_ body: BodyStream?) async throws(AgadirError) -> [UInt8] {

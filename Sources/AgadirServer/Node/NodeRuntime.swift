@@ -1,7 +1,9 @@
 import AgadirCluster
 import AgadirCore
+import AgadirGossip
 import AgadirMembership
 import AgadirStore
+import AgadirWire
 import Foundation
 import Logging
 import NIOPosix
@@ -106,16 +108,16 @@ public struct NodeRuntime: Sendable {
         let replicaService = ReplicaService(
             local: LocalReplica(nodeID: nodeID, store: store), context: clusterNode, logger: logger,
             layoutBytes: { clusterNode.encodedLayout },
-            audit: { () throws(AgadirError) -> [UInt8] in try AdminCommands.encode(try await clusterNode.residencyAudit()) },
-            status: { () throws(AgadirError) -> [UInt8] in try AdminCommands.encode(await cluster.localStatus()) },
+            audit: { () throws(AgadirError) -> [UInt8] in try AdminJSON.encode(try await clusterNode.residencyAudit()) },
+            status: { () throws(AgadirError) -> [UInt8] in try AdminJSON.encode(await cluster.localStatus()) },
             rebalanceSettings: { (body: [UInt8]) throws(AgadirError) in
-                try rebalancer.adopt(try AdminCommands.decode(RebalanceSettings.self, body, "REBALANCE_SET"))
+                try rebalancer.adopt(try AdminJSON.decode(RebalanceSettings.self, body, "the body of REBALANCE_SET"))
             },
             repairStart: { (body: [UInt8]) throws(AgadirError) in
-                antiEntropy.request(try AdminCommands.decode(RepairScope.self, body, "REPAIR_START"))
+                antiEntropy.request(try AdminJSON.decode(RepairScope.self, body, "the body of REPAIR_START"))
             },
             maintenance: { (body: [UInt8]) throws(AgadirError) in
-                try cluster.maintenance(try AdminCommands.decode(ClusterBinding.MaintenanceRequest.self, body, "MAINTENANCE"))
+                try cluster.maintenance(try AdminJSON.decode(ClusterBinding.MaintenanceRequest.self, body, "the body of MAINTENANCE"))
             })
         let clientServer = ClientServer(
             service: service, config: config, host: host, port: port, group: group, logger: logger,

@@ -2,7 +2,7 @@ import AgadirCore
 
 /// A value published once (a bound address, or nil when binding failed) and awaited by
 /// any number of tasks; later publications are ignored.
-final class Once<Value: Sendable>: Sendable {
+public final class Once<Value: Sendable>: Sendable {
     private struct State: Sendable {
         var value: Value?
         var waiters: [CheckedContinuation<Value, Never>] = []
@@ -10,8 +10,10 @@ final class Once<Value: Sendable>: Sendable {
 
     private let state = Locked(State())
 
+    public init() {}
+
     /// The value, waiting until it is published.
-    func wait() async -> Value {
+    public func wait() async -> Value {
         await withCheckedContinuation { (c: CheckedContinuation<Value, Never>) in
             let ready: Value? = state.withLock { s in
                 if let v = s.value { return v }
@@ -22,7 +24,7 @@ final class Once<Value: Sendable>: Sendable {
         }
     }
 
-    func publish(_ value: Value) {
+    public func publish(_ value: Value) {
         let waiters: [CheckedContinuation<Value, Never>] = state.withLock { s in
             guard s.value == nil else { return [] }
             s.value = value

@@ -26,9 +26,9 @@ extension AdminCommands {
         let node = cluster.node
         switch command {
         case "repair.status":
-            return try Self.encode(await repairView(cluster))
+            return try AdminJSON.encode(await repairView(cluster))
         default:
-            let request = try Self.decode(RepairRequest.self, input, command)
+            let request = try AdminJSON.decode(RepairRequest.self, input, "the input of \(command)")
             var scope = RepairScope(partition: request.partition)
             if let bucket = request.bucket {
                 guard let record = try await node.bucketRecord(bucket), !record.deleted else {
@@ -42,7 +42,7 @@ extension AdminCommands {
                     throw AgadirError(.invalidArgument, "partition \(p) does not exist: the layout has \(count) partitions (0...\(count - 1))")
                 }
             }
-            let body = try Self.encode(scope)
+            let body = try AdminJSON.encode(scope)
             let snapshot = node.snapshot()
             var reached: [String] = []
             var unreached: [String] = []
@@ -64,7 +64,7 @@ extension AdminCommands {
                 }
             }
             logger.notice("repair started", metadata: ["scope": "\(scope)", "unreached": "\(unreached)"])
-            return try Self.encode(RepairStartView(scope: scope, reached: reached, unreached: unreached))
+            return try AdminJSON.encode(RepairStartView(scope: scope, reached: reached, unreached: unreached))
         }
     }
 

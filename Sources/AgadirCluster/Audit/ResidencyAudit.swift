@@ -1,46 +1,7 @@
-import AgadirCluster
+import AgadirWire
 import AgadirCore
 import AgadirPlacement
 import AgadirStore
-
-/// One node's answer to `agadir admin audit residency` (docs/operations.md): what it
-/// stores, and everything it stores outside the sites of the bucket's policy.
-public struct ResidencyAudit: Codable, Sendable, Hashable {
-    public struct Violation: Codable, Sendable, Hashable {
-        /// `manifest`, `chunk` or `hint`.
-        public var kind: String
-        public var bucket: String
-        public var key: String?
-        public var chunk: String?
-        public var policy: String
-        public var reason: String
-    }
-
-    public var node: String
-    public var site: String
-    public var layoutVersion: UInt64
-    public var manifests = 0
-    public var chunks = 0
-    public var hints = 0
-    /// Chunks with no recorded object (left by an interrupted PUT); not attributable.
-    public var unattributedChunks = 0
-    /// Manifests and chunks this node holds that no live layout version names it for
-    /// (left by a rebalance still in progress, or not dropped yet).
-    public var misplacedManifests = 0
-    public var misplacedChunks = 0
-    public var violationCount = 0
-    /// The first `maxListed` violations.
-    public var violations: [Violation] = []
-    /// Set when the audit could not finish (the node's part is then unknown).
-    public var error: String?
-
-    public static let maxListed = 1000
-
-    mutating func add(_ v: Violation) {
-        violationCount += 1
-        if violations.count < Self.maxListed { violations.append(v) }
-    }
-}
 
 extension ClusterNode {
     /// Audits this node's store against the layout and the bucket catalog.

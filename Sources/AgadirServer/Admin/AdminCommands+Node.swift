@@ -1,6 +1,7 @@
 import AgadirCluster
 import AgadirCore
 import AgadirPlacement
+import AgadirWire
 
 // MARK: agadir admin node drain | remove (docs/rebalance.md, "Drain and remove")
 
@@ -18,7 +19,7 @@ extension AdminCommands {
         let node = cluster.node
         switch command {
         case "node.drain":
-            let id = try Self.decode(NodeRef.self, input, command).node
+            let id = try AdminJSON.decode(NodeRef.self, input, "the input of \(command)").node
             guard let spec = node.layout.current.node(id) else {
                 throw AgadirError(.noSuchNode, "node '\(id.prefix(128))' is not in layout version \(node.layout.current.version); nothing to drain")
             }
@@ -30,9 +31,9 @@ extension AdminCommands {
             }
             let view = try await applyAlone(.assignNode(id: id, site: spec.site, capacity: 0), node: node, what: "drain")
             logger.notice("node drained: its partitions move away", metadata: ["node": "\(id)", "version": "\(view.toVersion)"])
-            return try Self.encode(view)
+            return try AdminJSON.encode(view)
         default:
-            let removal = try Self.decode(NodeRemoval.self, input, command)
+            let removal = try AdminJSON.decode(NodeRemoval.self, input, "the input of \(command)")
             let id = removal.node
             let force = removal.force ?? false
             let layout = node.layout
@@ -53,7 +54,7 @@ extension AdminCommands {
             } else {
                 logger.notice("node removed", metadata: ["node": "\(id)", "version": "\(view.toVersion)"])
             }
-            return try Self.encode(view)
+            return try AdminJSON.encode(view)
         }
     }
 

@@ -1,9 +1,10 @@
 import AgadirCore
 import AgadirPlacement
+import AgadirWire
 import Foundation
 import Testing
 
-@testable import AgadirServer
+@testable import AgadirCluster
 
 @Suite("Drain, remove and status: the rebalancer's removed sources and NODE_STATUS compatibility")
 struct DrainAndStatusTests {
@@ -36,12 +37,12 @@ struct DrainAndStatusTests {
     @Test("a NODE_STATUS answer without the store section or skippedSources (an older node) still decodes")
     func nodeStatus_olderAnswerDecodes() throws {
         let older = #"{"node": "a-1"}"#
-        let s = try AdminCommands.decode(NodeStatus.self, Array(older.utf8), "test")
+        let s = try AdminJSON.decode(NodeStatus.self, Array(older.utf8), "test")
         #expect(s.node == "a-1" && s.rebalance == nil && s.store == nil)
         let store = NodeStoreStatus(
             usedBytes: 10, segmentBytes: 6, metadataBytes: 4, fsFreeBytes: nil, fsTotalBytes: nil, hintsPending: 1,
             hintsByTarget: ["b-1": 1], chunks: 2, objects: 3)
-        let back = try AdminCommands.decode(NodeStatus.self, try AdminCommands.encode(NodeStatus(node: "a-1", store: store)), "test")
+        let back = try AdminJSON.decode(NodeStatus.self, try AdminJSON.encode(NodeStatus(node: "a-1", store: store)), "test")
         #expect(back.store == store)
     }
 }

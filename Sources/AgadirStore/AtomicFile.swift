@@ -9,8 +9,8 @@ import Foundation
 
 /// Small files replaced all at once: written to `PATH.tmp`, fsync'd, renamed over `PATH`,
 /// then the directory fsync'd, so a crash leaves the old content or the new, never a mix.
-enum AtomicFile {
-    static func save(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644) throws(AgadirError) {
+public enum AtomicFile {
+    public static func save(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644) throws(AgadirError) {
         let tmp = path + ".tmp"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode)
         guard fd >= 0 else { throw AgadirError(.ioError, "cannot write \(tmp): \(String(cString: strerror(errno)))") }

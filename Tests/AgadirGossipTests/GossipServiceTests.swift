@@ -1,6 +1,6 @@
 import AgadirCore
+import AgadirGossip
 import AgadirMembership
-import AgadirServer
 import AgadirWire
 import Foundation
 import NIOCore
@@ -28,7 +28,7 @@ final class GossipNode: Sendable {
         group: MultiThreadedEventLoopGroup, name: String = #function
     ) async throws {
         self.nodeID = nodeID
-        let dir = dir ?? serverTempDirectory(name + nodeID)
+        let dir = dir ?? gossipTempDirectory(name + nodeID)
         try FileManager.default.createDirectory(atPath: dir.path, withIntermediateDirectories: true)
         self.dir = dir
         let configuration = GossipConfiguration(
@@ -80,7 +80,7 @@ func eventually(
 
 /// Sends raw datagrams to a gossip port from a socket of its own.
 func sendDatagrams(_ datagrams: [[UInt8]], to peer: String, group: MultiThreadedEventLoopGroup) async throws {
-    let (host, port) = try NodeConfiguration.parseEndpoint(peer)
+    let (host, port) = try Endpoint.parse(peer, allowPortZero: true)
     let target = try SocketAddress(ipAddress: host, port: port)
     let channel = try await DatagramBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
     for (i, bytes) in datagrams.enumerated() {
@@ -95,7 +95,7 @@ func sendDatagrams(_ datagrams: [[UInt8]], to peer: String, group: MultiThreaded
 
 /// Opens a TCP connection to a gossip port, writes `bytes`, and waits until the peer closes.
 func sendStream(_ bytes: [UInt8], to peer: String, group: MultiThreadedEventLoopGroup) async throws {
-    let (host, port) = try NodeConfiguration.parseEndpoint(peer)
+    let (host, port) = try Endpoint.parse(peer, allowPortZero: true)
     let channel = try await ClientBootstrap(group: group).connect(host: host, port: port).get()
     var buffer = channel.allocator.buffer(capacity: bytes.count)
     buffer.writeBytes(bytes)
@@ -248,7 +248,7 @@ struct GossipServiceTests {
     func restart_announcesHigherIncarnation() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let seed = try await GossipNode("seed", group: group)
-        let dir = serverTempDirectory()
+        let dir = gossipTempDirectory()
         let first = try await GossipNode("n", seeds: [seed], dir: dir, group: group)
         await eventually("n joined") { seed.view["n"] == "alive" }
         let before = try #require(first.service.memberInfos().first).incarnation

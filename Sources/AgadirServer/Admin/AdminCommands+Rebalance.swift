@@ -47,9 +47,9 @@ extension AdminCommands {
         }
         switch command {
         case "rebalance.status":
-            return try Self.encode(await rebalanceView(cluster, rebalancer))
+            return try AdminJSON.encode(await rebalanceView(cluster, rebalancer))
         default:
-            let change = try Self.decode(RebalanceChange.self, input, command)
+            let change = try AdminJSON.decode(RebalanceChange.self, input, "the input of \(command)")
             var next = rebalancer.settings
             if let v = change.intraSiteBytesPerSecond { next.intraSiteBytesPerSecond = v }
             if let v = change.interSiteBytesPerSecond { next.interSiteBytesPerSecond = v }
@@ -57,7 +57,7 @@ extension AdminCommands {
             next.changedMillis = max(WallMillis.now(), next.changedMillis + 1)
             next.changedBy = cluster.node.nodeID
             try rebalancer.adopt(next)
-            let body = try Self.encode(next)
+            let body = try AdminJSON.encode(next)
             var reached = [cluster.node.nodeID]
             var unreached: [String] = []
             let snapshot = cluster.node.snapshot()
@@ -75,7 +75,7 @@ extension AdminCommands {
                 }
             }
             logger.notice("rebalance settings set", metadata: ["reached": "\(reached.count)", "unreached": "\(unreached)"])
-            return try Self.encode(RebalanceSetView(settings: next, reached: reached.sorted(), unreached: unreached))
+            return try AdminJSON.encode(RebalanceSetView(settings: next, reached: reached.sorted(), unreached: unreached))
         }
     }
 

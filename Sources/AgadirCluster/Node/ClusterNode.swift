@@ -1,5 +1,5 @@
-import AgadirCluster
 import AgadirCore
+import AgadirGossip
 import AgadirPlacement
 import AgadirStore
 import AgadirWire
@@ -43,10 +43,10 @@ public struct ClusterNodeSettings: Sendable, Hashable {
 public final class ClusterNode: ClusterContext, Service, Sendable {
     public let nodeID: String
     let configuredSite: String
-    let store: NodeStore
+    public let store: NodeStore
     let local: LocalReplica
-    let gossip: GossipService?
-    let links: PeerLinks?
+    public let gossip: GossipService?
+    public let links: PeerLinks?
     let logger: Logger
     let settings: ClusterNodeSettings
     let layoutPath: String
@@ -319,7 +319,7 @@ public final class ClusterNode: ClusterContext, Service, Sendable {
     }
 
     /// Pulls the layout from an alive member that announces a newer version.
-    func syncLayout() async {
+    public func syncLayout() async {
         guard let gossip, let links else { return }
         let mine = layout.current.version
         let newer = gossip.memberInfos()
@@ -439,6 +439,6 @@ struct UnreachableReplica: ReplicaClient {
 }
 
 /// Milliseconds since the Unix epoch (records and history, never ordering).
-enum WallMillis {
-    static func now() -> UInt64 { UInt64(max(0, Date().timeIntervalSince1970 * 1000)) }
+public enum WallMillis {
+    public static func now() -> UInt64 { UInt64(max(0, Date().timeIntervalSince1970 * 1000)) }
 }

@@ -1,4 +1,3 @@
-import AgadirCluster
 import AgadirCore
 import AgadirPlacement
 import AgadirStore
@@ -492,13 +491,13 @@ public final class Rebalancer: Service, Sendable {
 
     /// The rebalance statuses of `nodes` (this node's own without a network hop); nil for a
     /// node that did not answer.
-    func statuses(of nodes: [String]) async -> [String: NodeRebalanceStatus] {
+    public func statuses(of nodes: [String]) async -> [String: NodeRebalanceStatus] {
         await nodeStatuses(of: nodes, store: false).compactMapValues { try? $0.get().rebalance }
     }
 
     /// The NODE_STATUS answers of `nodes` (this node's own without a network hop, with its
     /// store figures only when `store`): a failure names why (not alive, no answer).
-    func nodeStatuses(of nodes: [String], store: Bool) async -> [String: Result<NodeStatus, AgadirError>] {
+    public func nodeStatuses(of nodes: [String], store: Bool) async -> [String: Result<NodeStatus, AgadirError>] {
         var out: [String: Result<NodeStatus, AgadirError>] = [:]
         for id in nodes {
             if id == node.nodeID {
@@ -511,7 +510,7 @@ public final class Rebalancer: Service, Sendable {
             }
             do throws(AgadirError) {
                 let answer = try await links.call(id, .nodeStatus, maxResponseBytes: PeerLimits.maxStructuredBodyBytes)
-                let s = try AdminCommands.decode(NodeStatus.self, answer.body, "the status of \(id)")
+                let s = try AdminJSON.decode(NodeStatus.self, answer.body, "the status of \(id)")
                 out[id] = .success(s)
                 if let settings = s.rebalance?.settings { _ = try? adopt(settings) }
             } catch {

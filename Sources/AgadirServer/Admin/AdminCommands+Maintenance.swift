@@ -26,15 +26,15 @@ extension AdminCommands {
     func maintenance(_ command: String, cluster: ClusterBinding) async throws(AgadirError) -> [UInt8] {
         switch command {
         case "scrub.status":
-            return try Self.encode(await nodeStatuses(cluster).map { ScrubNodeView(node: $0.node, scrub: $0.status?.scrub, error: $0.error) })
+            return try AdminJSON.encode(await nodeStatuses(cluster).map { ScrubNodeView(node: $0.node, scrub: $0.status?.scrub, error: $0.error) })
         case "gc.status":
-            return try Self.encode(await nodeStatuses(cluster).map { GarbageNodeView(node: $0.node, gc: $0.status?.gc, error: $0.error) })
+            return try AdminJSON.encode(await nodeStatuses(cluster).map { GarbageNodeView(node: $0.node, gc: $0.status?.gc, error: $0.error) })
         default:
             let parts = command.split(separator: ".").map(String.init)
             let request = ClusterBinding.MaintenanceRequest(task: parts[0], action: parts.count > 1 ? parts[1] : "")
             try cluster.maintenance(request)
             let node = cluster.node
-            let body = try Self.encode(request)
+            let body = try AdminJSON.encode(request)
             let snapshot = node.snapshot()
             var reached = [node.nodeID]
             var unreached: [String] = []
@@ -51,7 +51,7 @@ extension AdminCommands {
                 }
             }
             logger.notice("maintenance requested", metadata: ["command": "\(command)", "unreached": "\(unreached)"])
-            return try Self.encode(MaintenanceView(task: request.task, action: request.action, reached: reached.sorted(), unreached: unreached))
+            return try AdminJSON.encode(MaintenanceView(task: request.task, action: request.action, reached: reached.sorted(), unreached: unreached))
         }
     }
 }

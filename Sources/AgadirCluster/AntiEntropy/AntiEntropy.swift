@@ -1,4 +1,3 @@
-import AgadirCluster
 import AgadirCore
 import AgadirPlacement
 import AgadirStore

@@ -1,3 +1,4 @@
+import AgadirCluster
 import AgadirCore
 import AgadirStore
 import AgadirTransport
