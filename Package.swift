@@ -112,8 +112,8 @@ let package = Package(
         .target(
             name: "AgadirCluster",
             dependencies: [
-                "AgadirCore", "AgadirWire", "AgadirTransport", "AgadirStore", "AgadirClient", "AgadirMembership",
-                "AgadirGossip", "AgadirPlacement",
+                "AgadirCore", "AgadirWire", "AgadirTransport", "AgadirStore", "AgadirMembership", "AgadirGossip",
+                "AgadirPlacement",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

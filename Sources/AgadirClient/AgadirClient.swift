@@ -61,7 +61,16 @@ public final class AgadirClient: Sendable {
         self.host = host
         self.port = port
         self.configuration = configuration
-        self.primary = ConnectionPool(host: host, port: port, configuration: configuration)
+        self.primary = Self.pool(host: host, port: port, configuration: configuration)
+    }
+
+    /// A pool of `configuration.connections` connections to `host:port`.
+    static func pool(host: String, port: Int, configuration: ClientConfiguration) -> ConnectionPool {
+        ConnectionPool(endpoint: "\(host):\(port)", size: configuration.connections) { () throws(AgadirError) in
+            try await ClientConnection.connect(
+                host: host, port: port, limits: configuration.limits, bodyBufferBytes: configuration.bodyBufferBytes,
+                connectTimeout: .seconds(configuration.connectTimeoutSeconds))
+        }
     }
 
     static func parse(_ s: String) throws(AgadirError) -> (String, Int) { try Endpoint.parse(s) }
@@ -87,7 +96,7 @@ public final class AgadirClient: Sendable {
             if o.count >= Self.maxEndpoints, let victim = o.keys.sorted().first {
                 o.removeValue(forKey: victim)?.close()
             }
-            let pool = ConnectionPool(host: h, port: p, configuration: configuration)
+            let pool = Self.pool(host: h, port: p, configuration: configuration)
             o[endpoint] = pool
             return pool
         }
@@ -146,35 +155,17 @@ public final class AgadirClient: Sendable {
         _ request: Request, options: RequestOptions, on pool: ConnectionPool
     ) async throws(AgadirError) -> (Frame, BodyStream, ClientConnection) {
         let conn = try await pool.connection()
-        let (id, body) = try conn.open()
         var fields = request.fields()
         options.apply(to: &fields)
-        do {
+        let (frame, body) = try await conn.roundTrip("\(request.opcode)") { (id) throws(AgadirError) in
             try await conn.write(.request(id: id, opcode: request.opcode, fields: fields, end: true))
-            let frame = try await conn.awaitResponse(id)
-            if let error = frame.error { throw error }
-            return (frame, body, conn)
-        } catch let e as AgadirError {
-            conn.cancel(id)
-            throw e
-        } catch {
-            conn.cancel(id)
-            throw AgadirError(.unavailable, "\(request.opcode) failed: \(error)")
         }
+        return (frame, body, conn)
     }
 
     /// The whole response body: payload of the RESPONSE frame plus its DATA frames.
     private func collect(_ frame: Frame, _ body: BodyStream, max: Int) async throws(AgadirError) -> [UInt8] {
-        if frame.isEndStream { return Array(frame.payload.readableBytesView) }
-        var out: [UInt8] = []  // an open RESPONSE frame's payload was routed into `body` first
-        while let buf = try await body.next() {
-            out.append(contentsOf: buf.readableBytesView)
-            guard out.count <= max else {
-                body.abandon()
-                throw AgadirError(.frameTooLarge, "response body exceeds \(max) bytes")
-            }
-        }
-        return out
+        try await ClientConnection.collect(frame, body, max: max, what: "the response body")
     }
 
     // MARK: Operations
@@ -241,20 +232,11 @@ public final class AgadirClient: Sendable {
             throw AgadirError(.invalidArgument, "admin input of \(input.count) bytes is over \(AdminLimits.maxBodyBytes)")
         }
         let conn = try await primary.connection()
-        let (id, body) = try conn.open()
         let request = Request.admin(command: command)
-        do {
+        let (frame, body) = try await conn.roundTrip("ADMIN \(command)") { (id) throws(AgadirError) in
             try await conn.write(.request(id: id, opcode: .admin, fields: request.fields(), payload: ByteBuffer(bytes: input), end: true))
-            let frame = try await conn.awaitResponse(id)
-            if let error = frame.error { throw error }
-            return try await collect(frame, body, max: PeerLimits.maxStructuredBodyBytes)
-        } catch let e as AgadirError {
-            conn.cancel(id)
-            throw e
-        } catch {
-            conn.cancel(id)
-            throw AgadirError(.unavailable, "ADMIN \(command) failed: \(error)")
         }
+        return try await collect(frame, body, max: PeerLimits.maxStructuredBodyBytes)
     }
 
     /// Starts a download; read `body` to the end (or call `body.abandon()`).

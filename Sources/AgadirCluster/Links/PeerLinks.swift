@@ -1,4 +1,3 @@
-import AgadirClient
 import AgadirCore
 import AgadirMembership
 import AgadirTransport
@@ -49,13 +48,8 @@ public final class PeerLinks: Sendable {
     public let settings: PeerLinkSettings
     let resolve: @Sendable (String) -> String?
 
-    private struct Slots {
-        var connections: [ClientConnection?]
-        var connecting: [Int: Task<ClientConnection, any Error>] = [:]
-        var endpoint: String
-        var next = 0
-    }
-    private let slots = Mutex<[String: Slots]>([:])
+    /// One pool per peer, for the endpoint membership gave when it was made.
+    private let pools = Mutex<[String: ConnectionPool]>([:])
 
     /// `resolve` maps a node id to its client endpoint (`HOST:PORT`), nil when unknown.
     public init(
@@ -70,11 +64,11 @@ public final class PeerLinks: Sendable {
 
     /// Closes every link; calls in flight fail with UNAVAILABLE.
     public func closeAll() {
-        let all = slots.withLock { s in
-            defer { s.removeAll() }
-            return s.values.flatMap { $0.connections.compactMap { $0 } }
+        let all = pools.withLock { p in
+            defer { p.removeAll() }
+            return Array(p.values)
         }
-        for c in all { c.close() }
+        for pool in all { pool.close() }
     }
 
     /// Sends `request` (with `body`, if any) to `node` and returns its answer. An error
@@ -84,42 +78,21 @@ public final class PeerLinks: Sendable {
         _ node: String, _ request: PeerRequest, body: [UInt8]? = nil, maxResponseBytes: Int
     ) async throws(AgadirError) -> PeerResponse {
         let connection = try await link(to: node)
-        let (id, responseBody) = try connection.open()
         let opcode = request.opcode
         let seconds = settings.requestTimeoutSeconds
-        // A timer on the connection's event loop (cheaper than a task per call).
-        let watchdog = connection.channel.eventLoop.scheduleTask(in: .milliseconds(Int64(seconds * 1000))) {
-            connection.fail(id, with: AgadirError(.unavailable, "\(node) did not answer \(opcode) within \(seconds) s; link closed"))
-            connection.close()
-        }
-        defer { watchdog.cancel() }
-        do {
+        // A timer on the connection's event loop (cheaper than a task per call), over the
+        // whole call: sending, the answer, and its body.
+        var watchdog: Scheduled<Void>? = nil
+        defer { watchdog?.cancel() }
+        let (frame, responseBody) = try await connection.roundTrip("\(opcode) to \(node)") { (id) throws(AgadirError) in
+            watchdog = connection.channel.eventLoop.scheduleTask(in: .milliseconds(Int64(seconds * 1000))) {
+                connection.fail(id, with: AgadirError(.unavailable, "\(node) did not answer \(opcode) within \(seconds) s; link closed"))
+                connection.close()
+            }
             try await send(request, body: body, id: id, on: connection)
-            let frame = try await connection.awaitResponse(id)
-            if let error = frame.error { throw error }
-            if frame.isEndStream {
-                responseBody.abandon()
-                guard frame.payload.readableBytes <= maxResponseBytes else {
-                    throw AgadirError(.frameTooLarge, "\(node) answered \(opcode) with more than \(maxResponseBytes) bytes")
-                }
-                return PeerResponse(fields: frame.fields, body: Array(frame.payload.readableBytesView))
-            }
-            var out: [UInt8] = []
-            while let buf = try await responseBody.next() {
-                out.append(contentsOf: buf.readableBytesView)
-                guard out.count <= maxResponseBytes else {
-                    responseBody.abandon()
-                    throw AgadirError(.frameTooLarge, "\(node) answered \(opcode) with more than \(maxResponseBytes) bytes")
-                }
-            }
-            return PeerResponse(fields: frame.fields, body: out)
-        } catch let e as AgadirError {
-            connection.cancel(id)
-            throw e
-        } catch {
-            connection.cancel(id)
-            throw AgadirError(.unavailable, "\(opcode) to \(node) failed: \(error)")
         }
+        let out = try await ClientConnection.collect(frame, responseBody, max: maxResponseBytes, what: "\(node)'s answer to \(opcode)")
+        return PeerResponse(fields: frame.fields, body: out)
     }
 
     private func send(_ request: PeerRequest, body: [UInt8]?, id: UInt64, on connection: ClientConnection) async throws(AgadirError) {
@@ -149,55 +122,17 @@ public final class PeerLinks: Sendable {
         guard let endpoint = resolve(node) else {
             throw AgadirError(.unavailable, "no address is known for node \(node); is it a member of the cluster?")
         }
-        let count = max(1, settings.connectionsPerPeer)
-        let pick: (Int, ClientConnection?) = slots.withLock { all in
-            var s = all[node] ?? Slots(connections: Array(repeating: nil, count: count), endpoint: endpoint)
-            if s.endpoint != endpoint {  // the peer moved: drop the old links
-                for c in s.connections { c?.close() }
-                s = Slots(connections: Array(repeating: nil, count: count), endpoint: endpoint)
+        let (pool, moved): (ConnectionPool, ConnectionPool?) = pools.withLock { all in
+            if let p = all[node], p.endpoint == endpoint { return (p, nil) }
+            // New, or the peer moved: a pool for its current endpoint (the old one is closed).
+            let p = ConnectionPool(endpoint: endpoint, size: settings.connectionsPerPeer) { () throws(AgadirError) in
+                try await self.handshake(node: node, endpoint: endpoint)
             }
-            defer { all[node] = s }
-            s.next &+= 1
-            var best: (Int, ClientConnection?) = (s.next % count, nil)
-            var bestLoad = Int.max
-            for k in 0..<count {
-                let i = (s.next + k) % count
-                guard let c = s.connections[i], !c.isClosed else { return (i, nil) }
-                if c.inFlight < bestLoad {
-                    best = (i, c)
-                    bestLoad = c.inFlight
-                }
-            }
-            return best
+            defer { all[node] = p }
+            return (p, all[node])
         }
-        if let c = pick.1 { return c }
-        return try await open(node: node, endpoint: endpoint, slot: pick.0)
-    }
-
-    private func open(node: String, endpoint: String, slot: Int) async throws(AgadirError) -> ClientConnection {
-        let task: Task<ClientConnection, any Error> = slots.withLock { all in
-            if let t = all[node]?.connecting[slot] { return t }
-            let t = Task { () async throws -> ClientConnection in try await self.handshake(node: node, endpoint: endpoint) }
-            all[node]?.connecting[slot] = t
-            return t
-        }
-        let result = await task.result
-        switch result {
-        case .success(let c):
-            slots.withLock { all in
-                all[node]?.connecting[slot] = nil
-                if all[node]?.endpoint == endpoint, slot < all[node]?.connections.count ?? 0 {
-                    if all[node]?.connections[slot] == nil || all[node]?.connections[slot]?.isClosed == true {
-                        all[node]?.connections[slot] = c
-                    }
-                }
-            }
-            return c
-        case .failure(let e):
-            slots.withLock { $0[node]?.connecting[slot] = nil }
-            if let e = e as? AgadirError { throw e }
-            throw AgadirError(.unavailable, "cannot open a peer link to \(node) at \(endpoint): \(e)")
-        }
+        moved?.close()
+        return try await pool.connection()
     }
 
     /// Connects and runs the handshake; the connection is closed on any failure.
@@ -238,25 +173,19 @@ public final class PeerLinks: Sendable {
     }
 
     private func exchange(_ request: PeerRequest, on connection: ClientConnection, node: String) async throws(AgadirError) -> Fields {
-        let (id, body) = try connection.open()
-        body.abandon()
         let timeout = Duration.milliseconds(Int64(settings.connectTimeoutSeconds * 1000))
-        let watchdog = Task {
-            try await Task.sleep(for: timeout)
-            connection.fail(id, with: AgadirError(.unavailable, "\(node) did not complete the handshake in time"))
-        }
-        defer { watchdog.cancel() }
-        do {
+        var watchdog: Task<Void, any Error>? = nil
+        defer { watchdog?.cancel() }
+        let (frame, body) = try await connection.roundTrip("\(request.opcode) to \(node)") { (id) throws(AgadirError) in
+            watchdog = Task {
+                try await Task.sleep(for: timeout)
+                connection.fail(id, with: AgadirError(.unavailable, "\(node) did not complete the handshake in time"))
+            }
             try await connection.write(Frame(
                 header: FrameHeader(kind: .request, flags: FrameHeader.endStream, opcode: request.opcode.rawValue, requestID: id),
                 fields: request.fields()))
-            let frame = try await connection.awaitResponse(id)
-            if let error = frame.error { throw error }
-            return frame.fields
-        } catch let e as AgadirError {
-            throw e
-        } catch {
-            throw AgadirError(.unavailable, "\(request.opcode) to \(node) failed: \(error)")
         }
+        body.abandon()
+        return frame.fields
     }
 }

@@ -1,5 +1,4 @@
 import AgadirCore
-import AgadirTransport
 import AgadirWire
 import NIOCore
 import NIOPosix
@@ -230,6 +229,50 @@ package final class ClientConnection: Sendable {
         let p = state.withLock { $0.pending.removeValue(forKey: id) }
         p?.body.abandon()
         p?.response?.resume(throwing: AgadirError(.internalError, "request \(id) cancelled"))
+    }
+
+    /// One request's round trip, the sequence every caller shares: a request id is
+    /// registered, `send` writes the request's frames, and the RESPONSE frame is awaited.
+    /// An error answer is thrown as it came; any failure forgets the request id, and an
+    /// untyped one becomes UNAVAILABLE naming `what`. The body stream carries the DATA
+    /// frames of a response that did not end in its RESPONSE frame.
+    package func roundTrip(
+        _ what: @autoclosure () -> String, send: (_ id: UInt64) async throws(AgadirError) -> Void
+    ) async throws(AgadirError) -> (frame: Frame, body: BodyStream) {
+        let (id, body) = try open()
+        do {
+            try await send(id)
+            let frame = try await awaitResponse(id)
+            if let error = frame.error { throw error }
+            return (frame, body)
+        } catch let e as AgadirError {
+            cancel(id)
+            throw e
+        } catch {
+            cancel(id)
+            throw AgadirError(.unavailable, "\(what()) failed: \(error)")
+        }
+    }
+
+    /// The whole body of a response: the RESPONSE frame's payload when it ended the stream,
+    /// else its DATA frames, at most `max` bytes (FRAME_TOO_LARGE beyond).
+    package static func collect(_ frame: Frame, _ body: BodyStream, max: Int, what: String) async throws(AgadirError) -> [UInt8] {
+        if frame.isEndStream {
+            body.abandon()
+            guard frame.payload.readableBytes <= max else {
+                throw AgadirError(.frameTooLarge, "\(what): the answer exceeds \(max) bytes")
+            }
+            return Array(frame.payload.readableBytesView)
+        }
+        var out: [UInt8] = []  // an open RESPONSE frame's payload was routed into `body` first
+        while let buf = try await body.next() {
+            out.append(contentsOf: buf.readableBytesView)
+            guard out.count <= max else {
+                body.abandon()
+                throw AgadirError(.frameTooLarge, "\(what): the answer exceeds \(max) bytes")
+            }
+        }
+        return out
     }
 
     package func write(_ frame: Frame) async throws(AgadirError) {
