@@ -225,8 +225,19 @@ public final class AgadirClient: Sendable {
             try await collect(frame, body, max: configuration.limits.maxListingBodyBytes), limits: configuration.limits)
     }
 
-    /// Runs an administrative command (ADMIN, docs/protocol.md): `input` is a JSON object,
-    /// the answer is JSON. Sent to the node the client was made for.
+    /// Runs an administrative command of the admin schema (`Admin`, AgadirWire): the input
+    /// and the answer are the command's typed records. Sent to the node the client was made for.
+    public func admin<Input, Output>(_ command: AdminCommand<Input, Output>, _ input: Input) async throws(AgadirError) -> Output {
+        try command.decode(output: try await admin(command.name, input: try command.encode(input: input)))
+    }
+
+    /// `admin(_:_:)` for a command that takes no input.
+    public func admin<Output>(_ command: AdminCommand<Admin.Empty, Output>) async throws(AgadirError) -> Output {
+        try await admin(command, Admin.Empty())
+    }
+
+    /// Runs an administrative command (ADMIN, docs/protocol.md) by name: `input` is a JSON
+    /// object, the answer is JSON. Sent to the node the client was made for.
     public func admin(_ command: String, input: [UInt8] = Array("{}".utf8)) async throws(AgadirError) -> [UInt8] {
         guard input.count <= AdminLimits.maxBodyBytes else {
             throw AgadirError(.invalidArgument, "admin input of \(input.count) bytes is over \(AdminLimits.maxBodyBytes)")

@@ -60,33 +60,22 @@ extension Lab {
         guard let first = running.first else { throw AgadirError(.unavailable, "no node of the lab is running; `agadir-lab up` first") }
         let client = try client(for: first)
         defer { Task { await client.close() } }
-        func call(_ command: String, _ input: [String: Any]) async throws(AgadirError) -> Any {
-            let body: Data
-            do {
-                body = try JSONSerialization.data(withJSONObject: input, options: [.sortedKeys])
-            } catch {
-                throw AgadirError(.internalError, "cannot encode the input of \(command): \(error)")
-            }
-            let answer = try await client.admin(command, input: Array(body))
-            return (try? JSONSerialization.jsonObject(with: Data(answer))) ?? [:]
-        }
-        _ = try await call("layout.revert", [:])
-        if let partitionCount { _ = try await call("layout.partitions", ["count": partitionCount]) }
+        _ = try await client.admin(Admin.layoutRevert)
+        if let partitionCount { _ = try await client.admin(Admin.layoutPartitions, Admin.Partitions(count: partitionCount)) }
         for node in state.nodes {
-            var input: [String: Any] = ["node": node.nodeID, "site": node.site, "capacity": capacity]
-            if let labels = siteLabels[node.site] ?? Self.knownSiteLabels[node.site] { input["siteLabels"] = labels }
-            _ = try await call("layout.assign", input)
+            let labels = siteLabels[node.site] ?? Self.knownSiteLabels[node.site]
+            _ = try await client.admin(
+                Admin.layoutAssign, Admin.Assign(node: node.nodeID, site: node.site, capacity: capacity, siteLabels: labels))
         }
-        let shown = try await call("layout.show", [:]) as? [String: Any]
-        let existing = Set(((shown?["policies"] as? [[String: Any]]) ?? []).compactMap { $0["name"] as? String })
+        let shown = try await client.admin(Admin.layoutShow)
+        let existing = Set(shown.policies.map(\.name))
         for p in policies ?? Self.defaultPolicies(sites: state.sites, nodesPerSite: state.nodesPerSite) where !existing.contains(p.name) {
-            _ = try await call(
-                "policy.create",
-                ["name": p.name, "replicationFactor": p.replicationFactor, "sites": p.sites, "minSites": p.minSites])
+            _ = try await client.admin(
+                Admin.policyCreate,
+                Admin.PolicySpec(name: p.name, replicationFactor: p.replicationFactor, sites: p.sites, minSites: p.minSites))
         }
-        let current = (shown?["version"] as? NSNumber)?.uint64Value ?? 0
-        let version = current + 1
-        _ = try await call("layout.apply", ["version": version])
+        let version = shown.version + 1
+        _ = try await client.admin(Admin.layoutApply, Admin.Apply(version: version))
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
         var behind: [String] = running

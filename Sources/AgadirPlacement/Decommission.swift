@@ -32,28 +32,6 @@ extension ClusterLayout {
 
 // MARK: Under-replication (docs/operations.md, "Reading `agadir admin status`")
 
-/// One policy's partitions of a layout version that have a replica not alive.
-public struct UnderReplication: Sendable, Hashable, Codable {
-    public var policy: String
-    public var replicationFactor: Int
-    /// Partitions with at least one replica not alive.
-    public var partitions: Int
-    /// Partitions with fewer alive replicas than a majority of the replication factor.
-    public var belowQuorum: Int
-    /// Partitions with no alive replica: their objects cannot be read now.
-    public var unavailable: Int
-    /// The replicas not alive, sorted.
-    public var nodesDown: [String]
-
-    public init(policy: String, replicationFactor: Int, partitions: Int, belowQuorum: Int, unavailable: Int, nodesDown: [String]) {
-        self.policy = policy
-        self.replicationFactor = replicationFactor
-        self.partitions = partitions
-        self.belowQuorum = belowQuorum
-        self.unavailable = unavailable
-        self.nodesDown = nodesDown
-    }
-}
 
 /// Pure figures about the replicas of a layout version.
 public enum ReplicaHealth {

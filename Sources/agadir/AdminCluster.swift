@@ -4,37 +4,6 @@ import AgadirWire
 import ArgumentParser
 import Foundation
 
-// MARK: - Plumbing for admin commands (JSON in, JSON out)
-
-/// Runs an ADMIN command and returns its parsed JSON answer; prints the raw JSON with --json.
-func adminCall(_ options: GlobalOptions, _ command: String, _ input: [String: Any] = [:]) async throws -> Any {
-    var answer: [UInt8] = []
-    try await withClient(options) { client in
-        let body = try JSONSerialization.data(withJSONObject: input, options: [.sortedKeys])
-        answer = try await client.admin(command, input: Array(body))
-    }
-    guard let parsed = try? JSONSerialization.jsonObject(with: Data(answer)) else {
-        stderr("agadir: the node's answer to \(command) is not JSON")
-        throw ExitCode(1)
-    }
-    return parsed
-}
-
-func printRawJSON(_ object: Any) {
-    if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]) {
-        print(String(decoding: data, as: UTF8.self))
-    }
-}
-
-/// A table with a header row, columns padded to the widest cell.
-func table(_ header: [String], _ rows: [[String]]) -> String {
-    let widths = header.indices.map { c in ([header] + rows).map { $0[c].count }.max() ?? 0 }
-    return ([header] + rows).map { row in
-        row.indices.map { c in c == row.count - 1 ? row[c] : row[c].padding(toLength: widths[c], withPad: " ", startingAt: 0) }
-            .joined(separator: "  ")
-    }.joined(separator: "\n")
-}
-
 /// `1TB`, `500G`, `2TiB`, `1048576`: decimal units (KB, MB, GB, TB, PB; K, M, G, T, P) and
 /// binary ones (KiB ... PiB).
 func parseCapacity(_ text: String) throws -> UInt64 {
@@ -94,49 +63,41 @@ struct LayoutShow: AsyncParsableCommand {
     @OptionGroup var options: GlobalOptions
 
     func run() async throws {
-        let view = try await adminCall(options, "layout.show")
-        if options.json { printRawJSON(view) } else { print(Self.render(view)) }
+        let view = try await admin(options, Admin.layoutShow)
+        if options.json { printJSON(value: view) } else { print(Self.render(view)) }
     }
 
-    static func render(_ any: Any) -> String {
-        guard let v = any as? [String: Any] else { return "\(any)" }
+    static func render(_ v: Admin.LayoutView) -> String {
         var out: [String] = []
-        let live = (v["liveVersions"] as? [Any])?.map { "\($0)" }.joined(separator: ", ") ?? ""
-        out.append("layout version \(v["version"] ?? 0), \(v["partitionCount"] ?? 0) partitions, live versions: \(live)")
-        let sites = (v["sites"] as? [[String: Any]]) ?? []
-        if !sites.isEmpty {
+        out.append(
+            "layout version \(v.version), \(v.partitionCount) partitions, live versions: "
+                + v.liveVersions.map(String.init).joined(separator: ", "))
+        if !v.sites.isEmpty {
             out.append("")
-            out.append(table(["SITE", "LABELS"], sites.map { s in
-                let labels = (s["labels"] as? [String: String] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-                return ["\(s["name"] ?? "")", labels.joined(separator: ",")]
+            out.append(table(["SITE", "LABELS"], v.sites.map { s in
+                [s.name, s.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")]
             }))
         }
-        let nodes = (v["nodes"] as? [[String: Any]]) ?? []
-        if !nodes.isEmpty {
+        if !v.nodes.isEmpty {
             out.append("")
-            out.append(table(["NODE", "SITE", "CAPACITY", "STATE", "PARTITIONS"], nodes.map { n in
-                let parts = (n["partitions"] as? [String: Int] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }
-                return [
-                    "\(n["id"] ?? "")", "\(n["site"] ?? "")", formatBytes((n["capacity"] as? NSNumber)?.uint64Value ?? 0),
-                    "\(n["state"] ?? "")", parts.joined(separator: " "),
-                ]
+            out.append(table(["NODE", "SITE", "CAPACITY", "STATE", "PARTITIONS"], v.nodes.map { n in
+                let parts = n.partitions.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }
+                return [n.id, n.site, formatBytes(n.capacity), n.state, parts.joined(separator: " ")]
             }))
         }
-        let policies = (v["policies"] as? [[String: Any]]) ?? []
-        if !policies.isEmpty {
+        if !v.policies.isEmpty {
             out.append("")
-            out.append(PolicyList.render(policies))
+            out.append(PolicyList.render(v.policies))
         }
-        let staged = (v["staged"] as? [String]) ?? []
         out.append("")
-        if staged.isEmpty {
+        if v.staged.isEmpty {
             out.append("no staged changes")
         } else {
             out.append("staged changes (see `agadir admin layout plan`):")
-            for s in staged { out.append("  \(s)") }
+            for s in v.staged { out.append("  \(s)") }
         }
-        if let p = v["stagedPartitionCount"] { out.append("  partition count \(p)") }
-        for w in (v["warnings"] as? [String]) ?? [] { out.append("warning: \(w)") }
+        if let p = v.stagedPartitionCount { out.append("  partition count \(p)") }
+        for w in v.warnings { out.append("warning: \(w)") }
         return out.joined(separator: "\n")
     }
 }
@@ -151,10 +112,10 @@ struct LayoutAssign: AsyncParsableCommand {
     @Option(name: .long, help: "Label of the node's site, KEY=VALUE (repeatable), e.g. country=MA.") var siteLabel: [String] = []
 
     func run() async throws {
-        var input: [String: Any] = ["node": node, "site": site, "capacity": try parseCapacity(capacity)]
-        if !siteLabel.isEmpty { input["siteLabels"] = try parseLabels(siteLabel) }
-        let view = try await adminCall(options, "layout.assign", input)
-        if options.json { printRawJSON(view) } else { print(LayoutShow.render(view)) }
+        let input = Admin.Assign(
+            node: node, site: site, capacity: try parseCapacity(capacity), siteLabels: siteLabel.isEmpty ? nil : try parseLabels(siteLabel))
+        let view = try await admin(options, Admin.layoutAssign, input)
+        if options.json { printJSON(value: view) } else { print(LayoutShow.render(view)) }
     }
 }
 
@@ -164,8 +125,8 @@ struct LayoutRemove: AsyncParsableCommand {
     @Argument(help: "Node id.") var node: String
 
     func run() async throws {
-        let view = try await adminCall(options, "layout.remove", ["node": node])
-        if options.json { printRawJSON(view) } else { print(LayoutShow.render(view)) }
+        let view = try await admin(options, Admin.layoutRemove, Admin.Remove(node: node))
+        if options.json { printJSON(value: view) } else { print(LayoutShow.render(view)) }
     }
 }
 
@@ -176,8 +137,8 @@ struct LayoutSite: AsyncParsableCommand {
     @Option(name: .long, help: "Label KEY=VALUE (repeatable), e.g. country=MA.") var label: [String] = []
 
     func run() async throws {
-        let view = try await adminCall(options, "layout.site", ["site": site, "labels": try parseLabels(label)])
-        if options.json { printRawJSON(view) } else { print(LayoutShow.render(view)) }
+        let view = try await admin(options, Admin.layoutSite, Admin.SiteLabels(site: site, labels: try parseLabels(label)))
+        if options.json { printJSON(value: view) } else { print(LayoutShow.render(view)) }
     }
 }
 
@@ -188,8 +149,8 @@ struct LayoutPartitions: AsyncParsableCommand {
     @Argument(help: "A power of two from 8 to 65536.") var count: Int
 
     func run() async throws {
-        let view = try await adminCall(options, "layout.partitions", ["count": count])
-        if options.json { printRawJSON(view) } else { print(LayoutShow.render(view)) }
+        let view = try await admin(options, Admin.layoutPartitions, Admin.Partitions(count: count))
+        if options.json { printJSON(value: view) } else { print(LayoutShow.render(view)) }
     }
 }
 
@@ -199,30 +160,25 @@ struct LayoutPlan: AsyncParsableCommand {
     @OptionGroup var options: GlobalOptions
 
     func run() async throws {
-        let plan = try await adminCall(options, "layout.plan")
-        if options.json { printRawJSON(plan) } else { print(Self.render(plan)) }
+        let plan = try await admin(options, Admin.layoutPlan)
+        if options.json { printJSON(value: plan) } else { print(Self.render(plan)) }
     }
 
-    static func render(_ any: Any) -> String {
-        guard let p = any as? [String: Any] else { return "\(any)" }
-        var out = ["layout version \(p["fromVersion"] ?? 0) -> \(p["toVersion"] ?? 0): \(p["totalPartitionsMoved"] ?? 0) partitions move"]
-        let policies = (p["policies"] as? [[String: Any]]) ?? []
-        if !policies.isEmpty {
+    static func render(_ p: Admin.PlanView) -> String {
+        var out = ["layout version \(p.fromVersion) -> \(p.toVersion): \(p.totalPartitionsMoved) partitions move"]
+        if !p.policies.isEmpty {
             out.append("")
-            out.append(table(["POLICY", "PARTITIONS MOVED", "REPLICAS MOVED"], policies.map {
-                ["\($0["policy"] ?? "")", "\($0["partitionsMoved"] ?? 0)", "\($0["replicasMoved"] ?? 0)"]
+            out.append(table(["POLICY", "PARTITIONS MOVED", "REPLICAS MOVED"], p.policies.map {
+                [$0.policy, "\($0.partitionsMoved)", "\($0.replicasMoved)"]
             }))
         }
-        let links = (p["links"] as? [[String: Any]]) ?? []
         out.append("")
-        if links.isEmpty {
+        if p.links.isEmpty {
             out.append("no data crosses a link")
         } else {
-            out.append(table(["FROM SITE", "TO SITE", "ESTIMATED BYTES"], links.map {
-                ["\($0["from"] ?? "")", "\($0["to"] ?? "")", formatBytes(($0["bytes"] as? NSNumber)?.uint64Value ?? 0)]
-            }))
+            out.append(table(["FROM SITE", "TO SITE", "ESTIMATED BYTES"], p.links.map { [$0.from, $0.to, formatBytes($0.bytes)] }))
         }
-        if let layout = p["layout"] {
+        if let layout = p.layout {
             out.append("")
             out.append(LayoutShow.render(layout))
         }
@@ -237,8 +193,8 @@ struct LayoutApply: AsyncParsableCommand {
     @Option(name: .long, help: "The version to create: the current version + 1 (a stale number is refused).") var version: UInt64
 
     func run() async throws {
-        let plan = try await adminCall(options, "layout.apply", ["version": version])
-        if options.json { printRawJSON(plan) } else {
+        let plan = try await admin(options, Admin.layoutApply, Admin.Apply(version: version))
+        if options.json { printJSON(value: plan) } else {
             print("applied layout version \(version)")
             print(LayoutPlan.render(plan))
         }
@@ -250,8 +206,8 @@ struct LayoutRevert: AsyncParsableCommand {
     @OptionGroup var options: GlobalOptions
 
     func run() async throws {
-        let view = try await adminCall(options, "layout.revert")
-        if options.json { printRawJSON(view) } else { print(LayoutShow.render(view)) }
+        let view = try await admin(options, Admin.layoutRevert)
+        if options.json { printJSON(value: view) } else { print(LayoutShow.render(view)) }
     }
 }
 
@@ -260,11 +216,12 @@ struct LayoutHistory: AsyncParsableCommand {
     @OptionGroup var options: GlobalOptions
 
     func run() async throws {
-        let history = try await adminCall(options, "layout.history")
-        if options.json { printRawJSON(history); return }
-        let rows = ((history as? [[String: Any]]) ?? []).map { h in
-            ["\(h["version"] ?? 0)", isoDate(millis: (h["appliedMillis"] as? NSNumber)?.uint64Value ?? 0), "\(h["summary"] ?? "")"]
+        let history = try await admin(options, Admin.layoutHistory)
+        if options.json {
+            printJSON(value: history)
+            return
         }
+        let rows = history.map { h in ["\(h.version)", isoDate(millis: h.appliedMillis), h.summary] }
         print(rows.isEmpty ? "no layout applied yet" : table(["VERSION", "APPLIED", "CHANGES"], rows))
     }
 }
@@ -291,14 +248,21 @@ struct PolicyCreate: AsyncParsableCommand {
     @Flag(name: .long, help: "Apply at once as the next layout version (when nothing else is staged).") var apply = false
 
     func run() async throws {
-        let input: [String: Any] = [
-            "name": name, "replicationFactor": rf, "sites": sites, "minSites": minSites, "read": read, "write": write,
-            "codec": codec, "apply": apply,
-        ]
-        let answer = try await adminCall(options, "policy.create", input)
-        if options.json { printRawJSON(answer); return }
-        print(apply ? "policy \(name) created and applied" : "policy \(name) staged; apply it with `agadir admin layout apply`")
-        print(apply ? LayoutPlan.render(answer) : LayoutShow.render(answer))
+        let input = Admin.PolicySpec(
+            name: name, replicationFactor: rf, sites: sites, minSites: minSites, read: read, write: write, codec: codec, apply: apply)
+        let answer = try await admin(options, Admin.policyCreate, input)
+        if options.json {
+            printJSON(value: answer)
+            return
+        }
+        switch answer {
+        case .applied(let plan):
+            print("policy \(name) created and applied")
+            print(LayoutPlan.render(plan))
+        case .staged(let layout):
+            print("policy \(name) staged; apply it with `agadir admin layout apply`")
+            print(LayoutShow.render(layout))
+        }
     }
 }
 
@@ -307,16 +271,15 @@ struct PolicyList: AsyncParsableCommand {
     @OptionGroup var options: GlobalOptions
 
     func run() async throws {
-        let list = try await adminCall(options, "policy.list")
-        if options.json { printRawJSON(list) } else { print(Self.render((list as? [[String: Any]]) ?? [])) }
+        let list = try await admin(options, Admin.policyList)
+        if options.json { printJSON(value: list) } else { print(Self.render(list)) }
     }
 
-    static func render(_ policies: [[String: Any]]) -> String {
+    static func render(_ policies: [Admin.PolicyView]) -> String {
         table(["POLICY", "RF", "SITES", "MIN SITES", "READ", "WRITE", "CODEC", "ELIGIBLE NODES", "ELIGIBLE SITES"], policies.map { p in
             [
-                "\(p["name"] ?? "")", "\(p["replicationFactor"] ?? "")", "\(p["sites"] ?? "")", "\(p["minSites"] ?? "")",
-                "\(p["read"] ?? "")", "\(p["write"] ?? "")", "\(p["codec"] ?? "")", "\(p["eligibleNodes"] ?? "")",
-                ((p["eligibleSites"] as? [String]) ?? []).joined(separator: ","),
+                p.name, "\(p.replicationFactor)", p.sites, "\(p.minSites)", p.read, p.write, p.codec, "\(p.eligibleNodes)",
+                p.eligibleSites.joined(separator: ","),
             ]
         })
     }
@@ -328,8 +291,8 @@ struct PolicyShow: AsyncParsableCommand {
     @Argument(help: "Policy name.") var name: String
 
     func run() async throws {
-        let p = try await adminCall(options, "policy.show", ["name": name])
-        if options.json { printRawJSON(p) } else { print(PolicyList.render([(p as? [String: Any]) ?? [:]])) }
+        let p = try await admin(options, Admin.policyShow, Admin.Name(name: name))
+        if options.json { printJSON(value: p) } else { print(PolicyList.render([p])) }
     }
 }
 
@@ -348,24 +311,22 @@ struct AuditResidency: AsyncParsableCommand {
     @OptionGroup var options: GlobalOptions
 
     func run() async throws {
-        let answer = try await adminCall(options, "audit.residency")
-        let nodes = (answer as? [[String: Any]]) ?? []
-        let violations = nodes.reduce(0) { $0 + (($1["violationCount"] as? Int) ?? 0) }
-        let failed = nodes.filter { $0["error"] != nil }
+        let nodes = try await admin(options, Admin.auditResidency)
+        let violations = nodes.reduce(0) { $0 + $1.violationCount }
+        let failed = nodes.filter { $0.error != nil }
         if options.json {
-            printRawJSON(answer)
+            printJSON(value: nodes)
         } else {
             print(table(["NODE", "SITE", "MANIFESTS", "CHUNKS", "HINTS", "UNATTRIBUTED", "VIOLATIONS"], nodes.map { n in
                 [
-                    "\(n["node"] ?? "")", "\(n["site"] ?? "")", "\(n["manifests"] ?? 0)", "\(n["chunks"] ?? 0)", "\(n["hints"] ?? 0)",
-                    "\(n["unattributedChunks"] ?? 0)", n["error"].map { "not audited: \($0)" } ?? "\(n["violationCount"] ?? 0)",
+                    n.node, n.site, "\(n.manifests)", "\(n.chunks)", "\(n.hints)", "\(n.unattributedChunks)",
+                    n.error.map { "not audited: \($0)" } ?? "\(n.violationCount)",
                 ]
             }))
             for n in nodes {
-                for v in (n["violations"] as? [[String: Any]]) ?? [] {
-                    let what = (v["key"] as? String).map { "object \(v["bucket"] ?? "")/\($0)" }
-                        ?? (v["chunk"] as? String).map { "chunk \($0) of bucket \(v["bucket"] ?? "")" } ?? "hint for bucket \(v["bucket"] ?? "")"
-                    print("VIOLATION on \(n["node"] ?? ""): \(v["kind"] ?? "") \(what) (policy \(v["policy"] ?? "")): \(v["reason"] ?? "")")
+                for v in n.violations {
+                    let what = v.key.map { "object \(v.bucket)/\($0)" } ?? v.chunk.map { "chunk \($0) of bucket \(v.bucket)" } ?? "hint for bucket \(v.bucket)"
+                    print("VIOLATION on \(n.node): \(v.kind) \(what) (policy \(v.policy)): \(v.reason)")
                 }
             }
             print(violations == 0 ? "no data outside its policy's sites" : "\(violations) item(s) outside their policy's sites")

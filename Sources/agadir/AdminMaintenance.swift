@@ -1,5 +1,6 @@
 import AgadirClient
 import AgadirCore
+import AgadirWire
 import ArgumentParser
 import Foundation
 
@@ -22,22 +23,19 @@ struct ScrubStatus: AsyncParsableCommand {
     @OptionGroup var options: GlobalOptions
 
     func run() async throws {
-        let answer = try await adminCall(options, "scrub.status")
-        let nodes = (answer as? [[String: Any]]) ?? []
+        let nodes = try await admin(options, Admin.scrubStatus)
         if options.json {
-            printRawJSON(answer)
+            printJSON(value: nodes)
         } else {
             print(table(["NODE", "STATE", "PASSES", "CHECKED", "CORRUPT", "REPAIRED", "QUARANTINED", "RATE"], nodes.map { n in
-                guard let s = n["scrub"] as? [String: Any] else { return ["\(n["node"] ?? "")", "unknown: \(n["error"] ?? "")", "", "", "", "", "", ""] }
-                let bytes = (s["bytesChecked"] as? NSNumber)?.uint64Value ?? 0
-                let rate = (s["bytesPerSecond"] as? NSNumber)?.uint64Value ?? 0
+                guard let s = n.scrub else { return [n.node, "unknown: \(n.error ?? "")", "", "", "", "", "", ""] }
                 return [
-                    "\(n["node"] ?? "")", "\(s["state"] ?? "")", "\(s["passes"] ?? 0)", "\(s["chunksChecked"] ?? 0) (\(formatBytes(bytes)))",
-                    "\(s["corruptFound"] ?? 0)", "\(s["repaired"] ?? 0)", "\(s["quarantined"] ?? 0)", rate == 0 ? "off" : formatRate(rate),
+                    n.node, s.state, "\(s.passes)", "\(s.chunksChecked) (\(formatBytes(s.bytesChecked)))", "\(s.corruptFound)",
+                    "\(s.repaired)", "\(s.quarantined)", s.bytesPerSecond == 0 ? "off" : formatRate(UInt64(max(0, s.bytesPerSecond))),
                 ]
             }))
         }
-        let quarantined = nodes.reduce(0) { $0 + ((($1["scrub"] as? [String: Any])?["quarantined"] as? Int) ?? 0) }
+        let quarantined = nodes.reduce(0) { $0 + ($1.scrub?.quarantined ?? 0) }
         if quarantined > 0 { throw ExitCode(1) }
     }
 }
@@ -45,13 +43,13 @@ struct ScrubStatus: AsyncParsableCommand {
 struct ScrubStart: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "start", abstract: "Start a scrub pass on every node now (and lift a pause).")
     @OptionGroup var options: GlobalOptions
-    func run() async throws { try await maintenanceCall(options, "scrub.start") }
+    func run() async throws { try await maintenanceCall(options, Admin.scrubStart) }
 }
 
 struct ScrubPause: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "pause", abstract: "Pause the scrub on every node (until `scrub start`).")
     @OptionGroup var options: GlobalOptions
-    func run() async throws { try await maintenanceCall(options, "scrub.pause") }
+    func run() async throws { try await maintenanceCall(options, Admin.scrubPause) }
 }
 
 struct GarbageCollection: AsyncParsableCommand {
@@ -66,18 +64,16 @@ struct GarbageStatus: AsyncParsableCommand {
     @OptionGroup var options: GlobalOptions
 
     func run() async throws {
-        let answer = try await adminCall(options, "gc.status")
+        let nodes = try await admin(options, Admin.gcStatus)
         if options.json {
-            printRawJSON(answer)
+            printJSON(value: nodes)
             return
         }
-        let nodes = (answer as? [[String: Any]]) ?? []
         print(table(["NODE", "STATE", "PASSES", "REFS DROPPED", "UNDECIDED", "CHUNKS RECLAIMED", "SEGMENTS COMPACTED", "FREED"], nodes.map { n in
-            guard let g = n["gc"] as? [String: Any] else { return ["\(n["node"] ?? "")", "unknown: \(n["error"] ?? "")", "", "", "", "", "", ""] }
+            guard let g = n.gc else { return [n.node, "unknown: \(n.error ?? "")", "", "", "", "", "", ""] }
             return [
-                "\(n["node"] ?? "")", "\(g["state"] ?? "")", "\(g["passes"] ?? 0)", "\(g["referencesDropped"] ?? 0)",
-                "\(g["referencesUndecided"] ?? 0)", "\(g["chunksReclaimed"] ?? 0)", "\(g["segmentsCompacted"] ?? 0)",
-                formatBytes((g["bytesFreed"] as? NSNumber)?.uint64Value ?? 0),
+                n.node, g.state, "\(g.passes)", "\(g.referencesDropped)", "\(g.referencesUndecided)", "\(g.chunksReclaimed)",
+                "\(g.segmentsCompacted)", formatBytes(g.bytesFreed),
             ]
         }))
     }
@@ -87,17 +83,16 @@ struct GarbageStart: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "start", abstract: "Run a collection pass on every node now (the grace period still applies).")
     @OptionGroup var options: GlobalOptions
-    func run() async throws { try await maintenanceCall(options, "gc.start") }
+    func run() async throws { try await maintenanceCall(options, Admin.gcStart) }
 }
 
-func maintenanceCall(_ options: GlobalOptions, _ command: String) async throws {
-    let answer = try await adminCall(options, command)
+func maintenanceCall(_ options: GlobalOptions, _ command: AdminCommand<Admin.Empty, Admin.MaintenanceView>) async throws {
+    let view = try await admin(options, command)
     if options.json {
-        printRawJSON(answer)
+        printJSON(value: view)
         return
     }
-    let view = (answer as? [String: Any]) ?? [:]
-    let reached = (view["reached"] as? [String]) ?? []
-    let unreached = (view["unreached"] as? [String]) ?? []
-    print("\(command): taken by \(reached.count) node(s)" + (unreached.isEmpty ? "" : "; not reached: \(unreached.joined(separator: ", "))"))
+    print(
+        "\(command.name): taken by \(view.reached.count) node(s)"
+            + (view.unreached.isEmpty ? "" : "; not reached: \(view.unreached.joined(separator: ", "))"))
 }

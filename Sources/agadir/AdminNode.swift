@@ -1,5 +1,6 @@
 import AgadirClient
 import AgadirCore
+import AgadirWire
 import ArgumentParser
 import Foundation
 
@@ -29,13 +30,12 @@ struct NodeDrain: AsyncParsableCommand {
     @Argument(help: "Node id (as `agadir admin layout show` lists it).") var node: String
 
     func run() async throws {
-        let plan = try await adminCall(options, "node.drain", ["node": node])
+        let plan = try await admin(options, Admin.nodeDrain, Admin.NodeRef(node: node))
         if options.json {
-            printRawJSON(plan)
+            printJSON(value: plan)
             return
         }
-        let version = ((plan as? [String: Any])?["toVersion"]).map { "\($0)" } ?? "?"
-        print("node \(node) drained: layout version \(version) applied with capacity 0 for it; its partitions move away.")
+        print("node \(node) drained: layout version \(plan.toVersion) applied with capacity 0 for it; its partitions move away.")
         print("Watch `agadir admin rebalance status`; once it says complete, `agadir admin node remove \(node)`.")
         print("")
         print(LayoutPlan.render(plan))
@@ -57,18 +57,17 @@ struct NodeRemove: AsyncParsableCommand {
     @Flag(name: .long, help: "Remove the node even if it may hold the only copies of some objects.") var force = false
 
     func run() async throws {
-        let plan = try await adminCall(options, "node.remove", ["node": node, "force": force])
-        let warnings = ((plan as? [String: Any])?["warnings"] as? [String]) ?? []
+        let plan = try await admin(options, Admin.nodeRemove, Admin.NodeRemoval(node: node, force: force))
+        let warnings = plan.warnings ?? []
         for w in warnings { stderr("agadir: WARNING: \(w)") }
         if force, warnings.isEmpty {
             stderr("agadir: --force was not needed: node \(node) was in no replica set of a live layout version")
         }
         if options.json {
-            printRawJSON(plan)
+            printJSON(value: plan)
             return
         }
-        let version = ((plan as? [String: Any])?["toVersion"]).map { "\($0)" } ?? "?"
-        print("node \(node) removed: layout version \(version) applied; the node may be stopped once `agadir admin rebalance status` says complete.")
+        print("node \(node) removed: layout version \(plan.toVersion) applied; the node may be stopped once `agadir admin rebalance status` says complete.")
         print("")
         print(LayoutPlan.render(plan))
     }
@@ -88,66 +87,60 @@ struct ClusterStatusCommand: AsyncParsableCommand {
     @OptionGroup var options: GlobalOptions
 
     func run() async throws {
-        let answer = try await adminCall(options, "cluster.status")
-        let view = (answer as? [String: Any]) ?? [:]
-        if options.json { printRawJSON(answer) } else { print(Self.render(view)) }
-        if (view["healthy"] as? Bool) != true { throw ExitCode(Exit.degraded) }
+        let view = try await admin(options, Admin.clusterStatus)
+        if options.json { printJSON(value: view) } else { print(Self.render(view)) }
+        if !view.healthy { throw ExitCode(Exit.degraded) }
     }
 
-    static func render(_ view: [String: Any]) -> String {
-        func bytes(_ v: Any?) -> String { (v as? NSNumber).map { formatBytes($0.uint64Value) } ?? "-" }
-        let live = ((view["liveVersions"] as? [Any]) ?? []).map { "\($0)" }.joined(separator: ", ")
-        var lines = ["layout version \(view["layoutVersion"] ?? "?"), live versions: \(live) (answered by \(view["node"] ?? "?"))"]
+    static func render(_ view: Admin.ClusterStatusView) -> String {
+        func bytes(_ v: UInt64?) -> String { v.map(formatBytes) ?? "-" }
+        let live = view.liveVersions.map(String.init).joined(separator: ", ")
+        var lines = ["layout version \(view.layoutVersion), live versions: \(live) (answered by \(view.node))"]
         var rows: [[String]] = []
         var lastSite: String? = nil
-        for n in (view["nodes"] as? [[String: Any]]) ?? [] {
-            let site = "\(n["site"] ?? "")"
-            let capacity = (n["capacity"] as? NSNumber)?.uint64Value
+        for n in view.nodes {
             let note: String
-            if let error = n["error"] as? String {
+            if let error = n.error {
                 note = "status unknown: \(error)"
-            } else if (n["inLayout"] as? Bool) != true {
+            } else if !n.inLayout {
                 note = "not in the current layout"
-            } else if capacity == 0 {
+            } else if n.capacity == 0 {
                 note = "gateway (capacity 0)"
             } else {
                 note = ""
             }
             rows.append([
-                site == lastSite ? "" : site, "\(n["node"] ?? "")", "\(n["state"] ?? "")",
-                capacity.map(formatBytes) ?? "-", bytes(n["usedBytes"]), bytes(n["freeBytes"]), bytes(n["fsFreeBytes"]),
-                "\(n["partitions"] ?? 0)", (n["hintsPending"] as? NSNumber).map { "\($0)" } ?? "-", "\(n["rebalance"] ?? "-")", note,
+                n.site == lastSite ? "" : n.site, n.node, n.state, bytes(n.capacity), bytes(n.usedBytes), bytes(n.freeBytes),
+                bytes(n.fsFreeBytes), "\(n.partitions)", n.hintsPending.map { "\($0)" } ?? "-", n.rebalance ?? "-", note,
             ])
-            lastSite = site
+            lastSite = n.site
         }
         lines.append(table(["SITE", "NODE", "STATE", "CAPACITY", "USED", "FREE", "FS FREE", "PARTITIONS", "HINTS", "REBALANCE", "NOTE"], rows))
-        let under = (view["underReplicated"] as? [[String: Any]]) ?? []
-        if under.isEmpty {
+        if view.underReplicated.isEmpty {
             lines.append("under-replicated partitions: none")
         } else {
-            for u in under {
+            for u in view.underReplicated {
                 lines.append(
-                    "under-replicated: policy \(u["policy"] ?? "") (RF \(u["replicationFactor"] ?? "")): \(u["partitions"] ?? 0) partition(s), "
-                        + "\(u["belowQuorum"] ?? 0) below quorum, \(u["unavailable"] ?? 0) with no replica alive; replicas down: "
-                        + ((u["nodesDown"] as? [String]) ?? []).joined(separator: ", "))
+                    "under-replicated: policy \(u.policy) (RF \(u.replicationFactor)): \(u.partitions) partition(s), "
+                        + "\(u.belowQuorum) below quorum, \(u.unavailable) with no replica alive; replicas down: "
+                        + u.nodesDown.joined(separator: ", "))
             }
         }
-        let r = (view["rebalance"] as? [String: Any]) ?? [:]
-        if (r["complete"] as? Bool) == true {
+        let r = view.rebalance
+        if r.complete {
             lines.append("rebalance: complete")
         } else {
-            let left = (r["bytesLeftEstimate"] as? NSNumber).map { formatBytes($0.uint64Value) } ?? "unknown"
+            let left = r.bytesLeftEstimate.map(formatBytes) ?? "unknown"
             lines.append(
-                "rebalance: in progress, \(r["partitionsDone"] ?? 0)/\(r["partitionsTotal"] ?? 0) partitions, about \(left) left, "
-                    + "ETA \(formatSeconds((r["etaSeconds"] as? NSNumber)?.uint64Value)) (details: `agadir admin rebalance status`)")
+                "rebalance: in progress, \(r.partitionsDone)/\(r.partitionsTotal) partitions, about \(left) left, "
+                    + "ETA \(formatSeconds(r.etaSeconds)) (details: `agadir admin rebalance status`)")
         }
-        lines.append("hints pending: \(view["hintsPending"] ?? 0)")
-        let reasons = (view["reasons"] as? [String]) ?? []
-        if (view["healthy"] as? Bool) == true {
+        lines.append("hints pending: \(view.hintsPending)")
+        if view.healthy {
             lines.append("cluster healthy")
         } else {
             lines.append("cluster DEGRADED:")
-            for reason in reasons { lines.append("  - \(reason)") }
+            for reason in view.reasons { lines.append("  - \(reason)") }
         }
         return lines.joined(separator: "\n")
     }

@@ -1,5 +1,6 @@
 import AgadirClient
 import AgadirCore
+import AgadirWire
 import ArgumentParser
 import Foundation
 
@@ -50,61 +51,52 @@ struct RebalanceStatus: AsyncParsableCommand {
         let terminal = isatty(STDOUT_FILENO) == 1
         var first = true
         while true {
-            let answer = try await adminCall(options, "rebalance.status")
-            let view = (answer as? [String: Any]) ?? [:]
+            let view = try await admin(options, Admin.rebalanceStatus)
             if options.json {
-                if let data = try? JSONSerialization.data(withJSONObject: answer, options: watch ? [.sortedKeys] : [.sortedKeys, .prettyPrinted]) {
-                    print(String(decoding: data, as: UTF8.self))
-                }
+                printJSON(value: view, pretty: !watch)
             } else {
                 if watch, terminal, !first { print("\u{1B}[H\u{1B}[2J", terminator: "") }
                 print(Self.render(view))
             }
             fflush(nil)  // each view shows at once, even when piped
             first = false
-            let complete = (view["complete"] as? Bool) ?? false
-            guard watch, !complete else { return }
+            guard watch, !view.complete else { return }
             try await Task.sleep(for: .milliseconds(Int(interval * 1000)))
         }
     }
 
-    static func render(_ view: [String: Any]) -> String {
-        func int(_ v: Any?) -> UInt64 { (v as? NSNumber)?.uint64Value ?? 0 }
-        let live = ((view["liveVersions"] as? [Any]) ?? []).map { "\($0)" }.joined(separator: ", ")
-        var lines = ["layout version \(view["layoutVersion"] ?? "?"), live versions: \(live)"]
+    static func render(_ view: Admin.RebalanceView) -> String {
+        let live = view.liveVersions.map(String.init).joined(separator: ", ")
+        var lines = ["layout version \(view.layoutVersion), live versions: \(live)"]
         var rows: [[String]] = []
-        for n in (view["nodes"] as? [[String: Any]]) ?? [] {
-            let id = "\(n["node"] ?? "")"
-            guard let s = n["status"] as? [String: Any] else {
-                rows.append([id, "", "unknown: \(n["error"] ?? "")", "", "", "", "", ""])
+        for n in view.nodes {
+            guard let s = n.status else {
+                rows.append([n.node, "", "unknown: \(n.error ?? "")", "", "", "", "", ""])
                 continue
             }
-            let moved = (s["moved"] as? [String: Any]) ?? [:]
-            let bytes = int(moved["manifestBytes"]) + int(moved["chunkBytes"])
-            let waiting = ((s["waitingFor"] as? [String]) ?? []).joined(separator: ",")
-            let skipped = ((s["skippedSources"] as? [String]) ?? []).joined(separator: ",")
-            var note = waiting.isEmpty ? ((s["lastError"] as? String) ?? "") : "waiting for \(waiting)"
+            let waiting = s.waitingFor.joined(separator: ",")
+            let skipped = (s.skippedSources ?? []).joined(separator: ",")
+            var note = waiting.isEmpty ? (s.lastError ?? "") : "waiting for \(waiting)"
             if !skipped.isEmpty { note += (note.isEmpty ? "" : "; ") + "skipped removed \(skipped)" }
             rows.append([
-                id, "\(s["site"] ?? "")", "\(s["state"] ?? "")", "\(s["partitionsDone"] ?? 0)/\(s["partitionsTotal"] ?? 0)",
-                formatBytes(bytes), int(s["rateBytesPerSecond"]) == 0 ? "-" : formatRate(int(s["rateBytesPerSecond"])),
-                formatSeconds((s["etaSeconds"] as? NSNumber)?.uint64Value),
-                note,
+                n.node, s.site, s.state, "\(s.partitionsDone)/\(s.partitionsTotal)", formatBytes(s.moved.bytes),
+                s.rateBytesPerSecond == 0 ? "-" : formatRate(s.rateBytesPerSecond), formatSeconds(s.etaSeconds), note,
             ])
         }
         lines.append(table(["NODE", "SITE", "STATE", "PARTITIONS", "MOVED", "RATE", "ETA", "NOTE"], rows))
-        let left = (view["bytesLeftEstimate"] as? NSNumber).map { formatBytes($0.uint64Value) } ?? "unknown"
+        let left = view.bytesLeftEstimate.map(formatBytes) ?? "unknown"
         lines.append(
-            "total: \(view["partitionsDone"] ?? 0)/\(view["partitionsTotal"] ?? 0) partitions, \(formatBytes(int(view["bytesMoved"]))) moved, "
-                + "about \(left) left, \(formatRate(int(view["rateBytesPerSecond"])) == "unlimited" ? "-" : formatRate(int(view["rateBytesPerSecond"]))), "
-                + "ETA \(formatSeconds((view["etaSeconds"] as? NSNumber)?.uint64Value))")
-        let settings = (view["settings"] as? [String: Any]) ?? [:]
-        lines.append(
-            "throttles: intra-site \(formatRate(int(settings["intraSiteBytesPerSecond"]))), inter-site \(formatRate(int(settings["interSiteBytesPerSecond"])))"
-                + ((settings["paused"] as? Bool) == true ? "; PAUSED" : ""))
-        lines.append((view["complete"] as? Bool) == true ? "rebalance complete" : "rebalance in progress")
+            "total: \(view.partitionsDone)/\(view.partitionsTotal) partitions, \(formatBytes(view.bytesMoved)) moved, "
+                + "about \(left) left, \(view.rateBytesPerSecond == 0 ? "-" : formatRate(view.rateBytesPerSecond)), "
+                + "ETA \(formatSeconds(view.etaSeconds))")
+        lines.append(throttles(view.settings) + (view.settings.paused ? "; PAUSED" : ""))
+        lines.append(view.complete ? "rebalance complete" : "rebalance in progress")
         return lines.joined(separator: "\n")
     }
+}
+
+func throttles(_ s: RebalanceSettings) -> String {
+    "throttles: intra-site \(formatRate(s.intraSiteBytesPerSecond)), inter-site \(formatRate(s.interSiteBytesPerSecond))"
 }
 
 struct RebalanceSet: AsyncParsableCommand {
@@ -118,10 +110,9 @@ struct RebalanceSet: AsyncParsableCommand {
 
     func run() async throws {
         guard intra != nil || inter != nil else { throw ValidationError("give --rate-intra-site, --rate-inter-site or both") }
-        var input: [String: Any] = [:]
-        if let intra { input["intraSiteBytesPerSecond"] = try parseRate(intra) }
-        if let inter { input["interSiteBytesPerSecond"] = try parseRate(inter) }
-        try await rebalanceSet(options, input)
+        try await rebalanceSet(
+            options,
+            Admin.RebalanceChange(intraSiteBytesPerSecond: try intra.map(parseRate), interSiteBytesPerSecond: try inter.map(parseRate)))
     }
 }
 
@@ -129,28 +120,23 @@ struct RebalancePause: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pause", abstract: "Pause the data movement on every node (writes keep reaching both layout versions).")
     @OptionGroup var options: GlobalOptions
-    func run() async throws { try await rebalanceSet(options, ["paused": true]) }
+    func run() async throws { try await rebalanceSet(options, Admin.RebalanceChange(paused: true)) }
 }
 
 struct RebalanceResume: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "resume", abstract: "Resume the data movement on every node.")
     @OptionGroup var options: GlobalOptions
-    func run() async throws { try await rebalanceSet(options, ["paused": false]) }
+    func run() async throws { try await rebalanceSet(options, Admin.RebalanceChange(paused: false)) }
 }
 
-func rebalanceSet(_ options: GlobalOptions, _ input: [String: Any]) async throws {
-    let answer = try await adminCall(options, "rebalance.set", input)
+func rebalanceSet(_ options: GlobalOptions, _ change: Admin.RebalanceChange) async throws {
+    let view = try await admin(options, Admin.rebalanceSet, change)
     if options.json {
-        printRawJSON(answer)
+        printJSON(value: view)
         return
     }
-    let view = (answer as? [String: Any]) ?? [:]
-    let settings = (view["settings"] as? [String: Any]) ?? [:]
-    func int(_ v: Any?) -> UInt64 { (v as? NSNumber)?.uint64Value ?? 0 }
+    print(throttles(view.settings) + (view.settings.paused ? "; PAUSED" : "; running"))
     print(
-        "throttles: intra-site \(formatRate(int(settings["intraSiteBytesPerSecond"]))), inter-site \(formatRate(int(settings["interSiteBytesPerSecond"])))"
-            + ((settings["paused"] as? Bool) == true ? "; PAUSED" : "; running"))
-    let reached = (view["reached"] as? [String]) ?? []
-    let unreached = (view["unreached"] as? [String]) ?? []
-    print("taken by \(reached.count) node(s)" + (unreached.isEmpty ? "" : "; not reached now (they learn it from a peer later): \(unreached.joined(separator: ", "))"))
+        "taken by \(view.reached.count) node(s)"
+            + (view.unreached.isEmpty ? "" : "; not reached now (they learn it from a peer later): \(view.unreached.joined(separator: ", "))"))
 }

@@ -1,5 +1,6 @@
 import AgadirClient
 import AgadirCore
+import AgadirWire
 import ArgumentParser
 import Foundation
 
@@ -29,40 +30,32 @@ struct RepairStart: AsyncParsableCommand {
 
     func run() async throws {
         guard timeout > 0, timeout <= 86_400 else { throw ValidationError("--timeout must be 1 to 86400 seconds") }
-        func passes(_ answer: Any) -> [String: Int] {
+        func passes(_ nodes: [Admin.RepairNodeView]) -> [String: Int] {
             var out: [String: Int] = [:]
-            for n in (answer as? [[String: Any]]) ?? [] {
-                if let id = n["node"] as? String, let r = n["repair"] as? [String: Any] { out[id] = (r["passes"] as? Int) ?? 0 }
-            }
+            for n in nodes { if let r = n.repair { out[n.node] = r.passes } }
             return out
         }
-        let before = wait ? passes(try await adminCall(options, "repair.status")) : [:]
-        var input: [String: Any] = [:]
-        if let bucket { input["bucket"] = bucket }
-        if let partition { input["partition"] = partition }
-        let answer = try await adminCall(options, "repair.start", input)
-        let view = (answer as? [String: Any]) ?? [:]
-        let reached = (view["reached"] as? [String]) ?? []
-        let unreached = (view["unreached"] as? [String]) ?? []
+        let before = wait ? passes(try await admin(options, Admin.repairStatus)) : [:]
+        let view = try await admin(options, Admin.repairStart, Admin.RepairRequest(bucket: bucket, partition: partition))
         if !options.json {
-            print("repair started on \(reached.count) node(s)" + (unreached.isEmpty ? "" : "; not reached: \(unreached.joined(separator: ", "))"))
+            print(
+                "repair started on \(view.reached.count) node(s)"
+                    + (view.unreached.isEmpty ? "" : "; not reached: \(view.unreached.joined(separator: ", "))"))
         }
         guard wait else {
-            if options.json { printRawJSON(answer) }
+            if options.json { printJSON(value: view) }
             return
         }
         let clock = ContinuousClock()
         let deadline = clock.now + .milliseconds(Int(timeout * 1000))
         while clock.now < deadline {
             try await Task.sleep(for: .milliseconds(500))
-            let status = try await adminCall(options, "repair.status")
+            let status = try await admin(options, Admin.repairStatus)
             let now = passes(status)
-            if reached.allSatisfy({ (now[$0] ?? 0) > (before[$0] ?? 0) }) {
-                if options.json { printRawJSON(status) } else { print(RepairStatus.render(status)) }
-                let incomplete = ((status as? [[String: Any]]) ?? []).reduce(0) {
-                    $0 + ((($1["repair"] as? [String: Any])?["partitionsIncomplete"] as? Int) ?? 0)
-                }
-                if incomplete > 0 || !unreached.isEmpty { throw ExitCode(1) }
+            if view.reached.allSatisfy({ (now[$0] ?? 0) > (before[$0] ?? 0) }) {
+                if options.json { printJSON(value: status) } else { print(RepairStatus.render(status)) }
+                let incomplete = status.reduce(0) { $0 + ($1.repair?.partitionsIncomplete ?? 0) }
+                if incomplete > 0 || !view.unreached.isEmpty { throw ExitCode(1) }
                 return
             }
         }
@@ -76,24 +69,22 @@ struct RepairStatus: AsyncParsableCommand {
     @OptionGroup var options: GlobalOptions
 
     func run() async throws {
-        let answer = try await adminCall(options, "repair.status")
-        if options.json { printRawJSON(answer) } else { print(Self.render(answer)) }
+        let status = try await admin(options, Admin.repairStatus)
+        if options.json { printJSON(value: status) } else { print(Self.render(status)) }
     }
 
-    static func render(_ answer: Any) -> String {
+    static func render(_ nodes: [Admin.RepairNodeView]) -> String {
         var rows: [[String]] = []
-        for n in (answer as? [[String: Any]]) ?? [] {
-            let id = "\(n["node"] ?? "")"
-            guard let r = n["repair"] as? [String: Any] else {
-                rows.append([id, "unknown: \(n["error"] ?? "")", "", "", "", "", "", ""])
+        for n in nodes {
+            guard let r = n.repair else {
+                rows.append([n.node, "unknown: \(n.error ?? "")", "", "", "", "", "", ""])
                 continue
             }
-            let copied = "\(r["manifestsCopied"] ?? 0) manifests, \(r["chunksCopied"] ?? 0) chunks"
-            let unreachable = ((r["unreachable"] as? [String]) ?? []).joined(separator: ",")
+            let copied = "\(r.manifestsCopied) manifests, \(r.chunksCopied) chunks"
+            let unreachable = r.unreachable.joined(separator: ",")
             rows.append([
-                id, "\(r["state"] ?? "")", "\(r["passes"] ?? 0)", "\(r["partitionsChecked"] ?? 0)/\(r["partitionsTotal"] ?? 0)",
-                "\(r["partitionsRepaired"] ?? 0)", copied, "\(r["tombstonesPurged"] ?? 0)",
-                unreachable.isEmpty ? ((r["lastError"] as? String) ?? "") : "unreachable: \(unreachable)",
+                n.node, r.state, "\(r.passes)", "\(r.partitionsChecked)/\(r.partitionsTotal)", "\(r.partitionsRepaired)", copied,
+                "\(r.tombstonesPurged)", unreachable.isEmpty ? (r.lastError ?? "") : "unreachable: \(unreachable)",
             ])
         }
         return table(["NODE", "STATE", "PASSES", "CHECKED", "REPAIRED", "COPIED", "PURGED", "NOTE"], rows)

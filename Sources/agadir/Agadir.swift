@@ -19,7 +19,7 @@ struct Agadir: AsyncParsableCommand {
             """,
         subcommands: [
             MakeBucket.self, RemoveBucket.self, Put.self, Get.self, Head.self, Remove.self, List.self, Stat.self,
-            Ping.self, Admin.self,
+            Ping.self, AdminGroup.self,
         ])
 }
 
@@ -465,15 +465,6 @@ struct Ping: AsyncParsableCommand {
 }
 
 // MARK: - Administration
-
-struct Admin: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Cluster administration.",
-        subcommands: [
-            Members.self, ClusterStatusCommand.self, Layout.self, PolicyCommand.self, Node.self, Audit.self, Rebalance.self, Repair.self,
-            Scrub.self, GarbageCollection.self,
-        ])
-}
 
 struct Members: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

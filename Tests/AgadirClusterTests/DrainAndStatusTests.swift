@@ -29,9 +29,9 @@ struct DrainAndStatusTests {
     @Test("a source is skipped only when it is out of the current version and not alive")
     func isRemoved_onlyOutOfTheLayoutAndNotAlive() throws {
         let c = try cluster()
-        #expect(Rebalancer.isRemoved("c-1", in: c, alive: ["a-1", "b-1", "d-1"]))
-        #expect(!Rebalancer.isRemoved("c-1", in: c, alive: ["a-1", "b-1", "c-1", "d-1"]), "alive: waited for (copied from)")
-        #expect(!Rebalancer.isRemoved("b-1", in: c, alive: ["a-1", "d-1"]), "in the layout: waited for")
+        #expect(RebalanceDecisions.isRemoved("c-1", in: c, alive: ["a-1", "b-1", "d-1"]))
+        #expect(!RebalanceDecisions.isRemoved("c-1", in: c, alive: ["a-1", "b-1", "c-1", "d-1"]), "alive: waited for (copied from)")
+        #expect(!RebalanceDecisions.isRemoved("b-1", in: c, alive: ["a-1", "d-1"]), "in the layout: waited for")
     }
 
     @Test("a NODE_STATUS answer without the store section or skippedSources (an older node) still decodes")

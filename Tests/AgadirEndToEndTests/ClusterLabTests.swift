@@ -47,21 +47,20 @@ private func currentLayout(_ lab: Lab) throws -> ClusterLayout {
 }
 
 /// The residency audit of the whole cluster, through `node`.
-private func audit(_ lab: Lab, via node: String) async throws -> [[String: Any]] {
+private func audit(_ lab: Lab, via node: String) async throws -> [ResidencyAudit] {
     let client = try lab.client(for: node)
-    let answer: [UInt8]
     do {
-        answer = try await client.admin("audit.residency")
+        let answer = try await client.admin(Admin.auditResidency)
+        await client.close()
+        return answer
     } catch {
         await client.close()
         throw error
     }
-    await client.close()
-    return try #require(try JSONSerialization.jsonObject(with: Data(answer)) as? [[String: Any]])
 }
 
-private func totalHints(_ audit: [[String: Any]]) -> Int {
-    audit.reduce(0) { $0 + (($1["hints"] as? Int) ?? 0) }
+private func totalHints(_ audit: [ResidencyAudit]) -> Int {
+    audit.reduce(0) { $0 + $1.hints }
 }
 
 @Suite("A multi-site cluster on the lab: sovereignty, quorums, hints, convergence", .serialized, .oneLabAtATime)
@@ -142,11 +141,11 @@ struct ClusterLabTests {
             let report = try await audit(lab, via: "paris-1")
             #expect(report.count == 8)
             for n in report {
-                #expect(n["error"] == nil, "\(n)")
-                #expect((n["violationCount"] as? Int) == 0, "\(n)")
-                if (n["site"] as? String) == "paris" { #expect((n["manifests"] as? Int) ?? 0 <= 1, "\(n)") }
+                #expect(n.error == nil, "\(n)")
+                #expect(n.violationCount == 0, "\(n)")
+                if n.site == "paris" { #expect(n.manifests <= 1, "\(n)") }
             }
-            let manifests = report.reduce(0) { $0 + (($1["manifests"] as? Int) ?? 0) }
+            let manifests = report.reduce(0) { $0 + $1.manifests }
             #expect(manifests == 3 * (objects.count + 1), "every object on 3 replicas: \(report)")
         } catch {
             await tearDownCluster(lab)
@@ -194,7 +193,7 @@ struct ClusterLabTests {
             var pending = -1
             while clock.now < deadline {
                 let report = try await audit(lab, via: coordinatorName)
-                pending = report.contains { $0["error"] != nil } ? -1 : totalHints(report)
+                pending = report.contains { $0.error != nil } ? -1 : totalHints(report)
                 if pending == 0 { break }
                 try await Task.sleep(for: .milliseconds(500))
             }
@@ -362,16 +361,15 @@ struct LayoutLifecycleTests {
             // Grow by one node: partitions move; until a rebalance retires version 1, both stay live.
             _ = try await ok(["admin", "layout", "assign", "settat-2", "--site", "settat", "--capacity", "2TB"])
             let plan = try await cli.runDetached(["admin", "layout", "plan", "--json"])
-            let planJSON = try #require(try JSONSerialization.jsonObject(with: Data(plan.stdout.utf8)) as? [String: Any])
-            #expect((planJSON["totalPartitionsMoved"] as? Int ?? 0) > 0, "\(plan.stdout)")
-            #expect(!((planJSON["links"] as? [Any]) ?? []).isEmpty, "bytes per site link are estimated")
+            let planView = try Admin.layoutPlan.decode(output: Array(plan.stdout.utf8))
+            #expect(planView.totalPartitionsMoved > 0, "\(plan.stdout)")
+            #expect(!planView.links.isEmpty, "bytes per site link are estimated")
             // Paused, the rebalance keeps both versions live (the pause survives a restart below).
             #expect(try await ok(["admin", "rebalance", "pause"]).contains("PAUSED"))
             _ = try await ok(["admin", "layout", "apply", "--version", "2"])
             try await waitForVersion(2)
-            let shown = try #require(
-                try JSONSerialization.jsonObject(with: Data(try await ok(["admin", "layout", "show", "--json"]).utf8)) as? [String: Any])
-            #expect((shown["liveVersions"] as? [Int]) == [1, 2], "\(shown["liveVersions"] ?? "")")
+            let shown = try Admin.layoutShow.decode(output: Array(try await ok(["admin", "layout", "show", "--json"]).utf8))
+            #expect(shown.liveVersions == [1, 2], "\(shown.liveVersions)")
             for name in ["settat-2", "casablanca-1"] {
                 let reader = try lab.client(for: name)
                 for (key, data) in objects { #expect(try await reader.get(bucket: "moroccan", key: key).1 == data, "\(key) via \(name)") }
@@ -404,9 +402,8 @@ struct LayoutLifecycleTests {
             // Persisted: a restarted node comes back with version 2 and both live versions.
             try await lab.restart("benguerir-1")
             #expect(try await lab.layoutVersion(of: "benguerir-1") == 2)
-            let again = try #require(
-                try JSONSerialization.jsonObject(with: Data(try await ok(["admin", "layout", "show", "--json"]).utf8)) as? [String: Any])
-            #expect((again["version"] as? Int) == 2 && (again["liveVersions"] as? [Int]) == [1, 2])
+            let again = try Admin.layoutShow.decode(output: Array(try await ok(["admin", "layout", "show", "--json"]).utf8))
+            #expect(again.version == 2 && again.liveVersions == [1, 2])
 
             // Resumed, the rebalance moves the partitions and retires version 1.
             #expect(try await ok(["admin", "rebalance", "resume"]).contains("running"))
@@ -414,17 +411,15 @@ struct LayoutLifecycleTests {
             let deadline = clock.now + .seconds(90)
             var complete = false
             while !complete, clock.now < deadline {
-                let status = try #require(
-                    try JSONSerialization.jsonObject(with: Data(try await ok(["admin", "rebalance", "status", "--json"]).utf8)) as? [String: Any])
-                complete = (status["complete"] as? Bool) == true
+                let status = try Admin.rebalanceStatus.decode(output: Array(try await ok(["admin", "rebalance", "status", "--json"]).utf8))
+                complete = status.complete
                 if !complete { try await Task.sleep(for: .milliseconds(500)) }
             }
             #expect(complete, "the rebalance did not complete")
             let watched = try await ok(["admin", "rebalance", "status", "--watch", "--interval", "0.5"])
             #expect(watched.contains("rebalance complete") && watched.contains("settat-2"), "\(watched)")
-            let after = try #require(
-                try JSONSerialization.jsonObject(with: Data(try await ok(["admin", "layout", "show", "--json"]).utf8)) as? [String: Any])
-            #expect((after["liveVersions"] as? [Int]) == [2])
+            let after = try Admin.layoutShow.decode(output: Array(try await ok(["admin", "layout", "show", "--json"]).utf8))
+            #expect(after.liveVersions == [2])
             let reader = try lab.client(for: "settat-2")
             for (key, data) in objects { #expect(try await reader.get(bucket: "moroccan", key: key).1 == data, "\(key) after the rebalance") }
             await reader.close()

@@ -16,17 +16,17 @@ extension LoadedLab {
     }
 
     /// Polls `agadir admin rebalance status --json` until it says complete; returns the last view.
-    func waitCompleteByCLI(timeout: Duration) async throws -> [String: Any] {
+    func waitCompleteByCLI(timeout: Duration) async throws -> Admin.RebalanceView? {
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
-        var view: [String: Any] = [:]
+        var view: Admin.RebalanceView? = nil
         while clock.now < deadline {
             let r = try await agadir(["admin", "rebalance", "status", "--json"])
-            view = (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]) ?? [:]
-            if r.status == 0, (view["complete"] as? Bool) == true { return view }
+            view = (try? Admin.rebalanceStatus.decode(output: Array(r.stdout.utf8))) ?? view
+            if r.status == 0, view?.complete == true { return view }
             try await Task.sleep(for: .milliseconds(700))
         }
-        Issue.record("the rebalance did not complete within \(timeout): \(view)")
+        Issue.record("the rebalance did not complete within \(timeout): \(String(describing: view))")
         return view
     }
 
@@ -59,13 +59,12 @@ struct DrainLabTests {
 
             // Healthy: exit 0; JSON and human output name every node.
             let healthyJSON = try await drain.waitStatus(exitCode: 0, json: true)
-            let view = (try? JSONSerialization.jsonObject(with: Data(healthyJSON.stdout.utf8)) as? [String: Any]) ?? [:]
-            let listed = Set(((view["nodes"] as? [[String: Any]]) ?? []).compactMap { $0["node"] as? String })
-            #expect(listed == Set(LoadedLab.nodes), "\(healthyJSON.stdout)")
-            #expect((view["healthy"] as? Bool) == true)
-            for n in (view["nodes"] as? [[String: Any]]) ?? [] {
-                #expect(((n["usedBytes"] as? NSNumber)?.uint64Value ?? 0) > 0, "\(n)")
-                #expect(n["fsFreeBytes"] != nil, "\(n)")
+            let view = try Admin.clusterStatus.decode(output: Array(healthyJSON.stdout.utf8))
+            #expect(Set(view.nodes.map(\.node)) == Set(LoadedLab.nodes), "\(healthyJSON.stdout)")
+            #expect(view.healthy)
+            for n in view.nodes {
+                #expect((n.usedBytes ?? 0) > 0, "\(n)")
+                #expect(n.fsFreeBytes != nil, "\(n)")
             }
             let healthy = try await drain.waitStatus(exitCode: 0)
             for name in LoadedLab.nodes { #expect(healthy.stdout.contains(name), "\(healthy.stdout)") }
@@ -79,9 +78,9 @@ struct DrainLabTests {
             let running = Task { await app.run(lab, names: others, reading: objects, seed: 9) }
             let drained = try await drain.agadir(["admin", "node", "drain", "casablanca-2", "--json"])
             #expect(drained.status == 0, "\(drained.stderr)")
-            let plan = (try? JSONSerialization.jsonObject(with: Data(drained.stdout.utf8)) as? [String: Any]) ?? [:]
-            #expect((plan["toVersion"] as? NSNumber)?.uint64Value == 2, "\(drained.stdout)")
-            #expect(((plan["totalPartitionsMoved"] as? NSNumber)?.intValue ?? 0) > 0)
+            let plan = try Admin.nodeDrain.decode(output: Array(drained.stdout.utf8))
+            #expect(plan.toVersion == 2, "\(drained.stdout)")
+            #expect(plan.totalPartitionsMoved > 0)
             // Still refused while version 1 is live (casablanca-2 is a source until it retires).
             let early = try await drain.agadir(["admin", "node", "remove", "casablanca-2"])
             if try drain.layoutOnDisk().live.count > 1 { #expect(early.status == 3, "\(early.stderr)") }
@@ -93,9 +92,8 @@ struct DrainLabTests {
             try await drain.waitForVersion(3, on: others)
             try await drain.lab.stop("casablanca-2")
             let after = try await drain.waitStatus(exitCode: 0, json: true)
-            let afterView = (try? JSONSerialization.jsonObject(with: Data(after.stdout.utf8)) as? [String: Any]) ?? [:]
-            let afterNodes = Set(((afterView["nodes"] as? [[String: Any]]) ?? []).compactMap { $0["node"] as? String })
-            #expect(afterNodes == Set(others), "\(after.stdout)")
+            let afterView = try Admin.clusterStatus.decode(output: Array(after.stdout.utf8))
+            #expect(Set(afterView.nodes.map(\.node)) == Set(others), "\(after.stdout)")
             app.stop()
             await running.value
             #expect(app.failures.withLock { $0 }.isEmpty, "\(app.failures.withLock { $0.prefix(5) })")
@@ -130,8 +128,8 @@ struct DrainLabTests {
             #expect(forced.status == 0, "\(forced.stderr)")
             #expect(forced.stderr.contains("WARNING") && forced.stderr.contains("may be lost"), "\(forced.stderr)")
             let view = try await drain.waitCompleteByCLI(timeout: .seconds(180))
-            let skipped = ((view["nodes"] as? [[String: Any]]) ?? []).contains { n in
-                (((n["status"] as? [String: Any])?["skippedSources"] as? [String]) ?? []).contains("settat-2")
+            let skipped = (view?.nodes ?? []).contains { n in
+                (n.status?.skippedSources ?? []).contains("settat-2")
             }
             #expect(skipped, "no node reports settat-2 as a skipped source: \(view)")
             let survivors = LoadedLab.nodes.filter { $0 != "settat-2" }

@@ -36,10 +36,10 @@ struct LoadedLab {
             try? FileManager.default.removeItem(at: lab.root)
             throw error
         }
-        _ = try await call("layout.partitions", ["count": 64])
+        _ = try await call(Admin.layoutPartitions, Admin.Partitions(count: 64))
         for name in Self.nodes { try await assign(name) }
-        _ = try await call("policy.create", ["name": "ma", "replicationFactor": 3, "sites": "country=MA", "minSites": 2])
-        _ = try await call("layout.apply", ["version": 1])
+        _ = try await call(Admin.policyCreate, Admin.PolicySpec(name: "ma", replicationFactor: 3, sites: "country=MA", minSites: 2))
+        _ = try await call(Admin.layoutApply, Admin.Apply(version: 1))
         try await waitForVersion(1, on: Self.nodes)
         try await admin.createBucket(bucket, policy: "ma")
         // Incompressible objects of 20 KB to 200 KB: one chunk each, written through every node.
@@ -61,28 +61,32 @@ struct LoadedLab {
     }
 
     @discardableResult
-    func call(_ command: String, _ input: [String: Any] = [:]) async throws -> [String: Any] {
-        let body = try JSONSerialization.data(withJSONObject: input, options: [.sortedKeys])
-        let answer = try await admin.admin(command, input: Array(body))
-        return (try JSONSerialization.jsonObject(with: Data(answer)) as? [String: Any]) ?? [:]
+    func call<Input, Output>(_ command: AdminCommand<Input, Output>, _ input: Input) async throws -> Output {
+        try await admin.admin(command, input)
+    }
+
+    @discardableResult
+    func call<Output>(_ command: AdminCommand<Admin.Empty, Output>) async throws -> Output {
+        try await admin.admin(command)
     }
 
     func assign(_ name: String) async throws {
         let site = String(name.split(separator: "-")[0])
-        _ = try await call("layout.assign", ["node": name, "site": site, "capacity": 1_000_000_000_000, "siteLabels": ["country": "MA"]])
+        _ = try await call(
+            Admin.layoutAssign, Admin.Assign(node: name, site: site, capacity: 1_000_000_000_000, siteLabels: ["country": "MA"]))
     }
 
     /// Polls `rebalance.status` until it says complete; returns the last view.
-    func waitComplete(timeout: Duration) async throws -> [String: Any] {
+    func waitComplete(timeout: Duration) async throws -> Admin.RebalanceView? {
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
-        var view: [String: Any] = [:]
+        var view: Admin.RebalanceView? = nil
         while clock.now < deadline {
-            view = (try? await call("rebalance.status")) ?? [:]
-            if (view["complete"] as? Bool) == true { return view }
+            view = (try? await call(Admin.rebalanceStatus)) ?? view
+            if view?.complete == true { return view }
             try await Task.sleep(for: .milliseconds(500))
         }
-        Issue.record("the rebalance did not complete within \(timeout): \(view)")
+        Issue.record("the rebalance did not complete within \(timeout): \(String(describing: view))")
         return view
     }
 

@@ -94,10 +94,9 @@ struct MaintenanceLabTests {
             while !repaired, clock.now < deadline {
                 let status = try await cli.runDetached(["admin", "scrub", "status", "--json"])
                 last = status.stdout
-                let nodes = (try? JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [[String: Any]]) ?? []
-                let mine = nodes.first { ($0["node"] as? String) == victim }?["scrub"] as? [String: Any]
-                repaired = (mine?["corruptFound"] as? Int ?? 0) >= 1 && (mine?["repaired"] as? Int ?? 0) >= 1
-                    && (mine?["quarantined"] as? Int ?? 1) == 0
+                let nodes = (try? Admin.scrubStatus.decode(output: Array(status.stdout.utf8))) ?? []
+                let mine = nodes.first { $0.node == victim }?.scrub
+                repaired = (mine?.corruptFound ?? 0) >= 1 && (mine?.repaired ?? 0) >= 1 && (mine?.quarantined ?? 1) == 0
                 if !repaired { try await Task.sleep(for: .milliseconds(300)) }
             }
             #expect(repaired, "\(last)")

@@ -15,10 +15,9 @@ extension LoadedLab {
         try await lab.start("benguerir-3")
         try await Self.waitAlive(lab, Self.nodes + ["benguerir-3"])
         try await assign("benguerir-3")
-        let plan = try await call("layout.plan")
-        let links = (plan["links"] as? [[String: Any]]) ?? []
-        let estimate = links.reduce(UInt64(0)) { $0 + ((($1["bytes"] as? NSNumber)?.uint64Value) ?? 0) }
-        _ = try await call("layout.apply", ["version": 2])
+        let plan = try await call(Admin.layoutPlan)
+        let estimate = plan.links.reduce(UInt64(0)) { $0 + $1.bytes }
+        _ = try await call(Admin.layoutApply, Admin.Apply(version: 2))
         return estimate
     }
 
@@ -50,7 +49,7 @@ struct RebalanceLabTests {
             await running.value
             #expect(app.failures.withLock { $0 }.isEmpty, "\(app.failures.withLock { $0.prefix(5) })")
             #expect(app.operations.withLock { $0 } > 10)
-            let moved = (view["bytesMoved"] as? NSNumber)?.uint64Value ?? 0
+            let moved = view?.bytesMoved ?? 0
             #expect(moved > 0)
             #expect(Double(moved) <= 1.2 * Double(estimate), "moved \(moved) bytes, the plan estimated \(estimate)")
             print("rebalance growth: moved \(moved) bytes, plan estimate \(estimate) (\(String(format: "%.2f", Double(moved) / Double(max(estimate, 1))))x)")
@@ -69,14 +68,14 @@ struct RebalanceLabTests {
         let grow = try await LoadedLab(objects: 240, seed: 43, bucket: "grow", nodesPerSite: 3)
         do {
             // Slow enough to be caught in the middle.
-            try await grow.call("rebalance.set", ["intraSiteBytesPerSecond": 1_000_000, "interSiteBytesPerSecond": 1_000_000])
+            try await grow.call(Admin.rebalanceSet, Admin.RebalanceChange(intraSiteBytesPerSecond: 1_000_000, interSiteBytesPerSecond: 1_000_000))
             _ = try await grow.grow()
             let clock = ContinuousClock()
             let deadline = clock.now + .seconds(60)
             var copying = false
             while clock.now < deadline, !copying {
-                let view = try await grow.call("rebalance.status")
-                copying = ((view["bytesMoved"] as? NSNumber)?.uint64Value ?? 0) > 0
+                let view = try await grow.call(Admin.rebalanceStatus)
+                copying = view.bytesMoved > 0
                 if !copying { try await Task.sleep(for: .milliseconds(300)) }
             }
             #expect(copying, "the rebalance never started moving data")
@@ -84,12 +83,12 @@ struct RebalanceLabTests {
             try await grow.lab.kill("benguerir-3")
             try await grow.lab.kill("casablanca-1")
             try await Task.sleep(for: .seconds(2))
-            let stalled = try await grow.call("rebalance.status")
-            #expect((stalled["complete"] as? Bool) == false)
+            let stalled = try await grow.call(Admin.rebalanceStatus)
+            #expect(!stalled.complete)
             try await grow.lab.start("casablanca-1")
             try await grow.lab.start("benguerir-3")
             try await LoadedLab.waitAlive(grow.lab, LoadedLab.nodes + ["benguerir-3"])
-            try await grow.call("rebalance.set", ["intraSiteBytesPerSecond": 0, "interSiteBytesPerSecond": 0])
+            try await grow.call(Admin.rebalanceSet, Admin.RebalanceChange(intraSiteBytesPerSecond: 0, interSiteBytesPerSecond: 0))
             _ = try await grow.waitComplete(timeout: .seconds(180))
             try await grow.expectReadableAndHeldOnlyByVersion2(via: ["benguerir-3", "casablanca-1"])
         } catch {

@@ -78,8 +78,8 @@ struct RepairLabTests {
             // A second pass finds every replica in agreement and purges the old markers.
             let second = try await cli.runDetached(["admin", "repair", "--wait", "--timeout", "120", "--json"])
             #expect(second.status == 0, "\(second.stderr)")
-            let status = try #require(try JSONSerialization.jsonObject(with: Data(second.stdout.utf8)) as? [[String: Any]])
-            let purged = status.reduce(0) { $0 + ((($1["repair"] as? [String: Any])?["tombstonesPurged"] as? Int) ?? 0) }
+            let status = try Admin.repairStatus.decode(output: Array(second.stdout.utf8))
+            let purged = status.reduce(0) { $0 + ($1.repair?.tombstonesPurged ?? 0) }
             #expect(purged > 0, "\(second.stdout)")
             let statusText = try await cli.runDetached(["admin", "repair", "status"])
             #expect(statusText.status == 0 && statusText.stdout.contains("PURGED"))

@@ -49,10 +49,8 @@ struct UnicodeKeyLabTests {
             try await Task.sleep(for: .seconds(4))
             for round in 1...2 { try await runCollectionPass(cli, lab: lab, atLeast: round) }
             let status = try await cli.runDetached(["admin", "gc", "status", "--json"])
-            let nodes = (try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [[String: Any]]) ?? []
-            for n in nodes {
-                let gc = n["gc"] as? [String: Any]
-                #expect((gc?["referencesDropped"] as? Int) == 0, "\(n["node"] ?? "?") dropped references of live objects: \(status.stdout)")
+            for n in try Admin.gcStatus.decode(output: Array(status.stdout.utf8)) {
+                #expect(n.gc?.referencesDropped == 0, "\(n.node) dropped references of live objects: \(status.stdout)")
             }
             // Both objects read back whole through every node.
             for node in try lab.status().map(\.name) {
@@ -83,11 +81,8 @@ struct UnicodeKeyLabTests {
         while clock.now < deadline {
             let status = try await cli.runDetached(["admin", "gc", "status", "--json"])
             last = status.stdout
-            let nodes = (try? JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [[String: Any]]) ?? []
-            let done = nodes.count == 3 && nodes.allSatisfy { n in
-                let gc = n["gc"] as? [String: Any]
-                return (gc?["passes"] as? Int ?? 0) >= atLeast && (gc?["state"] as? String) == "idle"
-            }
+            let nodes = (try? Admin.gcStatus.decode(output: Array(status.stdout.utf8))) ?? []
+            let done = nodes.count == 3 && nodes.allSatisfy { ($0.gc?.passes ?? 0) >= atLeast && $0.gc?.state == "idle" }
             if done { return }
             try await Task.sleep(for: .milliseconds(300))
         }

@@ -7,56 +7,12 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 
-/// What an anti-entropy pass covers: every partition of this node, or one policy, or one partition.
-public struct RepairScope: Codable, Sendable, Hashable, CustomStringConvertible {
-    public var policy: String?
-    public var partition: Int?
-
-    public init(policy: String? = nil, partition: Int? = nil) {
-        self.policy = policy
-        self.partition = partition
-    }
-
-    public var description: String {
-        switch (policy, partition) {
-        case (nil, nil): "all partitions"
-        case (let p?, nil): "policy \(p)"
-        case (nil, let n?): "partition \(n)"
-        case (let p?, let n?): "policy \(p), partition \(n)"
-        }
-    }
-}
-
-/// A node's anti-entropy, as NODE_STATUS and `agadir admin repair status` show it.
-public struct RepairProgress: Codable, Sendable, Hashable {
-    /// idle, running, waiting (a rebalance is in progress: it runs once one version is live).
-    public var state = "idle"
-    public var scope = RepairScope()
-    public var passes = 0
-    public var startedMillis: UInt64?
-    public var finishedMillis: UInt64?
-    public var partitionsTotal = 0
-    public var partitionsChecked = 0
-    /// Partitions where a replica differed and data was copied.
-    public var partitionsRepaired = 0
-    /// Partitions skipped because a replica could not be asked (their purge waits too).
-    public var partitionsIncomplete = 0
-    public var manifestsCopied = 0
-    public var chunksCopied = 0
-    public var bytesCopied: UInt64 = 0
-    public var tombstonesPurged = 0
-    public var unreachable: [String] = []
-    public var lastError: String?
-
-    public init() {}
-}
-
 /// Anti-entropy between the replicas of each partition (docs/rebalance.md, "Anti-entropy"):
 /// on a schedule and on demand, this node compares the digests of every partition it holds
 /// with each other replica's and pulls what differs (manifests last-writer-wins, missing
 /// chunks verified); delete markers older than the grace period are purged once every
 /// replica agrees on everything else in the partition.
-public final class AntiEntropy: Service, Sendable {
+public final class AntiEntropy: Worker, Sendable {
     let node: ClusterNode
     let rebalancer: Rebalancer
     let logger: Logger
@@ -85,31 +41,33 @@ public final class AntiEntropy: Service, Sendable {
         state.withLock { $0.requested = scope }
     }
 
-    public func run() async throws {
-        await cancelWhenGracefulShutdown { await self.loop() }
+    // MARK: Worker
+
+    public var name: String { "anti-entropy" }
+
+    /// How often the worker looks whether a pass is due or asked for.
+    var tick: Duration { min(Duration.seconds(1), interval) }
+
+    /// A pass over the scope asked for (`repair start`), or over everything once `interval`
+    /// has passed since the last (the first scheduled pass comes one interval after start).
+    public func step() async -> WorkerStep {
+        let now = ContinuousClock.now
+        let due: RepairScope? = state.withLock { s in
+            let d = AntiEntropyDecisions.due(requested: s.requested, sinceLastPass: s.lastPass.map { now - $0 }, interval: interval)
+            if d.startClock { s.lastPass = now }
+            return d.scope
+        }
+        guard let scope = due, node.isClusterMode else { return .idle(tick) }
+        await pass(scope)
+        return .idle(tick)
     }
 
-    private func loop() async {
-        let tick = min(Duration.seconds(1), interval)
-        while !Task.isCancelled {
-            do {
-                try await Task.sleep(for: tick)
-            } catch {
-                break
-            }
-            let due: RepairScope? = state.withLock { s in
-                if let r = s.requested { return r }
-                if let last = s.lastPass, ContinuousClock.now - last < interval { return nil }
-                if s.lastPass == nil {
-                    // The first scheduled pass comes one interval after start.
-                    s.lastPass = .now
-                    return nil
-                }
-                return RepairScope()
-            }
-            guard let scope = due, node.isClusterMode else { continue }
-            await pass(scope)
-        }
+    public func report() -> (phase: String?, progress: String?) {
+        let p = progress
+        return (
+            p.state,
+            "\(p.partitionsChecked)/\(p.partitionsTotal) partition(s) checked, \(p.partitionsRepaired) repaired, \(p.passes) pass(es)"
+        )
     }
 
     /// One pass over `scope`; public for tests that drive it.
@@ -128,13 +86,7 @@ public final class AntiEntropy: Service, Sendable {
         await node.syncCatalog()
         let layout = cluster.current
         let me = node.nodeID
-        let count = layout.partitionCount
-        var work: [(policy: String, partition: Int)] = []
-        for policy in layout.maps.keys.sorted() where scope.policy == nil || scope.policy == policy {
-            for p in 0..<count where scope.partition == nil || scope.partition == p {
-                if layout.replicas(policy: policy, partition: p).contains(me) { work.append((policy, p)) }
-            }
-        }
+        let work = AntiEntropyDecisions.partitions(of: scope, in: layout, node: me)
         state.withLock { s in
             s.requested = nil
             s.lastPass = .now
@@ -188,12 +140,13 @@ public final class AntiEntropy: Service, Sendable {
         let snapshot = node.snapshot()
         var copier = PartitionCopier(local: local, partitionCount: count)
         copier.pageSize = 256
-        var allAgree = true
+        var comparedAll = true
+        var manifestsDiffered = false
         var repaired = false
         for peer in layout.replicas(policy: policy, partition: partition) where peer != me {
             guard snapshot.alive.contains(peer) else {
                 unreachable.insert(peer)
-                allAgree = false
+                comparedAll = false
                 continue
             }
             let replica = node.replica(peer)
@@ -202,14 +155,14 @@ public final class AntiEntropy: Service, Sendable {
                 theirs = try await replica.partitionDigest(policy: policy, partition: partition, partitionCount: count, tombstonesBefore: horizon)
             } catch {
                 unreachable.insert(peer)
-                allAgree = false
+                comparedAll = false
                 continue
             }
             let sameSite = snapshot.site(of: peer) == node.site
             let pace: @Sendable (UInt64) async -> Void = { [rebalancer] bytes in await rebalancer.pace(bytes, sameSite: sameSite) }
             var tally = CopyTally()
             if theirs.manifests != mine.manifests {
-                allAgree = false
+                manifestsDiffered = true
                 var after: ManifestCursor? = nil
                 for _ in 0..<1_000_000 {
                     let (next, moved) = try await copier.copyManifests(
@@ -236,7 +189,7 @@ public final class AntiEntropy: Service, Sendable {
             }
         }
         if repaired { state.withLock { $0.progress.partitionsRepaired += 1 } }
-        if !allAgree {
+        guard AntiEntropyDecisions.mayPurge(comparedAll: comparedAll, manifestsDiffered: manifestsDiffered) else {
             if layout.replicas(policy: policy, partition: partition).contains(where: { $0 != me && !snapshot.alive.contains($0) }) {
                 state.withLock { $0.progress.partitionsIncomplete += 1 }
             }

@@ -6,26 +6,6 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 
-/// A node's garbage collection, as NODE_STATUS and `agadir admin gc status` show it.
-public struct GarbageProgress: Codable, Sendable, Hashable {
-    /// idle or running.
-    public var state = "idle"
-    public var passes = 0
-    public var startedMillis: UInt64?
-    public var finishedMillis: UInt64?
-    /// Since the node started.
-    public var referencesChecked = 0
-    public var referencesDropped = 0
-    /// References kept because their object could not be read at level ALL (a replica down).
-    public var referencesUndecided = 0
-    public var chunksReclaimed = 0
-    public var bytesFreed: UInt64 = 0
-    public var segmentsCompacted = 0
-    public var lastError: String?
-
-    public init() {}
-}
-
 /// Reclaims chunks no live object version refers to (docs/rebalance.md, "Garbage
 /// collection"): a chunk reference (the object version it was stored or claimed for) older
 /// than the grace period is dropped when the object's newest version, read from ALL its
@@ -34,7 +14,7 @@ public struct GarbageProgress: Codable, Sendable, Hashable {
 /// and the space is back on disk. A PUT in flight keeps its chunks: claiming or storing a
 /// chunk records a fresh reference, and the store re-checks references inside the writer
 /// before it drops anything.
-public final class GarbageCollector: Service, Sendable {
+public final class GarbageCollector: Worker, Sendable {
     let node: ClusterNode
     let coordinator: Coordinator?
     let logger: Logger
@@ -46,6 +26,7 @@ public final class GarbageCollector: Service, Sendable {
     private struct State {
         var progress = GarbageProgress()
         var requested = false
+        var lastPass: ContinuousClock.Instant?
     }
     private let state = Mutex(State())
 
@@ -62,36 +43,42 @@ public final class GarbageCollector: Service, Sendable {
     /// Asks for a pass now.
     public func request() { state.withLock { $0.requested = true } }
 
-    public func run() async throws {
-        await cancelWhenGracefulShutdown { await self.loop() }
-    }
+    // MARK: Worker
 
-    private func loop() async {
-        var since = Duration.zero
-        let tick = min(Duration.seconds(1), interval)
-        while !Task.isCancelled {
-            do {
-                try await Task.sleep(for: tick)
-            } catch {
-                break
-            }
-            since += tick
-            let requested = state.withLock { s in
-                defer { s.requested = false }
-                return s.requested
-            }
-            guard requested || since >= interval else { continue }
-            since = .zero
-            await pass()
+    public var name: String { "gc" }
+
+    /// How often the worker looks whether a pass is due or asked for.
+    var tick: Duration { min(Duration.seconds(1), interval) }
+
+    /// A pass when one is asked for (`gc start`) or `interval` has passed since the last
+    /// (the first comes one interval after start).
+    public func step() async -> WorkerStep {
+        let now = ContinuousClock.now
+        let due = state.withLock { s in
+            let last = s.lastPass ?? now
+            if s.lastPass == nil { s.lastPass = now }
+            defer { s.requested = false }
+            return s.requested || now - last >= interval
         }
+        guard due else { return .idle(tick) }
+        state.withLock { $0.lastPass = now }
+        if let error = await pass() { return .failed(error, retryAfter: tick) }
+        return .idle(tick)
     }
 
-    /// One collection pass; public for tests.
-    public func pass() async {
+    public func report() -> (phase: String?, progress: String?) {
+        let p = progress
+        return (p.state, "\(p.passes) pass(es), \(p.chunksReclaimed) chunk(s) reclaimed, \(p.bytesFreed) bytes freed")
+    }
+
+    /// One collection pass; public for tests. Returns what made it fail, if anything did.
+    @discardableResult
+    public func pass() async -> AgadirError? {
         state.withLock { s in
             s.progress.state = "running"
             s.progress.startedMillis = WallMillis.now()
         }
+        var failure: AgadirError? = nil
         do throws(AgadirError) {
             let graceMillis = max(0, grace.components.seconds) * 1000 + max(0, grace.components.attoseconds) / 1_000_000_000_000_000
             let cutoff = WallMillis.now() &- UInt64(graceMillis)
@@ -102,12 +89,14 @@ public final class GarbageCollector: Service, Sendable {
         } catch {
             logger.warning("garbage collection pass failed", metadata: ["error": "\(error)"])
             state.withLock { $0.progress.lastError = error.message }
+            failure = error
         }
         state.withLock { s in
             s.progress.state = "idle"
             s.progress.passes += 1
             s.progress.finishedMillis = WallMillis.now()
         }
+        return failure
     }
 
     /// Drops the references (older than `before`) whose object version is no longer the

@@ -1,5 +1,6 @@
 import AgadirCore
 import AgadirWire
+import Logging
 import ServiceLifecycle
 
 /// The cluster a node belongs to: its layout state and its coordinator.
@@ -12,9 +13,13 @@ public struct ClusterBinding: Sendable {
     public let scrubber: Scrubber?
     public let garbageCollector: GarbageCollector?
 
+    /// The node's background workers, each under its runner, in start order: the cluster
+    /// sync, then the rebalance, anti-entropy, scrub and garbage collection present.
+    public let workers: [WorkerRunner]
+
     public init(
         node: ClusterNode, coordinator: Coordinator, rebalancer: Rebalancer? = nil, antiEntropy: AntiEntropy? = nil,
-        scrubber: Scrubber? = nil, garbageCollector: GarbageCollector? = nil
+        scrubber: Scrubber? = nil, garbageCollector: GarbageCollector? = nil, logger: Logger = Logger(label: "agadir.workers")
     ) {
         self.node = node
         self.coordinator = coordinator
@@ -22,29 +27,17 @@ public struct ClusterBinding: Sendable {
         self.antiEntropy = antiEntropy
         self.scrubber = scrubber
         self.garbageCollector = garbageCollector
+        let all: [(any Worker)?] = [ClusterSyncWorker(node: node), rebalancer, antiEntropy, scrubber, garbageCollector]
+        self.workers = all.compactMap { $0 }.map { WorkerRunner($0, logger: logger) }
     }
 
-    /// The background services, in start order.
-    public var maintenanceServices: [any Service] {
-        [rebalancer as (any Service)?, antiEntropy, scrubber, garbageCollector].compactMap { $0 }
-    }
-
-    /// This node's part of NODE_STATUS.
+    /// This node's part of NODE_STATUS, with its workers.
     public func localStatus() async -> NodeStatus {
-        NodeStatus(
+        var status = NodeStatus(
             node: node.nodeID, rebalance: rebalancer?.status(), repair: antiEntropy?.progress, scrub: scrubber?.progress,
             gc: garbageCollector?.progress, store: await node.storeStatus())
-    }
-
-    /// MAINTENANCE: `{"task": "scrub" | "gc", "action": "start" | "pause"}`.
-    public struct MaintenanceRequest: Codable, Sendable {
-        public var task: String
-        public var action: String
-
-        public init(task: String, action: String) {
-            self.task = task
-            self.action = action
-        }
+        status.workers = workers.map(\.info)
+        return status
     }
 
     public func maintenance(_ request: MaintenanceRequest) throws(AgadirError) {

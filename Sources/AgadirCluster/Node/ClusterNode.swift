@@ -40,7 +40,7 @@ public struct ClusterNodeSettings: Sendable, Hashable {
 /// spread by gossip, pulled from peers), the staging area of layout changes, the view the
 /// coordinator works from (`ClusterContext`), the bucket catalog sync, the delivery of
 /// parked hints, and its own residency audit.
-public final class ClusterNode: ClusterContext, Service, Sendable {
+public final class ClusterNode: ClusterContext, Sendable {
     public let nodeID: String
     let configuredSite: String
     public let store: NodeStore
@@ -292,31 +292,7 @@ public final class ClusterNode: ClusterContext, Service, Sendable {
     /// The store's figures, refreshed every `catalogSyncInterval` (they cost a scan of the index).
     let statsCache = Mutex<StoreStats?>(nil)
 
-    // MARK: Background work
-
-    public func run() async throws {
-        // Stops at once on graceful shutdown (the wait between rounds is cancelled).
-        await cancelWhenGracefulShutdown { await self.loop() }
-    }
-
-    private func loop() async {
-        var sinceCatalog = Duration.zero
-        while !Task.isCancelled {
-            do {
-                try await Task.sleep(for: settings.syncInterval)
-            } catch {
-                break
-            }
-            await syncLayout()
-            await deliverHints()
-            sinceCatalog += settings.syncInterval
-            if sinceCatalog >= settings.catalogSyncInterval {
-                sinceCatalog = .zero
-                await syncCatalog()
-                if let stats = try? await store.stats() { statsCache.withLock { $0 = stats } }
-            }
-        }
-    }
+    // MARK: Background work (the `cluster-sync` worker, ClusterSyncWorker)
 
     /// Pulls the layout from an alive member that announces a newer version.
     public func syncLayout() async {

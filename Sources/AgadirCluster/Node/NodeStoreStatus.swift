@@ -1,5 +1,6 @@
 import AgadirCore
 import AgadirStore
+import AgadirWire
 import Foundation
 
 #if canImport(Glibc)
@@ -7,25 +8,6 @@ import Glibc
 #endif
 
 // MARK: A node's store, as NODE_STATUS reports it
-
-/// What a node's data directory holds and has room for (the `store` section of NODE_STATUS).
-/// The counts come from the store figures the node refreshes every 10 s.
-public struct NodeStoreStatus: Codable, Sendable, Hashable {
-    /// Bytes on disk: segment files plus the metadata database (`meta.sqlite` and its WAL).
-    public var usedBytes: UInt64
-    public var segmentBytes: UInt64
-    public var metadataBytes: UInt64
-    /// Free and total bytes of the file system holding the data directory (statvfs; nil if
-    /// it could not be read).
-    public var fsFreeBytes: UInt64?
-    public var fsTotalBytes: UInt64?
-    /// Hints parked on this node, in total and per target node.
-    public var hintsPending: Int
-    public var hintsByTarget: [String: Int]
-    public var chunks: Int
-    /// Live objects (tombstones not counted).
-    public var objects: Int
-}
 
 extension ClusterNode {
     /// This node's store figures; the index counts are those of the last refresh (at most

@@ -3,28 +3,6 @@ import AgadirPlacement
 import AgadirStore
 import AgadirWire
 
-/// What copying moved: manifests applied and chunks fetched (bytes as they travelled).
-public struct CopyTally: Sendable, Hashable, Codable {
-    public var manifests = 0
-    public var manifestBytes: UInt64 = 0
-    public var chunks = 0
-    public var chunkBytes: UInt64 = 0
-    /// Chunks the source listed that this node already held (only their references were recorded).
-    public var chunksAlreadyHeld = 0
-
-    public init() {}
-
-    public var bytes: UInt64 { manifestBytes + chunkBytes }
-
-    public mutating func add(_ other: CopyTally) {
-        manifests += other.manifests
-        manifestBytes += other.manifestBytes
-        chunks += other.chunks
-        chunkBytes += other.chunkBytes
-        chunksAlreadyHeld += other.chunksAlreadyHeld
-    }
-}
-
 /// Copies pages of a partition from a replica that holds it into this node's store
 /// (docs/rebalance.md, "Moving partitions"): manifests are applied last-writer-wins, so a
 /// newer write that reached this node meanwhile is never replaced by an older copy; a chunk

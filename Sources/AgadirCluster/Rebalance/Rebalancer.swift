@@ -7,62 +7,11 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 
-/// Throttles and pause of the rebalance, the same on every node: the newest change wins
-/// (by `changedMillis`, then `changedBy`), and nodes pass it on to each other.
-public struct RebalanceSettings: Codable, Sendable, Hashable {
-    /// Bytes per second this node pulls from nodes of its own site; 0 is unlimited.
-    public var intraSiteBytesPerSecond: UInt64 = 200_000_000
-    /// Bytes per second this node pulls from nodes of other sites; 0 is unlimited.
-    public var interSiteBytesPerSecond: UInt64 = 50_000_000
-    public var paused = false
-    /// When the settings were changed (ms since the epoch) and on which node.
-    public var changedMillis: UInt64 = 0
-    public var changedBy = ""
-
-    public init() {}
-
-    func isNewer(than other: RebalanceSettings) -> Bool {
-        (changedMillis, changedBy) > (other.changedMillis, other.changedBy)
-    }
-}
-
-/// A node's rebalance, as NODE_STATUS and `agadir admin rebalance status` show it.
-public struct NodeRebalanceStatus: Codable, Sendable, Hashable {
-    public var node: String
-    public var site: String
-    public var layoutVersion: UInt64
-    public var liveVersions: [UInt64]
-    /// Newest version this node has received all its partitions for.
-    public var syncedVersion: UInt64
-    /// Newest version whose data this node no longer owns was dropped for.
-    public var droppedVersion: UInt64
-    /// idle, waiting (for every member to adopt the layout), copying, paused, blocked (a
-    /// source is not reachable), synced (waiting for the other nodes), dropping.
-    public var state: String
-    public var partitionsTotal: Int
-    public var partitionsDone: Int
-    public var moved: CopyTally
-    /// Bytes still to move, from the bytes per partition moved so far (nil before the first).
-    public var bytesLeftEstimate: UInt64?
-    public var rateBytesPerSecond: UInt64
-    public var etaSeconds: UInt64?
-    public var manifestsDropped: Int
-    public var chunksDropped: Int
-    public var settings: RebalanceSettings
-    public var lastError: String?
-    /// Sources this node waits for (not alive).
-    public var waitingFor: [String]
-    /// Sources not waited for: removed from the current layout version (by `node remove
-    /// --force`) and not alive. Writes acknowledged only by them may be lost. Absent in the
-    /// answers of older nodes.
-    public var skippedSources: [String]?
-}
-
 /// Moves partitions after a layout change (docs/rebalance.md): this node pulls every
 /// partition it gains from the nodes of the older live versions, throttled and resumable
 /// (progress in `DATA/rebalance.json`), announces when it has all of them, retires the old
 /// versions once every storage node of the new one has, and then drops what it no longer owns.
-public final class Rebalancer: Service, Sendable {
+public final class Rebalancer: Worker, Sendable {
     let node: ClusterNode
     let path: String
     let logger: Logger
@@ -123,6 +72,8 @@ public final class Rebalancer: Service, Sendable {
         var samples: [(ContinuousClock.Instant, UInt64)] = []
         var intra: TokenBucket
         var inter: TokenBucket
+        /// When a peer's settings were last pulled (see `step`).
+        var settingsPulled: ContinuousClock.Instant?
     }
     private let live: Mutex<Live>
     private let origin = ContinuousClock.now
@@ -233,32 +184,45 @@ public final class Rebalancer: Service, Sendable {
 
     // MARK: The loop
 
-    public func run() async throws {
-        await cancelWhenGracefulShutdown { await self.loop() }
-    }
+    // MARK: Worker
 
-    private func loop() async {
-        var sinceSettings = Duration.zero
-        while !Task.isCancelled {
-            do {
-                try await Task.sleep(for: timing.interval)
-            } catch {
-                break
-            }
-            await round()
-            sinceSettings += timing.interval
-            if sinceSettings >= timing.settingsPull {
-                sinceSettings = .zero
-                await pullSettings()
-            }
+    public var name: String { "rebalance" }
+
+    /// One round, and every `settingsPull` a peer's settings; then, by the phase the round
+    /// left: copying goes on at once, paused and idle phases look again after `interval`.
+    public func step() async -> WorkerStep {
+        let error = await round()
+        let pullDue = live.withLock { l in
+            let now = ContinuousClock.now
+            if let last = l.settingsPulled, now - last < timing.settingsPull { return false }
+            l.settingsPulled = now
+            return true
+        }
+        if pullDue { await pullSettings() }
+        if let error { return .failed(error, retryAfter: timing.interval) }
+        switch live.withLock({ $0.state }) {
+        case "copying": return .busy
+        case "paused": return .paused(timing.interval)
+        default: return .idle(timing.interval)
         }
     }
 
+    public func report() -> (phase: String?, progress: String?) {
+        let s = status()
+        return (
+            s.state,
+            "layout \(s.layoutVersion): \(s.partitionsDone)/\(s.partitionsTotal) partition(s), \(s.moved.bytes) bytes moved"
+                + (s.waitingFor.isEmpty ? "" : ", waiting for \(s.waitingFor.joined(separator: ","))")
+        )
+    }
+
     /// One step of the rebalance state machine; public for tests that drive it by hand.
-    public func round() async {
+    /// Returns what made it fail, if anything did.
+    @discardableResult
+    public func round() async -> AgadirError? {
         let cluster = node.layout
         let v = cluster.current.version
-        guard v >= 1 else { return }
+        guard v >= 1 else { return nil }
         do throws(AgadirError) {
             if live.withLock({ $0.record.target }) != v {
                 try commit { r in
@@ -273,31 +237,37 @@ public final class Rebalancer: Service, Sendable {
                     l.skipped = []
                 }
             }
-            if cluster.live.count > 1 {
-                if live.withLock({ $0.record.syncedVersion }) < v { try await receive(cluster) }
-                if live.withLock({ $0.record.syncedVersion }) >= v { try await retireIfAllSynced(cluster) }
-            } else {
-                if live.withLock({ $0.record.syncedVersion }) < v { try commit { $0.syncedVersion = v } }
-                if live.withLock({ $0.record.droppedVersion }) < v {
-                    try await dropIfAllRetired(cluster)
-                } else {
-                    update { $0.state = "idle" }
+            func next() -> RebalanceDecisions.Action {
+                let r = live.withLock { $0.record }
+                return RebalanceDecisions.action(
+                    liveVersions: cluster.live.count, current: v, synced: r.syncedVersion, dropped: r.droppedVersion)
+            }
+            // A round may take two steps: receive the last partition then retire at once, or
+            // mark the version synced then drop.
+            for _ in 0..<2 {
+                switch next() {
+                case .none: break
+                case .receive: try await receive(cluster)
+                case .retire: try await retireIfAllSynced(cluster)
+                case .markSynced: try commit { $0.syncedVersion = v }
+                case .drop: try await dropIfAllRetired(cluster)
+                case .idle: update { $0.state = "idle" }
                 }
+                if case .retire = next(), cluster.live.count > 1, live.withLock({ $0.state }) == "synced" { continue }
+                if case .drop = next() { continue }
+                break
             }
             update { $0.lastError = nil }
+            return nil
         } catch {
             logger.warning("rebalance round failed", metadata: ["error": "\(error)"])
             update { $0.lastError = error.message }
+            return error
         }
     }
 
     // MARK: Receiving
 
-    enum Kind: String { case manifests, chunks }
-
-    static func stepKey(_ t: PartitionTransfer, _ kind: Kind, _ source: String) -> String {
-        "\(t.policy)/\(t.partition)/\(kind.rawValue)/\(source)"
-    }
 
     /// Copies every partition this node gains in the current version from every node of the
     /// older versions that holds it (so a write acknowledged by any quorum is seen).
@@ -308,7 +278,9 @@ public final class Rebalancer: Service, Sendable {
         let snapshot = node.snapshot()
         // A source removed from the current version (by force) and not alive is not waited
         // for: it will not come back, and the rebalance would otherwise block for ever.
-        let removed = Set(plan.receive.flatMap(\.sources)).filter { Self.isRemoved($0, in: cluster, alive: snapshot.alive) }
+        let removed = Set(plan.receive.flatMap(\.sources)).filter {
+            RebalanceDecisions.isRemoved($0, in: cluster, alive: snapshot.alive)
+        }
         let newlySkipped = live.withLock { l in
             let new = removed.subtracting(l.skipped)
             l.skipped.formUnion(removed)
@@ -320,9 +292,7 @@ public final class Rebalancer: Service, Sendable {
                 metadata: ["source": "\(source)", "version": "\(v)"])
         }
         func partitionDone(_ t: PartitionTransfer, _ done: Set<String>) -> Bool {
-            t.sources.allSatisfy { s in
-                removed.contains(s) || (done.contains(Self.stepKey(t, .manifests, s)) && done.contains(Self.stepKey(t, .chunks, s)))
-            }
+            RebalanceDecisions.isReceived(t, done: done, removed: removed)
         }
         update { l in
             l.partitionsTotal = plan.receive.count
@@ -342,21 +312,27 @@ public final class Rebalancer: Service, Sendable {
         // that no write coordinated under an older layout alone is still on its way.
         let lagging = (node.gossip?.memberInfos() ?? [])
             .filter { $0.state == MemberInfo.State.alive && $0.layoutVersion < v && $0.nodeID != node.nodeID }.map(\.nodeID)
-        guard lagging.isEmpty else {
+        let now = ContinuousClock.now
+        let adoptedFor: Duration? = live.withLock { l in
+            guard lagging.isEmpty else {
+                l.adoptedAt = nil
+                return nil
+            }
+            defer { if l.adoptedAt == nil { l.adoptedAt = now } }
+            return l.adoptedAt.map { now - $0 }
+        }
+        switch RebalanceDecisions.copyGate(lagging: lagging, adoptedFor: adoptedFor, settle: timing.settle) {
+        case .waitFor(let nodes):
             update { l in
                 l.state = "waiting"
-                l.waitingFor = lagging.sorted()
-                l.adoptedAt = nil
+                l.waitingFor = nodes
             }
             return
-        }
-        let adoptedAt = live.withLock { l in
-            if l.adoptedAt == nil { l.adoptedAt = .now }
-            return l.adoptedAt ?? .now
-        }
-        guard ContinuousClock.now - adoptedAt >= timing.settle else {
+        case .settling:
             update { $0.state = "waiting" }
             return
+        case .go:
+            break
         }
         update { l in
             l.state = "copying"
@@ -421,19 +397,13 @@ public final class Rebalancer: Service, Sendable {
         return unreachable
     }
 
-    /// True for a source that is in no node list of the current version and not alive: it
-    /// was removed by force (`agadir admin node remove --force`) and is not waited for. A
-    /// source still in the layout, or alive, is waited for.
-    static func isRemoved(_ source: String, in cluster: ClusterLayout, alive: Set<String>) -> Bool {
-        cluster.current.node(source) == nil && !alive.contains(source)
-    }
 
     /// Copies one partition from one source, manifests then chunks, resuming at the saved cursors.
     private func copy(_ t: PartitionTransfer, from source: String, copier: PartitionCopier) async throws(AgadirError) {
         let replica = node.replica(source)
         let sameSite = node.snapshot().site(of: source) == node.site
         let throttle: @Sendable (UInt64) async -> Void = { [weak self] bytes in await self?.throttle(bytes, sameSite: sameSite) }
-        let manifestsKey = Self.stepKey(t, .manifests, source)
+        let manifestsKey = RebalanceDecisions.stepKey(t, manifests: true, source: source)
         var rounds = 0
         while !live.withLock({ $0.record.done.contains(manifestsKey) }) {
             guard !Task.isCancelled, !settings.paused else { return }
@@ -450,7 +420,7 @@ public final class Rebalancer: Service, Sendable {
             rounds += 1
             guard rounds < 1_000_000 else { throw AgadirError(.internalError, "partition \(t.partition) never ends at \(source)") }
         }
-        let chunksKey = Self.stepKey(t, .chunks, source)
+        let chunksKey = RebalanceDecisions.stepKey(t, manifests: false, source: source)
         while !live.withLock({ $0.record.done.contains(chunksKey) }) {
             guard !Task.isCancelled, !settings.paused else { return }
             let after = live.withLock { $0.record.chunkCursors[chunksKey] }.flatMap { ChunkID(hex: $0) }
@@ -498,24 +468,16 @@ public final class Rebalancer: Service, Sendable {
     /// The NODE_STATUS answers of `nodes` (this node's own without a network hop, with its
     /// store figures only when `store`): a failure names why (not alive, no answer).
     public func nodeStatuses(of nodes: [String], store: Bool) async -> [String: Result<NodeStatus, AgadirError>] {
+        let gathered = await node.fanOut(nodes, request: .nodeStatus, decoding: NodeStatus.self) { () throws(AgadirError) in
+            store ? await self.nodeStatus() : NodeStatus(node: self.node.nodeID, rebalance: self.status())
+        }
         var out: [String: Result<NodeStatus, AgadirError>] = [:]
         for id in nodes {
-            if id == node.nodeID {
-                out[id] = .success(store ? await nodeStatus() : NodeStatus(node: id, rebalance: status()))
-                continue
-            }
-            guard let links = node.links, node.snapshot().alive.contains(id) else {
-                out[id] = .failure(AgadirError(.unavailable, "not alive"))
-                continue
-            }
-            do throws(AgadirError) {
-                let answer = try await links.call(id, .nodeStatus, maxResponseBytes: PeerLimits.maxStructuredBodyBytes)
-                let s = try AdminJSON.decode(NodeStatus.self, answer.body, "the status of \(id)")
-                out[id] = .success(s)
-                if let settings = s.rebalance?.settings { _ = try? adopt(settings) }
-            } catch {
-                logger.debug("status not read", metadata: ["peer": "\(id)", "error": "\(error)"])
-                out[id] = .failure(error)
+            guard let result = gathered.result(of: id) else { continue }
+            out[id] = result
+            switch result {
+            case .success(let s): if id != node.nodeID, let settings = s.rebalance?.settings { _ = try? adopt(settings) }
+            case .failure(let error): logger.debug("status not read", metadata: ["peer": "\(id)", "error": "\(error)"])
             }
         }
         return out
@@ -532,7 +494,7 @@ public final class Rebalancer: Service, Sendable {
         let v = cluster.current.version
         let storage = Set(cluster.current.maps.values.flatMap { $0.replicas.flatMap { $0 } }).sorted()
         let answers = await statuses(of: storage)
-        let behind = storage.filter { id in (answers[id]?.syncedVersion ?? 0) < v }
+        let behind = RebalanceDecisions.notYetSynced(storage, synced: answers.mapValues(\.syncedVersion), version: v)
         guard behind.isEmpty else {
             update { l in
                 l.state = "synced"
@@ -557,7 +519,7 @@ public final class Rebalancer: Service, Sendable {
         let v = cluster.current.version
         let members = cluster.current.nodes.map(\.id)
         let answers = await statuses(of: members)
-        let behind = members.filter { id in (answers[id]?.liveVersions.first ?? 0) < v }
+        let behind = RebalanceDecisions.notYetRetired(members, oldestLive: answers.compactMapValues(\.liveVersions.first), version: v)
         guard behind.isEmpty else {
             update { l in
                 l.state = "dropping"
@@ -591,25 +553,3 @@ public final class Rebalancer: Service, Sendable {
     }
 }
 
-/// What NODE_STATUS answers (JSON): the node's rebalance, its store and, later, repair and
-/// scrub. Every section is optional, so the answers of older and newer nodes decode.
-public struct NodeStatus: Codable, Sendable {
-    public var node: String
-    public var rebalance: NodeRebalanceStatus?
-    public var repair: RepairProgress?
-    public var scrub: ScrubProgress?
-    public var gc: GarbageProgress?
-    public var store: NodeStoreStatus?
-
-    public init(
-        node: String, rebalance: NodeRebalanceStatus? = nil, repair: RepairProgress? = nil, scrub: ScrubProgress? = nil,
-        gc: GarbageProgress? = nil, store: NodeStoreStatus? = nil
-    ) {
-        self.node = node
-        self.rebalance = rebalance
-        self.repair = repair
-        self.scrub = scrub
-        self.gc = gc
-        self.store = store
-    }
-}

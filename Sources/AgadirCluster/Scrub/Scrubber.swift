@@ -7,31 +7,10 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 
-/// A node's scrub, as NODE_STATUS and `agadir admin scrub status` show it.
-public struct ScrubProgress: Codable, Sendable, Hashable {
-    /// idle, running, paused.
-    public var state = "idle"
-    public var passes = 0
-    public var startedMillis: UInt64?
-    public var finishedMillis: UInt64?
-    /// In the running (or last) pass.
-    public var chunksChecked = 0
-    public var bytesChecked: UInt64 = 0
-    /// Since the node started: corrupt chunks found, and those replaced by a good copy.
-    public var corruptFound = 0
-    public var repaired = 0
-    /// Chunks in quarantine now (found bad, no good copy stored yet).
-    public var quarantined = 0
-    public var bytesPerSecond = 0
-    public var lastError: String?
-
-    public init() {}
-}
-
 /// Re-reads and re-hashes every stored chunk in the background at a set rate (docs/rebalance.md,
 /// "Scrub"): a chunk whose bytes are bad is quarantined (no longer served) and replaced by a
 /// verified copy from another replica. Pause, start and the position reached survive restarts.
-public final class Scrubber: Service, Sendable {
+public final class Scrubber: Worker, Sendable {
     let node: ClusterNode
     let logger: Logger
     let interval: Duration
@@ -129,32 +108,25 @@ public final class Scrubber: Service, Sendable {
         try AtomicFile.save(Array(data), to: path)
     }
 
-    public func run() async throws {
-        await cancelWhenGracefulShutdown { await self.loop() }
+    // MARK: Worker
+
+    public var name: String { "scrub" }
+
+    public func report() -> (phase: String?, progress: String?) {
+        let p = progress
+        return (p.state, "\(p.chunksChecked) chunk(s) checked in this pass, \(p.corruptFound) corrupt, \(p.quarantined) quarantined")
     }
 
-    private func loop() async {
-        while !Task.isCancelled {
-            let slept = await step()
-            do {
-                try await Task.sleep(for: slept)
-            } catch {
-                break
-            }
-        }
-    }
-
-    /// One step: repair what is quarantined, then verify the next slice at the set rate.
-    /// Returns how long to wait before the next step. Public for tests.
-    @discardableResult
-    public func step() async -> Duration {
+    /// One step: repair what is quarantined, then verify the next slice at the set rate
+    /// (about a quarter of a second of work); throttled to the rate, busy when unlimited.
+    public func step() async -> WorkerStep {
         do throws(AgadirError) {
             try await repairQuarantined()
             let (record, rate) = state.withLock { ($0.record, $0.bytesPerSecond) }
-            if record.paused { return .seconds(1) }
+            if record.paused { return .paused(.seconds(1)) }
             if !record.running {
                 let due = rate > 0 && (record.finishedMillis.map { WallMillis.now() &- $0 >= UInt64(interval.components.seconds) * 1000 } ?? true)
-                guard due else { return .seconds(1) }
+                guard due else { return .idle(.seconds(1)) }
                 try commit { Self.begin(&$0) }
             }
             // About a quarter of a second of work at the rate (unlimited: 16 MiB).
@@ -190,12 +162,13 @@ public final class Scrubber: Service, Sendable {
             }
             if bad > 0 { try await repairQuarantined() }
             state.withLock { $0.lastError = nil }
-            guard rate > 0 else { return .milliseconds(1) }
-            return .nanoseconds(Int64(Double(bytes) / Double(rate) * 1e9))
+            if finished || checks.isEmpty { return .idle(.seconds(1)) }
+            guard rate > 0 else { return .busy }
+            return .throttled(.nanoseconds(Int64(Double(bytes) / Double(rate) * 1e9)))
         } catch {
             logger.warning("scrub step failed", metadata: ["error": "\(error)"])
             state.withLock { $0.lastError = error.message }
-            return .seconds(1)
+            return .failed(error, retryAfter: .seconds(1))
         }
     }
 

@@ -98,7 +98,7 @@ public struct NodeRuntime: Sendable {
             grace: .seconds(config.garbageGraceSeconds), logger: logger)
         let cluster = ClusterBinding(
             node: clusterNode, coordinator: coordinator, rebalancer: rebalancer, antiEntropy: antiEntropy, scrubber: scrubber,
-            garbageCollector: garbageCollector)
+            garbageCollector: garbageCollector, logger: logger)
         self.cluster = cluster
         let service = ObjectService(
             store: store, nodeID: nodeID, config: config, codec: codec, logger: logger,
@@ -117,7 +117,7 @@ public struct NodeRuntime: Sendable {
                 antiEntropy.request(try AdminJSON.decode(RepairScope.self, body, "the body of REPAIR_START"))
             },
             maintenance: { (body: [UInt8]) throws(AgadirError) in
-                try cluster.maintenance(try AdminJSON.decode(ClusterBinding.MaintenanceRequest.self, body, "the body of MAINTENANCE"))
+                try cluster.maintenance(try AdminJSON.decode(MaintenanceRequest.self, body, "the body of MAINTENANCE"))
             })
         let clientServer = ClientServer(
             service: service, config: config, host: host, port: port, group: group, logger: logger,
@@ -129,7 +129,7 @@ public struct NodeRuntime: Sendable {
     /// The services in start order; shutdown runs in reverse: gossip first (the node
     /// announces its departure), then the client endpoint, the store last.
     public var services: [any Service] {
-        [StoreService(store: store, logger: logger), cluster.node] + cluster.maintenanceServices + [clientServer, gossip]
+        [StoreService(store: store, logger: logger)] + cluster.workers + [clientServer, gossip]
     }
 
     /// The node id lives in `DIR/node-id`: chosen once (from the configuration or at

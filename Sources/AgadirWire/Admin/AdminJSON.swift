@@ -11,10 +11,10 @@ import AgadirCore
 /// One encoder and one decoder for the server, the CLI, the lab and the tests, so the
 /// schema (the `Codable` types of this folder) cannot drift between them.
 public enum AdminJSON {
-    /// Sorted keys, pretty-printed: what `--json` prints.
-    public static func encode(_ value: some Encodable) throws(AgadirError) -> [UInt8] {
+    /// Sorted keys, pretty-printed (one line with `pretty` false): what `--json` prints.
+    public static func encode(_ value: some Encodable, pretty: Bool = true) throws(AgadirError) -> [UInt8] {
         let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys, .prettyPrinted]
+        enc.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
         do {
             return Array(try enc.encode(value))
         } catch {
