@@ -16,8 +16,35 @@ struct AdminGroup: AsyncParsableCommand {
         abstract: "Cluster administration.",
         subcommands: [
             Members.self, ClusterStatusCommand.self, Layout.self, PolicyCommand.self, Node.self, Audit.self, Rebalance.self, Repair.self,
-            Scrub.self, GarbageCollection.self,
+            Scrub.self, GarbageCollection.self, Workers.self,
         ])
+}
+
+struct Workers: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Every node's background workers: state (busy, throttled, idle, paused, done, failed), phase, progress, last error.",
+        discussion: "Exit code 0, or 1 when a worker has failed or a node's workers could not be read.")
+    @OptionGroup var options: GlobalOptions
+
+    func run() async throws {
+        let nodes = try await admin(options, Admin.workersList)
+        if options.json {
+            printJSON(value: nodes)
+        } else {
+            var rows: [[String]] = []
+            for n in nodes {
+                guard let workers = n.workers else {
+                    rows.append([n.node, "", "unknown: \(n.error ?? "no workers reported")", "", "", ""])
+                    continue
+                }
+                for w in workers {
+                    rows.append([n.node, w.name, w.state.rawValue, w.phase ?? "", w.progress ?? "", w.lastError ?? ""])
+                }
+            }
+            print(table(["NODE", "WORKER", "STATE", "PHASE", "PROGRESS", "LAST ERROR"], rows))
+        }
+        if nodes.contains(where: { n in n.workers == nil || (n.workers ?? []).contains { $0.state == .failed } }) { throw ExitCode(1) }
+    }
 }
 
 // MARK: - Plumbing for admin commands (typed records of the admin schema, AgadirWire's `Admin`)

@@ -145,6 +145,10 @@ public struct AdminCommands: Sendable {
             }
         case Admin.clusterStatus.name:
             return try await serve(Admin.clusterStatus, input) { _ throws(AgadirError) in try await clusterStatus(cluster) }
+        case Admin.workersList.name:
+            return try await serve(Admin.workersList, input) { _ throws(AgadirError) in
+                await nodeStatuses(cluster).map { Admin.NodeWorkersView(node: $0.node, workers: $0.status?.workers, error: $0.error) }
+            }
         default:
             throw AgadirError(
                 .invalidArgument,

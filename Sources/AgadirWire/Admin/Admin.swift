@@ -37,6 +37,7 @@ public enum Admin {
     public static let nodeDrain = AdminCommand<NodeRef, PlanView>("node.drain")
     public static let nodeRemove = AdminCommand<NodeRemoval, PlanView>("node.remove")
     public static let clusterStatus = AdminCommand<Empty, ClusterStatusView>("cluster.status")
+    public static let workersList = AdminCommand<Empty, [NodeWorkersView]>("workers.list")
 
     /// Every command's name, in the order above (the error for an unknown one lists them).
     public static let commandNames: [String] = [
@@ -44,8 +45,21 @@ public enum Admin {
         layoutPlan.name, layoutApply.name, layoutHistory.name, policyCreate.name, policyList.name, policyShow.name,
         auditResidency.name, auditNode.name, rebalanceStatus.name, rebalanceSet.name, repairStart.name, repairStatus.name,
         scrubStatus.name, scrubStart.name, scrubPause.name, gcStatus.name, gcStart.name, nodeDrain.name, nodeRemove.name,
-        clusterStatus.name,
+        clusterStatus.name, workersList.name,
     ]
+
+    /// One node's line of `workers.list`: its background workers, or why they are unknown.
+    public struct NodeWorkersView: Codable, Sendable {
+        public var node: String
+        public var workers: [WorkerInfo]?
+        public var error: String?
+
+        public init(node: String, workers: [WorkerInfo]?, error: String?) {
+            self.node = node
+            self.workers = workers
+            self.error = error
+        }
+    }
 }
 
 /// One admin command: its name on the wire, the type of its JSON input and of its answer.
