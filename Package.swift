@@ -82,6 +82,8 @@ let package = Package(
             dependencies: [
                 "AgadirCore", "CSQLite",
                 .product(name: "Logging", package: "swift-log"),
+                // NIOThreadPool: the bounded pool of the store's blocking I/O.
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),

@@ -14,7 +14,7 @@ import NIOPosix
 /// thread that owns the state machine, in order, without locks or hops. Gossip is a few
 /// small messages per second, far below what one loop handles; the only blocking work,
 /// writing `gossip-state.json` with fsync and resolving host names, runs on
-/// `NIOThreadPool.singleton` and reports back to the loop. Other threads see the state
+/// the node's I/O pool (`threadPool`) and reports back to the loop. Other threads see the state
 /// through `snapshot` only (a copy under a lock, refreshed after every call into the
 /// state machine).
 ///
@@ -31,6 +31,8 @@ final class GossipEngine {
     let clock: GossipClock
     let snapshot: Locked<GossipSnapshot>
     let limits: GossipServiceLimits
+    /// Blocking work (the state file, name lookups) runs here: the node's I/O pool.
+    let threadPool: NIOThreadPool
 
     private var membership: Membership?
     private var rng = SystemRandomNumberGenerator()
@@ -63,8 +65,10 @@ final class GossipEngine {
 
     init(
         loop: any EventLoop, nodeID: String, settings: MembershipSettings, keyring: Keyring, stateFile: GossipStateFile,
-        clock: GossipClock, snapshot: Locked<GossipSnapshot>, limits: GossipServiceLimits, logger: Logger
+        clock: GossipClock, snapshot: Locked<GossipSnapshot>, limits: GossipServiceLimits, threadPool: NIOThreadPool,
+        logger: Logger
     ) {
+        self.threadPool = threadPool
         self.loop = loop
         self.nodeID = nodeID
         self.settings = settings
@@ -326,7 +330,7 @@ final class GossipEngine {
             return
         }
         addresses[address] = .resolving([sealed])
-        NIOThreadPool.singleton.runIfActive(eventLoop: loop) {
+        threadPool.runIfActive(eventLoop: loop) {
             try SocketAddress.makeAddressResolvingHost(host, port: port)
         }.assumeIsolated().whenComplete { result in
             guard case .resolving(let waiting) = self.addresses[address] else { return }
@@ -450,8 +454,9 @@ final class GossipEngine {
     private func persist(_ incarnation: Incarnation) {
         let file = stateFile
         let loop = self.loop
+        let threadPool = self.threadPool
         let written = persisting.flatMap {
-            NIOThreadPool.singleton.runIfActive(eventLoop: loop) { try file.write(incarnation) }
+            threadPool.runIfActive(eventLoop: loop) { try file.write(incarnation) }
         }
         written.assumeIsolated().whenComplete { result in
             switch result {

@@ -29,14 +29,18 @@ public final class GossipService: Service, Sendable {
     /// The layout version this node announces, and the engine once it runs.
     private let layoutVersion = Locked<UInt64>(0)
     private let running = Locked<NIOLoopBound<GossipEngine>?>(nil)
+    let threadPool: NIOThreadPool
 
     /// - Parameter clientAddress: the bound client address (`HOST:PORT`), used as the
     ///   advertised one when `advertiseClient` is empty; nil when the client endpoint failed.
+    /// - Parameter threadPool: where the blocking work runs (the state file, name lookups):
+    ///   the node's one I/O pool (`NodeStore.ioPool`).
     public init(
         nodeID: String, configuration: GossipConfiguration, keyring: Keyring, dataDir: String,
-        group: any EventLoopGroup, limits: GossipServiceLimits = GossipServiceLimits(), logger: Logger,
-        clientAddress: @escaping @Sendable () async -> String?
+        group: any EventLoopGroup, threadPool: NIOThreadPool = .singleton, limits: GossipServiceLimits = GossipServiceLimits(),
+        logger: Logger, clientAddress: @escaping @Sendable () async -> String?
     ) {
+        self.threadPool = threadPool
         self.nodeID = nodeID
         self.configuration = configuration
         self.keyring = keyring
@@ -93,6 +97,7 @@ public final class GossipService: Service, Sendable {
         let settings = configuration.settings
         let (nodeID, keyring, stateFile, clock, snapshot, limits, logger, loop) =
             (self.nodeID, self.keyring, self.stateFile, self.clock, self.snapshot, self.limits, self.logger, self.loop)
+        let threadPool = self.threadPool
         let incarnation: Incarnation
         let engine: NIOLoopBound<GossipEngine>
         let udp: any Channel
@@ -104,8 +109,7 @@ public final class GossipService: Service, Sendable {
                 NIOLoopBound(
                     GossipEngine(
                         loop: loop, nodeID: nodeID, settings: settings, keyring: keyring, stateFile: stateFile,
-                        clock: clock,
-                        snapshot: snapshot, limits: limits, logger: logger),
+                        clock: clock, snapshot: snapshot, limits: limits, threadPool: threadPool, logger: logger),
                     eventLoop: loop)
             }.get()
             (udp, listener) = try await bind(engine)

@@ -338,7 +338,7 @@ extension NodeStore {
 
     /// The record of one bucket name, deleted or not; nil when the catalog has none.
     public func bucketCatalog(named name: String) async throws(AgadirError) -> BucketRecord? {
-        try readers.withConnection { db throws(AgadirError) -> BucketRecord? in
+        try await read { db throws(AgadirError) -> BucketRecord? in
             var found: BucketRecord? = nil
             try db.forEachRow(
                 "SELECT name, policy, created_ms, version_hlc, version_node, deleted FROM buckets WHERE name = ?",

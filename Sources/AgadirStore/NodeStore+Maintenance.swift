@@ -226,7 +226,7 @@ extension NodeStore {
 
     /// How many chunks are quarantined.
     public func quarantinedChunkCount() async throws(AgadirError) -> Int {
-        try readers.withConnection { db throws(AgadirError) -> Int in
+        try await read { db throws(AgadirError) -> Int in
             try db.firstRow("SELECT COUNT(*) FROM quarantine") { row in Int(row.int64(0)) } ?? 0
         }
     }
@@ -411,7 +411,7 @@ extension NodeStore {
         }
         var result = CompactionResult()
         guard maxSegments > 0 else { return result }
-        let recorded = try readers.withConnection { db throws(AgadirError) -> [UInt64] in
+        let recorded = try await read { db throws(AgadirError) -> [UInt64] in
             var numbers: [UInt64] = []
             try db.forEachRow("SELECT number FROM segments") { row in
                 if row.int64(0) > 0 { numbers.append(UInt64(row.int64(0))) }

@@ -7,7 +7,7 @@ import AgadirCore
 extension NodeStore {
     /// For each id, whether the chunk is stored on this node (index lookup only).
     public func containsChunks(_ ids: [ChunkID]) async throws(AgadirError) -> [Bool] {
-        try readers.withConnection { db throws(AgadirError) -> [Bool] in
+        try await read { db throws(AgadirError) -> [Bool] in
             var out: [Bool] = []
             out.reserveCapacity(ids.count)
             for id in ids {
@@ -76,7 +76,7 @@ extension NodeStore {
 
     /// The bucket named `name`, or nil (also when its newest catalog record is a deletion).
     public func bucket(_ name: String) async throws(AgadirError) -> BucketInfo? {
-        try readers.withConnection { db throws(AgadirError) -> BucketInfo? in
+        try await read { db throws(AgadirError) -> BucketInfo? in
             try db.firstRow(
                 "SELECT name, policy, created_ms FROM buckets WHERE name = ? AND deleted = 0", [.text(name)]
             ) { row in
@@ -108,7 +108,7 @@ extension NodeStore {
     /// a tombstone means); nil when none. `.noSuchBucket` when the bucket does not exist,
     /// `.corruptData` when the stored manifest does not decode.
     public func manifest(bucket: String, key: String) async throws(AgadirError) -> ObjectManifest? {
-        try readers.withConnection { db throws(AgadirError) -> ObjectManifest? in
+        try await read { db throws(AgadirError) -> ObjectManifest? in
             let encoded = try db.firstRow(
                 "SELECT manifest FROM objects WHERE bucket = ? AND key = ?", [.text(bucket), .blob(Array(key.utf8))]
             ) { row in row.blob(0) }

@@ -3,6 +3,7 @@ import Synchronization
 import Dispatch
 import Foundation
 import Logging
+import NIOPosix
 
 /// A node's local storage under one data directory: a content-addressed, deduplicated,
 /// crash-safe chunk store plus the metadata store (buckets and object manifests).
@@ -24,7 +25,10 @@ public final class NodeStore: Sendable {
     let logger: Logger
     let readers: ReaderPool
     let readFiles: SegmentReadFiles
-    let ioQueue: DispatchQueue
+    /// The bounded pool every blocking read runs on (docs/architecture.md, "Blocking I/O"):
+    /// never the cooperative pool, never an unbounded number of threads. The node's gossip
+    /// shares it for its file writes and name lookups.
+    public let ioPool: NIOThreadPool
     let options: StoreOptions
     private let queue: WriteQueue
     private let lock: DirectoryLock
@@ -43,7 +47,8 @@ public final class NodeStore: Sendable {
         self.readFiles = readFiles
         self.queue = queue
         self.lock = lock
-        ioQueue = DispatchQueue(label: "agadir.store.io", attributes: .concurrent)
+        ioPool = NIOThreadPool(numberOfThreads: options.ioThreads)
+        ioPool.start()
     }
 
     /// Opens (creating if needed) the store in `directory`, recovers it after a crash, and
@@ -56,12 +61,12 @@ public final class NodeStore: Sendable {
         directory: String, options: StoreOptions = StoreOptions(), logger: Logger
     ) throws(AgadirError) -> NodeStore {
         guard options.segmentMaxBytes >= 4096, options.readerCount >= 1, options.maxBatchOperations >= 1,
-            options.maxHints >= 0
+            options.maxHints >= 0, (1...256).contains(options.ioThreads)
         else {
             throw AgadirError(
                 .invalidArgument,
-                "store options need segmentMaxBytes >= 4096, readerCount >= 1, maxBatchOperations >= 1 "
-                    + "and maxHints >= 0")
+                "store options need segmentMaxBytes >= 4096, readerCount >= 1, maxBatchOperations >= 1, "
+                    + "maxHints >= 0 and ioThreads in 1...256")
         }
         let chunksDirectory = directory + "/chunks"
         if try Posix.makeDirectory(directory) {
@@ -114,6 +119,7 @@ public final class NodeStore: Sendable {
         }
         readers.close()
         readFiles.closeAll()
+        try? await ioPool.shutdownGracefully()
         lock.release()
     }
 
@@ -240,16 +246,27 @@ public final class NodeStore: Sendable {
 
     // MARK: Blocking work off the cooperative pool
 
-    /// Runs `body` on the I/O queue and resumes with its result.
+    /// Runs `body` on the I/O pool and resumes with its result (`.shuttingDown` once the
+    /// store is closed).
     func blocking<T: Sendable>(
         _ body: @escaping @Sendable () throws(AgadirError) -> T
     ) async throws(AgadirError) -> T {
-        typealias Completion = CheckedContinuation<Result<T, AgadirError>, Never>
-        let result = await withCheckedContinuation { (continuation: Completion) in
-            ioQueue.async {
-                continuation.resume(returning: Result { () throws(AgadirError) -> T in try body() })
-            }
+        let result: Result<T, AgadirError>
+        do {
+            result = try await ioPool.runIfActive { Result { () throws(AgadirError) -> T in try body() } }
+        } catch {
+            throw AgadirError(.shuttingDown, "the store is closed")
         }
         return try result.get()
+    }
+
+    /// A metadata read: on the calling task at once when a connection is idle (a point read
+    /// costs less than the hop to the pool and back), else on the I/O pool, which may wait
+    /// for one. The calling task never blocks a thread of the cooperative pool.
+    func read<T: Sendable>(
+        _ body: @escaping @Sendable (SQLiteDatabase) throws(AgadirError) -> T
+    ) async throws(AgadirError) -> T {
+        if let now = try readers.withIdleConnection(body) { return now }
+        return try await blocking { [readers] () throws(AgadirError) -> T in try readers.withConnection(body) }
     }
 }

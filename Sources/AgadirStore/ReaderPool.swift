@@ -3,8 +3,9 @@ import Dispatch
 import Synchronization
 
 /// A fixed set of read-only SQLite connections (WAL lets them read while the writer
-/// commits), lent to one blocking caller at a time. Callers run on `NodeStore`'s I/O
-/// queue, never on the Swift cooperative pool, so waiting for a free connection is fine.
+/// commits), lent to one caller at a time. `withConnection` may wait for a free one: it is
+/// called only on `NodeStore`'s I/O pool. Async callers use `withIdleConnection`, which
+/// never waits (`NodeStore.read`).
 final class ReaderPool: Sendable {
     private let available: DispatchSemaphore
     private let state: Mutex<(idle: [SQLiteDatabase], closed: Bool)>
@@ -20,9 +21,21 @@ final class ReaderPool: Sendable {
         state = Mutex((connections, false))
     }
 
-    /// Runs `body` with a connection of its own.
+    /// Runs `body` with a connection of its own if one is idle now; nil (without running
+    /// `body`) when every connection is lent.
+    func withIdleConnection<T>(_ body: (SQLiteDatabase) throws(AgadirError) -> T) throws(AgadirError) -> T? {
+        guard available.wait(timeout: .now()) == .success else { return nil }
+        return try lent(body)
+    }
+
+    /// Runs `body` with a connection of its own, waiting for one (I/O pool threads only).
     func withConnection<T>(_ body: (SQLiteDatabase) throws(AgadirError) -> T) throws(AgadirError) -> T {
         available.wait()
+        return try lent(body)
+    }
+
+    /// Runs `body` with an idle connection; the caller has taken one from `available`.
+    private func lent<T>(_ body: (SQLiteDatabase) throws(AgadirError) -> T) throws(AgadirError) -> T {
         let db = state.withLock { state -> SQLiteDatabase? in
             state.closed ? nil : state.idle.popLast()
         }

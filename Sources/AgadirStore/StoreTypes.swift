@@ -13,18 +13,22 @@ public struct StoreOptions: Sendable {
     /// Most hints (writes parked for a replica that was down) pending at once; `putHint`
     /// beyond it fails with `.storageFull`. Default 1_000_000.
     public var maxHints: Int
+    /// Threads of the store's blocking I/O pool (segment reads, index scans, and point
+    /// reads that found no idle connection). Default 4 (`readerCount`).
+    public var ioThreads: Int
     /// Most record bytes one compaction step copies while holding the writer (tests lower it).
     var compactionStepBytes = 64 * 1024 * 1024
     /// Tests only: where a compaction step stops as if the process had died there.
     var compactionCrash: CompactionCrashPoint?
 
     /// The defaults: 256 MiB segments, 4 readers, 1024 operations per group commit,
-    /// 1_000_000 pending hints.
+    /// 1_000_000 pending hints, 4 I/O threads.
     public init() {
         segmentMaxBytes = 256 * 1024 * 1024
         readerCount = 4
         maxBatchOperations = 1024
         maxHints = 1_000_000
+        ioThreads = 4
     }
 }
 

@@ -48,7 +48,7 @@ extension Coordinator {
             late: { [self] node, result in
                 guard case .success(let answer) = result, let winner = winnerBox.value else { return }
                 if answer.manifest.map({ $0.version < winner.version }) ?? true {
-                    Task { await self.repair(node, with: winner, bucket: bucket) }
+                    background.start("read repair") { await self.repair(node, with: winner, bucket: bucket) }
                 }
             })
         let outcome = Quorum(level: level, replicas: replicas, coordinatorSite: coordinatorSite)
@@ -65,7 +65,7 @@ extension Coordinator {
         guard let winner else { return nil }
         winnerBox.set(winner)
         for (node, answer) in answers.sorted(by: { $0.key < $1.key }) where answer.manifest.map({ $0.version < winner.version }) ?? true {
-            Task { await self.repair(node, with: winner, bucket: bucket) }
+            background.start("read repair") { await self.repair(node, with: winner, bucket: bucket) }
         }
         return winner
     }

@@ -73,7 +73,7 @@ extension Coordinator {
                 if case .failure(let e) = result {
                     count { $0.lateWriteFailures += 1 }
                     logger.warning("replica write failed after the quorum", metadata: ["node": "\(node)", "what": "\(what)", "error": "\(e)"])
-                    Task { await self.park(hint, for: node, bucket: bucket) }
+                    background.start("hint parking") { await self.park(hint, for: node, bucket: bucket) }
                 }
             })
         let outcome = Quorum.evaluate(

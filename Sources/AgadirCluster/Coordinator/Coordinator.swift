@@ -74,11 +74,16 @@ public struct CoordinatorCounters: Sendable, Hashable {
 public final class Coordinator: Sendable {
     public let context: any ClusterContext
     let logger: Logger
+    /// Where read repairs and late hint parking run once the request has answered.
+    public let background: BackgroundTasks
     private let countersBox = Mutex(CoordinatorCounters())
 
-    public init(context: any ClusterContext, logger: Logger) {
+    /// `background` owns the work requests leave behind; the node runs it as a service (in
+    /// tests a coordinator gets one of its own).
+    public init(context: any ClusterContext, logger: Logger, background: BackgroundTasks? = nil) {
         self.context = context
         self.logger = logger
+        self.background = background ?? BackgroundTasks(logger: logger)
     }
 
     public var counters: CoordinatorCounters { countersBox.withLock { $0 } }

@@ -37,6 +37,8 @@ public struct NodeRuntime: Sendable {
     public let gossip: GossipService
     public let cluster: ClusterBinding
     public let links: PeerLinks
+    /// Read repairs and late hint parking, ended by the graceful shutdown.
+    public let background: BackgroundTasks
     let logger: Logger
 
     public init(config: NodeConfiguration, group: MultiThreadedEventLoopGroup, logger: Logger) throws(AgadirError) {
@@ -64,7 +66,7 @@ public struct NodeRuntime: Sendable {
         let clientServerOnceBuilt = Locked<ClientServer?>(nil)
         let gossip = GossipService(
             nodeID: nodeID, configuration: gossipConfiguration, keyring: keyring, dataDir: dir, group: group,
-            logger: logger, clientAddress: { await clientServerOnceBuilt.value?.localAddress()?.hostAndPort })
+            threadPool: store.ioPool, logger: logger, clientAddress: { await clientServerOnceBuilt.value?.localAddress()?.hostAndPort })
         self.gossip = gossip
         // Peer links reach the other nodes' client endpoints as gossip knows them.
         let authenticator = try ClusterSecrets.peerAuthenticator(config: config, logger: logger)
@@ -83,7 +85,9 @@ public struct NodeRuntime: Sendable {
                 var clock = HybridLogicalClock()
                 return ObjectVersion(timestamp: clock.now(wallMillis: WallMillis.now()), node: fallbackTag)
             })
-        let coordinator = Coordinator(context: clusterNode, logger: logger)
+        let background = BackgroundTasks(logger: logger)
+        self.background = background
+        let coordinator = Coordinator(context: clusterNode, logger: logger, background: background)
         let rebalancer = try Rebalancer(
             node: clusterNode, dataDir: dir, timing: Rebalancer.Timing().scaled(by: config.gossipTimeScalePercent), logger: logger)
         let scale = config.gossipTimeScalePercent
@@ -129,7 +133,7 @@ public struct NodeRuntime: Sendable {
     /// The services in start order; shutdown runs in reverse: gossip first (the node
     /// announces its departure), then the client endpoint, the store last.
     public var services: [any Service] {
-        [StoreService(store: store, logger: logger)] + cluster.workers + [clientServer, gossip]
+        [StoreService(store: store, logger: logger)] + cluster.workers + [background, clientServer, gossip]
     }
 
     /// The node id lives in `DIR/node-id`: chosen once (from the configuration or at
