@@ -37,17 +37,11 @@ struct LocalWriteTarget: ObjectWriteTarget {
 // MARK: - PUT
 
 extension ObjectService {
-    /// Stores one object: inline when small, else chunked with FastCDC; each chunk hashed,
-    /// compressed and written with at most `putChunksInFlight` chunks in memory; the
-    /// manifest is committed only after every chunk is durable, so a failed or
-    /// interrupted PUT is never visible.
-    func put(_ p: PutRequest, body: BodyStream?) async throws(AgadirError) -> WriteResult {
-        guard try await store.bucket(p.bucket) != nil else { throw noSuchBucket(p.bucket) }
-        return try await put(p, body: body, version: nextVersion(), target: LocalWriteTarget(store: store, codec: codec))
-    }
-
-    /// The PUT pipeline over any target; `version` is the object's version (taken when the
-    /// PUT starts, so the chunks' references can name it).
+    /// Stores one object through `target` (`ObjectBackend.beginPut`): inline when small,
+    /// else chunked with FastCDC; each chunk hashed, compressed and written with at most
+    /// `putChunksInFlight` chunks in memory; the manifest is committed only after every
+    /// chunk is durable, so a failed or interrupted PUT is never visible. `version` is the
+    /// object's version (taken when the PUT starts, so the chunks' references can name it).
     public func put(
         _ p: PutRequest, body: BodyStream?, version: ObjectVersion, target: some ObjectWriteTarget
     ) async throws(AgadirError) -> WriteResult {
@@ -143,12 +137,6 @@ extension ObjectService {
     /// Streams an object (or a range of it): the RESPONSE frame with the object's fields,
     /// then DATA frames, reading up to `getChunksReadAhead` chunks ahead; every chunk is
     /// verified by the store before a byte of it is sent.
-    func get(
-        bucket: String, key: String, range: ByteRange?, id: UInt64, sink: any ResponseSink, started: inout Bool
-    ) async throws {
-        try await get(manifest: try await liveManifest(bucket: bucket, key: key), range: range, id: id, sink: sink, started: &started)
-    }
-
     func get(
         manifest m: ObjectManifest, range: ByteRange?, id: UInt64, sink: any ResponseSink, started: inout Bool
     ) async throws {

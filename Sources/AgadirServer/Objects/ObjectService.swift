@@ -55,6 +55,9 @@ public final class ObjectService: Sendable {
         boundClientAddress.withLock { $0 = address }
     }
 
+    /// The client endpoint this node announces: the one bound, else the configured one.
+    var clientEndpoint: String { boundClientAddress.withLock { $0 } ?? config.listen }
+
     /// This node as the only member: alive, site `default`, incarnation 0, no peer
     /// endpoint, last contact -1 (self). What MEMBERS answers without a membership layer.
     public func selfMember() -> MemberInfo {
@@ -80,31 +83,7 @@ public final class ObjectService: Sendable {
         let opcode = request.opcode.rawValue
         var started = false
         do {
-            if case .admin(let command) = request {
-                let input = try await AdminCommands.collect(body)
-                let output = try await admin.run(command, input: input)
-                try await sendBody(output, id: id, opcode: opcode, sink: sink, started: &started)
-                return
-            }
-            if let cluster, cluster.node.isClusterMode {
-                try await handleInCluster(id: id, request: request, options: options, body: body, sink: sink, cluster: cluster, started: &started)
-                return
-            }
-            if let cluster, cluster.node.awaitsLayout {
-                // A node that joins a running cluster must not answer bucket requests from its
-                // own (empty) store: it pulls the layout first.
-                await cluster.node.syncLayout()
-                if cluster.node.isClusterMode {
-                    try await handleInCluster(
-                        id: id, request: request, options: options, body: body, sink: sink, cluster: cluster, started: &started)
-                    return
-                }
-                if request.bucket != nil {
-                    throw AgadirError(
-                        .unavailable, "this node has not received the cluster's layout yet; retry in a moment or ask another node")
-                }
-            }
-            try await handleLocally(id: id, request: request, body: body, sink: sink, started: &started)
+            try await dispatch(id: id, request: request, options: options, body: body, sink: sink, started: &started)
         } catch let error as AgadirError {
             body?.abandon()
             if error.code.rawValue >= 500 {
@@ -120,47 +99,36 @@ public final class ObjectService: Sendable {
         }
     }
 
-    /// The standalone node's answers (and the node-local ones of a cluster node).
-    func handleLocally(id: UInt64, request: Request, body: BodyStream?, sink: any ResponseSink, started: inout Bool) async throws {
+    /// Where this request's objects live: the cluster once a layout is applied, else this
+    /// node's store. A node that joins a running cluster pulls the layout first and refuses
+    /// bucket requests until it has it (it must not answer them from its own empty store).
+    func backend(for request: Request) async throws(AgadirError) -> any ObjectBackend {
+        guard let cluster else { return LocalObjects(service: self) }
+        if cluster.node.isClusterMode { return ClusterObjects(service: self, cluster: cluster) }
+        if cluster.node.awaitsLayout {
+            await cluster.node.syncLayout()
+            if cluster.node.isClusterMode { return ClusterObjects(service: self, cluster: cluster) }
+            if request.bucket != nil {
+                throw AgadirError(
+                    .unavailable, "this node has not received the cluster's layout yet; retry in a moment or ask another node")
+            }
+        }
+        return LocalObjects(service: self)
+    }
+
+    /// The one dispatch of every request: node-local answers here, object requests through
+    /// the backend (`ObjectBackend`).
+    func dispatch(
+        id: UInt64, request: Request, options: RequestOptions, body: BodyStream?, sink: any ResponseSink, started: inout Bool
+    ) async throws {
         let opcode = request.opcode.rawValue
         switch request {
         case .ping:
             let r = PingResult(nodeID: nodeID, serverVersion: Self.serverVersion, timeMillis: Self.wallMillis())
             try await sink.send(.response(id: id, opcode: opcode, fields: r.fields(), end: true))
-        case .createBucket(let name, let policy):
-            let policy = policy ?? "default"
-            guard policy == "default" else {
-                throw AgadirError(.invalidArgument, "policy '\(policy)' is unknown; this cluster has the policy 'default'")
-            }
-            try await store.createBucket(BucketInfo(name: name, policy: policy, createdMillis: Self.wallMillis()))
-            logger.info("bucket created", metadata: ["bucket": "\(name)", "policy": "\(policy)"])
-            try await sink.send(.response(id: id, opcode: opcode, end: true))
-        case .deleteBucket(let name):
-            try await store.deleteBucket(name)
-            logger.info("bucket deleted", metadata: ["bucket": "\(name)"])
-            try await sink.send(.response(id: id, opcode: opcode, end: true))
-        case .listBuckets:
-            let buckets = try await store.listBuckets()
-            try await sendBody(BucketListCodec.encode(buckets), id: id, opcode: opcode, sink: sink, started: &started)
-        case .put(let put):
-            let result = try await self.put(put, body: body)
-            try await sink.send(.response(id: id, opcode: opcode, fields: result.fields(), end: true))
-        case .get(let bucket, let key, let range):
-            try await get(bucket: bucket, key: key, range: range, id: id, sink: sink, started: &started)
-        case .head(let bucket, let key):
-            let m = try await liveManifest(bucket: bucket, key: key)
-            try await sink.send(.response(id: id, opcode: opcode, fields: ObjectInfo(manifest: m).fields(), end: true))
-        case .delete(let bucket, let key):
-            _ = try await liveManifest(bucket: bucket, key: key)
-            let version = nextVersion()
-            try await store.putManifest(.tombstone(bucket: bucket, key: key, version: version))
-            let r = WriteResult(etag: nil, version: version, size: 0)
-            try await sink.send(.response(id: id, opcode: opcode, fields: r.fields(), end: true))
-        case .list(let l):
-            guard try await store.bucket(l.bucket) != nil else { throw noSuchBucket(l.bucket) }
-            let page = try await store.list(
-                bucket: l.bucket, prefix: l.prefix, delimiter: l.delimiter, startAfter: l.startAfter, limit: l.limit)
-            try await sendBody(page.encoded(), id: id, opcode: opcode, sink: sink, started: &started)
+        case .admin(let command):
+            let input = try await AdminCommands.collect(body)
+            try await sendBody(try await admin.run(command, input: input), id: id, opcode: opcode, sink: sink, started: &started)
         case .stat:
             let stats = try await store.stats()
             let enc = JSONEncoder()
@@ -178,14 +146,37 @@ public final class ObjectService: Sendable {
                     "MEMBERS: \(members.count) members take \(body.count) bytes, over the \(config.wireLimits.maxListingBodyBytes)-byte body limit")
             }
             try await sendBody(body, id: id, opcode: opcode, sink: sink, started: &started)
+        case .listBuckets:
+            // The catalog is known cluster-wide: every node answers from its own.
+            let buckets = try await store.listBuckets()
+            try await sendBody(BucketListCodec.encode(buckets), id: id, opcode: opcode, sink: sink, started: &started)
+        case .createBucket(let name, let policy):
+            let bound = try await backend(for: request).createBucket(name, policy: policy)
+            logger.info("bucket created", metadata: ["bucket": "\(name)", "policy": "\(bound)"])
+            try await sink.send(.response(id: id, opcode: opcode, end: true))
+        case .deleteBucket(let name):
+            try await backend(for: request).deleteBucket(name)
+            logger.info("bucket deleted", metadata: ["bucket": "\(name)"])
+            try await sink.send(.response(id: id, opcode: opcode, end: true))
         case .route(let bucket):
-            // Standalone: this node serves every bucket it has.
-            guard let info = try await store.bucket(bucket) else { throw noSuchBucket(bucket) }
-            let me = boundClientAddress.withLock { $0 } ?? config.listen
-            let r = RouteResult(policy: info.policy, mayCoordinate: true, endpoints: [me])
+            let r = try await backend(for: request).route(bucket)
             try await sink.send(.response(id: id, opcode: opcode, fields: r.fields(), end: true))
-        case .admin:
-            throw AgadirError(.internalError, "ADMIN reached the object switch")
+        case .put(let p):
+            let (version, target) = try await backend(for: request).beginPut(p, options: options)
+            let result = try await put(p, body: body, version: version, target: target)
+            try await sink.send(.response(id: id, opcode: opcode, fields: result.fields(), end: true))
+        case .get(let bucket, let key, let range):
+            let object = try await backend(for: request).open(bucket: bucket, key: key, options: options)
+            try await get(manifest: object.manifest, range: range, id: id, sink: sink, started: &started, read: object.readChunk)
+        case .head(let bucket, let key):
+            let object = try await backend(for: request).open(bucket: bucket, key: key, options: options)
+            try await sink.send(.response(id: id, opcode: opcode, fields: ObjectInfo(manifest: object.manifest).fields(), end: true))
+        case .delete(let bucket, let key):
+            let r = try await backend(for: request).delete(bucket: bucket, key: key, options: options)
+            try await sink.send(.response(id: id, opcode: opcode, fields: r.fields(), end: true))
+        case .list(let l):
+            let page = try await backend(for: request).list(l, options: options)
+            try await sendBody(page.encoded(), id: id, opcode: opcode, sink: sink, started: &started)
         }
     }
 
