@@ -6,7 +6,7 @@ import PackageDescription
 // bottom (AgadirCore, AgadirWire), the shells that touch disks and sockets on top.
 
 let strict: [SwiftSetting] = [
-    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("ExistentialAny")
 ]
 
 let package = Package(
@@ -200,7 +200,8 @@ let package = Package(
         .testTarget(
             name: "AgadirClusterTests",
             dependencies: [
-                "AgadirTestSupport", "AgadirCluster", "AgadirServer", "AgadirStore", "AgadirWire", "AgadirCore", "AgadirClient",
+                "AgadirTestSupport", "AgadirCluster", "AgadirServer", "AgadirStore", "AgadirWire", "AgadirCore",
+                "AgadirClient",
                 "AgadirPlacement",
                 "AgadirMembership", "AgadirTransport",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -219,12 +220,14 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        .testTarget(name: "AgadirClientTests", dependencies: ["AgadirTestSupport", "AgadirClient", "AgadirWire", "AgadirCore"]),
+        .testTarget(
+            name: "AgadirClientTests", dependencies: ["AgadirTestSupport", "AgadirClient", "AgadirWire", "AgadirCore"]),
         .testTarget(
             name: "AgadirEndToEndTests",
             dependencies: [
                 "AgadirTestSupport", "AgadirMembership",
-                "AgadirLab", "AgadirClient", "AgadirWire", "AgadirCore", "AgadirPlacement", "AgadirStore", "AgadirTransport",
+                "AgadirLab", "AgadirClient", "AgadirWire", "AgadirCore", "AgadirPlacement", "AgadirStore",
+                "AgadirTransport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -27,7 +27,6 @@ public struct ObjectDownload: Sendable {
     public let body: BodyStream
 }
 
-
 /// The Swift client of Agadir's native protocol (docs/protocol.md).
 ///
 /// Thread-safe; share one per process. Connections open lazily and are reused; each
@@ -104,7 +103,9 @@ public final class AgadirClient: Sendable {
 
     private func remember(_ bucket: String, endpoint: String?, seconds: Int) {
         routes.withLock { r in
-            if r.count >= Self.maxRoutes, r[bucket] == nil, let victim = r.min(by: { $0.value.expires < $1.value.expires })?.key {
+            if r.count >= Self.maxRoutes, r[bucket] == nil,
+                let victim = r.min(by: { $0.value.expires < $1.value.expires })?.key
+            {
                 r.removeValue(forKey: victim)
             }
             r[bucket] = CachedRoute(endpoint: endpoint, expires: .now + .seconds(seconds))
@@ -136,7 +137,7 @@ public final class AgadirClient: Sendable {
         let first = try pool(await endpoint(for: bucket))
         do {
             return try await attempt(first)
-        } catch where error.code == .redirect {
+        } catch  where error.code == .redirect {
             guard let target = error.redirect.first else { throw error }
             remember(bucket, endpoint: target, seconds: Self.routeCacheSeconds)
             return try await attempt(try pool(target))
@@ -147,8 +148,12 @@ public final class AgadirClient: Sendable {
 
     /// Sends a request without body (routed by its bucket) and returns the RESPONSE frame
     /// and the body stream.
-    private func exchange(_ request: Request, options: RequestOptions = .none) async throws(AgadirError) -> (Frame, BodyStream, ClientConnection) {
-        try await routed(request.bucket) { (pool) throws(AgadirError) in try await self.exchange(request, options: options, on: pool) }
+    private func exchange(_ request: Request, options: RequestOptions = .none) async throws(AgadirError) -> (
+        Frame, BodyStream, ClientConnection
+    ) {
+        try await routed(request.bucket) { (pool) throws(AgadirError) in
+            try await self.exchange(request, options: options, on: pool)
+        }
     }
 
     private func exchange(
@@ -190,18 +195,25 @@ public final class AgadirClient: Sendable {
         return try BucketListCodec.decode(try await collect(frame, body, max: configuration.limits.maxListingBodyBytes))
     }
 
-    public func head(bucket: String, key: String, consistency: ConsistencyLevel? = nil) async throws(AgadirError) -> ObjectInfo {
-        let (frame, _, _) = try await exchange(.head(bucket: bucket, key: key), options: RequestOptions(consistency: consistency))
+    public func head(bucket: String, key: String, consistency: ConsistencyLevel? = nil) async throws(AgadirError)
+        -> ObjectInfo
+    {
+        let (frame, _, _) = try await exchange(
+            .head(bucket: bucket, key: key), options: RequestOptions(consistency: consistency))
         return try ObjectInfo(fields: frame.fields)
     }
 
     @discardableResult
-    public func delete(bucket: String, key: String, consistency: ConsistencyLevel? = nil) async throws(AgadirError) -> WriteResult {
-        let (frame, _, _) = try await exchange(.delete(bucket: bucket, key: key), options: RequestOptions(consistency: consistency))
+    public func delete(bucket: String, key: String, consistency: ConsistencyLevel? = nil) async throws(AgadirError)
+        -> WriteResult
+    {
+        let (frame, _, _) = try await exchange(
+            .delete(bucket: bucket, key: key), options: RequestOptions(consistency: consistency))
         return try WriteResult(fields: frame.fields)
     }
 
-    public func list(_ request: ListRequest, consistency: ConsistencyLevel? = nil) async throws(AgadirError) -> ListPage {
+    public func list(_ request: ListRequest, consistency: ConsistencyLevel? = nil) async throws(AgadirError) -> ListPage
+    {
         let (frame, body, _) = try await exchange(.list(request), options: RequestOptions(consistency: consistency))
         return try ListPage.decode(
             try await collect(frame, body, max: configuration.limits.maxListingBodyBytes), limits: configuration.limits)
@@ -227,7 +239,9 @@ public final class AgadirClient: Sendable {
 
     /// Runs an administrative command of the admin schema (`Admin`, AgadirWire): the input
     /// and the answer are the command's typed records. Sent to the node the client was made for.
-    public func admin<Input, Output>(_ command: AdminCommand<Input, Output>, _ input: Input) async throws(AgadirError) -> Output {
+    public func admin<Input, Output>(_ command: AdminCommand<Input, Output>, _ input: Input) async throws(AgadirError)
+        -> Output
+    {
         try command.decode(output: try await admin(command.name, input: try command.encode(input: input)))
     }
 
@@ -240,12 +254,15 @@ public final class AgadirClient: Sendable {
     /// object, the answer is JSON. Sent to the node the client was made for.
     public func admin(_ command: String, input: [UInt8] = Array("{}".utf8)) async throws(AgadirError) -> [UInt8] {
         guard input.count <= AdminLimits.maxBodyBytes else {
-            throw AgadirError(.invalidArgument, "admin input of \(input.count) bytes is over \(AdminLimits.maxBodyBytes)")
+            throw AgadirError(
+                .invalidArgument, "admin input of \(input.count) bytes is over \(AdminLimits.maxBodyBytes)")
         }
         let conn = try await primary.connection()
         let request = Request.admin(command: command)
         let (frame, body) = try await conn.roundTrip("ADMIN \(command)") { (id) throws(AgadirError) in
-            try await conn.write(.request(id: id, opcode: .admin, fields: request.fields(), payload: ByteBuffer(bytes: input), end: true))
+            try await conn.write(
+                .request(id: id, opcode: .admin, fields: request.fields(), payload: ByteBuffer(bytes: input), end: true)
+            )
         }
         return try await collect(frame, body, max: PeerLimits.maxStructuredBodyBytes)
     }
@@ -281,12 +298,14 @@ public final class AgadirClient: Sendable {
         out.reserveCapacity(Int(min(expected, 1 << 30)))
         while let buf = try await d.body.next() { out.append(contentsOf: buf.readableBytesView) }
         guard UInt64(out.count) == expected else {
-            throw AgadirError(.bodyLengthMismatch, "GET \(bucket)/\(key) returned \(out.count) bytes, expected \(expected)")
+            throw AgadirError(
+                .bodyLengthMismatch, "GET \(bucket)/\(key) returned \(out.count) bytes, expected \(expected)")
         }
         if range == nil {
             let sha = ChunkID.of(out)
             guard sha == d.info.etag else {
-                throw AgadirError(.checksumMismatch, "GET \(bucket)/\(key): body hashes to \(sha.hex), ETag is \(d.info.etag.hex)")
+                throw AgadirError(
+                    .checksumMismatch, "GET \(bucket)/\(key): body hashes to \(sha.hex), ETag is \(d.info.etag.hex)")
             }
         }
         return (d.info, out)
@@ -302,7 +321,8 @@ public final class AgadirClient: Sendable {
             bucket: bucket, key: key, size: UInt64(data.count), contentType: contentType, metadata: metadata,
             contentSHA256: verify ? ChunkID.of(data) : nil)
         let frameBytes = configuration.dataFrameBytes
-        return try await put(request, consistency: consistency) { (send: (ArraySlice<UInt8>) async throws(AgadirError) -> Void) throws(AgadirError) in
+        return try await put(request, consistency: consistency) {
+            (send: (ArraySlice<UInt8>) async throws(AgadirError) -> Void) throws(AgadirError) in
             var offset = 0
             while offset < data.count {
                 let n = min(frameBytes, data.count - offset)
@@ -347,7 +367,8 @@ public final class AgadirClient: Sendable {
             if request.size <= UInt64(min(frameBytes, 64 * 1024)) {
                 var bytes: [UInt8] = []
                 try await produce { (piece: ArraySlice<UInt8>) throws(AgadirError) in bytes.append(contentsOf: piece) }
-                try await conn.write(.request(id: id, opcode: .put, fields: fields, payload: ByteBuffer(bytes: bytes), end: true))
+                try await conn.write(
+                    .request(id: id, opcode: .put, fields: fields, payload: ByteBuffer(bytes: bytes), end: true))
             } else {
                 try await conn.write(.request(id: id, opcode: .put, fields: fields, end: false))
                 streamOpen = true
@@ -380,7 +401,9 @@ public final class AgadirClient: Sendable {
             if let error = frame.error { throw error }
             return try WriteResult(fields: frame.fields)
         } catch {
-            let e = (error as? AgadirError) ?? AgadirError(.unavailable, "PUT \(request.bucket)/\(request.key) failed: \(error)")
+            let e =
+                (error as? AgadirError)
+                ?? AgadirError(.unavailable, "PUT \(request.bucket)/\(request.key) failed: \(error)")
             // Tell the node this body will not continue, so it frees the request at once.
             if streamOpen { try? await conn.write(.error(id: id, opcode: 0, e, responseStarted: true)) }
             conn.cancel(id)

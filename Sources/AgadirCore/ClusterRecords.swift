@@ -23,7 +23,9 @@ public struct ReplicaListEntry: Sendable, Hashable {
     public var etag: ChunkID
     public var contentType: String
 
-    public init(key: String, version: ObjectVersion, isTombstone: Bool, size: UInt64, etag: ChunkID, contentType: String) {
+    public init(
+        key: String, version: ObjectVersion, isTombstone: Bool, size: UInt64, etag: ChunkID, contentType: String
+    ) {
         self.key = key
         self.version = version
         self.isTombstone = isTombstone
@@ -87,7 +89,9 @@ public struct UnderReplication: Sendable, Hashable, Codable {
     /// The replicas not alive, sorted.
     public var nodesDown: [String]
 
-    public init(policy: String, replicationFactor: Int, partitions: Int, belowQuorum: Int, unavailable: Int, nodesDown: [String]) {
+    public init(
+        policy: String, replicationFactor: Int, partitions: Int, belowQuorum: Int, unavailable: Int, nodesDown: [String]
+    ) {
         self.policy = policy
         self.replicationFactor = replicationFactor
         self.partitions = partitions

@@ -133,7 +133,9 @@ public struct ChunkCodec {
             checksum: Checksum.crc32(raw))
     }
 
-    public mutating func encode(_ raw: [UInt8], preferred: Codec, id: ChunkID? = nil) throws(AgadirError) -> EncodedChunk {
+    public mutating func encode(_ raw: [UInt8], preferred: Codec, id: ChunkID? = nil) throws(AgadirError)
+        -> EncodedChunk
+    {
         let result = raw.withUnsafeBytes { buf in
             Result { () throws(AgadirError) -> EncodedChunk in try encode(buf, preferred: preferred, id: id) }
         }
@@ -177,7 +179,8 @@ public struct ChunkCodec {
             var destLen = uLongf(rawLength)
             var srcLen = uLong(stored.count)
             let rc = out.withUnsafeMutableBytes { dst -> Int32 in
-                uncompress2(dst.baseAddress?.assumingMemoryBound(to: Bytef.self), &destLen,
+                uncompress2(
+                    dst.baseAddress?.assumingMemoryBound(to: Bytef.self), &destLen,
                     src.assumingMemoryBound(to: Bytef.self), &srcLen)
             }
             guard rc == Z_OK, Int(destLen) == rawLength, Int(srcLen) == stored.count else {
@@ -240,7 +243,8 @@ public struct ChunkCodec {
         var destLen = uLongf(bound)
         let level = zlibLevel
         let rc = scratch.withUnsafeMutableBytes { dst in
-            compress2(dst.baseAddress?.assumingMemoryBound(to: Bytef.self), &destLen,
+            compress2(
+                dst.baseAddress?.assumingMemoryBound(to: Bytef.self), &destLen,
                 src.assumingMemoryBound(to: Bytef.self), uLong(raw.count), level)
         }
         guard rc == Z_OK else { return nil }

@@ -1,5 +1,3 @@
-import AgadirCore
-
 /// A value published once (a bound address, or nil when binding failed) and awaited by
 /// any number of tasks; later publications are ignored.
 public final class Once<Value: Sendable>: Sendable {

@@ -37,7 +37,8 @@ public final class GossipService: Service, Sendable {
     ///   the node's one I/O pool (`NodeStore.ioPool`).
     public init(
         nodeID: String, configuration: GossipConfiguration, keyring: Keyring, dataDir: String,
-        group: any EventLoopGroup, threadPool: NIOThreadPool = .singleton, limits: GossipServiceLimits = GossipServiceLimits(),
+        group: any EventLoopGroup, threadPool: NIOThreadPool = .singleton,
+        limits: GossipServiceLimits = GossipServiceLimits(),
         logger: Logger, clientAddress: @escaping @Sendable () async -> String?
     ) {
         self.threadPool = threadPool

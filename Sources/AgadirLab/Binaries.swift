@@ -10,7 +10,9 @@ public enum AgadirBinaries {
         if let dir = ProcessInfo.processInfo.environment["AGADIR_BIN_DIR"], !dir.isEmpty {
             let url = URL(fileURLWithPath: dir)
             guard FileManager.default.isExecutableFile(atPath: url.appendingPathComponent("agadird").path) else {
-                throw AgadirError(.invalidArgument, "AGADIR_BIN_DIR=\(dir) holds no agadird; build it with `swift build` or fix the variable")
+                throw AgadirError(
+                    .invalidArgument,
+                    "AGADIR_BIN_DIR=\(dir) holds no agadird; build it with `swift build` or fix the variable")
             }
             return url
         }
@@ -23,7 +25,8 @@ public enum AgadirBinaries {
         }
         throw AgadirError(
             .invalidArgument,
-            "cannot find agadird next to \(exe.path) or in a directory above it; run `swift build` first, or set AGADIR_BIN_DIR")
+            "cannot find agadird next to \(exe.path) or in a directory above it; run `swift build` first, or set AGADIR_BIN_DIR"
+        )
     }
 
     /// The path of the executable `name` in `directory()`.

@@ -4,7 +4,7 @@ import AgadirWire
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A node of a lab as `Lab.status()` sees it: the recorded facts plus the live state of
@@ -86,7 +86,8 @@ public struct Lab: Sendable {
                     throw AgadirError(
                         .invalidArgument,
                         "the lab at \(lab.root.path) was created with sites \(state.sites.joined(separator: ",")) x "
-                            + "\(state.nodesPerSite); delete it with `agadir-lab down --purge --root \(lab.root.path)` or pick another --root")
+                            + "\(state.nodesPerSite); delete it with `agadir-lab down --purge --root \(lab.root.path)` or pick another --root"
+                    )
                 }
                 state.extraArguments = extraArguments
                 try lab.store.save(state)
@@ -108,7 +109,8 @@ public struct Lab: Sendable {
                     nodes.append(
                         LabNode(
                             name: name, site: site, labels: labels, nodeID: name, pid: 0, clientPort: 0, peerPort: 0,
-                            dataDir: dir.appendingPathComponent("data").path, logFile: dir.appendingPathComponent("agadird.log").path,
+                            dataDir: dir.appendingPathComponent("data").path,
+                            logFile: dir.appendingPathComponent("agadird.log").path,
                             readyFile: dir.appendingPathComponent("ready.json").path, state: .stopped))
                 }
             }
@@ -122,17 +124,21 @@ public struct Lab: Sendable {
 
     static func validate(sites: [String], nodesPerSite: Int, clusterName: String) throws(AgadirError) {
         func isName(_ s: String) -> Bool {
-            (1...40).contains(s.utf8.count) && s.utf8.allSatisfy { (0x61...0x7a).contains($0) || (0x30...0x39).contains($0) || $0 == 0x2d }
+            (1...40).contains(s.utf8.count)
+                && s.utf8.allSatisfy { (0x61...0x7a).contains($0) || (0x30...0x39).contains($0) || $0 == 0x2d }
         }
         guard !sites.isEmpty, sites.allSatisfy(isName) else {
             throw AgadirError(.invalidArgument, "sites must be 1-40 characters of a-z, 0-9 and '-' each; got \(sites)")
         }
-        guard Set(sites).count == sites.count else { throw AgadirError(.invalidArgument, "sites \(sites) repeat a name") }
+        guard Set(sites).count == sites.count else {
+            throw AgadirError(.invalidArgument, "sites \(sites) repeat a name")
+        }
         guard (1...32).contains(nodesPerSite) else {
             throw AgadirError(.invalidArgument, "nodes per site must be 1...32, not \(nodesPerSite)")
         }
         guard isName(clusterName) else {
-            throw AgadirError(.invalidArgument, "cluster name '\(clusterName)' must be 1-40 characters of a-z, 0-9 and '-'")
+            throw AgadirError(
+                .invalidArgument, "cluster name '\(clusterName)' must be 1-40 characters of a-z, 0-9 and '-'")
         }
     }
 
@@ -145,7 +151,9 @@ public struct Lab: Sendable {
         defer { close(fd) }
         let bytes = Array(hex.utf8)
         let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        guard written == bytes.count, fchmod(fd, 0o600) == 0 else { throw AgadirError(.ioError, "cannot write \(path): errno \(errno)") }
+        guard written == bytes.count, fchmod(fd, 0o600) == 0 else {
+            throw AgadirError(.ioError, "cannot write \(path): errno \(errno)")
+        }
     }
 
     // MARK: State
@@ -168,7 +176,8 @@ public struct Lab: Sendable {
             case .gone: state = node.state == .running || node.state == .paused ? .exited : node.state
             }
             return LabNodeStatus(
-                name: node.name, site: node.site, pid: live == .gone ? nil : node.pid, clientEndpoint: node.clientEndpoint,
+                name: node.name, site: node.site, pid: live == .gone ? nil : node.pid,
+                clientEndpoint: node.clientEndpoint,
                 peerEndpoint: node.peerEndpoint, dataDir: node.dataDir, logFile: node.logFile, state: state)
         }
     }
@@ -176,7 +185,8 @@ public struct Lab: Sendable {
     static func index(of name: String, in state: LabState) throws(AgadirError) -> Int {
         guard let i = state.nodes.firstIndex(where: { $0.name == name }) else {
             throw AgadirError(
-                .noSuchKey, "the lab has no node '\(name)'; its nodes are \(state.nodes.map(\.name).joined(separator: ", "))")
+                .noSuchKey,
+                "the lab has no node '\(name)'; its nodes are \(state.nodes.map(\.name).joined(separator: ", "))")
         }
         return i
     }
@@ -263,7 +273,8 @@ public struct Lab: Sendable {
         let arguments = LabCommandLine.arguments(
             node: node, lab: state, clientPort: node.clientPort, peerPort: node.peerPort, seeds: seeds)
         let pid = try ProcessControl.spawn(
-            executable: try AgadirBinaries.path(of: "agadird"), arguments: arguments, logPath: node.logFile, newSession: true)
+            executable: try AgadirBinaries.path(of: "agadird"), arguments: arguments, logPath: node.logFile,
+            newSession: true)
         state.nodes[i].pid = pid
         state.nodes[i].state = .running
         try store.save(state)
@@ -281,7 +292,8 @@ public struct Lab: Sendable {
                 let how = ProcessControl.ending(of: pid).map { " (\($0))" } ?? ""
                 throw AgadirError(
                     .unavailable,
-                    "node \(node.name) exited while starting\(how); the end of \(node.logFile):\n\(Self.tail(node.logFile, lines: 15))")
+                    "node \(node.name) exited while starting\(how); the end of \(node.logFile):\n\(Self.tail(node.logFile, lines: 15))"
+                )
             }
             try? await Task.sleep(for: .milliseconds(20))
         }
@@ -334,7 +346,9 @@ public struct Lab: Sendable {
             guard !avoiding.contains(port) else { continue }
             if (try? checkPortFree(port, udp: udp, what: "candidate")) != nil { return port }
         }
-        throw AgadirError(.unavailable, "found no free port in \(range.lowerBound)...\(range.upperBound - 1) on 127.0.0.1 after 200 tries")
+        throw AgadirError(
+            .unavailable,
+            "found no free port in \(range.lowerBound)...\(range.upperBound - 1) on 127.0.0.1 after 200 tries")
     }
 
     /// Fails with an error naming `port` when something on 127.0.0.1 holds it (TCP, and UDP
@@ -346,13 +360,17 @@ public struct Lab: Sendable {
             defer { close(fd) }
             var one: Int32 = 1
             // As agadird binds: TIME_WAIT connections of an earlier run do not count.
-            if type == SOCK_STREAM { setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size)) }
+            if type == SOCK_STREAM {
+                setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+            }
             var address = sockaddr_in()
             address.sin_family = sa_family_t(AF_INET)
             address.sin_port = in_port_t(UInt16(port).bigEndian)
             address.sin_addr.s_addr = inet_addr("127.0.0.1")
             let rc = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
             }
             if rc != 0, errno == EADDRINUSE {
                 throw AgadirError(
@@ -393,12 +411,15 @@ public struct Lab: Sendable {
         return root
     }
 
-    private func signalNode(_ name: String, _ signal: Int32, as final: LabNodeState, timeout: Duration) async throws(AgadirError) {
+    private func signalNode(_ name: String, _ signal: Int32, as final: LabNodeState, timeout: Duration)
+        async throws(AgadirError)
+    {
         try await store.locked { () throws(AgadirError) in
             var state = try store.load()
             let i = try Self.index(of: name, in: state)
             if signal == SIGKILL, Self.live(state.nodes[i]) == .gone {
-                throw AgadirError(.invalidArgument, "node \(name) is not running; its state is \(state.nodes[i].state.rawValue)")
+                throw AgadirError(
+                    .invalidArgument, "node \(name) is not running; its state is \(state.nodes[i].state.rawValue)")
             }
             try await terminate(&state, [i], signal: signal, as: final, timeout: timeout)
         }
@@ -422,7 +443,9 @@ public struct Lab: Sendable {
             let node = state.nodes[i]
             if await ProcessControl.waitUntilGone(node.pid, marker: node.dataDir, timeout: timeout) { continue }
             ProcessControl.signal(node.pid, SIGKILL, marker: node.dataDir)
-            if !(await ProcessControl.waitUntilGone(node.pid, marker: node.dataDir, timeout: .seconds(10))) { stuck.append(i) }
+            if !(await ProcessControl.waitUntilGone(node.pid, marker: node.dataDir, timeout: .seconds(10))) {
+                stuck.append(i)
+            }
         }
         for i in indices where !stuck.contains(i) {
             if pending.contains(i) {
@@ -434,7 +457,8 @@ public struct Lab: Sendable {
         try store.save(state)
         guard stuck.isEmpty else {
             let names = stuck.map { "\(state.nodes[$0].name) (pid \(state.nodes[$0].pid))" }
-            throw AgadirError(.unavailable, "\(names.joined(separator: ", ")) did not exit even after SIGKILL; look at it with ps")
+            throw AgadirError(
+                .unavailable, "\(names.joined(separator: ", ")) did not exit even after SIGKILL; look at it with ps")
         }
     }
 
@@ -457,7 +481,9 @@ public struct Lab: Sendable {
             let node = state.nodes[i]
             let live = Self.live(node)
             guard live == from else {
-                throw AgadirError(.invalidArgument, "node \(name) is \(live == .gone ? "not running" : live.rawValue), not \(from.rawValue)")
+                throw AgadirError(
+                    .invalidArgument,
+                    "node \(name) is \(live == .gone ? "not running" : live.rawValue), not \(from.rawValue)")
             }
             ProcessControl.signal(node.pid, signal, marker: node.dataDir)
             let want: ProcessControl.LiveState = to == .paused ? .paused : .running
@@ -465,7 +491,8 @@ public struct Lab: Sendable {
             let deadline = clock.now + .seconds(5)
             while Self.live(node) != want, clock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
             guard Self.live(node) == want else {
-                throw AgadirError(.unavailable, "node \(name) (pid \(node.pid)) did not become \(want.rawValue) within 5 s")
+                throw AgadirError(
+                    .unavailable, "node \(name) (pid \(node.pid)) did not become \(want.rawValue) within 5 s")
             }
             state.nodes[i].state = to
             try store.save(state)
@@ -562,7 +589,8 @@ public struct Lab: Sendable {
             "\(name) sees " + (views[name] ?? []).map { "\($0.nodeID) \($0.state)" }.joined(separator: ", ")
         }
         throw AgadirError(
-            .unavailable, "timed out after \(timeout) waiting until \(description); last views: \(summary.joined(separator: "; "))")
+            .unavailable,
+            "timed out after \(timeout) waiting until \(description); last views: \(summary.joined(separator: "; "))")
     }
 
     /// Waits (at most `timeout`) until every running node's MEMBERS lists every running
@@ -579,14 +607,18 @@ public struct Lab: Sendable {
             try? await Task.sleep(for: .milliseconds(250))
         } while clock.now < deadline
         throw AgadirError(
-            .unavailable, "the lab did not converge within \(timeout): \(lagging.joined(separator: "; ")); see `agadir-lab logs NODE`")
+            .unavailable,
+            "the lab did not converge within \(timeout): \(lagging.joined(separator: "; ")); see `agadir-lab logs NODE`"
+        )
     }
 
     /// For each running node whose view lacks a running node alive: what it is missing.
     static func notConverged(running: [String], views: [String: [MemberInfo]]) -> [String] {
         running.compactMap { name in
             guard let view = views[name] else { return "\(name) does not answer MEMBERS" }
-            let missing = running.filter { other in !view.contains { $0.nodeID == other && $0.state == MemberInfo.State.alive } }
+            let missing = running.filter { other in
+                !view.contains { $0.nodeID == other && $0.state == MemberInfo.State.alive }
+            }
             return missing.isEmpty ? nil : "\(name) does not see \(missing.joined(separator: ", ")) alive"
         }
     }

@@ -33,9 +33,13 @@ extension Lab {
         var out: [LabPolicy] = []
         let moroccan = sites.filter { knownSiteLabels[$0]?["country"] == "MA" }
         if moroccan.count >= 2 {
-            out.append(LabPolicy(name: "ma", replicationFactor: min(3, moroccan.count * nodesPerSite), sites: "country=MA", minSites: 2))
+            out.append(
+                LabPolicy(
+                    name: "ma", replicationFactor: min(3, moroccan.count * nodesPerSite), sites: "country=MA",
+                    minSites: 2))
         }
-        out.append(LabPolicy(name: "global", replicationFactor: min(3, sites.count * nodesPerSite), sites: "any", minSites: 1))
+        out.append(
+            LabPolicy(name: "global", replicationFactor: min(3, sites.count * nodesPerSite), sites: "any", minSites: 1))
         return out
     }
 
@@ -52,27 +56,35 @@ extension Lab {
     /// waits until every running node holds that version. Returns the version.
     @discardableResult
     public func applyLayout(
-        capacity: UInt64 = 1_000_000_000_000, siteLabels: [String: [String: String]] = [:], policies: [LabPolicy]? = nil,
+        capacity: UInt64 = 1_000_000_000_000, siteLabels: [String: [String: String]] = [:],
+        policies: [LabPolicy]? = nil,
         partitionCount: Int? = nil, timeout: Duration = .seconds(60)
     ) async throws(AgadirError) -> UInt64 {
         let state = try state()
         let running = try status().filter { $0.state == .running }.map(\.name)
-        guard let first = running.first else { throw AgadirError(.unavailable, "no node of the lab is running; `agadir-lab up` first") }
+        guard let first = running.first else {
+            throw AgadirError(.unavailable, "no node of the lab is running; `agadir-lab up` first")
+        }
         let client = try client(for: first)
         defer { Task { await client.close() } }
         _ = try await client.admin(Admin.layoutRevert)
-        if let partitionCount { _ = try await client.admin(Admin.layoutPartitions, Admin.Partitions(count: partitionCount)) }
+        if let partitionCount {
+            _ = try await client.admin(Admin.layoutPartitions, Admin.Partitions(count: partitionCount))
+        }
         for node in state.nodes {
             let labels = siteLabels[node.site] ?? Self.knownSiteLabels[node.site]
             _ = try await client.admin(
-                Admin.layoutAssign, Admin.Assign(node: node.nodeID, site: node.site, capacity: capacity, siteLabels: labels))
+                Admin.layoutAssign,
+                Admin.Assign(node: node.nodeID, site: node.site, capacity: capacity, siteLabels: labels))
         }
         let shown = try await client.admin(Admin.layoutShow)
         let existing = Set(shown.policies.map(\.name))
-        for p in policies ?? Self.defaultPolicies(sites: state.sites, nodesPerSite: state.nodesPerSite) where !existing.contains(p.name) {
+        for p in policies ?? Self.defaultPolicies(sites: state.sites, nodesPerSite: state.nodesPerSite)
+        where !existing.contains(p.name) {
             _ = try await client.admin(
                 Admin.policyCreate,
-                Admin.PolicySpec(name: p.name, replicationFactor: p.replicationFactor, sites: p.sites, minSites: p.minSites))
+                Admin.PolicySpec(
+                    name: p.name, replicationFactor: p.replicationFactor, sites: p.sites, minSites: p.minSites))
         }
         let version = shown.version + 1
         _ = try await client.admin(Admin.layoutApply, Admin.Apply(version: version))

@@ -2,7 +2,7 @@ import AgadirCore
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What the lab last did to a node (kept in `lab.json`). The live state of the process
@@ -71,7 +71,8 @@ struct LabStore: Sendable {
         guard let data = FileManager.default.contents(atPath: stateFile.path) else {
             throw AgadirError(
                 .invalidArgument,
-                "no lab at \(root.path) (no lab.json); create one with `agadir-lab up`, or pick the right --root / AGADIR_LAB_ROOT")
+                "no lab at \(root.path) (no lab.json); create one with `agadir-lab up`, or pick the right --root / AGADIR_LAB_ROOT"
+            )
         }
         do {
             return try JSONDecoder().decode(LabState.self, from: data)
@@ -111,7 +112,8 @@ struct LabStore: Sendable {
             guard errno == EWOULDBLOCK || errno == EINTR, clock.now < deadline else {
                 throw AgadirError(
                     .unavailable,
-                    "the lab at \(root.path) stayed locked by another agadir-lab command for \(timeout); wait for it or check for a stuck one")
+                    "the lab at \(root.path) stayed locked by another agadir-lab command for \(timeout); wait for it or check for a stuck one"
+                )
             }
             try? await Task.sleep(for: .milliseconds(50))
         }

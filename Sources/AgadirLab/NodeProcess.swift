@@ -22,7 +22,8 @@ public final class NodeProcess: Sendable {
 
     /// `dataDir` defaults to `base/data`; `extraArguments` are appended to agadird's.
     public init(dataDir: URL? = nil, extraArguments: [String] = [], logLevel: String = "info") throws(AgadirError) {
-        base = FileManager.default.temporaryDirectory.appendingPathComponent("agadir-node-\(UUID().uuidString.prefix(8))")
+        base = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "agadir-node-\(UUID().uuidString.prefix(8))")
         do {
             try FileManager.default.createDirectory(at: base, withIntermediateDirectories: true)
         } catch {
@@ -49,12 +50,14 @@ public final class NodeProcess: Sendable {
     /// error holds the end of its log.
     public func start(timeout: Duration = .seconds(30)) throws(AgadirError) {
         let addressFile = base.appendingPathComponent("address-\(UUID().uuidString.prefix(6))")
-        let arguments = [
-            "--data-dir", dataDir.path, "--listen", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0", "--address-file",
-            addressFile.path, "--log-level", logLevel,
-        ] + extraArguments
+        let arguments =
+            [
+                "--data-dir", dataDir.path, "--listen", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0", "--address-file",
+                addressFile.path, "--log-level", logLevel,
+            ] + extraArguments
         let pid = try ProcessControl.spawn(
-            executable: try AgadirBinaries.path(of: "agadird"), arguments: arguments, logPath: logFile.path, newSession: false)
+            executable: try AgadirBinaries.path(of: "agadird"), arguments: arguments, logPath: logFile.path,
+            newSession: false)
         running.withLock { $0 = Running(pid: pid, endpoint: "") }
         let clock = ContinuousClock()
         let deadline = clock.now + timeout

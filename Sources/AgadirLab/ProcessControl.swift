@@ -2,7 +2,7 @@ import AgadirCore
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Starting and signalling processes by pid, with the checks that make it safe to do so
@@ -95,7 +95,9 @@ public enum ProcessControl {
         guard let stat = readAll("/proc/\(pid)/stat"), let state = processState(stat) else { return .gone }
         if state == "Z" || state == "X" || state == "x" { return .gone }
         guard let cmdline = readAll("/proc/\(pid)/cmdline") else { return .gone }
-        let arguments = cmdline.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+        let arguments = cmdline.split(separator: 0, omittingEmptySubsequences: false).map {
+            String(decoding: $0, as: UTF8.self)
+        }
         guard arguments.contains(marker) else { return .gone }
         return state == "T" || state == "t" ? .paused : .running
     }
@@ -157,7 +159,9 @@ public enum ProcessControl {
 
     /// The session id of `pid` (field 6 of /proc/PID/stat), or nil.
     public static func sessionID(of pid: pid_t) -> pid_t? {
-        guard let stat = readAll("/proc/\(pid)/stat"), let close = stat.lastIndex(of: UInt8(ascii: ")")) else { return nil }
+        guard let stat = readAll("/proc/\(pid)/stat"), let close = stat.lastIndex(of: UInt8(ascii: ")")) else {
+            return nil
+        }
         let fields = stat[(close + 1)...].split(separator: UInt8(ascii: " "))
         // After the command: state, ppid, pgrp, session.
         guard fields.count > 3 else { return nil }

@@ -295,7 +295,8 @@ public enum GossipCodec {
         case nil: probeSize = 0
         case .ping(_, let target): probeSize = 4 + str8Size(target, GossipLimits.maxNodeIDBytes)
         case .pingRequest(_, let target, let address):
-            probeSize = 4 + str8Size(target, GossipLimits.maxNodeIDBytes)
+            probeSize =
+                4 + str8Size(target, GossipLimits.maxNodeIDBytes)
                 + str8Size(address, GossipLimits.maxAddressBytes)
         case .ack, .nack: probeSize = 4
         }
@@ -305,7 +306,8 @@ public enum GossipCodec {
 
     /// Bytes `member` takes in a datagram or a push-pull message.
     public static func encodedSize(_ member: Member) -> Int {
-        let size = str8Size(member.nodeID, GossipLimits.maxNodeIDBytes)
+        let size =
+            str8Size(member.nodeID, GossipLimits.maxNodeIDBytes)
             + str8Size(member.site, GossipLimits.maxSiteBytes)
             + str8Size(member.clientAddress, GossipLimits.maxAddressBytes)
             + str8Size(member.peerAddress, GossipLimits.maxAddressBytes) + 8 + 1 + 8 + 1

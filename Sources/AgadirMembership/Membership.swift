@@ -1,9 +1,9 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// SWIM failure detection and dissemination with the Lifeguard refinements, as a pure
@@ -75,7 +75,8 @@ public struct Membership: Sendable {
         nextReclaimAt = now + settings.deadMemberRetention
         nextReconnectAt = now + settings.reconnectInterval
         nextDeadline = now
-        for m in knownMembers where m.nodeID != me.nodeID && table[m.nodeID] == nil && table.count < settings.maxMembers - 1 {
+        for m in knownMembers
+        where m.nodeID != me.nodeID && table[m.nodeID] == nil && table.count < settings.maxMembers - 1 {
             var m = m
             m.status = .alive
             table[m.nodeID] = Entry(member: m, lastContact: nil, changedAt: now, recordIncarnation: m.incarnation)
@@ -273,14 +274,18 @@ public struct Membership: Sendable {
         return sequence
     }
 
-    private mutating func startProbe<R: RandomNumberGenerator>(now: MonotonicTime, rng: inout R, into out: inout [Directive]) {
+    private mutating func startProbe<R: RandomNumberGenerator>(
+        now: MonotonicTime, rng: inout R, into out: inout [Directive]
+    ) {
         guard let target = nextProbeTarget(rng: &rng), let entry = table[target] else { return }
         let seq = nextSequence()
         let timeout = timing(for: entry.member).probeTimeout.scaled(by: Double(localHealth))
         probes[seq] = ProbeRound(
-            target: target, incarnation: entry.member.incarnation, ackDeadline: now + timeout, endDeadline: now + timeout + timeout)
+            target: target, incarnation: entry.member.incarnation, ackDeadline: now + timeout,
+            endDeadline: now + timeout + timeout)
         stats.probesSent += 1
-        out.append(.send(packet(probe: .ping(sequence: seq, target: target), buddy: target), to: entry.member.peerAddress))
+        out.append(
+            .send(packet(probe: .ping(sequence: seq, target: target), buddy: target), to: entry.member.peerAddress))
     }
 
     /// SWIM §4.3: every member is probed once per pass over a shuffled list.
@@ -300,7 +305,9 @@ public struct Membership: Sendable {
         return nil
     }
 
-    private mutating func expireProbes<R: RandomNumberGenerator>(now: MonotonicTime, rng: inout R, into out: inout [Directive]) {
+    private mutating func expireProbes<R: RandomNumberGenerator>(
+        now: MonotonicTime, rng: inout R, into out: inout [Directive]
+    ) {
         for seq in probes.keys.sorted() {
             guard var round = probes[seq] else { continue }
             if !round.indirectSent, now >= round.ackDeadline {
@@ -310,11 +317,13 @@ public struct Membership: Sendable {
                     probes[seq] = nil
                     continue
                 }
-                let helpers = randomActive(count: settings.indirectProbes, excluding: [round.target], aliveOnly: true, rng: &rng)
+                let helpers = randomActive(
+                    count: settings.indirectProbes, excluding: [round.target], aliveOnly: true, rng: &rng)
                 round.expectedNacks = helpers.count
                 for h in helpers {
                     guard let he = table[h] else { continue }
-                    let msg = ProbeMessage.pingRequest(sequence: seq, target: round.target, targetAddress: entry.member.peerAddress)
+                    let msg = ProbeMessage.pingRequest(
+                        sequence: seq, target: round.target, targetAddress: entry.member.peerAddress)
                     out.append(.send(packet(probe: msg, buddy: nil), to: he.member.peerAddress))
                     stats.indirectProbesSent += 1
                 }
@@ -332,7 +341,8 @@ public struct Membership: Sendable {
                 // A failed probe of a member already suspected (by someone else) is an
                 // independent confirmation (Lifeguard §IV.B; memberlist's suspectNode).
                 if let e = table[round.target], e.member.status.isActive, e.member.incarnation == round.incarnation {
-                    let update = GossipUpdate.suspect(nodeID: round.target, incarnation: round.incarnation, from: myself.nodeID)
+                    let update = GossipUpdate.suspect(
+                        nodeID: round.target, incarnation: round.incarnation, from: myself.nodeID)
                     apply(update, now: now, rng: &rng, into: &out)
                 }
             }
@@ -348,7 +358,9 @@ public struct Membership: Sendable {
         }
     }
 
-    private mutating func handle(_ probe: ProbeMessage, from packet: Packet, now: MonotonicTime, into out: inout [Directive]) {
+    private mutating func handle(
+        _ probe: ProbeMessage, from packet: Packet, now: MonotonicTime, into out: inout [Directive]
+    ) {
         switch probe {
         case .ping(let seq, let target):
             guard target == myself.nodeID else {
@@ -366,11 +378,15 @@ public struct Membership: Sendable {
             let mine = nextSequence()
             let link = table[target].map { timing(for: $0.member) } ?? settings.intraSite
             relays[mine] = Relay(
-                originAddress: packet.senderAddress, originSequence: seq, deadline: now + link.probeTimeout.scaled(by: 0.8))
-            out.append(.send(self.packet(probe: .ping(sequence: mine, target: target), buddy: target), to: targetAddress))
+                originAddress: packet.senderAddress, originSequence: seq,
+                deadline: now + link.probeTimeout.scaled(by: 0.8))
+            out.append(
+                .send(self.packet(probe: .ping(sequence: mine, target: target), buddy: target), to: targetAddress))
         case .ack(let seq):
             if let relay = relays.removeValue(forKey: seq) {
-                out.append(.send(self.packet(probe: .ack(sequence: relay.originSequence), buddy: nil), to: relay.originAddress))
+                out.append(
+                    .send(self.packet(probe: .ack(sequence: relay.originSequence), buddy: nil), to: relay.originAddress)
+                )
             } else if let round = probes.removeValue(forKey: seq) {
                 adjustHealth(by: -1)
                 if var e = table[round.target] {
@@ -500,7 +516,9 @@ public struct Membership: Sendable {
         let maximum = minimum.scaled(by: Double(link.suspicionMaxMultiplier))
         var expected = link.suspicionMultiplier - 2
         if activeCount - 2 < expected { expected = 0 }
-        var s = Suspicion(start: now, confirmers: [from], expected: max(expected, 0), minimum: minimum, maximum: maximum, deadline: now)
+        var s = Suspicion(
+            start: now, confirmers: [from], expected: max(expected, 0), minimum: minimum, maximum: maximum,
+            deadline: now)
         s.deadline = now + s.timeout(confirmations: 0)
         e.suspicion = s
         table[id] = e
@@ -625,7 +643,8 @@ public struct Membership: Sendable {
     /// its suspicion goes first so it can refute (Lifeguard §IV.C, "buddy system").
     private mutating func packet(probe: ProbeMessage?, buddy: String?) -> Packet {
         var p = Packet(sender: myself.nodeID, senderAddress: myself.peerAddress, probe: probe)
-        var budget = settings.maxPacketBytes - Keyring.overhead
+        var budget =
+            settings.maxPacketBytes - Keyring.overhead
             - GossipCodec.headerSize(sender: p.sender, senderAddress: p.senderAddress, probe: probe)
         if let buddy, let e = table[buddy], e.member.status == .suspect {
             let u = GossipUpdate.suspect(nodeID: buddy, incarnation: e.member.incarnation, from: myself.nodeID)
@@ -635,12 +654,15 @@ public struct Membership: Sendable {
                 budget -= size
             }
         }
-        p.gossip += queue.take(budget: budget, limit: retransmitLimit, maxCount: GossipLimits.maxUpdatesPerPacket - p.gossip.count)
+        p.gossip += queue.take(
+            budget: budget, limit: retransmitLimit, maxCount: GossipLimits.maxUpdatesPerPacket - p.gossip.count)
         stats.packetsSent += 1
         return p
     }
 
-    private mutating func gossip<R: RandomNumberGenerator>(now: MonotonicTime, rng: inout R, into out: inout [Directive]) {
+    private mutating func gossip<R: RandomNumberGenerator>(
+        now: MonotonicTime, rng: inout R, into out: inout [Directive]
+    ) {
         guard !queue.isEmpty, settings.gossipFanout > 0 else { return }
         var targets = randomActive(count: settings.gossipFanout, excluding: [], aliveOnly: false, rng: &rng)
         recentlyDead.removeAll { now - $0.at >= Self.gossipToTheDead || table[$0.id]?.member.status != .dead }

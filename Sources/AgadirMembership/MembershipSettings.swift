@@ -1,9 +1,9 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Timing that depends on the link between two members: probes between sites use the
@@ -27,7 +27,8 @@ public struct LinkTiming: Sendable, Hashable, Codable {
         self.suspicionMaxMultiplier = suspicionMaxMultiplier
     }
 
-    public static let lan = LinkTiming(probeTimeout: .milliseconds(500), suspicionMultiplier: 3, suspicionMaxMultiplier: 6)
+    public static let lan = LinkTiming(
+        probeTimeout: .milliseconds(500), suspicionMultiplier: 3, suspicionMaxMultiplier: 6)
     public static let wan = LinkTiming(probeTimeout: .seconds(3), suspicionMultiplier: 6, suspicionMaxMultiplier: 6)
 }
 
@@ -123,11 +124,13 @@ public struct MembershipSettings: Sendable, Hashable {
         let firstProbe = probeInterval.scaled(by: Double(2 * (n - 1) - 1))
         let slow = intraSite.probeTimeout > interSite.probeTimeout ? intraSite : interSite
         let round = slow.probeTimeout.scaled(by: 2)
-        let alpha = max(intraSite.suspicionMultiplier * intraSite.suspicionMaxMultiplier,
-                        interSite.suspicionMultiplier * interSite.suspicionMaxMultiplier)
+        let alpha = max(
+            intraSite.suspicionMultiplier * intraSite.suspicionMaxMultiplier,
+            interSite.suspicionMultiplier * interSite.suspicionMaxMultiplier)
         let scale = max(1, log10(Double(n)))
         let suspicion = probeInterval.scaled(by: Double(alpha) * scale)
-        let spread = gossipInterval.scaled(by: Double(retransmitMultiplier * max(1, Int(log10(Double(n + 1)).rounded(.up)))))
+        let spread = gossipInterval.scaled(
+            by: Double(retransmitMultiplier * max(1, Int(log10(Double(n + 1)).rounded(.up)))))
         return firstProbe + round + suspicion + spread
     }
 

@@ -43,7 +43,8 @@ public struct PeerAuthenticator: Sendable {
         self.clusterName = clusterName
         self.keys = secretBytes.map { secret in
             HKDF<SHA256>.deriveKey(
-                inputKeyMaterial: SymmetricKey(data: secret), salt: Array(clusterName.utf8), info: Array(Self.purpose.utf8),
+                inputKeyMaterial: SymmetricKey(data: secret), salt: Array(clusterName.utf8),
+                info: Array(Self.purpose.utf8),
                 outputByteCount: 32)
         }
     }

@@ -32,7 +32,6 @@ extension ClusterLayout {
 
 // MARK: Under-replication (docs/operations.md, "Reading `agadir admin status`")
 
-
 /// Pure figures about the replicas of a layout version.
 public enum ReplicaHealth {
     /// The policies of `layout` (sorted by name) with at least one partition whose replica
@@ -43,7 +42,8 @@ public enum ReplicaHealth {
             guard let map = layout.maps[name] else { continue }
             let rf = layout.policy(name)?.replicationFactor ?? (map.replicas.first?.count ?? 0)
             let majority = rf / 2 + 1
-            var entry = UnderReplication(policy: name, replicationFactor: rf, partitions: 0, belowQuorum: 0, unavailable: 0, nodesDown: [])
+            var entry = UnderReplication(
+                policy: name, replicationFactor: rf, partitions: 0, belowQuorum: 0, unavailable: 0, nodesDown: [])
             var down: Set<String> = []
             for set in map.replicas {
                 let missing = set.filter { !alive.contains($0) }

@@ -38,7 +38,9 @@ public struct PartitionDigest: Sendable, Hashable {
         hashes.reserveCapacity(Self.bucketCount)
         for var group in grouped {
             group.sort { a, b in
-                a.bucket == b.bucket ? a.key.utf8.lexicographicallyPrecedes(b.key.utf8) : a.bucket.utf8.lexicographicallyPrecedes(b.bucket.utf8)
+                a.bucket == b.bucket
+                    ? a.key.utf8.lexicographicallyPrecedes(b.key.utf8)
+                    : a.bucket.utf8.lexicographicallyPrecedes(b.bucket.utf8)
             }
             var w = ByteWriter(capacity: group.count * 48)
             for e in group {

@@ -36,7 +36,9 @@ public struct Policy: Sendable, Hashable, Codable {
     public static func isValidName(_ name: String) -> Bool {
         let b = Array(name.utf8)
         func alnum(_ c: UInt8) -> Bool { (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) }
-        guard (1...63).contains(b.count), let first = b.first, let last = b.last, alnum(first), alnum(last) else { return false }
+        guard (1...63).contains(b.count), let first = b.first, let last = b.last, alnum(first), alnum(last) else {
+            return false
+        }
         return b.allSatisfy { alnum($0) || $0 == 0x2D }
     }
 

@@ -46,7 +46,9 @@ public enum TransferPlanner {
                 let wanted = target.replicas(policy: policy, partition: partition)
                 var holders: [String] = []
                 for l in sources {
-                    for id in l.replicas(policy: policy, partition: partition) where !holders.contains(id) { holders.append(id) }
+                    for id in l.replicas(policy: policy, partition: partition) where !holders.contains(id) {
+                        holders.append(id)
+                    }
                 }
                 let inTarget = wanted.contains(node)
                 let inOld = holders.contains(node)

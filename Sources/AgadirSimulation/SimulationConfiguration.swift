@@ -196,7 +196,8 @@ public struct SimulationConfiguration: Sendable, Hashable {
         }
         guard (1...members).contains(sites) else { return "sites must be in 1...members" }
         guard loss.isFinite, (0...1).contains(loss) else { return "loss must be in 0...1" }
-        let latencies = [("latency", latency), ("interSiteLatency", interSiteLatency)]
+        let latencies =
+            [("latency", latency), ("interSiteLatency", interSiteLatency)]
             + siteLinks.map { ("siteLinks", $0.latency) }
         for (name, l) in latencies {
             if l.base < .zero || l.jitter < .zero { return "\(name): base and jitter must not be negative" }

@@ -348,16 +348,18 @@ private struct Engine {
             carryOut(out, from: to, ticked: false)
         case .pushPullRequest(let request, let from, let inst, let to, let startedAt):
             guard state[to] == .running, !partitioned(from, to) else {
-                queue.push(at: max(now, startedAt + config.pushPullTimeout.nanoseconds),
-                           .pushPullFailed(to: from, instance: inst, address: addresses[to]))
+                queue.push(
+                    at: max(now, startedAt + config.pushPullTimeout.nanoseconds),
+                    .pushPullFailed(to: from, instance: inst, address: addresses[to]))
                 return
             }
             let (reply, out) = nodes[to].receivePushPull(request, now: time, rng: &rngs[to])
             carryOut(out, from: to, ticked: false)
             count(pushPull: reply)
             if partitioned(from, to) {
-                queue.push(at: max(now, startedAt + config.pushPullTimeout.nanoseconds),
-                           .pushPullFailed(to: from, instance: inst, address: addresses[to]))
+                queue.push(
+                    at: max(now, startedAt + config.pushPullTimeout.nanoseconds),
+                    .pushPullFailed(to: from, instance: inst, address: addresses[to]))
             } else {
                 queue.push(at: now + latency(to, from), .pushPullReply(reply, to: from, instance: inst, from: to))
             }
@@ -471,8 +473,9 @@ private struct Engine {
             case .pushPull(let request, let address):
                 count(pushPull: request)
                 guard let j = indexByAddress[address] else {
-                    queue.push(at: now + config.pushPullTimeout.nanoseconds,
-                               .pushPullFailed(to: i, instance: instance[i], address: address))
+                    queue.push(
+                        at: now + config.pushPullTimeout.nanoseconds,
+                        .pushPullFailed(to: i, instance: instance[i], address: address))
                     continue
                 }
                 // TCP: a handshake round trip, then the request.
@@ -604,7 +607,8 @@ private struct Engine {
 
     /// Bytes on the wire for one datagram: header, gossip, authentication.
     static func datagramSize(_ p: Packet) -> Int {
-        var size = GossipCodec.headerSize(sender: p.sender, senderAddress: p.senderAddress, probe: p.probe)
+        var size =
+            GossipCodec.headerSize(sender: p.sender, senderAddress: p.senderAddress, probe: p.probe)
             + Keyring.overhead
         for u in p.gossip { size += GossipCodec.encodedSize(u) }
         return size
@@ -613,7 +617,9 @@ private struct Engine {
     /// Bytes on the wire for one push-pull message: length prefix, authentication, the
     /// state's header (as the codec encodes it) and every member.
     static func pushPullSize(_ s: PushPullState) -> Int {
-        var size = 4 + Keyring.overhead + GossipCodec.encode(PushPullState(sender: s.sender, isJoin: s.isJoin, members: [])).count
+        var size =
+            4 + Keyring.overhead
+            + GossipCodec.encode(PushPullState(sender: s.sender, isJoin: s.isJoin, members: [])).count
         for m in s.members { size += GossipCodec.encodedSize(m) }
         return size
     }

@@ -117,12 +117,16 @@ enum ChunkRecordReader {
         }
         // Header and stored bytes are read separately, so a raw chunk's bytes are returned
         // as read, without another copy.
-        let headerBytes = try Posix.pread(file.fd, count: SegmentFormat.recordHeaderSize, at: location.offset, path: file.path)
+        let headerBytes = try Posix.pread(
+            file.fd, count: SegmentFormat.recordHeaderSize, at: location.offset, path: file.path)
         let stored = try Posix.pread(
-            file.fd, count: location.storedLength, at: location.offset + SegmentFormat.recordHeaderSize, path: file.path)
+            file.fd, count: location.storedLength, at: location.offset + SegmentFormat.recordHeaderSize, path: file.path
+        )
         guard headerBytes.count == SegmentFormat.recordHeaderSize, stored.count == location.storedLength else {
             let have = headerBytes.count + stored.count
-            throw corrupt("the record is truncated (\(have) of \(SegmentFormat.recordHeaderSize + location.storedLength) bytes on disk)")
+            throw corrupt(
+                "the record is truncated (\(have) of \(SegmentFormat.recordHeaderSize + location.storedLength) bytes on disk)"
+            )
         }
         let header: SegmentFormat.RecordHeader
         do throws(AgadirError) {

@@ -172,7 +172,9 @@ final class GroupCommitWriter: @unchecked Sendable {
         for (i, op) in operations.enumerated() {
             guard case .putChunk(_, .deferred) = op else { continue }
             if let first = duplicateOf[i] {
-                if case .some(.failure(let e)) = results[first] { early.append((i, .failure(e))) } else {
+                if case .some(.failure(let e)) = results[first] {
+                    early.append((i, .failure(e)))
+                } else {
                     early.append((i, .success(.chunk(stored: false))))
                 }
             } else if let r = results[i] {
@@ -519,7 +521,8 @@ final class GroupCommitWriter: @unchecked Sendable {
                 .int(Int64(bitPattern: reference.version.timestamp.rawValue)),
                 .int(Int64(bitPattern: reference.version.node)),
             ]
-            var sql = "DELETE FROM chunk_refs WHERE chunk = ? AND bucket = ? AND key = ? AND version_hlc = ? "
+            var sql =
+                "DELETE FROM chunk_refs WHERE chunk = ? AND bucket = ? AND key = ? AND version_hlc = ? "
                 + "AND version_node = ?"
             if let cutoff {
                 sql += " AND created_ms < ?"
@@ -556,9 +559,10 @@ final class GroupCommitWriter: @unchecked Sendable {
     private func planCompaction(of number: UInt64, maxBytes: Int) throws(AgadirError) -> CompactionPlan {
         var plan = CompactionPlan(segment: number, eligible: false)
         guard number <= SegmentFormat.maxSegmentNumber, active?.number != number else { return plan }
-        let recorded = try db.firstRow("SELECT 1 FROM segments WHERE number = ?", [.int(Int64(number))]) { _ in
-            true
-        } ?? false
+        let recorded =
+            try db.firstRow("SELECT 1 FROM segments WHERE number = ?", [.int(Int64(number))]) { _ in
+                true
+            } ?? false
         let newest = try db.firstRow("SELECT MAX(number) FROM segments") { row in row.integer(0) } ?? nil
         guard recorded, let newest, Int64(number) < newest else { return plan }
         plan.eligible = true

@@ -95,7 +95,9 @@ enum MetadataSchema {
         }
         for (bucket, key) in rows {
             let hash = KeyHash.of(bucket: bucket, key: String(decoding: key, as: UTF8.self))
-            try db.run("UPDATE objects SET khash = ? WHERE bucket = ? AND key = ?", [.int(Int64(hash)), .text(bucket), .blob(key)])
+            try db.run(
+                "UPDATE objects SET khash = ? WHERE bucket = ? AND key = ?",
+                [.int(Int64(hash)), .text(bucket), .blob(key)])
         }
     }
 
@@ -116,13 +118,15 @@ enum MetadataSchema {
         try db.execute("BEGIN IMMEDIATE")
         do throws(AgadirError) {
             var migratedFrom: Int64? = nil
-            let hasTable = try db.firstRow(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
-            ) { _ in true } ?? false
+            let hasTable =
+                try db.firstRow(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+                ) { _ in true } ?? false
             if hasTable {
-                let version = try db.firstRow("SELECT MAX(version) FROM schema_version") { row in
-                    row.isNull(0) ? nil : row.int64(0)
-                } ?? nil
+                let version =
+                    try db.firstRow("SELECT MAX(version) FROM schema_version") { row in
+                        row.isNull(0) ? nil : row.int64(0)
+                    } ?? nil
                 guard let version else {
                     throw AgadirError(.corruptData, "\(db.path) has an empty schema_version table")
                 }

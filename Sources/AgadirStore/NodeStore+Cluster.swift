@@ -268,7 +268,8 @@ extension NodeStore {
                     do throws(AgadirError) {
                         m = try ManifestCodec.decode(row.blob(3))
                     } catch {
-                        throw corruptRow("objects", "after \(out.count) entries", "the manifest does not decode: \(error.message)")
+                        throw corruptRow(
+                            "objects", "after \(out.count) entries", "the manifest does not decode: \(error.message)")
                     }
                     out.append((UInt32(hash), m))
                     return true
@@ -344,10 +345,15 @@ extension NodeStore {
                 "SELECT name, policy, created_ms, version_hlc, version_node, deleted FROM buckets WHERE name = ?",
                 [.text(name)]
             ) { row throws(AgadirError) -> Bool in
-                guard let policy = row.utf8Text(1) else { throw corruptRow("buckets", "'\(name)'", "the policy is not UTF-8 text") }
-                guard let deleted = row.flag(5) else { throw corruptRow("buckets", "'\(name)'", "deleted is neither 0 nor 1") }
+                guard let policy = row.utf8Text(1) else {
+                    throw corruptRow("buckets", "'\(name)'", "the policy is not UTF-8 text")
+                }
+                guard let deleted = row.flag(5) else {
+                    throw corruptRow("buckets", "'\(name)'", "deleted is neither 0 nor 1")
+                }
                 found = BucketRecord(
-                    name: name, policy: policy, createdMillis: UInt64(bitPattern: row.int64(2)), version: row.version(3, 4),
+                    name: name, policy: policy, createdMillis: UInt64(bitPattern: row.int64(2)),
+                    version: row.version(3, 4),
                     deleted: deleted)
                 return false
             }

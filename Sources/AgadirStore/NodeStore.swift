@@ -1,9 +1,9 @@
 import AgadirCore
-import Synchronization
 import Dispatch
 import Foundation
 import Logging
 import NIOPosix
+import Synchronization
 
 /// A node's local storage under one data directory: a content-addressed, deduplicated,
 /// crash-safe chunk store plus the metadata store (buckets and object manifests).
@@ -71,8 +71,9 @@ public final class NodeStore: Sendable {
         let chunksDirectory = directory + "/chunks"
         if try Posix.makeDirectory(directory) {
             // The new directory's own entry must survive a power cut too.
-            try Posix.syncDirectory((directory as NSString).deletingLastPathComponent.isEmpty
-                ? "." : (directory as NSString).deletingLastPathComponent)
+            try Posix.syncDirectory(
+                (directory as NSString).deletingLastPathComponent.isEmpty
+                    ? "." : (directory as NSString).deletingLastPathComponent)
         }
         let lock = try DirectoryLock(directory: directory)
         if try Posix.makeDirectory(chunksDirectory) { try Posix.syncDirectory(directory) }
@@ -155,7 +156,9 @@ public final class NodeStore: Sendable {
     /// lengths within bounds, a raw chunk's length equals `rawLength`) but does not re-hash:
     /// the caller vouches that `id` is the SHA-256 of the decoded bytes (reads verify it).
     @discardableResult
-    public func putChunk(_ chunk: EncodedChunk, durability: ChunkDurability = .durable) async throws(AgadirError) -> Bool {
+    public func putChunk(_ chunk: EncodedChunk, durability: ChunkDurability = .durable) async throws(AgadirError)
+        -> Bool
+    {
         try Self.checkConsistency(chunk)
         let mode: ChunkWrite = durability == .deferred ? .deferred : .durable
         guard case .chunk(let stored) = try await write(.putChunk(chunk, mode)) else {

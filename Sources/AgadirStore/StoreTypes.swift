@@ -62,7 +62,6 @@ public enum PutManifestOutcome: Sendable, Equatable {
     case superseded(current: ObjectVersion)
 }
 
-
 /// When `NodeStore.putChunk` returns: after the sync and index commit, or as soon as the
 /// bytes are written (see `putChunk`).
 public enum ChunkDurability: Sendable, Equatable {

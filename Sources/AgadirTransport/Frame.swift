@@ -149,7 +149,8 @@ public final class FrameEncoder: ChannelOutboundHandler, Sendable {
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let frame = Self.unwrapOutboundIn(data)
         var out = context.channel.allocator.buffer(
-            capacity: FrameHeader.size + 64 + (frame.payload.readableBytes <= Self.coalesceLimit ? frame.payload.readableBytes : 0))
+            capacity: FrameHeader.size + 64
+                + (frame.payload.readableBytes <= Self.coalesceLimit ? frame.payload.readableBytes : 0))
         Self.encodeHead(frame, into: &out)
         if frame.payload.readableBytes <= Self.coalesceLimit {
             var payload = frame.payload

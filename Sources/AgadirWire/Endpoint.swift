@@ -4,7 +4,8 @@ import AgadirCore
 /// writes them.
 public enum Endpoint {
     /// Splits an endpoint; `allowPortZero` for listen addresses (the kernel picks a port).
-    public static func parse(_ s: String, allowPortZero: Bool = false) throws(AgadirError) -> (host: String, port: Int) {
+    public static func parse(_ s: String, allowPortZero: Bool = false) throws(AgadirError) -> (host: String, port: Int)
+    {
         let example = "HOST:PORT, e.g. 127.0.0.1:7480 or [::1]:7480"
         var host: Substring
         var portPart: Substring

@@ -2,40 +2,40 @@ import AgadirCore
 
 /// Field tags of the header section. Documented in docs/protocol.md, "Fields".
 public enum FieldTag: UInt16, Sendable, CaseIterable {
-    case bucket = 1            // UTF-8
-    case key = 2               // UTF-8
-    case contentType = 3       // UTF-8
-    case metadata = 4          // repeated: u16 name length, name, value (UTF-8)
-    case size = 5              // u64
-    case etag = 6              // 32 bytes (SHA-256)
-    case version = 7           // 16 bytes: u64 HLC, u64 node
-    case range = 8             // 16 bytes: u64 offset, u64 length
-    case prefix = 9            // UTF-8
-    case delimiter = 10        // UTF-8
-    case startAfter = 11       // UTF-8
-    case limit = 12            // u32
-    case policy = 13           // UTF-8
-    case message = 14          // UTF-8, error text
-    case contentSHA256 = 15    // 32 bytes: the client's SHA-256 of the body, checked by the server
-    case nodeID = 16           // UTF-8
-    case serverVersion = 17    // UTF-8
-    case createdMillis = 18    // u64
-    case timeMillis = 19       // u64
-    case consistency = 20      // u8: ConsistencyLevel raw value (1 ONE ... 5 ALL)
-    case address = 21          // UTF-8 HOST:PORT, repeated (REDIRECT, ROUTE)
-    case cluster = 22          // UTF-8 cluster name (PEER_HELLO)
-    case nonce = 23            // 32 bytes (PEER_HELLO)
-    case proof = 24            // 32 bytes: HMAC-SHA256 (PEER_HELLO answer, PEER_AUTH)
-    case chunkID = 25          // 32 bytes
-    case applied = 26          // u8: 1 when a replica applied a write, 0 when it had a newer one
-    case targetNode = 27       // UTF-8 node id (HINT_PUT)
-    case command = 28          // UTF-8 admin command name (ADMIN)
-    case answered = 29         // u32: replicas that answered (NOT_ENOUGH_REPLICAS)
-    case needed = 30           // u32: replicas the level needed (NOT_ENOUGH_REPLICAS)
-    case mayCoordinate = 31    // u8: 1 when the answering node may coordinate the bucket (ROUTE)
-    case hintKind = 32         // u8: 1 chunk, 2 manifest (HINT_PUT)
-    case partition = 33        // u32: a partition number (PARTITION_MANIFESTS, PARTITION_CHUNKS)
-    case keyHash = 34          // u32: a manifest's key hash (the PARTITION_MANIFESTS cursor)
+    case bucket = 1  // UTF-8
+    case key = 2  // UTF-8
+    case contentType = 3  // UTF-8
+    case metadata = 4  // repeated: u16 name length, name, value (UTF-8)
+    case size = 5  // u64
+    case etag = 6  // 32 bytes (SHA-256)
+    case version = 7  // 16 bytes: u64 HLC, u64 node
+    case range = 8  // 16 bytes: u64 offset, u64 length
+    case prefix = 9  // UTF-8
+    case delimiter = 10  // UTF-8
+    case startAfter = 11  // UTF-8
+    case limit = 12  // u32
+    case policy = 13  // UTF-8
+    case message = 14  // UTF-8, error text
+    case contentSHA256 = 15  // 32 bytes: the client's SHA-256 of the body, checked by the server
+    case nodeID = 16  // UTF-8
+    case serverVersion = 17  // UTF-8
+    case createdMillis = 18  // u64
+    case timeMillis = 19  // u64
+    case consistency = 20  // u8: ConsistencyLevel raw value (1 ONE ... 5 ALL)
+    case address = 21  // UTF-8 HOST:PORT, repeated (REDIRECT, ROUTE)
+    case cluster = 22  // UTF-8 cluster name (PEER_HELLO)
+    case nonce = 23  // 32 bytes (PEER_HELLO)
+    case proof = 24  // 32 bytes: HMAC-SHA256 (PEER_HELLO answer, PEER_AUTH)
+    case chunkID = 25  // 32 bytes
+    case applied = 26  // u8: 1 when a replica applied a write, 0 when it had a newer one
+    case targetNode = 27  // UTF-8 node id (HINT_PUT)
+    case command = 28  // UTF-8 admin command name (ADMIN)
+    case answered = 29  // u32: replicas that answered (NOT_ENOUGH_REPLICAS)
+    case needed = 30  // u32: replicas the level needed (NOT_ENOUGH_REPLICAS)
+    case mayCoordinate = 31  // u8: 1 when the answering node may coordinate the bucket (ROUTE)
+    case hintKind = 32  // u8: 1 chunk, 2 manifest (HINT_PUT)
+    case partition = 33  // u32: a partition number (PARTITION_MANIFESTS, PARTITION_CHUNKS)
+    case keyHash = 34  // u32: a manifest's key hash (the PARTITION_MANIFESTS cursor)
 }
 
 /// One field: a tag and its value bytes.
@@ -118,7 +118,8 @@ public struct Fields: Sendable, Hashable {
             items.append(Field(tag: tag, value: value))
         }
         guard r.isAtEnd else {
-            throw AgadirError(.malformedFrame, "frame fields have \(r.remaining) bytes after the last of \(count) fields")
+            throw AgadirError(
+                .malformedFrame, "frame fields have \(r.remaining) bytes after the last of \(count) fields")
         }
         return Fields(items: items)
     }

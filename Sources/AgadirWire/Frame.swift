@@ -153,7 +153,8 @@ public struct FrameHeader: Sendable, Hashable {
             throw AgadirError(.malformedFrame, "bad magic: this is not an Agadir protocol stream")
         }
         guard bytes[4] == version else {
-            throw AgadirError(.unsupportedVersion, "protocol version \(bytes[4]) is not supported; this node speaks \(version)")
+            throw AgadirError(
+                .unsupportedVersion, "protocol version \(bytes[4]) is not supported; this node speaks \(version)")
         }
         guard let kind = FrameKind(rawValue: bytes[5]) else {
             throw AgadirError(.malformedFrame, "unknown frame kind \(bytes[5])")
@@ -167,10 +168,12 @@ public struct FrameHeader: Sendable, Hashable {
         let payloadLength = u32(24)
         guard u32(28) == 0 else { throw AgadirError(.malformedFrame, "reserved header bytes are not zero") }
         guard headerLength <= limits.maxHeaderBytes else {
-            throw AgadirError(.headerTooLarge, "frame fields take \(headerLength) bytes; the limit is \(limits.maxHeaderBytes)")
+            throw AgadirError(
+                .headerTooLarge, "frame fields take \(headerLength) bytes; the limit is \(limits.maxHeaderBytes)")
         }
         guard payloadLength <= limits.maxPayloadBytes else {
-            throw AgadirError(.frameTooLarge, "frame payload of \(payloadLength) bytes; the limit is \(limits.maxPayloadBytes)")
+            throw AgadirError(
+                .frameTooLarge, "frame payload of \(payloadLength) bytes; the limit is \(limits.maxPayloadBytes)")
         }
         if kind == .data || kind == .abort {
             guard u16(8) == 0 else { throw AgadirError(.malformedFrame, "\(kind) frame carries an opcode") }

@@ -79,15 +79,21 @@ public enum MemberListCodec {
         for m in members {
             func string(_ s: String, _ what: String) throws(AgadirError) {
                 guard s.utf8.count <= Int(UInt16.max) else {
-                    throw AgadirError(.internalError, "MEMBERS: \(what) of member '\(m.nodeID.prefix(64))' has \(s.utf8.count) bytes; at most 65535")
+                    throw AgadirError(
+                        .internalError,
+                        "MEMBERS: \(what) of member '\(m.nodeID.prefix(64))' has \(s.utf8.count) bytes; at most 65535")
                 }
                 w.string16(s)
             }
             guard m.labels.count <= maxLabels else {
-                throw AgadirError(.internalError, "MEMBERS: member '\(m.nodeID.prefix(64))' has \(m.labels.count) labels; at most \(maxLabels)")
+                throw AgadirError(
+                    .internalError,
+                    "MEMBERS: member '\(m.nodeID.prefix(64))' has \(m.labels.count) labels; at most \(maxLabels)")
             }
             guard m.lastContactMillisAgo >= -1 else {
-                throw AgadirError(.internalError, "MEMBERS: member '\(m.nodeID.prefix(64))' has last contact \(m.lastContactMillisAgo) ms ago")
+                throw AgadirError(
+                    .internalError,
+                    "MEMBERS: member '\(m.nodeID.prefix(64))' has last contact \(m.lastContactMillisAgo) ms ago")
             }
             try string(m.nodeID, "node id")
             try string(m.site, "site")
@@ -108,12 +114,14 @@ public enum MemberListCodec {
 
     public static func decode(_ bytes: [UInt8], limits: WireLimits = .default) throws(AgadirError) -> [MemberInfo] {
         guard bytes.count <= limits.maxListingBodyBytes else {
-            throw AgadirError(.malformedFrame, "MEMBERS body has \(bytes.count) bytes; the limit is \(limits.maxListingBodyBytes)")
+            throw AgadirError(
+                .malformedFrame, "MEMBERS body has \(bytes.count) bytes; the limit is \(limits.maxListingBodyBytes)")
         }
         var r = ByteReader(bytes, errorCode: .malformedFrame, context: "MEMBERS body")
         let n = Int(try r.u32("member count"))
         guard n <= maxMembers, n <= r.remaining / minRecordBytes else {
-            throw AgadirError(.malformedFrame, "MEMBERS body claims \(n) members in \(bytes.count) bytes (at most \(maxMembers))")
+            throw AgadirError(
+                .malformedFrame, "MEMBERS body claims \(n) members in \(bytes.count) bytes (at most \(maxMembers))")
         }
         var out: [MemberInfo] = []
         out.reserveCapacity(n)
@@ -122,7 +130,9 @@ public enum MemberListCodec {
             let site = try r.string16("site of member \(i)")
             let labelCount = Int(try r.u16("label count of member \(i)"))
             guard labelCount <= maxLabels else {
-                throw AgadirError(.malformedFrame, "MEMBERS body: member '\(nodeID)' claims \(labelCount) labels; at most \(maxLabels)")
+                throw AgadirError(
+                    .malformedFrame,
+                    "MEMBERS body: member '\(nodeID)' claims \(labelCount) labels; at most \(maxLabels)")
             }
             var labels: [String: String] = [:]
             for _ in 0..<labelCount {
@@ -136,16 +146,20 @@ public enum MemberListCodec {
             let peer = try r.string16("peer address of member \(i)")
             let incarnation = try r.u64("incarnation of member \(i)")
             let state = try r.string16("state of member \(i)")
-            guard !state.isEmpty else { throw AgadirError(.malformedFrame, "MEMBERS body: member '\(nodeID)' has an empty state") }
+            guard !state.isEmpty else {
+                throw AgadirError(.malformedFrame, "MEMBERS body: member '\(nodeID)' has an empty state")
+            }
             let layoutVersion = try r.u64("layout version of member \(i)")
             let lastContact = Int64(bitPattern: try r.u64("last contact of member \(i)"))
             guard lastContact >= -1 else {
-                throw AgadirError(.malformedFrame, "MEMBERS body: member '\(nodeID)' last heard from \(lastContact) ms ago")
+                throw AgadirError(
+                    .malformedFrame, "MEMBERS body: member '\(nodeID)' last heard from \(lastContact) ms ago")
             }
             out.append(
                 MemberInfo(
                     nodeID: nodeID, site: site, labels: labels, clientAddress: client, peerAddress: peer,
-                    incarnation: incarnation, state: state, layoutVersion: layoutVersion, lastContactMillisAgo: lastContact))
+                    incarnation: incarnation, state: state, layoutVersion: layoutVersion,
+                    lastContactMillisAgo: lastContact))
         }
         guard r.isAtEnd else {
             throw AgadirError(.malformedFrame, "MEMBERS body: \(r.remaining) bytes follow the last of \(n) members")

@@ -54,7 +54,9 @@ public struct ListRequest: Sendable, Hashable {
     public var startAfter: String?
     public var limit: Int
 
-    public init(bucket: String, prefix: String = "", delimiter: String? = nil, startAfter: String? = nil, limit: Int = 1000) {
+    public init(
+        bucket: String, prefix: String = "", delimiter: String? = nil, startAfter: String? = nil, limit: Int = 1000
+    ) {
         self.bucket = bucket
         self.prefix = prefix
         self.delimiter = delimiter
@@ -197,13 +199,17 @@ public enum Request: Sendable, Hashable {
                 throw AgadirError(.invalidArgument, "content type has \(ct.utf8.count) bytes; at most 256 are allowed")
             }
             return .put(
-                PutRequest(bucket: b, key: k, size: size, contentType: ct, metadata: meta, contentSHA256: try f.id(.contentSHA256)))
+                PutRequest(
+                    bucket: b, key: k, size: size, contentType: ct, metadata: meta,
+                    contentSHA256: try f.id(.contentSHA256)))
         case .get:
             let b = try bucket()
             let k = try key()
             var range: ByteRange? = nil
             if let raw = f.first(.range) {
-                guard raw.count == 16 else { throw AgadirError(.invalidArgument, "RANGE must be 16 bytes, is \(raw.count)") }
+                guard raw.count == 16 else {
+                    throw AgadirError(.invalidArgument, "RANGE must be 16 bytes, is \(raw.count)")
+                }
                 var r = ByteReader(raw, errorCode: .invalidArgument, context: "RANGE")
                 let offset = try r.u64()
                 let length = try r.u64()
@@ -218,7 +224,8 @@ public enum Request: Sendable, Hashable {
             let b = try bucket()
             let prefix = try f.string(.prefix) ?? ""
             guard prefix.utf8.count <= Names.maxKeyBytes else {
-                throw AgadirError(.invalidArgument, "prefix has \(prefix.utf8.count) bytes; at most \(Names.maxKeyBytes)")
+                throw AgadirError(
+                    .invalidArgument, "prefix has \(prefix.utf8.count) bytes; at most \(Names.maxKeyBytes)")
             }
             let delimiter = try f.string(.delimiter)
             if let d = delimiter, d.isEmpty || d.utf8.count > 16 {
@@ -229,7 +236,8 @@ public enum Request: Sendable, Hashable {
             guard (1...limits.maxListLimit).contains(limit) else {
                 throw AgadirError(.invalidArgument, "LIMIT \(limit) is outside 1...\(limits.maxListLimit)")
             }
-            return .list(ListRequest(bucket: b, prefix: prefix, delimiter: delimiter, startAfter: startAfter, limit: limit))
+            return .list(
+                ListRequest(bucket: b, prefix: prefix, delimiter: delimiter, startAfter: startAfter, limit: limit))
         }
     }
 }
@@ -408,7 +416,9 @@ extension ListPage {
         for _ in 0..<m { prefixes.append(try r.string16("common prefix")) }
         let truncated = try r.u8("truncated") != 0
         let next = try r.string16("next start-after")
-        return ListPage(entries: objects, commonPrefixes: prefixes, isTruncated: truncated, nextStartAfter: next.isEmpty ? nil : next)
+        return ListPage(
+            entries: objects, commonPrefixes: prefixes, isTruncated: truncated,
+            nextStartAfter: next.isEmpty ? nil : next)
     }
 }
 
@@ -458,7 +468,8 @@ public struct RequestOptions: Sendable, Hashable {
         guard let raw = try f.u8(.consistency) else { return .none }
         guard let level = ConsistencyLevel(rawValue: raw) else {
             throw AgadirError(
-                .invalidArgument, "CONSISTENCY \(raw) is not a level; use 1 ONE, 2 QUORUM, 3 LOCAL_QUORUM, 4 EACH_QUORUM or 5 ALL")
+                .invalidArgument,
+                "CONSISTENCY \(raw) is not a level; use 1 ONE, 2 QUORUM, 3 LOCAL_QUORUM, 4 EACH_QUORUM or 5 ALL")
         }
         return RequestOptions(consistency: level)
     }

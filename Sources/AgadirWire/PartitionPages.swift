@@ -80,11 +80,15 @@ public enum ManifestPageCodec {
         guard more <= 1 else { throw AgadirError(.corruptData, "PARTITION_MANIFESTS answer: more flag \(more)") }
         var next: ManifestCursor? = nil
         if more == 1 {
-            next = ManifestCursor(keyHash: try r.u32("cursor key hash"), bucket: try r.string16("cursor bucket"), key: try r.string16("cursor key"))
+            next = ManifestCursor(
+                keyHash: try r.u32("cursor key hash"), bucket: try r.string16("cursor bucket"),
+                key: try r.string16("cursor key"))
         }
         let n = Int(try r.u32("count"))
         guard n <= PeerLimits.maxPartitionPageEntries else {
-            throw AgadirError(.corruptData, "PARTITION_MANIFESTS answer claims \(n) manifests, over \(PeerLimits.maxPartitionPageEntries)")
+            throw AgadirError(
+                .corruptData,
+                "PARTITION_MANIFESTS answer claims \(n) manifests, over \(PeerLimits.maxPartitionPageEntries)")
         }
         var manifests: [ObjectManifest] = []
         manifests.reserveCapacity(n)
@@ -93,10 +97,13 @@ public enum ManifestPageCodec {
             do throws(AgadirError) {
                 manifests.append(try ManifestCodec.decode(encoded))
             } catch {
-                throw AgadirError(.corruptData, "PARTITION_MANIFESTS answer: manifest \(i) does not decode: \(error.message)")
+                throw AgadirError(
+                    .corruptData, "PARTITION_MANIFESTS answer: manifest \(i) does not decode: \(error.message)")
             }
         }
-        guard r.isAtEnd else { throw AgadirError(.corruptData, "PARTITION_MANIFESTS answer has \(r.remaining) trailing bytes") }
+        guard r.isAtEnd else {
+            throw AgadirError(.corruptData, "PARTITION_MANIFESTS answer has \(r.remaining) trailing bytes")
+        }
         return ManifestPage(manifests: manifests, next: next)
     }
 }
@@ -136,7 +143,8 @@ public enum ChunkPageCodec {
         let next = more == 1 ? try r.chunkID("cursor") : nil
         let n = Int(try r.u32("count"))
         guard n <= PeerLimits.maxPartitionPageEntries else {
-            throw AgadirError(.corruptData, "PARTITION_CHUNKS answer claims \(n) chunks, over \(PeerLimits.maxPartitionPageEntries)")
+            throw AgadirError(
+                .corruptData, "PARTITION_CHUNKS answer claims \(n) chunks, over \(PeerLimits.maxPartitionPageEntries)")
         }
         var chunks: [PartitionChunkEntry] = []
         chunks.reserveCapacity(n)
@@ -151,12 +159,15 @@ public enum ChunkPageCodec {
             for _ in 0..<refCount {
                 let bucket = try r.string16("reference bucket")
                 let key = try r.string16("reference key")
-                let version = ObjectVersion(timestamp: HLCTimestamp(rawValue: try r.u64("hlc")), node: try r.u64("node"))
+                let version = ObjectVersion(
+                    timestamp: HLCTimestamp(rawValue: try r.u64("hlc")), node: try r.u64("node"))
                 refs.append(ChunkReference(bucket: bucket, key: key, version: version))
             }
             chunks.append(PartitionChunkEntry(id: id, storedBytes: stored, references: refs))
         }
-        guard r.isAtEnd else { throw AgadirError(.corruptData, "PARTITION_CHUNKS answer has \(r.remaining) trailing bytes") }
+        guard r.isAtEnd else {
+            throw AgadirError(.corruptData, "PARTITION_CHUNKS answer has \(r.remaining) trailing bytes")
+        }
         return ChunkPage(chunks: chunks, next: next)
     }
 }
@@ -196,7 +207,9 @@ public enum PartitionSummaryCodec {
         let s = PartitionSummary(
             manifests: try r.chunkID("manifests digest"), manifestCount: Int(try r.u32("manifest count")),
             chunks: try r.chunkID("chunks digest"), chunkCount: Int(try r.u32("chunk count")))
-        guard r.isAtEnd else { throw AgadirError(.corruptData, "PARTITION_DIGEST answer has \(r.remaining) trailing bytes") }
+        guard r.isAtEnd else {
+            throw AgadirError(.corruptData, "PARTITION_DIGEST answer has \(r.remaining) trailing bytes")
+        }
         return s
     }
 }

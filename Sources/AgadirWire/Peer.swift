@@ -155,7 +155,8 @@ public enum PeerRequest: Sendable, Hashable {
     /// True when a body follows the REQUEST frame.
     public var hasBody: Bool {
         switch self {
-        case .chunksClaim, .chunkPut, .manifestPut, .hintPut, .catalogPut, .rebalanceSet, .repairStart, .maintenance: true
+        case .chunksClaim, .chunkPut, .manifestPut, .hintPut, .catalogPut, .rebalanceSet, .repairStart, .maintenance:
+            true
         default: false
         }
     }
@@ -166,7 +167,8 @@ public enum PeerRequest: Sendable, Hashable {
         case .chunksClaim(let r), .chunkPut(let r, _): r.bucket
         case .chunkGet(_, let b), .manifestPut(let b, _), .manifestGet(let b, _), .replicaList(let b, _, _, _): b
         case .hintPut(_, let b, _, _, _): b
-        case .hello, .auth, .layoutGet, .catalogGet, .catalogPut, .residencyAudit, .partitionManifests, .partitionChunks,
+        case .hello, .auth, .layoutGet, .catalogGet, .catalogPut, .residencyAudit, .partitionManifests,
+            .partitionChunks,
             .nodeStatus, .rebalanceSet, .partitionDigest, .repairStart, .maintenance:
             nil
         }
@@ -225,7 +227,8 @@ public enum PeerRequest: Sendable, Hashable {
             f.set(.policy, policy)
             f.set(.partition, u32: UInt32(clamping: partition))
             f.set(.timeMillis, u64: before)
-        case .layoutGet, .catalogGet, .catalogPut, .residencyAudit, .nodeStatus, .rebalanceSet, .repairStart, .maintenance:
+        case .layoutGet, .catalogGet, .catalogPut, .residencyAudit, .nodeStatus, .rebalanceSet, .repairStart,
+            .maintenance:
             break
         }
         return f
@@ -239,11 +242,15 @@ public enum PeerRequest: Sendable, Hashable {
         func bucket() throws(AgadirError) -> String { try f.requireBucket(op) }
         func key() throws(AgadirError) -> String { try f.requireKey(op) }
         func reference() throws(AgadirError) -> ChunkReference {
-            guard let v = try f.version(.version) else { throw AgadirError(.invalidArgument, "\(op) needs the field VERSION") }
+            guard let v = try f.version(.version) else {
+                throw AgadirError(.invalidArgument, "\(op) needs the field VERSION")
+            }
             return ChunkReference(bucket: try bucket(), key: try key(), version: v)
         }
         func chunk() throws(AgadirError) -> ChunkID {
-            guard let id = try f.id(.chunkID) else { throw AgadirError(.invalidArgument, "\(op) needs the field CHUNK_ID") }
+            guard let id = try f.id(.chunkID) else {
+                throw AgadirError(.invalidArgument, "\(op) needs the field CHUNK_ID")
+            }
             return id
         }
         func fixed(_ tag: FieldTag, _ n: Int) throws(AgadirError) -> [UInt8] {
@@ -257,7 +264,9 @@ public enum PeerRequest: Sendable, Hashable {
             let nodeID = try f.requireString(.nodeID, op)
             try PeerNames.validateNodeID(nodeID)
             let cluster = try f.requireString(.cluster, op)
-            guard cluster.utf8.count <= 255 else { throw AgadirError(.invalidArgument, "CLUSTER has more than 255 bytes") }
+            guard cluster.utf8.count <= 255 else {
+                throw AgadirError(.invalidArgument, "CLUSTER has more than 255 bytes")
+            }
             return .hello(nodeID: nodeID, cluster: cluster, nonce: try fixed(.nonce, PeerLimits.nonceBytes))
         case .auth:
             return .auth(proof: try fixed(.proof, PeerLimits.proofBytes))
@@ -313,7 +322,9 @@ public enum PeerRequest: Sendable, Hashable {
         case .rebalanceSet: return .rebalanceSet
         case .partitionDigest:
             let (policy, partition, _) = try partitionPage(f, op)
-            guard let before = try f.u64(.timeMillis) else { throw AgadirError(.invalidArgument, "\(op) needs the field TIME_MS") }
+            guard let before = try f.u64(.timeMillis) else {
+                throw AgadirError(.invalidArgument, "\(op) needs the field TIME_MS")
+            }
             return .partitionDigest(policy: policy, partition: partition, tombstonesBefore: before)
         case .repairStart: return .repairStart
         case .maintenance: return .maintenance
@@ -331,7 +342,8 @@ public enum PeerRequest: Sendable, Hashable {
         }
         let limit = Int(try f.u32(.limit) ?? UInt32(PeerLimits.maxPartitionPageEntries))
         guard (1...PeerLimits.maxPartitionPageEntries).contains(limit) else {
-            throw AgadirError(.invalidArgument, "\(op): LIMIT \(limit) is outside 1...\(PeerLimits.maxPartitionPageEntries)")
+            throw AgadirError(
+                .invalidArgument, "\(op): LIMIT \(limit) is outside 1...\(PeerLimits.maxPartitionPageEntries)")
         }
         return (policy, Int(partition), limit)
     }
@@ -349,7 +361,8 @@ public enum PeerNames {
                     || $0 == 0x2D || $0 == 0x5F || $0 == 0x2E
             })
         else {
-            throw AgadirError(.invalidArgument, "node id '\(id)' must be 1 to 128 characters of A-Z, a-z, 0-9, '-', '_', '.'")
+            throw AgadirError(
+                .invalidArgument, "node id '\(id)' must be 1 to 128 characters of A-Z, a-z, 0-9, '-', '_', '.'")
         }
     }
 }
@@ -430,7 +443,8 @@ public enum ReplicaListCodec {
         var r = ByteReader(bytes, errorCode: .corruptData, context: "REPLICA_LIST answer")
         let n = Int(try r.u32("count"))
         guard n <= PeerLimits.maxReplicaListEntries else {
-            throw AgadirError(.corruptData, "REPLICA_LIST answer claims \(n) entries, over \(PeerLimits.maxReplicaListEntries)")
+            throw AgadirError(
+                .corruptData, "REPLICA_LIST answer claims \(n) entries, over \(PeerLimits.maxReplicaListEntries)")
         }
         var out: [ReplicaListEntry] = []
         out.reserveCapacity(n)
@@ -442,9 +456,13 @@ public enum ReplicaListCodec {
             let size = try r.u64("size")
             let etag = try r.chunkID("etag")
             let ct = try r.string16("content type")
-            out.append(ReplicaListEntry(key: key, version: version, isTombstone: tomb == 1, size: size, etag: etag, contentType: ct))
+            out.append(
+                ReplicaListEntry(
+                    key: key, version: version, isTombstone: tomb == 1, size: size, etag: etag, contentType: ct))
         }
-        guard r.isAtEnd else { throw AgadirError(.corruptData, "REPLICA_LIST answer has \(r.remaining) trailing bytes") }
+        guard r.isAtEnd else {
+            throw AgadirError(.corruptData, "REPLICA_LIST answer has \(r.remaining) trailing bytes")
+        }
         return out
     }
 }
@@ -482,7 +500,9 @@ public enum BucketRecordCodec {
             let version = ObjectVersion(timestamp: HLCTimestamp(rawValue: try r.u64("hlc")), node: try r.u64("node"))
             let deleted = try r.u8("deleted")
             guard deleted <= 1 else { throw AgadirError(.corruptData, "bucket record deleted flag \(deleted)") }
-            out.append(BucketRecord(name: name, policy: policy, createdMillis: created, version: version, deleted: deleted == 1))
+            out.append(
+                BucketRecord(
+                    name: name, policy: policy, createdMillis: created, version: version, deleted: deleted == 1))
         }
         guard r.isAtEnd else { throw AgadirError(.corruptData, "bucket records have \(r.remaining) trailing bytes") }
         return out

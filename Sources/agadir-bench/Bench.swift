@@ -44,16 +44,24 @@ struct Bench: AsyncParsableCommand {
             (throughput against loopback), then by another throttled while a foreground workload runs (its latency against the idle cluster).
             """)
     var rebalance = false
-    @Option(name: .long, help: "With --rebalance: the throttled growth's intra-site rate, bytes/s.") var rebalanceIntra: UInt64 = 50_000_000
-    @Option(name: .long, help: "With --rebalance: the throttled growth's inter-site rate, bytes/s.") var rebalanceInter: UInt64 = 20_000_000
+    @Option(name: .long, help: "With --rebalance: the throttled growth's intra-site rate, bytes/s.") var rebalanceIntra:
+        UInt64 = 50_000_000
+    @Option(name: .long, help: "With --rebalance: the throttled growth's inter-site rate, bytes/s.") var rebalanceInter:
+        UInt64 = 20_000_000
 
     func validate() throws {
         if rebalance {
-            guard !cluster, endpoint == nil, !spawn else { throw ValidationError("--rebalance runs its own lab; it takes no --cluster, --endpoint or --spawn") }
+            guard !cluster, endpoint == nil, !spawn else {
+                throw ValidationError("--rebalance runs its own lab; it takes no --cluster, --endpoint or --spawn")
+            }
         }
         if cluster {
-            guard endpoint == nil else { throw ValidationError("--cluster spawns its single node; it does not take --endpoint") }
-            guard (1...32).contains(clusterNodesPerSite) else { throw ValidationError("--cluster-nodes-per-site must be 1...32") }
+            guard endpoint == nil else {
+                throw ValidationError("--cluster spawns its single node; it does not take --endpoint")
+            }
+            guard (1...32).contains(clusterNodesPerSite) else {
+                throw ValidationError("--cluster-nodes-per-site must be 1...32")
+            }
         }
     }
 
@@ -66,11 +74,13 @@ struct Bench: AsyncParsableCommand {
         do {
             if rebalance {
                 report = try await RebalanceBench(
-                    quick: quick, skipLimits: skipLimits, throttledIntra: rebalanceIntra, throttledInter: rebalanceInter, spawned: spawned,
+                    quick: quick, skipLimits: skipLimits, throttledIntra: rebalanceIntra,
+                    throttledInter: rebalanceInter, spawned: spawned,
                     log: log
                 ).run()
             } else {
-                report = try await cluster ? runCluster(spawned: spawned, log: log) : runSingle(spawned: spawned, log: log)
+                report =
+                    try await cluster ? runCluster(spawned: spawned, log: log) : runSingle(spawned: spawned, log: log)
             }
         } catch {
             // After SIGINT/SIGTERM requests fail because the nodes are going: not an error to report.
@@ -78,7 +88,9 @@ struct Bench: AsyncParsableCommand {
                 await spawned.cleanUp(log: log)
                 Foundation.exit(128 + sig)
             }
-            log("failed: \((error as? AgadirError)?.message ?? "\(error)"); stopping every process the benchmark started")
+            log(
+                "failed: \((error as? AgadirError)?.message ?? "\(error)"); stopping every process the benchmark started"
+            )
             await spawned.cleanUp(log: log)
             throw error
         }
@@ -110,13 +122,15 @@ struct Bench: AsyncParsableCommand {
         }
         let scratch = scratchDir ?? node?.dataDir.path ?? NSTemporaryDirectory()
 
-        let limits = skipLimits ? MachineLimits.Figures() : MachineLimits.measure(scratchDir: scratch, quick: quick, log: log)
+        let limits =
+            skipLimits ? MachineLimits.Figures() : MachineLimits.measure(scratchDir: scratch, quick: quick, log: log)
         var config = ClientConfiguration()
         config.connections = 4
         let client = try AgadirClient(endpoint: target, configuration: config)
         let results: [WorkloadResult]
         do {
-            let runner = try WorkloadRunner(clients: [client], quick: quick, only: onlySizes, repeats: max(1, repeats), log: log)
+            let runner = try WorkloadRunner(
+                clients: [client], quick: quick, only: onlySizes, repeats: max(1, repeats), log: log)
             results = try await runner.runAll()
         } catch {
             await client.close()
@@ -198,16 +212,22 @@ struct WorkloadRunner: Sendable {
                         let prefix = "\(kind)/\(size)/c\(c)/r\(r)"
                         let put = try await measure(op: "PUT", size: size, concurrency: c, ops: ops, data: kind) { i in
                             let unique = i + r * ops
-                            let body = size >= 64 * 1024 ? BenchData.stamp(base, index: unique, run: run) : stampSmall(base, unique)
-                            try await putClient(i).put(bucket: bucket, key: "\(prefix)/\(i)", data: body, consistency: consistency)
+                            let body =
+                                size >= 64 * 1024
+                                ? BenchData.stamp(base, index: unique, run: run) : stampSmall(base, unique)
+                            try await putClient(i).put(
+                                bucket: bucket, key: "\(prefix)/\(i)", data: body, consistency: consistency)
                         }
                         log(label + line(put))
                         puts.append(put)
                         let get = try await measure(op: "GET", size: size, concurrency: c, ops: ops, data: kind) { i in
-                            let d = try await getClient(i).download(bucket: bucket, key: "\(prefix)/\(i)", consistency: consistency)
+                            let d = try await getClient(i).download(
+                                bucket: bucket, key: "\(prefix)/\(i)", consistency: consistency)
                             var n = 0
                             while let b = try await d.body.next() { n += b.readableBytes }
-                            guard n == size else { throw AgadirError(.bodyLengthMismatch, "GET returned \(n) bytes, expected \(size)") }
+                            guard n == size else {
+                                throw AgadirError(.bodyLengthMismatch, "GET returned \(n) bytes, expected \(size)")
+                            }
                         }
                         log(label + line(get))
                         gets.append(get)
@@ -264,7 +284,8 @@ struct WorkloadRunner: Sendable {
     }
 
     func measure(
-        op: String, size: Int, concurrency: Int, ops: Int, data: String, _ body: @escaping @Sendable (Int) async throws -> Void
+        op: String, size: Int, concurrency: Int, ops: Int, data: String,
+        _ body: @escaping @Sendable (Int) async throws -> Void
     ) async throws -> WorkloadResult {
         let next = Locked(0)
         let latencies = Locked<[Double]>([])
@@ -291,17 +312,24 @@ struct WorkloadRunner: Sendable {
         }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         let sorted = latencies.withLock { $0.sorted() }
-        func pct(_ p: Double) -> Double { sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] }
+        func pct(_ p: Double) -> Double {
+            sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+        }
         return WorkloadResult(
-            name: "\(op) \(size)", op: op, objectBytes: size, concurrency: concurrency, data: data, ops: ops, seconds: seconds,
+            name: "\(op) \(size)", op: op, objectBytes: size, concurrency: concurrency, data: data, ops: ops,
+            seconds: seconds,
             p50Millis: pct(0.5), p99Millis: pct(0.99))
     }
 }
 
 enum Report {
-    static func markdown(limits l: MachineLimits.Figures, results: [WorkloadResult], endpoint: String, spawned: Bool, quick: Bool) -> String {
+    static func markdown(
+        limits l: MachineLimits.Figures, results: [WorkloadResult], endpoint: String, spawned: Bool, quick: Bool
+    ) -> String {
         var s = header(
-            ["node: \(endpoint)\(spawned ? " (spawned by the benchmark, same machine)" : "")\(quick ? "; --quick workloads" : "")"],
+            [
+                "node: \(endpoint)\(spawned ? " (spawned by the benchmark, same machine)" : "")\(quick ? "; --quick workloads" : "")"
+            ],
             runs: results.first?.runs ?? 1)
         s += limitsTable(l)
         s += "### Workloads\n\n" + workloadsTable(results)
@@ -315,10 +343,14 @@ enum Report {
         let date = ISO8601DateFormatter().string(from: Date())
         var uts = utsname()
         uname(&uts)
-        let kernel = withUnsafeBytes(of: &uts.release) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        let kernel = withUnsafeBytes(of: &uts.release) {
+            String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self)
+        }
         s += "## agadir-bench report\n\n"
         s += "- date: \(date)\n- machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, "
-        s += String(format: "%.1f GiB memory, Linux %@\n", Double(ProcessInfo.processInfo.physicalMemory) / 1_073_741_824, kernel)
+        s += String(
+            format: "%.1f GiB memory, Linux %@\n", Double(ProcessInfo.processInfo.physicalMemory) / 1_073_741_824,
+            kernel)
         let command = ["agadir-bench"] + CommandLine.arguments.dropFirst()
         s += "- command: `\(command.joined(separator: " "))`\n"
         for line in lines { s += "- \(line)\n" }
@@ -332,7 +364,9 @@ enum Report {
         s += String(format: "| sequential write 1 MiB blocks + fsync | %.0f MiB/s |\n", l.seqWriteFsyncMiBps)
         s += String(format: "| 4 KiB write + fdatasync | %.0f /s |\n", l.syncWrites4KiBPerSec)
         s += String(format: "| SHA-256, one core | %.0f MiB/s |\n", l.sha256MiBps)
-        s += String(format: "| LZ4 compress text / random, one core | %.0f / %.0f MiB/s |\n", l.lz4CompressTextMiBps, l.lz4CompressRandomMiBps)
+        s += String(
+            format: "| LZ4 compress text / random, one core | %.0f / %.0f MiB/s |\n", l.lz4CompressTextMiBps,
+            l.lz4CompressRandomMiBps)
         s += String(format: "| LZ4 decompress text, one core | %.0f MiB/s |\n\n", l.lz4DecompressTextMiBps)
         return s
     }
@@ -342,7 +376,8 @@ enum Report {
         s += "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
         for r in results {
             s += String(
-                format: "| %@ | %@ | %@ | %d | %d | %.1f | %.0f | %.2f | %.2f |\n", r.op, r.data, size(r.objectBytes), r.concurrency,
+                format: "| %@ | %@ | %@ | %d | %d | %.1f | %.0f | %.2f | %.2f |\n", r.op, r.data, size(r.objectBytes),
+                r.concurrency,
                 r.ops, r.mibPerSecond, r.opsPerSecond, r.p50Millis, r.p99Millis)
         }
         return s
@@ -354,18 +389,30 @@ enum Report {
         let putLimit = min(l.seqWriteFsyncMiBps, l.sha256MiBps)
         let getLimit = min(l.loopbackMiBps, l.sha256MiBps)
         func best(_ op: String, _ size: Int, _ data: String) -> WorkloadResult? {
-            results.filter { $0.op == op && $0.objectBytes == size && $0.data == data }.max { $0.mibPerSecond < $1.mibPerSecond }
+            results.filter { $0.op == op && $0.objectBytes == size && $0.data == data }.max {
+                $0.mibPerSecond < $1.mibPerSecond
+            }
         }
         func ops(_ op: String, _ c: Int) -> Double {
-            results.filter { $0.op == op && $0.objectBytes == 4096 && $0.concurrency == c && $0.data == "incompressible" }.first?.opsPerSecond ?? 0
+            results.filter {
+                $0.op == op && $0.objectBytes == 4096 && $0.concurrency == c && $0.data == "incompressible"
+            }.first?.opsPerSecond ?? 0
         }
         if let p = best("PUT", 64 << 20, "incompressible") {
-            s += String(format: "| PUT 64 MiB incompressible >= 50%% of min(fsync write, SHA-256) | %.0f MiB/s | %.0f MiB/s | %.0f%% |\n", p.mibPerSecond, putLimit, 100 * p.mibPerSecond / max(putLimit, 1))
+            s += String(
+                format:
+                    "| PUT 64 MiB incompressible >= 50%% of min(fsync write, SHA-256) | %.0f MiB/s | %.0f MiB/s | %.0f%% |\n",
+                p.mibPerSecond, putLimit, 100 * p.mibPerSecond / max(putLimit, 1))
         }
         if let g = best("GET", 64 << 20, "incompressible") {
-            s += String(format: "| GET 64 MiB incompressible >= 50%% of min(loopback, SHA-256) | %.0f MiB/s | %.0f MiB/s | %.0f%% |\n", g.mibPerSecond, getLimit, 100 * g.mibPerSecond / max(getLimit, 1))
+            s += String(
+                format:
+                    "| GET 64 MiB incompressible >= 50%% of min(loopback, SHA-256) | %.0f MiB/s | %.0f MiB/s | %.0f%% |\n",
+                g.mibPerSecond, getLimit, 100 * g.mibPerSecond / max(getLimit, 1))
         }
-        s += String(format: "| 4 KiB PUT at concurrency 64 >= 5000 ops/s | %.0f ops/s | %.0f fsyncs/s | |\n", ops("PUT", 64), l.syncWrites4KiBPerSec)
+        s += String(
+            format: "| 4 KiB PUT at concurrency 64 >= 5000 ops/s | %.0f ops/s | %.0f fsyncs/s | |\n", ops("PUT", 64),
+            l.syncWrites4KiBPerSec)
         s += String(format: "| 4 KiB GET at concurrency 64 >= 20000 ops/s | %.0f ops/s | | |\n", ops("GET", 64))
         return s
     }

@@ -42,12 +42,16 @@ final class SpawnedProcesses: Sendable {
                         log("lab stopped")
                     } catch {
                         labStopped = false
-                        log("cannot stop the lab at \(lab.root.path): \(error.message); look with `agadir-lab status --root \(lab.root.path)`")
+                        log(
+                            "cannot stop the lab at \(lab.root.path): \(error.message); look with `agadir-lab status --root \(lab.root.path)`"
+                        )
                     }
                 }
                 if let root, labStopped {
                     do {
-                        if FileManager.default.fileExists(atPath: root.path) { try FileManager.default.removeItem(at: root) }
+                        if FileManager.default.fileExists(atPath: root.path) {
+                            try FileManager.default.removeItem(at: root)
+                        }
                     } catch {
                         log("cannot remove \(root.path): \(error)")
                     }
@@ -69,7 +73,9 @@ final class SpawnedProcesses: Sendable {
             source.setEventHandler { [self] in
                 self.state.withLock { $0.signal = sig }
                 Task {
-                    log("\(sig == SIGINT ? "SIGINT" : "SIGTERM") received: stopping every process the benchmark started")
+                    log(
+                        "\(sig == SIGINT ? "SIGINT" : "SIGTERM") received: stopping every process the benchmark started"
+                    )
                     await self.cleanUp(log: log)
                     exit(128 + sig)
                 }
@@ -106,9 +112,13 @@ struct ClusterBench {
         spawned.adopt(node)
         try node.start()
         let singleEndpoint = node.endpoint
-        log("spawned agadird pid \(node.pid) at \(singleEndpoint), data in \(node.dataDir.path), log \(node.logFile.path)")
+        log(
+            "spawned agadird pid \(node.pid) at \(singleEndpoint), data in \(node.dataDir.path), log \(node.logFile.path)"
+        )
         let limits =
-            skipLimits ? MachineLimits.Figures() : MachineLimits.measure(scratchDir: scratchDir ?? node.dataDir.path, quick: quick, log: log)
+            skipLimits
+            ? MachineLimits.Figures()
+            : MachineLimits.measure(scratchDir: scratchDir ?? node.dataDir.path, quick: quick, log: log)
         warnIfShortOfSpace(at: node.dataDir.path, copies: 1)
         let single = try await workloads(endpoints: [singleEndpoint], policy: nil, consistency: nil, label: "single: ")
         // Stopped before the cluster starts: it must not hold memory or page cache meanwhile.
@@ -132,7 +142,8 @@ struct ClusterBench {
         guard endpoints.count == nodes.count else {
             throw AgadirError(.unavailable, "a node of the lab has no client endpoint: \(nodes.map(\.name))")
         }
-        let cluster = try await workloads(endpoints: endpoints, policy: Self.policy.name, consistency: .quorum, label: "cluster: ")
+        let cluster = try await workloads(
+            endpoints: endpoints, policy: Self.policy.name, consistency: .quorum, label: "cluster: ")
 
         let names = nodes.map(\.name).joined(separator: ", ")
         return ClusterReport.markdown(
@@ -163,14 +174,17 @@ struct ClusterBench {
     }
 
     /// The workloads with one client (4 connections) per endpoint.
-    func workloads(endpoints: [String], policy: String?, consistency: ConsistencyLevel?, label: String) async throws -> [WorkloadResult] {
+    func workloads(endpoints: [String], policy: String?, consistency: ConsistencyLevel?, label: String) async throws
+        -> [WorkloadResult]
+    {
         var config = ClientConfiguration()
         config.connections = 4
         var clients: [AgadirClient] = []
         do {
             for e in endpoints { clients.append(try AgadirClient(endpoint: e, configuration: config)) }
             let runner = try WorkloadRunner(
-                clients: clients, quick: quick, only: only, repeats: repeats, log: log, policy: policy, consistency: consistency,
+                clients: clients, quick: quick, only: only, repeats: repeats, log: log, policy: policy,
+                consistency: consistency,
                 label: label)
             let results = try await runner.runAll()
             for c in clients { await c.close() }
@@ -183,13 +197,18 @@ struct ClusterBench {
 }
 
 enum ClusterReport {
-    static func markdown(limits: MachineLimits.Figures, single: [WorkloadResult], cluster: [WorkloadResult], header: [String]) -> String {
+    static func markdown(
+        limits: MachineLimits.Figures, single: [WorkloadResult], cluster: [WorkloadResult], header: [String]
+    ) -> String {
         var s = Report.header(header, runs: single.first?.runs ?? 1)
         s += Report.limitsTable(limits)
         s += "### Cluster versus single node (issue 4)\n\n"
         s += "Throughput in MiB/s (ops/s for 4 KiB objects); latencies in ms. Aim: cluster PUT >= "
-        s += String(format: "%.0f%% and GET >= %.0f%% of the single node's throughput in the same run.\n\n", ClusterBench.putAim, ClusterBench.getAim)
-        s += "| op | data | object | concurrency | ops | single node | cluster | cluster / single | aim | single p50 / p99 | cluster p50 / p99 |\n"
+        s += String(
+            format: "%.0f%% and GET >= %.0f%% of the single node's throughput in the same run.\n\n",
+            ClusterBench.putAim, ClusterBench.getAim)
+        s +=
+            "| op | data | object | concurrency | ops | single node | cluster | cluster / single | aim | single p50 / p99 | cluster p50 / p99 |\n"
         s += "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
         var tally: [String: (met: Int, rows: Int)] = [:]
         for a in single {
@@ -207,8 +226,10 @@ enum ClusterReport {
             tally[a.op, default: (0, 0)].rows += 1
             if met { tally[a.op, default: (0, 0)].met += 1 }
             s += String(
-                format: "| %@ | %@ | %@ | %d | %d | %@ | %@ | %.0f%% | >= %.0f%%: %@ | %.2f / %.2f | %.2f / %.2f |\n", a.op, a.data,
-                Report.size(a.objectBytes), a.concurrency, a.ops, rate(a), rate(b), share, aim, met ? "met" : "not met", a.p50Millis,
+                format: "| %@ | %@ | %@ | %d | %d | %@ | %@ | %.0f%% | >= %.0f%%: %@ | %.2f / %.2f | %.2f / %.2f |\n",
+                a.op, a.data,
+                Report.size(a.objectBytes), a.concurrency, a.ops, rate(a), rate(b), share, aim, met ? "met" : "not met",
+                a.p50Millis,
                 a.p99Millis, b.p50Millis, b.p99Millis)
         }
         s += "\n"

@@ -83,7 +83,9 @@ enum MachineLimits {
         peer.sin_port = port
         peer.sin_addr.s_addr = inet_addr("127.0.0.1")
         let connected = withUnsafePointer(to: &peer) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard connected == 0 else {
             close(s)
@@ -152,7 +154,8 @@ struct LZ4Bench {
         _ = input.withUnsafeBytes { src in
             out.withUnsafeMutableBytes { dst in
                 LZ4_compress_default(
-                    src.baseAddress?.assumingMemoryBound(to: CChar.self), dst.baseAddress?.assumingMemoryBound(to: CChar.self),
+                    src.baseAddress?.assumingMemoryBound(to: CChar.self),
+                    dst.baseAddress?.assumingMemoryBound(to: CChar.self),
                     Int32(input.count), Int32(bound))
             }
         }
@@ -164,7 +167,8 @@ struct LZ4Bench {
         let n = input.withUnsafeBytes { src in
             dst.withUnsafeMutableBytes { d in
                 LZ4_compress_default(
-                    src.baseAddress?.assumingMemoryBound(to: CChar.self), d.baseAddress?.assumingMemoryBound(to: CChar.self),
+                    src.baseAddress?.assumingMemoryBound(to: CChar.self),
+                    d.baseAddress?.assumingMemoryBound(to: CChar.self),
                     Int32(input.count), Int32(bound))
             }
         }
@@ -176,7 +180,8 @@ struct LZ4Bench {
         _ = input.withUnsafeBytes { src in
             out.withUnsafeMutableBytes { dst in
                 LZ4_decompress_safe(
-                    src.baseAddress?.assumingMemoryBound(to: CChar.self), dst.baseAddress?.assumingMemoryBound(to: CChar.self),
+                    src.baseAddress?.assumingMemoryBound(to: CChar.self),
+                    dst.baseAddress?.assumingMemoryBound(to: CChar.self),
                     Int32(input.count), Int32(rawLength))
             }
         }
@@ -204,7 +209,8 @@ enum BenchData {
 
     static func text(_ n: Int, seed: UInt64) -> [UInt8] {
         let words = [
-            "agadir", "granary", "benguerir", "casablanca", "settat", "chunk", "replica", "quorum", "sovereign", "storage",
+            "agadir", "granary", "benguerir", "casablanca", "settat", "chunk", "replica", "quorum", "sovereign",
+            "storage",
             "the", "of", "and", "a", "to", "in", "is", "that", "for", "it", "object", "bucket", "manifest", "version",
         ].map { Array($0.utf8) }
         var state = seed

@@ -33,7 +33,8 @@ struct RebalanceBench {
         let root = Lab.temporaryRoot(prefix: "agadir-bench-rebalance")
         spawned.adopt(labRoot: root)
         let lab = try await Lab.create(
-            root: root, sites: Self.sites, nodesPerSite: 3, clusterName: "agadir-bench", extraArguments: ["--log-level", "warning"])
+            root: root, sites: Self.sites, nodesPerSite: 3, clusterName: "agadir-bench",
+            extraArguments: ["--log-level", "warning"])
         spawned.adopt(lab)
         for name in Self.initial { try await lab.start(name) }
         try await waitAlive(lab, Self.initial)
@@ -41,15 +42,21 @@ struct RebalanceBench {
         defer { Task { await admin.close() } }
         func call(_ command: String, _ input: [String: Any] = [:]) async throws -> [String: Any] {
             let body = try JSONSerialization.data(withJSONObject: input, options: [.sortedKeys])
-            return (try JSONSerialization.jsonObject(with: Data(try await admin.admin(command, input: Array(body)))) as? [String: Any]) ?? [:]
+            return
+                (try JSONSerialization.jsonObject(with: Data(try await admin.admin(command, input: Array(body))))
+                as? [String: Any]) ?? [:]
         }
         func assign(_ name: String) async throws {
             _ = try await call(
                 "layout.assign",
-                ["node": name, "site": String(name.split(separator: "-")[0]), "capacity": 1_000_000_000_000, "siteLabels": ["country": "MA"]])
+                [
+                    "node": name, "site": String(name.split(separator: "-")[0]), "capacity": 1_000_000_000_000,
+                    "siteLabels": ["country": "MA"],
+                ])
         }
         for name in Self.initial { try await assign(name) }
-        _ = try await call("policy.create", ["name": "ma", "replicationFactor": 3, "sites": "country=MA", "minSites": 2])
+        _ = try await call(
+            "policy.create", ["name": "ma", "replicationFactor": 3, "sites": "country=MA", "minSites": 2])
         _ = try await call("layout.apply", ["version": 1])
         try await Task.sleep(for: .seconds(2))
         try await admin.createBucket("load", policy: "ma")
@@ -69,7 +76,8 @@ struct RebalanceBench {
             for w in 0..<8 {
                 group.addTask {
                     for i in stride(from: w, to: objects, by: 8) {
-                        _ = try await loaders[i % loaders.count].put(bucket: "load", key: "load-\(i)", data: BenchData.stamp(base, index: i, run: 1))
+                        _ = try await loaders[i % loaders.count].put(
+                            bucket: "load", key: "load-\(i)", data: BenchData.stamp(base, index: i, run: 1))
                     }
                 }
             }
@@ -82,11 +90,16 @@ struct RebalanceBench {
         try await waitAlive(lab, Self.initial + ["benguerir-3"])
         try await assign("benguerir-3")
         let plan1 = try await call("layout.plan")
-        let estimate1 = ((plan1["links"] as? [[String: Any]]) ?? []).reduce(UInt64(0)) { $0 + ((($1["bytes"] as? NSNumber)?.uint64Value) ?? 0) }
-        log("growth 1 (unthrottled): the plan moves \(plan1["totalPartitionsMoved"] ?? 0) partitions, about \(estimate1) bytes")
+        let estimate1 = ((plan1["links"] as? [[String: Any]]) ?? []).reduce(UInt64(0)) {
+            $0 + ((($1["bytes"] as? NSNumber)?.uint64Value) ?? 0)
+        }
+        log(
+            "growth 1 (unthrottled): the plan moves \(plan1["totalPartitionsMoved"] ?? 0) partitions, about \(estimate1) bytes"
+        )
         let start1 = ContinuousClock.now
         _ = try await call("layout.apply", ["version": 2])
-        let (first1, synced1, done1, moved1) = try await waitRebalance(call, version: 2, timeout: .seconds(quick ? 120 : 900))
+        let (first1, synced1, done1, moved1) = try await waitRebalance(
+            call, version: 2, timeout: .seconds(quick ? 120 : 900))
         // From the first byte seen moved (status polled every 0.1 s) to every node synced;
         // before it: gossip spreading the layout and the 2 s settle time.
         let copySeconds1 = seconds(synced1 - first1)
@@ -98,7 +111,8 @@ struct RebalanceBench {
         let duration: Duration = quick ? .seconds(5) : .seconds(20)
         log("foreground workload on the idle cluster for \(duration)")
         let idle = try await foreground(clients, for: duration, tag: "idle")
-        _ = try await call("rebalance.set", ["intraSiteBytesPerSecond": throttledIntra, "interSiteBytesPerSecond": throttledInter])
+        _ = try await call(
+            "rebalance.set", ["intraSiteBytesPerSecond": throttledIntra, "interSiteBytesPerSecond": throttledInter])
         try await lab.start("casablanca-3")
         try await waitAlive(lab, Self.initial + ["benguerir-3", "casablanca-3"])
         try await assign("casablanca-3")
@@ -114,32 +128,47 @@ struct RebalanceBench {
 
         let rate1 = Double(moved1) / 1_048_576 / max(copySeconds1, 1e-9)
         var s = "## Rebalance (issue 5)\n\n"
-        s += "Command: `agadir-bench --rebalance\(quick ? " --quick" : "")`. Lab: benguerir, casablanca, settat x 2 (country=MA), "
-        s += "policy `ma` RF 3 over 256 partitions, \(objects) incompressible objects of 1 MiB (\(objects * 3) MiB stored).\n\n"
+        s +=
+            "Command: `agadir-bench --rebalance\(quick ? " --quick" : "")`. Lab: benguerir, casablanca, settat x 2 (country=MA), "
+        s +=
+            "policy `ma` RF 3 over 256 partitions, \(objects) incompressible objects of 1 MiB (\(objects * 3) MiB stored).\n\n"
         if loopback > 0 { s += String(format: "Loopback TCP limit, same run: %.0f MiB/s (one stream).\n\n", loopback) }
-        s += "| growth | throttles | bytes moved | plan estimate | moved / estimate | apply to first byte | copy phase | apply to complete | throughput (copy phase) | share of loopback |\n"
+        s +=
+            "| growth | throttles | bytes moved | plan estimate | moved / estimate | apply to first byte | copy phase | apply to complete | throughput (copy phase) | share of loopback |\n"
         s += "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
         s += String(
-            format: "| + benguerir-3 | unlimited | %.1f MiB | %.1f MiB | %.2f | %.1f s | %.1f s | %.1f s | %.1f MiB/s | %@ |\n",
-            Double(moved1) / 1_048_576, Double(estimate1) / 1_048_576, Double(moved1) / Double(max(estimate1, 1)), startSeconds1,
+            format:
+                "| + benguerir-3 | unlimited | %.1f MiB | %.1f MiB | %.2f | %.1f s | %.1f s | %.1f s | %.1f MiB/s | %@ |\n",
+            Double(moved1) / 1_048_576, Double(estimate1) / 1_048_576, Double(moved1) / Double(max(estimate1, 1)),
+            startSeconds1,
             copySeconds1, totalSeconds1, rate1, loopback > 0 ? String(format: "%.1f%%", 100 * rate1 / loopback) : "-")
         s += String(
-            format: "| + casablanca-3 | intra %.0f MB/s, inter %.0f MB/s during the foreground run | %.1f MiB | | | | | | | |\n\n",
+            format:
+                "| + casablanca-3 | intra %.0f MB/s, inter %.0f MB/s during the foreground run | %.1f MiB | | | | | | | |\n\n",
             Double(throttledIntra) / 1e6, Double(throttledInter) / 1e6, Double(moved2) / 1_048_576)
-        s += "Foreground: one task per node (\(clients.count)), each in a loop a PUT of 64 KiB then a GET of a random loaded 1 MiB object, QUORUM, "
+        s +=
+            "Foreground: one task per node (\(clients.count)), each in a loop a PUT of 64 KiB then a GET of a random loaded 1 MiB object, QUORUM, "
         s += "for \(duration) (latencies in ms).\n\n"
-        s += "| cluster | ops/s | PUT p50 | PUT p99 | GET p50 | GET p99 | failures |\n| --- | --- | --- | --- | --- | --- | --- |\n"
+        s +=
+            "| cluster | ops/s | PUT p50 | PUT p99 | GET p50 | GET p99 | failures |\n| --- | --- | --- | --- | --- | --- | --- |\n"
         for (name, f) in [("idle", idle), ("during the throttled rebalance", during)] {
             s += String(
-                format: "| %@ | %.0f | %.2f | %.2f | %.2f | %.2f | %d |\n", name, Double(f.ops) / max(f.seconds, 1e-9), f.putP50, f.putP99,
+                format: "| %@ | %.0f | %.2f | %.2f | %.2f | %.2f | %d |\n", name, Double(f.ops) / max(f.seconds, 1e-9),
+                f.putP50, f.putP99,
                 f.getP50, f.getP99, f.failures)
         }
-        s += "\n" + (stillMoving ? "The second rebalance was still moving data when the foreground run ended.\n" : "Note: the second rebalance had completed before the foreground run ended; the figures under load cover part of the run only.\n")
+        s +=
+            "\n"
+            + (stillMoving
+                ? "The second rebalance was still moving data when the foreground run ended.\n"
+                : "Note: the second rebalance had completed before the foreground run ended; the figures under load cover part of the run only.\n")
         return s
     }
 
     func seconds(_ d: Duration) -> Double { Self.seconds(d) }
-    static func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
+    static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
 
     func endpoint(_ lab: Lab, _ name: String) throws -> String {
         guard let e = try lab.status().first(where: { $0.name == name })?.clientEndpoint else {
@@ -155,7 +184,9 @@ struct RebalanceBench {
             while true {
                 let alive = Set(((try? await lab.members(of: name)) ?? []).filter { $0.state == "alive" }.map(\.nodeID))
                 if alive.isSuperset(of: names) { break }
-                guard clock.now < deadline else { throw AgadirError(.unavailable, "\(name) does not see \(names) alive") }
+                guard clock.now < deadline else {
+                    throw AgadirError(.unavailable, "\(name) does not see \(names) alive")
+                }
                 try await Task.sleep(for: .milliseconds(200))
             }
         }
@@ -165,7 +196,10 @@ struct RebalanceBench {
     /// returns both instants and the bytes moved.
     func waitRebalance(
         _ call: (String, [String: Any]) async throws -> [String: Any], version: UInt64, timeout: Duration
-    ) async throws -> (firstByte: ContinuousClock.Instant, synced: ContinuousClock.Instant, done: ContinuousClock.Instant, moved: UInt64) {
+    ) async throws -> (
+        firstByte: ContinuousClock.Instant, synced: ContinuousClock.Instant, done: ContinuousClock.Instant,
+        moved: UInt64
+    ) {
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
         var synced: ContinuousClock.Instant?
@@ -176,9 +210,13 @@ struct RebalanceBench {
             moved = (view["bytesMoved"] as? NSNumber)?.uint64Value ?? moved
             if moved > 0, firstByte == nil { firstByte = clock.now }
             let nodes = (view["nodes"] as? [[String: Any]]) ?? []
-            let all = nodes.allSatisfy { (($0["status"] as? [String: Any])?["syncedVersion"] as? NSNumber)?.uint64Value ?? 0 >= version }
+            let all = nodes.allSatisfy {
+                (($0["status"] as? [String: Any])?["syncedVersion"] as? NSNumber)?.uint64Value ?? 0 >= version
+            }
             if all, synced == nil { synced = clock.now }
-            if (view["complete"] as? Bool) == true, let synced { return (firstByte ?? synced, synced, clock.now, moved) }
+            if (view["complete"] as? Bool) == true, let synced {
+                return (firstByte ?? synced, synced, clock.now, moved)
+            }
             try await Task.sleep(for: .milliseconds(100))
         }
         throw AgadirError(.unavailable, "the rebalance to version \(version) did not complete within \(timeout)")
@@ -203,10 +241,13 @@ struct RebalanceBench {
                     for i in 0..<1_000_000 where ContinuousClock.now < end {
                         let p0 = ContinuousClock.now
                         do {
-                            _ = try await client.put(bucket: "load", key: "fg-\(tag)-\(t)-\(i)", data: BenchData.stamp(body, index: i, run: UInt64(t)))
+                            _ = try await client.put(
+                                bucket: "load", key: "fg-\(tag)-\(t)-\(i)",
+                                data: BenchData.stamp(body, index: i, run: UInt64(t)))
                             let p1 = ContinuousClock.now
                             samples.puts.withLock { $0.append(Self.seconds(p1 - p0) * 1000) }
-                            _ = try await client.get(bucket: "load", key: "load-\(Int.random(in: 0..<objects, using: &rng))")
+                            _ = try await client.get(
+                                bucket: "load", key: "load-\(Int.random(in: 0..<objects, using: &rng))")
                             samples.gets.withLock { $0.append(Self.seconds(ContinuousClock.now - p1) * 1000) }
                         } catch {
                             samples.failures.withLock { $0 += 1 }
@@ -222,7 +263,8 @@ struct RebalanceBench {
         let p = samples.puts.withLock { $0 }
         let g = samples.gets.withLock { $0 }
         return Foreground(
-            ops: p.count + g.count, seconds: seconds(ContinuousClock.now - start), putP50: pct(p, 0.5), putP99: pct(p, 0.99),
+            ops: p.count + g.count, seconds: seconds(ContinuousClock.now - start), putP50: pct(p, 0.5),
+            putP99: pct(p, 0.99),
             getP50: pct(g, 0.5), getP99: pct(g, 0.99), failures: samples.failures.withLock { $0 })
     }
 }

@@ -54,12 +54,17 @@ func printJSON<T: Encodable>(_ value: T) {
 func statusTable(_ nodes: [LabNodeStatus]) -> String {
     let header = ["NODE", "SITE", "STATE", "PID", "CLIENT", "PEER", "DATA"]
     let rows = nodes.map { n in
-        [n.name, n.site, n.state.rawValue, n.pid.map(String.init) ?? "-", n.clientEndpoint ?? "-", n.peerEndpoint ?? "-", n.dataDir]
+        [
+            n.name, n.site, n.state.rawValue, n.pid.map(String.init) ?? "-", n.clientEndpoint ?? "-",
+            n.peerEndpoint ?? "-", n.dataDir,
+        ]
     }
     let widths = header.indices.map { c in ([header] + rows).map { $0[c].count }.max() ?? 0 }
     return ([header] + rows).map { row in
-        row.indices.map { c in c == row.count - 1 ? row[c] : row[c].padding(toLength: widths[c], withPad: " ", startingAt: 0) }
-            .joined(separator: "  ")
+        row.indices.map { c in
+            c == row.count - 1 ? row[c] : row[c].padding(toLength: widths[c], withPad: " ", startingAt: 0)
+        }
+        .joined(separator: "  ")
     }.joined(separator: "\n")
 }
 
@@ -70,7 +75,9 @@ func parseSites(_ s: String) -> [String] {
 func parseLabels(_ labels: [String]) throws -> [String: String] {
     var out: [String: String] = [:]
     for l in labels {
-        guard let eq = l.firstIndex(of: "="), eq != l.startIndex else { throw ValidationError("label '\(l)' must be KEY=VALUE") }
+        guard let eq = l.firstIndex(of: "="), eq != l.startIndex else {
+            throw ValidationError("label '\(l)' must be KEY=VALUE")
+        }
         out[String(l[..<eq])] = String(l[l.index(after: eq)...])
     }
     return out
@@ -83,9 +90,14 @@ struct TopologyOptions: ParsableArguments {
     @Option(name: .long, help: "Nodes in each site (default 2).") var nodesPerSite = 2
     @Option(name: .long, help: "Cluster name (default agadir-lab).") var clusterName = "agadir-lab"
     @Option(name: .long, help: "Site label KEY=VALUE given to every node (repeatable).") var label: [String] = []
-    @Flag(name: .long, help: "Return once every node is ready, without waiting for gossip to converge.") var noWait = false
+    @Flag(name: .long, help: "Return once every node is ready, without waiting for gossip to converge.") var noWait =
+        false
     @Option(name: .long, help: "Seconds to wait for convergence (default 60).") var timeout = 60
-    @Flag(name: .long, help: "Do not apply a layout (the nodes stay standalone until `agadir admin layout apply`); --no-wait implies it.")
+    @Flag(
+        name: .long,
+        help:
+            "Do not apply a layout (the nodes stay standalone until `agadir admin layout apply`); --no-wait implies it."
+    )
     var noLayout = false
     @Argument(parsing: .postTerminator, help: "Extra agadird arguments, after --.") var extra: [String] = []
 }
@@ -93,10 +105,14 @@ struct TopologyOptions: ParsableArguments {
 /// Applies the lab's layout (every node at 1 TB, known site labels, the default policies)
 /// when the nodes hold none yet, unless --no-layout.
 func applyLayoutIfNeeded(_ lab: Lab, _ topology: TopologyOptions) async throws {
-    guard !topology.noLayout, !topology.noWait, let first = try lab.status().first(where: { $0.state == .running })?.name else { return }
+    guard !topology.noLayout, !topology.noWait,
+        let first = try lab.status().first(where: { $0.state == .running })?.name
+    else { return }
     guard try await lab.layoutVersion(of: first) == 0 else { return }
     let version = try await lab.applyLayout()
-    let policies = Lab.defaultPolicies(sites: parseSites(topology.sites), nodesPerSite: topology.nodesPerSite).map { "\($0.name) (RF \($0.replicationFactor), \($0.sites))" }
+    let policies = Lab.defaultPolicies(sites: parseSites(topology.sites), nodesPerSite: topology.nodesPerSite).map {
+        "\($0.name) (RF \($0.replicationFactor), \($0.sites))"
+    }
     print("layout version \(version) applied; policies: default, \(policies.joined(separator: ", "))")
 }
 
@@ -123,7 +139,8 @@ struct Up: AsyncParsableCommand {
 }
 
 struct Status: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show every node: state (checked live), pid, endpoints, data.")
+    static let configuration = CommandConfiguration(
+        abstract: "Show every node: state (checked live), pid, endpoints, data.")
     @OptionGroup var root: RootOption
     @Flag(name: .long, help: "Print a JSON array.") var json = false
 
@@ -149,7 +166,8 @@ struct Kill: AsyncParsableCommand {
 }
 
 struct Stop: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Stop a node gracefully (SIGTERM, then SIGKILL after --timeout), or every node.")
+    static let configuration = CommandConfiguration(
+        abstract: "Stop a node gracefully (SIGTERM, then SIGKILL after --timeout), or every node.")
     @OptionGroup var root: RootOption
     @Argument(help: "Node name; omit to stop every node.") var node: String?
     @Option(name: .long, help: "Seconds before SIGKILL (default 30).") var timeout = 30
@@ -169,7 +187,8 @@ struct Stop: AsyncParsableCommand {
 }
 
 struct Start: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Start a node (on its previous ports), or every node that is not running.")
+    static let configuration = CommandConfiguration(
+        abstract: "Start a node (on its previous ports), or every node that is not running.")
     @OptionGroup var root: RootOption
     @Argument(help: "Node name; omit to start every node that is not running.") var node: String?
 
@@ -197,7 +216,8 @@ struct Restart: AsyncParsableCommand {
 }
 
 struct Pause: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Freeze a node with SIGSTOP (alive, but it answers nothing).")
+    static let configuration = CommandConfiguration(
+        abstract: "Freeze a node with SIGSTOP (alive, but it answers nothing).")
     @OptionGroup var root: RootOption
     @Argument(help: "Node name.") var node: String
 
@@ -241,7 +261,8 @@ struct Logs: AsyncParsableCommand {
             var offset = (try? handle.seekToEnd()) ?? 0
             while true {
                 try? await Task.sleep(for: .milliseconds(200))
-                let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.uint64Value ?? offset
+                let size =
+                    (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.uint64Value ?? offset
                 if size < offset { offset = 0 }  // the log was truncated
                 guard size > offset else { continue }
                 try? handle.seek(toOffset: offset)
@@ -254,7 +275,8 @@ struct Logs: AsyncParsableCommand {
 }
 
 struct Down: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Stop every node (by pid); print where the data is, or delete it with --purge.")
+    static let configuration = CommandConfiguration(
+        abstract: "Stop every node (by pid); print where the data is, or delete it with --purge.")
     @OptionGroup var root: RootOption
     @Flag(name: .long, help: "Delete the lab root after stopping the nodes.") var purge = false
 
@@ -278,7 +300,8 @@ struct Down: AsyncParsableCommand {
 
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Start a lab in the foreground (a fresh root unless --root), print how to reach it, stop it on Ctrl-C.")
+        abstract:
+            "Start a lab in the foreground (a fresh root unless --root), print how to reach it, stop it on Ctrl-C.")
     @Option(name: .long, help: "Lab root (default: a fresh temporary directory).") var root: String?
     @OptionGroup var topology: TopologyOptions
 
@@ -314,7 +337,8 @@ struct Run: AsyncParsableCommand {
             print(statusTable(nodes))
             let first = nodes.first?.clientEndpoint ?? "127.0.0.1:7480"
             let bin = (try? AgadirBinaries.directory().path).map { $0 + "/" } ?? ""
-            print("""
+            print(
+                """
 
                 The lab runs in \(lab.root.path). Reach it from another terminal with:
                   export AGADIR_ENDPOINT=\(first)

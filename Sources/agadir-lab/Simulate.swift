@@ -3,11 +3,11 @@ import AgadirSimulation
 import ArgumentParser
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// `agadir-lab simulate`: runs the real membership state machine on a simulated network.

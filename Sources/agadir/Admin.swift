@@ -15,14 +15,16 @@ struct AdminGroup: AsyncParsableCommand {
         commandName: "admin",
         abstract: "Cluster administration.",
         subcommands: [
-            Members.self, ClusterStatusCommand.self, Layout.self, PolicyCommand.self, Node.self, Audit.self, Rebalance.self, Repair.self,
+            Members.self, ClusterStatusCommand.self, Layout.self, PolicyCommand.self, Node.self, Audit.self,
+            Rebalance.self, Repair.self,
             Scrub.self, GarbageCollection.self, Workers.self,
         ])
 }
 
 struct Workers: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Every node's background workers: state (busy, throttled, idle, paused, done, failed), phase, progress, last error.",
+        abstract:
+            "Every node's background workers: state (busy, throttled, idle, paused, done, failed), phase, progress, last error.",
         discussion: "Exit code 0, or 1 when a worker has failed or a node's workers could not be read.")
     @OptionGroup var options: GlobalOptions
 
@@ -43,14 +45,18 @@ struct Workers: AsyncParsableCommand {
             }
             print(table(["NODE", "WORKER", "STATE", "PHASE", "PROGRESS", "LAST ERROR"], rows))
         }
-        if nodes.contains(where: { n in n.workers == nil || (n.workers ?? []).contains { $0.state == .failed } }) { throw ExitCode(1) }
+        if nodes.contains(where: { n in n.workers == nil || (n.workers ?? []).contains { $0.state == .failed } }) {
+            throw ExitCode(1)
+        }
     }
 }
 
 // MARK: - Plumbing for admin commands (typed records of the admin schema, AgadirWire's `Admin`)
 
 /// Runs `command` on the node of `options` and returns its typed answer.
-func admin<Input, Output>(_ options: GlobalOptions, _ command: AdminCommand<Input, Output>, _ input: Input) async throws -> Output {
+func admin<Input, Output>(_ options: GlobalOptions, _ command: AdminCommand<Input, Output>, _ input: Input) async throws
+    -> Output
+{
     var answer: Output? = nil
     try await withClient(options) { client in answer = try await client.admin(command, input) }
     guard let answer else { throw ExitCode(1) }
@@ -72,7 +78,9 @@ func printJSON(value: some Encodable, pretty: Bool = true) {
 func table(_ header: [String], _ rows: [[String]]) -> String {
     let widths = header.indices.map { c in ([header] + rows).map { $0[c].count }.max() ?? 0 }
     return ([header] + rows).map { row in
-        row.indices.map { c in c == row.count - 1 ? row[c] : row[c].padding(toLength: widths[c], withPad: " ", startingAt: 0) }
-            .joined(separator: "  ")
+        row.indices.map { c in
+            c == row.count - 1 ? row[c] : row[c].padding(toLength: widths[c], withPad: " ", startingAt: 0)
+        }
+        .joined(separator: "  ")
     }.joined(separator: "\n")
 }

@@ -18,7 +18,8 @@ struct Scrub: AsyncParsableCommand {
 
 struct ScrubStatus: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "status", abstract: "Each node's scrub: state, progress of the pass, corrupt chunks found and repaired.",
+        commandName: "status",
+        abstract: "Each node's scrub: state, progress of the pass, corrupt chunks found and repaired.",
         discussion: "Exit code 0, or 1 when a node holds quarantined chunks no good copy has replaced yet.")
     @OptionGroup var options: GlobalOptions
 
@@ -27,13 +28,20 @@ struct ScrubStatus: AsyncParsableCommand {
         if options.json {
             printJSON(value: nodes)
         } else {
-            print(table(["NODE", "STATE", "PASSES", "CHECKED", "CORRUPT", "REPAIRED", "QUARANTINED", "RATE"], nodes.map { n in
-                guard let s = n.scrub else { return [n.node, "unknown: \(n.error ?? "")", "", "", "", "", "", ""] }
-                return [
-                    n.node, s.state, "\(s.passes)", "\(s.chunksChecked) (\(formatBytes(s.bytesChecked)))", "\(s.corruptFound)",
-                    "\(s.repaired)", "\(s.quarantined)", s.bytesPerSecond == 0 ? "off" : formatRate(UInt64(max(0, s.bytesPerSecond))),
-                ]
-            }))
+            print(
+                table(
+                    ["NODE", "STATE", "PASSES", "CHECKED", "CORRUPT", "REPAIRED", "QUARANTINED", "RATE"],
+                    nodes.map { n in
+                        guard let s = n.scrub else {
+                            return [n.node, "unknown: \(n.error ?? "")", "", "", "", "", "", ""]
+                        }
+                        return [
+                            n.node, s.state, "\(s.passes)", "\(s.chunksChecked) (\(formatBytes(s.bytesChecked)))",
+                            "\(s.corruptFound)",
+                            "\(s.repaired)", "\(s.quarantined)",
+                            s.bytesPerSecond == 0 ? "off" : formatRate(UInt64(max(0, s.bytesPerSecond))),
+                        ]
+                    }))
         }
         let quarantined = nodes.reduce(0) { $0 + ($1.scrub?.quarantined ?? 0) }
         if quarantined > 0 { throw ExitCode(1) }
@@ -41,13 +49,15 @@ struct ScrubStatus: AsyncParsableCommand {
 }
 
 struct ScrubStart: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "start", abstract: "Start a scrub pass on every node now (and lift a pause).")
+    static let configuration = CommandConfiguration(
+        commandName: "start", abstract: "Start a scrub pass on every node now (and lift a pause).")
     @OptionGroup var options: GlobalOptions
     func run() async throws { try await maintenanceCall(options, Admin.scrubStart) }
 }
 
 struct ScrubPause: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "pause", abstract: "Pause the scrub on every node (until `scrub start`).")
+    static let configuration = CommandConfiguration(
+        commandName: "pause", abstract: "Pause the scrub on every node (until `scrub start`).")
     @OptionGroup var options: GlobalOptions
     func run() async throws { try await maintenanceCall(options, Admin.scrubPause) }
 }
@@ -55,7 +65,8 @@ struct ScrubPause: AsyncParsableCommand {
 struct GarbageCollection: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gc",
-        abstract: "Garbage collection of chunks no object refers to any more (after the grace period, agadird --garbage-grace).",
+        abstract:
+            "Garbage collection of chunks no object refers to any more (after the grace period, agadird --garbage-grace).",
         subcommands: [GarbageStatus.self, GarbageStart.self])
 }
 
@@ -69,13 +80,20 @@ struct GarbageStatus: AsyncParsableCommand {
             printJSON(value: nodes)
             return
         }
-        print(table(["NODE", "STATE", "PASSES", "REFS DROPPED", "UNDECIDED", "CHUNKS RECLAIMED", "SEGMENTS COMPACTED", "FREED"], nodes.map { n in
-            guard let g = n.gc else { return [n.node, "unknown: \(n.error ?? "")", "", "", "", "", "", ""] }
-            return [
-                n.node, g.state, "\(g.passes)", "\(g.referencesDropped)", "\(g.referencesUndecided)", "\(g.chunksReclaimed)",
-                "\(g.segmentsCompacted)", formatBytes(g.bytesFreed),
-            ]
-        }))
+        print(
+            table(
+                [
+                    "NODE", "STATE", "PASSES", "REFS DROPPED", "UNDECIDED", "CHUNKS RECLAIMED", "SEGMENTS COMPACTED",
+                    "FREED",
+                ],
+                nodes.map { n in
+                    guard let g = n.gc else { return [n.node, "unknown: \(n.error ?? "")", "", "", "", "", "", ""] }
+                    return [
+                        n.node, g.state, "\(g.passes)", "\(g.referencesDropped)", "\(g.referencesUndecided)",
+                        "\(g.chunksReclaimed)",
+                        "\(g.segmentsCompacted)", formatBytes(g.bytesFreed),
+                    ]
+                }))
     }
 }
 
@@ -86,7 +104,8 @@ struct GarbageStart: AsyncParsableCommand {
     func run() async throws { try await maintenanceCall(options, Admin.gcStart) }
 }
 
-func maintenanceCall(_ options: GlobalOptions, _ command: AdminCommand<Admin.Empty, Admin.MaintenanceView>) async throws {
+func maintenanceCall(_ options: GlobalOptions, _ command: AdminCommand<Admin.Empty, Admin.MaintenanceView>) async throws
+{
     let view = try await admin(options, command)
     if options.json {
         printJSON(value: view)

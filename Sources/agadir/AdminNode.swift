@@ -20,7 +20,8 @@ struct Node: AsyncParsableCommand {
 struct NodeDrain: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "drain",
-        abstract: "Set the node's capacity to 0 and apply the next layout version: its partitions move to the other nodes.",
+        abstract:
+            "Set the node's capacity to 0 and apply the next layout version: its partitions move to the other nodes.",
         discussion: """
             The node keeps serving (it stays a source of its partitions until the old layout version retires). \
             Refused with exit code 3 when other layout changes are staged, 2 when the node is not in the layout, \
@@ -35,7 +36,9 @@ struct NodeDrain: AsyncParsableCommand {
             printJSON(value: plan)
             return
         }
-        print("node \(node) drained: layout version \(plan.toVersion) applied with capacity 0 for it; its partitions move away.")
+        print(
+            "node \(node) drained: layout version \(plan.toVersion) applied with capacity 0 for it; its partitions move away."
+        )
         print("Watch `agadir admin rebalance status`; once it says complete, `agadir admin node remove \(node)`.")
         print("")
         print(LayoutPlan.render(plan))
@@ -67,7 +70,9 @@ struct NodeRemove: AsyncParsableCommand {
             printJSON(value: plan)
             return
         }
-        print("node \(node) removed: layout version \(plan.toVersion) applied; the node may be stopped once `agadir admin rebalance status` says complete.")
+        print(
+            "node \(node) removed: layout version \(plan.toVersion) applied; the node may be stopped once `agadir admin rebalance status` says complete."
+        )
         print("")
         print(LayoutPlan.render(plan))
     }
@@ -110,12 +115,19 @@ struct ClusterStatusCommand: AsyncParsableCommand {
                 note = ""
             }
             rows.append([
-                n.site == lastSite ? "" : n.site, n.node, n.state, bytes(n.capacity), bytes(n.usedBytes), bytes(n.freeBytes),
-                bytes(n.fsFreeBytes), "\(n.partitions)", n.hintsPending.map { "\($0)" } ?? "-", n.rebalance ?? "-", note,
+                n.site == lastSite ? "" : n.site, n.node, n.state, bytes(n.capacity), bytes(n.usedBytes),
+                bytes(n.freeBytes),
+                bytes(n.fsFreeBytes), "\(n.partitions)", n.hintsPending.map { "\($0)" } ?? "-", n.rebalance ?? "-",
+                note,
             ])
             lastSite = n.site
         }
-        lines.append(table(["SITE", "NODE", "STATE", "CAPACITY", "USED", "FREE", "FS FREE", "PARTITIONS", "HINTS", "REBALANCE", "NOTE"], rows))
+        lines.append(
+            table(
+                [
+                    "SITE", "NODE", "STATE", "CAPACITY", "USED", "FREE", "FS FREE", "PARTITIONS", "HINTS", "REBALANCE",
+                    "NOTE",
+                ], rows))
         if view.underReplicated.isEmpty {
             lines.append("under-replicated partitions: none")
         } else {

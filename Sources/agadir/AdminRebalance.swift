@@ -5,7 +5,7 @@ import ArgumentParser
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 // MARK: - agadir admin rebalance
@@ -103,28 +103,35 @@ struct RebalanceSet: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "set",
         abstract: "Set the rebalance throttles on every node (each node pulls at most this much per second).",
-        discussion: "Rates take units: 200MB/s, 1GiB/s, or 0 / unlimited. A node that is down learns the settings from a peer when it is back.")
+        discussion:
+            "Rates take units: 200MB/s, 1GiB/s, or 0 / unlimited. A node that is down learns the settings from a peer when it is back."
+    )
     @OptionGroup var options: GlobalOptions
     @Option(name: .customLong("rate-intra-site"), help: "Pull rate from nodes of the same site.") var intra: String?
     @Option(name: .customLong("rate-inter-site"), help: "Pull rate from nodes of other sites.") var inter: String?
 
     func run() async throws {
-        guard intra != nil || inter != nil else { throw ValidationError("give --rate-intra-site, --rate-inter-site or both") }
+        guard intra != nil || inter != nil else {
+            throw ValidationError("give --rate-intra-site, --rate-inter-site or both")
+        }
         try await rebalanceSet(
             options,
-            Admin.RebalanceChange(intraSiteBytesPerSecond: try intra.map(parseRate), interSiteBytesPerSecond: try inter.map(parseRate)))
+            Admin.RebalanceChange(
+                intraSiteBytesPerSecond: try intra.map(parseRate), interSiteBytesPerSecond: try inter.map(parseRate)))
     }
 }
 
 struct RebalancePause: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "pause", abstract: "Pause the data movement on every node (writes keep reaching both layout versions).")
+        commandName: "pause",
+        abstract: "Pause the data movement on every node (writes keep reaching both layout versions).")
     @OptionGroup var options: GlobalOptions
     func run() async throws { try await rebalanceSet(options, Admin.RebalanceChange(paused: true)) }
 }
 
 struct RebalanceResume: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "resume", abstract: "Resume the data movement on every node.")
+    static let configuration = CommandConfiguration(
+        commandName: "resume", abstract: "Resume the data movement on every node.")
     @OptionGroup var options: GlobalOptions
     func run() async throws { try await rebalanceSet(options, Admin.RebalanceChange(paused: false)) }
 }
@@ -138,5 +145,7 @@ func rebalanceSet(_ options: GlobalOptions, _ change: Admin.RebalanceChange) asy
     print(throttles(view.settings) + (view.settings.paused ? "; PAUSED" : "; running"))
     print(
         "taken by \(view.reached.count) node(s)"
-            + (view.unreached.isEmpty ? "" : "; not reached now (they learn it from a peer later): \(view.unreached.joined(separator: ", "))"))
+            + (view.unreached.isEmpty
+                ? "" : "; not reached now (they learn it from a peer later): \(view.unreached.joined(separator: ", "))")
+    )
 }

@@ -36,7 +36,8 @@ struct RepairStart: AsyncParsableCommand {
             return out
         }
         let before = wait ? passes(try await admin(options, Admin.repairStatus)) : [:]
-        let view = try await admin(options, Admin.repairStart, Admin.RepairRequest(bucket: bucket, partition: partition))
+        let view = try await admin(
+            options, Admin.repairStart, Admin.RepairRequest(bucket: bucket, partition: partition))
         if !options.json {
             print(
                 "repair started on \(view.reached.count) node(s)"
@@ -65,7 +66,8 @@ struct RepairStart: AsyncParsableCommand {
 }
 
 struct RepairStatus: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "status", abstract: "Each node's last or running anti-entropy pass.")
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Each node's last or running anti-entropy pass.")
     @OptionGroup var options: GlobalOptions
 
     func run() async throws {
@@ -83,7 +85,8 @@ struct RepairStatus: AsyncParsableCommand {
             let copied = "\(r.manifestsCopied) manifests, \(r.chunksCopied) chunks"
             let unreachable = r.unreachable.joined(separator: ",")
             rows.append([
-                n.node, r.state, "\(r.passes)", "\(r.partitionsChecked)/\(r.partitionsTotal)", "\(r.partitionsRepaired)", copied,
+                n.node, r.state, "\(r.passes)", "\(r.partitionsChecked)/\(r.partitionsTotal)",
+                "\(r.partitionsRepaired)", copied,
                 "\(r.tombstonesPurged)", unreachable.isEmpty ? (r.lastError ?? "") : "unreachable: \(unreachable)",
             ])
         }

@@ -32,7 +32,9 @@ struct GlobalOptions: ParsableArguments {
     @Flag(name: .long, help: "Print machine-readable JSON on stdout.")
     var json = false
 
-    @Option(name: .long, help: "Consistency level: ONE, QUORUM, LOCAL_QUORUM, EACH_QUORUM or ALL (default: the bucket's policy).")
+    @Option(
+        name: .long,
+        help: "Consistency level: ONE, QUORUM, LOCAL_QUORUM, EACH_QUORUM or ALL (default: the bucket's policy).")
     var consistency: String?
 
     func level() throws -> ConsistencyLevel? {
@@ -105,7 +107,9 @@ func splitPath(_ s: String, keyRequired: Bool) throws -> (String, String) {
 }
 
 func printJSON(_ object: Any) {
-    if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]) {
+    if let data = try? JSONSerialization.data(
+        withJSONObject: object, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
+    {
         print(String(decoding: data, as: UTF8.self))
     }
 }
@@ -168,7 +172,11 @@ struct MakeBucket: AsyncParsableCommand {
     func run() async throws {
         try await withClient(options) { client in
             try await client.createBucket(bucket, policy: policy)
-            if options.json { printJSON(["bucket": bucket, "created": true]) } else { print("created bucket \(bucket)") }
+            if options.json {
+                printJSON(["bucket": bucket, "created": true])
+            } else {
+                print("created bucket \(bucket)")
+            }
         }
     }
 }
@@ -181,7 +189,11 @@ struct RemoveBucket: AsyncParsableCommand {
     func run() async throws {
         try await withClient(options) { client in
             try await client.deleteBucket(bucket)
-            if options.json { printJSON(["bucket": bucket, "deleted": true]) } else { print("deleted bucket \(bucket)") }
+            if options.json {
+                printJSON(["bucket": bucket, "deleted": true])
+            } else {
+                print("deleted bucket \(bucket)")
+            }
         }
     }
 }
@@ -208,7 +220,8 @@ struct Put: AsyncParsableCommand {
             defer { cleanup() }
             let progress = Progress(total: size, label: "put \(key)")
             let request = PutRequest(bucket: bucket, key: key, size: size, contentType: contentType, metadata: metadata)
-            let result = try await client.put(request, consistency: try options.level()) { (send: (ArraySlice<UInt8>) async throws(AgadirError) -> Void) throws(AgadirError) in
+            let result = try await client.put(request, consistency: try options.level()) {
+                (send: (ArraySlice<UInt8>) async throws(AgadirError) -> Void) throws(AgadirError) in
                 var sent: UInt64 = 0
                 while sent < size {
                     let data: Data
@@ -218,7 +231,8 @@ struct Put: AsyncParsableCommand {
                         throw AgadirError(.invalidArgument, "reading \(file) failed: \(error)")
                     }
                     if data.isEmpty {
-                        throw AgadirError(.bodyLengthMismatch, "\(file) shrank while uploading (\(sent) of \(size) bytes)")
+                        throw AgadirError(
+                            .bodyLengthMismatch, "\(file) shrank while uploading (\(sent) of \(size) bytes)")
                     }
                     sent += UInt64(data.count)
                     try await send(ArraySlice(data))
@@ -227,7 +241,10 @@ struct Put: AsyncParsableCommand {
             }
             progress.finish()
             if options.json {
-                printJSON(["bucket": bucket, "key": key, "size": result.size, "etag": result.etag?.hex ?? "", "version": result.version.description])
+                printJSON([
+                    "bucket": bucket, "key": key, "size": result.size, "etag": result.etag?.hex ?? "",
+                    "version": result.version.description,
+                ])
             } else {
                 print("\(bucket)/\(key) \(result.size) bytes etag \(result.etag?.hex ?? "")")
             }
@@ -238,8 +255,11 @@ struct Put: AsyncParsableCommand {
     /// because the protocol announces the size before the body.
     func openSource(_ file: String) throws -> (FileHandle, UInt64, () -> Void) {
         if file == "-" {
-            let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("agadir-put-\(getpid())-\(UUID().uuidString)")
-            guard FileManager.default.createFile(atPath: tmp.path, contents: nil), let out = try? FileHandle(forWritingTo: tmp) else {
+            let tmp = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "agadir-put-\(getpid())-\(UUID().uuidString)")
+            guard FileManager.default.createFile(atPath: tmp.path, contents: nil),
+                let out = try? FileHandle(forWritingTo: tmp)
+            else {
                 throw LocalFileError(message: "cannot create a temporary file to spool standard input")
             }
             var size: UInt64 = 0
@@ -251,7 +271,12 @@ struct Put: AsyncParsableCommand {
             guard let handle = FileHandle(forReadingAtPath: tmp.path) else {
                 throw LocalFileError(message: "cannot reopen the spooled standard input")
             }
-            return (handle, size, { try? handle.close(); try? FileManager.default.removeItem(at: tmp) })
+            return (
+                handle, size,
+                {
+                    try? handle.close(); try? FileManager.default.removeItem(at: tmp)
+                }
+            )
         }
         guard let attrs = try? FileManager.default.attributesOfItem(atPath: file),
             (attrs[.type] as? FileAttributeType) == .typeRegular, let size = (attrs[.size] as? NSNumber)?.uint64Value,
@@ -268,13 +293,15 @@ struct Get: AsyncParsableCommand {
     @OptionGroup var options: GlobalOptions
     @Argument(help: "BUCKET/KEY") var path: String
     @Argument(help: "Destination file, or - (default) for standard output.") var destination: String = "-"
-    @Option(name: .long, help: "Byte range OFFSET-END (inclusive end, as HTTP) or OFFSET- to the end.") var range: String?
+    @Option(name: .long, help: "Byte range OFFSET-END (inclusive end, as HTTP) or OFFSET- to the end.") var range:
+        String?
 
     func run() async throws {
         let (bucket, key) = try splitPath(path, keyRequired: true)
         let byteRange = try range.map(parseRange)
         try await withClient(options) { client in
-            let download = try await client.download(bucket: bucket, key: key, range: byteRange, consistency: try options.level())
+            let download = try await client.download(
+                bucket: bucket, key: key, range: byteRange, consistency: try options.level())
             let expected = download.info.range?.length ?? download.info.size
             let toStdout = destination == "-"
             let tmp = toStdout ? "" : destination + ".agadir-partial-\(getpid())"
@@ -282,7 +309,9 @@ struct Get: AsyncParsableCommand {
             if toStdout {
                 out = FileHandle.standardOutput
             } else {
-                guard FileManager.default.createFile(atPath: tmp, contents: nil), let h = FileHandle(forWritingAtPath: tmp) else {
+                guard FileManager.default.createFile(atPath: tmp, contents: nil),
+                    let h = FileHandle(forWritingAtPath: tmp)
+                else {
                     download.body.abandon()
                     throw LocalFileError(message: "cannot create \(tmp)")
                 }
@@ -302,10 +331,12 @@ struct Get: AsyncParsableCommand {
                 }
                 progress.finish()
                 guard received == expected else {
-                    throw AgadirError(.bodyLengthMismatch, "received \(received) of \(expected) bytes of \(bucket)/\(key)")
+                    throw AgadirError(
+                        .bodyLengthMismatch, "received \(received) of \(expected) bytes of \(bucket)/\(key)")
                 }
                 if byteRange == nil, hasher.finalize() != download.info.etag {
-                    throw AgadirError(.checksumMismatch, "\(bucket)/\(key) does not match its ETag \(download.info.etag.hex)")
+                    throw AgadirError(
+                        .checksumMismatch, "\(bucket)/\(key) does not match its ETag \(download.info.etag.hex)")
                 }
                 if !toStdout {
                     try? out.synchronize()
@@ -327,7 +358,9 @@ struct Get: AsyncParsableCommand {
 
     func parseRange(_ s: String) throws -> ByteRange {
         let parts = s.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
-        guard parts.count == 2, let start = UInt64(parts[0]) else { throw ValidationError("range must be OFFSET-END or OFFSET-") }
+        guard parts.count == 2, let start = UInt64(parts[0]) else {
+            throw ValidationError("range must be OFFSET-END or OFFSET-")
+        }
         if parts[1].isEmpty { return ByteRange(offset: start, length: nil) }
         guard let end = UInt64(parts[1]), end >= start else { throw ValidationError("range end must be >= its start") }
         return ByteRange(offset: start, length: end - start + 1)
@@ -364,7 +397,9 @@ struct Remove: AsyncParsableCommand {
         let (bucket, key) = try splitPath(path, keyRequired: true)
         try await withClient(options) { client in
             let r = try await client.delete(bucket: bucket, key: key, consistency: try options.level())
-            if options.json { printJSON(["bucket": bucket, "key": key, "deleted": true, "version": r.version.description]) } else {
+            if options.json {
+                printJSON(["bucket": bucket, "key": key, "deleted": true, "version": r.version.description])
+            } else {
                 print("deleted \(bucket)/\(key)")
             }
         }
@@ -376,7 +411,8 @@ struct List: AsyncParsableCommand {
         commandName: "ls", abstract: "List buckets, or the objects of BUCKET[/PREFIX] (folders by '/').")
     @OptionGroup var options: GlobalOptions
     @Argument(help: "BUCKET[/PREFIX]; omit to list buckets.") var path: String?
-    @Flag(name: [.short, .long], help: "List every key under the prefix, without rolling up folders.") var recursive = false
+    @Flag(name: [.short, .long], help: "List every key under the prefix, without rolling up folders.") var recursive =
+        false
     @Option(name: .long, help: "Start after this key.") var startAfter: String?
     @Option(name: .long, help: "Stop after this many entries (default: all).") var limit: Int?
 
@@ -385,7 +421,10 @@ struct List: AsyncParsableCommand {
             guard let path else {
                 let buckets = try await client.listBuckets()
                 if options.json {
-                    printJSON(buckets.map { ["name": $0.name, "policy": $0.policy, "createdMillis": $0.createdMillis] as [String: Any] })
+                    printJSON(
+                        buckets.map {
+                            ["name": $0.name, "policy": $0.policy, "createdMillis": $0.createdMillis] as [String: Any]
+                        })
                 } else {
                     for b in buckets { print("\(isoDate(millis: b.createdMillis))  \(b.name)  (policy \(b.policy))") }
                 }
@@ -410,14 +449,18 @@ struct List: AsyncParsableCommand {
                 printJSON([
                     "bucket": bucket, "prefix": prefix, "commonPrefixes": prefixes,
                     "objects": objects.map {
-                        ["key": $0.key, "size": $0.size, "etag": $0.etag.hex, "version": $0.version.description,
-                         "lastModifiedMillis": $0.version.timestamp.physicalMillis] as [String: Any]
+                        [
+                            "key": $0.key, "size": $0.size, "etag": $0.etag.hex, "version": $0.version.description,
+                            "lastModifiedMillis": $0.version.timestamp.physicalMillis,
+                        ] as [String: Any]
                     },
                 ])
             } else {
                 for p in prefixes { print("                          DIR  \(p)") }
                 for o in objects {
-                    print("\(isoDate(millis: o.version.timestamp.physicalMillis))  \(String(o.size).leftPad(12))  \(o.key)")
+                    print(
+                        "\(isoDate(millis: o.version.timestamp.physicalMillis))  \(String(o.size).leftPad(12))  \(o.key)"
+                    )
                 }
             }
         }
@@ -439,8 +482,12 @@ struct Stat: AsyncParsableCommand {
                 print("buckets:            \(s.buckets)\nobjects:            \(s.objects)")
                 print("logical bytes:      \(s.logicalBytes)\ninline bytes:       \(s.inlineBytes)")
                 print("chunks:             \(s.chunks)\nunique raw bytes:   \(s.uniqueRawBytes)")
-                print("stored bytes:       \(s.storedBytes)\nsegment files:      \(s.segmentFiles) (\(s.segmentBytes) bytes)")
-                print(String(format: "dedup ratio:        %.3f\ncompression ratio:  %.3f", s.dedupRatio, s.compressionRatio))
+                print(
+                    "stored bytes:       \(s.storedBytes)\nsegment files:      \(s.segmentFiles) (\(s.segmentBytes) bytes)"
+                )
+                print(
+                    String(
+                        format: "dedup ratio:        %.3f\ncompression ratio:  %.3f", s.dedupRatio, s.compressionRatio))
             }
         }
     }
@@ -488,13 +535,18 @@ struct Members: AsyncParsableCommand {
     static func table(_ members: [MemberInfo]) -> String {
         let header = ["NODE", "SITE", "STATE", "INCARNATION", "CLIENT", "PEER", "LAST CONTACT"]
         let rows = members.map { m in
-            [m.nodeID, m.site, m.state, String(m.incarnation), m.clientAddress, m.peerAddress.isEmpty ? "-" : m.peerAddress,
-             lastContact(m.lastContactMillisAgo)]
+            [
+                m.nodeID, m.site, m.state, String(m.incarnation), m.clientAddress,
+                m.peerAddress.isEmpty ? "-" : m.peerAddress,
+                lastContact(m.lastContactMillisAgo),
+            ]
         }
         let widths = header.indices.map { c in ([header] + rows).map { $0[c].count }.max() ?? 0 }
         return ([header] + rows).map { row in
-            row.indices.map { c in c == row.count - 1 ? row[c] : row[c].padding(toLength: widths[c], withPad: " ", startingAt: 0) }
-                .joined(separator: "  ")
+            row.indices.map { c in
+                c == row.count - 1 ? row[c] : row[c].padding(toLength: widths[c], withPad: " ", startingAt: 0)
+            }
+            .joined(separator: "  ")
         }.joined(separator: "\n")
     }
 

@@ -101,7 +101,8 @@ struct Agadird: AsyncParsableCommand {
     var printConfig = false
 
     func resolve() throws -> NodeConfiguration {
-        var c = try config.map { path throws(AgadirError) in try NodeConfiguration.load(file: path) } ?? NodeConfiguration()
+        var c =
+            try config.map { path throws(AgadirError) in try NodeConfiguration.load(file: path) } ?? NodeConfiguration()
         try c.applyEnvironment(ProcessInfo.processInfo.environment)
         if let dataDir { c.dataDir = dataDir }
         if let listen { c.listen = listen }
@@ -129,7 +130,9 @@ struct Agadird: AsyncParsableCommand {
         if let segmentMaxBytes { c.segmentMaxBytes = segmentMaxBytes }
         _ = try c.validate()
         guard Logger.Level(rawValue: c.logLevel) != nil else {
-            throw AgadirError(.invalidArgument, "log level '\(c.logLevel)' is unknown; use trace, debug, info, notice, warning, error or critical")
+            throw AgadirError(
+                .invalidArgument,
+                "log level '\(c.logLevel)' is unknown; use trace, debug, info, notice, warning, error or critical")
         }
         return c
     }
@@ -189,7 +192,8 @@ struct Agadird: AsyncParsableCommand {
                     Self.writeAtomically(String(decoding: json, as: UTF8.self) + "\n", to: readyFile)
                 }
             }
-            logger.notice("ready", metadata: ["client": "\(gossipAddresses.client)", "peer": "\(gossipAddresses.peer)"])
+            logger.notice(
+                "ready", metadata: ["client": "\(gossipAddresses.client)", "peer": "\(gossipAddresses.peer)"])
         }()
         do {
             try await serviceGroup.run()

@@ -42,8 +42,10 @@ struct AgadirClientTests {
 
     @Test(
         "an endpoint without a host or a port in 1...65535 is refused with INVALID_ARGUMENT",
-        arguments: ["", "localhost", "127.0.0.1:", ":7480", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:http",
-                    "[::1]", "[::1]:", "[::1]7480", "[]:7480"])
+        arguments: [
+            "", "localhost", "127.0.0.1:", ":7480", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:http",
+            "[::1]", "[::1]:", "[::1]7480", "[]:7480",
+        ])
     func endpoint_badFormsAreRefused(_ endpoint: String) async {
         let error = await agadirError { _ = try AgadirClient(endpoint: endpoint) }
         #expect(error?.code == .invalidArgument, "'\(endpoint)' gave \(String(describing: error))")
@@ -71,7 +73,9 @@ struct AgadirClientTests {
                 request.header.isEndStream, request.header.requestID != 0
             else { throw FakeServerFailure("unexpected first frame \(request.header)") }
             let answer = PingResult(nodeID: "fake-node", serverVersion: "fake/9.9", timeMillis: 1_234_567)
-            try conn.send(.response, id: request.header.requestID, opcode: Opcode.ping.rawValue, end: true, fields: answer.fields())
+            try conn.send(
+                .response, id: request.header.requestID, opcode: Opcode.ping.rawValue, end: true,
+                fields: answer.fields())
             conn.awaitPeerClose()
         }
         let client = try oneConnectionClient(server)
@@ -96,10 +100,13 @@ struct AgadirClientTests {
             }
             let g = get.header.requestID
             let op = Opcode.get.rawValue
-            try conn.send(.response, id: g, opcode: op, end: false, fields: objectInfoFields(body), payload: Array(body[0..<1_000]))
+            try conn.send(
+                .response, id: g, opcode: op, end: false, fields: objectInfoFields(body),
+                payload: Array(body[0..<1_000]))
             try conn.send(.data, id: g, end: false, payload: Array(body[1_000..<11_000]))
             let pong = PingResult(nodeID: "fake-node", serverVersion: "fake/9.9", timeMillis: 1)
-            try conn.send(.response, id: ping.header.requestID, opcode: Opcode.ping.rawValue, end: true, fields: pong.fields())
+            try conn.send(
+                .response, id: ping.header.requestID, opcode: Opcode.ping.rawValue, end: true, fields: pong.fields())
             try conn.send(.data, id: g, end: false, payload: Array(body[11_000..<29_000]))
             try conn.send(.data, id: g, end: true, payload: Array(body[29_000...]))
             conn.awaitPeerClose()
@@ -131,7 +138,9 @@ struct AgadirClientTests {
             conn.awaitPeerClose()
         }
         let client = try oneConnectionClient(server)
-        let error = await agadirError { _ = try await withTimeout(60) { try await client.get(bucket: "photos", key: "a.bin") } }
+        let error = await agadirError {
+            _ = try await withTimeout(60) { try await client.get(bucket: "photos", key: "a.bin") }
+        }
         #expect(error?.code == .corruptChunk, "\(String(describing: error))")
         #expect(error?.message.contains("chunk 00ff is corrupt") == true)
         await client.close()
@@ -144,14 +153,18 @@ struct AgadirClientTests {
             let head = try conn.readFrame()
             try conn.send(
                 .response, id: head.header.requestID, opcode: head.header.opcode,
-                status: AgadirError.Code.noSuchKey.rawValue, end: true, fields: messageFields("object 'photos/x' does not exist"))
+                status: AgadirError.Code.noSuchKey.rawValue, end: true,
+                fields: messageFields("object 'photos/x' does not exist"))
             let ping = try conn.readFrame()
             let pong = PingResult(nodeID: "still-here", serverVersion: "fake/9.9", timeMillis: 1)
-            try conn.send(.response, id: ping.header.requestID, opcode: Opcode.ping.rawValue, end: true, fields: pong.fields())
+            try conn.send(
+                .response, id: ping.header.requestID, opcode: Opcode.ping.rawValue, end: true, fields: pong.fields())
             conn.awaitPeerClose()
         }
         let client = try oneConnectionClient(server)
-        let error = await agadirError { _ = try await withTimeout(60) { try await client.head(bucket: "photos", key: "x") } }
+        let error = await agadirError {
+            _ = try await withTimeout(60) { try await client.head(bucket: "photos", key: "x") }
+        }
         #expect(error?.code == .noSuchKey)
         #expect(error?.message == "object 'photos/x' does not exist")
         #expect(try await withTimeout(60) { try await client.ping() }.nodeID == "still-here")
@@ -181,11 +194,15 @@ struct AgadirClientTests {
         let server = try FakeServer { conn in
             let get = try conn.readFrame()
             let g = get.header.requestID
-            try conn.send(.response, id: g, opcode: Opcode.get.rawValue, end: false, fields: objectInfoFields(body), payload: [7, 7])
+            try conn.send(
+                .response, id: g, opcode: Opcode.get.rawValue, end: false, fields: objectInfoFields(body),
+                payload: [7, 7])
             try conn.send(.data, id: g, end: false, payload: Array(body[2..<10_000]))
         }
         let client = try oneConnectionClient(server)
-        let error = await agadirError { _ = try await withTimeout(60) { try await client.get(bucket: "photos", key: "a.bin") } }
+        let error = await agadirError {
+            _ = try await withTimeout(60) { try await client.get(bucket: "photos", key: "a.bin") }
+        }
         #expect(error?.code == .unavailable, "\(String(describing: error))")
         await client.close()
         #expect(await server.stop() == [])
@@ -196,15 +213,18 @@ struct AgadirClientTests {
         let expected = [
             MemberInfo(
                 nodeID: "benguerir-1", site: "benguerir", labels: ["country": "MA"], clientAddress: "127.0.0.1:7480",
-                peerAddress: "127.0.0.1:7946", incarnation: 2, state: "alive", layoutVersion: 1, lastContactMillisAgo: -1),
+                peerAddress: "127.0.0.1:7946", incarnation: 2, state: "alive", layoutVersion: 1,
+                lastContactMillisAgo: -1),
             MemberInfo(
-                nodeID: "settat-1", site: "settat", labels: [:], clientAddress: "127.0.0.1:7481", peerAddress: "127.0.0.1:7947",
+                nodeID: "settat-1", site: "settat", labels: [:], clientAddress: "127.0.0.1:7481",
+                peerAddress: "127.0.0.1:7947",
                 incarnation: 5, state: "dead", layoutVersion: 1, lastContactMillisAgo: 9_000),
         ]
         let body = try MemberListCodec.encode(expected)
         let server = try FakeServer { conn in
             let request = try conn.readFrame()
-            guard request.header.opcode == Opcode.members.rawValue, request.header.isEndStream, request.header.headerLength == 0
+            guard request.header.opcode == Opcode.members.rawValue, request.header.isEndStream,
+                request.header.headerLength == 0
             else { throw FakeServerFailure("unexpected MEMBERS request \(request.header)") }
             let id = request.header.requestID
             try conn.send(.response, id: id, opcode: Opcode.members.rawValue, end: false, payload: Array(body[0..<10]))
@@ -223,7 +243,9 @@ struct AgadirClientTests {
     func members_lyingBody_isMalformed() async throws {
         let server = try FakeServer { conn in
             let request = try conn.readFrame()
-            try conn.send(.response, id: request.header.requestID, opcode: Opcode.members.rawValue, end: true, payload: [0, 1, 0, 0])
+            try conn.send(
+                .response, id: request.header.requestID, opcode: Opcode.members.rawValue, end: true,
+                payload: [0, 1, 0, 0])
             conn.awaitPeerClose()
         }
         let client = try oneConnectionClient(server)

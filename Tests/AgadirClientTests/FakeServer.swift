@@ -5,9 +5,9 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 struct FakeServerFailure: Error, CustomStringConvertible {
@@ -31,8 +31,12 @@ struct FakeConnection {
         var out = [UInt8](repeating: 0, count: count)
         var got = 0
         while got < count {
-            let n = out.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, count - got, 0) }
-            guard n > 0 else { throw FakeServerFailure("read \(got) of \(count) bytes, then recv returned \(n) (errno \(errno))") }
+            let n = out.withUnsafeMutableBytes { buffer in
+                buffer.baseAddress.map { recv(fd, $0 + got, count - got, 0) } ?? -1
+            }
+            guard n > 0 else {
+                throw FakeServerFailure("read \(got) of \(count) bytes, then recv returned \(n) (errno \(errno))")
+            }
             got += n
         }
         return out
@@ -46,7 +50,8 @@ struct FakeConnection {
             let frame = try readAnyFrame()
             guard frame.header.kind == .request, frame.header.opcode == Opcode.route.rawValue else { return frame }
             let route = RouteResult(policy: "default", mayCoordinate: true, endpoints: [])
-            try send(.response, id: frame.header.requestID, opcode: Opcode.route.rawValue, end: true, fields: route.fields())
+            try send(
+                .response, id: frame.header.requestID, opcode: Opcode.route.rawValue, end: true, fields: route.fields())
         }
         throw FakeServerFailure("16 ROUTE requests in a row")
     }
@@ -182,5 +187,3 @@ func closedPort() throws -> Int {
     guard let port = bindLoopback(fd) else { throw FakeServerFailure("bind failed: errno \(errno)") }
     return port
 }
-
-

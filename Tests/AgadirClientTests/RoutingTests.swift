@@ -15,7 +15,8 @@ import Testing
 
     static func info(_ key: String) -> ObjectInfo {
         ObjectInfo(
-            bucket: "ma-data", key: key, size: 0, etag: ChunkID.of([]), version: .zero, contentType: "text/plain", metadata: [])
+            bucket: "ma-data", key: key, size: 0, etag: ChunkID.of([]), version: .zero, contentType: "text/plain",
+            metadata: [])
     }
 
     @Test func requestsGoWhereRouteSays_withTheirConsistencyLevel() async throws {
@@ -24,7 +25,9 @@ import Testing
             let head = try conn.readFrame()
             #expect(head.header.opcode == Opcode.head.rawValue)
             #expect(try head.fields.u8(.consistency) == ConsistencyLevel.one.rawValue)
-            try conn.send(.response, id: head.header.requestID, opcode: head.header.opcode, end: true, fields: Self.info("k").fields())
+            try conn.send(
+                .response, id: head.header.requestID, opcode: head.header.opcode, end: true,
+                fields: Self.info("k").fields())
             conn.awaitPeerClose()
         }
         let target = eligible.endpoint
@@ -34,7 +37,8 @@ import Testing
             let route = try conn.readAnyFrame()
             #expect(route.header.opcode == Opcode.route.rawValue)
             let answer = RouteResult(policy: "ma", mayCoordinate: false, endpoints: [target])
-            try conn.send(.response, id: route.header.requestID, opcode: route.header.opcode, end: true, fields: answer.fields())
+            try conn.send(
+                .response, id: route.header.requestID, opcode: route.header.opcode, end: true, fields: answer.fields())
             conn.awaitPeerClose()
         }
         let client = try Self.client(gateway.endpoint)
@@ -50,7 +54,8 @@ import Testing
             let put = try conn.readFrame()
             #expect(put.header.opcode == Opcode.put.rawValue && put.payload == Array("hello".utf8))
             let result = WriteResult(etag: ChunkID.of(Array("hello".utf8)), version: .zero, size: 5)
-            try conn.send(.response, id: put.header.requestID, opcode: put.header.opcode, end: true, fields: result.fields())
+            try conn.send(
+                .response, id: put.header.requestID, opcode: put.header.opcode, end: true, fields: result.fields())
             conn.awaitPeerClose()
         }
         let target = eligible.endpoint
@@ -62,12 +67,15 @@ import Testing
             f.set(.message, redirect.message)
             for e in redirect.redirect { f.set(.address, e) }
             try conn.send(
-                .response, id: put.header.requestID, opcode: put.header.opcode, status: AgadirError.Code.redirect.rawValue,
+                .response, id: put.header.requestID, opcode: put.header.opcode,
+                status: AgadirError.Code.redirect.rawValue,
                 end: true, fields: f)
             conn.awaitPeerClose()
         }
         let client = try Self.client(gateway.endpoint)
-        let result = try await withTimeout(60) { try await client.put(bucket: "ma-data", key: "k", data: Array("hello".utf8)) }
+        let result = try await withTimeout(60) {
+            try await client.put(bucket: "ma-data", key: "k", data: Array("hello".utf8))
+        }
         #expect(result.size == 5)
         await client.close()
         #expect(await gateway.stop() == [])

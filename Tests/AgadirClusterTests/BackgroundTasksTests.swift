@@ -13,9 +13,10 @@ struct BackgroundTasksTests {
         let tasks = BackgroundTasks(limit: 2, drainTimeout: .seconds(10), logger: quietTasks)
         let release = Mutex(false)
         for _ in 0..<2 {
-            #expect(tasks.start("slow") {
-                while !release.withLock({ $0 }) { try? await Task.sleep(for: .milliseconds(5)) }
-            })
+            #expect(
+                tasks.start("slow") {
+                    while !release.withLock({ $0 }) { try? await Task.sleep(for: .milliseconds(5)) }
+                })
         }
         #expect(!tasks.start("third") {})
         #expect(tasks.counts.running == 2 && tasks.counts.dropped == 1 && tasks.counts.started == 2)

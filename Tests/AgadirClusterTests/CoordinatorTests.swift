@@ -48,7 +48,9 @@ final class SwitchableReplica: ReplicaClient {
         for _ in 0..<2000 where stalled.withLock({ $0 }) { try? await Task.sleep(for: .milliseconds(10)) }
         return try await local.getManifest(bucket: bucket, key: key)
     }
-    func list(bucket: String, prefix: String, startAfter: String?, limit: Int) async throws(AgadirError) -> [ReplicaListEntry] {
+    func list(bucket: String, prefix: String, startAfter: String?, limit: Int) async throws(AgadirError)
+        -> [ReplicaListEntry]
+    {
         try check()
         return try await local.list(bucket: bucket, prefix: prefix, startAfter: startAfter, limit: limit)
     }
@@ -108,15 +110,18 @@ final class TestCluster: ClusterContext {
             }
         }
         changes.append(
-            .addPolicy(Policy(
-                name: "ma", replicationFactor: 3, selector: SiteSelector(labels: ["country": "MA"]), minSites: 2,
-                readConsistency: .quorum, writeConsistency: .quorum, codec: .lz4)))
+            .addPolicy(
+                Policy(
+                    name: "ma", replicationFactor: 3, selector: SiteSelector(labels: ["country": "MA"]), minSites: 2,
+                    readConsistency: .quorum, writeConsistency: .quorum, codec: .lz4)))
         changes.append(
-            .addPolicy(Policy(
-                name: "global", replicationFactor: 3, selector: .any, minSites: 1, readConsistency: .quorum,
-                writeConsistency: .quorum, codec: .lz4)))
+            .addPolicy(
+                Policy(
+                    name: "global", replicationFactor: 3, selector: .any, minSites: 1, readConsistency: .quorum,
+                    writeConsistency: .quorum, codec: .lz4)))
         return try Planner.plan(
-            previous: .empty(partitionCount: partitionCount), changes: StagedChanges(changes: changes), appliedMillis: 1,
+            previous: .empty(partitionCount: partitionCount), changes: StagedChanges(changes: changes),
+            appliedMillis: 1,
             bytesPerPartition: { _, _ in 0 }
         ).layout
     }
@@ -150,10 +155,16 @@ final class TestCluster: ClusterContext {
             endpoints: Dictionary(uniqueKeysWithValues: all.map { ($0, "\($0).test:7480") }))
     }
 
-    func replica(_ node: String) -> any ReplicaClient { replicas[node]! }
+    func replica(_ node: String) -> any ReplicaClient {
+        guard let replica = replicas[node] else { preconditionFailure("the test cluster has no node \(node)") }
+        return replica
+    }
 
     func bucketRecord(_ name: String) async throws(AgadirError) -> BucketRecord? {
-        try await stores[me]!.bucketCatalog().first { $0.name == name }
+        guard let store = stores[me] else {
+            throw AgadirError(.internalError, "no store for \(me) in the test cluster")
+        }
+        return try await store.bucketCatalog().first { $0.name == name }
     }
 
     func nextVersion() -> ObjectVersion {
@@ -174,7 +185,8 @@ final class TestCluster: ClusterContext {
     /// The current layout's replicas of the manifest of `ma-data/key`.
     func manifestReplicas(_ key: String) -> [String] {
         let l = layout.current
-        return l.replicas(policy: "ma", partition: Partitioner.partition(bucket: "ma-data", key: key, count: l.partitionCount))
+        return l.replicas(
+            policy: "ma", partition: Partitioner.partition(bucket: "ma-data", key: key, count: l.partitionCount))
     }
 }
 
@@ -182,7 +194,8 @@ final class TestCluster: ClusterContext {
     /// A one-byte object of bucket ma-data, stored inline in its manifest.
     static func inline(_ key: String, _ byte: UInt8, _ version: ObjectVersion) -> ObjectManifest {
         ObjectManifest(
-            bucket: "ma-data", key: key, size: 1, etag: ChunkID.of([byte]), contentType: "x", userMetadata: [], version: version,
+            bucket: "ma-data", key: key, size: 1, etag: ChunkID.of([byte]), contentType: "x", userMetadata: [],
+            version: version,
             isTombstone: false, body: .inline([byte]))
     }
 
@@ -208,12 +221,15 @@ final class TestCluster: ClusterContext {
                 body: .chunks([ChunkRef(id: encoded.id, length: UInt32(data.count))]))
             try await coordinator.writeManifest(manifest, level: .all, bucket: bucket)
             // Held by exactly the replicas the layout names, all in Morocco.
-            let chunkReplicas = Set(layout.replicas(policy: "ma", partition: Partitioner.partition(of: encoded.id, count: layout.partitionCount)))
+            let chunkReplicas = Set(
+                layout.replicas(
+                    policy: "ma", partition: Partitioner.partition(of: encoded.id, count: layout.partitionCount)))
             let manifestReplicas = Set(cluster.manifestReplicas("k\(i)"))
             for (node, store) in cluster.stores {
                 let holds = try await store.containsChunks([encoded.id]).first ?? false
                 #expect(holds == chunkReplicas.contains(node), "chunk \(i) on \(node)")
-                let hasManifest = try await cluster.replicas[node]!.local.getManifest(bucket: "ma-data", key: "k\(i)") != nil
+                let hasManifest =
+                    try await cluster.replicas[node]!.local.getManifest(bucket: "ma-data", key: "k\(i)") != nil
                 #expect(hasManifest == manifestReplicas.contains(node), "manifest \(i) on \(node)")
                 if node.hasPrefix("paris") { #expect(!holds && !hasManifest) }
             }
@@ -265,10 +281,14 @@ final class TestCluster: ClusterContext {
         cluster.down.withLock { $0 = [replicas[0], replicas[1]] }
         let b2 = try await coordinator.resolve(bucket: "ma-data")
         let v2 = cluster.nextVersion()
-        let refused = await agadirError { try await coordinator.writeManifest(manifest(v2), level: .quorum, bucket: b2) }
+        let refused = await agadirError {
+            try await coordinator.writeManifest(manifest(v2), level: .quorum, bucket: b2)
+        }
         #expect(refused?.code == .notEnoughReplicas)
         #expect(refused?.replicas == AgadirError.ReplicaCount(answered: 1, needed: 2))
-        let readRefused = await agadirError { _ = try await coordinator.readManifest(key: key, level: .quorum, bucket: b2) }
+        let readRefused = await agadirError {
+            _ = try await coordinator.readManifest(key: key, level: .quorum, bucket: b2)
+        }
         #expect(readRefused?.code == .notEnoughReplicas)
         try await coordinator.writeManifest(manifest(v2), level: .one, bucket: b2)
         #expect(try await coordinator.liveManifest(key: key, level: .one, bucket: b2).version == v2)
@@ -276,7 +296,9 @@ final class TestCluster: ClusterContext {
         cluster.down.withLock { $0 = [] }
         cluster.replicas[replicas[2]]!.failing.withLock { $0 = true }
         cluster.replicas[replicas[1]]!.failing.withLock { $0 = true }
-        let failing = await agadirError { try await coordinator.writeManifest(manifest(cluster.nextVersion()), level: .quorum, bucket: bucket0) }
+        let failing = await agadirError {
+            try await coordinator.writeManifest(manifest(cluster.nextVersion()), level: .quorum, bucket: bucket0)
+        }
         #expect(failing?.code == .notEnoughReplicas)
         #expect(failing?.message.contains("switched off") == true)
         await cluster.close()
@@ -299,7 +321,10 @@ final class TestCluster: ClusterContext {
         try await withTimeout(60) {
             while true {
                 var versions: [ObjectVersion?] = []
-                for r in replicas { versions.append(try await cluster.replicas[r]!.local.getManifest(bucket: "ma-data", key: key)?.version) }
+                for r in replicas {
+                    versions.append(
+                        try await cluster.replicas[r]!.local.getManifest(bucket: "ma-data", key: key)?.version)
+                }
                 if versions.allSatisfy({ $0 == new }) { return }
                 try await Task.sleep(for: .milliseconds(10))
             }
@@ -323,7 +348,9 @@ final class TestCluster: ClusterContext {
         }
         let replicas = cluster.manifestReplicas("contended")
         for r in replicas {
-            #expect(try await cluster.replicas[r]!.local.getManifest(bucket: "ma-data", key: "contended")?.version == versions.max())
+            #expect(
+                try await cluster.replicas[r]!.local.getManifest(bucket: "ma-data", key: "contended")?.version
+                    == versions.max())
         }
         await cluster.close()
     }
@@ -339,17 +366,21 @@ final class TestCluster: ClusterContext {
         // Canonically equivalent spellings (NFC and NFD) are distinct keys, as bytes.
         let spellings = ["", "caf\u{e9}", "cafe\u{301}", "\u{212b}", "\u{c5}"]
         let keys = (0..<150).map { i in
-            ["a/", "a/b/", "b/", "", "c/d/"][i % 5] + "k\(Int.random(in: 0..<60, using: &rng))" + spellings[(i / 5) % spellings.count]
+            ["a/", "a/b/", "b/", "", "c/d/"][i % 5] + "k\(Int.random(in: 0..<60, using: &rng))"
+                + spellings[(i / 5) % spellings.count]
         }
         for key in keys {
             let v = cluster.nextVersion()
             let tomb = Int.random(in: 0..<4, using: &rng) == 0
-            let m = tomb
+            let m =
+                tomb
                 ? ObjectManifest.tombstone(bucket: "ma-data", key: key, version: v)
                 : Self.inline(key, 3, v)
             // Each write reaches a random majority of its replicas only (the others stay stale).
             let replicas = cluster.manifestReplicas(key)
-            for r in replicas.shuffled(using: &rng).prefix(2) { _ = try await cluster.replicas[r]!.local.putManifest(m) }
+            for r in replicas.shuffled(using: &rng).prefix(2) {
+                _ = try await cluster.replicas[r]!.local.putManifest(m)
+            }
             try await model.putManifest(m)
         }
         for delimiter in [nil, "/"] as [String?] {
@@ -357,10 +388,14 @@ final class TestCluster: ClusterContext {
                 for limit in [1, 3, 7, 1000] {
                     var after: String? = nil
                     for _ in 0..<400 {
-                        let request = ListRequest(bucket: "ma-data", prefix: prefix, delimiter: delimiter, startAfter: after, limit: limit)
+                        let request = ListRequest(
+                            bucket: "ma-data", prefix: prefix, delimiter: delimiter, startAfter: after, limit: limit)
                         let got = try await coordinator.list(request, level: .quorum, bucket: bucket)
-                        let want = try await model.list(bucket: "ma-data", prefix: prefix, delimiter: delimiter, startAfter: after, limit: limit)
-                        #expect(got.entries.map { Array($0.key.utf8) } == want.entries.map { Array($0.key.utf8) }, "prefix \(prefix) delimiter \(delimiter ?? "-") limit \(limit) after \(after ?? "-")")
+                        let want = try await model.list(
+                            bucket: "ma-data", prefix: prefix, delimiter: delimiter, startAfter: after, limit: limit)
+                        #expect(
+                            got.entries.map { Array($0.key.utf8) } == want.entries.map { Array($0.key.utf8) },
+                            "prefix \(prefix) delimiter \(delimiter ?? "-") limit \(limit) after \(after ?? "-")")
                         #expect(got.entries.map(\.version) == want.entries.map(\.version))
                         #expect(got.commonPrefixes.map { Array($0.utf8) } == want.commonPrefixes.map { Array($0.utf8) })
                         #expect(got.isTruncated == want.isTruncated)
@@ -398,7 +433,8 @@ final class TestCluster: ClusterContext {
     @Test func duringALayoutChange_readsUseTheOldVersion_andWritesReachBothVersionsReplicas() async throws {
         let v1 = try TestCluster.plannedLayout(excluding: ["settat-2"])
         let (v2, report) = try Planner.plan(
-            previous: v1, changes: StagedChanges(changes: [.assignNode(id: "settat-2", site: "settat", capacity: 1 << 40)]),
+            previous: v1,
+            changes: StagedChanges(changes: [.assignNode(id: "settat-2", site: "settat", capacity: 1 << 40)]),
             appliedMillis: 2, bytesPerPartition: { _, _ in 0 })
         #expect(report.totalPartitionsMoved > 0)
         var layout = ClusterLayout(initial: v1)
@@ -408,10 +444,11 @@ final class TestCluster: ClusterContext {
         let (coordinator, bucket) = try await cluster.maBucket()
         // A key whose replicas differ between the two versions.
         let count = v2.partitionCount
-        let key = try #require((0..<500).map { "key-\($0)" }.first { k in
-            let p = Partitioner.partition(bucket: "ma-data", key: k, count: count)
-            return Set(v1.replicas(policy: "ma", partition: p)) != Set(v2.replicas(policy: "ma", partition: p))
-        })
+        let key = try #require(
+            (0..<500).map { "key-\($0)" }.first { k in
+                let p = Partitioner.partition(bucket: "ma-data", key: k, count: count)
+                return Set(v1.replicas(policy: "ma", partition: p)) != Set(v2.replicas(policy: "ma", partition: p))
+            })
         let p = Partitioner.partition(bucket: "ma-data", key: key, count: count)
         let oldSet = v1.replicas(policy: "ma", partition: p)
         let newSet = v2.replicas(policy: "ma", partition: p)
@@ -423,7 +460,9 @@ final class TestCluster: ClusterContext {
         let during = Self.inline(key, 6, cluster.nextVersion())
         try await coordinator.writeManifest(during, level: .all, bucket: bucket)
         for node in Set(oldSet + newSet) {
-            #expect(try await cluster.replicas[node]!.local.getManifest(bucket: "ma-data", key: key)?.version == during.version, "\(node)")
+            #expect(
+                try await cluster.replicas[node]!.local.getManifest(bucket: "ma-data", key: key)?.version
+                    == during.version, "\(node)")
         }
         // The level must hold in each version's set: a node of the old set only, down, fails ALL
         // although the new set is complete.
@@ -455,7 +494,9 @@ final class TestCluster: ClusterContext {
         // One of the first two is slow: the read completes through the third while it still waits.
         let order = cluster.snapshot().byProximity(replicas)
         cluster.replicas[order[0]]!.stalled.withLock { $0 = true }
-        let read = try await withTimeout(60) { try await coordinator.liveManifest(key: key, level: .quorum, bucket: bucket) }
+        let read = try await withTimeout(60) {
+            try await coordinator.liveManifest(key: key, level: .quorum, bucket: bucket)
+        }
         #expect(read.version == m.version)
         #expect(cluster.replicas[order[0]]!.stalled.withLock { $0 })
         cluster.replicas[order[0]]!.stalled.withLock { $0 = false }
@@ -475,7 +516,9 @@ final class TestCluster: ClusterContext {
         try await coordinator.writeChunk(chunk, reference: second, level: .all, bucket: bucket)
         #expect(puts() == 3, "the bytes were sent again although every replica held them")
         let layout = cluster.layout.current
-        for node in layout.replicas(policy: "ma", partition: Partitioner.partition(of: chunk.id, count: layout.partitionCount)) {
+        for node in layout.replicas(
+            policy: "ma", partition: Partitioner.partition(of: chunk.id, count: layout.partitionCount))
+        {
             let inventory = try await cluster.stores[node]!.chunkInventory(after: nil, limit: 100)
             #expect(inventory.first { $0.id == chunk.id }?.buckets == ["ma-data"], "\(node)")
         }

@@ -28,11 +28,15 @@ struct DecisionTests {
     @Test func aPartitionIsReceived_onlyWhenBothKindsAreDoneFromEverySourceNotRemoved() {
         typealias D = RebalanceDecisions
         let t = PartitionTransfer(policy: "ma", partition: 7, sources: ["a", "b"])
-        func done(_ keys: [(Bool, String)]) -> Set<String> { Set(keys.map { D.stepKey(t, manifests: $0.0, source: $0.1) }) }
+        func done(_ keys: [(Bool, String)]) -> Set<String> {
+            Set(keys.map { D.stepKey(t, manifests: $0.0, source: $0.1) })
+        }
         #expect(!D.isReceived(t, done: [], removed: []))
         #expect(!D.isReceived(t, done: done([(true, "a"), (false, "a"), (true, "b")]), removed: []))
         #expect(D.isReceived(t, done: done([(true, "a"), (false, "a"), (true, "b"), (false, "b")]), removed: []))
-        #expect(D.isReceived(t, done: done([(true, "a"), (false, "a")]), removed: ["b"]), "a removed source is not waited for")
+        #expect(
+            D.isReceived(t, done: done([(true, "a"), (false, "a")]), removed: ["b"]),
+            "a removed source is not waited for")
         #expect(!D.isReceived(t, done: done([(true, "a")]), removed: ["b"]))
         #expect(D.isReceived(PartitionTransfer(policy: "ma", partition: 1, sources: []), done: [], removed: []))
     }
@@ -45,7 +49,8 @@ struct DecisionTests {
 
     @Test func copying_waitsForLaggingMembers_thenTheSettleTime() {
         typealias D = RebalanceDecisions
-        #expect(D.copyGate(lagging: ["c", "a"], adoptedFor: .seconds(100), settle: .seconds(2)) == .waitFor(["a", "c"]))
+        #expect(
+            D.copyGate(lagging: ["c", "a"], adoptedFor: .seconds(100), settle: .seconds(2)) == .waitFor(["a", "c"]))
         #expect(D.copyGate(lagging: [], adoptedFor: nil, settle: .seconds(2)) == .settling)
         #expect(D.copyGate(lagging: [], adoptedFor: .milliseconds(1999), settle: .seconds(2)) == .settling)
         #expect(D.copyGate(lagging: [], adoptedFor: .seconds(2), settle: .seconds(2)) == .go)
@@ -56,7 +61,8 @@ struct DecisionTests {
         let storage = ["c", "a", "b"]
         #expect(D.notYetSynced(storage, synced: ["a": 3, "b": 3, "c": 3], version: 3).isEmpty)
         #expect(D.notYetSynced(storage, synced: ["a": 3, "b": 2, "c": 4], version: 3) == ["b"])
-        #expect(D.notYetSynced(storage, synced: ["a": 3, "b": 3], version: 3) == ["c"], "no answer is not a confirmation")
+        #expect(
+            D.notYetSynced(storage, synced: ["a": 3, "b": 3], version: 3) == ["c"], "no answer is not a confirmation")
     }
 
     @Test func dataIsDropped_onlyWhenEveryNodeRetiredTheOlderVersions_aSilentOneBlocks() {
@@ -86,20 +92,25 @@ struct DecisionTests {
         let all = AntiEntropyDecisions.partitions(of: RepairScope(), in: layout, node: me)
         var expected: [String] = []
         for policy in layout.maps.keys.sorted() {
-            for p in 0..<16 where layout.replicas(policy: policy, partition: p).contains(me) { expected.append("\(policy)/\(p)") }
+            for p in 0..<16 where layout.replicas(policy: policy, partition: p).contains(me) {
+                expected.append("\(policy)/\(p)")
+            }
         }
         #expect(all.map { "\($0.policy)/\($0.partition)" } == expected)
         #expect(!expected.isEmpty)
         let ma = AntiEntropyDecisions.partitions(of: RepairScope(policy: "ma"), in: layout, node: me)
         #expect(ma.allSatisfy { $0.policy == "ma" } && ma.count == expected.filter { $0.hasPrefix("ma/") }.count)
-        let one = AntiEntropyDecisions.partitions(of: RepairScope(policy: "ma", partition: ma.first?.partition), in: layout, node: me)
+        let one = AntiEntropyDecisions.partitions(
+            of: RepairScope(policy: "ma", partition: ma.first?.partition), in: layout, node: me)
         #expect(one.count == 1)
         #expect(AntiEntropyDecisions.partitions(of: RepairScope(), in: layout, node: "paris-9").isEmpty)
     }
 
     @Test func oldDeleteMarkersArePurged_onlyWhenEveryReplicaWasComparedAndAgreed() {
         #expect(AntiEntropyDecisions.mayPurge(comparedAll: true, manifestsDiffered: false))
-        #expect(!AntiEntropyDecisions.mayPurge(comparedAll: false, manifestsDiffered: false), "a replica down may hold an older live version")
+        #expect(
+            !AntiEntropyDecisions.mayPurge(comparedAll: false, manifestsDiffered: false),
+            "a replica down may hold an older live version")
         #expect(!AntiEntropyDecisions.mayPurge(comparedAll: true, manifestsDiffered: true))
     }
 }

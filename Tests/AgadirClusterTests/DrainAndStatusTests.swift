@@ -18,7 +18,10 @@ struct DrainAndStatusTests {
             bytesPerPartition: { _, _ in 0 }
         ).layout
         let v2 = try Planner.plan(
-            previous: v1, changes: StagedChanges(changes: [.removeNode(id: "c-1"), .assignNode(id: "d-1", site: "d", capacity: 1_000)]),
+            previous: v1,
+            changes: StagedChanges(changes: [
+                .removeNode(id: "c-1"), .assignNode(id: "d-1", site: "d", capacity: 1_000),
+            ]),
             appliedMillis: 2, bytesPerPartition: { _, _ in 0 }
         ).layout
         var cluster = ClusterLayout(initial: v1)
@@ -30,7 +33,9 @@ struct DrainAndStatusTests {
     func isRemoved_onlyOutOfTheLayoutAndNotAlive() throws {
         let c = try cluster()
         #expect(RebalanceDecisions.isRemoved("c-1", in: c, alive: ["a-1", "b-1", "d-1"]))
-        #expect(!RebalanceDecisions.isRemoved("c-1", in: c, alive: ["a-1", "b-1", "c-1", "d-1"]), "alive: waited for (copied from)")
+        #expect(
+            !RebalanceDecisions.isRemoved("c-1", in: c, alive: ["a-1", "b-1", "c-1", "d-1"]),
+            "alive: waited for (copied from)")
         #expect(!RebalanceDecisions.isRemoved("b-1", in: c, alive: ["a-1", "d-1"]), "in the layout: waited for")
     }
 
@@ -42,7 +47,8 @@ struct DrainAndStatusTests {
         let store = NodeStoreStatus(
             usedBytes: 10, segmentBytes: 6, metadataBytes: 4, fsFreeBytes: nil, fsTotalBytes: nil, hintsPending: 1,
             hintsByTarget: ["b-1": 1], chunks: 2, objects: 3)
-        let back = try AdminJSON.decode(NodeStatus.self, try AdminJSON.encode(NodeStatus(node: "a-1", store: store)), "test")
+        let back = try AdminJSON.decode(
+            NodeStatus.self, try AdminJSON.encode(NodeStatus(node: "a-1", store: store)), "test")
         #expect(back.store == store)
     }
 }

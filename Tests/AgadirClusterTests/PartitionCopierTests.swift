@@ -29,7 +29,9 @@ struct CorruptingReplica: ReplicaClient {
     func getManifest(bucket: String, key: String) async throws(AgadirError) -> ObjectManifest? {
         try await inner.getManifest(bucket: bucket, key: key)
     }
-    func list(bucket: String, prefix: String, startAfter: String?, limit: Int) async throws(AgadirError) -> [ReplicaListEntry] {
+    func list(bucket: String, prefix: String, startAfter: String?, limit: Int) async throws(AgadirError)
+        -> [ReplicaListEntry]
+    {
         try await inner.list(bucket: bucket, prefix: prefix, startAfter: startAfter, limit: limit)
     }
     func putHint(target: String, bucket: String, hint: Hint) async throws(AgadirError) {
@@ -40,12 +42,14 @@ struct CorruptingReplica: ReplicaClient {
     func partitionManifests(
         policy: String, partition: Int, partitionCount: Int, after: ManifestCursor?, limit: Int
     ) async throws(AgadirError) -> ManifestPage {
-        try await inner.partitionManifests(policy: policy, partition: partition, partitionCount: partitionCount, after: after, limit: limit)
+        try await inner.partitionManifests(
+            policy: policy, partition: partition, partitionCount: partitionCount, after: after, limit: limit)
     }
     func partitionChunks(
         policy: String, partition: Int, partitionCount: Int, after: ChunkID?, limit: Int
     ) async throws(AgadirError) -> ChunkPage {
-        try await inner.partitionChunks(policy: policy, partition: partition, partitionCount: partitionCount, after: after, limit: limit)
+        try await inner.partitionChunks(
+            policy: policy, partition: partition, partitionCount: partitionCount, after: after, limit: limit)
     }
     func partitionDigest(
         policy: String, partition: Int, partitionCount: Int, tombstonesBefore: UInt64
@@ -70,7 +74,8 @@ struct GrowthFixture {
     init(objects count: Int, name: String = #function) async throws {
         v1 = try TestCluster.plannedLayout(excluding: [Self.newcomer])
         v2 = try Planner.plan(
-            previous: v1, changes: StagedChanges(changes: [.assignNode(id: Self.newcomer, site: "settat", capacity: 1 << 40)]),
+            previous: v1,
+            changes: StagedChanges(changes: [.assignNode(id: Self.newcomer, site: "settat", capacity: 1 << 40)]),
             appliedMillis: 2, bytesPerPartition: { _, _ in 0 }
         ).layout
         var layout = ClusterLayout(initial: v1)
@@ -89,7 +94,8 @@ struct GrowthFixture {
             let manifest: ObjectManifest
             if data.count <= 64 {
                 manifest = ObjectManifest(
-                    bucket: bucket, key: key, size: UInt64(data.count), etag: ChunkID.of(data), contentType: "x", userMetadata: [],
+                    bucket: bucket, key: key, size: UInt64(data.count), etag: ChunkID.of(data), contentType: "x",
+                    userMetadata: [],
                     version: version, isTombstone: false, body: .inline(data))
             } else {
                 // Two chunks per object, each placed by its own id.
@@ -100,17 +106,21 @@ struct GrowthFixture {
                     let policy = bucket == "world" ? "global" : "ma"
                     let holders = v1.replicas(policy: policy, partition: Partitioner.partition(of: chunk.id, count: n))
                     for node in holders {
-                        try await cluster.stores[node]!.putChunk(chunk, reference: ChunkReference(bucket: bucket, key: key, version: version))
+                        try await #require(cluster.stores[node]).putChunk(
+                            chunk, reference: ChunkReference(bucket: bucket, key: key, version: version))
                     }
                     refs.append(ChunkRef(id: chunk.id, length: UInt32(half.count)))
                 }
                 manifest = ObjectManifest(
-                    bucket: bucket, key: key, size: UInt64(data.count), etag: ChunkID.of(data), contentType: "x", userMetadata: [],
+                    bucket: bucket, key: key, size: UInt64(data.count), etag: ChunkID.of(data), contentType: "x",
+                    userMetadata: [],
                     version: version, isTombstone: i % 11 == 7, body: .chunks(refs))
             }
             let policy = bucket == "world" ? "global" : "ma"
-            for node in v1.replicas(policy: policy, partition: Partitioner.partition(bucket: bucket, key: key, count: n)) {
-                _ = try await cluster.stores[node]!.putReplicaManifest(manifest)
+            for node in v1.replicas(
+                policy: policy, partition: Partitioner.partition(bucket: bucket, key: key, count: n))
+            {
+                _ = try await #require(cluster.stores[node]).putReplicaManifest(manifest)
             }
             objects[key] = (bucket, data, manifest)
         }
@@ -120,7 +130,8 @@ struct GrowthFixture {
     /// `stopAfterPages` stops early (a crash) and returns the cursors reached.
     func copyAll(pageSize: Int, replica: (String) -> any ReplicaClient) async throws -> CopyTally {
         let plan = TransferPlanner.plan(layout: cluster.layout, node: Self.newcomer)
-        var copier = PartitionCopier(local: cluster.replicas[Self.newcomer]!.local, partitionCount: v2.partitionCount)
+        var copier = PartitionCopier(
+            local: try #require(cluster.replicas[Self.newcomer]).local, partitionCount: v2.partitionCount)
         copier.pageSize = pageSize
         var tally = CopyTally()
         for t in plan.receive {
@@ -128,7 +139,8 @@ struct GrowthFixture {
                 var after: ManifestCursor? = nil
                 for _ in 0..<10_000 {
                     let (next, moved) = try await copier.copyManifests(
-                        policy: t.policy, partition: t.partition, from: replica(source), after: after, throttle: { _ in })
+                        policy: t.policy, partition: t.partition, from: replica(source), after: after,
+                        throttle: { _ in })
                     tally.add(moved)
                     guard let next else { break }
                     after = next
@@ -136,7 +148,8 @@ struct GrowthFixture {
                 var afterChunk: ChunkID? = nil
                 for _ in 0..<10_000 {
                     let (next, moved) = try await copier.copyChunks(
-                        policy: t.policy, partition: t.partition, from: replica(source), after: afterChunk, throttle: { _ in })
+                        policy: t.policy, partition: t.partition, from: replica(source), after: afterChunk,
+                        throttle: { _ in })
                     tally.add(moved)
                     guard let next else { break }
                     afterChunk = next
@@ -149,17 +162,20 @@ struct GrowthFixture {
     /// Checks that the newcomer holds exactly what version 2 names it for: every manifest
     /// and chunk of its partitions (chunks readable and with their references), nothing else.
     func expectNewcomerHoldsExactlyItsPartitions() async throws {
-        let store = cluster.stores[Self.newcomer]!
+        let store = try #require(cluster.stores[Self.newcomer])
         let n = v2.partitionCount
         for (key, object) in objects {
             let policy = object.bucket == "world" ? "global" : "ma"
-            let owns = v2.replicas(policy: policy, partition: Partitioner.partition(bucket: object.bucket, key: key, count: n))
-                .contains(Self.newcomer)
+            let owns = v2.replicas(
+                policy: policy, partition: Partitioner.partition(bucket: object.bucket, key: key, count: n)
+            )
+            .contains(Self.newcomer)
             let held = try await store.manifest(bucket: object.bucket, key: key)
             #expect(owns == (held != nil), "\(object.bucket)/\(key): owns \(owns), holds \(held != nil)")
             if let held { #expect(held == object.manifest) }
             for ref in object.manifest.chunkRefs {
-                let ownsChunk = v2.replicas(policy: policy, partition: Partitioner.partition(of: ref.id, count: n)).contains(Self.newcomer)
+                let ownsChunk = v2.replicas(policy: policy, partition: Partitioner.partition(of: ref.id, count: n))
+                    .contains(Self.newcomer)
                 let isHeld = try await store.containsChunks([ref.id]) == [true]
                 #expect(ownsChunk == isHeld, "chunk \(ref.id.hex) of \(key)")
                 if isHeld {
@@ -188,8 +204,12 @@ struct GrowthFixture {
         // The references came along: the newcomer's chunks name their objects.
         for (key, object) in fixture.objects {
             for ref in object.manifest.chunkRefs where try await store.containsChunks([ref.id]) == [true] {
-                let (lo, hi) = Partitioner.chunkRange(partition: Partitioner.partition(of: ref.id, count: fixture.v2.partitionCount), count: fixture.v2.partitionCount)
-                let listed = try await store.partitionChunks(w0From: lo, below: hi, after: nil, limit: 10_000).first { $0.id == ref.id }
+                let (lo, hi) = Partitioner.chunkRange(
+                    partition: Partitioner.partition(of: ref.id, count: fixture.v2.partitionCount),
+                    count: fixture.v2.partitionCount)
+                let listed = try await store.partitionChunks(w0From: lo, below: hi, after: nil, limit: 10_000).first {
+                    $0.id == ref.id
+                }
                 #expect(listed?.references.contains { $0.key == key && $0.bucket == object.bucket } == true, "\(key)")
             }
         }
@@ -207,20 +227,23 @@ struct GrowthFixture {
         let source = fixture.cluster.replicas["benguerir-1"]!.local
         var seen = 0
         for partition in 0..<n {
-            let page = try await source.partitionManifests(policy: "ma", partition: partition, partitionCount: n, after: nil, limit: 1000)
+            let page = try await source.partitionManifests(
+                policy: "ma", partition: partition, partitionCount: n, after: nil, limit: 1000)
             #expect(page.next == nil)
             for m in page.manifests {
                 #expect(m.bucket == "ma-data")
                 #expect(Partitioner.partition(bucket: m.bucket, key: m.key, count: n) == partition)
                 seen += 1
             }
-            let chunks = try await source.partitionChunks(policy: "global", partition: partition, partitionCount: n, after: nil, limit: 1000)
+            let chunks = try await source.partitionChunks(
+                policy: "global", partition: partition, partitionCount: n, after: nil, limit: 1000)
             for c in chunks.chunks {
                 #expect(c.references.allSatisfy { $0.bucket == "world" })
                 #expect(Partitioner.partition(of: c.id, count: n) == partition)
             }
         }
-        let held = try await source.store.manifestInventory(after: nil, limit: 10_000).filter { $0.bucket == "ma-data" }.count
+        let held = try await source.store.manifestInventory(after: nil, limit: 10_000).filter { $0.bucket == "ma-data" }
+            .count
         #expect(seen == held)
         await #expect(throws: AgadirError.self) {
             try await source.partitionManifests(policy: "ma", partition: n, partitionCount: n, after: nil, limit: 10)
@@ -232,7 +255,9 @@ struct GrowthFixture {
     func corruptChunksAreRefused() async throws {
         let fixture = try await GrowthFixture(objects: 40)
         let outcome = await agadirError {
-            _ = try await fixture.copyAll(pageSize: 100) { CorruptingReplica(inner: fixture.cluster.replicas[$0]!.local) }
+            _ = try await fixture.copyAll(pageSize: 100) {
+                CorruptingReplica(inner: fixture.cluster.replicas[$0]!.local)
+            }
         }
         #expect(outcome?.code == .corruptChunk)
         #expect(try await fixture.cluster.stores[GrowthFixture.newcomer]!.stats().chunks == 0)
@@ -245,19 +270,25 @@ struct GrowthFixture {
         let plan = TransferPlanner.plan(layout: fixture.cluster.layout, node: GrowthFixture.newcomer)
         let t = try #require(plan.receive.first { !$0.sources.isEmpty })
         let source = fixture.cluster.replicas[t.sources[0]]!
-        var copier = PartitionCopier(local: fixture.cluster.replicas[GrowthFixture.newcomer]!.local, partitionCount: fixture.v2.partitionCount)
+        var copier = PartitionCopier(
+            local: fixture.cluster.replicas[GrowthFixture.newcomer]!.local, partitionCount: fixture.v2.partitionCount)
         copier.pageSize = 1
         // One page, then "crash": a new copier continues from the saved cursor.
-        let (cursor, _) = try await copier.copyManifests(policy: t.policy, partition: t.partition, from: source, after: nil, throttle: { _ in })
-        let resumed = PartitionCopier(local: fixture.cluster.replicas[GrowthFixture.newcomer]!.local, partitionCount: fixture.v2.partitionCount)
+        let (cursor, _) = try await copier.copyManifests(
+            policy: t.policy, partition: t.partition, from: source, after: nil, throttle: { _ in })
+        let resumed = PartitionCopier(
+            local: fixture.cluster.replicas[GrowthFixture.newcomer]!.local, partitionCount: fixture.v2.partitionCount)
         var after = cursor
         var pages = 0
         while let a = after, pages < 1000 {
-            after = try await resumed.copyManifests(policy: t.policy, partition: t.partition, from: source, after: a, throttle: { _ in }).next
+            after = try await resumed.copyManifests(
+                policy: t.policy, partition: t.partition, from: source, after: a, throttle: { _ in }
+            ).next
             pages += 1
         }
         let expected = try await source.partitionManifests(
-            policy: t.policy, partition: t.partition, partitionCount: fixture.v2.partitionCount, after: nil, limit: 1000)
+            policy: t.policy, partition: t.partition, partitionCount: fixture.v2.partitionCount, after: nil, limit: 1000
+        )
         let store = fixture.cluster.stores[GrowthFixture.newcomer]!
         for m in expected.manifests { #expect(try await store.manifest(bucket: m.bucket, key: m.key) == m) }
         await fixture.cluster.close()
@@ -268,12 +299,17 @@ struct GrowthFixture {
         let fixture = try await GrowthFixture(objects: 60)
         let told = Mutex<UInt64>(0)
         let plan = TransferPlanner.plan(layout: fixture.cluster.layout, node: GrowthFixture.newcomer)
-        let copier = PartitionCopier(local: fixture.cluster.replicas[GrowthFixture.newcomer]!.local, partitionCount: fixture.v2.partitionCount)
+        let copier = PartitionCopier(
+            local: fixture.cluster.replicas[GrowthFixture.newcomer]!.local, partitionCount: fixture.v2.partitionCount)
         var tally = CopyTally()
         for t in plan.receive {
             let source = fixture.cluster.replicas[t.sources[0]]!
-            let m = try await copier.copyManifests(policy: t.policy, partition: t.partition, from: source, after: nil) { n in told.withLock { $0 += n } }
-            let c = try await copier.copyChunks(policy: t.policy, partition: t.partition, from: source, after: nil) { n in told.withLock { $0 += n } }
+            let m = try await copier.copyManifests(policy: t.policy, partition: t.partition, from: source, after: nil) {
+                n in told.withLock { $0 += n }
+            }
+            let c = try await copier.copyChunks(policy: t.policy, partition: t.partition, from: source, after: nil) {
+                n in told.withLock { $0 += n }
+            }
             tally.add(m.tally)
             tally.add(c.tally)
         }
@@ -284,13 +320,16 @@ struct GrowthFixture {
 }
 
 @Suite struct PartitionDigestServiceTests {
-    @Test("replicas with the same data have the same digests; a missing or older manifest, or a missing chunk, changes them; old delete markers are left out")
+    @Test(
+        "replicas with the same data have the same digests; a missing or older manifest, or a missing chunk, changes them; old delete markers are left out"
+    )
     func digestsTellReplicasApart() async throws {
         let fixture = try await GrowthFixture(objects: 80)
         let n = fixture.v1.partitionCount
         let far = UInt64(1) << 60  // every marker counts as old
         // Find a partition of policy ma with data, and two of its version-1 replicas.
-        let object = try #require(fixture.objects.first { $0.value.bucket == "ma-data" && !$0.value.manifest.isTombstone })
+        let object = try #require(
+            fixture.objects.first { $0.value.bucket == "ma-data" && !$0.value.manifest.isTombstone })
         let partition = Partitioner.partition(bucket: "ma-data", key: object.key, count: n)
         let holders = fixture.v1.replicas(policy: "ma", partition: partition)
         let a = fixture.cluster.replicas[holders[0]]!.local
@@ -303,34 +342,49 @@ struct GrowthFixture {
         var newer = object.value.manifest
         newer.version = fixture.cluster.nextVersion()
         _ = try await b.store.putReplicaManifest(newer)
-        let db2 = try await b.partitionDigest(policy: "ma", partition: partition, partitionCount: n, tombstonesBefore: 0)
+        let db2 = try await b.partitionDigest(
+            policy: "ma", partition: partition, partitionCount: n, tombstonesBefore: 0)
         #expect(db2.manifests != da.manifests && db2.chunks == db.chunks)
         // A delete marker newer than the horizon counts; once old, it is left out.
-        let marker = ObjectManifest.tombstone(bucket: "ma-data", key: object.key, version: fixture.cluster.nextVersion())
+        let marker = ObjectManifest.tombstone(
+            bucket: "ma-data", key: object.key, version: fixture.cluster.nextVersion())
         _ = try await b.store.putReplicaManifest(marker)
-        let recent = try await b.partitionDigest(policy: "ma", partition: partition, partitionCount: n, tombstonesBefore: 0)
-        let old = try await b.partitionDigest(policy: "ma", partition: partition, partitionCount: n, tombstonesBefore: far)
+        let recent = try await b.partitionDigest(
+            policy: "ma", partition: partition, partitionCount: n, tombstonesBefore: 0)
+        let old = try await b.partitionDigest(
+            policy: "ma", partition: partition, partitionCount: n, tombstonesBefore: far)
         #expect(recent.manifestCount > old.manifestCount && recent.manifests != old.manifests)
         // Another policy's digest of the same partition does not see ma's data.
-        let global = try await a.partitionDigest(policy: "global", partition: partition, partitionCount: n, tombstonesBefore: 0)
+        let global = try await a.partitionDigest(
+            policy: "global", partition: partition, partitionCount: n, tombstonesBefore: 0)
         #expect(global.manifests != da.manifests || da.manifestCount == 0)
         await fixture.cluster.close()
     }
 
-    @Test("a copy with a purge horizon brings an old delete marker only to a replica that holds an older version of the key")
+    @Test(
+        "a copy with a purge horizon brings an old delete marker only to a replica that holds an older version of the key"
+    )
     func oldMarkersAreNotCopiedBackWherePurged() async throws {
         let fixture = try await GrowthFixture(objects: 30)
         let n = fixture.v1.partitionCount
-        let object = try #require(fixture.objects.first { $0.value.bucket == "ma-data" && !$0.value.manifest.isTombstone })
+        let object = try #require(
+            fixture.objects.first { $0.value.bucket == "ma-data" && !$0.value.manifest.isTombstone })
         let partition = Partitioner.partition(bucket: "ma-data", key: object.key, count: n)
         let holders = fixture.v1.replicas(policy: "ma", partition: partition)
         let source = fixture.cluster.replicas[holders[0]]!
         // An old marker of the object on the source, and a marker of a key nobody else has.
         let stamp = HLCTimestamp(physicalMillis: 1000, logical: 0)
-        let objectMarker = ObjectManifest.tombstone(bucket: "ma-data", key: object.key, version: ObjectVersion(timestamp: HLCTimestamp(physicalMillis: 4_000_000_000_000, logical: 0), node: 1))
+        let objectMarker = ObjectManifest.tombstone(
+            bucket: "ma-data", key: object.key,
+            version: ObjectVersion(timestamp: HLCTimestamp(physicalMillis: 4_000_000_000_000, logical: 0), node: 1))
         _ = try await source.local.store.putReplicaManifest(objectMarker)
-        let lonelyKey = try #require((0..<5000).map { "lonely-\($0)" }.first { Partitioner.partition(bucket: "ma-data", key: $0, count: n) == partition })
-        _ = try await source.local.store.putReplicaManifest(ObjectManifest.tombstone(bucket: "ma-data", key: lonelyKey, version: ObjectVersion(timestamp: stamp, node: 1)))
+        let lonelyKey = try #require(
+            (0..<5000).map { "lonely-\($0)" }.first {
+                Partitioner.partition(bucket: "ma-data", key: $0, count: n) == partition
+            })
+        _ = try await source.local.store.putReplicaManifest(
+            ObjectManifest.tombstone(
+                bucket: "ma-data", key: lonelyKey, version: ObjectVersion(timestamp: stamp, node: 1)))
         // The newcomer (settat-2) holds the object's older version but not the lonely key.
         let target = fixture.cluster.replicas[GrowthFixture.newcomer]!.local
         _ = try await target.store.putReplicaManifest(object.value.manifest)
@@ -338,7 +392,8 @@ struct GrowthFixture {
         var after: ManifestCursor? = nil
         for _ in 0..<1000 {
             let (next, _) = try await copier.copyManifests(
-                policy: "ma", partition: partition, from: source, after: after, tombstonesBefore: UInt64(1) << 60, throttle: { _ in })
+                policy: "ma", partition: partition, from: source, after: after, tombstonesBefore: UInt64(1) << 60,
+                throttle: { _ in })
             guard let next else { break }
             after = next
         }

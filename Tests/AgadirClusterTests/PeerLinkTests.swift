@@ -30,7 +30,8 @@ final class EchoPeerHandler: PeerRequestHandler {
         let opcode = request.opcode.rawValue
         switch request {
         case .layoutGet:
-            try? await sink.send(.response(id: id, opcode: opcode, payload: ByteBuffer(bytes: Array("layout".utf8)), end: true))
+            try? await sink.send(
+                .response(id: id, opcode: opcode, payload: ByteBuffer(bytes: Array("layout".utf8)), end: true))
         case .residencyAudit:
             // A peer that does not answer in time (bounded: 3 s).
             try? await Task.sleep(for: .seconds(3))
@@ -42,7 +43,9 @@ final class EchoPeerHandler: PeerRequestHandler {
             f.set(.message, "\(n)")
             try? await sink.send(.response(id: id, opcode: opcode, fields: f, end: true))
         default:
-            try? await sink.send(.error(id: id, opcode: opcode, AgadirError(.invalidArgument, "not in this test"), responseStarted: false))
+            try? await sink.send(
+                .error(
+                    id: id, opcode: opcode, AgadirError(.invalidArgument, "not in this test"), responseStarted: false))
         }
     }
 }
@@ -67,9 +70,11 @@ final class PeerEndpointNode: Sendable {
         let service = ObjectService(store: store, nodeID: nodeID, config: config, codec: codec, logger: quiet)
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let access = ClientServer.PeerAccess(
-            nodeID: nodeID, authenticator: try PeerAuthenticator(clusterName: "test", secrets: [secret]), handler: handler)
+            nodeID: nodeID, authenticator: try PeerAuthenticator(clusterName: "test", secrets: [secret]),
+            handler: handler)
         let server = ClientServer(
-            service: service, config: config, host: "127.0.0.1", port: 0, group: group, logger: quiet, peerAccess: access)
+            service: service, config: config, host: "127.0.0.1", port: 0, group: group, logger: quiet,
+            peerAccess: access)
         let serviceGroup = ServiceGroup(
             configuration: .init(services: [.init(service: server)], gracefulShutdownSignals: [], logger: quiet))
         self.serviceGroup = serviceGroup
@@ -124,7 +129,8 @@ final class PeerEndpointNode: Sendable {
         let node = try await PeerEndpointNode(nodeID: "node-b", secret: Self.secret)
         let endpoint = node.endpoint
         let intruder = PeerLinks(
-            nodeID: "node-x", authenticator: try PeerAuthenticator(clusterName: "test", secrets: ["ffffffffffffffffffffffffffffffff"]),
+            nodeID: "node-x",
+            authenticator: try PeerAuthenticator(clusterName: "test", secrets: ["ffffffffffffffffffffffffffffffff"]),
             resolve: { _ in endpoint })
         let wrongSecret = await agadirError { _ = try await intruder.call("node-b", .layoutGet, maxResponseBytes: 64) }
         #expect(wrongSecret?.code == .unauthenticated)
@@ -140,7 +146,9 @@ final class PeerEndpointNode: Sendable {
         let otherCluster = PeerLinks(
             nodeID: "node-a", authenticator: try PeerAuthenticator(clusterName: "elsewhere", secrets: [Self.secret]),
             resolve: { _ in endpoint })
-        let clusterError = await agadirError { _ = try await otherCluster.call("node-b", .layoutGet, maxResponseBytes: 64) }
+        let clusterError = await agadirError {
+            _ = try await otherCluster.call("node-b", .layoutGet, maxResponseBytes: 64)
+        }
         #expect(clusterError?.code == .unauthenticated)
         #expect(node.handler.callers.value.isEmpty)
 
@@ -195,9 +203,12 @@ struct AgadirClientProbe {
             defer { c.close() }
             let (id, body) = try c.open()
             body.abandon()
-            try await c.write(Frame(
-                header: FrameHeader(kind: .request, flags: FrameHeader.endStream, opcode: PeerOpcode.layoutGet.rawValue, requestID: id),
-                fields: Fields()))
+            try await c.write(
+                Frame(
+                    header: FrameHeader(
+                        kind: .request, flags: FrameHeader.endStream, opcode: PeerOpcode.layoutGet.rawValue,
+                        requestID: id),
+                    fields: Fields()))
             let frame = try await c.awaitResponse(id)
             if let e = frame.error { throw e }
         }

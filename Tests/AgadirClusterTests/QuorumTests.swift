@@ -4,10 +4,14 @@ import AgadirTestSupport
 import Testing
 
 @Suite struct QuorumTests {
-    static let sites: [String: String] = ["b1": "benguerir", "b2": "benguerir", "c1": "casablanca", "s1": "settat", "p1": "paris"]
+    static let sites: [String: String] = [
+        "b1": "benguerir", "b2": "benguerir", "c1": "casablanca", "s1": "settat", "p1": "paris",
+    ]
     static func site(_ n: String) -> String { sites[n] ?? "?" }
 
-    func outcome(_ level: ConsistencyLevel, _ replicas: [String], _ answered: Set<String>, at site: String = "benguerir") -> Quorum.Outcome {
+    func outcome(
+        _ level: ConsistencyLevel, _ replicas: [String], _ answered: Set<String>, at site: String = "benguerir"
+    ) -> Quorum.Outcome {
         Quorum(level: level, replicas: replicas, coordinatorSite: site).evaluate(answered: answered, site: Self.site)
     }
 
@@ -39,9 +43,11 @@ import Testing
     @Test func severalLiveVersions_needTheLevelInEverySet() {
         let old = ["b1", "c1", "s1"]
         let new = ["b2", "c1", "s1"]
-        let both = Quorum.evaluate(level: .quorum, sets: [old, new], coordinatorSite: "benguerir", answered: ["c1", "s1"], site: Self.site)
+        let both = Quorum.evaluate(
+            level: .quorum, sets: [old, new], coordinatorSite: "benguerir", answered: ["c1", "s1"], site: Self.site)
         #expect(both.satisfied)
-        let short = Quorum.evaluate(level: .all, sets: [old, new], coordinatorSite: "benguerir", answered: ["b1", "c1", "s1"], site: Self.site)
+        let short = Quorum.evaluate(
+            level: .all, sets: [old, new], coordinatorSite: "benguerir", answered: ["b1", "c1", "s1"], site: Self.site)
         #expect(!short.satisfied && short.answered == 2 && short.needed == 3)
     }
 

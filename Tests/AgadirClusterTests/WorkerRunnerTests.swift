@@ -69,7 +69,9 @@ struct WorkerRunnerTests {
         let task = Task { await runner.loop() }
         let clock = ContinuousClock()
         let deadline = clock.now + .seconds(30)
-        while worker.taken.load(ordering: .relaxed) == 0, clock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        while worker.taken.load(ordering: .relaxed) == 0, clock.now < deadline {
+            try await Task.sleep(for: .milliseconds(5))
+        }
         task.cancel()
         await task.value
         #expect(worker.taken.load(ordering: .relaxed) == 1, "the hour-long wait was cut short and no step followed")

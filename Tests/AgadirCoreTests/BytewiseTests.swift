@@ -32,7 +32,9 @@ struct BytewiseTests {
         var rng = SystemRandomNumberGenerator()
         let alphabet: [String] = ["a", "b", "é", "e\u{301}", "\u{ff}", "\u{10000}", "~", "Z", "\u{7f}"]
         for _ in 0..<500 {
-            let keys = (0..<8).map { _ in (0..<Int.random(in: 1...4, using: &rng)).map { _ in alphabet.randomElement(using: &rng) ?? "" }.joined() }
+            let keys = (0..<8).map { _ in
+                (0..<Int.random(in: 1...4, using: &rng)).map { _ in alphabet.randomElement(using: &rng) ?? "" }.joined()
+            }
             let sorted = keys.map { Bytewise($0) }.sorted().map { Array($0.wrappedValue.utf8) }
             let expected = keys.map { Array($0.utf8) }.sorted { $0.lexicographicallyPrecedes($1) }
             #expect(sorted == expected)
@@ -50,19 +52,24 @@ struct BytewiseTests {
         let (nfc, nfd) = Self.pairs[0]
         let v = ObjectVersion(timestamp: HLCTimestamp(physicalMillis: 1, logical: 0), node: 1)
         #expect(ChunkReference(bucket: "b", key: nfc, version: v) != ChunkReference(bucket: "b", key: nfd, version: v))
-        #expect(Set([ChunkReference(bucket: "b", key: nfc, version: v), ChunkReference(bucket: "b", key: nfd, version: v)]).count == 2)
+        #expect(
+            Set([ChunkReference(bucket: "b", key: nfc, version: v), ChunkReference(bucket: "b", key: nfd, version: v)])
+                .count == 2)
         let e = ChunkID.of([UInt8]())
         #expect(
             ReplicaListEntry(key: nfc, version: v, isTombstone: false, size: 0, etag: e, contentType: "")
                 != ReplicaListEntry(key: nfd, version: v, isTombstone: false, size: 0, etag: e, contentType: ""))
-        #expect(ObjectManifest.tombstone(bucket: "b", key: nfc, version: v) != ObjectManifest.tombstone(bucket: "b", key: nfd, version: v))
+        #expect(
+            ObjectManifest.tombstone(bucket: "b", key: nfc, version: v)
+                != ObjectManifest.tombstone(bucket: "b", key: nfd, version: v))
         #expect(MetadataEntry(name: nfc, value: "x") != MetadataEntry(name: nfd, value: "x"))
     }
 
     @Test func userMetadataNames_areSortedAndDeduplicatedAsBytes() throws {
         let (nfc, nfd) = Self.pairs[0]
         let normalized = try MetadataEntry.normalize([
-            MetadataEntry(name: nfc, value: "1"), MetadataEntry(name: nfd, value: "2"), MetadataEntry(name: "Z", value: "3"),
+            MetadataEntry(name: nfc, value: "1"), MetadataEntry(name: nfd, value: "2"),
+            MetadataEntry(name: "Z", value: "3"),
         ])
         #expect(normalized.map { Array($0.name.utf8) } == [Array("Z".utf8), Array(nfd.utf8), Array(nfc.utf8)])
         #expect(throws: AgadirError.self) {

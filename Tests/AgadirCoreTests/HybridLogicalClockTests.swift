@@ -45,8 +45,9 @@ import Testing
 @Test func observe_ofARemoteTimestampBehind_keepsTheLocalClock() {
     var clock = HybridLogicalClock()
     _ = clock.now(wallMillis: 5000)
-    #expect(clock.observe(HLCTimestamp(physicalMillis: 10, logical: 3), wallMillis: 5000)
-        == HLCTimestamp(physicalMillis: 5000, logical: 1))
+    #expect(
+        clock.observe(HLCTimestamp(physicalMillis: 10, logical: 3), wallMillis: 5000)
+            == HLCTimestamp(physicalMillis: 5000, logical: 1))
 }
 
 @Test func logicalOverflow_borrowsTheNextMillisecond_insteadOfWrapping() {

@@ -41,8 +41,10 @@ func invalidKeys_areRejected_withInvalidKey(key: String) {
 // MARK: - User metadata
 
 @Test func normalize_sortsByName() throws {
-    let entries = [MetadataEntry(name: "zeta", value: "1"), MetadataEntry(name: "alpha", value: "2"),
-                   MetadataEntry(name: "mid", value: "3")]
+    let entries = [
+        MetadataEntry(name: "zeta", value: "1"), MetadataEntry(name: "alpha", value: "2"),
+        MetadataEntry(name: "mid", value: "3"),
+    ]
     #expect(try MetadataEntry.normalize(entries).map(\.name) == ["alpha", "mid", "zeta"])
     #expect(try MetadataEntry.normalize([]).isEmpty)
 }

@@ -2,7 +2,6 @@ import AgadirCore
 @_exported import AgadirTestSupport
 import Testing
 
-
 /// Compressible, text-like bytes: words from a small vocabulary, chosen pseudo-randomly.
 func textBytes(_ count: Int, seed: UInt64) -> [UInt8] {
     let words = [
@@ -18,4 +17,3 @@ func textBytes(_ count: Int, seed: UInt64) -> [UInt8] {
     }
     return Array(out.prefix(count))
 }
-

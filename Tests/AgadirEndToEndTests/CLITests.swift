@@ -41,7 +41,9 @@ struct CLI {
         let o = out.fileHandleForReading.readDataToEndOfFile()
         let e = err.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
-        return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+        return Result(
+            status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+            stderr: String(decoding: e, as: UTF8.self))
     }
 }
 
@@ -91,12 +93,15 @@ struct CLITests {
         #expect(try cli.run(["rm", "cli-bucket/dir/file.bin"]).status == 0)
         #expect(try cli.run(["rm", "cli-bucket/piped.txt"]).status == 0)
         #expect(try cli.run(["rb", "cli-bucket"]).status == 0)
-        #expect(try cli.run(["put", dir.appendingPathComponent("absent").path, "b-b-b/k"]).status == 7, "local file error")
+        #expect(
+            try cli.run(["put", dir.appendingPathComponent("absent").path, "b-b-b/k"]).status == 7, "local file error")
         #expect(try cli.run(["get", "x"]).status == 64, "usage")
         #expect(try CLI(endpoint: "127.0.0.1:1").run(["ping"]).status == 5, "unreachable")
     }
 
-    @Test("admin members shows the node alone, with its client and peer endpoints, as a table and as JSON; an unreachable node exits 5")
+    @Test(
+        "admin members shows the node alone, with its client and peer endpoints, as a table and as JSON; an unreachable node exits 5"
+    )
     func adminMembers() throws {
         let node = try NodeProcess(extraArguments: ["--node-id", "cli-members-node"])
         defer { node.cleanUp() }
@@ -121,7 +126,8 @@ struct CLITests {
         #expect(
             members == [
                 MemberInfo(
-                    nodeID: "cli-members-node", site: "default", labels: [:], clientAddress: node.endpoint, peerAddress: peer,
+                    nodeID: "cli-members-node", site: "default", labels: [:], clientAddress: node.endpoint,
+                    peerAddress: peer,
                     incarnation: 0, state: "alive", layoutVersion: 0, lastContactMillisAgo: -1)
             ])
         #expect(json.stdout.contains("\"lastContactMillisAgo\" : -1"), "keys are the struct's property names")
@@ -130,7 +136,8 @@ struct CLITests {
 
     @Test("a PUT whose body stalls fails with REQUEST_TIMEOUT; a config file sets the timeout")
     func stalledUploadTimesOut() throws {
-        let base = FileManager.default.temporaryDirectory.appendingPathComponent("agadir-cfg-\(UUID().uuidString.prefix(8))")
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "agadir-cfg-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: base, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: base) }
         let config = base.appendingPathComponent("agadird.json")
@@ -144,7 +151,8 @@ struct CLITests {
         defer { sock.closeSocket() }
         let put = Request.put(PutRequest(bucket: "slow", key: "k", size: 1 << 20))
         let fields = put.fields().encoded()
-        var header = FrameHeader(kind: .request, opcode: Opcode.put.rawValue, headerLength: UInt32(fields.count), requestID: 7)
+        var header = FrameHeader(
+            kind: .request, opcode: Opcode.put.rawValue, headerLength: UInt32(fields.count), requestID: 7)
         header.flags = 0
         sock.send(header.encoded() + fields)
         var reply: [UInt8] = []
@@ -153,7 +161,8 @@ struct CLITests {
         #expect(reply.count >= FrameHeader.size, "an answer arrived")
         if reply.count >= FrameHeader.size {
             let h = try reply.withUnsafeBytes { raw in
-                try Result { () throws(AgadirError) -> FrameHeader in try FrameHeader.decode(raw, limits: .default) }.get()
+                try Result { () throws(AgadirError) -> FrameHeader in try FrameHeader.decode(raw, limits: .default) }
+                    .get()
             }
             #expect(h.status == AgadirError.Code.requestTimeout.rawValue)
             #expect(h.requestID == 7)

@@ -1,9 +1,9 @@
 import AgadirClient
 import AgadirCore
 import AgadirLab
-import AgadirTransport
 import AgadirPlacement
 import AgadirStore
+import AgadirTransport
 import AgadirWire
 import Foundation
 import Logging
@@ -107,13 +107,18 @@ struct ClusterLabTests {
                 host: host, port: port, limits: .default, bodyBufferBytes: 1 << 20, connectTimeout: .seconds(2))
             let (id, body) = try raw.open()
             body.abandon()
-            try await raw.write(.request(id: id, opcode: .head, fields: Request.head(bucket: "ma-data", key: objects[0].key).fields(), end: true))
+            try await raw.write(
+                .request(
+                    id: id, opcode: .head, fields: Request.head(bucket: "ma-data", key: objects[0].key).fields(),
+                    end: true))
             let answer = try await raw.awaitResponse(id)
             raw.close()
             let redirect = try #require(answer.error)
             #expect(redirect.code == .redirect, "\(redirect)")
             let moroccan = Set(try lab.status().filter { $0.site != "paris" }.compactMap(\.clientEndpoint))
-            #expect(!redirect.redirect.isEmpty && redirect.redirect.allSatisfy { moroccan.contains($0) }, "\(redirect.redirect)")
+            #expect(
+                !redirect.redirect.isEmpty && redirect.redirect.allSatisfy { moroccan.contains($0) },
+                "\(redirect.redirect)")
 
             // No file under a Paris node's data directory holds any of the bucket's bytes or keys.
             var needles: [Data] = [Data(marker.utf8)]
@@ -127,7 +132,9 @@ struct ClusterLabTests {
                 let root = URL(fileURLWithPath: node.dataDir)
                 let files = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey])
                 while let url = files?.nextObject() as? URL {
-                    guard (try? url.resourceValues(forKeys: [.isRegularFileKey]))?.isRegularFile == true else { continue }
+                    guard (try? url.resourceValues(forKeys: [.isRegularFileKey]))?.isRegularFile == true else {
+                        continue
+                    }
                     let contents = try Data(contentsOf: url)
                     scannedFiles += 1
                     for needle in needles {
@@ -154,13 +161,17 @@ struct ClusterLabTests {
         await tearDownCluster(lab)
     }
 
-    @Test("QUORUM survives one replica down and refuses with two, ONE goes on; after restarts hints deliver and replicas converge")
+    @Test(
+        "QUORUM survives one replica down and refuses with two, ONE goes on; after restarts hints deliver and replicas converge"
+    )
     func quorumsHintsAndConvergence() async throws {
         let lab = try await moroccanLab()
         do {
             let layout = try currentLayout(lab).current
             let key = "q-key"
-            let replicas = layout.replicas(policy: "ma", partition: Partitioner.partition(bucket: "ma-data", key: key, count: layout.partitionCount))
+            let replicas = layout.replicas(
+                policy: "ma",
+                partition: Partitioner.partition(bucket: "ma-data", key: key, count: layout.partitionCount))
             #expect(replicas.count == 3)
             // A coordinator outside the replica set, in Morocco.
             let names = try lab.status().map(\.name)
@@ -173,7 +184,9 @@ struct ClusterLabTests {
             #expect(try await client.get(bucket: "ma-data", key: key).1 == Array("v1".utf8))
 
             try await lab.kill(replicas[1])
-            let refused = await agadirError { _ = try await client.put(bucket: "ma-data", key: key, data: Array("v2".utf8)) }
+            let refused = await agadirError {
+                _ = try await client.put(bucket: "ma-data", key: key, data: Array("v2".utf8))
+            }
             #expect(refused?.code == .notEnoughReplicas, "\(String(describing: refused))")
             #expect(refused?.replicas == AgadirError.ReplicaCount(answered: 1, needed: 2))
             let readRefused = await agadirError { _ = try await client.get(bucket: "ma-data", key: key) }
@@ -214,7 +227,8 @@ struct ClusterLabTests {
                 for i in 0..<8 {
                     let writer = try lab.client(for: names[i % names.count])
                     group.addTask {
-                        _ = try await writer.put(bucket: "ma-data", key: "contended", data: randomBytes(6000 + i, seed: UInt64(i)))
+                        _ = try await writer.put(
+                            bucket: "ma-data", key: "contended", data: randomBytes(6000 + i, seed: UInt64(i)))
                         await writer.close()
                     }
                 }
@@ -229,10 +243,14 @@ struct ClusterLabTests {
             var stores: [String: NodeStore] = [:]
             for (name, dir) in dirs { stores[name] = try NodeStore.open(directory: dir, logger: quietStoreLogger) }
             for k in [key, "big", "contended", "ryw"] {
-                let set = layout.replicas(policy: "ma", partition: Partitioner.partition(bucket: "ma-data", key: k, count: layout.partitionCount))
+                let set = layout.replicas(
+                    policy: "ma",
+                    partition: Partitioner.partition(bucket: "ma-data", key: k, count: layout.partitionCount))
                 var seen: [ObjectManifest] = []
                 for node in set {
-                    seen.append(try #require(try await stores[node]?.manifest(bucket: "ma-data", key: k), "\(k) missing on \(node)"))
+                    seen.append(
+                        try #require(
+                            try await stores[node]?.manifest(bucket: "ma-data", key: k), "\(k) missing on \(node)"))
                 }
                 #expect(Set(seen.map(\.version)).count == 1, "\(k): replicas disagree: \(seen.map(\.version))")
                 #expect(Set(seen.map(\.etag)).count == 1)
@@ -240,9 +258,12 @@ struct ClusterLabTests {
                 if k == "contended" { #expect(seen.first?.etag == winner.etag) }
                 if k == "big", case .chunks(let refs) = seen.first?.body {
                     for ref in refs {
-                        let holders = layout.replicas(policy: "ma", partition: Partitioner.partition(of: ref.id, count: layout.partitionCount))
+                        let holders = layout.replicas(
+                            policy: "ma", partition: Partitioner.partition(of: ref.id, count: layout.partitionCount))
                         for holder in holders {
-                            #expect(try await stores[holder]?.containsChunks([ref.id]).first == true, "chunk \(ref.id.hex) missing on \(holder)")
+                            #expect(
+                                try await stores[holder]?.containsChunks([ref.id]).first == true,
+                                "chunk \(ref.id.hex) missing on \(holder)")
                         }
                     }
                 }
@@ -313,7 +334,9 @@ struct ClusterLabTests {
 
 @Suite("Layout changes through the agadir CLI, with data living in the cluster", .serialized, .oneLabAtATime)
 struct LayoutLifecycleTests {
-    @Test("stage, plan, refuse a stale version, apply, grow by one node with both versions live, refuse an unsatisfiable plan, persist")
+    @Test(
+        "stage, plan, refuse a stale version, apply, grow by one node with both versions live, refuse an unsatisfiable plan, persist"
+    )
     func layoutLifecycle() async throws {
         let lab = try await Lab.create(sites: ["benguerir", "casablanca", "settat"], nodesPerSite: 2)
         do {
@@ -338,10 +361,15 @@ struct LayoutLifecycleTests {
             }
             #expect(try await ok(["admin", "layout", "show"]).contains("layout version 0"))
             for node in try lab.status() where node.name != "settat-2" {
-                _ = try await ok(["admin", "layout", "assign", node.name, "--site", node.site, "--capacity", "2TB", "--site-label", "country=MA"])
+                _ = try await ok([
+                    "admin", "layout", "assign", node.name, "--site", node.site, "--capacity", "2TB", "--site-label",
+                    "country=MA",
+                ])
             }
             _ = try await ok(["admin", "layout", "partitions", "64"])
-            _ = try await ok(["admin", "policy", "create", "ma", "--rf", "3", "--sites", "country=MA", "--min-sites", "2"])
+            _ = try await ok([
+                "admin", "policy", "create", "ma", "--rf", "3", "--sites", "country=MA", "--min-sites", "2",
+            ])
             #expect(try await ok(["admin", "layout", "plan"]).contains("layout version 0 -> 1"))
             let stale = try await cli.runDetached(["admin", "layout", "apply", "--version", "2"])
             #expect(stale.status == 3, "stale version: \(stale.stderr)")
@@ -368,11 +396,14 @@ struct LayoutLifecycleTests {
             #expect(try await ok(["admin", "rebalance", "pause"]).contains("PAUSED"))
             _ = try await ok(["admin", "layout", "apply", "--version", "2"])
             try await waitForVersion(2)
-            let shown = try Admin.layoutShow.decode(output: Array(try await ok(["admin", "layout", "show", "--json"]).utf8))
+            let shown = try Admin.layoutShow.decode(
+                output: Array(try await ok(["admin", "layout", "show", "--json"]).utf8))
             #expect(shown.liveVersions == [1, 2], "\(shown.liveVersions)")
             for name in ["settat-2", "casablanca-1"] {
                 let reader = try lab.client(for: name)
-                for (key, data) in objects { #expect(try await reader.get(bucket: "moroccan", key: key).1 == data, "\(key) via \(name)") }
+                for (key, data) in objects {
+                    #expect(try await reader.get(bucket: "moroccan", key: key).1 == data, "\(key) via \(name)")
+                }
                 await reader.close()
             }
             for i in 0..<8 {
@@ -385,9 +416,13 @@ struct LayoutLifecycleTests {
             await client.close()
 
             // A plan that leaves too few Moroccan nodes is refused, naming the policy.
-            for n in ["benguerir-1", "benguerir-2", "casablanca-1", "casablanca-2"] { _ = try await ok(["admin", "layout", "remove", n]) }
+            for n in ["benguerir-1", "benguerir-2", "casablanca-1", "casablanca-2"] {
+                _ = try await ok(["admin", "layout", "remove", n])
+            }
             let refused = try await cli.runDetached(["admin", "layout", "plan"])
-            #expect(refused.status == 4 && refused.stderr.contains("POLICY_UNSATISFIABLE") && refused.stderr.contains("'ma'"), "\(refused.stderr)")
+            #expect(
+                refused.status == 4 && refused.stderr.contains("POLICY_UNSATISFIABLE")
+                    && refused.stderr.contains("'ma'"), "\(refused.stderr)")
             _ = try await ok(["admin", "layout", "revert"])
             #expect(try await ok(["admin", "layout", "show"]).contains("no staged changes"))
             let history = try await ok(["admin", "layout", "history"])
@@ -402,7 +437,8 @@ struct LayoutLifecycleTests {
             // Persisted: a restarted node comes back with version 2 and both live versions.
             try await lab.restart("benguerir-1")
             #expect(try await lab.layoutVersion(of: "benguerir-1") == 2)
-            let again = try Admin.layoutShow.decode(output: Array(try await ok(["admin", "layout", "show", "--json"]).utf8))
+            let again = try Admin.layoutShow.decode(
+                output: Array(try await ok(["admin", "layout", "show", "--json"]).utf8))
             #expect(again.version == 2 && again.liveVersions == [1, 2])
 
             // Resumed, the rebalance moves the partitions and retires version 1.
@@ -411,17 +447,21 @@ struct LayoutLifecycleTests {
             let deadline = clock.now + .seconds(90)
             var complete = false
             while !complete, clock.now < deadline {
-                let status = try Admin.rebalanceStatus.decode(output: Array(try await ok(["admin", "rebalance", "status", "--json"]).utf8))
+                let status = try Admin.rebalanceStatus.decode(
+                    output: Array(try await ok(["admin", "rebalance", "status", "--json"]).utf8))
                 complete = status.complete
                 if !complete { try await Task.sleep(for: .milliseconds(500)) }
             }
             #expect(complete, "the rebalance did not complete")
             let watched = try await ok(["admin", "rebalance", "status", "--watch", "--interval", "0.5"])
             #expect(watched.contains("rebalance complete") && watched.contains("settat-2"), "\(watched)")
-            let after = try Admin.layoutShow.decode(output: Array(try await ok(["admin", "layout", "show", "--json"]).utf8))
+            let after = try Admin.layoutShow.decode(
+                output: Array(try await ok(["admin", "layout", "show", "--json"]).utf8))
             #expect(after.liveVersions == [2])
             let reader = try lab.client(for: "settat-2")
-            for (key, data) in objects { #expect(try await reader.get(bucket: "moroccan", key: key).1 == data, "\(key) after the rebalance") }
+            for (key, data) in objects {
+                #expect(try await reader.get(bucket: "moroccan", key: key).1 == data, "\(key) after the rebalance")
+            }
             await reader.close()
         } catch {
             await tearDownCluster(lab)

@@ -31,7 +31,9 @@ extension LoadedLab {
     }
 
     /// Polls `agadir admin status` until it exits with `code`; returns the last result.
-    func waitStatus(exitCode code: Int32, json: Bool = false, timeout: Duration = .seconds(45)) async throws -> CLI.Result {
+    func waitStatus(exitCode code: Int32, json: Bool = false, timeout: Duration = .seconds(45)) async throws
+        -> CLI.Result
+    {
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
         var last = CLI.Result(status: -1, stdout: "", stderr: "")
@@ -40,21 +42,27 @@ extension LoadedLab {
             if last.status == code { return last }
             try await Task.sleep(for: .milliseconds(700))
         }
-        Issue.record("agadir admin status did not exit \(code) within \(timeout): exit \(last.status)\n\(last.stdout)\n\(last.stderr)")
+        Issue.record(
+            "agadir admin status did not exit \(code) within \(timeout): exit \(last.status)\n\(last.stdout)\n\(last.stderr)"
+        )
         return last
     }
 }
 
 @Suite("Drain, remove and cluster status on the lab", .serialized, .oneLabAtATime)
 struct DrainLabTests {
-    @Test("a node is drained and removed through the CLI while an application writes and reads; admin status is healthy before and after, degraded with a node down")
+    @Test(
+        "a node is drained and removed through the CLI while an application writes and reads; admin status is healthy before and after, degraded with a node down"
+    )
     func drainAndRemoveThroughTheCLI() async throws {
         var drain = try await LoadedLab(objects: 240, seed: 51, bucket: "drain")
         do {
             // Refused while casablanca-2 holds replicas of the live version.
             let refused = try await drain.agadir(["admin", "node", "remove", "casablanca-2"])
             #expect(refused.status == 3, "\(refused.stderr)")
-            #expect(refused.stderr.contains("NODE_NOT_DRAINED") && refused.stderr.contains("drain it first"), "\(refused.stderr)")
+            #expect(
+                refused.stderr.contains("NODE_NOT_DRAINED") && refused.stderr.contains("drain it first"),
+                "\(refused.stderr)")
             #expect(try drain.layoutOnDisk().current.node("casablanca-2") != nil)
 
             // Healthy: exit 0; JSON and human output name every node.
@@ -117,7 +125,9 @@ struct DrainLabTests {
         await drain.tearDown()
     }
 
-    @Test("a node lost for good: remove is refused, remove --force warns, and the rebalance completes without waiting for it")
+    @Test(
+        "a node lost for good: remove is refused, remove --force warns, and the rebalance completes without waiting for it"
+    )
     func forcedRemovalOfADeadNode() async throws {
         let drain = try await LoadedLab(objects: 120, seed: 53, bucket: "drain")
         do {
@@ -139,7 +149,8 @@ struct DrainLabTests {
             #expect(cluster.live.count == 1)
             #expect(cluster.current.node("settat-2") == nil)
             #expect(Set(cluster.current.nodes.map(\.id)) == Set(survivors))
-            try await drain.expectHeldExactlyWhereTheLayoutSays(cluster.current, keys: Set(drain.objects.keys), excluded: ["settat-2"])
+            try await drain.expectHeldExactlyWhereTheLayoutSays(
+                cluster.current, keys: Set(drain.objects.keys), excluded: ["settat-2"])
         } catch {
             await drain.tearDown()
             throw error

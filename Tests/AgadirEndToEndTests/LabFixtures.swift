@@ -38,7 +38,8 @@ struct LoadedLab {
         }
         _ = try await call(Admin.layoutPartitions, Admin.Partitions(count: 64))
         for name in Self.nodes { try await assign(name) }
-        _ = try await call(Admin.policyCreate, Admin.PolicySpec(name: "ma", replicationFactor: 3, sites: "country=MA", minSites: 2))
+        _ = try await call(
+            Admin.policyCreate, Admin.PolicySpec(name: "ma", replicationFactor: 3, sites: "country=MA", minSites: 2))
         _ = try await call(Admin.layoutApply, Admin.Apply(version: 1))
         try await waitForVersion(1, on: Self.nodes)
         try await admin.createBucket(bucket, policy: "ma")
@@ -73,7 +74,8 @@ struct LoadedLab {
     func assign(_ name: String) async throws {
         let site = String(name.split(separator: "-")[0])
         _ = try await call(
-            Admin.layoutAssign, Admin.Assign(node: name, site: site, capacity: 1_000_000_000_000, siteLabels: ["country": "MA"]))
+            Admin.layoutAssign,
+            Admin.Assign(node: name, site: site, capacity: 1_000_000_000_000, siteLabels: ["country": "MA"]))
     }
 
     /// Polls `rebalance.status` until it says complete; returns the last view.
@@ -95,9 +97,13 @@ struct LoadedLab {
         let deadline = clock.now + .seconds(60)
         for name in names {
             while true {
-                let alive = Set(((try? await lab.members(of: name)) ?? []).filter { $0.state == MemberInfo.State.alive }.map(\.nodeID))
+                let alive = Set(
+                    ((try? await lab.members(of: name)) ?? []).filter { $0.state == MemberInfo.State.alive }.map(
+                        \.nodeID))
                 if alive.isSuperset(of: names) { break }
-                guard clock.now < deadline else { throw AgadirError(.unavailable, "\(name) does not see \(names) alive") }
+                guard clock.now < deadline else {
+                    throw AgadirError(.unavailable, "\(name) does not see \(names) alive")
+                }
                 try await Task.sleep(for: .milliseconds(200))
             }
         }
@@ -108,7 +114,9 @@ struct LoadedLab {
         let deadline = clock.now + .seconds(30)
         for name in names {
             while try await lab.layoutVersion(of: name) < v {
-                guard clock.now < deadline else { throw AgadirError(.unavailable, "\(name) did not reach layout version \(v)") }
+                guard clock.now < deadline else {
+                    throw AgadirError(.unavailable, "\(name) did not reach layout version \(v)")
+                }
                 try await Task.sleep(for: .milliseconds(200))
             }
         }
@@ -116,13 +124,16 @@ struct LoadedLab {
 
     /// Stops every node, opens each store (but those of `excluded`) and checks that every
     /// manifest and chunk is held by exactly the nodes `layout` names for its partition.
-    func expectHeldExactlyWhereTheLayoutSays(_ layout: Layout, keys: Set<String>, excluded: Set<String> = []) async throws {
+    func expectHeldExactlyWhereTheLayoutSays(_ layout: Layout, keys: Set<String>, excluded: Set<String> = [])
+        async throws
+    {
         try await lab.stopAll(timeout: .seconds(30))
         var logger = Logger(label: "agadir.e2e.holdings")
         logger.logLevel = .critical
         var manifestHolders: [String: Set<String>] = [:]
         var chunkHolders: [ChunkID: Set<String>] = [:]
-        for node in try lab.status() where !excluded.contains(node.name) && FileManager.default.fileExists(atPath: node.dataDir + "/node-id") {
+        for node in try lab.status()
+        where !excluded.contains(node.name) && FileManager.default.fileExists(atPath: node.dataDir + "/node-id") {
             let store = try NodeStore.open(directory: node.dataDir, logger: logger)
             for m in try await store.manifestInventory(after: nil, limit: 10_000) where m.bucket == bucket {
                 manifestHolders[m.key, default: []].insert(node.name)
@@ -135,18 +146,22 @@ struct LoadedLab {
         let n = layout.partitionCount
         #expect(Set(manifestHolders.keys) == keys)
         for (key, holders) in manifestHolders {
-            let expected = Set(layout.replicas(policy: "ma", partition: Partitioner.partition(bucket: bucket, key: key, count: n)))
-            #expect(holders == expected, "manifest \(key): held by \(holders.sorted()), layout names \(expected.sorted())")
+            let expected = Set(
+                layout.replicas(policy: "ma", partition: Partitioner.partition(bucket: bucket, key: key, count: n)))
+            #expect(
+                holders == expected, "manifest \(key): held by \(holders.sorted()), layout names \(expected.sorted())")
         }
         for (id, holders) in chunkHolders {
             let expected = Set(layout.replicas(policy: "ma", partition: Partitioner.partition(of: id, count: n)))
-            #expect(holders == expected, "chunk \(id.hex): held by \(holders.sorted()), layout names \(expected.sorted())")
+            #expect(
+                holders == expected, "chunk \(id.hex): held by \(holders.sorted()), layout names \(expected.sorted())")
         }
     }
 
     func layoutOnDisk() throws -> ClusterLayout {
         let dir = try #require(try lab.status().first { $0.name == "benguerir-1" }?.dataDir)
-        return try ClusterLayoutCodec.decode(Array(try Data(contentsOf: URL(fileURLWithPath: dir).appendingPathComponent("layout.bin"))))
+        return try ClusterLayoutCodec.decode(
+            Array(try Data(contentsOf: URL(fileURLWithPath: dir).appendingPathComponent("layout.bin"))))
     }
 
     func expectEveryObjectReadable(_ objects: [String: [UInt8]], via names: [String]) async throws {

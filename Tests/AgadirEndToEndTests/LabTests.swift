@@ -1,10 +1,11 @@
 import AgadirClient
 import AgadirCore
 import AgadirMembership
-@testable import AgadirLab
 import AgadirWire
 import Foundation
 import Testing
+
+@testable import AgadirLab
 
 /// True while a live (not zombie) process has this pid. Nodes started by an `agadir-lab`
 /// command that has exited are reparented to init, which in some containers never reaps
@@ -52,7 +53,9 @@ struct LabTests {
             let secret = lab.root.appendingPathComponent("cluster.secret").path
             let attributes = try FileManager.default.attributesOfItem(atPath: secret)
             #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
-            #expect(try String(contentsOfFile: secret, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines).count == 64)
+            #expect(
+                try String(contentsOfFile: secret, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+                    .count == 64)
 
             // kill: the process is gone and the lab says so.
             let before = try status(lab, "casablanca-1")
@@ -91,10 +94,13 @@ struct LabTests {
             #expect(new.state == .running && new.pid != old.pid && new.clientEndpoint == old.clientEndpoint)
             #expect(!pidExists(try #require(old.pid)))
             seen.insert(try #require(new.pid))
-            #expect(try lab.logs("benguerir-1", lines: 200).contains("agadird stopped"), "the first run ended gracefully")
+            #expect(
+                try lab.logs("benguerir-1", lines: 200).contains("agadird stopped"), "the first run ended gracefully")
 
             // A root with running nodes is refused; an unknown node is named.
-            let busy = await agadirError { _ = try await Lab.create(root: lab.root, sites: ["benguerir", "casablanca", "settat"]) }
+            let busy = await agadirError {
+                _ = try await Lab.create(root: lab.root, sites: ["benguerir", "casablanca", "settat"])
+            }
             #expect(busy?.message.contains("down") == true, "\(String(describing: busy))")
             let unknown = await agadirError { try await lab.stop("rabat-1") }
             #expect(unknown?.code == .noSuchKey && unknown?.message.contains("benguerir-1") == true)
@@ -104,13 +110,17 @@ struct LabTests {
             #expect(root == lab.root)
             for pid in seen { #expect(!pidExists(pid), "pid \(pid) still exists after down") }
             #expect(try lab.status().allSatisfy { $0.state == .stopped && $0.pid == nil })
-            #expect(FileManager.default.fileExists(atPath: lab.root.appendingPathComponent("nodes/settat-1/data/meta.sqlite").path))
+            #expect(
+                FileManager.default.fileExists(
+                    atPath: lab.root.appendingPathComponent("nodes/settat-1/data/meta.sqlite").path))
 
             // The stopped lab can be brought up again with its data and ports.
             let reopened = try await Lab.create(root: lab.root, sites: ["benguerir", "casablanca", "settat"])
             try await reopened.up(waitForConvergence: false)
             #expect(try reopened.status().map(\.clientEndpoint) == up.map(\.clientEndpoint))
-            let other = await agadirError { try await reopened.down(); _ = try await Lab.create(root: lab.root, sites: ["rabat"]) }
+            let other = await agadirError {
+                try await reopened.down(); _ = try await Lab.create(root: lab.root, sites: ["rabat"])
+            }
             #expect(other?.message.contains("--purge") == true, "\(String(describing: other))")
         } catch {
             await tearDown(lab)
@@ -138,14 +148,16 @@ struct LabTests {
     func convergenceDiagnosis() {
         func member(_ id: String, _ state: String) -> MemberInfo {
             MemberInfo(
-                nodeID: id, site: "s", clientAddress: "h:1", peerAddress: "h:2", incarnation: 0, state: state, layoutVersion: 0,
+                nodeID: id, site: "s", clientAddress: "h:1", peerAddress: "h:2", incarnation: 0, state: state,
+                layoutVersion: 0,
                 lastContactMillisAgo: 0)
         }
         let running = ["a", "b", "c"]
         let all = [member("a", "alive"), member("b", "alive"), member("c", "alive")]
         #expect(Lab.notConverged(running: running, views: ["a": all, "b": all, "c": all]).isEmpty)
         let lagging = Lab.notConverged(
-            running: running, views: ["a": all, "b": [member("a", "alive"), member("b", "alive"), member("c", "suspect")]])
+            running: running,
+            views: ["a": all, "b": [member("a", "alive"), member("b", "alive"), member("c", "suspect")]])
         #expect(lagging == ["b does not see c alive", "c does not answer MEMBERS"])
     }
 
@@ -153,7 +165,8 @@ struct LabTests {
     func seeds() {
         func node(_ name: String, peer: Int) -> LabNode {
             LabNode(
-                name: name, site: "s", labels: [:], nodeID: name, pid: 0, clientPort: peer == 0 ? 0 : peer + 1000, peerPort: peer,
+                name: name, site: "s", labels: [:], nodeID: name, pid: 0, clientPort: peer == 0 ? 0 : peer + 1000,
+                peerPort: peer,
                 dataDir: "/d/\(name)", logFile: "/l", readyFile: "/r", state: .stopped)
         }
         var state = LabState(
@@ -165,8 +178,11 @@ struct LabTests {
         state.nodes[1] = node("s-2", peer: 7002)
         state.nodes[2] = node("s-3", peer: 7003)
         #expect(Lab.seeds(for: 0, in: state) == ["127.0.0.1:7002", "127.0.0.1:7003"])
-        let args = LabCommandLine.arguments(node: state.nodes[1], lab: state, clientPort: 8002, peerPort: 7002, seeds: ["x:1", "y:2"])
-        #expect(args.starts(with: ["--data-dir", "/d/s-2", "--listen", "127.0.0.1:8002", "--peer-listen", "127.0.0.1:7002"]))
+        let args = LabCommandLine.arguments(
+            node: state.nodes[1], lab: state, clientPort: 8002, peerPort: 7002, seeds: ["x:1", "y:2"])
+        #expect(
+            args.starts(with: ["--data-dir", "/d/s-2", "--listen", "127.0.0.1:8002", "--peer-listen", "127.0.0.1:7002"])
+        )
         #expect(args.contains("--ready-file") && args.suffix(2) == ["--codec", "raw"])
         let seedsIndex = args.firstIndex(of: "--seeds")
         #expect(seedsIndex.map { args[$0 + 1] } == "x:1,y:2")
@@ -202,7 +218,8 @@ struct LabTests {
             let e = err.fileHandleForReading.readDataToEndOfFile()
             p.waitUntilExit()
             return CLI.Result(
-                status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+                status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+                stderr: String(decoding: e, as: UTF8.self))
         }
 
         func status() throws -> [LabNodeStatus] {
@@ -212,7 +229,8 @@ struct LabTests {
         }
     }
 
-    @Test("agadir-lab up returns while its nodes run on; status, kill, stop, start, down --purge work across invocations")
+    @Test(
+        "agadir-lab up returns while its nodes run on; status, kill, stop, start, down --purge work across invocations")
     func commandLine() async throws {
         let root = Lab.temporaryRoot()
         let cli = LabCLI(root: root)
@@ -226,14 +244,18 @@ struct LabTests {
     }
 
     func commandLineSteps(_ cli: LabCLI, root: URL) throws {
-        let up = try cli.run(["up", "--sites", "benguerir,settat", "--nodes-per-site", "1", "--no-wait", "--", "--codec", "raw"])
+        let up = try cli.run([
+            "up", "--sites", "benguerir,settat", "--nodes-per-site", "1", "--no-wait", "--", "--codec", "raw",
+        ])
         #expect(up.status == 0, "\(up.stderr)")
         #expect(up.stdout.contains("benguerir-1") && up.stdout.contains("settat-1"))
         let nodes = try cli.status()
         #expect(nodes.count == 2 && nodes.allSatisfy { $0.state == .running })
         let pids = nodes.compactMap(\.pid)
         #expect(pids.count == 2 && pids.allSatisfy(pidExists), "the nodes outlive the command that started them")
-        #expect(try String(contentsOfFile: "/proc/\(pids[0])/cmdline", encoding: .utf8).contains("raw"), "extra arguments reach agadird")
+        #expect(
+            try String(contentsOfFile: "/proc/\(pids[0])/cmdline", encoding: .utf8).contains("raw"),
+            "extra arguments reach agadird")
 
         #expect(try cli.run(["up", "--sites", "benguerir,settat", "--nodes-per-site", "1", "--no-wait"]).status == 1)
         #expect(try cli.run(["kill", "nowhere-1"]).status == 2)
@@ -270,7 +292,9 @@ struct LabTests {
         let deadline = clock.now + .seconds(30)
         while clock.now < deadline, p.isRunning {
             // The block is printed once every node is up.
-            if let nodes = try? Lab.open(root: root).status(), nodes.count == 2, nodes.allSatisfy({ $0.state == .running }) {
+            if let nodes = try? Lab.open(root: root).status(), nodes.count == 2,
+                nodes.allSatisfy({ $0.state == .running })
+            {
                 pids = nodes.compactMap(\.pid)
                 break
             }
@@ -298,7 +322,8 @@ struct LabTests {
             #expect(views.count == 6)
             for (name, view) in views {
                 #expect(view.count == 6, "\(name) sees \(view.map(\.nodeID))")
-                #expect(view.allSatisfy { $0.state == "alive" && $0.nodeID.hasPrefix($0.site + "-") }, "\(name): \(view)")
+                #expect(
+                    view.allSatisfy { $0.state == "alive" && $0.nodeID.hasPrefix($0.site + "-") }, "\(name): \(view)")
                 #expect(view.allSatisfy { !$0.peerAddress.isEmpty && $0.peerAddress != $0.clientAddress })
             }
         } catch {
@@ -308,7 +333,9 @@ struct LabTests {
         await tearDown(lab)
     }
 
-    @Test("3 sites x 2 nodes: a killed node is dead at every other node within the bound the LAN settings predict, then alive again after a restart")
+    @Test(
+        "3 sites x 2 nodes: a killed node is dead at every other node within the bound the LAN settings predict, then alive again after a restart"
+    )
     func killedNodeIsDeclaredDeadWithinTheBoundThenRejoins() async throws {
         let lab = try await Lab.create(sites: Lab.defaultSites, nodesPerSite: 2)
         let bound = MembershipSettings.lan.worstCaseTimeToDead(members: 6)
@@ -323,12 +350,18 @@ struct LabTests {
             while allDead == nil, clock.now - killedAt < bound + .seconds(10) {
                 let views = try await lab.membershipViews(timeout: .seconds(2))
                 let verdicts = views.values.compactMap { $0.first { $0.nodeID == "settat-1" }?.state }
-                if firstSuspected == nil, verdicts.contains(where: { $0 != "alive" }) { firstSuspected = clock.now - killedAt }
-                if views.count == 5, verdicts.count == 5, verdicts.allSatisfy({ $0 == "dead" }) { allDead = clock.now - killedAt }
+                if firstSuspected == nil, verdicts.contains(where: { $0 != "alive" }) {
+                    firstSuspected = clock.now - killedAt
+                }
+                if views.count == 5, verdicts.count == 5, verdicts.allSatisfy({ $0 == "dead" }) {
+                    allDead = clock.now - killedAt
+                }
                 try await Task.sleep(for: .milliseconds(100))
             }
             let dead = try #require(allDead, "settat-1 was not dead everywhere within \(bound) + 10 s")
-            print("lab: settat-1 killed; first suspected after \(firstSuspected ?? .zero), dead at all 5 others after \(dead) (bound \(bound))")
+            print(
+                "lab: settat-1 killed; first suspected after \(firstSuspected ?? .zero), dead at all 5 others after \(dead) (bound \(bound))"
+            )
             #expect(dead <= bound)
             // A restart on the same ports comes back at a higher incarnation and is alive everywhere.
             try await lab.start("settat-1")
@@ -340,7 +373,9 @@ struct LabTests {
         await tearDown(lab)
     }
 
-    @Test("a node paused for less than its suspicion timeout may be suspected but is never declared dead, and is alive everywhere after")
+    @Test(
+        "a node paused for less than its suspicion timeout may be suspected but is never declared dead, and is alive everywhere after"
+    )
     func pausedNodeShorterThanSuspicionIsNotDeclaredDead() async throws {
         let lab = try await Lab.create(sites: ["benguerir", "casablanca"], nodesPerSite: 2)
         // casablanca-2 probes casablanca-1 with LAN timing (a 1 s round); the suspicion then
@@ -354,14 +389,18 @@ struct LabTests {
             var seen: Set<String> = []
             while clock.now - pausedAt < .milliseconds(2500) {
                 let views = try await lab.membershipViews(timeout: .milliseconds(500))
-                for view in views.values { if let m = view.first(where: { $0.nodeID == "casablanca-1" }) { seen.insert(m.state) } }
+                for view in views.values {
+                    if let m = view.first(where: { $0.nodeID == "casablanca-1" }) { seen.insert(m.state) }
+                }
                 try await Task.sleep(for: .milliseconds(100))
             }
             try await lab.resume("casablanca-1")
             let resumedAt = clock.now
             while clock.now - resumedAt < .seconds(8) {
                 let views = try await lab.membershipViews(timeout: .seconds(2))
-                for view in views.values { if let m = view.first(where: { $0.nodeID == "casablanca-1" }) { seen.insert(m.state) } }
+                for view in views.values {
+                    if let m = view.first(where: { $0.nodeID == "casablanca-1" }) { seen.insert(m.state) }
+                }
                 try await Task.sleep(for: .milliseconds(100))
             }
             print("lab: casablanca-1 paused 2.5 s; states seen at the others: \(seen.sorted())")
@@ -396,7 +435,9 @@ struct LabTests {
             try await Task.sleep(for: .seconds(6))
             let views = try await lab.membershipViews()
             #expect(views.count == 2)
-            for (name, view) in views { #expect(!view.contains { $0.nodeID == "intruder" }, "\(name) lists the intruder") }
+            for (name, view) in views {
+                #expect(!view.contains { $0.nodeID == "intruder" }, "\(name) lists the intruder")
+            }
             let client = try AgadirClient(endpoint: intruder.endpoint)
             let itsView = try await client.members()
             await client.close()

@@ -12,11 +12,13 @@ import Testing
 /// Six nodes in three Moroccan sites with policy `ma` (RF 3) applied on 64 partitions and
 /// bucket `bin` created; `arguments` go to every node.
 private func maintenanceLab(_ arguments: [String]) async throws -> Lab {
-    let lab = try await Lab.create(sites: ["benguerir", "casablanca", "settat"], nodesPerSite: 2, extraArguments: arguments)
+    let lab = try await Lab.create(
+        sites: ["benguerir", "casablanca", "settat"], nodesPerSite: 2, extraArguments: arguments)
     do {
         try await lab.up(waitForConvergence: true, timeout: .seconds(90))
         try await lab.applyLayout(
-            policies: [LabPolicy(name: "ma", replicationFactor: 3, sites: "country=MA", minSites: 2)], partitionCount: 64)
+            policies: [LabPolicy(name: "ma", replicationFactor: 3, sites: "country=MA", minSites: 2)],
+            partitionCount: 64)
         let client = try lab.client(for: "benguerir-1")
         try await client.createBucket("bin", policy: "ma")
         await client.close()
@@ -47,7 +49,9 @@ private func segmentBytes(_ lab: Lab) async throws -> UInt64 {
 
 @Suite("Scrub and garbage collection on the lab", .serialized, .oneLabAtATime)
 struct MaintenanceLabTests {
-    @Test("a chunk corrupted on disk is found by the scrub, quarantined and replaced by a verified copy from another replica")
+    @Test(
+        "a chunk corrupted on disk is found by the scrub, quarantined and replaced by a verified copy from another replica"
+    )
     func scrubRepairsACorruptChunk() async throws {
         let lab = try await maintenanceLab(["--scrub-rate", "0"])
         do {
@@ -63,8 +67,12 @@ struct MaintenanceLabTests {
             let data = try #require(objects["s-0"])
             let id = ChunkID.of(data)
             let layoutDir = try #require(try lab.status().first { $0.name == "benguerir-1" }?.dataDir)
-            let layout = try ClusterLayoutCodec.decode(Array(try Data(contentsOf: URL(fileURLWithPath: layoutDir + "/layout.bin")))).current
-            let victim = try #require(layout.replicas(policy: "ma", partition: Partitioner.partition(of: id, count: layout.partitionCount)).first)
+            let layout = try ClusterLayoutCodec.decode(
+                Array(try Data(contentsOf: URL(fileURLWithPath: layoutDir + "/layout.bin")))
+            ).current
+            let victim = try #require(
+                layout.replicas(policy: "ma", partition: Partitioner.partition(of: id, count: layout.partitionCount))
+                    .first)
             try await lab.stop(victim)
             let dir = try #require(try lab.status().first { $0.name == victim }?.dataDir)
             // The chunk's bytes appear as they are in its segment (incompressible data stays as
@@ -116,7 +124,9 @@ struct MaintenanceLabTests {
         await tearDown(lab)
     }
 
-    @Test("deleted objects' space comes back after the grace period and not before; uploads racing the collector lose nothing")
+    @Test(
+        "deleted objects' space comes back after the grace period and not before; uploads racing the collector lose nothing"
+    )
     func spaceComesBackAfterGrace_andUploadsRacingCollectionLoseNothing() async throws {
         let grace = 8
         let lab = try await maintenanceLab([
@@ -134,11 +144,13 @@ struct MaintenanceLabTests {
                 reused.append(("old-\(i)", "new-\(i)", data))
             }
             for i in 0..<60 {
-                _ = try await client.put(bucket: "bin", key: "doomed-\(i)", data: randomBytes(200_000, seed: UInt64(9000 + i)))
+                _ = try await client.put(
+                    bucket: "bin", key: "doomed-\(i)", data: randomBytes(200_000, seed: UInt64(9000 + i)))
                 doomed.append("doomed-\(i)")
             }
             for i in 0..<12 {
-                _ = try await client.put(bucket: "bin", key: "filler-\(i)", data: randomBytes(200_000, seed: UInt64(9900 + i)))
+                _ = try await client.put(
+                    bucket: "bin", key: "filler-\(i)", data: randomBytes(200_000, seed: UInt64(9900 + i)))
             }
             let before = try await segmentBytes(lab)
             let deletedAt = ContinuousClock.now
@@ -185,17 +197,24 @@ struct MaintenanceLabTests {
                 if after + doomedBytes * 6 / 10 <= early { break }
                 try await Task.sleep(for: .seconds(1))
             }
-            #expect(after + doomedBytes * 6 / 10 <= early, "segment bytes \(before) before, \(early) early, \(after) after the grace period")
-            print("garbage collection: segment bytes \(before) before the deletes, \(early) within the grace period, \(after) after it (\(doomedBytes) bytes deleted)")
+            #expect(
+                after + doomedBytes * 6 / 10 <= early,
+                "segment bytes \(before) before, \(early) early, \(after) after the grace period")
+            print(
+                "garbage collection: segment bytes \(before) before the deletes, \(early) within the grace period, \(after) after it (\(doomedBytes) bytes deleted)"
+            )
             // Every object that still exists reads back whole, through every node.
             for name in try lab.status().map(\.name) {
                 let reader = try lab.client(for: name)
                 for r in reused {
-                    #expect(try await reader.get(bucket: "bin", key: "\(r.new)-5").1 == r.data, "\(r.new)-5 via \(name)")
+                    #expect(
+                        try await reader.get(bucket: "bin", key: "\(r.new)-5").1 == r.data, "\(r.new)-5 via \(name)")
                 }
                 await reader.close()
             }
-            let gc = try await CLI(endpoint: try #require(try lab.status().first?.clientEndpoint)).runDetached(["admin", "gc", "status"])
+            let gc = try await CLI(endpoint: try #require(try lab.status().first?.clientEndpoint)).runDetached([
+                "admin", "gc", "status",
+            ])
             #expect(gc.status == 0 && gc.stdout.contains("CHUNKS RECLAIMED"), "\(gc.stdout)\(gc.stderr)")
             await client.close()
         } catch {

@@ -10,7 +10,9 @@ struct RawSocket {
 
     init(endpoint: String) throws {
         let parts = endpoint.split(separator: ":")
-        guard parts.count == 2, let port = UInt16(parts[1]) else { throw AgadirError(.invalidArgument, "endpoint \(endpoint)") }
+        guard parts.count == 2, let port = UInt16(parts[1]) else {
+            throw AgadirError(.invalidArgument, "endpoint \(endpoint)")
+        }
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw AgadirError(.ioError, "socket() failed") }
         var tv = timeval(tv_sec: 0, tv_usec: 300_000)
@@ -21,7 +23,9 @@ struct RawSocket {
         addr.sin_port = port.bigEndian
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard rc == 0 else {
             close(fd)

@@ -82,22 +82,29 @@ struct ObjectRoundTripTests {
         try await client.put(
             bucket: "misc", key: "dir/big.bin", data: big, contentType: "application/x-test",
             metadata: [MetadataEntry(name: "owner", value: "amina")])
-        for (offset, length) in [(0, 1), (1 << 20 - 3, 10), (UInt64(big.count) - 5, 5), (0, UInt64(big.count))] as [(UInt64, UInt64)] {
-            let (info, part) = try await client.get(bucket: "misc", key: "dir/big.bin", range: ByteRange(offset: offset, length: length))
+        for (offset, length) in [(0, 1), (1 << 20 - 3, 10), (UInt64(big.count) - 5, 5), (0, UInt64(big.count))]
+            as [(UInt64, UInt64)]
+        {
+            let (info, part) = try await client.get(
+                bucket: "misc", key: "dir/big.bin", range: ByteRange(offset: offset, length: length))
             #expect(Array(big[Int(offset)..<Int(offset + length)]) == part)
             #expect(info.range?.offset == offset)
         }
-        let tail = try await client.get(bucket: "misc", key: "dir/big.bin", range: ByteRange(offset: 100, length: nil)).1
+        let tail = try await client.get(bucket: "misc", key: "dir/big.bin", range: ByteRange(offset: 100, length: nil))
+            .1
         #expect(tail == Array(big[100...]))
         await #expect(throws: AgadirError.self) {
-            _ = try await client.get(bucket: "misc", key: "dir/big.bin", range: ByteRange(offset: UInt64(big.count) + 1, length: 1))
+            _ = try await client.get(
+                bucket: "misc", key: "dir/big.bin", range: ByteRange(offset: UInt64(big.count) + 1, length: 1))
         }
         let head = try await client.head(bucket: "misc", key: "dir/big.bin")
         #expect(head.contentType == "application/x-test")
         #expect(head.metadata == [MetadataEntry(name: "owner", value: "amina")])
         #expect(head.size == UInt64(big.count))
 
-        for i in 0..<25 { try await client.put(bucket: "misc", key: String(format: "k%03d", i), data: Array("v\(i)".utf8)) }
+        for i in 0..<25 {
+            try await client.put(bucket: "misc", key: String(format: "k%03d", i), data: Array("v\(i)".utf8))
+        }
         var keys: [String] = []
         var after: String? = nil
         for _ in 0..<20 {

@@ -33,7 +33,9 @@ extension LoadedLab {
 
 @Suite("Rebalance on the lab: growth, restarts in the middle", .serialized, .oneLabAtATime)
 struct RebalanceLabTests {
-    @Test("a six-node, three-site cluster grows by one node while an application writes and reads; data ends exactly where the new layout says")
+    @Test(
+        "a six-node, three-site cluster grows by one node while an application writes and reads; data ends exactly where the new layout says"
+    )
     func growBySeventhNode() async throws {
         var grow = try await LoadedLab(objects: 360, seed: 41, bucket: "grow", nodesPerSite: 3)
         do {
@@ -52,7 +54,9 @@ struct RebalanceLabTests {
             let moved = view?.bytesMoved ?? 0
             #expect(moved > 0)
             #expect(Double(moved) <= 1.2 * Double(estimate), "moved \(moved) bytes, the plan estimated \(estimate)")
-            print("rebalance growth: moved \(moved) bytes, plan estimate \(estimate) (\(String(format: "%.2f", Double(moved) / Double(max(estimate, 1))))x)")
+            print(
+                "rebalance growth: moved \(moved) bytes, plan estimate \(estimate) (\(String(format: "%.2f", Double(moved) / Double(max(estimate, 1))))x)"
+            )
             // Every object, old and new, reads back through the new node and an old one.
             for (key, data) in app.written.withLock({ $0 }) { grow.objects[key] = data }
             try await grow.expectReadableAndHeldOnlyByVersion2(via: ["benguerir-3", "settat-2"])
@@ -63,12 +67,15 @@ struct RebalanceLabTests {
         await grow.tearDown()
     }
 
-    @Test("nodes killed and restarted in the middle of a throttled rebalance: it resumes and completes with nothing lost")
+    @Test(
+        "nodes killed and restarted in the middle of a throttled rebalance: it resumes and completes with nothing lost")
     func killAndRestartMidRebalance() async throws {
         let grow = try await LoadedLab(objects: 240, seed: 43, bucket: "grow", nodesPerSite: 3)
         do {
             // Slow enough to be caught in the middle.
-            try await grow.call(Admin.rebalanceSet, Admin.RebalanceChange(intraSiteBytesPerSecond: 1_000_000, interSiteBytesPerSecond: 1_000_000))
+            try await grow.call(
+                Admin.rebalanceSet,
+                Admin.RebalanceChange(intraSiteBytesPerSecond: 1_000_000, interSiteBytesPerSecond: 1_000_000))
             _ = try await grow.grow()
             let clock = ContinuousClock()
             let deadline = clock.now + .seconds(60)
@@ -88,7 +95,8 @@ struct RebalanceLabTests {
             try await grow.lab.start("casablanca-1")
             try await grow.lab.start("benguerir-3")
             try await LoadedLab.waitAlive(grow.lab, LoadedLab.nodes + ["benguerir-3"])
-            try await grow.call(Admin.rebalanceSet, Admin.RebalanceChange(intraSiteBytesPerSecond: 0, interSiteBytesPerSecond: 0))
+            try await grow.call(
+                Admin.rebalanceSet, Admin.RebalanceChange(intraSiteBytesPerSecond: 0, interSiteBytesPerSecond: 0))
             _ = try await grow.waitComplete(timeout: .seconds(180))
             try await grow.expectReadableAndHeldOnlyByVersion2(via: ["benguerir-3", "casablanca-1"])
         } catch {

@@ -11,7 +11,9 @@ import Testing
 /// Opens every started node's store (the lab must be stopped) and returns, for bucket
 /// `bucket`: the nodes holding each key's manifest (with its tombstone flag), and the nodes
 /// holding each chunk.
-func storeHoldings(_ lab: Lab, bucket: String) async throws -> (manifests: [String: [String: Bool]], chunks: [ChunkID: Set<String>], refs: [String: [ChunkID]]) {
+func storeHoldings(_ lab: Lab, bucket: String) async throws -> (
+    manifests: [String: [String: Bool]], chunks: [ChunkID: Set<String>], refs: [String: [ChunkID]]
+) {
     var logger = Logger(label: "agadir.e2e.holdings")
     logger.logLevel = .critical
     var manifests: [String: [String: Bool]] = [:]
@@ -35,14 +37,17 @@ func storeHoldings(_ lab: Lab, bucket: String) async throws -> (manifests: [Stri
 
 @Suite("Anti-entropy on the lab: a wiped node refilled, old delete markers purged", .serialized, .oneLabAtATime)
 struct RepairLabTests {
-    @Test("`agadir admin repair` refills a node whose disk was wiped, and purges delete markers once every replica holds them")
+    @Test(
+        "`agadir admin repair` refills a node whose disk was wiped, and purges delete markers once every replica holds them"
+    )
     func wipedNodeIsRefilled_andOldTombstonesPurged() async throws {
         let lab = try await Lab.create(
             sites: ["benguerir", "casablanca", "settat"], nodesPerSite: 2, extraArguments: ["--tombstone-grace", "3"])
         do {
             try await lab.up(waitForConvergence: true, timeout: .seconds(90))
             try await lab.applyLayout(
-                policies: [LabPolicy(name: "ma", replicationFactor: 3, sites: "country=MA", minSites: 2)], partitionCount: 64)
+                policies: [LabPolicy(name: "ma", replicationFactor: 3, sites: "country=MA", minSites: 2)],
+                partitionCount: 64)
             let client = try lab.client(for: "benguerir-1")
             try await client.createBucket("repaired", policy: "ma")
             var live: [String: [UInt8]] = [:]
@@ -96,21 +101,29 @@ struct RepairLabTests {
             // On disk: each live object on exactly its three replicas (settat-1 refilled), its
             // chunks likewise, and no delete marker left anywhere.
             let layoutDir = try #require(try lab.status().first { $0.name == "benguerir-1" }?.dataDir)
-            let cluster = try ClusterLayoutCodec.decode(Array(try Data(contentsOf: URL(fileURLWithPath: layoutDir + "/layout.bin"))))
+            let cluster = try ClusterLayoutCodec.decode(
+                Array(try Data(contentsOf: URL(fileURLWithPath: layoutDir + "/layout.bin"))))
             try await lab.stopAll(timeout: .seconds(30))
             let held = try await storeHoldings(lab, bucket: "repaired")
             let layout = cluster.current
             let n = layout.partitionCount
             for (key, _) in live {
-                let expected = Set(layout.replicas(policy: "ma", partition: Partitioner.partition(bucket: "repaired", key: key, count: n)))
+                let expected = Set(
+                    layout.replicas(
+                        policy: "ma", partition: Partitioner.partition(bucket: "repaired", key: key, count: n)))
                 #expect(Set((held.manifests[key] ?? [:]).keys) == expected, "\(key): \(held.manifests[key] ?? [:])")
                 for id in held.refs[key] ?? [] {
-                    let replicas = Set(layout.replicas(policy: "ma", partition: Partitioner.partition(of: id, count: n)))
+                    let replicas = Set(
+                        layout.replicas(policy: "ma", partition: Partitioner.partition(of: id, count: n)))
                     #expect(held.chunks[id] == replicas, "chunk \(id.hex) of \(key): \(held.chunks[id] ?? [])")
                 }
                 #expect(!(held.refs[key] ?? []).isEmpty, "\(key) has chunks")
             }
-            for key in deleted { #expect(held.manifests[key] == nil, "the delete marker of \(key) is still held: \(held.manifests[key] ?? [:])") }
+            for key in deleted {
+                #expect(
+                    held.manifests[key] == nil,
+                    "the delete marker of \(key) is still held: \(held.manifests[key] ?? [:])")
+            }
             #expect(held.manifests.values.contains { $0["settat-1"] != nil }, "settat-1 holds manifests again")
         } catch {
             _ = try? await lab.down(timeout: .seconds(15))

@@ -25,24 +25,33 @@ struct UnicodeKeyLabTests {
         do {
             try await lab.up(waitForConvergence: true, timeout: .seconds(90))
             _ = try await lab.applyLayout(
-                policies: [LabPolicy(name: "ma", replicationFactor: 3, sites: "country=MA", minSites: 2)], partitionCount: 16)
+                policies: [LabPolicy(name: "ma", replicationFactor: 3, sites: "country=MA", minSites: 2)],
+                partitionCount: 16)
             let client = try lab.client(for: "benguerir-1")
             try await client.createBucket("uni", policy: "ma")
             // Not a [String: ...] dictionary: its literal would trap on the "duplicate" key.
-            let objects = [(key: Self.nfc, data: randomBytes(300_000, seed: 1301)), (key: Self.nfd, data: randomBytes(300_000, seed: 1302))]
+            let objects = [
+                (key: Self.nfc, data: randomBytes(300_000, seed: 1301)),
+                (key: Self.nfd, data: randomBytes(300_000, seed: 1302)),
+            ]
             for o in objects { _ = try await client.put(bucket: "uni", key: o.key, data: o.data) }
             // Through every node: the merged cluster listing holds both keys, as bytes.
             for node in try lab.status().map(\.name) {
                 let c = try lab.client(for: node)
-                let page = try await c.list(ListRequest(bucket: "uni", prefix: "", delimiter: nil, startAfter: nil, limit: 100))
+                let page = try await c.list(
+                    ListRequest(bucket: "uni", prefix: "", delimiter: nil, startAfter: nil, limit: 100))
                 await c.close()
-                #expect(page.entries.map { Array($0.key.utf8) } == [Array(Self.nfd.utf8), Array(Self.nfc.utf8)], "listing via \(node)")
+                #expect(
+                    page.entries.map { Array($0.key.utf8) } == [Array(Self.nfd.utf8), Array(Self.nfc.utf8)],
+                    "listing via \(node)")
             }
             let endpoint = try #require(try lab.status().first?.clientEndpoint)
             let cli = CLI(endpoint: endpoint)
             let ls = try await cli.runDetached(["ls", "uni/", "--json"])
             #expect(ls.status == 0, "\(ls.stderr)")
-            let listed = (try JSONSerialization.jsonObject(with: Data(ls.stdout.utf8)) as? [String: Any])?["objects"] as? [[String: Any]]
+            let listed =
+                (try JSONSerialization.jsonObject(with: Data(ls.stdout.utf8)) as? [String: Any])?["objects"]
+                as? [[String: Any]]
             #expect(listed?.count == 2, "agadir ls uni/: \(ls.stdout)")
 
             // Past the grace period, two collection passes on every node.
@@ -82,7 +91,8 @@ struct UnicodeKeyLabTests {
             let status = try await cli.runDetached(["admin", "gc", "status", "--json"])
             last = status.stdout
             let nodes = (try? Admin.gcStatus.decode(output: Array(status.stdout.utf8))) ?? []
-            let done = nodes.count == 3 && nodes.allSatisfy { ($0.gc?.passes ?? 0) >= atLeast && $0.gc?.state == "idle" }
+            let done =
+                nodes.count == 3 && nodes.allSatisfy { ($0.gc?.passes ?? 0) >= atLeast && $0.gc?.state == "idle" }
             if done { return }
             try await Task.sleep(for: .milliseconds(300))
         }

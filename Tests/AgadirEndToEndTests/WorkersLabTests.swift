@@ -9,13 +9,16 @@ import Testing
 struct WorkersLabTests {
     static let workers = ["cluster-sync", "rebalance", "anti-entropy", "scrub", "gc"]
 
-    @Test("every node lists its five workers; a paused scrub shows paused everywhere; a dead node makes the command exit 1")
+    @Test(
+        "every node lists its five workers; a paused scrub shows paused everywhere; a dead node makes the command exit 1"
+    )
     func workersOfEveryNode_areListed_withTheirState() async throws {
         let lab = try await Lab.create(sites: ["benguerir", "casablanca", "settat"], nodesPerSite: 1)
         do {
             try await lab.up(waitForConvergence: true, timeout: .seconds(90))
             _ = try await lab.applyLayout(
-                policies: [LabPolicy(name: "ma", replicationFactor: 3, sites: "country=MA", minSites: 2)], partitionCount: 16)
+                policies: [LabPolicy(name: "ma", replicationFactor: 3, sites: "country=MA", minSites: 2)],
+                partitionCount: 16)
             let endpoint = try #require(try lab.status().first { $0.name == "benguerir-1" }?.clientEndpoint)
             let cli = CLI(endpoint: endpoint)
             let names = try lab.status().map(\.name).sorted()
@@ -29,7 +32,9 @@ struct WorkersLabTests {
                 #expect(n.workers?.allSatisfy { $0.state != .failed && $0.state != .done } == true, "\(n)")
             }
             let text = try await cli.runDetached(["admin", "workers"])
-            #expect(text.status == 0 && text.stdout.contains("WORKER") && text.stdout.contains("anti-entropy"), "\(text.stdout)")
+            #expect(
+                text.status == 0 && text.stdout.contains("WORKER") && text.stdout.contains("anti-entropy"),
+                "\(text.stdout)")
 
             // Paused through one node, the scrub worker of every node says so.
             let paused = try await cli.runDetached(["admin", "scrub", "pause"])

@@ -210,7 +210,8 @@ struct GossipServiceTests {
             case 0: flood.append(rng.bytes(Int(rng.next() % 1400)))  // noise
             case 1:  // a real envelope header, then noise
                 flood.append(Array(keyring.seal([], channel: .datagram).prefix(8)) + rng.bytes(Int(rng.next() % 200)))
-            case 2: flood.append(keyring.seal(rng.bytes(Int(rng.next() % 300)), channel: .datagram))  // authentic, not a packet
+            case 2:  // authentic, not a packet
+                flood.append(keyring.seal(rng.bytes(Int(rng.next() % 300)), channel: .datagram))
             default:
                 flood.append(
                     keyring.seal(GossipCodec.encode(Packet(sender: "a", senderAddress: "x:1")), channel: .datagram))

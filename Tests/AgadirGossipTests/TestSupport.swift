@@ -1,6 +1,6 @@
+@_exported import AgadirTestSupport
 import Foundation
 import Logging
-@_exported import AgadirTestSupport
 
 /// A fresh directory for one gossip test.
 func gossipTempDirectory(_ name: String = #function) -> TempDirectory { TempDirectory(prefix: "gossip", name) }

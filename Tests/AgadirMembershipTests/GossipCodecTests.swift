@@ -455,7 +455,9 @@ func everyKindPacket(_ random: inout RandomGossip) -> [Packet] {
 
     @Test func clipping_oversizedValues_encodeToDecodableBytes_withExactSizes() throws {
         let long = String(repeating: "🦊", count: 100)  // 400 bytes
-        var labels = ["k": "v", String(repeating: "k", count: 65): "dropped", "big": String(repeating: "v", count: 256)]
+        var labels = [
+            "k": "v", String(repeating: "k", count: 65): "dropped", "big": String(repeating: "v", count: 256),
+        ]
         for i in 0..<40 { labels["l\(format2(i))"] = "x" }
         let member = Member(
             nodeID: long, site: long, labels: labels, clientAddress: long, peerAddress: long, incarnation: .ceiling)

@@ -1,8 +1,9 @@
 import AgadirCore
-@testable import AgadirMembership
 import AgadirTestSupport
 import Foundation
 import Testing
+
+@testable import AgadirMembership
 
 private func keyring(_ secrets: [String], cluster: String = "prod") throws -> Keyring {
     try Keyring(clusterName: cluster, secrets: secrets)

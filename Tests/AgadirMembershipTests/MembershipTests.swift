@@ -34,7 +34,8 @@ private struct Node {
     var rng = SplitMix64(seed: 42)
     var now = at(0)
 
-    init(_ me: Member = member("a"), knows others: [Member], settings: MembershipSettings = .lan, seeds: [String] = []) {
+    init(_ me: Member = member("a"), knows others: [Member], settings: MembershipSettings = .lan, seeds: [String] = [])
+    {
         m = Membership(myself: me, seeds: seeds, settings: settings, now: at(0), knownMembers: others)
         _ = m.start(now: now, rng: &rng)
     }
@@ -121,10 +122,12 @@ private func packet(from id: String, _ probe: ProbeMessage? = nil, gossip: [Goss
         for _ in 0..<200 {
             let out = n.advance(to: n.now.seconds + 0.05)
             if n.m.localHealth >= 2, !answered {
-                for s in out.sends { if case .ping(let seq, _) = s.packet.probe {
-                    _ = n.receive(packet(from: "b", .ack(sequence: seq)))
-                    answered = true
-                } }
+                for s in out.sends {
+                    if case .ping(let seq, _) = s.packet.probe {
+                        _ = n.receive(packet(from: "b", .ack(sequence: seq)))
+                        answered = true
+                    }
+                }
             }
             if answered { break }
         }
@@ -192,7 +195,9 @@ private func packet(from id: String, _ probe: ProbeMessage? = nil, gossip: [Goss
             for s in out.sends where s.to == "peer-c" {
                 if case .ping(let seq, _) = s.packet.probe { _ = n.receive(packet(from: "c", .ack(sequence: seq))) }
             }
-            if out.changes.contains(where: { $0.member.nodeID == "b" && $0.member.status == .dead }) { dead = n.now.seconds }
+            if out.changes.contains(where: { $0.member.nodeID == "b" && $0.member.status == .dead }) {
+                dead = n.now.seconds
+            }
         }
         #expect(dead != nil)
         #expect((dead ?? 0) >= 2.9 && (dead ?? 0) <= 4.5)
@@ -204,15 +209,20 @@ private func packet(from id: String, _ probe: ProbeMessage? = nil, gossip: [Goss
             var n = Node(knows: others)
             _ = n.receive(packet(from: "m1", gossip: [.suspect(nodeID: "m0", incarnation: .zero, from: "m1")]))
             for i in 0..<confirmers {
-                _ = n.receive(packet(from: "m\(i + 2)", gossip: [.suspect(nodeID: "m0", incarnation: .zero, from: "m\(i + 2)")]))
+                _ = n.receive(
+                    packet(from: "m\(i + 2)", gossip: [.suspect(nodeID: "m0", incarnation: .zero, from: "m\(i + 2)")]))
             }
             for _ in 0..<2000 {
                 let out = n.advance(to: n.now.seconds + 0.1)
-                if out.changes.contains(where: { $0.member.nodeID == "m0" && $0.member.status == .dead }) { return n.now.seconds }
+                if out.changes.contains(where: { $0.member.nodeID == "m0" && $0.member.status == .dead }) {
+                    return n.now.seconds
+                }
                 // Every probe of ours succeeds: only the confirmations given count.
-                for s in out.sends { if case .ping(let seq, let target) = s.packet.probe {
-                    _ = n.receive(packet(from: target, .ack(sequence: seq)))
-                } }
+                for s in out.sends {
+                    if case .ping(let seq, let target) = s.packet.probe {
+                        _ = n.receive(packet(from: target, .ack(sequence: seq)))
+                    }
+                }
             }
             return .infinity
         }
@@ -242,16 +252,22 @@ private func packet(from id: String, _ probe: ProbeMessage? = nil, gossip: [Goss
         // The refutation travels on the next datagram.
         let reply = n.receive(packet(from: "b", .ping(sequence: 1, target: "a")))
         let gossip = reply.sends.flatMap { $0.packet.gossip }
-        #expect(gossip.contains { if case .alive(let m) = $0 { m.nodeID == "a" && m.incarnation == Incarnation(1) } else { false } })
+        #expect(
+            gossip.contains {
+                if case .alive(let m) = $0 { m.nodeID == "a" && m.incarnation == Incarnation(1) } else { false }
+            })
     }
 
     @Test func accusationAtCeiling_cannotEvict() {
         var n = Node(knows: [member("b")])
-        _ = n.receive(packet(from: "b", gossip: [
-            .dead(nodeID: "a", incarnation: .ceiling, from: "b"),
-            .suspect(nodeID: "b", incarnation: .ceiling, from: "x"),
-            .dead(nodeID: "b", incarnation: .ceiling, from: "x"),
-        ]))
+        _ = n.receive(
+            packet(
+                from: "b",
+                gossip: [
+                    .dead(nodeID: "a", incarnation: .ceiling, from: "b"),
+                    .suspect(nodeID: "b", incarnation: .ceiling, from: "x"),
+                    .dead(nodeID: "b", incarnation: .ceiling, from: "x"),
+                ]))
         #expect(n.m.member("b")?.status == .alive)
         #expect(n.m.myself.incarnation == .zero)
         #expect(n.m.stats.unrefutableAccusationsIgnored == 3)
@@ -352,7 +368,9 @@ private func packet(from id: String, _ probe: ProbeMessage? = nil, gossip: [Goss
         var sizes: [Int] = []
         for _ in 0..<50 {
             for s in n.advance(to: n.now.seconds + 0.2).sends {
-                let size = GossipCodec.headerSize(sender: s.packet.sender, senderAddress: s.packet.senderAddress, probe: s.packet.probe)
+                let size =
+                    GossipCodec.headerSize(
+                        sender: s.packet.sender, senderAddress: s.packet.senderAddress, probe: s.packet.probe)
                     + s.packet.gossip.map(GossipCodec.encodedSize).reduce(0, +) + Keyring.overhead
                 sizes.append(size)
             }
@@ -364,7 +382,8 @@ private func packet(from id: String, _ probe: ProbeMessage? = nil, gossip: [Goss
 
     @Test func join_throughSeed_exchangesFullState() {
         var rng = SplitMix64(seed: 1)
-        var seed = Membership(myself: member("s"), seeds: [], settings: .lan, now: at(0), knownMembers: [member("x"), member("y")])
+        var seed = Membership(
+            myself: member("s"), seeds: [], settings: .lan, now: at(0), knownMembers: [member("x"), member("y")])
         _ = seed.start(now: at(0), rng: &rng)
         var joiner = Membership(myself: member("j"), seeds: ["peer-s"], settings: .lan, now: at(0))
         let start = joiner.start(now: at(0), rng: &rng)
@@ -398,9 +417,12 @@ private func packet(from id: String, _ probe: ProbeMessage? = nil, gossip: [Goss
 
     @Test func restartedMember_knownDead_refutesFromPushPull() {
         var rng = SplitMix64(seed: 3)
-        var seed = Membership(myself: member("s"), seeds: [], settings: .lan, now: at(0), knownMembers: [member("j", incarnation: 5)])
+        var seed = Membership(
+            myself: member("s"), seeds: [], settings: .lan, now: at(0), knownMembers: [member("j", incarnation: 5)])
         _ = seed.start(now: at(0), rng: &rng)
-        _ = seed.receive(packet(from: "x", gossip: [.dead(nodeID: "j", incarnation: Incarnation(5)!, from: "x")]), now: at(1), rng: &rng)
+        _ = seed.receive(
+            packet(from: "x", gossip: [.dead(nodeID: "j", incarnation: Incarnation(5)!, from: "x")]), now: at(1),
+            rng: &rng)
         #expect(seed.member("j")?.status == .dead)
         // The restarted process lost its state and starts from incarnation 0.
         var j = Membership(myself: member("j"), seeds: ["peer-s"], settings: .lan, now: at(2))
@@ -472,19 +494,21 @@ private func packet(from id: String, _ probe: ProbeMessage? = nil, gossip: [Goss
         for step in 0..<20_000 {
             let id = ids[Int(rng.next() % UInt64(ids.count))]
             let from = ids[Int(rng.next() % UInt64(ids.count))]
-            let update: GossipUpdate = switch rng.next() % 4 {
-            case 0: .alive(member(id, incarnation: inc().value))
-            case 1: .suspect(nodeID: id, incarnation: inc(), from: from)
-            case 2: .dead(nodeID: id, incarnation: inc(), from: from)
-            default: .left(nodeID: id, incarnation: inc())
-            }
-            let probe: ProbeMessage? = switch rng.next() % 5 {
-            case 0: .ping(sequence: UInt32(rng.next() % 8), target: id)
-            case 1: .pingRequest(sequence: UInt32(rng.next() % 8), target: id, targetAddress: "peer-\(id)")
-            case 2: .ack(sequence: UInt32(rng.next() % 8))
-            case 3: .nack(sequence: UInt32(rng.next() % 8))
-            default: nil
-            }
+            let update: GossipUpdate =
+                switch rng.next() % 4 {
+                case 0: .alive(member(id, incarnation: inc().value))
+                case 1: .suspect(nodeID: id, incarnation: inc(), from: from)
+                case 2: .dead(nodeID: id, incarnation: inc(), from: from)
+                default: .left(nodeID: id, incarnation: inc())
+                }
+            let probe: ProbeMessage? =
+                switch rng.next() % 5 {
+                case 0: .ping(sequence: UInt32(rng.next() % 8), target: id)
+                case 1: .pingRequest(sequence: UInt32(rng.next() % 8), target: id, targetAddress: "peer-\(id)")
+                case 2: .ack(sequence: UInt32(rng.next() % 8))
+                case 3: .nack(sequence: UInt32(rng.next() % 8))
+                default: nil
+                }
             _ = n.receive(packet(from: from, probe, gossip: [update]))
             if step % 50 == 0 { _ = n.advance(to: n.now.seconds + 0.3) }
             #expect(n.m.myself.status == .alive)

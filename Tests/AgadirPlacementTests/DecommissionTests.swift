@@ -11,9 +11,10 @@ private func sixNodes() throws -> Layout {
         for i in 1...2 { changes.append(.assignNode(id: "\(site)-\(i)", site: site, capacity: terabyte)) }
     }
     changes.append(
-        .addPolicy(Policy(
-            name: "ma", replicationFactor: 3, selector: SiteSelector(labels: ["country": "MA"]), minSites: 2,
-            readConsistency: .quorum, writeConsistency: .quorum, codec: .lz4)))
+        .addPolicy(
+            Policy(
+                name: "ma", replicationFactor: 3, selector: SiteSelector(labels: ["country": "MA"]), minSites: 2,
+                readConsistency: .quorum, writeConsistency: .quorum, codec: .lz4)))
     return try Planner.plan(
         previous: .empty(partitionCount: 64), changes: StagedChanges(changes: changes), appliedMillis: 1,
         bytesPerPartition: { _, _ in 0 }
@@ -21,7 +22,9 @@ private func sixNodes() throws -> Layout {
 }
 
 private func next(_ layout: Layout, _ change: LayoutChange) throws -> Layout {
-    try Planner.plan(previous: layout, changes: StagedChanges(changes: [change]), appliedMillis: 2, bytesPerPartition: { _, _ in 0 }).layout
+    try Planner.plan(
+        previous: layout, changes: StagedChanges(changes: [change]), appliedMillis: 2, bytesPerPartition: { _, _ in 0 }
+    ).layout
 }
 
 @Suite("Drain and remove, and under-replication: pure")
@@ -38,17 +41,22 @@ struct DecommissionTests {
         #expect(v1.maps.values.contains { $0.replicas.contains { $0.contains("casablanca-2") } })
     }
 
-    @Test("remove is refused while the node is in a replica set of any live version, allowed once the old version retires")
+    @Test(
+        "remove is refused while the node is in a replica set of any live version, allowed once the old version retires"
+    )
     func checkRemovable_refusedWhileInALiveReplicaSet() throws {
         let v1 = try sixNodes()
         var cluster = ClusterLayout(initial: v1)
         #expect(cluster.versionsWithReplicas(on: "casablanca-2") == [1])
-        let refused = expectError(.nodeNotDrained) { () throws(AgadirError) in try cluster.checkRemovable("casablanca-2") }
+        let refused = expectError(.nodeNotDrained) { () throws(AgadirError) in
+            try cluster.checkRemovable("casablanca-2")
+        }
         #expect(refused?.message.contains("drain it first") == true)
         #expect(refused?.message.contains("rebalance status") == true)
 
         // Drained: version 2 names it nowhere, but version 1 is live until the rebalance retires it.
-        try cluster.apply(try next(v1, .assignNode(id: "casablanca-2", site: "casablanca", capacity: 0)), summary: "drain")
+        try cluster.apply(
+            try next(v1, .assignNode(id: "casablanca-2", site: "casablanca", capacity: 0)), summary: "drain")
         #expect(cluster.live.map(\.version) == [1, 2])
         #expect(cluster.versionsWithReplicas(on: "casablanca-2") == [1])
         expectError(.nodeNotDrained) { () throws(AgadirError) in try cluster.checkRemovable("casablanca-2") }
@@ -89,7 +97,8 @@ struct DecommissionTests {
         #expect(oneDown.map(\.policy) == oneDown.map(\.policy).sorted())
 
         let twoDown: Set<String> = ["settat-1", "settat-2"]
-        let maTwo = try #require(ReplicaHealth.underReplicated(v1, alive: all.subtracting(twoDown)).first { $0.policy == "ma" })
+        let maTwo = try #require(
+            ReplicaHealth.underReplicated(v1, alive: all.subtracting(twoDown)).first { $0.policy == "ma" })
         #expect(maTwo.partitions == ma.replicas.count { !Set($0).isDisjoint(with: twoDown) })
         #expect(maTwo.belowQuorum == ma.replicas.count { Set($0).intersection(twoDown).count >= 2 })
         #expect(maTwo.unavailable == 0)

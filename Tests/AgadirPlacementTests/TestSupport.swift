@@ -4,7 +4,6 @@ import Testing
 
 @testable import AgadirPlacement
 
-
 let terabyte: UInt64 = 1_000_000_000_000
 
 func policy(

@@ -10,9 +10,10 @@ private func threeSiteLayout(extra: Bool) throws -> (Layout, Layout) {
         for i in 1...2 { changes.append(.assignNode(id: "\(site)-\(i)", site: site, capacity: terabyte)) }
     }
     changes.append(
-        .addPolicy(Policy(
-            name: "ma", replicationFactor: 3, selector: SiteSelector(labels: ["country": "MA"]), minSites: 2,
-            readConsistency: .quorum, writeConsistency: .quorum, codec: .lz4)))
+        .addPolicy(
+            Policy(
+                name: "ma", replicationFactor: 3, selector: SiteSelector(labels: ["country": "MA"]), minSites: 2,
+                readConsistency: .quorum, writeConsistency: .quorum, codec: .lz4)))
     let v1 = try Planner.plan(
         previous: .empty(partitionCount: 64), changes: StagedChanges(changes: changes), appliedMillis: 1,
         bytesPerPartition: { _, _ in 0 }
@@ -20,11 +21,14 @@ private func threeSiteLayout(extra: Bool) throws -> (Layout, Layout) {
     var next: [LayoutChange] = [.assignNode(id: "settat-3", site: "settat", capacity: terabyte)]
     if extra {
         next.append(
-            .addPolicy(Policy(
-                name: "later", replicationFactor: 2, selector: .any, minSites: 1, readConsistency: .quorum,
-                writeConsistency: .quorum, codec: .lz4)))
+            .addPolicy(
+                Policy(
+                    name: "later", replicationFactor: 2, selector: .any, minSites: 1, readConsistency: .quorum,
+                    writeConsistency: .quorum, codec: .lz4)))
     }
-    let v2 = try Planner.plan(previous: v1, changes: StagedChanges(changes: next), appliedMillis: 2, bytesPerPartition: { _, _ in 0 }).layout
+    let v2 = try Planner.plan(
+        previous: v1, changes: StagedChanges(changes: next), appliedMillis: 2, bytesPerPartition: { _, _ in 0 }
+    ).layout
     return (v1, v2)
 }
 
@@ -62,7 +66,9 @@ private func threeSiteLayout(extra: Bool) throws -> (Layout, Layout) {
     var moved = 0
     for policy in v1.maps.keys {
         for p in 0..<v2.partitionCount {
-            moved += Set(v2.replicas(policy: policy, partition: p)).subtracting(v1.replicas(policy: policy, partition: p)).count
+            moved +=
+                Set(v2.replicas(policy: policy, partition: p)).subtracting(v1.replicas(policy: policy, partition: p))
+                .count
         }
     }
     #expect(received == moved && dropped == moved && moved > 0)

@@ -11,7 +11,7 @@ import ServiceLifecycle
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A node running in this process: store, object service and client endpoint on a free
@@ -43,7 +43,8 @@ final class InProcessNode: Sendable {
         }
         let serviceGroup = ServiceGroup(
             configuration: .init(
-                services: runtime.services.map { .init(service: $0) }, gracefulShutdownSignals: [], logger: quietLogger))
+                services: runtime.services.map { .init(service: $0) }, gracefulShutdownSignals: [], logger: quietLogger)
+        )
         self.serviceGroup = serviceGroup
         running = Task { try await serviceGroup.run() }
         let server = runtime.clientServer
@@ -85,7 +86,9 @@ struct RawConnection {
         addr.sin_port = UInt16(port).bigEndian
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard rc == 0 else {
             close(fd)
@@ -137,7 +140,9 @@ struct RawConnection {
 
 @Suite("Client endpoint, in process")
 struct ClientServerTests {
-    @Test("bad magic gets a RESPONSE with request id 0 and MALFORMED_FRAME then EOF, while another connection keeps working")
+    @Test(
+        "bad magic gets a RESPONSE with request id 0 and MALFORMED_FRAME then EOF, while another connection keeps working"
+    )
     func badMagic_closesOnlyThatConnection() async throws {
         let node = try await InProcessNode()
         let client = try AgadirClient(endpoint: node.endpoint)
@@ -203,7 +208,9 @@ struct ClientServerTests {
         #expect(fatal.error?.message.contains("5") == true)
         #expect(closed)
         // The half-sent PUT stored nothing.
-        let missing = await agadirError { _ = try await withTimeout(60) { try await client.head(bucket: "dup-ids", key: "k") } }
+        let missing = await agadirError {
+            _ = try await withTimeout(60) { try await client.head(bucket: "dup-ids", key: "k") }
+        }
         #expect(missing?.code == .noSuchKey)
         await client.close()
         await node.stop()
@@ -225,22 +232,23 @@ struct ClientServerTests {
         let outcome: Result<WriteResult, AgadirError> = await {
             do {
                 let request = PutRequest(bucket: "shutdown", key: "big", size: UInt64(body.count))
-                return .success(try await withTimeout(30) {
-                    try await client.put(request) { send throws(AgadirError) in
-                        var offset = 0
-                        while offset < body.count {
-                            if offset == 4 << 20 {
-                                // Shut down only once the node is storing this PUT's chunks (at most 5 s).
-                                for _ in 0..<500 where (try? await store.stats().chunks) ?? 0 == 0 {
-                                    try? await Task.sleep(for: .milliseconds(10))
+                return .success(
+                    try await withTimeout(30) {
+                        try await client.put(request) { send throws(AgadirError) in
+                            var offset = 0
+                            while offset < body.count {
+                                if offset == 4 << 20 {
+                                    // Shut down only once the node is storing this PUT's chunks (at most 5 s).
+                                    for _ in 0..<500 where (try? await store.stats().chunks) ?? 0 == 0 {
+                                        try? await Task.sleep(for: .milliseconds(10))
+                                    }
+                                    await node.serviceGroup.triggerGracefulShutdown()
                                 }
-                                await node.serviceGroup.triggerGracefulShutdown()
+                                try await send(body[offset..<min(offset + piece, body.count)])
+                                offset += piece
                             }
-                            try await send(body[offset..<min(offset + piece, body.count)])
-                            offset += piece
                         }
-                    }
-                })
+                    })
             } catch let error as AgadirError {
                 return .failure(error)
             } catch {

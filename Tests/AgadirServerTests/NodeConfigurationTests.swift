@@ -72,7 +72,9 @@ struct NodeConfigurationTests {
         #expect(error?.message.contains(setting) == true, "\(String(describing: error))")
     }
 
-    @Test("dataFrameBytes below 4096 or above maxPayloadBytes is refused naming dataFrameBytes", arguments: [4095, 5 << 20])
+    @Test(
+        "dataFrameBytes below 4096 or above maxPayloadBytes is refused naming dataFrameBytes",
+        arguments: [4095, 5 << 20])
     func validate_badDataFrameBytes(_ bytes: Int) async {
         var config = NodeConfiguration()
         config.dataFrameBytes = bytes

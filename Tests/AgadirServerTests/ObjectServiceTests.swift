@@ -115,7 +115,8 @@ struct ObjectServiceTests {
         #expect(info.etag == ChunkID.of(body))
         #expect(info.version == written.version)
         #expect(info.contentType == "application/pdf")
-        #expect(info.metadata == [MetadataEntry(name: "dept", value: "ops"), MetadataEntry(name: "owner", value: "amina")])
+        #expect(
+            info.metadata == [MetadataEntry(name: "dept", value: "ops"), MetadataEntry(name: "owner", value: "amina")])
         #expect(info.range == nil)
         await h.close()
     }
@@ -134,7 +135,10 @@ struct ObjectServiceTests {
         #expect(marker.size == 0)
         #expect(marker.version > written.version)
 
-        for request in [Request.get(bucket: "tmp", key: "gone", range: nil), .head(bucket: "tmp", key: "gone"), .delete(bucket: "tmp", key: "gone")] {
+        for request in [
+            Request.get(bucket: "tmp", key: "gone", range: nil), .head(bucket: "tmp", key: "gone"),
+            .delete(bucket: "tmp", key: "gone"),
+        ] {
             let frames = await h.exchange(request)
             #expect(frames.count == 1)
             let frame = try #require(frames.first)
@@ -150,7 +154,8 @@ struct ObjectServiceTests {
 
     @Test(
         "a PUT body shorter or longer than SIZE fails with BODY_LENGTH_MISMATCH and the old version stays readable",
-        arguments: [(10, 9), (10, 11), (100_000, 99_999), (100_000, 100_001), (3_000, 5_000), (200_000, 0)] as [(Int, Int)])
+        arguments: [(10, 9), (10, 11), (100_000, 99_999), (100_000, 100_001), (3_000, 5_000), (200_000, 0)]
+            as [(Int, Int)])
     func put_wrongLength_isRefused_andOldVersionStays(announced: Int, sent: Int) async throws {
         let h = try ServiceHarness()
         try await h.createBucket("bkt-one")
@@ -168,8 +173,9 @@ struct ObjectServiceTests {
         await h.close()
     }
 
-    @Test("a PUT whose body does not hash to CONTENT_SHA256 fails with CHECKSUM_MISMATCH and stores nothing visible",
-          arguments: [100, 500_000])
+    @Test(
+        "a PUT whose body does not hash to CONTENT_SHA256 fails with CHECKSUM_MISMATCH and stores nothing visible",
+        arguments: [100, 500_000])
     func put_wrongChecksum_isRefused_andNothingVisible(size: Int) async throws {
         let h = try ServiceHarness()
         try await h.createBucket("bkt-two")
@@ -339,7 +345,8 @@ struct ObjectServiceTests {
         #expect(
             members == [
                 MemberInfo(
-                    nodeID: "test-node", site: "default", labels: [:], clientAddress: "127.0.0.1:41234", peerAddress: "",
+                    nodeID: "test-node", site: "default", labels: [:], clientAddress: "127.0.0.1:41234",
+                    peerAddress: "",
                     incarnation: 0, state: "alive", layoutVersion: 0, lastContactMillisAgo: -1)
             ])
         await h.close()
@@ -370,7 +377,8 @@ struct ObjectServiceTests {
     func members_providerBreakingBounds_isAnInternalError() async throws {
         let bad = MemberInfo(
             nodeID: "n", site: "s", labels: Dictionary(uniqueKeysWithValues: (0..<100).map { ("k\($0)", "v") }),
-            clientAddress: "h:1", peerAddress: "h:2", incarnation: 0, state: "alive", layoutVersion: 0, lastContactMillisAgo: 0)
+            clientAddress: "h:1", peerAddress: "h:2", incarnation: 0, state: "alive", layoutVersion: 0,
+            lastContactMillisAgo: 0)
         let h = try ServiceHarness(membersProvider: { [bad] })
         let frames = await h.exchange(Request.members)
         #expect(frames.count == 1 && frames.first?.error?.code == .internalError)

@@ -1,11 +1,11 @@
 import AgadirCore
 import AgadirServer
 import AgadirStore
+@_exported import AgadirTestSupport
 import AgadirTransport
 import AgadirWire
 import Foundation
 import Logging
-@_exported import AgadirTestSupport
 import NIOCore
 import Testing
 
@@ -29,8 +29,6 @@ func smallChunkConfiguration(dataDir: String = "") -> NodeConfiguration {
     config.dataFrameBytes = 64 * 1024
     return config
 }
-
-
 
 /// A `ResponseSink` that keeps every frame it is given.
 final class CollectingSink: ResponseSink {
@@ -59,7 +57,8 @@ final class ServiceHarness: Sendable {
         let (codec, _, _) = try config.validate()
         store = try NodeStore.open(directory: dir.path, logger: quietLogger)
         service = ObjectService(
-            store: store, nodeID: "test-node", config: config, codec: codec, logger: quietLogger, membersProvider: membersProvider)
+            store: store, nodeID: "test-node", config: config, codec: codec, logger: quietLogger,
+            membersProvider: membersProvider)
         self.config = config
     }
 
@@ -79,7 +78,8 @@ final class ServiceHarness: Sendable {
         }
         let request: Request
         do {
-            request = try Request.decode(opcode: original.opcode.rawValue, fields: original.fields(), limits: config.wireLimits)
+            request = try Request.decode(
+                opcode: original.opcode.rawValue, fields: original.fields(), limits: config.wireLimits)
         } catch {
             return [.error(id: id, opcode: original.opcode.rawValue, error, responseStarted: false)]
         }
@@ -135,9 +135,12 @@ struct ReassembledResponse {
         var body = Array(head.payload.readableBytesView)
         for (i, frame) in frames.enumerated() {
             let isLast = i == frames.count - 1
-            #expect(frame.isEndStream == isLast, "frame \(i) of \(frames.count): END_STREAM \(frame.isEndStream)", sourceLocation: sourceLocation)
+            #expect(
+                frame.isEndStream == isLast, "frame \(i) of \(frames.count): END_STREAM \(frame.isEndStream)",
+                sourceLocation: sourceLocation)
             if i > 0 {
-                #expect(frame.header.kind == .data, "frame \(i) is \(frame.header.kind)", sourceLocation: sourceLocation)
+                #expect(
+                    frame.header.kind == .data, "frame \(i) is \(frame.header.kind)", sourceLocation: sourceLocation)
                 #expect(frame.requestID == head.requestID, sourceLocation: sourceLocation)
                 body += frame.payload.readableBytesView
             }

@@ -43,7 +43,9 @@ struct BlockingIOTests {
         closing.wait()
     }
 
-    @Test(.timeLimit(.minutes(1))) func manyPointReads_withTheOnlyConnectionLent_waitOnTheIOPool_andOtherTasksRun() async throws {
+    @Test(.timeLimit(.minutes(1))) func manyPointReads_withTheOnlyConnectionLent_waitOnTheIOPool_andOtherTasksRun()
+        async throws
+    {
         let dir = storeTempDirectory()
         defer { dir.cleanup() }
         var options = StoreOptions()

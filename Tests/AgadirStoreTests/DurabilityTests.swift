@@ -118,9 +118,12 @@ struct DurabilityTests {
         await store.close()
         let segment = segmentPath(dir, 1)
         let size = try FileManager.default.attributesOfItem(atPath: segment)[.size] as? Int
-        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: dir.path + "/meta.sqlite" + suffix) }
+        for suffix in ["", "-wal", "-shm"] {
+            try? FileManager.default.removeItem(atPath: dir.path + "/meta.sqlite" + suffix)
+        }
         store = try openStore(dir)
-        #expect(try FileManager.default.attributesOfItem(atPath: segment)[.size] as? Int == size, "segment 1 kept whole")
+        #expect(
+            try FileManager.default.attributesOfItem(atPath: segment)[.size] as? Int == size, "segment 1 kept whole")
         let other = try encode(randomBytes(300, seed: 3), .raw)
         try await store.putChunk(other)
         #expect(try await store.readChunk(other.id).count == 300, "new writes go to a new segment")
@@ -160,8 +163,9 @@ struct DurabilityTests {
         let dir = storeTempDirectory()
         defer { dir.cleanup() }
         let store = try openStore(dir)
-        #expect(throws: AgadirError(
-            .ioError, "data directory \(dir.path) is in use by another process (lock held on \(dir.path)/LOCK)")
+        #expect(
+            throws: AgadirError(
+                .ioError, "data directory \(dir.path) is in use by another process (lock held on \(dir.path)/LOCK)")
         ) {
             _ = try openStore(dir)
         }

@@ -91,9 +91,10 @@ struct ListingTests {
         // start-after a common prefix skips everything under it.
         let after = try await store.list(bucket: "tree", prefix: "", delimiter: "/", startAfter: "photos/", limit: 100)
         #expect(after.entries.map(\.key) == ["zz"] && after.commonPrefixes.isEmpty)
-        #expect(await agadirError {
-            _ = try await store.list(bucket: "tree", prefix: "", delimiter: nil, startAfter: nil, limit: 0)
-        }?.code == .invalidArgument)
+        #expect(
+            await agadirError {
+                _ = try await store.list(bucket: "tree", prefix: "", delimiter: nil, startAfter: nil, limit: 0)
+            }?.code == .invalidArgument)
         await store.close()
     }
 

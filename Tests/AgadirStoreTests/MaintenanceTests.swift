@@ -425,8 +425,9 @@ struct MaintenanceTests {
 
         store = try openStore(dir)
         let after = try segmentFiles(dir)
-        #expect(after.count == filesBefore.count + (after.keys.max() ?? 0 > filesBefore.keys.max() ?? 0 ? 1 : 0)
-            - result.segmentsCompacted, "the retired files are deleted on open")
+        #expect(
+            after.count == filesBefore.count + (after.keys.max() ?? 0 > filesBefore.keys.max() ?? 0 ? 1 : 0)
+                - result.segmentsCompacted, "the retired files are deleted on open")
         #expect(try count(dir, "SELECT COUNT(*) FROM retired_segments") == 0)
         let used = Set(try kept.compactMap { try indexRow(dir, $0.chunk.id)?.segment })
         #expect(used.isSubset(of: Set(after.keys)))
@@ -452,7 +453,8 @@ struct MaintenanceTests {
                         if race.done.load(ordering: .sequentiallyConsistent), i > 2 * kept.count { break }
                         let (chunk, raw) = kept[i % kept.count]
                         do {
-                            let ok = reader % 2 == 0
+                            let ok =
+                                reader % 2 == 0
                                 ? try await store.readChunk(chunk.id) == raw
                                 : try await store.readChunkRecord(chunk.id) == chunk
                             if !ok { race.failures.add(1, ordering: .sequentiallyConsistent) }

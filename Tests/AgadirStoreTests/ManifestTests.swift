@@ -32,8 +32,9 @@ struct ManifestTests {
         try await store.createBucket(bucketInfo("tomb"))
         try await store.putManifest(inlineManifest(bucket: "tomb", key: "a", body: [1], at: version(1)))
         try await store.putManifest(inlineManifest(bucket: "tomb", key: "b", body: [2, 2], at: version(1)))
-        #expect(try await store.putManifest(.tombstone(bucket: "tomb", key: "a", version: version(2)))
-            == .applied(replaced: version(1)))
+        #expect(
+            try await store.putManifest(.tombstone(bucket: "tomb", key: "a", version: version(2)))
+                == .applied(replaced: version(1)))
         let page = try await store.list(bucket: "tomb", prefix: "", delimiter: nil, startAfter: nil, limit: 10)
         #expect(page.entries.map(\.key) == ["b"])
         #expect(try await store.manifest(bucket: "tomb", key: "a")?.isTombstone == true)
@@ -131,12 +132,14 @@ struct ManifestTests {
         try await store.putManifest(.tombstone(bucket: "alpha", key: "k", version: version(2)))
         try await store.deleteBucket("alpha")
         #expect(try await store.listBuckets().map(\.name) == ["zeta"])
-        #expect(await agadirError {
-            _ = try await store.list(bucket: "alpha", prefix: "", delimiter: nil, startAfter: nil, limit: 5)
-        }?.code == .noSuchBucket)
-        #expect(await agadirError {
-            try await store.putManifest(inlineManifest(bucket: "alpha", key: "k", body: [], at: version(3)))
-        }?.code == .noSuchBucket)
+        #expect(
+            await agadirError {
+                _ = try await store.list(bucket: "alpha", prefix: "", delimiter: nil, startAfter: nil, limit: 5)
+            }?.code == .noSuchBucket)
+        #expect(
+            await agadirError {
+                try await store.putManifest(inlineManifest(bucket: "alpha", key: "k", body: [], at: version(3)))
+            }?.code == .noSuchBucket)
         // Re-created, the bucket does not resurrect the old tombstone.
         try await store.createBucket(bucketInfo("alpha"))
         #expect(try await store.manifest(bucket: "alpha", key: "k") == nil)

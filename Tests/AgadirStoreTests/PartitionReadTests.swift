@@ -16,7 +16,8 @@ struct PartitionReadTests {
         for i in 0..<300 {
             let bucket = ["alpha", "beta", "gamma"][Int(rng.next() % 3)]
             let key = "key-\(i)-\(rng.next() % 1000)"
-            let m = i % 7 == 0
+            let m =
+                i % 7 == 0
                 ? ObjectManifest.tombstone(bucket: bucket, key: key, version: version(UInt64(i + 1)))
                 : inlineManifest(bucket: bucket, key: key, body: [UInt8(i & 0xff)], at: version(UInt64(i + 1)))
             try await store.putReplicaManifest(m)
@@ -48,8 +49,12 @@ struct PartitionReadTests {
         try await store.putReplicaManifest(inlineManifest(bucket: any[0], key: any[1], body: [9], at: version(10_000)))
         let all = try await store.manifests(keyHashes: 0, below: 1 << 32, after: nil, limit: 10_000)
         #expect(all.count == written.count)
-        #expect(all.first { $0.manifest.bucket == any[0] && $0.manifest.key == any[1] }?.manifest.version == version(10_000))
-        let refused = await agadirError { _ = try await store.manifests(keyHashes: 0, below: 1 << 32, after: nil, limit: 0) }
+        #expect(
+            all.first { $0.manifest.bucket == any[0] && $0.manifest.key == any[1] }?.manifest.version == version(10_000)
+        )
+        let refused = await agadirError {
+            _ = try await store.manifests(keyHashes: 0, below: 1 << 32, after: nil, limit: 0)
+        }
         #expect(refused?.code == .invalidArgument)
         await store.close()
     }

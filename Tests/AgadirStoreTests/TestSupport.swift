@@ -1,8 +1,8 @@
-import Testing
 import AgadirCore
+@_exported import AgadirTestSupport
 import Foundation
 import Logging
-@_exported import AgadirTestSupport
+import Testing
 
 @testable import AgadirStore
 
@@ -28,7 +28,6 @@ func compressibleBytes(_ count: Int, seed: UInt64) -> [UInt8] {
     while out.count < count { out.append(contentsOf: words[Int(rng.next() % UInt64(words.count))].utf8) }
     return Array(out.prefix(count))
 }
-
 
 func encode(_ raw: [UInt8], _ codec: Codec) throws -> EncodedChunk {
     var c = ChunkCodec()
@@ -56,7 +55,6 @@ func chunkManifest(bucket: String, key: String, chunks: [EncodedChunk], at v: Ob
 func bucketInfo(_ name: String) -> BucketInfo {
     BucketInfo(name: name, policy: "default", createdMillis: 1_700_000_000_000)
 }
-
 
 /// Flips one byte of a file in place.
 func flipByte(path: String, at offset: Int) throws {

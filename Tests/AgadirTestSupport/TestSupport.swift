@@ -45,7 +45,8 @@ public struct TempDirectory: Sendable {
 
     public init(prefix: String, _ name: String = #function) {
         let safe = name.filter { $0.isLetter || $0.isNumber }
-        path = FileManager.default.temporaryDirectory
+        path =
+            FileManager.default.temporaryDirectory
             .appendingPathComponent("agadir-\(prefix)-\(safe.prefix(40))-\(UUID().uuidString)").path
     }
 
@@ -75,7 +76,9 @@ public func withTimeout<T: Sendable>(
         waiter.withLock { $0 = c }
         let timer = Task {
             // Cancelled means the work finished first.
-            guard (try? await Task.sleep(for: .milliseconds(Int(seconds * 1000)))) != nil, let c = take() else { return }
+            guard (try? await Task.sleep(for: .milliseconds(Int(seconds * 1000)))) != nil, let c = take() else {
+                return
+            }
             work.withLock { $0 }?.cancel()
             c.resume(throwing: TimedOut(seconds: seconds))
         }

@@ -6,7 +6,6 @@ import NIOCore
 import NIOEmbedded
 import Testing
 
-
 @Suite struct FrameCodecTests {
     func sampleFrames() -> [Frame] {
         var f = Fields()

@@ -22,7 +22,8 @@ struct AdminSchemaTests {
 
     @Test func policyCreated_decodesAsThePlanWhenApplied_elseAsTheLayout() throws {
         let layout = Admin.LayoutView(
-            version: 1, partitionCount: 8, liveVersions: [1], appliedMillis: 0, sites: [], nodes: [], policies: [], staged: ["x"],
+            version: 1, partitionCount: 8, liveVersions: [1], appliedMillis: 0, sites: [], nodes: [], policies: [],
+            staged: ["x"],
             stagedPartitionCount: nil, warnings: [])
         let plan = Admin.PlanView(
             fromVersion: 1, toVersion: 2, totalPartitionsMoved: 3, links: [], policies: [], changes: [], layout: layout)

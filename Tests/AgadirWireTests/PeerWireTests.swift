@@ -22,7 +22,9 @@ import Testing
         .hintPut(target: "paris-1", bucket: "photos", kind: .manifest, reference: nil, chunk: nil),
         .layoutGet, .catalogGet, .catalogPut, .residencyAudit,
         .partitionManifests(policy: "ma", partition: 17, after: nil, limit: 1000),
-        .partitionManifests(policy: "ma", partition: 0, after: ManifestCursor(keyHash: 0xdead_beef, bucket: "photos", key: "k/1"), limit: 3),
+        .partitionManifests(
+            policy: "ma", partition: 0, after: ManifestCursor(keyHash: 0xdead_beef, bucket: "photos", key: "k/1"),
+            limit: 3),
         .partitionChunks(policy: "global", partition: 255, after: nil, limit: 1),
         .partitionChunks(policy: "global", partition: 3, after: chunk, limit: 64),
         .nodeStatus, .rebalanceSet,
@@ -42,12 +44,16 @@ import Testing
 
     @Test func peerRequests_withMissingOrBadFields_areRefused() {
         #expect(throws: AgadirError.self) { try PeerRequest.decode(opcode: 63, fields: Fields()) }
-        #expect(throws: AgadirError.self) { try PeerRequest.decode(opcode: PeerOpcode.chunkPut.rawValue, fields: Fields()) }
+        #expect(throws: AgadirError.self) {
+            try PeerRequest.decode(opcode: PeerOpcode.chunkPut.rawValue, fields: Fields())
+        }
         var shortNonce = Fields()
         shortNonce.set(.nodeID, "n1")
         shortNonce.set(.cluster, "c")
         shortNonce.set(.nonce, bytes: [1, 2, 3])
-        #expect(throws: AgadirError.self) { try PeerRequest.decode(opcode: PeerOpcode.hello.rawValue, fields: shortNonce) }
+        #expect(throws: AgadirError.self) {
+            try PeerRequest.decode(opcode: PeerOpcode.hello.rawValue, fields: shortNonce)
+        }
         var badNode = Fields()
         badNode.set(.nodeID, "bad node id")
         badNode.set(.cluster, "c")
@@ -56,24 +62,35 @@ import Testing
         var bigLimit = PeerRequest.replicaList(bucket: "b", prefix: "", startAfter: nil, limit: 1).fields()
         bigLimit.items.removeAll { $0.tag == FieldTag.limit.rawValue }
         bigLimit.set(.limit, u32: UInt32(PeerLimits.maxReplicaListEntries + 1))
-        #expect(throws: AgadirError.self) { try PeerRequest.decode(opcode: PeerOpcode.replicaList.rawValue, fields: bigLimit) }
+        #expect(throws: AgadirError.self) {
+            try PeerRequest.decode(opcode: PeerOpcode.replicaList.rawValue, fields: bigLimit)
+        }
         var badKind = Fields()
         badKind.set(.targetNode, "n1")
         badKind.set(.bucket, "b")
         badKind.set(.hintKind, u8: 9)
-        #expect(throws: AgadirError.self) { try PeerRequest.decode(opcode: PeerOpcode.hintPut.rawValue, fields: badKind) }
+        #expect(throws: AgadirError.self) {
+            try PeerRequest.decode(opcode: PeerOpcode.hintPut.rawValue, fields: badKind)
+        }
         // Partition pages: POLICY and PARTITION are required, LIMIT and PARTITION bounded.
         let page = PeerRequest.partitionChunks(policy: "ma", partition: 1, after: nil, limit: 10).fields()
         for tag in [FieldTag.policy, .partition] {
             var missing = page
             missing.items.removeAll { $0.tag == tag.rawValue }
-            #expect(throws: AgadirError.self) { try PeerRequest.decode(opcode: PeerOpcode.partitionChunks.rawValue, fields: missing) }
+            #expect(throws: AgadirError.self) {
+                try PeerRequest.decode(opcode: PeerOpcode.partitionChunks.rawValue, fields: missing)
+            }
         }
-        for (tag, value) in [(FieldTag.limit, UInt32(PeerLimits.maxPartitionPageEntries + 1)), (.limit, 0), (.partition, PeerLimits.maxPartitions)] {
+        for (tag, value) in [
+            (FieldTag.limit, UInt32(PeerLimits.maxPartitionPageEntries + 1)), (.limit, 0),
+            (.partition, PeerLimits.maxPartitions),
+        ] {
             var bad = page
             bad.items.removeAll { $0.tag == tag.rawValue }
             bad.set(tag, u32: value)
-            #expect(throws: AgadirError.self) { try PeerRequest.decode(opcode: PeerOpcode.partitionManifests.rawValue, fields: bad) }
+            #expect(throws: AgadirError.self) {
+                try PeerRequest.decode(opcode: PeerOpcode.partitionManifests.rawValue, fields: bad)
+            }
         }
     }
 
@@ -84,7 +101,8 @@ import Testing
             i % 4 == 0
                 ? ObjectManifest.tombstone(bucket: "photos", key: "t\(i)", version: version)
                 : ObjectManifest(
-                    bucket: "photos", key: "k\(i)", size: 3, etag: ChunkID.of([UInt8(i)]), contentType: "x", userMetadata: [],
+                    bucket: "photos", key: "k\(i)", size: 3, etag: ChunkID.of([UInt8(i)]), contentType: "x",
+                    userMetadata: [],
                     version: version, isTombstone: false, body: .inline(rng.bytes(3)))
         }
         for next in [nil, ManifestCursor(keyHash: 7, bucket: "photos", key: "k11")] {
@@ -98,7 +116,8 @@ import Testing
         }
         let refs = (0..<3).map { ChunkReference(bucket: "photos", key: "k\($0)", version: version) }
         let chunks = (0..<9).map { i in
-            PartitionChunkEntry(id: ChunkID.of([UInt8(i)]), storedBytes: UInt64(i) * 1000, references: Array(refs.prefix(i % 3 + 1)))
+            PartitionChunkEntry(
+                id: ChunkID.of([UInt8(i)]), storedBytes: UInt64(i) * 1000, references: Array(refs.prefix(i % 3 + 1)))
         }
         for next in [nil, Self.chunk] {
             let page = ChunkPage(chunks: chunks, next: next)
@@ -109,11 +128,13 @@ import Testing
             }
         }
         // A chunk with no reference, a flag other than 0/1, a count over the bound: refused.
-        let noRef = ChunkPageCodec.encode(ChunkPage(chunks: [PartitionChunkEntry(id: Self.chunk, storedBytes: 1, references: [])], next: nil))
+        let noRef = ChunkPageCodec.encode(
+            ChunkPage(chunks: [PartitionChunkEntry(id: Self.chunk, storedBytes: 1, references: [])], next: nil))
         #expect(throws: AgadirError.self) { try ChunkPageCodec.decode(noRef) }
         #expect(throws: AgadirError.self) { try ChunkPageCodec.decode([2, 0, 0, 0, 0]) }
         #expect(throws: AgadirError.self) { try ManifestPageCodec.decode([0, 0xff, 0xff, 0xff, 0xff]) }
-        let summary = PartitionSummary(manifests: ChunkID.of([1]), manifestCount: 12, chunks: ChunkID.of([2]), chunkCount: 30)
+        let summary = PartitionSummary(
+            manifests: ChunkID.of([1]), manifestCount: 12, chunks: ChunkID.of([2]), chunkCount: 30)
         let summaryBytes = PartitionSummaryCodec.encode(summary)
         #expect(try PartitionSummaryCodec.decode(summaryBytes) == summary)
         for n in 0..<summaryBytes.count {
@@ -132,7 +153,9 @@ import Testing
         let chunkBytes = EncodedChunkCodec.encode(encoded)
         #expect(try EncodedChunkCodec.decode(chunkBytes, id: Self.chunk) == encoded)
         for n in 0..<EncodedChunkCodec.headerBytes {
-            #expect(throws: AgadirError.self) { try EncodedChunkCodec.decode(Array(chunkBytes.prefix(n)), id: Self.chunk) }
+            #expect(throws: AgadirError.self) {
+                try EncodedChunkCodec.decode(Array(chunkBytes.prefix(n)), id: Self.chunk)
+            }
         }
 
         var entries: [ReplicaListEntry] = []
@@ -155,7 +178,8 @@ import Testing
             let version = ObjectVersion(timestamp: HLCTimestamp(rawValue: UInt64(i) * 7), node: 1)
             let policy = i % 2 == 0 ? "ma" : "global"
             records.append(
-                BucketRecord(name: "bucket-\(i)", policy: policy, createdMillis: UInt64(i), version: version, deleted: i == 3))
+                BucketRecord(
+                    name: "bucket-\(i)", policy: policy, createdMillis: UInt64(i), version: version, deleted: i == 3))
         }
         let recordBytes = BucketRecordCodec.encode(records)
         #expect(try BucketRecordCodec.decode(recordBytes) == records)
@@ -182,7 +206,8 @@ import Testing
 
         for request: Request in [.route(bucket: "photos"), .admin(command: "layout.show")] {
             let back = try Request.decode(
-                opcode: request.opcode.rawValue, fields: try Fields.decode(request.fields().encoded(), limits: .default),
+                opcode: request.opcode.rawValue,
+                fields: try Fields.decode(request.fields().encoded(), limits: .default),
                 limits: .default)
             #expect(back == request)
         }

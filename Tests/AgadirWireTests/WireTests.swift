@@ -3,7 +3,6 @@ import AgadirTestSupport
 import AgadirWire
 import Testing
 
-
 func decodeHeader(_ bytes: [UInt8]) throws(AgadirError) -> FrameHeader {
     let r = bytes.withUnsafeBytes { raw in
         Result { () throws(AgadirError) -> FrameHeader in try FrameHeader.decode(raw, limits: .default) }
@@ -43,7 +42,9 @@ func decodeHeader(_ bytes: [UInt8]) throws(AgadirError) -> FrameHeader {
     }
 
     @Test func header_announcingOversizedParts_isRefusedBeforeReadingThem() {
-        for (h, p, code) in [(UInt32(70_000), UInt32(0), AgadirError.Code.headerTooLarge), (0, 5 << 20, .frameTooLarge)] {
+        for (h, p, code) in [
+            (UInt32(70_000), UInt32(0), AgadirError.Code.headerTooLarge), (0, 5 << 20, .frameTooLarge),
+        ] {
             let bytes = FrameHeader(kind: .request, headerLength: h, requestID: 1, payloadLength: p).encoded()
             do {
                 _ = try decodeHeader(bytes)
@@ -135,9 +136,12 @@ func decodeHeader(_ bytes: [UInt8]) throws(AgadirError) -> FrameHeader {
         .ping, .listBuckets, .stat, .members,
         .createBucket(name: "media-2026", policy: "default"), .createBucket(name: "abc", policy: nil),
         .deleteBucket(name: "abc"),
-        .put(PutRequest(bucket: "abc", key: "x/y.txt", size: 12, contentType: "text/plain",
-            metadata: [MetadataEntry(name: "k", value: "v")], contentSHA256: ChunkID.of([1]))),
-        .get(bucket: "abc", key: "k", range: nil), .get(bucket: "abc", key: "k", range: ByteRange(offset: 3, length: 9)),
+        .put(
+            PutRequest(
+                bucket: "abc", key: "x/y.txt", size: 12, contentType: "text/plain",
+                metadata: [MetadataEntry(name: "k", value: "v")], contentSHA256: ChunkID.of([1]))),
+        .get(bucket: "abc", key: "k", range: nil),
+        .get(bucket: "abc", key: "k", range: ByteRange(offset: 3, length: 9)),
         .get(bucket: "abc", key: "k", range: ByteRange(offset: 3, length: nil)),
         .head(bucket: "abc", key: "k"), .delete(bucket: "abc", key: "k"),
         .list(ListRequest(bucket: "abc", prefix: "p/", delimiter: "/", startAfter: "p/a", limit: 10)),
@@ -195,7 +199,9 @@ func decodeHeader(_ bytes: [UInt8]) throws(AgadirError) -> FrameHeader {
         var f = Request.list(ListRequest(bucket: "abc")).fields()
         f.items.removeAll { $0.tag == FieldTag.limit.rawValue }
         f.set(.limit, u32: 5000)
-        #expect(throws: AgadirError.self) { try Request.decode(opcode: Opcode.list.rawValue, fields: f, limits: .default) }
+        #expect(throws: AgadirError.self) {
+            try Request.decode(opcode: Opcode.list.rawValue, fields: f, limits: .default)
+        }
     }
 }
 
@@ -204,7 +210,8 @@ func decodeHeader(_ bytes: [UInt8]) throws(AgadirError) -> FrameHeader {
         let r = ListPage(
             entries: [
                 ListEntry(key: "a", size: 1, etag: ChunkID.of([1]), version: .zero, contentType: "x"),
-                ListEntry(key: "ب/ج", size: 1 << 33, etag: ChunkID.of([2]),
+                ListEntry(
+                    key: "ب/ج", size: 1 << 33, etag: ChunkID.of([2]),
                     version: ObjectVersion(timestamp: HLCTimestamp(rawValue: 99), node: 3), contentType: ""),
             ],
             commonPrefixes: ["p/", "q/"], isTruncated: true, nextStartAfter: "q/")
@@ -214,7 +221,10 @@ func decodeHeader(_ bytes: [UInt8]) throws(AgadirError) -> FrameHeader {
     }
 
     @Test func bucketList_roundTrips() throws {
-        let b = [BucketInfo(name: "abc", policy: "default", createdMillis: 5), BucketInfo(name: "xyz", policy: "ma", createdMillis: 6)]
+        let b = [
+            BucketInfo(name: "abc", policy: "default", createdMillis: 5),
+            BucketInfo(name: "xyz", policy: "ma", createdMillis: 6),
+        ]
         #expect(try BucketListCodec.decode(BucketListCodec.encode(b)) == b)
         var w = ByteWriter()
         w.u32(UInt32.max)
@@ -224,7 +234,8 @@ func decodeHeader(_ bytes: [UInt8]) throws(AgadirError) -> FrameHeader {
     static let members = [
         MemberInfo(
             nodeID: "benguerir-1", site: "benguerir", labels: ["country": "MA", "tier": "4"],
-            clientAddress: "127.0.0.1:7480", peerAddress: "127.0.0.1:7946", incarnation: 3, state: MemberInfo.State.alive,
+            clientAddress: "127.0.0.1:7480", peerAddress: "127.0.0.1:7946", incarnation: 3,
+            state: MemberInfo.State.alive,
             layoutVersion: 7, lastContactMillisAgo: -1),
         MemberInfo(
             nodeID: "settat-2", site: "settat", labels: [:], clientAddress: "[::1]:9000", peerAddress: "",
@@ -244,7 +255,8 @@ func decodeHeader(_ bytes: [UInt8]) throws(AgadirError) -> FrameHeader {
 
     @Test func memberList_labelsAreWrittenSortedByName() throws {
         let one = MemberInfo(
-            nodeID: "n", site: "s", labels: ["zone": "b", "country": "MA", "a": ""], clientAddress: "h:1", peerAddress: "h:2",
+            nodeID: "n", site: "s", labels: ["zone": "b", "country": "MA", "a": ""], clientAddress: "h:1",
+            peerAddress: "h:2",
             incarnation: 0, state: "alive", layoutVersion: 0, lastContactMillisAgo: 0)
         var r = ByteReader(try MemberListCodec.encode([one]), context: "test")
         #expect(try r.u32() == 1)
@@ -284,13 +296,18 @@ func decodeHeader(_ bytes: [UInt8]) throws(AgadirError) -> FrameHeader {
             return w.bytes
         }
         #expect(try MemberListCodec.decode(record(labels: [("a", "1")])).first?.labels == ["a": "1"])
-        let duplicate = try #require(throws: AgadirError.self) { try MemberListCodec.decode(record(labels: [("a", "1"), ("a", "2")])) }
+        let duplicate = try #require(throws: AgadirError.self) {
+            try MemberListCodec.decode(record(labels: [("a", "1"), ("a", "2")]))
+        }
         #expect(duplicate.message.contains("repeats the label 'a'"))
         let tooMany = (0..<65).map { ("k\($0)", "v") }
         #expect(throws: AgadirError.self) { try MemberListCodec.decode(record(labels: tooMany)) }
         #expect(throws: AgadirError.self) { try MemberListCodec.decode(record(labels: [], state: "")) }
-        #expect(throws: AgadirError.self) { try MemberListCodec.decode(record(labels: [], lastContact: UInt64(bitPattern: -2))) }
-        #expect(try MemberListCodec.decode(record(labels: [], lastContact: UInt64.max)).first?.lastContactMillisAgo == -1)
+        #expect(throws: AgadirError.self) {
+            try MemberListCodec.decode(record(labels: [], lastContact: UInt64(bitPattern: -2)))
+        }
+        #expect(
+            try MemberListCodec.decode(record(labels: [], lastContact: UInt64.max)).first?.lastContactMillisAgo == -1)
         var limits = WireLimits()
         limits.maxListingBodyBytes = 16
         #expect(throws: AgadirError.self) { try MemberListCodec.decode(record(labels: []), limits: limits) }
@@ -326,8 +343,10 @@ func decodeHeader(_ bytes: [UInt8]) throws(AgadirError) -> FrameHeader {
 
     @Test func objectInfo_roundTripsThroughFields() throws {
         let i = ObjectInfo(
-            bucket: "b", key: "k", size: 10, etag: ChunkID.of([9]), version: ObjectVersion(timestamp: HLCTimestamp(rawValue: 7), node: 1),
-            contentType: "text/plain", metadata: [MetadataEntry(name: "x", value: "y")], range: ByteRange(offset: 2, length: 3))
+            bucket: "b", key: "k", size: 10, etag: ChunkID.of([9]),
+            version: ObjectVersion(timestamp: HLCTimestamp(rawValue: 7), node: 1),
+            contentType: "text/plain", metadata: [MetadataEntry(name: "x", value: "y")],
+            range: ByteRange(offset: 2, length: 3))
         #expect(try ObjectInfo(fields: i.fields()) == i)
     }
 

@@ -26,7 +26,8 @@ public final class AntiEntropy: Worker, Sendable {
     }
     private let state = Mutex(State())
 
-    public init(node: ClusterNode, rebalancer: Rebalancer, interval: Duration, tombstoneGrace: Duration, logger: Logger) {
+    public init(node: ClusterNode, rebalancer: Rebalancer, interval: Duration, tombstoneGrace: Duration, logger: Logger)
+    {
         self.node = node
         self.rebalancer = rebalancer
         self.interval = interval
@@ -53,7 +54,8 @@ public final class AntiEntropy: Worker, Sendable {
     public func step() async -> WorkerStep {
         let now = ContinuousClock.now
         let due: RepairScope? = state.withLock { s in
-            let d = AntiEntropyDecisions.due(requested: s.requested, sinceLastPass: s.lastPass.map { now - $0 }, interval: interval)
+            let d = AntiEntropyDecisions.due(
+                requested: s.requested, sinceLastPass: s.lastPass.map { now - $0 }, interval: interval)
             if d.startClock { s.lastPass = now }
             return d.scope
         }
@@ -106,7 +108,8 @@ public final class AntiEntropy: Worker, Sendable {
                 try await repair(policy: policy, partition: partition, layout: layout, unreachable: &unreachable)
             } catch {
                 logger.warning(
-                    "anti-entropy of a partition failed", metadata: ["policy": "\(policy)", "partition": "\(partition)", "error": "\(error)"])
+                    "anti-entropy of a partition failed",
+                    metadata: ["policy": "\(policy)", "partition": "\(partition)", "error": "\(error)"])
                 state.withLock { s in
                     s.progress.partitionsIncomplete += 1
                     s.progress.lastError = "\(policy)/\(partition): \(error.message)"
@@ -124,19 +127,23 @@ public final class AntiEntropy: Worker, Sendable {
         logger.info(
             "anti-entropy pass finished",
             metadata: [
-                "scope": "\(scope)", "repaired": "\(done.partitionsRepaired)", "incomplete": "\(done.partitionsIncomplete)",
+                "scope": "\(scope)", "repaired": "\(done.partitionsRepaired)",
+                "incomplete": "\(done.partitionsIncomplete)",
                 "purged": "\(done.tombstonesPurged)",
             ])
     }
 
     /// Compares one partition with each other replica, pulls what differs, purges old
     /// delete markers when every replica agreed on the rest.
-    private func repair(policy: String, partition: Int, layout: Layout, unreachable: inout Set<String>) async throws(AgadirError) {
+    private func repair(policy: String, partition: Int, layout: Layout, unreachable: inout Set<String>)
+        async throws(AgadirError)
+    {
         let me = node.nodeID
         let count = layout.partitionCount
         let horizon = WallMillis.now() &- UInt64(max(0, tombstoneGrace.components.seconds)) * 1000
         let local = node.local
-        let mine = try await local.partitionDigest(policy: policy, partition: partition, partitionCount: count, tombstonesBefore: horizon)
+        let mine = try await local.partitionDigest(
+            policy: policy, partition: partition, partitionCount: count, tombstonesBefore: horizon)
         let snapshot = node.snapshot()
         var copier = PartitionCopier(local: local, partitionCount: count)
         copier.pageSize = 256
@@ -152,21 +159,25 @@ public final class AntiEntropy: Worker, Sendable {
             let replica = node.replica(peer)
             let theirs: PartitionSummary
             do throws(AgadirError) {
-                theirs = try await replica.partitionDigest(policy: policy, partition: partition, partitionCount: count, tombstonesBefore: horizon)
+                theirs = try await replica.partitionDigest(
+                    policy: policy, partition: partition, partitionCount: count, tombstonesBefore: horizon)
             } catch {
                 unreachable.insert(peer)
                 comparedAll = false
                 continue
             }
             let sameSite = snapshot.site(of: peer) == node.site
-            let pace: @Sendable (UInt64) async -> Void = { [rebalancer] bytes in await rebalancer.pace(bytes, sameSite: sameSite) }
+            let pace: @Sendable (UInt64) async -> Void = { [rebalancer] bytes in
+                await rebalancer.pace(bytes, sameSite: sameSite)
+            }
             var tally = CopyTally()
             if theirs.manifests != mine.manifests {
                 manifestsDiffered = true
                 var after: ManifestCursor? = nil
                 for _ in 0..<1_000_000 {
                     let (next, moved) = try await copier.copyManifests(
-                        policy: policy, partition: partition, from: replica, after: after, tombstonesBefore: horizon, throttle: pace)
+                        policy: policy, partition: partition, from: replica, after: after, tombstonesBefore: horizon,
+                        throttle: pace)
                     tally.add(moved)
                     guard let next else { break }
                     after = next
@@ -175,7 +186,8 @@ public final class AntiEntropy: Worker, Sendable {
             if theirs.chunks != mine.chunks {
                 var after: ChunkID? = nil
                 for _ in 0..<1_000_000 {
-                    let (next, moved) = try await copier.copyChunks(policy: policy, partition: partition, from: replica, after: after, throttle: pace)
+                    let (next, moved) = try await copier.copyChunks(
+                        policy: policy, partition: partition, from: replica, after: after, throttle: pace)
                     tally.add(moved)
                     guard let next else { break }
                     after = next
@@ -190,7 +202,9 @@ public final class AntiEntropy: Worker, Sendable {
         }
         if repaired { state.withLock { $0.progress.partitionsRepaired += 1 } }
         guard AntiEntropyDecisions.mayPurge(comparedAll: comparedAll, manifestsDiffered: manifestsDiffered) else {
-            if layout.replicas(policy: policy, partition: partition).contains(where: { $0 != me && !snapshot.alive.contains($0) }) {
+            if layout.replicas(policy: policy, partition: partition).contains(where: {
+                $0 != me && !snapshot.alive.contains($0)
+            }) {
                 state.withLock { $0.progress.partitionsIncomplete += 1 }
             }
             return
@@ -201,7 +215,8 @@ public final class AntiEntropy: Worker, Sendable {
         var purge: [(bucket: String, key: String, version: ObjectVersion)] = []
         var after: ManifestCursor? = nil
         for _ in 0..<1_000_000 {
-            let page = try await local.partitionManifests(policy: policy, partition: partition, partitionCount: count, after: after, limit: 1000)
+            let page = try await local.partitionManifests(
+                policy: policy, partition: partition, partitionCount: count, after: after, limit: 1000)
             for m in page.manifests where m.isTombstone && m.version.timestamp.physicalMillis < horizon {
                 purge.append((m.bucket, m.key, m.version))
             }
@@ -214,7 +229,9 @@ public final class AntiEntropy: Worker, Sendable {
         }
         if purged > 0 {
             state.withLock { $0.progress.tombstonesPurged += purged }
-            logger.info("old delete markers purged", metadata: ["policy": "\(policy)", "partition": "\(partition)", "count": "\(purged)"])
+            logger.info(
+                "old delete markers purged",
+                metadata: ["policy": "\(policy)", "partition": "\(partition)", "count": "\(purged)"])
         }
     }
 }

@@ -16,7 +16,9 @@ public enum AntiEntropyDecisions {
     }
 
     /// The partitions of `scope` this node holds in `layout`, by policy name then partition.
-    public static func partitions(of scope: RepairScope, in layout: Layout, node: String) -> [(policy: String, partition: Int)] {
+    public static func partitions(of scope: RepairScope, in layout: Layout, node: String) -> [(
+        policy: String, partition: Int
+    )] {
         var work: [(policy: String, partition: Int)] = []
         for policy in layout.maps.keys.sorted() where scope.policy == nil || scope.policy == policy {
             for p in 0..<layout.partitionCount where scope.partition == nil || scope.partition == p {

@@ -1,7 +1,7 @@
-import AgadirWire
 import AgadirCore
 import AgadirPlacement
 import AgadirStore
+import AgadirWire
 
 extension ClusterNode {
     /// Audits this node's store against the layout and the bucket catalog.
@@ -27,7 +27,10 @@ extension ClusterNode {
             for m in items {
                 audit.manifests += 1
                 if let r = refusal(m.bucket) {
-                    audit.add(.init(kind: "manifest", bucket: m.bucket, key: m.key, chunk: nil, policy: r.policy, reason: r.reason))
+                    audit.add(
+                        .init(
+                            kind: "manifest", bucket: m.bucket, key: m.key, chunk: nil, policy: r.policy,
+                            reason: r.reason))
                 }
             }
             guard items.count == page, let last = items.last else { break }
@@ -45,7 +48,10 @@ extension ClusterNode {
                 // A chunk shared by buckets of several policies may live where any of them may.
                 let refusals = c.buckets.map { ($0, refusal($0)) }
                 if refusals.allSatisfy({ $0.1 != nil }), let first = refusals.first, let r = first.1 {
-                    audit.add(.init(kind: "chunk", bucket: first.0, key: nil, chunk: c.id.hex, policy: r.policy, reason: r.reason))
+                    audit.add(
+                        .init(
+                            kind: "chunk", bucket: first.0, key: nil, chunk: c.id.hex, policy: r.policy,
+                            reason: r.reason))
                 }
             }
             guard items.count == page, let last = items.last else { break }
@@ -55,7 +61,10 @@ extension ClusterNode {
             for hint in try await store.hints(for: target, limit: page) {
                 audit.hints += 1
                 if let r = refusal(hint.bucket) {
-                    audit.add(.init(kind: "hint", bucket: hint.bucket, key: nil, chunk: nil, policy: r.policy, reason: r.reason))
+                    audit.add(
+                        .init(
+                            kind: "hint", bucket: hint.bucket, key: nil, chunk: nil, policy: r.policy, reason: r.reason)
+                    )
                 }
             }
         }

@@ -15,13 +15,15 @@ extension Coordinator {
         guard snapshot.layout.current.policy(policyName) != nil else {
             let known = snapshot.layout.current.policies.map(\.name).joined(separator: ", ")
             throw AgadirError(
-                .noSuchPolicy, "policy '\(policyName)' does not exist; this cluster has: \(known) (`agadir admin policy ls`)")
+                .noSuchPolicy,
+                "policy '\(policyName)' does not exist; this cluster has: \(known) (`agadir admin policy ls`)")
         }
         if let existing = try await context.bucketRecord(name), !existing.deleted {
             throw AgadirError(.bucketAlreadyExists, "bucket '\(name)' already exists (policy '\(existing.policy)')")
         }
         let record = BucketRecord(
-            name: name, policy: policyName, createdMillis: WallClock.millis(), version: context.nextVersion(), deleted: false)
+            name: name, policy: policyName, createdMillis: WallClock.millis(), version: context.nextVersion(),
+            deleted: false)
         try await writeCatalog(record, snapshot: snapshot)
         return record
     }
@@ -32,7 +34,8 @@ extension Coordinator {
         let resolved = try await resolve(bucket: name)
         let page = try await list(ListRequest(bucket: name, limit: 1), level: .all, bucket: resolved)
         if let first = page.entries.first?.key ?? page.commonPrefixes.first {
-            throw AgadirError(.bucketNotEmpty, "bucket '\(name)' still holds objects (for example '\(first)'); delete them first")
+            throw AgadirError(
+                .bucketNotEmpty, "bucket '\(name)' still holds objects (for example '\(first)'); delete them first")
         }
         var record = resolved.record
         record.deleted = true

@@ -13,7 +13,9 @@ extension Coordinator {
     /// the policy's maps is asked for its entries (tombstones included), an entry counts only
     /// from a replica of its key's partition, the newest version of a key wins, and
     /// tombstones are dropped; `level` must be met for every partition.
-    public func list(_ request: ListRequest, level: ConsistencyLevel, bucket: ResolvedBucket) async throws(AgadirError) -> ListPage {
+    public func list(_ request: ListRequest, level: ConsistencyLevel, bucket: ResolvedBucket) async throws(AgadirError)
+        -> ListPage
+    {
         let snapshot = bucket.snapshot
         let layout = snapshot.layout
         let policy = bucket.policy.name
@@ -29,7 +31,8 @@ extension Coordinator {
         let bucketName = bucket.record.name
         let siteOf: @Sendable (String) -> String = { snapshot.site(of: $0) }
 
-        var pager = ListPager(prefix: request.prefix, delimiter: request.delimiter, startAfter: request.startAfter, limit: request.limit)
+        var pager = ListPager(
+            prefix: request.prefix, delimiter: request.delimiter, startAfter: request.startAfter, limit: request.limit)
         var cursor = request.startAfter
         if let c = cursor, c.bytewisePrecedes(request.prefix) { cursor = nil }
         for _ in 0..<Self.maxListRounds {
@@ -39,7 +42,8 @@ extension Coordinator {
                 work: { node in
                     do throws(AgadirError) {
                         return .success(
-                            try await context.replica(node).list(bucket: bucketName, prefix: request.prefix, startAfter: after, limit: batch))
+                            try await context.replica(node).list(
+                                bucket: bucketName, prefix: request.prefix, startAfter: after, limit: batch))
                     } catch {
                         return .failure(error)
                     }
@@ -47,9 +51,11 @@ extension Coordinator {
                 enough: { got in got.count == reachable.count })
             let answered = Set(lists.keys)
             for (p, set) in readSets.enumerated() {
-                let o = Quorum(level: level, replicas: set, coordinatorSite: snapshot.site).evaluate(answered: answered, site: siteOf)
+                let o = Quorum(level: level, replicas: set, coordinatorSite: snapshot.site).evaluate(
+                    answered: answered, site: siteOf)
                 if !o.satisfied {
-                    let reasons = failures.keys.sorted().map { "\($0): \(failures[$0]?.message ?? "")" }
+                    let reasons =
+                        failures.keys.sorted().map { "\($0): \(failures[$0]?.message ?? "")" }
                         + set.filter { !snapshot.alive.contains($0) }.map { "\($0): not alive" }
                     throw AgadirError.notEnoughReplicas(
                         "\(what): partition \(p) has \(o.answered) of \(o.needed) replicas needed for \(o.scope)"
@@ -60,7 +66,9 @@ extension Coordinator {
             // Keys up to the horizon are complete: every replica listed at least that far.
             var horizon: String? = nil
             for (_, entries) in lists where entries.count == batch {
-                if let lastKey = entries.last?.key, horizon.map({ lastKey.bytewisePrecedes($0) }) ?? true { horizon = lastKey }
+                if let lastKey = entries.last?.key, horizon.map({ lastKey.bytewisePrecedes($0) }) ?? true {
+                    horizon = lastKey
+                }
             }
             // Keyed by bytes: NFC and NFD spellings of a key are two objects (docs/protocol.md).
             var newest: [Bytewise: ReplicaListEntry] = [:]

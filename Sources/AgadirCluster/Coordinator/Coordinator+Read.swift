@@ -12,13 +12,17 @@ extension Coordinator {
     /// (tombstones included; nil when no replica that answered has one). Replicas that
     /// answered with an older version, or none, are repaired in the background, and so are
     /// those that answer after the level was met.
-    public func readManifest(key: String, level: ConsistencyLevel, bucket: ResolvedBucket) async throws(AgadirError) -> ObjectManifest? {
+    public func readManifest(key: String, level: ConsistencyLevel, bucket: ResolvedBucket) async throws(AgadirError)
+        -> ObjectManifest?
+    {
         let snapshot = bucket.snapshot
-        let partition = Partitioner.partition(bucket: bucket.record.name, key: key, count: snapshot.layout.current.partitionCount)
+        let partition = Partitioner.partition(
+            bucket: bucket.record.name, key: key, count: snapshot.layout.current.partitionCount)
         let replicas = snapshot.layout.readReplicas(policy: bucket.policy.name, partition: partition)
         guard !replicas.isEmpty else {
             throw AgadirError(
-                .policyUnsatisfiable, "policy '\(bucket.policy.name)' has no replicas in layout \(snapshot.layout.current.version)")
+                .policyUnsatisfiable,
+                "policy '\(bucket.policy.name)' has no replicas in layout \(snapshot.layout.current.version)")
         }
         let what = "manifest of '\(bucket.record.name)/\(key)'"
         for node in replicas { try checkEligible(node, policy: bucket.policy, snapshot: snapshot, what: what) }
@@ -39,7 +43,8 @@ extension Coordinator {
             reachable, delayed: Set(reachable).subtracting(firstWave), after: Self.speculativeReadDelay,
             work: { (node: String) async -> Result<Answer, AgadirError> in
                 do throws(AgadirError) {
-                    return .success(Answer(manifest: try await context.replica(node).getManifest(bucket: bucketName, key: key)))
+                    return .success(
+                        Answer(manifest: try await context.replica(node).getManifest(bucket: bucketName, key: key)))
                 } catch {
                     return .failure(error)
                 }
@@ -54,7 +59,8 @@ extension Coordinator {
         let outcome = Quorum(level: level, replicas: replicas, coordinatorSite: coordinatorSite)
             .evaluate(answered: Set(answers.keys), site: siteOf)
         guard outcome.satisfied else {
-            let reasons = failures.keys.sorted().map { "\($0): \(failures[$0]?.message ?? "")" }
+            let reasons =
+                failures.keys.sorted().map { "\($0): \(failures[$0]?.message ?? "")" }
                 + replicas.filter { !snapshot.alive.contains($0) }.map { "\($0): not alive" }
             throw AgadirError.notEnoughReplicas(
                 "reading the \(what): \(outcome.answered) of \(outcome.needed) replicas needed for \(outcome.scope) answered"
@@ -64,14 +70,17 @@ extension Coordinator {
         let winner = answers.values.compactMap(\.manifest).max { $0.version < $1.version }
         guard let winner else { return nil }
         winnerBox.set(winner)
-        for (node, answer) in answers.sorted(by: { $0.key < $1.key }) where answer.manifest.map({ $0.version < winner.version }) ?? true {
+        for (node, answer) in answers.sorted(by: { $0.key < $1.key })
+        where answer.manifest.map({ $0.version < winner.version }) ?? true {
             background.start("read repair") { await self.repair(node, with: winner, bucket: bucket) }
         }
         return winner
     }
 
     /// The live manifest, or NO_SUCH_KEY.
-    public func liveManifest(key: String, level: ConsistencyLevel, bucket: ResolvedBucket) async throws(AgadirError) -> ObjectManifest {
+    public func liveManifest(key: String, level: ConsistencyLevel, bucket: ResolvedBucket) async throws(AgadirError)
+        -> ObjectManifest
+    {
         guard let m = try await readManifest(key: key, level: level, bucket: bucket), !m.isTombstone else {
             throw AgadirError(.noSuchKey, "object '\(bucket.record.name)/\(key)' does not exist")
         }
@@ -86,7 +95,9 @@ extension Coordinator {
             count { $0.readRepairs += 1 }
         } catch {
             count { $0.readRepairFailures += 1 }
-            logger.debug("read repair failed", metadata: ["node": "\(node)", "object": "\(manifest.bucket)/\(manifest.key)", "error": "\(error)"])
+            logger.debug(
+                "read repair failed",
+                metadata: ["node": "\(node)", "object": "\(manifest.bucket)/\(manifest.key)", "error": "\(error)"])
         }
     }
 
@@ -95,7 +106,8 @@ extension Coordinator {
     public func readChunk(_ id: ChunkID, bucket: ResolvedBucket) async throws(AgadirError) -> [UInt8] {
         let snapshot = bucket.snapshot
         let partition = Partitioner.partition(of: id, count: snapshot.layout.current.partitionCount)
-        let candidates = snapshot.byProximity(snapshot.layout.allReplicas(policy: bucket.policy.name, partition: partition))
+        let candidates = snapshot.byProximity(
+            snapshot.layout.allReplicas(policy: bucket.policy.name, partition: partition))
         var errors: [String] = []
         for node in candidates where snapshot.alive.contains(node) {
             do throws(AgadirError) {
@@ -111,7 +123,9 @@ extension Coordinator {
             } catch {
                 errors.append("\(node): \(error.message)")
                 if error.code == .corruptChunk || error.code == .corruptData {
-                    logger.error("corrupt chunk on a replica", metadata: ["node": "\(node)", "chunk": "\(id.hex)", "error": "\(error)"])
+                    logger.error(
+                        "corrupt chunk on a replica",
+                        metadata: ["node": "\(node)", "chunk": "\(id.hex)", "error": "\(error)"])
                 }
             }
         }

@@ -15,7 +15,8 @@ extension Coordinator {
         let partition = Partitioner.partition(of: chunk.id, count: snapshot.layout.current.partitionCount)
         let sets = snapshot.layout.writeReplicaSets(policy: bucket.policy.name, partition: partition)
         try await replicate(
-            sets: sets, bucket: bucket, level: level, what: "chunk \(chunk.id.hex) of '\(reference.bucket)/\(reference.key)'",
+            sets: sets, bucket: bucket, level: level,
+            what: "chunk \(chunk.id.hex) of '\(reference.bucket)/\(reference.key)'",
             hint: .chunk(chunk, reference)
         ) { (replica) throws(AgadirError) in
             if try await replica.claimChunks([chunk.id], reference: reference).first == true { return }
@@ -26,7 +27,9 @@ extension Coordinator {
     /// Writes a manifest (or a tombstone) to the replicas of its partition in every live
     /// version; returns once `level` is met in each. A replica holding a newer version
     /// acknowledges too (last writer wins: it already has something at least as new).
-    public func writeManifest(_ manifest: ObjectManifest, level: ConsistencyLevel, bucket: ResolvedBucket) async throws(AgadirError) {
+    public func writeManifest(_ manifest: ObjectManifest, level: ConsistencyLevel, bucket: ResolvedBucket)
+        async throws(AgadirError)
+    {
         let snapshot = bucket.snapshot
         let partition = Partitioner.partition(
             bucket: manifest.bucket, key: manifest.key, count: snapshot.layout.current.partitionCount)
@@ -48,7 +51,8 @@ extension Coordinator {
         let nodes = Quorum.distinct(sets.flatMap { $0 })
         guard !nodes.isEmpty else {
             throw AgadirError(
-                .policyUnsatisfiable, "policy '\(bucket.policy.name)' has no replicas in layout \(snapshot.layout.current.version)")
+                .policyUnsatisfiable,
+                "policy '\(bucket.policy.name)' has no replicas in layout \(snapshot.layout.current.version)")
         }
         for node in nodes { try checkEligible(node, policy: bucket.policy, snapshot: snapshot, what: what) }
         let coordinatorSite = snapshot.site
@@ -66,20 +70,25 @@ extension Coordinator {
                 }
             },
             enough: { acks in
-                Quorum.evaluate(level: level, sets: sets, coordinatorSite: coordinatorSite, answered: Set(acks.keys), site: siteOf)
-                    .satisfied
+                Quorum.evaluate(
+                    level: level, sets: sets, coordinatorSite: coordinatorSite, answered: Set(acks.keys), site: siteOf
+                )
+                .satisfied
             },
             late: { [self] node, result in
                 if case .failure(let e) = result {
                     count { $0.lateWriteFailures += 1 }
-                    logger.warning("replica write failed after the quorum", metadata: ["node": "\(node)", "what": "\(what)", "error": "\(e)"])
+                    logger.warning(
+                        "replica write failed after the quorum",
+                        metadata: ["node": "\(node)", "what": "\(what)", "error": "\(e)"])
                     background.start("hint parking") { await self.park(hint, for: node, bucket: bucket) }
                 }
             })
         let outcome = Quorum.evaluate(
             level: level, sets: sets, coordinatorSite: coordinatorSite, answered: Set(acked.keys), site: siteOf)
         guard outcome.satisfied else {
-            let reasons = failures.keys.sorted().map { "\($0): \(failures[$0]?.message ?? "")" }
+            let reasons =
+                failures.keys.sorted().map { "\($0): \(failures[$0]?.message ?? "")" }
                 + nodes.filter { !snapshot.alive.contains($0) }.map { "\($0): not alive" }
             throw AgadirError.notEnoughReplicas(
                 "\(what): \(outcome.answered) of \(outcome.needed) replicas needed for \(outcome.scope) acknowledged"
@@ -100,7 +109,11 @@ extension Coordinator {
         let targetSite = snapshot.site(of: target)
         let candidates = layout.eligibleNodes(for: bucket.policy)
             .filter { $0.id != target && snapshot.alive.contains($0.id) }
-            .sorted { ($0.site == targetSite ? 0 : 1, $0.id == snapshot.nodeID ? 0 : 1, $0.id) < ($1.site == targetSite ? 0 : 1, $1.id == snapshot.nodeID ? 0 : 1, $1.id) }
+            .sorted {
+                ($0.site == targetSite ? 0 : 1, $0.id == snapshot.nodeID ? 0 : 1, $0.id) < (
+                    $1.site == targetSite ? 0 : 1, $1.id == snapshot.nodeID ? 0 : 1, $1.id
+                )
+            }
         for holder in candidates.prefix(3) {
             do throws(AgadirError) {
                 try checkEligible(holder.id, policy: bucket.policy, snapshot: snapshot, what: "a hint for \(target)")
@@ -108,12 +121,14 @@ extension Coordinator {
                 count { $0.hintsParked += 1 }
                 return
             } catch {
-                logger.debug("hint not parked", metadata: ["holder": "\(holder.id)", "target": "\(target)", "error": "\(error)"])
+                logger.debug(
+                    "hint not parked", metadata: ["holder": "\(holder.id)", "target": "\(target)", "error": "\(error)"])
             }
         }
         count { $0.hintsFailed += 1 }
         logger.warning(
-            "no node could hold a hint; the replica converges by anti-entropy", metadata: ["target": "\(target)", "bucket": "\(bucket.record.name)"])
+            "no node could hold a hint; the replica converges by anti-entropy",
+            metadata: ["target": "\(target)", "bucket": "\(bucket.record.name)"])
     }
 }
 

@@ -40,7 +40,8 @@ public struct ClusterSnapshot: Sendable {
             let alive = self.alive.contains(n) ? 0 : 2
             return 1 + alive + (site(of: n) == site ? 0 : 1)
         }
-        return nodes.enumerated().sorted { (rank($0.element), $0.offset) < (rank($1.element), $1.offset) }.map(\.element)
+        return nodes.enumerated().sorted { (rank($0.element), $0.offset) < (rank($1.element), $1.offset) }.map(
+            \.element)
     }
 }
 
@@ -127,7 +128,9 @@ public final class Coordinator: Sendable {
     /// first (same site as this node first), then gateways in eligible sites.
     public static func eligibleEndpoints(policy: Policy, snapshot: ClusterSnapshot) -> [String] {
         let layout = snapshot.layout.current
-        let nodes = layout.nodes.filter { layout.isEligible(site: $0.site, for: policy) && snapshot.alive.contains($0.id) }
+        let nodes = layout.nodes.filter {
+            layout.isEligible(site: $0.site, for: policy) && snapshot.alive.contains($0.id)
+        }
         let ordered = nodes.sorted { a, b in
             (a.capacity == 0 ? 1 : 0, a.site == snapshot.site ? 0 : 1, a.site, a.id)
                 < (b.capacity == 0 ? 1 : 0, b.site == snapshot.site ? 0 : 1, b.site, b.id)
@@ -151,7 +154,8 @@ public final class Coordinator: Sendable {
             metadata: ["node": "\(node)", "policy": "\(policy.name)", "what": "\(what)"])
         throw AgadirError(
             .internalError,
-            "refused to send \(what) to node \(node): it is not eligible for policy '\(policy.name)' (\(policy.selector))")
+            "refused to send \(what) to node \(node): it is not eligible for policy '\(policy.name)' (\(policy.selector))"
+        )
     }
 
     // MARK: Fan-out
@@ -182,20 +186,21 @@ public final class Coordinator: Sendable {
             Task { gathering.finished(node, await work(node)) }
         }
         for node in nodes where delayed.contains(node) {
-            gathering.addDelayed(Task {
-                let skipped = Gathering<T>.notAsked
-                do {
-                    try await Task.sleep(for: delay)
-                } catch {
-                    gathering.finished(node, .failure(skipped))
-                    return
-                }
-                if gathering.isDone {
-                    gathering.finished(node, .failure(skipped))
-                    return
-                }
-                gathering.finished(node, await work(node))
-            })
+            gathering.addDelayed(
+                Task {
+                    let skipped = Gathering<T>.notAsked
+                    do {
+                        try await Task.sleep(for: delay)
+                    } catch {
+                        gathering.finished(node, .failure(skipped))
+                        return
+                    }
+                    if gathering.isDone {
+                        gathering.finished(node, .failure(skipped))
+                        return
+                    }
+                    gathering.finished(node, await work(node))
+                })
         }
         return await gathering.wait()
     }
@@ -218,7 +223,10 @@ final class Gathering<T: Sendable>: Sendable {
     private let enough: @Sendable ([String: T]) -> Bool
     private let late: @Sendable (String, Result<T, AgadirError>) -> Void
 
-    init(pending: Int, enough: @escaping @Sendable ([String: T]) -> Bool, late: @escaping @Sendable (String, Result<T, AgadirError>) -> Void) {
+    init(
+        pending: Int, enough: @escaping @Sendable ([String: T]) -> Bool,
+        late: @escaping @Sendable (String, Result<T, AgadirError>) -> Void
+    ) {
         self.state = Mutex(State(pending: pending))
         self.enough = enough
         self.late = late
@@ -238,7 +246,8 @@ final class Gathering<T: Sendable>: Sendable {
 
     func finished(_ node: String, _ result: Result<T, AgadirError>) {
         let enough = self.enough
-        let (isLate, waiter, delayed) = state.withLock { s -> (Bool, CheckedContinuation<Void, Never>?, [Task<Void, Never>]) in
+        let (isLate, waiter, delayed) = state.withLock {
+            s -> (Bool, CheckedContinuation<Void, Never>?, [Task<Void, Never>]) in
             s.pending -= 1
             if s.done { return (true, nil, []) }
             switch result {

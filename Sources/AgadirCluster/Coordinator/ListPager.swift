@@ -22,7 +22,9 @@ public struct ListPager: Sendable {
         self.limit = max(1, limit)
         if let startAfter, let d = self.delimiter {
             let s = Array(startAfter.utf8)
-            if s.starts(with: self.prefix), let end = Self.firstEnd(of: d, in: s, from: self.prefix.count), end == s.count {
+            if s.starts(with: self.prefix), let end = Self.firstEnd(of: d, in: s, from: self.prefix.count),
+                end == s.count
+            {
                 skipUnder = s
             }
         }
@@ -36,7 +38,9 @@ public struct ListPager: Sendable {
         guard key.starts(with: prefix) else { return false }
         if let s = skipUnder, key.starts(with: s) { return false }
         var common: [UInt8]? = nil
-        if let d = delimiter, let end = Self.firstEnd(of: d, in: key, from: prefix.count) { common = Array(key[..<end]) }
+        if let d = delimiter, let end = Self.firstEnd(of: d, in: key, from: prefix.count) {
+            common = Array(key[..<end])
+        }
         if entries.count + prefixes.count == limit {
             truncated = true
             return true
@@ -46,7 +50,8 @@ public struct ListPager: Sendable {
             last = common
             skipUnder = common
         } else {
-            entries.append(ListEntry(key: e.key, size: e.size, etag: e.etag, version: e.version, contentType: e.contentType))
+            entries.append(
+                ListEntry(key: e.key, size: e.size, etag: e.etag, version: e.version, contentType: e.contentType))
             last = key
         }
         return false
@@ -63,7 +68,9 @@ public struct ListPager: Sendable {
         guard !needle.isEmpty, from >= 0, haystack.count - from >= needle.count else { return nil }
         var i = from
         while i + needle.count <= haystack.count {
-            if haystack[i] == needle[0], haystack[i..<(i + needle.count)].elementsEqual(needle) { return i + needle.count }
+            if haystack[i] == needle[0], haystack[i..<(i + needle.count)].elementsEqual(needle) {
+                return i + needle.count
+            }
             i += 1
         }
         return nil

@@ -32,12 +32,17 @@ public struct Quorum: Sendable, Hashable {
         let got = members.filter { answered.contains($0) }.count
         switch level {
         case .one:
-            return Outcome(satisfied: got >= min(1, members.count), answered: got, needed: min(1, members.count), scope: "ONE of \(members.count) replicas")
+            return Outcome(
+                satisfied: got >= min(1, members.count), answered: got, needed: min(1, members.count),
+                scope: "ONE of \(members.count) replicas")
         case .all:
-            return Outcome(satisfied: got == members.count, answered: got, needed: members.count, scope: "ALL \(members.count) replicas")
+            return Outcome(
+                satisfied: got == members.count, answered: got, needed: members.count,
+                scope: "ALL \(members.count) replicas")
         case .quorum:
             let need = ConsistencyLevel.majority(of: members.count)
-            return Outcome(satisfied: got >= need, answered: got, needed: need, scope: "QUORUM of \(members.count) replicas")
+            return Outcome(
+                satisfied: got >= need, answered: got, needed: need, scope: "QUORUM of \(members.count) replicas")
         case .localQuorum:
             let local = members.filter { site($0) == coordinatorSite }
             if local.isEmpty {
@@ -65,7 +70,8 @@ public struct Quorum: Sendable, Hashable {
                     scope: "EACH_QUORUM: \(inSite.count) replicas in \(s)")
                 if !o.satisfied, worst == nil || worst?.satisfied == true { worst = o }
             }
-            return worst ?? Outcome(satisfied: true, answered: got, needed: got, scope: "EACH_QUORUM over \(sites.count) sites")
+            return worst
+                ?? Outcome(satisfied: true, answered: got, needed: got, scope: "EACH_QUORUM over \(sites.count) sites")
         }
     }
 
@@ -78,11 +84,13 @@ public struct Quorum: Sendable, Hashable {
     /// The outcome over several replica sets (one per live layout version): satisfied when
     /// every set is; the reported counts are those of the first set that falls short.
     public static func evaluate(
-        level: ConsistencyLevel, sets: [[String]], coordinatorSite: String, answered: Set<String>, site: (String) -> String
+        level: ConsistencyLevel, sets: [[String]], coordinatorSite: String, answered: Set<String>,
+        site: (String) -> String
     ) -> Outcome {
         var last = Outcome(satisfied: true, answered: 0, needed: 0, scope: "no replicas")
         for set in sets {
-            let o = Quorum(level: level, replicas: set, coordinatorSite: coordinatorSite).evaluate(answered: answered, site: site)
+            let o = Quorum(level: level, replicas: set, coordinatorSite: coordinatorSite).evaluate(
+                answered: answered, site: site)
             if !o.satisfied { return o }
             last = o
         }

@@ -80,9 +80,12 @@ public final class GarbageCollector: Worker, Sendable {
         }
         var failure: AgadirError? = nil
         do throws(AgadirError) {
-            let graceMillis = max(0, grace.components.seconds) * 1000 + max(0, grace.components.attoseconds) / 1_000_000_000_000_000
+            let graceMillis =
+                max(0, grace.components.seconds) * 1000 + max(0, grace.components.attoseconds) / 1_000_000_000_000_000
             let cutoff = WallMillis.now() &- UInt64(graceMillis)
-            if node.isClusterMode, let coordinator { try await dropDeadReferences(before: cutoff, coordinator: coordinator) }
+            if node.isClusterMode, let coordinator {
+                try await dropDeadReferences(before: cutoff, coordinator: coordinator)
+            }
             try await reclaimChunks(before: cutoff)
             try await compact()
             state.withLock { $0.progress.lastError = nil }
@@ -121,10 +124,16 @@ public final class GarbageCollector: Worker, Sendable {
                 if let known = newest[objectKey] {
                     version = .some(known)
                 } else {
-                    if resolved[ref.bucket] == nil { resolved[ref.bucket] = .some(try await bucket(ref.bucket, coordinator)) }
+                    if resolved[ref.bucket] == nil {
+                        resolved[ref.bucket] = .some(try await bucket(ref.bucket, coordinator))
+                    }
                     guard let b = resolved[ref.bucket] ?? nil else {
                         // A deleted bucket's objects were all deleted first: every reference is dead.
-                        if try await node.bucketRecord(ref.bucket)?.deleted == true { dead.append((row.chunk, ref)) } else { undecided += 1 }
+                        if try await node.bucketRecord(ref.bucket)?.deleted == true {
+                            dead.append((row.chunk, ref))
+                        } else {
+                            undecided += 1
+                        }
                         continue
                     }
                     do throws(AgadirError) {

@@ -86,31 +86,40 @@ public final class PeerLinks: Sendable {
         defer { watchdog?.cancel() }
         let (frame, responseBody) = try await connection.roundTrip("\(opcode) to \(node)") { (id) throws(AgadirError) in
             watchdog = connection.channel.eventLoop.scheduleTask(in: .milliseconds(Int64(seconds * 1000))) {
-                connection.fail(id, with: AgadirError(.unavailable, "\(node) did not answer \(opcode) within \(seconds) s; link closed"))
+                connection.fail(
+                    id,
+                    with: AgadirError(.unavailable, "\(node) did not answer \(opcode) within \(seconds) s; link closed")
+                )
                 connection.close()
             }
             try await send(request, body: body, id: id, on: connection)
         }
-        let out = try await ClientConnection.collect(frame, responseBody, max: maxResponseBytes, what: "\(node)'s answer to \(opcode)")
+        let out = try await ClientConnection.collect(
+            frame, responseBody, max: maxResponseBytes, what: "\(node)'s answer to \(opcode)")
         return PeerResponse(fields: frame.fields, body: out)
     }
 
-    private func send(_ request: PeerRequest, body: [UInt8]?, id: UInt64, on connection: ClientConnection) async throws(AgadirError) {
+    private func send(_ request: PeerRequest, body: [UInt8]?, id: UInt64, on connection: ClientConnection)
+        async throws(AgadirError)
+    {
         let opcode = request.opcode.rawValue
         let fields = request.fields()
         guard let body, body.count > settings.inlineBodyBytes else {
             let payload = body.map { ByteBuffer(bytes: $0) } ?? ByteBuffer()
-            try await connection.write(Frame(
-                header: FrameHeader(kind: .request, flags: FrameHeader.endStream, opcode: opcode, requestID: id),
-                fields: fields, payload: payload))
+            try await connection.write(
+                Frame(
+                    header: FrameHeader(kind: .request, flags: FrameHeader.endStream, opcode: opcode, requestID: id),
+                    fields: fields, payload: payload))
             return
         }
-        try await connection.write(Frame(header: FrameHeader(kind: .request, opcode: opcode, requestID: id), fields: fields))
+        try await connection.write(
+            Frame(header: FrameHeader(kind: .request, opcode: opcode, requestID: id), fields: fields))
         var offset = 0
         while offset < body.count {
             if connection.hasResponded(id) { return }  // answered early (an error): stop sending
             let n = min(settings.dataFrameBytes, body.count - offset)
-            try await connection.write(.data(id: id, payload: ByteBuffer(bytes: body[offset..<offset + n]), end: offset + n == body.count))
+            try await connection.write(
+                .data(id: id, payload: ByteBuffer(bytes: body[offset..<offset + n]), end: offset + n == body.count))
             offset += n
         }
     }
@@ -118,7 +127,9 @@ public final class PeerLinks: Sendable {
     // MARK: Links
 
     private func link(to node: String) async throws(AgadirError) -> ClientConnection {
-        guard node != nodeID else { throw AgadirError(.internalError, "a peer link to this node itself (\(node)) was asked for") }
+        guard node != nodeID else {
+            throw AgadirError(.internalError, "a peer link to this node itself (\(node)) was asked for")
+        }
         guard let endpoint = resolve(node) else {
             throw AgadirError(.unavailable, "no address is known for node \(node); is it a member of the cluster?")
         }
@@ -150,7 +161,8 @@ public final class PeerLinks: Sendable {
             let listener = try hello.requireString(.nodeID, "PEER_HELLO answer")
             guard listener == node else {
                 throw AgadirError(
-                    .unauthenticated, "the node at \(endpoint) is \(listener), not \(node); membership will catch up, retry")
+                    .unauthenticated,
+                    "the node at \(endpoint) is \(listener), not \(node); membership will catch up, retry")
             }
             guard let listenerNonce = hello.first(.nonce), listenerNonce.count == PeerLimits.nonceBytes,
                 let proof = hello.first(.proof)
@@ -162,7 +174,8 @@ public final class PeerLinks: Sendable {
             guard authenticator.verify(proof, .server, transcript) else {
                 throw AgadirError(
                     .unauthenticated,
-                    "\(node) at \(endpoint) failed the cluster-secret handshake: it does not share this node's cluster secret")
+                    "\(node) at \(endpoint) failed the cluster-secret handshake: it does not share this node's cluster secret"
+                )
             }
             _ = try await exchange(.auth(proof: authenticator.proof(.client, transcript)), on: connection, node: node)
             return connection
@@ -172,7 +185,9 @@ public final class PeerLinks: Sendable {
         }
     }
 
-    private func exchange(_ request: PeerRequest, on connection: ClientConnection, node: String) async throws(AgadirError) -> Fields {
+    private func exchange(_ request: PeerRequest, on connection: ClientConnection, node: String)
+        async throws(AgadirError) -> Fields
+    {
         let timeout = Duration.milliseconds(Int64(settings.connectTimeoutSeconds * 1000))
         var watchdog: Task<Void, any Error>? = nil
         defer { watchdog?.cancel() }
@@ -181,9 +196,11 @@ public final class PeerLinks: Sendable {
                 try await Task.sleep(for: timeout)
                 connection.fail(id, with: AgadirError(.unavailable, "\(node) did not complete the handshake in time"))
             }
-            try await connection.write(Frame(
-                header: FrameHeader(kind: .request, flags: FrameHeader.endStream, opcode: request.opcode.rawValue, requestID: id),
-                fields: request.fields()))
+            try await connection.write(
+                Frame(
+                    header: FrameHeader(
+                        kind: .request, flags: FrameHeader.endStream, opcode: request.opcode.rawValue, requestID: id),
+                    fields: request.fields()))
         }
         body.abandon()
         return frame.fields

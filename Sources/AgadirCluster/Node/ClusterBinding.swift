@@ -19,7 +19,8 @@ public struct ClusterBinding: Sendable {
 
     public init(
         node: ClusterNode, coordinator: Coordinator, rebalancer: Rebalancer? = nil, antiEntropy: AntiEntropy? = nil,
-        scrubber: Scrubber? = nil, garbageCollector: GarbageCollector? = nil, logger: Logger = Logger(label: "agadir.workers")
+        scrubber: Scrubber? = nil, garbageCollector: GarbageCollector? = nil,
+        logger: Logger = Logger(label: "agadir.workers")
     ) {
         self.node = node
         self.coordinator = coordinator
@@ -34,7 +35,8 @@ public struct ClusterBinding: Sendable {
     /// This node's part of NODE_STATUS, with its workers.
     public func localStatus() async -> NodeStatus {
         var status = NodeStatus(
-            node: node.nodeID, rebalance: rebalancer?.status(), repair: antiEntropy?.progress, scrub: scrubber?.progress,
+            node: node.nodeID, rebalance: rebalancer?.status(), repair: antiEntropy?.progress,
+            scrub: scrubber?.progress,
             gc: garbageCollector?.progress, store: await node.storeStatus())
         status.workers = workers.map(\.info)
         return status
@@ -46,10 +48,14 @@ public struct ClusterBinding: Sendable {
             guard let scrubber else { throw AgadirError(.invalidArgument, "this node runs no scrub") }
             try scrubber.control(request.action)
         case ("gc", "start"):
-            guard let garbageCollector else { throw AgadirError(.invalidArgument, "this node runs no garbage collection") }
+            guard let garbageCollector else {
+                throw AgadirError(.invalidArgument, "this node runs no garbage collection")
+            }
             garbageCollector.request()
         default:
-            throw AgadirError(.invalidArgument, "maintenance '\(request.task) \(request.action)' is not scrub start|pause or gc start")
+            throw AgadirError(
+                .invalidArgument, "maintenance '\(request.task) \(request.action)' is not scrub start|pause or gc start"
+            )
         }
     }
 }

@@ -67,7 +67,8 @@ public final class ClusterNode: ClusterContext, Sendable {
 
     public init(
         nodeID: String, site: String, store: NodeStore, gossip: GossipService?, links: PeerLinks?, dataDir: String,
-        settings: ClusterNodeSettings = ClusterNodeSettings(), logger: Logger, versions: @escaping @Sendable () -> ObjectVersion
+        settings: ClusterNodeSettings = ClusterNodeSettings(), logger: Logger,
+        versions: @escaping @Sendable () -> ObjectVersion
     ) throws(AgadirError) {
         self.nodeID = nodeID
         self.configuredSite = site
@@ -87,7 +88,8 @@ public final class ClusterNode: ClusterContext, Sendable {
             } catch {
                 throw AgadirError(
                     .corruptData,
-                    "\(layoutPath) does not decode (\(error.message)); move it away and the node will pull the layout from its peers")
+                    "\(layoutPath) does not decode (\(error.message)); move it away and the node will pull the layout from its peers"
+                )
             }
         }
         var staged = StagedChanges()
@@ -111,7 +113,9 @@ public final class ClusterNode: ClusterContext, Sendable {
     /// a running cluster and must pull the layout before it serves bucket requests.
     public var awaitsLayout: Bool {
         guard !isClusterMode, let gossip else { return false }
-        return gossip.memberInfos().contains { $0.nodeID != nodeID && $0.layoutVersion >= 1 && $0.state == MemberInfo.State.alive }
+        return gossip.memberInfos().contains {
+            $0.nodeID != nodeID && $0.layoutVersion >= 1 && $0.state == MemberInfo.State.alive
+        }
     }
 
     /// This node's site: its site in the layout, else its configured one.
@@ -125,7 +129,9 @@ public final class ClusterNode: ClusterContext, Sendable {
 
     public func snapshot() -> ClusterSnapshot {
         let now = ContinuousClock.now
-        if let cached = state.withLock({ s in s.snapshot.flatMap { now - $0.taken < Self.snapshotReuse ? $0.value : nil } }) {
+        if let cached = state.withLock({ s in
+            s.snapshot.flatMap { now - $0.taken < Self.snapshotReuse ? $0.value : nil }
+        }) {
             return cached
         }
         let fresh = takeSnapshot()
@@ -249,12 +255,16 @@ public final class ClusterNode: ClusterContext, Sendable {
         guard version == current + 1 else {
             throw AgadirError(
                 .layoutVersionConflict,
-                "the current layout version is \(current); apply --version \(current + 1) (after checking `agadir admin layout plan`)")
+                "the current layout version is \(current); apply --version \(current + 1) (after checking `agadir admin layout plan`)"
+            )
         }
-        if let other = gossip?.memberInfos().first(where: { $0.layoutVersion >= version && $0.state == MemberInfo.State.alive }) {
+        if let other = gossip?.memberInfos().first(where: {
+            $0.layoutVersion >= version && $0.state == MemberInfo.State.alive
+        }) {
             throw AgadirError(
                 .layoutVersionConflict,
-                "node \(other.nodeID) already announces layout version \(other.layoutVersion); wait for it to reach this node, then plan again")
+                "node \(other.nodeID) already announces layout version \(other.layoutVersion); wait for it to reach this node, then plan again"
+            )
         }
         let (next, report) = try await plan()
         let summary = staged.changes.map(\.description).joined(separator: "; ")
@@ -278,7 +288,8 @@ public final class ClusterNode: ClusterContext, Sendable {
         logger.notice(
             "layout adopted",
             metadata: [
-                "version": "\(cluster.current.version)", "live": "\(cluster.live.map(\.version))", "source": "\(source)",
+                "version": "\(cluster.current.version)", "live": "\(cluster.live.map(\.version))",
+                "source": "\(source)",
             ])
     }
 
@@ -303,7 +314,8 @@ public final class ClusterNode: ClusterContext, Sendable {
             .sorted { ($0.layoutVersion, $0.nodeID) > ($1.layoutVersion, $1.nodeID) }
         for member in newer.prefix(2) {
             do throws(AgadirError) {
-                let answer = try await links.call(member.nodeID, .layoutGet, maxResponseBytes: PeerLimits.maxStructuredBodyBytes)
+                let answer = try await links.call(
+                    member.nodeID, .layoutGet, maxResponseBytes: PeerLimits.maxStructuredBodyBytes)
                 let cluster = try ClusterLayoutCodec.decode(answer.body)
                 guard cluster.current.version > layout.current.version else { return }
                 let joining = !isClusterMode
@@ -347,7 +359,8 @@ public final class ClusterNode: ClusterContext, Sendable {
                         "hints for a node removed from the layout dropped",
                         metadata: ["target": "\(target)", "dropped": "\(hints.count)", "pending": "\(count)"])
                 } catch {
-                    logger.warning("hints of a removed node not dropped", metadata: ["target": "\(target)", "error": "\(error)"])
+                    logger.warning(
+                        "hints of a removed node not dropped", metadata: ["target": "\(target)", "error": "\(error)"])
                 }
             }
         }
@@ -383,7 +396,8 @@ public final class ClusterNode: ClusterContext, Sendable {
                     try await store.deleteHints(delivered)
                     logger.info("hints delivered", metadata: ["target": "\(target)", "count": "\(delivered.count)"])
                 } catch {
-                    logger.warning("delivered hints not deleted; they will be delivered again", metadata: ["error": "\(error)"])
+                    logger.warning(
+                        "delivered hints not deleted; they will be delivered again", metadata: ["error": "\(error)"])
                 }
             }
         }
@@ -393,13 +407,19 @@ public final class ClusterNode: ClusterContext, Sendable {
 /// A replica for a node that cannot be reached (no peer links configured).
 struct UnreachableReplica: ReplicaClient {
     let nodeID: String
-    func fail() -> AgadirError { AgadirError(.unavailable, "node \(nodeID) is not reachable: this node has no peer links") }
+    func fail() -> AgadirError {
+        AgadirError(.unavailable, "node \(nodeID) is not reachable: this node has no peer links")
+    }
     func claimChunks(_ ids: [ChunkID], reference: ChunkReference) async throws(AgadirError) -> [Bool] { throw fail() }
     func putChunk(_ chunk: EncodedChunk, reference: ChunkReference) async throws(AgadirError) { throw fail() }
     func getChunk(_ id: ChunkID, bucket: String) async throws(AgadirError) -> EncodedChunk { throw fail() }
-    func putManifest(_ manifest: ObjectManifest) async throws(AgadirError) -> (applied: Bool, stored: ObjectVersion) { throw fail() }
+    func putManifest(_ manifest: ObjectManifest) async throws(AgadirError) -> (applied: Bool, stored: ObjectVersion) {
+        throw fail()
+    }
     func getManifest(bucket: String, key: String) async throws(AgadirError) -> ObjectManifest? { throw fail() }
-    func list(bucket: String, prefix: String, startAfter: String?, limit: Int) async throws(AgadirError) -> [ReplicaListEntry] { throw fail() }
+    func list(bucket: String, prefix: String, startAfter: String?, limit: Int) async throws(AgadirError)
+        -> [ReplicaListEntry]
+    { throw fail() }
     func putHint(target: String, bucket: String, hint: Hint) async throws(AgadirError) { throw fail() }
     func mergeCatalog(_ records: [BucketRecord]) async throws(AgadirError) { throw fail() }
     func catalog() async throws(AgadirError) -> [BucketRecord] { throw fail() }

@@ -87,8 +87,11 @@ extension ClusterNode {
 
     /// `fanOut` of a command with no answer body (REBALANCE_SET, REPAIR_START, MAINTENANCE).
     public func fanOut(
-        _ nodes: [String], request: PeerRequest, body: [UInt8], local: @escaping @Sendable () async throws(AgadirError) -> Void
+        _ nodes: [String], request: PeerRequest, body: [UInt8],
+        local: @escaping @Sendable () async throws(AgadirError) -> Void
     ) async -> FanOut<Void> {
-        await fanOut(nodes, request: request, body: body, maxResponseBytes: 0, local: local) { (_, _) throws(AgadirError) in () }
+        await fanOut(nodes, request: request, body: body, maxResponseBytes: 0, local: local) {
+            (_, _) throws(AgadirError) in ()
+        }
     }
 }

@@ -4,7 +4,7 @@ import AgadirWire
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 // MARK: A node's store, as NODE_STATUS reports it
@@ -22,7 +22,8 @@ extension ClusterNode {
         let dir = store.directory
         var metadata: UInt64 = 0
         for name in ["meta.sqlite", "meta.sqlite-wal", "meta.sqlite-shm"] {
-            let attributes = try? FileManager.default.attributesOfItem(atPath: (dir as NSString).appendingPathComponent(name))
+            let attributes = try? FileManager.default.attributesOfItem(
+                atPath: (dir as NSString).appendingPathComponent(name))
             metadata += (attributes?[.size] as? NSNumber)?.uint64Value ?? 0
         }
         var fsFree: UInt64? = nil

@@ -25,7 +25,8 @@ extension ClusterNode {
         let dropping = drop && cluster.live.count == 1
         if drop, !dropping { tally.complete = false }
         var policyOf: [String: String] = [:]
-        for record in try await store.bucketCatalog() where cluster.live.contains(where: { $0.maps[record.policy] != nil }) {
+        for record in try await store.bucketCatalog()
+        where cluster.live.contains(where: { $0.maps[record.policy] != nil }) {
             policyOf[record.name] = record.policy
         }
         func owned(_ policy: String, _ partition: Int) -> Bool {
@@ -55,7 +56,8 @@ extension ClusterNode {
                 var drops: [ChunkID] = []
                 for chunk in rows where !chunk.references.isEmpty {
                     let policies = chunk.references.map { policyOf[$0.bucket] }
-                    guard policies.allSatisfy({ $0 != nil }), !policies.contains(where: { owned($0 ?? "", partition) }) else { continue }
+                    guard policies.allSatisfy({ $0 != nil }), !policies.contains(where: { owned($0 ?? "", partition) })
+                    else { continue }
                     tally.chunks += 1
                     drops.append(chunk.id)
                 }

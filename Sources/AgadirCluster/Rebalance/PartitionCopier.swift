@@ -46,7 +46,9 @@ public struct PartitionCopier: Sendable {
         for m in manifests {
             guard Partitioner.partition(bucket: m.bucket, key: m.key, count: partitionCount) == partition else {
                 throw AgadirError(
-                    .corruptData, "\(source.nodeID) sent \(m.bucket)/\(m.key) as part of partition \(partition), where it does not belong")
+                    .corruptData,
+                    "\(source.nodeID) sent \(m.bucket)/\(m.key) as part of partition \(partition), where it does not belong"
+                )
             }
             tally.manifests += 1
             tally.manifestBytes += UInt64(ManifestCodec.encode(m).count)
@@ -69,7 +71,9 @@ public struct PartitionCopier: Sendable {
             policy: policy, partition: partition, partitionCount: partitionCount, after: after, limit: pageSize)
         for entry in page.chunks where Partitioner.partition(of: entry.id, count: partitionCount) != partition {
             throw AgadirError(
-                .corruptData, "\(source.nodeID) sent chunk \(entry.id.hex) as part of partition \(partition), where it does not belong")
+                .corruptData,
+                "\(source.nodeID) sent chunk \(entry.id.hex) as part of partition \(partition), where it does not belong"
+            )
         }
         let store = local.store
         let held = try await store.containsChunks(page.chunks.map(\.id))
@@ -99,7 +103,9 @@ public struct PartitionCopier: Sendable {
             try ReplicaService.verify(chunk, from: sourceID)
             try await store.putChunk(chunk, reference: first)
         }
-        for (ref, ids) in claims.sorted(by: { ($0.key.bucket, Bytewise($0.key.key)) < ($1.key.bucket, Bytewise($1.key.key)) }) {
+        for (ref, ids) in claims.sorted(by: {
+            ($0.key.bucket, Bytewise($0.key.key)) < ($1.key.bucket, Bytewise($1.key.key))
+        }) {
             _ = try await store.claimChunks(ids, reference: ref)
         }
         return (page.next, tally)

@@ -42,7 +42,8 @@ public enum RebalanceDecisions {
     public static func isReceived(_ t: PartitionTransfer, done: Set<String>, removed: Set<String>) -> Bool {
         t.sources.allSatisfy { s in
             removed.contains(s)
-                || (done.contains(stepKey(t, manifests: true, source: s)) && done.contains(stepKey(t, manifests: false, source: s)))
+                || (done.contains(stepKey(t, manifests: true, source: s))
+                    && done.contains(stepKey(t, manifests: false, source: s)))
         }
     }
 

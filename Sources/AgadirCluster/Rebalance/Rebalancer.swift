@@ -90,7 +90,8 @@ public final class Rebalancer: Worker, Sendable {
             } catch {
                 throw AgadirError(
                     .corruptData,
-                    "\(path) does not decode (\(error)); move it away: the node then copies its partitions again from the start")
+                    "\(path) does not decode (\(error)); move it away: the node then copies its partitions again from the start"
+                )
             }
         }
         let s = record.settings
@@ -116,11 +117,14 @@ public final class Rebalancer: Worker, Sendable {
                 if let left, rate > 0 { eta = left / rate }
             }
             return NodeRebalanceStatus(
-                node: node.nodeID, site: node.site, layoutVersion: cluster.current.version, liveVersions: cluster.live.map(\.version),
+                node: node.nodeID, site: node.site, layoutVersion: cluster.current.version,
+                liveVersions: cluster.live.map(\.version),
                 syncedVersion: l.record.syncedVersion, droppedVersion: l.record.droppedVersion, state: l.state,
                 partitionsTotal: l.partitionsTotal, partitionsDone: l.partitionsDone, moved: l.record.moved,
-                bytesLeftEstimate: left, rateBytesPerSecond: rate, etaSeconds: eta, manifestsDropped: l.record.manifestsDropped,
-                chunksDropped: l.record.chunksDropped, settings: l.record.settings, lastError: l.lastError, waitingFor: l.waitingFor,
+                bytesLeftEstimate: left, rateBytesPerSecond: rate, etaSeconds: eta,
+                manifestsDropped: l.record.manifestsDropped,
+                chunksDropped: l.record.chunksDropped, settings: l.record.settings, lastError: l.lastError,
+                waitingFor: l.waitingFor,
                 skippedSources: l.skipped.isEmpty ? nil : l.skipped.sorted())
         }
     }
@@ -156,7 +160,9 @@ public final class Rebalancer: Worker, Sendable {
     private func save(_ record: Record) throws(AgadirError) {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
-        guard let data = try? enc.encode(record) else { throw AgadirError(.internalError, "the rebalance progress does not encode") }
+        guard let data = try? enc.encode(record) else {
+            throw AgadirError(.internalError, "the rebalance progress does not encode")
+        }
         try AtomicFile.save(Array(data), to: path)
     }
 
@@ -268,7 +274,6 @@ public final class Rebalancer: Worker, Sendable {
 
     // MARK: Receiving
 
-
     /// Copies every partition this node gains in the current version from every node of the
     /// older versions that holds it (so a write acknowledged by any quorum is seen).
     private func receive(_ cluster: ClusterLayout) async throws(AgadirError) {
@@ -301,7 +306,9 @@ public final class Rebalancer: Worker, Sendable {
         if plan.receive.allSatisfy({ partitionDone($0, done) }) {
             try commit { $0.syncedVersion = v }
             update { $0.state = "synced" }
-            logger.notice("rebalance: every partition received", metadata: ["version": "\(v)", "moved": "\(live.withLock { $0.record.moved })"])
+            logger.notice(
+                "rebalance: every partition received",
+                metadata: ["version": "\(v)", "moved": "\(live.withLock { $0.record.moved })"])
             return
         }
         guard !settings.paused else {
@@ -311,7 +318,8 @@ public final class Rebalancer: Worker, Sendable {
         // Copy only once every alive member has adopted the version (and a moment more), so
         // that no write coordinated under an older layout alone is still on its way.
         let lagging = (node.gossip?.memberInfos() ?? [])
-            .filter { $0.state == MemberInfo.State.alive && $0.layoutVersion < v && $0.nodeID != node.nodeID }.map(\.nodeID)
+            .filter { $0.state == MemberInfo.State.alive && $0.layoutVersion < v && $0.nodeID != node.nodeID }.map(
+                \.nodeID)
         let now = ContinuousClock.now
         let adoptedFor: Duration? = live.withLock { l in
             guard lagging.isEmpty else {
@@ -349,8 +357,11 @@ public final class Rebalancer: Worker, Sendable {
                 let transfer = pending[next]
                 next += 1
                 group.addTask {
-                    let missed = await self.receive(transfer, version: v, snapshot: snapshot, removed: removed, copier: copier)
-                    if partitionDone(transfer, self.live.withLock { $0.record.done }) { self.update { $0.partitionsDone += 1 } }
+                    let missed = await self.receive(
+                        transfer, version: v, snapshot: snapshot, removed: removed, copier: copier)
+                    if partitionDone(transfer, self.live.withLock { $0.record.done }) {
+                        self.update { $0.partitionsDone += 1 }
+                    }
                     return missed
                 }
             }
@@ -371,7 +382,8 @@ public final class Rebalancer: Worker, Sendable {
 
     /// Copies one partition from each of its sources; returns the sources it could not reach.
     private func receive(
-        _ transfer: PartitionTransfer, version v: UInt64, snapshot: ClusterSnapshot, removed: Set<String>, copier: PartitionCopier
+        _ transfer: PartitionTransfer, version v: UInt64, snapshot: ClusterSnapshot, removed: Set<String>,
+        copier: PartitionCopier
     ) async -> Set<String> {
         var unreachable: Set<String> = []
         for source in transfer.sources {
@@ -390,19 +402,23 @@ public final class Rebalancer: Worker, Sendable {
                 unreachable.insert(source)
                 logger.warning(
                     "rebalance: copy failed; retried next round",
-                    metadata: ["policy": "\(transfer.policy)", "partition": "\(transfer.partition)", "source": "\(source)", "error": "\(error)"])
+                    metadata: [
+                        "policy": "\(transfer.policy)", "partition": "\(transfer.partition)", "source": "\(source)",
+                        "error": "\(error)",
+                    ])
                 update { $0.lastError = "\(transfer.policy)/\(transfer.partition) from \(source): \(error.message)" }
             }
         }
         return unreachable
     }
 
-
     /// Copies one partition from one source, manifests then chunks, resuming at the saved cursors.
     private func copy(_ t: PartitionTransfer, from source: String, copier: PartitionCopier) async throws(AgadirError) {
         let replica = node.replica(source)
         let sameSite = node.snapshot().site(of: source) == node.site
-        let throttle: @Sendable (UInt64) async -> Void = { [weak self] bytes in await self?.throttle(bytes, sameSite: sameSite) }
+        let throttle: @Sendable (UInt64) async -> Void = { [weak self] bytes in
+            await self?.throttle(bytes, sameSite: sameSite)
+        }
         let manifestsKey = RebalanceDecisions.stepKey(t, manifests: true, source: source)
         var rounds = 0
         while !live.withLock({ $0.record.done.contains(manifestsKey) }) {
@@ -412,13 +428,17 @@ public final class Rebalancer: Worker, Sendable {
                 policy: t.policy, partition: t.partition, from: replica, after: after, throttle: throttle)
             try commit { r in
                 r.moved.add(tally)
-                if let next { r.manifestCursors[manifestsKey] = next } else {
+                if let next {
+                    r.manifestCursors[manifestsKey] = next
+                } else {
                     r.manifestCursors[manifestsKey] = nil
                     r.done.insert(manifestsKey)
                 }
             }
             rounds += 1
-            guard rounds < 1_000_000 else { throw AgadirError(.internalError, "partition \(t.partition) never ends at \(source)") }
+            guard rounds < 1_000_000 else {
+                throw AgadirError(.internalError, "partition \(t.partition) never ends at \(source)")
+            }
         }
         let chunksKey = RebalanceDecisions.stepKey(t, manifests: false, source: source)
         while !live.withLock({ $0.record.done.contains(chunksKey) }) {
@@ -428,13 +448,17 @@ public final class Rebalancer: Worker, Sendable {
                 policy: t.policy, partition: t.partition, from: replica, after: after, throttle: throttle)
             try commit { r in
                 r.moved.add(tally)
-                if let next { r.chunkCursors[chunksKey] = next.hex } else {
+                if let next {
+                    r.chunkCursors[chunksKey] = next.hex
+                } else {
                     r.chunkCursors[chunksKey] = nil
                     r.done.insert(chunksKey)
                 }
             }
             rounds += 1
-            guard rounds < 1_000_000 else { throw AgadirError(.internalError, "partition \(t.partition) never ends at \(source)") }
+            guard rounds < 1_000_000 else {
+                throw AgadirError(.internalError, "partition \(t.partition) never ends at \(source)")
+            }
         }
     }
 
@@ -468,7 +492,8 @@ public final class Rebalancer: Worker, Sendable {
     /// The NODE_STATUS answers of `nodes` (this node's own without a network hop, with its
     /// store figures only when `store`): a failure names why (not alive, no answer).
     public func nodeStatuses(of nodes: [String], store: Bool) async -> [String: Result<NodeStatus, AgadirError>] {
-        let gathered = await node.fanOut(nodes, request: .nodeStatus, decoding: NodeStatus.self) { () throws(AgadirError) in
+        let gathered = await node.fanOut(nodes, request: .nodeStatus, decoding: NodeStatus.self) {
+            () throws(AgadirError) in
             store ? await self.nodeStatus() : NodeStatus(node: self.node.nodeID, rebalance: self.status())
         }
         var out: [String: Result<NodeStatus, AgadirError>] = [:]
@@ -476,7 +501,8 @@ public final class Rebalancer: Worker, Sendable {
             guard let result = gathered.result(of: id) else { continue }
             out[id] = result
             switch result {
-            case .success(let s): if id != node.nodeID, let settings = s.rebalance?.settings { _ = try? adopt(settings) }
+            case .success(let s):
+                if id != node.nodeID, let settings = s.rebalance?.settings { _ = try? adopt(settings) }
             case .failure(let error): logger.debug("status not read", metadata: ["peer": "\(id)", "error": "\(error)"])
             }
         }
@@ -519,7 +545,8 @@ public final class Rebalancer: Worker, Sendable {
         let v = cluster.current.version
         let members = cluster.current.nodes.map(\.id)
         let answers = await statuses(of: members)
-        let behind = RebalanceDecisions.notYetRetired(members, oldestLive: answers.compactMapValues(\.liveVersions.first), version: v)
+        let behind = RebalanceDecisions.notYetRetired(
+            members, oldestLive: answers.compactMapValues(\.liveVersions.first), version: v)
         guard behind.isEmpty else {
             update { l in
                 l.state = "dropping"
@@ -541,7 +568,10 @@ public final class Rebalancer: Worker, Sendable {
         if result.manifests + result.chunksDropped > 0 {
             logger.notice(
                 "rebalance: data no longer owned dropped",
-                metadata: ["manifests": "\(result.manifests)", "chunks": "\(result.chunksDropped)", "complete": "\(result.complete)"])
+                metadata: [
+                    "manifests": "\(result.manifests)", "chunks": "\(result.chunksDropped)",
+                    "complete": "\(result.complete)",
+                ])
         }
         if result.complete { update { $0.state = "idle" } }
     }
@@ -552,4 +582,3 @@ public final class Rebalancer: Worker, Sendable {
         _ = await statuses(of: [peer])
     }
 }
-

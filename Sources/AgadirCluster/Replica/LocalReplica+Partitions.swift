@@ -29,12 +29,14 @@ extension LocalReplica {
                 out.append(m)
                 bytes += ManifestCodec.encode(m).count
                 if out.count == limit || bytes >= PeerLimits.partitionPageBytes {
-                    return ManifestPage(manifests: out, next: ManifestCursor(keyHash: hash, bucket: m.bucket, key: m.key))
+                    return ManifestPage(
+                        manifests: out, next: ManifestCursor(keyHash: hash, bucket: m.bucket, key: m.key))
                 }
             }
             if rows.count < limit { return ManifestPage(manifests: out, next: nil) }
         }
-        return ManifestPage(manifests: out, next: cursor.map { ManifestCursor(keyHash: $0.keyHash, bucket: $0.bucket, key: $0.key) })
+        return ManifestPage(
+            manifests: out, next: cursor.map { ManifestCursor(keyHash: $0.keyHash, bucket: $0.bucket, key: $0.key) })
     }
 
     public func partitionChunks(
@@ -71,9 +73,11 @@ extension LocalReplica {
         var summaries: [ManifestSummary] = []
         var after: ManifestCursor? = nil
         for _ in 0..<Self.maxDigestPages {
-            let page = try await partitionManifests(policy: policy, partition: partition, partitionCount: partitionCount, after: after, limit: 1000)
+            let page = try await partitionManifests(
+                policy: policy, partition: partition, partitionCount: partitionCount, after: after, limit: 1000)
             for m in page.manifests where !(m.isTombstone && m.version.timestamp.physicalMillis < tombstonesBefore) {
-                summaries.append(ManifestSummary(bucket: m.bucket, key: m.key, version: m.version, isTombstone: m.isTombstone))
+                summaries.append(
+                    ManifestSummary(bucket: m.bucket, key: m.key, version: m.version, isTombstone: m.isTombstone))
             }
             guard let next = page.next else { break }
             after = next
@@ -82,14 +86,16 @@ extension LocalReplica {
         var chunkCount = 0
         var afterChunk: ChunkID? = nil
         for _ in 0..<Self.maxDigestPages {
-            let page = try await partitionChunks(policy: policy, partition: partition, partitionCount: partitionCount, after: afterChunk, limit: 1000)
+            let page = try await partitionChunks(
+                policy: policy, partition: partition, partitionCount: partitionCount, after: afterChunk, limit: 1000)
             for c in page.chunks { ids.chunkID(c.id) }
             chunkCount += page.chunks.count
             guard let next = page.next else { break }
             afterChunk = next
         }
         let digest = PartitionDigest(summaries)
-        return PartitionSummary(manifests: digest.root, manifestCount: digest.count, chunks: ChunkID.of(ids.bytes), chunkCount: chunkCount)
+        return PartitionSummary(
+            manifests: digest.root, manifestCount: digest.count, chunks: ChunkID.of(ids.bytes), chunkCount: chunkCount)
     }
 
     /// Pages read for one digest at most (a million entries of each kind).
@@ -97,7 +103,8 @@ extension LocalReplica {
 
     static func checkPartition(_ partition: Int, _ count: Int) throws(AgadirError) {
         guard count >= 1, (0..<count).contains(partition) else {
-            throw AgadirError(.invalidArgument, "partition \(partition) does not exist: the layout has \(count) partitions")
+            throw AgadirError(
+                .invalidArgument, "partition \(partition) does not exist: the layout has \(count) partitions")
         }
     }
 }

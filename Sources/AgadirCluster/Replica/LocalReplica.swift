@@ -1,8 +1,9 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import AgadirCore
 import AgadirStore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// This node as a replica: the same operations as `RemoteReplica`, served by its store
 /// without a network hop. The sovereignty checks of the receiving side are made by the
@@ -28,7 +29,9 @@ public struct LocalReplica: ReplicaClient {
         try await store.readChunkRecord(id)
     }
 
-    public func putManifest(_ manifest: ObjectManifest) async throws(AgadirError) -> (applied: Bool, stored: ObjectVersion) {
+    public func putManifest(_ manifest: ObjectManifest) async throws(AgadirError) -> (
+        applied: Bool, stored: ObjectVersion
+    ) {
         switch try await store.putReplicaManifest(manifest) {
         case .applied: (true, manifest.version)
         case .superseded(let current): (false, current)
@@ -38,13 +41,15 @@ public struct LocalReplica: ReplicaClient {
     public func getManifest(bucket: String, key: String) async throws(AgadirError) -> ObjectManifest? {
         do {
             return try await store.manifest(bucket: bucket, key: key)
-        } catch where error.code == .noSuchBucket {
+        } catch  where error.code == .noSuchBucket {
             // A replica may hold manifests of a bucket before (or without) its catalog record.
             return nil
         }
     }
 
-    public func list(bucket: String, prefix: String, startAfter: String?, limit: Int) async throws(AgadirError) -> [ReplicaListEntry] {
+    public func list(bucket: String, prefix: String, startAfter: String?, limit: Int) async throws(AgadirError)
+        -> [ReplicaListEntry]
+    {
         try await store.replicaList(bucket: bucket, prefix: prefix, startAfter: startAfter, limit: limit)
     }
 
@@ -63,7 +68,8 @@ public struct LocalReplica: ReplicaClient {
             _ = try await store.putHint(
                 target: target, bucket: bucket, payload: .chunk(chunk.id, reference), createdMillis: WallClock.millis())
         case .manifest(let m):
-            _ = try await store.putHint(target: target, bucket: bucket, payload: .manifest(m), createdMillis: WallClock.millis())
+            _ = try await store.putHint(
+                target: target, bucket: bucket, payload: .manifest(m), createdMillis: WallClock.millis())
         }
     }
 }

@@ -54,7 +54,8 @@ public struct PeerHandshakeState: Sendable {
         }
         guard authenticator.verify(proof, .client, t) else {
             throw AgadirError(
-                .unauthenticated, "node \(t.dialerID) failed the cluster-secret handshake: it does not share this node's secret")
+                .unauthenticated,
+                "node \(t.dialerID) failed the cluster-secret handshake: it does not share this node's secret")
         }
         authenticatedPeer = t.dialerID
         return t.dialerID

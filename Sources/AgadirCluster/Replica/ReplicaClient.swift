@@ -19,7 +19,8 @@ public protocol ReplicaClient: Sendable {
     /// The replica's manifest of `bucket/key`, tombstones included; nil when it has none.
     func getManifest(bucket: String, key: String) async throws(AgadirError) -> ObjectManifest?
     /// The replica's entries of `bucket` (tombstones included) after `startAfter`.
-    func list(bucket: String, prefix: String, startAfter: String?, limit: Int) async throws(AgadirError) -> [ReplicaListEntry]
+    func list(bucket: String, prefix: String, startAfter: String?, limit: Int) async throws(AgadirError)
+        -> [ReplicaListEntry]
     /// Parks a write for `target` on this replica (hinted handoff); returns once durable.
     func putHint(target: String, bucket: String, hint: Hint) async throws(AgadirError)
     /// Merges bucket catalog records (last writer wins per name); returns once durable.
@@ -66,7 +67,8 @@ public struct RemoteReplica: ReplicaClient {
         let answer = try await links.call(
             nodeID, .chunksClaim(reference), body: ChunkIDListCodec.encode(ids), maxResponseBytes: ids.count)
         guard answer.body.count == ids.count, answer.body.allSatisfy({ $0 <= 1 }) else {
-            throw AgadirError(.corruptData, "\(nodeID) answered CHUNKS_CLAIM for \(ids.count) ids with \(answer.body.count) bytes")
+            throw AgadirError(
+                .corruptData, "\(nodeID) answered CHUNKS_CLAIM for \(ids.count) ids with \(answer.body.count) bytes")
         }
         return answer.body.map { $0 == 1 }
     }
@@ -77,11 +79,14 @@ public struct RemoteReplica: ReplicaClient {
     }
 
     public func getChunk(_ id: ChunkID, bucket: String) async throws(AgadirError) -> EncodedChunk {
-        let answer = try await links.call(nodeID, .chunkGet(chunk: id, bucket: bucket), maxResponseBytes: Self.maxChunkAnswer)
+        let answer = try await links.call(
+            nodeID, .chunkGet(chunk: id, bucket: bucket), maxResponseBytes: Self.maxChunkAnswer)
         return try EncodedChunkCodec.decode(answer.body, id: id)
     }
 
-    public func putManifest(_ manifest: ObjectManifest) async throws(AgadirError) -> (applied: Bool, stored: ObjectVersion) {
+    public func putManifest(_ manifest: ObjectManifest) async throws(AgadirError) -> (
+        applied: Bool, stored: ObjectVersion
+    ) {
         let answer = try await links.call(
             nodeID, .manifestPut(bucket: manifest.bucket, key: manifest.key), body: ManifestCodec.encode(manifest),
             maxResponseBytes: 0)
@@ -95,23 +100,27 @@ public struct RemoteReplica: ReplicaClient {
         do {
             answer = try await links.call(
                 nodeID, .manifestGet(bucket: bucket, key: key), maxResponseBytes: PeerLimits.maxStructuredBodyBytes)
-        } catch where error.code == .noSuchKey {
+        } catch  where error.code == .noSuchKey {
             return nil
         }
         let m = try ManifestCodec.decode(answer.body)
         guard m.bucket == bucket, m.key.bytewiseEqual(key) else {
-            throw AgadirError(.corruptData, "\(nodeID) answered MANIFEST_GET \(bucket)/\(key) with \(m.bucket)/\(m.key)")
+            throw AgadirError(
+                .corruptData, "\(nodeID) answered MANIFEST_GET \(bucket)/\(key) with \(m.bucket)/\(m.key)")
         }
         return m
     }
 
-    public func list(bucket: String, prefix: String, startAfter: String?, limit: Int) async throws(AgadirError) -> [ReplicaListEntry] {
+    public func list(bucket: String, prefix: String, startAfter: String?, limit: Int) async throws(AgadirError)
+        -> [ReplicaListEntry]
+    {
         let answer = try await links.call(
             nodeID, .replicaList(bucket: bucket, prefix: prefix, startAfter: startAfter, limit: limit),
             maxResponseBytes: PeerLimits.maxStructuredBodyBytes)
         let entries = try ReplicaListCodec.decode(answer.body)
         guard entries.count <= limit else {
-            throw AgadirError(.corruptData, "\(nodeID) answered REPLICA_LIST with \(entries.count) entries for a limit of \(limit)")
+            throw AgadirError(
+                .corruptData, "\(nodeID) answered REPLICA_LIST with \(entries.count) entries for a limit of \(limit)")
         }
         return entries
     }
@@ -121,7 +130,8 @@ public struct RemoteReplica: ReplicaClient {
     }
 
     public func catalog() async throws(AgadirError) -> [BucketRecord] {
-        try BucketRecordCodec.decode(try await links.call(nodeID, .catalogGet, maxResponseBytes: PeerLimits.maxStructuredBodyBytes).body)
+        try BucketRecordCodec.decode(
+            try await links.call(nodeID, .catalogGet, maxResponseBytes: PeerLimits.maxStructuredBodyBytes).body)
     }
 
     public func partitionManifests(
@@ -132,7 +142,9 @@ public struct RemoteReplica: ReplicaClient {
             maxResponseBytes: PeerLimits.maxStructuredBodyBytes)
         let page = try ManifestPageCodec.decode(answer.body)
         guard page.manifests.count <= limit else {
-            throw AgadirError(.corruptData, "\(nodeID) answered PARTITION_MANIFESTS with \(page.manifests.count) manifests for a limit of \(limit)")
+            throw AgadirError(
+                .corruptData,
+                "\(nodeID) answered PARTITION_MANIFESTS with \(page.manifests.count) manifests for a limit of \(limit)")
         }
         return page
     }
@@ -145,7 +157,9 @@ public struct RemoteReplica: ReplicaClient {
             maxResponseBytes: PeerLimits.maxStructuredBodyBytes)
         let page = try ChunkPageCodec.decode(answer.body)
         guard page.chunks.count <= limit else {
-            throw AgadirError(.corruptData, "\(nodeID) answered PARTITION_CHUNKS with \(page.chunks.count) chunks for a limit of \(limit)")
+            throw AgadirError(
+                .corruptData,
+                "\(nodeID) answered PARTITION_CHUNKS with \(page.chunks.count) chunks for a limit of \(limit)")
         }
         return page
     }
@@ -154,7 +168,8 @@ public struct RemoteReplica: ReplicaClient {
         policy: String, partition: Int, partitionCount: Int, tombstonesBefore: UInt64
     ) async throws(AgadirError) -> PartitionSummary {
         let answer = try await links.call(
-            nodeID, .partitionDigest(policy: policy, partition: partition, tombstonesBefore: tombstonesBefore), maxResponseBytes: 1024)
+            nodeID, .partitionDigest(policy: policy, partition: partition, tombstonesBefore: tombstonesBefore),
+            maxResponseBytes: 1024)
         return try PartitionSummaryCodec.decode(answer.body)
     }
 

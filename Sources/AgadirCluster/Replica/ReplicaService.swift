@@ -28,10 +28,12 @@ public final class ReplicaService: PeerRequestHandler {
     let maintenance: @Sendable ([UInt8]) async throws(AgadirError) -> Void
 
     public init(
-        local: LocalReplica, context: any ClusterContext, logger: Logger, layoutBytes: @escaping @Sendable () -> [UInt8],
+        local: LocalReplica, context: any ClusterContext, logger: Logger,
+        layoutBytes: @escaping @Sendable () -> [UInt8],
         audit: @escaping @Sendable () async throws(AgadirError) -> [UInt8],
         status: @escaping @Sendable () async throws(AgadirError) -> [UInt8] = { [] },
-        rebalanceSettings: @escaping @Sendable ([UInt8]) async throws(AgadirError) -> Void = { _ throws(AgadirError) in },
+        rebalanceSettings: @escaping @Sendable ([UInt8]) async throws(AgadirError) -> Void = { _ throws(AgadirError) in
+        },
         repairStart: @escaping @Sendable ([UInt8]) async throws(AgadirError) -> Void = { _ throws(AgadirError) in },
         maintenance: @escaping @Sendable ([UInt8]) async throws(AgadirError) -> Void = { _ throws(AgadirError) in }
     ) {
@@ -49,7 +51,9 @@ public final class ReplicaService: PeerRequestHandler {
     /// Largest body of a chunk in transit: the largest chunk plus its 9-byte header.
     static let maxChunkBody = ChunkCodec.maxRawLength + EncodedChunkCodec.headerBytes
 
-    public func handle(id: UInt64, request: PeerRequest, from peer: String, body: BodyStream?, sink: any ResponseSink) async {
+    public func handle(id: UInt64, request: PeerRequest, from peer: String, body: BodyStream?, sink: any ResponseSink)
+        async
+    {
         let opcode = request.opcode.rawValue
         do {
             let (fields, payload) = try await serve(request, from: peer, body: body)
@@ -57,7 +61,9 @@ public final class ReplicaService: PeerRequestHandler {
         } catch let error as AgadirError {
             body?.abandon()
             if error.code.rawValue >= 500 {
-                logger.warning("peer request failed", metadata: ["peer": "\(peer)", "op": "\(request.opcode)", "error": "\(error)"])
+                logger.warning(
+                    "peer request failed",
+                    metadata: ["peer": "\(peer)", "op": "\(request.opcode)", "error": "\(error)"])
             }
             try? await sink.send(.error(id: id, opcode: opcode, error, responseStarted: false))
         } catch {
@@ -65,28 +71,35 @@ public final class ReplicaService: PeerRequestHandler {
         }
     }
 
-    private func send(id: UInt64, opcode: UInt16, fields: Fields, payload: [UInt8], sink: any ResponseSink) async throws {
+    private func send(id: UInt64, opcode: UInt16, fields: Fields, payload: [UInt8], sink: any ResponseSink) async throws
+    {
         let frameBytes = 1 << 20
         if payload.count <= frameBytes {
-            try await sink.send(.response(id: id, opcode: opcode, fields: fields, payload: ByteBuffer(bytes: payload), end: true))
+            try await sink.send(
+                .response(id: id, opcode: opcode, fields: fields, payload: ByteBuffer(bytes: payload), end: true))
             return
         }
         try await sink.send(.response(id: id, opcode: opcode, fields: fields, end: false))
         var offset = 0
         while offset < payload.count {
             let n = min(frameBytes, payload.count - offset)
-            try await sink.send(.data(id: id, payload: ByteBuffer(bytes: payload[offset..<offset + n]), end: offset + n == payload.count))
+            try await sink.send(
+                .data(
+                    id: id, payload: ByteBuffer(bytes: payload[offset..<offset + n]), end: offset + n == payload.count))
             offset += n
         }
     }
 
-    private func serve(_ request: PeerRequest, from peer: String, body: BodyStream?) async throws(AgadirError) -> (Fields, [UInt8]) {
+    private func serve(_ request: PeerRequest, from peer: String, body: BodyStream?) async throws(AgadirError) -> (
+        Fields, [UInt8]
+    ) {
         switch request {
         case .hello, .auth:
             throw AgadirError(.unauthenticated, "\(request.opcode) after the handshake")
         case .chunksClaim(let reference):
             try await acceptWrite(of: reference.bucket, from: peer)
-            let ids = try ChunkIDListCodec.decode(try await Self.collect(body, max: PeerLimits.maxClaimIDs * ChunkID.byteCount))
+            let ids = try ChunkIDListCodec.decode(
+                try await Self.collect(body, max: PeerLimits.maxClaimIDs * ChunkID.byteCount))
             let held = try await local.claimChunks(ids, reference: reference)
             return (Fields(), held.map { $0 ? 1 : 0 })
         case .chunkPut(let reference, let chunkID):
@@ -102,7 +115,8 @@ public final class ReplicaService: PeerRequestHandler {
             try await acceptWrite(of: bucket, from: peer)
             let m = try ManifestCodec.decode(try await Self.collect(body, max: PeerLimits.maxStructuredBodyBytes))
             guard m.bucket == bucket, m.key.bytewiseEqual(key) else {
-                throw AgadirError(.invalidArgument, "MANIFEST_PUT for \(bucket)/\(key) carries the manifest of \(m.bucket)/\(m.key)")
+                throw AgadirError(
+                    .invalidArgument, "MANIFEST_PUT for \(bucket)/\(key) carries the manifest of \(m.bucket)/\(m.key)")
             }
             let (applied, stored) = try await local.putManifest(m)
             var f = Fields()
@@ -117,23 +131,33 @@ public final class ReplicaService: PeerRequestHandler {
             return (Fields(), ManifestCodec.encode(m))
         case .replicaList(let bucket, let prefix, let startAfter, let limit):
             try await allowRead(of: bucket, by: peer)
-            return (Fields(), ReplicaListCodec.encode(try await local.list(bucket: bucket, prefix: prefix, startAfter: startAfter, limit: limit)))
+            return (
+                Fields(),
+                ReplicaListCodec.encode(
+                    try await local.list(bucket: bucket, prefix: prefix, startAfter: startAfter, limit: limit))
+            )
         case .hintPut(let target, let bucket, let kind, let reference, let chunkID):
             let policy = try await acceptWrite(of: bucket, from: peer)
             let snapshot = context.snapshot()
             guard snapshot.layout.live.contains(where: { $0.isEligible(node: target, for: policy) }) else {
                 throw AgadirError(
-                    .invalidArgument, "refused a hint for \(target): it is not eligible for policy '\(policy.name)' of '\(bucket)'")
+                    .invalidArgument,
+                    "refused a hint for \(target): it is not eligible for policy '\(policy.name)' of '\(bucket)'")
             }
             switch kind {
             case .chunk:
-                guard let reference, let chunkID else { throw AgadirError(.invalidArgument, "a chunk hint needs its reference and id") }
-                let chunk = try EncodedChunkCodec.decode(try await Self.collect(body, max: Self.maxChunkBody), id: chunkID)
+                guard let reference, let chunkID else {
+                    throw AgadirError(.invalidArgument, "a chunk hint needs its reference and id")
+                }
+                let chunk = try EncodedChunkCodec.decode(
+                    try await Self.collect(body, max: Self.maxChunkBody), id: chunkID)
                 try Self.verify(chunk, from: peer)
                 try await local.putHint(target: target, bucket: bucket, hint: .chunk(chunk, reference))
             case .manifest:
                 let m = try ManifestCodec.decode(try await Self.collect(body, max: PeerLimits.maxStructuredBodyBytes))
-                guard m.bucket == bucket else { throw AgadirError(.invalidArgument, "a hint for '\(bucket)' carries a manifest of '\(m.bucket)'") }
+                guard m.bucket == bucket else {
+                    throw AgadirError(.invalidArgument, "a hint for '\(bucket)' carries a manifest of '\(m.bucket)'")
+                }
                 try await local.putHint(target: target, bucket: bucket, hint: .manifest(m))
             }
             return (Fields(), [])
@@ -142,7 +166,8 @@ public final class ReplicaService: PeerRequestHandler {
         case .catalogGet:
             return (Fields(), BucketRecordCodec.encode(try await local.catalog()))
         case .catalogPut:
-            let records = try BucketRecordCodec.decode(try await Self.collect(body, max: PeerLimits.maxStructuredBodyBytes))
+            let records = try BucketRecordCodec.decode(
+                try await Self.collect(body, max: PeerLimits.maxStructuredBodyBytes))
             try await local.mergeCatalog(records)
             return (Fields(), [])
         case .residencyAudit:
@@ -178,14 +203,18 @@ public final class ReplicaService: PeerRequestHandler {
 
     /// Refuses to list a policy's partition to a peer outside the policy's sites; returns
     /// the partition count.
-    private func allowPartitionRead(of policyName: String, partition: Int, by peer: String) async throws(AgadirError) -> Int {
+    private func allowPartitionRead(of policyName: String, partition: Int, by peer: String) async throws(AgadirError)
+        -> Int
+    {
         var snapshot = context.snapshot()
         if snapshot.site(of: peer).isEmpty {
             await context.refreshLayout()
             snapshot = context.snapshot()
         }
         guard let policy = Coordinator.policyNamed(policyName, in: snapshot.layout) else {
-            throw AgadirError(.noSuchPolicy, "policy '\(policyName)' is not in this node's layout (version \(snapshot.layout.current.version))")
+            throw AgadirError(
+                .noSuchPolicy,
+                "policy '\(policyName)' is not in this node's layout (version \(snapshot.layout.current.version))")
         }
         let peerSite = snapshot.site(of: peer)
         guard snapshot.layout.live.contains(where: { $0.isEligible(site: peerSite, for: policy) }) else {
@@ -197,7 +226,8 @@ public final class ReplicaService: PeerRequestHandler {
         }
         let count = snapshot.layout.current.partitionCount
         guard partition < count else {
-            throw AgadirError(.invalidArgument, "partition \(partition) does not exist: the layout has \(count) partitions")
+            throw AgadirError(
+                .invalidArgument, "partition \(partition) does not exist: the layout has \(count) partitions")
         }
         return count
     }
@@ -231,7 +261,8 @@ public final class ReplicaService: PeerRequestHandler {
                 "refused to send a bucket's data to a node outside its policy's sites",
                 metadata: ["peer": "\(peer)", "bucket": "\(bucket)", "policy": "\(policy.name)"])
             throw AgadirError(
-                .invalidArgument, "node \(peer) (site '\(peerSite)') may not read bucket '\(bucket)' (policy '\(policy.name)')")
+                .invalidArgument,
+                "node \(peer) (site '\(peerSite)') may not read bucket '\(bucket)' (policy '\(policy.name)')")
         }
     }
 
@@ -241,7 +272,8 @@ public final class ReplicaService: PeerRequestHandler {
         }
         let snapshot = context.snapshot()
         guard let policy = Coordinator.policyNamed(record.policy, in: snapshot.layout) else {
-            throw AgadirError(.noSuchPolicy, "policy '\(record.policy)' of bucket '\(bucket)' is not in this node's layout yet")
+            throw AgadirError(
+                .noSuchPolicy, "policy '\(record.policy)' of bucket '\(bucket)' is not in this node's layout yet")
         }
         return (policy, snapshot)
     }

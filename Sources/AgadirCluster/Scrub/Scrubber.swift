@@ -38,7 +38,9 @@ public final class Scrubber: Worker, Sendable {
     }
     private let state: Mutex<State>
 
-    public init(node: ClusterNode, dataDir: String, bytesPerSecond: Int, interval: Duration, logger: Logger) throws(AgadirError) {
+    public init(node: ClusterNode, dataDir: String, bytesPerSecond: Int, interval: Duration, logger: Logger)
+        throws(AgadirError)
+    {
         self.node = node
         self.logger = logger
         self.interval = interval
@@ -48,7 +50,8 @@ public final class Scrubber: Worker, Sendable {
             do {
                 record = try JSONDecoder().decode(Record.self, from: data)
             } catch {
-                throw AgadirError(.corruptData, "\(path) does not decode (\(error)); move it away: the scrub then starts over")
+                throw AgadirError(
+                    .corruptData, "\(path) does not decode (\(error)); move it away: the scrub then starts over")
             }
         }
         self.state = Mutex(State(record: record, bytesPerSecond: bytesPerSecond))
@@ -104,7 +107,9 @@ public final class Scrubber: Worker, Sendable {
         }
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
-        guard let data = try? enc.encode(record) else { throw AgadirError(.internalError, "the scrub state does not encode") }
+        guard let data = try? enc.encode(record) else {
+            throw AgadirError(.internalError, "the scrub state does not encode")
+        }
         try AtomicFile.save(Array(data), to: path)
     }
 
@@ -114,7 +119,10 @@ public final class Scrubber: Worker, Sendable {
 
     public func report() -> (phase: String?, progress: String?) {
         let p = progress
-        return (p.state, "\(p.chunksChecked) chunk(s) checked in this pass, \(p.corruptFound) corrupt, \(p.quarantined) quarantined")
+        return (
+            p.state,
+            "\(p.chunksChecked) chunk(s) checked in this pass, \(p.corruptFound) corrupt, \(p.quarantined) quarantined"
+        )
     }
 
     /// One step: repair what is quarantined, then verify the next slice at the set rate
@@ -125,7 +133,11 @@ public final class Scrubber: Worker, Sendable {
             let (record, rate) = state.withLock { ($0.record, $0.bytesPerSecond) }
             if record.paused { return .paused(.seconds(1)) }
             if !record.running {
-                let due = rate > 0 && (record.finishedMillis.map { WallMillis.now() &- $0 >= UInt64(interval.components.seconds) * 1000 } ?? true)
+                let due =
+                    rate > 0
+                    && (record.finishedMillis.map {
+                        WallMillis.now() &- $0 >= UInt64(interval.components.seconds) * 1000
+                    } ?? true)
                 guard due else { return .idle(.seconds(1)) }
                 try commit { Self.begin(&$0) }
             }
@@ -142,7 +154,9 @@ public final class Scrubber: Worker, Sendable {
                 // chunk still held is corrupt.
                 guard try await node.store.quarantineChunk(check.id, reason: problem) else { continue }
                 bad += 1
-                logger.error("scrub found a corrupt chunk; quarantined", metadata: ["chunk": "\(check.id.hex)", "problem": "\(problem)"])
+                logger.error(
+                    "scrub found a corrupt chunk; quarantined",
+                    metadata: ["chunk": "\(check.id.hex)", "problem": "\(problem)"])
             }
             let finished = checks.count < 256 && bytes < UInt64(budget)
             try commit { r in
@@ -158,7 +172,8 @@ public final class Scrubber: Worker, Sendable {
                 }
             }
             if finished || checks.isEmpty {
-                logger.info("scrub pass finished", metadata: ["chunks": "\(state.withLock { $0.record.chunksChecked })"])
+                logger.info(
+                    "scrub pass finished", metadata: ["chunks": "\(state.withLock { $0.record.chunksChecked })"])
             }
             if bad > 0 { try await repairQuarantined() }
             state.withLock { $0.lastError = nil }
@@ -196,10 +211,14 @@ public final class Scrubber: Worker, Sendable {
                     try ReplicaService.verify(chunk, from: source)
                     try await store.putChunk(chunk, reference: reference)
                     try commit { $0.repaired += 1 }
-                    logger.notice("quarantined chunk replaced by a verified copy", metadata: ["chunk": "\(q.id.hex)", "from": "\(source)"])
+                    logger.notice(
+                        "quarantined chunk replaced by a verified copy",
+                        metadata: ["chunk": "\(q.id.hex)", "from": "\(source)"])
                     break
                 } catch {
-                    logger.debug("no good copy here", metadata: ["chunk": "\(q.id.hex)", "source": "\(source)", "error": "\(error)"])
+                    logger.debug(
+                        "no good copy here",
+                        metadata: ["chunk": "\(q.id.hex)", "source": "\(source)", "error": "\(error)"])
                 }
             }
         }

@@ -11,7 +11,9 @@ extension AdminCommands {
     /// partitions move away.
     func drain(_ id: String, node: ClusterNode) async throws(AgadirError) -> Admin.PlanView {
         guard let spec = node.layout.current.node(id) else {
-            throw AgadirError(.noSuchNode, "node '\(id.prefix(128))' is not in layout version \(node.layout.current.version); nothing to drain")
+            throw AgadirError(
+                .noSuchNode,
+                "node '\(id.prefix(128))' is not in layout version \(node.layout.current.version); nothing to drain")
         }
         guard spec.isStorage else {
             throw AgadirError(
@@ -20,7 +22,8 @@ extension AdminCommands {
                     + "then `agadir admin node remove \(id)`")
         }
         let view = try await applyAlone(.assignNode(id: id, site: spec.site, capacity: 0), node: node, what: "drain")
-        logger.notice("node drained: its partitions move away", metadata: ["node": "\(id)", "version": "\(view.toVersion)"])
+        logger.notice(
+            "node drained: its partitions move away", metadata: ["node": "\(id)", "version": "\(view.toVersion)"])
         return view
     }
 
@@ -30,7 +33,8 @@ extension AdminCommands {
         let layout = node.layout
         guard layout.current.node(id) != nil else {
             throw AgadirError(
-                .noSuchNode, "node '\(id.prefix(128))' is not in layout version \(layout.current.version); nothing to remove")
+                .noSuchNode,
+                "node '\(id.prefix(128))' is not in layout version \(layout.current.version); nothing to remove")
         }
         let holding = layout.versionsWithReplicas(on: id)
         if !force { try layout.checkRemovable(id) }
@@ -50,7 +54,9 @@ extension AdminCommands {
 
     /// Stages `change` and applies it as the next version, in one step; refused when other
     /// changes are staged (they would be applied with it). On failure nothing stays staged.
-    private func applyAlone(_ change: LayoutChange, node: ClusterNode, what: String) async throws(AgadirError) -> Admin.PlanView {
+    private func applyAlone(_ change: LayoutChange, node: ClusterNode, what: String) async throws(AgadirError)
+        -> Admin.PlanView
+    {
         guard node.staged.changes.isEmpty, node.staged.partitionCount == nil else {
             throw AgadirError(
                 .layoutVersionConflict,

@@ -6,7 +6,9 @@ extension AdminCommands {
 
     /// `rebalance.set`: the change is adopted here, then sent to every node of the audience;
     /// a node not reached learns it later from a peer (the newest change wins).
-    func rebalanceSet(_ change: Admin.RebalanceChange, _ cluster: ClusterBinding) async throws(AgadirError) -> Admin.RebalanceSetView {
+    func rebalanceSet(_ change: Admin.RebalanceChange, _ cluster: ClusterBinding) async throws(AgadirError)
+        -> Admin.RebalanceSetView
+    {
         let rebalancer = try rebalancer(cluster)
         var next = rebalancer.settings
         if let v = change.intraSiteBytesPerSecond { next.intraSiteBytesPerSecond = v }
@@ -19,7 +21,8 @@ extension AdminCommands {
         let sent = await cluster.node.fanOut(
             cluster.node.adminAudience(), request: .rebalanceSet, body: try AdminJSON.encode(next)
         ) { () throws(AgadirError) in try rebalancer.adopt(settings) }
-        logger.notice("rebalance settings set", metadata: ["reached": "\(sent.reached.count)", "unreached": "\(sent.unreached)"])
+        logger.notice(
+            "rebalance settings set", metadata: ["reached": "\(sent.reached.count)", "unreached": "\(sent.unreached)"])
         return Admin.RebalanceSetView(settings: next, reached: sent.reached, unreached: sent.unreached)
     }
 
@@ -33,7 +36,8 @@ extension AdminCommands {
         let members = cluster.node.adminAudience()
         let statuses = if let known { known } else { await rebalancer.statuses(of: members) }
         var view = Admin.RebalanceView(
-            layoutVersion: layout.current.version, liveVersions: layout.live.map(\.version), nodes: [], partitionsTotal: 0,
+            layoutVersion: layout.current.version, liveVersions: layout.live.map(\.version), nodes: [],
+            partitionsTotal: 0,
             partitionsDone: 0, bytesMoved: 0, bytesLeftEstimate: nil, rateBytesPerSecond: 0, etaSeconds: nil,
             complete: layout.live.count == 1, settings: rebalancer.settings)
         var left: UInt64 = 0
@@ -52,7 +56,11 @@ extension AdminCommands {
             view.bytesMoved += s.moved.bytes
             view.rateBytesPerSecond += s.rateBytesPerSecond
             if pending {
-                if let l = s.bytesLeftEstimate { left += l } else if s.partitionsTotal > s.partitionsDone { leftKnown = false }
+                if let l = s.bytesLeftEstimate {
+                    left += l
+                } else if s.partitionsTotal > s.partitionsDone {
+                    leftKnown = false
+                }
             }
             if s.droppedVersion < layout.current.version || s.liveVersions.count > 1 { view.complete = false }
         }

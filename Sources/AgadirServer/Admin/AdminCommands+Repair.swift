@@ -5,7 +5,9 @@ import AgadirWire
 extension AdminCommands {
 
     /// `repair.start`: every node of the audience starts an anti-entropy pass over `scope`.
-    func repairStart(_ request: Admin.RepairRequest, _ cluster: ClusterBinding) async throws(AgadirError) -> Admin.RepairStartView {
+    func repairStart(_ request: Admin.RepairRequest, _ cluster: ClusterBinding) async throws(AgadirError)
+        -> Admin.RepairStartView
+    {
         let node = cluster.node
         var scope = RepairScope(partition: request.partition)
         if let bucket = request.bucket {
@@ -17,7 +19,9 @@ extension AdminCommands {
         if let p = request.partition {
             let count = node.layout.current.partitionCount
             guard (0..<count).contains(p) else {
-                throw AgadirError(.invalidArgument, "partition \(p) does not exist: the layout has \(count) partitions (0...\(count - 1))")
+                throw AgadirError(
+                    .invalidArgument,
+                    "partition \(p) does not exist: the layout has \(count) partitions (0...\(count - 1))")
             }
         }
         let requested = scope

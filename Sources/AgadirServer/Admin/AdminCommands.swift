@@ -77,7 +77,9 @@ public struct AdminCommands: Sendable {
             }
         case Admin.layoutHistory.name:
             return try await serve(Admin.layoutHistory, input) { _ throws(AgadirError) in
-                node.layout.history.map { Admin.HistoryView(version: $0.version, appliedMillis: $0.appliedMillis, summary: $0.summary) }
+                node.layout.history.map {
+                    Admin.HistoryView(version: $0.version, appliedMillis: $0.appliedMillis, summary: $0.summary)
+                }
             }
         case Admin.policyCreate.name:
             return try await serve(Admin.policyCreate, input) { spec throws(AgadirError) in
@@ -85,7 +87,8 @@ public struct AdminCommands: Sendable {
                 if spec.apply == true, !node.staged.changes.isEmpty {
                     throw AgadirError(
                         .layoutVersionConflict,
-                        "other layout changes are staged (\(node.staged.changes.count)); apply or revert them first, or create the policy without --apply")
+                        "other layout changes are staged (\(node.staged.changes.count)); apply or revert them first, or create the policy without --apply"
+                    )
                 }
                 _ = try node.stage(.addPolicy(policy))
                 guard spec.apply == true else { return .staged(layoutView(node)) }
@@ -97,7 +100,8 @@ public struct AdminCommands: Sendable {
         case Admin.policyShow.name:
             return try await serve(Admin.policyShow, input) { n throws(AgadirError) in
                 guard let p = layoutView(node).policies.first(where: { $0.name == n.name }) else {
-                    throw AgadirError(.noSuchPolicy, "policy '\(n.name)' does not exist in layout \(node.layout.current.version)")
+                    throw AgadirError(
+                        .noSuchPolicy, "policy '\(n.name)' does not exist in layout \(node.layout.current.version)")
                 }
                 return p
             }
@@ -110,20 +114,30 @@ public struct AdminCommands: Sendable {
                 await rebalanceView(cluster, try rebalancer(cluster))
             }
         case Admin.rebalanceSet.name:
-            return try await serve(Admin.rebalanceSet, input) { change throws(AgadirError) in try await rebalanceSet(change, cluster) }
+            return try await serve(Admin.rebalanceSet, input) { change throws(AgadirError) in
+                try await rebalanceSet(change, cluster)
+            }
         case Admin.repairStart.name:
-            return try await serve(Admin.repairStart, input) { request throws(AgadirError) in try await repairStart(request, cluster) }
+            return try await serve(Admin.repairStart, input) { request throws(AgadirError) in
+                try await repairStart(request, cluster)
+            }
         case Admin.repairStatus.name:
             return try await serve(Admin.repairStatus, input) { _ throws(AgadirError) in
-                await nodeStatuses(cluster).map { Admin.RepairNodeView(node: $0.node, repair: $0.status?.repair, error: $0.error) }
+                await nodeStatuses(cluster).map {
+                    Admin.RepairNodeView(node: $0.node, repair: $0.status?.repair, error: $0.error)
+                }
             }
         case Admin.scrubStatus.name:
             return try await serve(Admin.scrubStatus, input) { _ throws(AgadirError) in
-                await nodeStatuses(cluster).map { Admin.ScrubNodeView(node: $0.node, scrub: $0.status?.scrub, error: $0.error) }
+                await nodeStatuses(cluster).map {
+                    Admin.ScrubNodeView(node: $0.node, scrub: $0.status?.scrub, error: $0.error)
+                }
             }
         case Admin.gcStatus.name:
             return try await serve(Admin.gcStatus, input) { _ throws(AgadirError) in
-                await nodeStatuses(cluster).map { Admin.GarbageNodeView(node: $0.node, gc: $0.status?.gc, error: $0.error) }
+                await nodeStatuses(cluster).map {
+                    Admin.GarbageNodeView(node: $0.node, gc: $0.status?.gc, error: $0.error)
+                }
             }
         case Admin.scrubStart.name:
             return try await serve(Admin.scrubStart, input) { _ throws(AgadirError) in
@@ -138,26 +152,35 @@ public struct AdminCommands: Sendable {
                 try await maintenance(MaintenanceRequest(task: "gc", action: "start"), cluster)
             }
         case Admin.nodeDrain.name:
-            return try await serve(Admin.nodeDrain, input) { r throws(AgadirError) in try await drain(r.node, node: node) }
+            return try await serve(Admin.nodeDrain, input) { r throws(AgadirError) in
+                try await drain(r.node, node: node)
+            }
         case Admin.nodeRemove.name:
             return try await serve(Admin.nodeRemove, input) { r throws(AgadirError) in
                 try await remove(r.node, force: r.force ?? false, node: node)
             }
         case Admin.clusterStatus.name:
-            return try await serve(Admin.clusterStatus, input) { _ throws(AgadirError) in try await clusterStatus(cluster) }
+            return try await serve(Admin.clusterStatus, input) { _ throws(AgadirError) in
+                try await clusterStatus(cluster)
+            }
         case Admin.workersList.name:
             return try await serve(Admin.workersList, input) { _ throws(AgadirError) in
-                await nodeStatuses(cluster).map { Admin.NodeWorkersView(node: $0.node, workers: $0.status?.workers, error: $0.error) }
+                await nodeStatuses(cluster).map {
+                    Admin.NodeWorkersView(node: $0.node, workers: $0.status?.workers, error: $0.error)
+                }
             }
         default:
             throw AgadirError(
                 .invalidArgument,
-                "admin command '\(command.prefix(64))' is unknown; this node knows \(Admin.commandNames.joined(separator: ", "))")
+                "admin command '\(command.prefix(64))' is unknown; this node knows \(Admin.commandNames.joined(separator: ", "))"
+            )
         }
     }
 
     func rebalancer(_ cluster: ClusterBinding) throws(AgadirError) -> Rebalancer {
-        guard let rebalancer = cluster.rebalancer else { throw AgadirError(.invalidArgument, "this node runs no rebalancer") }
+        guard let rebalancer = cluster.rebalancer else {
+            throw AgadirError(.invalidArgument, "this node runs no rebalancer")
+        }
         return rebalancer
     }
 
@@ -174,7 +197,8 @@ public struct AdminCommands: Sendable {
             case .some(.success(let audit)): audit
             case .some(.failure(let error)):
                 ResidencyAudit(node: member, site: snapshot.site(of: member), layoutVersion: 0, error: error.message)
-            case nil: ResidencyAudit(node: member, site: snapshot.site(of: member), layoutVersion: 0, error: "not asked")
+            case nil:
+                ResidencyAudit(node: member, site: snapshot.site(of: member), layoutVersion: 0, error: "not asked")
             }
         }
     }
@@ -196,12 +220,14 @@ public struct AdminCommands: Sendable {
         var warnings: [String] = []
         for n in layout.nodes {
             if let m = members[n.id], m.site != n.site {
-                warnings.append("node \(n.id) is configured with site '\(m.site)' but the layout puts it in '\(n.site)'")
+                warnings.append(
+                    "node \(n.id) is configured with site '\(m.site)' but the layout puts it in '\(n.site)'")
             }
         }
         return Admin.LayoutView(
             version: layout.version, partitionCount: layout.partitionCount, liveVersions: cluster.live.map(\.version),
-            appliedMillis: layout.appliedMillis, sites: layout.sites.map { Admin.SiteView(name: $0.name, labels: $0.labels) },
+            appliedMillis: layout.appliedMillis,
+            sites: layout.sites.map { Admin.SiteView(name: $0.name, labels: $0.labels) },
             nodes: nodes, policies: layout.policies.map { Self.policyView($0, layout: layout) },
             staged: node.staged.changes.map(\.description), stagedPartitionCount: node.staged.partitionCount,
             warnings: warnings)
@@ -227,10 +253,12 @@ public struct AdminCommands: Sendable {
         view.nodes = next.nodes.map { n in
             var partitions: [String: Int] = [:]
             for (name, map) in next.maps { partitions[name] = map.replicas.filter { $0.contains(n.id) }.count }
-            return Admin.NodeView(id: n.id, site: n.site, capacity: n.capacity, partitions: partitions, state: "", announcedVersion: nil)
+            return Admin.NodeView(
+                id: n.id, site: n.site, capacity: n.capacity, partitions: partitions, state: "", announcedVersion: nil)
         }
         return Admin.PlanView(
-            fromVersion: report.fromVersion, toVersion: report.toVersion, totalPartitionsMoved: report.totalPartitionsMoved,
+            fromVersion: report.fromVersion, toVersion: report.toVersion,
+            totalPartitionsMoved: report.totalPartitionsMoved,
             links: links(report.estimatedBytes),
             policies: report.policies.map {
                 Admin.PolicyPlanView(
@@ -244,20 +272,24 @@ public struct AdminCommands: Sendable {
         func level(_ s: String?, _ what: String) throws(AgadirError) -> ConsistencyLevel {
             guard let s else { return .quorum }
             guard let l = ConsistencyLevel(name: s) else {
-                throw AgadirError(.invalidArgument, "\(what) consistency '\(s)' is not ONE, QUORUM, LOCAL_QUORUM, EACH_QUORUM or ALL")
+                throw AgadirError(
+                    .invalidArgument, "\(what) consistency '\(s)' is not ONE, QUORUM, LOCAL_QUORUM, EACH_QUORUM or ALL")
             }
             return l
         }
         let codec: Codec
         if let name = spec.codec {
-            guard let c = Codec(name: name) else { throw AgadirError(.invalidArgument, "codec '\(name)' is not lz4, zlib or raw") }
+            guard let c = Codec(name: name) else {
+                throw AgadirError(.invalidArgument, "codec '\(name)' is not lz4, zlib or raw")
+            }
             codec = c
         } else {
             codec = .lz4
         }
         let p = Policy(
             name: spec.name, replicationFactor: spec.replicationFactor, selector: try SiteSelector(parsing: spec.sites),
-            minSites: spec.minSites, readConsistency: try level(spec.read, "read"), writeConsistency: try level(spec.write, "write"),
+            minSites: spec.minSites, readConsistency: try level(spec.read, "read"),
+            writeConsistency: try level(spec.write, "write"),
             codec: codec)
         try p.validate()
         return p

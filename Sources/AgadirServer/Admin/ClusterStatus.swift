@@ -14,7 +14,8 @@ extension AdminCommands {
         let node = cluster.node
         let layout = node.layout
         let current = layout.current
-        let infos = Dictionary((node.gossip?.memberInfos() ?? []).map { ($0.nodeID, $0) }, uniquingKeysWith: { a, _ in a })
+        let infos = Dictionary(
+            (node.gossip?.memberInfos() ?? []).map { ($0.nodeID, $0) }, uniquingKeysWith: { a, _ in a })
         func state(_ id: String) -> String {
             id == node.nodeID ? MemberInfo.State.alive : infos[id]?.state ?? "unknown"
         }
@@ -30,7 +31,9 @@ extension AdminCommands {
         var hintsTotal = 0
         for id in ids {
             let spec = current.node(id)
-            let site = spec?.site ?? layout.live.reversed().lazy.compactMap { $0.node(id)?.site }.first ?? infos[id]?.site ?? ""
+            let site =
+                spec?.site ?? layout.live.reversed().lazy.compactMap { $0.node(id)?.site }.first ?? infos[id]?.site
+                ?? ""
             var view = Admin.StatusNodeView(
                 node: id, site: site, state: state(id), inLayout: spec != nil, capacity: spec?.capacity,
                 partitions: current.maps.values.reduce(0) { n, map in n + map.replicas.count { $0.contains(id) } })
@@ -54,12 +57,16 @@ extension AdminCommands {
                     view.error = "its status has no store section (an older version?)"
                 }
                 view.rebalance = s.rebalance?.state
-                if let r = s.repair { view.repair = "\(r.state), \(r.passes) pass(es), \(r.partitionsRepaired) partition(s) repaired" }
+                if let r = s.repair {
+                    view.repair = "\(r.state), \(r.passes) pass(es), \(r.partitionsRepaired) partition(s) repaired"
+                }
                 if let sc = s.scrub {
-                    view.scrub = "\(sc.state), \(sc.chunksChecked) checked, \(sc.corruptFound) corrupt, \(sc.repaired) repaired"
+                    view.scrub =
+                        "\(sc.state), \(sc.chunksChecked) checked, \(sc.corruptFound) corrupt, \(sc.repaired) repaired"
                     view.quarantinedChunks = sc.quarantined
                     if sc.quarantined > 0 {
-                        reasons.append("\(sc.quarantined) corrupt chunk(s) quarantined on \(id) with no good copy stored yet")
+                        reasons.append(
+                            "\(sc.quarantined) corrupt chunk(s) quarantined on \(id) with no good copy stored yet")
                     }
                 }
                 if let g = s.gc { view.gc = "\(g.chunksReclaimed) chunk(s) reclaimed, \(g.bytesFreed) bytes freed" }
@@ -84,17 +91,21 @@ extension AdminCommands {
         }
         if layout.live.count > 1 {
             reasons.append(
-                "rebalance in progress: layout versions \(layout.live.map { String($0.version) }.joined(separator: ", ")) are live")
+                "rebalance in progress: layout versions \(layout.live.map { String($0.version) }.joined(separator: ", ")) are live"
+            )
         }
         let known = statuses.compactMapValues { try? $0.get().rebalance }
         let r = await rebalanceView(cluster, rebalancer, known: known)
         // Reasons sorted so the same state always reads the same.
         return Admin.ClusterStatusView(
-            node: node.nodeID, layoutVersion: current.version, liveVersions: layout.live.map(\.version), healthy: reasons.isEmpty,
+            node: node.nodeID, layoutVersion: current.version, liveVersions: layout.live.map(\.version),
+            healthy: reasons.isEmpty,
             reasons: reasons.sorted(), nodes: nodes, underReplicated: under,
             rebalance: Admin.RebalanceSummary(
-                liveVersions: r.liveVersions, complete: r.complete, partitionsTotal: r.partitionsTotal, partitionsDone: r.partitionsDone,
-                bytesMoved: r.bytesMoved, bytesLeftEstimate: r.bytesLeftEstimate, rateBytesPerSecond: r.rateBytesPerSecond,
+                liveVersions: r.liveVersions, complete: r.complete, partitionsTotal: r.partitionsTotal,
+                partitionsDone: r.partitionsDone,
+                bytesMoved: r.bytesMoved, bytesLeftEstimate: r.bytesLeftEstimate,
+                rateBytesPerSecond: r.rateBytesPerSecond,
                 etaSeconds: r.etaSeconds),
             hintsPending: hintsTotal)
     }

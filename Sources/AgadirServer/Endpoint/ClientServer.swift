@@ -68,7 +68,10 @@ public final class ClientServer: Service, Sendable {
                 // A client may half-close after its last request and still read the answers.
                 .childChannelOption(.allowRemoteHalfClosure, value: true)
                 .childChannelOption(.writeBufferWaterMark, value: .init(low: 1 << 20, high: 4 << 20))
-                .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 4096, initial: 64 * 1024, maximum: 1 << 20))
+                .childChannelOption(
+                    .recvAllocator,
+                    value: AdaptiveRecvByteBufferAllocator(minimum: 4096, initial: 64 * 1024, maximum: 1 << 20)
+                )
                 .bind(host: host, port: port) { child in
                     child.eventLoop.makeCompletedFuture {
                         try child.pipeline.syncOperations.addHandlers([
@@ -84,11 +87,14 @@ public final class ClientServer: Service, Sendable {
                 }
         } catch {
             publish(nil)
-            throw AgadirError(.unavailable, "cannot listen on \(host):\(port): \(error); is another agadird running there?")
+            throw AgadirError(
+                .unavailable, "cannot listen on \(host):\(port): \(error); is another agadird running there?")
         }
         publish(channel.channel.localAddress)
         if let bound = channel.channel.localAddress?.hostAndPort { service.clientEndpointBound(bound) }
-        logger.info("client endpoint listening", metadata: ["address": "\(channel.channel.localAddress.map { "\($0)" } ?? "?")"])
+        logger.info(
+            "client endpoint listening", metadata: ["address": "\(channel.channel.localAddress.map { "\($0)" } ?? "?")"]
+        )
 
         let grace = Duration.seconds(config.shutdownGraceSeconds)
         try await withGracefulShutdownHandler {
@@ -97,7 +103,9 @@ public final class ClientServer: Service, Sendable {
                     for try await connection in inbound {
                         if connectionCount.wrappingAdd(1, ordering: .relaxed).newValue > config.maxConnections {
                             connectionCount.wrappingSubtract(1, ordering: .relaxed)
-                            logger.warning("connection refused: too many connections", metadata: ["limit": "\(config.maxConnections)"])
+                            logger.warning(
+                                "connection refused: too many connections",
+                                metadata: ["limit": "\(config.maxConnections)"])
                             try? await connection.channel.close()
                             continue
                         }
@@ -158,7 +166,8 @@ public final class ClientServer: Service, Sendable {
                                 return Array(s.bodies.values)
                             }
                             for b in open {
-                                b.finish(error: AgadirError(.invalidArgument, "connection closed before the body ended"))
+                                b.finish(
+                                    error: AgadirError(.invalidArgument, "connection closed before the body ended"))
                             }
                         }
                         do {
@@ -198,7 +207,9 @@ public final class ClientServer: Service, Sendable {
         requests: inout ThrowingDiscardingTaskGroup<any Error>
     ) async throws {
         let id = frame.requestID
-        guard id != 0 else { throw AgadirError(.malformedFrame, "request id 0 is reserved for connection-level errors") }
+        guard id != 0 else {
+            throw AgadirError(.malformedFrame, "request id 0 is reserved for connection-level errors")
+        }
         switch frame.header.kind {
         case .request where frame.header.opcode >= PeerOpcode.first:
             try await routePeer(frame, state: state, bodyCapacity: bodyCapacity, sink: sink, requests: &requests)
@@ -213,7 +224,9 @@ public final class ClientServer: Service, Sendable {
                 throw AgadirError(.malformedFrame, "only PUT and ADMIN have a body; request \(id) left its stream open")
             }
             let body: BodyStream? = frame.isEndStream ? nil : BodyStream(capacityBytes: bodyCapacity)
-            guard let ticket = try await admit(id, body: body, opcode: frame.header.opcode, state: state, limits: limits, sink: sink)
+            guard
+                let ticket = try await admit(
+                    id, body: body, opcode: frame.header.opcode, state: state, limits: limits, sink: sink)
             else { return }
             let service = self.service
             let channel = sink.writerChannel
@@ -247,19 +260,23 @@ public final class ClientServer: Service, Sendable {
                         return
                     }
                     if watched.isClosed {  // the whole body rode in the REQUEST frame
-                        await service.handle(id: id, request: request, options: options, body: watched, sink: requestSink)
+                        await service.handle(
+                            id: id, request: request, options: options, body: watched, sink: requestSink)
                         return
                     }
                     // A body that stalls for the request timeout fails the request.
-                    let timeout = AgadirError(.requestTimeout, "no body bytes for \(requestTimeout) s; the upload stalled")
+                    let timeout = AgadirError(
+                        .requestTimeout, "no body bytes for \(requestTimeout) s; the upload stalled")
                     await withTaskGroup(of: Void.self) { group in
                         group.addTask { await watched.watch(interval: .seconds(requestTimeout), error: timeout) }
-                        await service.handle(id: id, request: request, options: options, body: watched, sink: requestSink)
+                        await service.handle(
+                            id: id, request: request, options: options, body: watched, sink: requestSink)
                         group.cancelAll()
                     }
                 case .failure(let error):
                     body?.abandon()
-                    try? await requestSink.send(.error(id: id, opcode: frame.header.opcode, error, responseStarted: false))
+                    try? await requestSink.send(
+                        .error(id: id, opcode: frame.header.opcode, error, responseStarted: false))
                 }
             }
             // After the consumer exists: a payload as large as the body buffer must not wait for room first.
@@ -271,7 +288,8 @@ public final class ClientServer: Service, Sendable {
                 return b
             }
             guard let body else {
-                throw AgadirError(.malformedFrame, "\(frame.header.kind) frame for request \(id), which has no open body")
+                throw AgadirError(
+                    .malformedFrame, "\(frame.header.kind) frame for request \(id), which has no open body")
             }
             if frame.header.kind == .abort {
                 body.finish(error: frame.error ?? AgadirError(.invalidArgument, "the client aborted the request"))
@@ -288,19 +306,24 @@ public final class ClientServer: Service, Sendable {
     /// when it was refused with an answer already sent (the node is draining); throws the
     /// connection-fatal refusals (duplicate id, too many requests).
     private func admit(
-        _ id: UInt64, body: BodyStream?, opcode: UInt16, state: Locked<ConnectionState>, limits: WireLimits, sink: OutboundSink
+        _ id: UInt64, body: BodyStream?, opcode: UInt16, state: Locked<ConnectionState>, limits: WireLimits,
+        sink: OutboundSink
     ) async throws -> UInt64? {
         let admitted: Result<UInt64, AgadirError> = state.withLock { s in
             if s.ids[id] != nil || s.bodies[id] != nil {
-                return .failure(AgadirError(.duplicateRequestID, "request id \(id) is already in flight on this connection"))
+                return .failure(
+                    AgadirError(.duplicateRequestID, "request id \(id) is already in flight on this connection"))
             }
             if s.running >= limits.maxInFlightRequests || s.bodies.count >= limits.maxInFlightRequests {
                 return .failure(
-                    AgadirError(.tooManyRequests, "more than \(limits.maxInFlightRequests) requests in flight on one connection"))
+                    AgadirError(
+                        .tooManyRequests, "more than \(limits.maxInFlightRequests) requests in flight on one connection"
+                    ))
             }
             if s.draining {
                 if let body { s.bodies[id] = body }  // its DATA frames are dropped, not fatal
-                return .failure(AgadirError(.shuttingDown, "this node is shutting down; retry on another node or after restart"))
+                return .failure(
+                    AgadirError(.shuttingDown, "this node is shutting down; retry on another node or after restart"))
             }
             s.nextTicket += 1
             s.ids[id] = s.nextTicket
@@ -333,7 +356,9 @@ public final class ClientServer: Service, Sendable {
         }
         // Peers run the same release: a peer request that does not decode is a bug or a
         // forgery, and the link is closed rather than trusted further.
-        let decoded = Result { () throws(AgadirError) -> PeerRequest in try PeerRequest.decode(opcode: opcode, fields: frame.fields) }
+        let decoded = Result { () throws(AgadirError) -> PeerRequest in
+            try PeerRequest.decode(opcode: opcode, fields: frame.fields)
+        }
         let request: PeerRequest
         switch decoded {
         case .success(let r): request = r
@@ -362,13 +387,16 @@ public final class ClientServer: Service, Sendable {
             break
         }
         guard let peer = state.withLock({ $0.handshake.authenticatedPeer }) else {
-            throw AgadirError(.unauthenticated, "\(request.opcode) on a connection that has not passed the peer handshake")
+            throw AgadirError(
+                .unauthenticated, "\(request.opcode) on a connection that has not passed the peer handshake")
         }
         if !frame.isEndStream, !request.hasBody {
             throw AgadirError(.malformedFrame, "\(request.opcode) has no body; request \(id) left its stream open")
         }
         let body: BodyStream? = frame.isEndStream ? nil : BodyStream(capacityBytes: bodyCapacity)
-        guard let ticket = try await admit(id, body: body, opcode: opcode, state: state, limits: config.wireLimits, sink: sink)
+        guard
+            let ticket = try await admit(
+                id, body: body, opcode: opcode, state: state, limits: config.wireLimits, sink: sink)
         else { return }
         let channel = sink.writerChannel
         let requestSink = RequestSink(base: sink, release: { state.withLock { $0.release(id, ticket: ticket) } })

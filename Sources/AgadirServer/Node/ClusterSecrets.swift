@@ -16,7 +16,9 @@ public enum ClusterSecrets {
     }
 
     /// The authenticator of peer links: the same secrets as gossip, other keys.
-    public static func peerAuthenticator(config: NodeConfiguration, logger: Logger) throws(AgadirError) -> PeerAuthenticator {
+    public static func peerAuthenticator(config: NodeConfiguration, logger: Logger) throws(AgadirError)
+        -> PeerAuthenticator
+    {
         try PeerAuthenticator(clusterName: config.clusterName, secrets: try secrets(config: config, logger: logger))
     }
 

@@ -128,7 +128,9 @@ public struct NodeConfiguration: Sendable, Codable, Equatable {
         } catch {
             // Name the settings as the config file spells them.
             var message = error.message
-            for (name, setting) in [("minSize", "chunkMinBytes"), ("avgSize", "chunkAvgBytes"), ("maxSize", "chunkMaxBytes")] {
+            for (name, setting) in [
+                ("minSize", "chunkMinBytes"), ("avgSize", "chunkAvgBytes"), ("maxSize", "chunkMaxBytes"),
+            ] {
                 message = message.replacingOccurrences(of: name, with: setting)
             }
             throw bad(message)
@@ -144,7 +146,9 @@ public struct NodeConfiguration: Sendable, Codable, Equatable {
         guard requestBodyBufferBytes > maxPayloadBytes else {
             throw bad("requestBodyBufferBytes must be larger than maxPayloadBytes (\(maxPayloadBytes))")
         }
-        guard (0...256).contains(eventLoopThreads) else { throw bad("eventLoopThreads must be 0...256 (0: one per core)") }
+        guard (0...256).contains(eventLoopThreads) else {
+            throw bad("eventLoopThreads must be 0...256 (0: one per core)")
+        }
         guard maxConnections >= 1, maxInFlightRequests >= 1 else { throw bad("connection limits must be positive") }
         guard idleTimeoutSeconds >= 1, requestTimeoutSeconds >= 1, shutdownGraceSeconds >= 0 else {
             throw bad("timeouts must be positive")
@@ -157,7 +161,9 @@ public struct NodeConfiguration: Sendable, Codable, Equatable {
             throw bad("\(name) must be 1 second to 10 years, not \(value)")
         }
         guard scrubBytesPerSecond >= 0 else { throw bad("scrubBytesPerSecond must be 0 (off) or more") }
-        guard (1 << 20...1 << 34).contains(segmentMaxBytes) else { throw bad("segmentMaxBytes must be 1 MiB to 16 GiB") }
+        guard (1 << 20...1 << 34).contains(segmentMaxBytes) else {
+            throw bad("segmentMaxBytes must be 1 MiB to 16 GiB")
+        }
         let (host, port) = try Self.parseEndpoint(listen)
         _ = try validateGossip()
         return (codec, host, port)
@@ -248,7 +254,9 @@ public struct NodeConfiguration: Sendable, Codable, Equatable {
         }
         do {
             // Settings the file leaves out keep their defaults: overlay the file on them.
-            guard var merged = try JSONSerialization.jsonObject(with: JSONEncoder().encode(NodeConfiguration())) as? [String: Any],
+            guard
+                var merged = try JSONSerialization.jsonObject(with: JSONEncoder().encode(NodeConfiguration()))
+                    as? [String: Any],
                 let given = try JSONSerialization.jsonObject(with: data) as? [String: Any]
             else {
                 throw AgadirError(.invalidArgument, "config file \(file) must hold one JSON object")
@@ -258,7 +266,8 @@ public struct NodeConfiguration: Sendable, Codable, Equatable {
                 throw AgadirError(.invalidArgument, "config file \(file): unknown settings \(unknown.sorted())")
             }
             merged.merge(given) { _, new in new }
-            return try JSONDecoder().decode(NodeConfiguration.self, from: JSONSerialization.data(withJSONObject: merged))
+            return try JSONDecoder().decode(
+                NodeConfiguration.self, from: JSONSerialization.data(withJSONObject: merged))
         } catch let e as AgadirError {
             throw e
         } catch {

@@ -66,7 +66,8 @@ public struct NodeRuntime: Sendable {
         let clientServerOnceBuilt = Locked<ClientServer?>(nil)
         let gossip = GossipService(
             nodeID: nodeID, configuration: gossipConfiguration, keyring: keyring, dataDir: dir, group: group,
-            threadPool: store.ioPool, logger: logger, clientAddress: { await clientServerOnceBuilt.value?.localAddress()?.hostAndPort })
+            threadPool: store.ioPool, logger: logger,
+            clientAddress: { await clientServerOnceBuilt.value?.localAddress()?.hostAndPort })
         self.gossip = gossip
         // Peer links reach the other nodes' client endpoints as gossip knows them.
         let authenticator = try ClusterSecrets.peerAuthenticator(config: config, logger: logger)
@@ -89,19 +90,22 @@ public struct NodeRuntime: Sendable {
         self.background = background
         let coordinator = Coordinator(context: clusterNode, logger: logger, background: background)
         let rebalancer = try Rebalancer(
-            node: clusterNode, dataDir: dir, timing: Rebalancer.Timing().scaled(by: config.gossipTimeScalePercent), logger: logger)
+            node: clusterNode, dataDir: dir, timing: Rebalancer.Timing().scaled(by: config.gossipTimeScalePercent),
+            logger: logger)
         let scale = config.gossipTimeScalePercent
         let antiEntropy = AntiEntropy(
             node: clusterNode, rebalancer: rebalancer, interval: .seconds(config.repairIntervalSeconds) * scale / 100,
             tombstoneGrace: .seconds(config.tombstoneGraceSeconds), logger: logger)
         let scrubber = try Scrubber(
-            node: clusterNode, dataDir: dir, bytesPerSecond: config.scrubBytesPerSecond, interval: .seconds(config.scrubIntervalSeconds),
+            node: clusterNode, dataDir: dir, bytesPerSecond: config.scrubBytesPerSecond,
+            interval: .seconds(config.scrubIntervalSeconds),
             logger: logger)
         let garbageCollector = GarbageCollector(
             node: clusterNode, coordinator: coordinator, interval: .seconds(config.garbageIntervalSeconds),
             grace: .seconds(config.garbageGraceSeconds), logger: logger)
         let cluster = ClusterBinding(
-            node: clusterNode, coordinator: coordinator, rebalancer: rebalancer, antiEntropy: antiEntropy, scrubber: scrubber,
+            node: clusterNode, coordinator: coordinator, rebalancer: rebalancer, antiEntropy: antiEntropy,
+            scrubber: scrubber,
             garbageCollector: garbageCollector, logger: logger)
         self.cluster = cluster
         let service = ObjectService(
@@ -112,7 +116,8 @@ public struct NodeRuntime: Sendable {
         let replicaService = ReplicaService(
             local: LocalReplica(nodeID: nodeID, store: store), context: clusterNode, logger: logger,
             layoutBytes: { clusterNode.encodedLayout },
-            audit: { () throws(AgadirError) -> [UInt8] in try AdminJSON.encode(try await clusterNode.residencyAudit()) },
+            audit: { () throws(AgadirError) -> [UInt8] in try AdminJSON.encode(try await clusterNode.residencyAudit())
+            },
             status: { () throws(AgadirError) -> [UInt8] in try AdminJSON.encode(await cluster.localStatus()) },
             rebalanceSettings: { (body: [UInt8]) throws(AgadirError) in
                 try rebalancer.adopt(try AdminJSON.decode(RebalanceSettings.self, body, "the body of REBALANCE_SET"))
@@ -147,7 +152,8 @@ public struct NodeRuntime: Sendable {
             if !configured.isEmpty, configured != stored {
                 throw AgadirError(
                     .invalidArgument,
-                    "data directory \(dir) belongs to node '\(stored)', not '\(configured)'; use the right --data-dir or node id")
+                    "data directory \(dir) belongs to node '\(stored)', not '\(configured)'; use the right --data-dir or node id"
+                )
             }
             return stored
         }
@@ -156,7 +162,8 @@ public struct NodeRuntime: Sendable {
             var rng = SystemRandomNumberGenerator()
             id = "node-" + Hex.encode((0..<6).map { _ in UInt8.random(in: 0...255, using: &rng) })
         }
-        guard id.utf8.count <= 128, id.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }) else {
+        guard id.utf8.count <= 128, id.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." })
+        else {
             throw AgadirError(.invalidArgument, "node id '\(id)' must be 1-128 letters, digits, '-', '_' or '.'")
         }
         try AtomicFile.save(Array((id + "\n").utf8), to: path)

@@ -15,7 +15,9 @@ protocol ObjectBackend: Sendable {
     func route(_ bucket: String) async throws(AgadirError) -> RouteResult
     /// Checks that the bucket may be written here, before any byte of the body is read, and
     /// returns the object's version and where its pieces go.
-    func beginPut(_ p: PutRequest, options: RequestOptions) async throws(AgadirError) -> (ObjectVersion, any ObjectWriteTarget)
+    func beginPut(_ p: PutRequest, options: RequestOptions) async throws(AgadirError) -> (
+        ObjectVersion, any ObjectWriteTarget
+    )
     /// The live manifest of `bucket/key` (NO_SUCH_KEY, NO_SUCH_BUCKET) and how its chunks are read, verified.
     func open(bucket: String, key: String, options: RequestOptions) async throws(AgadirError) -> OpenedObject
     func delete(bucket: String, key: String, options: RequestOptions) async throws(AgadirError) -> WriteResult
@@ -54,14 +56,17 @@ struct LocalObjects: ObjectBackend {
         return RouteResult(policy: info.policy, mayCoordinate: true, endpoints: [service.clientEndpoint])
     }
 
-    func beginPut(_ p: PutRequest, options: RequestOptions) async throws(AgadirError) -> (ObjectVersion, any ObjectWriteTarget) {
+    func beginPut(_ p: PutRequest, options: RequestOptions) async throws(AgadirError) -> (
+        ObjectVersion, any ObjectWriteTarget
+    ) {
         guard try await store.bucket(p.bucket) != nil else { throw service.noSuchBucket(p.bucket) }
         return (service.nextVersion(), LocalWriteTarget(store: store, codec: service.codec))
     }
 
     func open(bucket: String, key: String, options: RequestOptions) async throws(AgadirError) -> OpenedObject {
         let store = self.store
-        return OpenedObject(manifest: try await service.liveManifest(bucket: bucket, key: key)) { (chunk) throws(AgadirError) in
+        return OpenedObject(manifest: try await service.liveManifest(bucket: bucket, key: key)) {
+            (chunk) throws(AgadirError) in
             try await store.readChunk(chunk)
         }
     }
@@ -75,7 +80,8 @@ struct LocalObjects: ObjectBackend {
 
     func list(_ l: ListRequest, options: RequestOptions) async throws(AgadirError) -> ListPage {
         guard try await store.bucket(l.bucket) != nil else { throw service.noSuchBucket(l.bucket) }
-        return try await store.list(bucket: l.bucket, prefix: l.prefix, delimiter: l.delimiter, startAfter: l.startAfter, limit: l.limit)
+        return try await store.list(
+            bucket: l.bucket, prefix: l.prefix, delimiter: l.delimiter, startAfter: l.startAfter, limit: l.limit)
     }
 }
 
@@ -115,12 +121,15 @@ struct ClusterObjects: ObjectBackend {
         return RouteResult(policy: resolved.policy.name, mayCoordinate: true, endpoints: Quorum.distinct(endpoints))
     }
 
-    func beginPut(_ p: PutRequest, options: RequestOptions) async throws(AgadirError) -> (ObjectVersion, any ObjectWriteTarget) {
+    func beginPut(_ p: PutRequest, options: RequestOptions) async throws(AgadirError) -> (
+        ObjectVersion, any ObjectWriteTarget
+    ) {
         // REDIRECT before reading a byte of the body: a node outside the policy must not take it.
         let bucket = try await coordinator.resolve(bucket: p.bucket)
         let version = cluster.node.nextVersion()
         let target = ClusterWriteTarget(
-            coordinator: coordinator, bucket: bucket, reference: ChunkReference(bucket: p.bucket, key: p.key, version: version),
+            coordinator: coordinator, bucket: bucket,
+            reference: ChunkReference(bucket: p.bucket, key: p.key, version: version),
             level: options.consistency ?? bucket.policy.writeConsistency)
         return (version, target)
     }
@@ -130,21 +139,26 @@ struct ClusterObjects: ObjectBackend {
         let bucket = try await coordinator.resolve(bucket: name)
         let level = options.consistency ?? bucket.policy.readConsistency
         let manifest = try await coordinator.liveManifest(key: key, level: level, bucket: bucket)
-        return OpenedObject(manifest: manifest) { (chunk) throws(AgadirError) in try await coordinator.readChunk(chunk, bucket: bucket) }
+        return OpenedObject(manifest: manifest) { (chunk) throws(AgadirError) in
+            try await coordinator.readChunk(chunk, bucket: bucket)
+        }
     }
 
     func delete(bucket name: String, key: String, options: RequestOptions) async throws(AgadirError) -> WriteResult {
         let bucket = try await coordinator.resolve(bucket: name)
-        _ = try await coordinator.liveManifest(key: key, level: options.consistency ?? bucket.policy.readConsistency, bucket: bucket)
+        _ = try await coordinator.liveManifest(
+            key: key, level: options.consistency ?? bucket.policy.readConsistency, bucket: bucket)
         let version = cluster.node.nextVersion()
         try await coordinator.writeManifest(
-            .tombstone(bucket: name, key: key, version: version), level: options.consistency ?? bucket.policy.writeConsistency,
+            .tombstone(bucket: name, key: key, version: version),
+            level: options.consistency ?? bucket.policy.writeConsistency,
             bucket: bucket)
         return WriteResult(etag: nil, version: version, size: 0)
     }
 
     func list(_ l: ListRequest, options: RequestOptions) async throws(AgadirError) -> ListPage {
         let bucket = try await coordinator.resolve(bucket: l.bucket)
-        return try await coordinator.list(l, level: options.consistency ?? bucket.policy.readConsistency, bucket: bucket)
+        return try await coordinator.list(
+            l, level: options.consistency ?? bucket.policy.readConsistency, bucket: bucket)
     }
 }

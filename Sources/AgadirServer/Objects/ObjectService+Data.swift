@@ -46,7 +46,8 @@ extension ObjectService {
         _ p: PutRequest, body: BodyStream?, version: ObjectVersion, target: some ObjectWriteTarget
     ) async throws(AgadirError) -> WriteResult {
         guard p.size <= config.maxObjectBytes else {
-            throw AgadirError(.objectTooLarge, "object of \(p.size) bytes exceeds this node's limit of \(config.maxObjectBytes)")
+            throw AgadirError(
+                .objectTooLarge, "object of \(p.size) bytes exceeds this node's limit of \(config.maxObjectBytes)")
         }
         var hasher = ObjectHasher()
         var total: UInt64 = 0
@@ -65,28 +66,34 @@ extension ObjectService {
             objectBody = .inline(bytes)
         } else {
             guard let body else { throw lengthMismatch(p, atLeast: 0) }
-            objectBody = .chunks(try await storeChunks(of: p, body: body, hasher: &hasher, total: &total, target: target))
+            objectBody = .chunks(
+                try await storeChunks(of: p, body: body, hasher: &hasher, total: &total, target: target))
         }
         guard total == p.size else { throw lengthMismatch(p, atLeast: total) }
         let etag = hasher.finalize()
         if let expected = p.contentSHA256, expected != etag {
             throw AgadirError(
-                .checksumMismatch, "body of '\(p.bucket)/\(p.key)' hashes to \(etag.hex), the client announced \(expected.hex)")
+                .checksumMismatch,
+                "body of '\(p.bucket)/\(p.key)' hashes to \(etag.hex), the client announced \(expected.hex)")
         }
         let manifest = ObjectManifest(
             bucket: p.bucket, key: p.key, size: p.size, etag: etag, contentType: p.contentType,
             userMetadata: p.metadata, version: version, isTombstone: false, body: objectBody)
         try await target.commit(manifest)
-        logger.debug("object stored", metadata: ["object": "\(p.bucket)/\(p.key)", "size": "\(p.size)", "version": "\(version)"])
+        logger.debug(
+            "object stored", metadata: ["object": "\(p.bucket)/\(p.key)", "size": "\(p.size)", "version": "\(version)"])
         return WriteResult(etag: etag, version: version, size: p.size)
     }
 
     private func lengthMismatch(_ p: PutRequest, atLeast n: UInt64) -> AgadirError {
-        AgadirError(.bodyLengthMismatch, "PUT of '\(p.bucket)/\(p.key)' announced \(p.size) bytes but the body had \(n < p.size ? "\(n)" : "more")")
+        AgadirError(
+            .bodyLengthMismatch,
+            "PUT of '\(p.bucket)/\(p.key)' announced \(p.size) bytes but the body had \(n < p.size ? "\(n)" : "more")")
     }
 
     private func storeChunks(
-        of p: PutRequest, body: BodyStream, hasher: inout ObjectHasher, total: inout UInt64, target: some ObjectWriteTarget
+        of p: PutRequest, body: BodyStream, hasher: inout ObjectHasher, total: inout UInt64,
+        target: some ObjectWriteTarget
     ) async throws(AgadirError) -> [ChunkRef] {
         var chunker = StreamingChunker(settings: config.chunker)
         var refs: [ChunkRef] = []
@@ -160,11 +167,13 @@ extension ObjectService {
         case .inline(let bytes):
             guard UInt64(bytes.count) == m.size else {
                 throw AgadirError(
-                    .corruptData, "manifest of '\(m.bucket)/\(m.key)' holds \(bytes.count) inline bytes but says \(m.size)")
+                    .corruptData,
+                    "manifest of '\(m.bucket)/\(m.key)' holds \(bytes.count) inline bytes but says \(m.size)")
             }
             let lo = Int(offset)
             let slice = bytes[lo..<lo + Int(length)]
-            try await sink.send(.response(id: id, opcode: opcode, fields: info.fields(), payload: ByteBuffer(bytes: slice), end: true))
+            try await sink.send(
+                .response(id: id, opcode: opcode, fields: info.fields(), payload: ByteBuffer(bytes: slice), end: true))
         case .chunks(let refs):
             try await sink.send(.response(id: id, opcode: opcode, fields: info.fields(), end: length == 0))
             started = true
@@ -211,18 +220,21 @@ extension ObjectService {
                 let w = wanted[i]
                 guard bytes.count == Int(w.ref.length) else {
                     throw AgadirError(
-                        .corruptChunk, "chunk \(w.ref.id.hex) has \(bytes.count) bytes, the manifest says \(w.ref.length)")
+                        .corruptChunk,
+                        "chunk \(w.ref.id.hex) has \(bytes.count) bytes, the manifest says \(w.ref.length)")
                 }
                 var pos = w.lo
                 while pos < w.hi {
                     let n = min(frameBytes, w.hi - pos)
                     remaining -= UInt64(n)
-                    try await sink.send(.data(id: id, payload: ByteBuffer(bytes: bytes[pos..<pos + n]), end: remaining == 0))
+                    try await sink.send(
+                        .data(id: id, payload: ByteBuffer(bytes: bytes[pos..<pos + n]), end: remaining == 0))
                     pos += n
                 }
             }
             guard remaining == 0 else {
-                throw AgadirError(.corruptData, "the manifest's chunks cover \(length - remaining) of the \(length) bytes asked")
+                throw AgadirError(
+                    .corruptData, "the manifest's chunks cover \(length - remaining) of the \(length) bytes asked")
             }
         }
     }

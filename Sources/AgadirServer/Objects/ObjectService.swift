@@ -87,9 +87,11 @@ public final class ObjectService: Sendable {
         } catch let error as AgadirError {
             body?.abandon()
             if error.code.rawValue >= 500 {
-                logger.error("request failed", metadata: ["request": "\(id)", "op": "\(request.opcode)", "error": "\(error)"])
+                logger.error(
+                    "request failed", metadata: ["request": "\(id)", "op": "\(request.opcode)", "error": "\(error)"])
             } else {
-                logger.debug("request refused", metadata: ["request": "\(id)", "op": "\(request.opcode)", "error": "\(error)"])
+                logger.debug(
+                    "request refused", metadata: ["request": "\(id)", "op": "\(request.opcode)", "error": "\(error)"])
             }
             try? await sink.send(.error(id: id, opcode: opcode, error, responseStarted: started))
         } catch {
@@ -110,7 +112,8 @@ public final class ObjectService: Sendable {
             if cluster.node.isClusterMode { return ClusterObjects(service: self, cluster: cluster) }
             if request.bucket != nil {
                 throw AgadirError(
-                    .unavailable, "this node has not received the cluster's layout yet; retry in a moment or ask another node")
+                    .unavailable,
+                    "this node has not received the cluster's layout yet; retry in a moment or ask another node")
             }
         }
         return LocalObjects(service: self)
@@ -119,7 +122,8 @@ public final class ObjectService: Sendable {
     /// The one dispatch of every request: node-local answers here, object requests through
     /// the backend (`ObjectBackend`).
     func dispatch(
-        id: UInt64, request: Request, options: RequestOptions, body: BodyStream?, sink: any ResponseSink, started: inout Bool
+        id: UInt64, request: Request, options: RequestOptions, body: BodyStream?, sink: any ResponseSink,
+        started: inout Bool
     ) async throws {
         let opcode = request.opcode.rawValue
         switch request {
@@ -128,7 +132,8 @@ public final class ObjectService: Sendable {
             try await sink.send(.response(id: id, opcode: opcode, fields: r.fields(), end: true))
         case .admin(let command):
             let input = try await AdminCommands.collect(body)
-            try await sendBody(try await admin.run(command, input: input), id: id, opcode: opcode, sink: sink, started: &started)
+            try await sendBody(
+                try await admin.run(command, input: input), id: id, opcode: opcode, sink: sink, started: &started)
         case .stat:
             let stats = try await store.stats()
             let enc = JSONEncoder()
@@ -143,7 +148,8 @@ public final class ObjectService: Sendable {
             guard body.count <= config.wireLimits.maxListingBodyBytes else {
                 throw AgadirError(
                     .internalError,
-                    "MEMBERS: \(members.count) members take \(body.count) bytes, over the \(config.wireLimits.maxListingBodyBytes)-byte body limit")
+                    "MEMBERS: \(members.count) members take \(body.count) bytes, over the \(config.wireLimits.maxListingBodyBytes)-byte body limit"
+                )
             }
             try await sendBody(body, id: id, opcode: opcode, sink: sink, started: &started)
         case .listBuckets:
@@ -167,10 +173,12 @@ public final class ObjectService: Sendable {
             try await sink.send(.response(id: id, opcode: opcode, fields: result.fields(), end: true))
         case .get(let bucket, let key, let range):
             let object = try await backend(for: request).open(bucket: bucket, key: key, options: options)
-            try await get(manifest: object.manifest, range: range, id: id, sink: sink, started: &started, read: object.readChunk)
+            try await get(
+                manifest: object.manifest, range: range, id: id, sink: sink, started: &started, read: object.readChunk)
         case .head(let bucket, let key):
             let object = try await backend(for: request).open(bucket: bucket, key: key, options: options)
-            try await sink.send(.response(id: id, opcode: opcode, fields: ObjectInfo(manifest: object.manifest).fields(), end: true))
+            try await sink.send(
+                .response(id: id, opcode: opcode, fields: ObjectInfo(manifest: object.manifest).fields(), end: true))
         case .delete(let bucket, let key):
             let r = try await backend(for: request).delete(bucket: bucket, key: key, options: options)
             try await sink.send(.response(id: id, opcode: opcode, fields: r.fields(), end: true))
@@ -184,10 +192,14 @@ public final class ObjectService: Sendable {
     /// on the connection's reader: those need one metadata lookup and one frame, and
     /// spawning a task for each cost more than the work (profiled on 4 KiB GETs). Returns
     /// false, having sent nothing, when the request must run as its own task.
-    public func answerQuickly(id: UInt64, request: Request, options: RequestOptions = .none, sink: any ResponseSink) async -> Bool {
+    public func answerQuickly(id: UInt64, request: Request, options: RequestOptions = .none, sink: any ResponseSink)
+        async -> Bool
+    {
         let opcode = request.opcode.rawValue
         // In a cluster, HEAD and GET need the replicas: they run as tasks.
-        if let cluster, cluster.node.isClusterMode || cluster.node.awaitsLayout, request.opcode != .ping { return false }
+        if let cluster, cluster.node.isClusterMode || cluster.node.awaitsLayout, request.opcode != .ping {
+            return false
+        }
         do {
             switch request {
             case .ping, .head:

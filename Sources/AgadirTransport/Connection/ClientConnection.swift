@@ -36,7 +36,9 @@ package final class ClientConnection: Sendable {
     package var inFlight: Int { state.withLock { $0.pending.count } }
     package var isClosed: Bool { state.withLock { $0.closed != nil } }
 
-    private init(endpoint: String, outbound: NIOAsyncChannelOutboundWriter<Frame>, channel: any Channel, bodyBufferBytes: Int) {
+    private init(
+        endpoint: String, outbound: NIOAsyncChannelOutboundWriter<Frame>, channel: any Channel, bodyBufferBytes: Int
+    ) {
         self.endpoint = endpoint
         self.outbound = outbound
         self.channel = channel
@@ -53,7 +55,10 @@ package final class ClientConnection: Sendable {
                 .connectTimeout(connectTimeout)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelOption(.writeBufferWaterMark, value: .init(low: 1 << 20, high: 4 << 20))
-                .channelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 4096, initial: 64 * 1024, maximum: 1 << 20))
+                .channelOption(
+                    .recvAllocator,
+                    value: AdaptiveRecvByteBufferAllocator(minimum: 4096, initial: 64 * 1024, maximum: 1 << 20)
+                )
                 .connect(host: host, port: port) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandlers([
@@ -72,7 +77,8 @@ package final class ClientConnection: Sendable {
                 do {
                     try await async.executeThenClose { inbound, outbound in
                         let connection = ClientConnection(
-                            endpoint: endpoint, outbound: outbound, channel: async.channel, bodyBufferBytes: bodyBufferBytes)
+                            endpoint: endpoint, outbound: outbound, channel: async.channel,
+                            bodyBufferBytes: bodyBufferBytes)
                         ready.resume(returning: connection)
                         await connection.readLoop(inbound)
                     }
@@ -256,7 +262,9 @@ package final class ClientConnection: Sendable {
 
     /// The whole body of a response: the RESPONSE frame's payload when it ended the stream,
     /// else its DATA frames, at most `max` bytes (FRAME_TOO_LARGE beyond).
-    package static func collect(_ frame: Frame, _ body: BodyStream, max: Int, what: String) async throws(AgadirError) -> [UInt8] {
+    package static func collect(_ frame: Frame, _ body: BodyStream, max: Int, what: String) async throws(AgadirError)
+        -> [UInt8]
+    {
         if frame.isEndStream {
             body.abandon()
             guard frame.payload.readableBytes <= max else {

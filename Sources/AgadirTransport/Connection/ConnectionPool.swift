@@ -14,7 +14,9 @@ package final class ConnectionPool: Sendable {
     private let connecting = Mutex<[Int: Task<ClientConnection, any Error>]>([:])
 
     /// `size` connections at most (at least one).
-    package init(endpoint: String, size: Int, connect: @escaping @Sendable () async throws(AgadirError) -> ClientConnection) {
+    package init(
+        endpoint: String, size: Int, connect: @escaping @Sendable () async throws(AgadirError) -> ClientConnection
+    ) {
         self.endpoint = endpoint
         self.connect = connect
         self.slots = Mutex(Array(repeating: nil, count: max(1, size)))

@@ -41,10 +41,13 @@ public enum Admin {
 
     /// Every command's name, in the order above (the error for an unknown one lists them).
     public static let commandNames: [String] = [
-        layoutShow.name, layoutAssign.name, layoutRemove.name, layoutSite.name, layoutPartitions.name, layoutRevert.name,
+        layoutShow.name, layoutAssign.name, layoutRemove.name, layoutSite.name, layoutPartitions.name,
+        layoutRevert.name,
         layoutPlan.name, layoutApply.name, layoutHistory.name, policyCreate.name, policyList.name, policyShow.name,
-        auditResidency.name, auditNode.name, rebalanceStatus.name, rebalanceSet.name, repairStart.name, repairStatus.name,
-        scrubStatus.name, scrubStart.name, scrubPause.name, gcStatus.name, gcStart.name, nodeDrain.name, nodeRemove.name,
+        auditResidency.name, auditNode.name, rebalanceStatus.name, rebalanceSet.name, repairStart.name,
+        repairStatus.name,
+        scrubStatus.name, scrubStart.name, scrubPause.name, gcStatus.name, gcStart.name, nodeDrain.name,
+        nodeRemove.name,
         clusterStatus.name, workersList.name,
     ]
 
@@ -69,7 +72,9 @@ public struct AdminCommand<Input: Codable & Sendable, Output: Codable & Sendable
     public init(_ name: String) { self.name = name }
 
     public func encode(input: Input) throws(AgadirError) -> [UInt8] { try AdminJSON.encode(input) }
-    public func decode(input bytes: [UInt8]) throws(AgadirError) -> Input { try AdminJSON.decode(Input.self, bytes, "the input of \(name)") }
+    public func decode(input bytes: [UInt8]) throws(AgadirError) -> Input {
+        try AdminJSON.decode(Input.self, bytes, "the input of \(name)")
+    }
     public func encode(output: Output) throws(AgadirError) -> [UInt8] { try AdminJSON.encode(output) }
     public func decode(output bytes: [UInt8]) throws(AgadirError) -> Output {
         try AdminJSON.decode(Output.self, bytes, "the answer to \(name)")

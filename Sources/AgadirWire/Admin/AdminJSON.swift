@@ -14,7 +14,8 @@ public enum AdminJSON {
     /// Sorted keys, pretty-printed (one line with `pretty` false): what `--json` prints.
     public static func encode(_ value: some Encodable, pretty: Bool = true) throws(AgadirError) -> [UInt8] {
         let enc = JSONEncoder()
-        enc.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
+        enc.outputFormatting =
+            pretty ? [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
         do {
             return Array(try enc.encode(value))
         } catch {

@@ -67,7 +67,10 @@ extension Admin {
         /// Apply at once as the next layout version (only when nothing else is staged).
         public var apply: Bool?
 
-        public init(name: String, replicationFactor: Int, sites: String, minSites: Int, read: String? = nil, write: String? = nil, codec: String? = nil, apply: Bool? = nil) {
+        public init(
+            name: String, replicationFactor: Int, sites: String, minSites: Int, read: String? = nil,
+            write: String? = nil, codec: String? = nil, apply: Bool? = nil
+        ) {
             self.name = name
             self.replicationFactor = replicationFactor
             self.sites = sites
@@ -108,7 +111,10 @@ extension Admin {
         /// Layout version the node announces in gossip.
         public var announcedVersion: UInt64?
 
-        public init(id: String, site: String, capacity: UInt64, partitions: [String: Int], state: String, announcedVersion: UInt64? = nil) {
+        public init(
+            id: String, site: String, capacity: UInt64, partitions: [String: Int], state: String,
+            announcedVersion: UInt64? = nil
+        ) {
             self.id = id
             self.site = site
             self.capacity = capacity
@@ -130,7 +136,10 @@ extension Admin {
         public var eligibleNodes: Int
         public var eligibleSites: [String]
 
-        public init(name: String, replicationFactor: Int, sites: String, minSites: Int, read: String, write: String, codec: String, eligibleNodes: Int, eligibleSites: [String]) {
+        public init(
+            name: String, replicationFactor: Int, sites: String, minSites: Int, read: String, write: String,
+            codec: String, eligibleNodes: Int, eligibleSites: [String]
+        ) {
             self.name = name
             self.replicationFactor = replicationFactor
             self.sites = sites
@@ -156,7 +165,11 @@ extension Admin {
         /// Members whose configured site differs from the layout's.
         public var warnings: [String]
 
-        public init(version: UInt64, partitionCount: Int, liveVersions: [UInt64], appliedMillis: UInt64, sites: [SiteView], nodes: [NodeView], policies: [PolicyView], staged: [String], stagedPartitionCount: Int? = nil, warnings: [String]) {
+        public init(
+            version: UInt64, partitionCount: Int, liveVersions: [UInt64], appliedMillis: UInt64, sites: [SiteView],
+            nodes: [NodeView], policies: [PolicyView], staged: [String], stagedPartitionCount: Int? = nil,
+            warnings: [String]
+        ) {
             self.version = version
             self.partitionCount = partitionCount
             self.liveVersions = liveVersions
@@ -190,7 +203,10 @@ extension Admin {
         public var replicasAfter: [String: Int]
         public var links: [LinkView]
 
-        public init(policy: String, partitionsMoved: Int, replicasMoved: Int, replicasBefore: [String: Int], replicasAfter: [String: Int], links: [LinkView]) {
+        public init(
+            policy: String, partitionsMoved: Int, replicasMoved: Int, replicasBefore: [String: Int],
+            replicasAfter: [String: Int], links: [LinkView]
+        ) {
             self.policy = policy
             self.partitionsMoved = partitionsMoved
             self.replicasMoved = replicasMoved
@@ -211,7 +227,10 @@ extension Admin {
         /// What the operator must know about this change (`node.remove` by force).
         public var warnings: [String]? = nil
 
-        public init(fromVersion: UInt64, toVersion: UInt64, totalPartitionsMoved: Int, links: [LinkView], policies: [PolicyPlanView], changes: [String], layout: LayoutView? = nil, warnings: [String]? = nil) {
+        public init(
+            fromVersion: UInt64, toVersion: UInt64, totalPartitionsMoved: Int, links: [LinkView],
+            policies: [PolicyPlanView], changes: [String], layout: LayoutView? = nil, warnings: [String]? = nil
+        ) {
             self.fromVersion = fromVersion
             self.toVersion = toVersion
             self.totalPartitionsMoved = totalPartitionsMoved

@@ -9,7 +9,8 @@ extension Admin {
         public var interSiteBytesPerSecond: UInt64?
         public var paused: Bool?
 
-        public init(intraSiteBytesPerSecond: UInt64? = nil, interSiteBytesPerSecond: UInt64? = nil, paused: Bool? = nil) {
+        public init(intraSiteBytesPerSecond: UInt64? = nil, interSiteBytesPerSecond: UInt64? = nil, paused: Bool? = nil)
+        {
             self.intraSiteBytesPerSecond = intraSiteBytesPerSecond
             self.interSiteBytesPerSecond = interSiteBytesPerSecond
             self.paused = paused
@@ -58,7 +59,11 @@ extension Admin {
         public var complete: Bool
         public var settings: RebalanceSettings
 
-        public init(layoutVersion: UInt64, liveVersions: [UInt64], nodes: [RebalanceNodeView], partitionsTotal: Int, partitionsDone: Int, bytesMoved: UInt64, bytesLeftEstimate: UInt64? = nil, rateBytesPerSecond: UInt64, etaSeconds: UInt64? = nil, complete: Bool, settings: RebalanceSettings) {
+        public init(
+            layoutVersion: UInt64, liveVersions: [UInt64], nodes: [RebalanceNodeView], partitionsTotal: Int,
+            partitionsDone: Int, bytesMoved: UInt64, bytesLeftEstimate: UInt64? = nil, rateBytesPerSecond: UInt64,
+            etaSeconds: UInt64? = nil, complete: Bool, settings: RebalanceSettings
+        ) {
             self.layoutVersion = layoutVersion
             self.liveVersions = liveVersions
             self.nodes = nodes
@@ -180,7 +185,12 @@ extension Admin {
         /// Why the node's status is not known.
         public var error: String?
 
-        public init(node: String, site: String, state: String, inLayout: Bool, capacity: UInt64? = nil, partitions: Int, usedBytes: UInt64? = nil, freeBytes: UInt64? = nil, fsFreeBytes: UInt64? = nil, hintsPending: Int? = nil, chunks: Int? = nil, objects: Int? = nil, rebalance: String? = nil, repair: String? = nil, scrub: String? = nil, quarantinedChunks: Int? = nil, gc: String? = nil, error: String? = nil) {
+        public init(
+            node: String, site: String, state: String, inLayout: Bool, capacity: UInt64? = nil, partitions: Int,
+            usedBytes: UInt64? = nil, freeBytes: UInt64? = nil, fsFreeBytes: UInt64? = nil, hintsPending: Int? = nil,
+            chunks: Int? = nil, objects: Int? = nil, rebalance: String? = nil, repair: String? = nil,
+            scrub: String? = nil, quarantinedChunks: Int? = nil, gc: String? = nil, error: String? = nil
+        ) {
             self.node = node
             self.site = site
             self.state = state
@@ -213,7 +223,10 @@ extension Admin {
         public var rateBytesPerSecond: UInt64
         public var etaSeconds: UInt64?
 
-        public init(liveVersions: [UInt64], complete: Bool, partitionsTotal: Int, partitionsDone: Int, bytesMoved: UInt64, bytesLeftEstimate: UInt64? = nil, rateBytesPerSecond: UInt64, etaSeconds: UInt64? = nil) {
+        public init(
+            liveVersions: [UInt64], complete: Bool, partitionsTotal: Int, partitionsDone: Int, bytesMoved: UInt64,
+            bytesLeftEstimate: UInt64? = nil, rateBytesPerSecond: UInt64, etaSeconds: UInt64? = nil
+        ) {
             self.liveVersions = liveVersions
             self.complete = complete
             self.partitionsTotal = partitionsTotal
@@ -242,7 +255,10 @@ extension Admin {
         public var rebalance: RebalanceSummary
         public var hintsPending: Int
 
-        public init(node: String, layoutVersion: UInt64, liveVersions: [UInt64], healthy: Bool, reasons: [String], nodes: [StatusNodeView], underReplicated: [UnderReplication], rebalance: RebalanceSummary, hintsPending: Int) {
+        public init(
+            node: String, layoutVersion: UInt64, liveVersions: [UInt64], healthy: Bool, reasons: [String],
+            nodes: [StatusNodeView], underReplicated: [UnderReplication], rebalance: RebalanceSummary, hintsPending: Int
+        ) {
             self.node = node
             self.layoutVersion = layoutVersion
             self.liveVersions = liveVersions

@@ -52,7 +52,13 @@ public struct NodeRebalanceStatus: Codable, Sendable, Hashable {
     /// answers of older nodes.
     public var skippedSources: [String]?
 
-    public init(node: String, site: String, layoutVersion: UInt64, liveVersions: [UInt64], syncedVersion: UInt64, droppedVersion: UInt64, state: String, partitionsTotal: Int, partitionsDone: Int, moved: CopyTally, bytesLeftEstimate: UInt64? = nil, rateBytesPerSecond: UInt64, etaSeconds: UInt64? = nil, manifestsDropped: Int, chunksDropped: Int, settings: RebalanceSettings, lastError: String? = nil, waitingFor: [String], skippedSources: [String]? = nil) {
+    public init(
+        node: String, site: String, layoutVersion: UInt64, liveVersions: [UInt64], syncedVersion: UInt64,
+        droppedVersion: UInt64, state: String, partitionsTotal: Int, partitionsDone: Int, moved: CopyTally,
+        bytesLeftEstimate: UInt64? = nil, rateBytesPerSecond: UInt64, etaSeconds: UInt64? = nil, manifestsDropped: Int,
+        chunksDropped: Int, settings: RebalanceSettings, lastError: String? = nil, waitingFor: [String],
+        skippedSources: [String]? = nil
+    ) {
         self.node = node
         self.site = site
         self.layoutVersion = layoutVersion
@@ -225,7 +231,10 @@ public struct NodeStoreStatus: Codable, Sendable, Hashable {
     /// Live objects (tombstones not counted).
     public var objects: Int
 
-    public init(usedBytes: UInt64, segmentBytes: UInt64, metadataBytes: UInt64, fsFreeBytes: UInt64? = nil, fsTotalBytes: UInt64? = nil, hintsPending: Int, hintsByTarget: [String: Int], chunks: Int, objects: Int) {
+    public init(
+        usedBytes: UInt64, segmentBytes: UInt64, metadataBytes: UInt64, fsFreeBytes: UInt64? = nil,
+        fsTotalBytes: UInt64? = nil, hintsPending: Int, hintsByTarget: [String: Int], chunks: Int, objects: Int
+    ) {
         self.usedBytes = usedBytes
         self.segmentBytes = segmentBytes
         self.metadataBytes = metadataBytes

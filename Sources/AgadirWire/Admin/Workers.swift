@@ -33,7 +33,8 @@ public struct WorkerInfo: Codable, Sendable, Hashable {
     public var lastStepMillis: UInt64?
 
     public init(
-        name: String, state: WorkerState, phase: String? = nil, progress: String? = nil, lastError: String? = nil, steps: Int = 0,
+        name: String, state: WorkerState, phase: String? = nil, progress: String? = nil, lastError: String? = nil,
+        steps: Int = 0,
         lastStepMillis: UInt64? = nil
     ) {
         self.name = name
