@@ -13,7 +13,7 @@ import Synchronization
 /// versions once every storage node of the new one has, and then drops what it no longer owns.
 public final class Rebalancer: Worker, Sendable {
     let node: ClusterNode
-    let path: String
+    let file: StateFile<Record>
     let logger: Logger
     let timing: Timing
 
@@ -80,20 +80,12 @@ public final class Rebalancer: Worker, Sendable {
 
     public init(node: ClusterNode, dataDir: String, timing: Timing = Timing(), logger: Logger) throws(AgadirError) {
         self.node = node
-        self.path = (dataDir as NSString).appendingPathComponent("rebalance.json")
+        self.file = StateFile(
+            dataDir: dataDir, name: "rebalance.json",
+            ifMovedAway: "the node then copies its partitions again from the start")
         self.logger = logger
         self.timing = timing
-        var record = Record()
-        if let data = FileManager.default.contents(atPath: path) {
-            do {
-                record = try JSONDecoder().decode(Record.self, from: data)
-            } catch {
-                throw AgadirError(
-                    .corruptData,
-                    "\(path) does not decode (\(error)); move it away: the node then copies its partitions again from the start"
-                )
-            }
-        }
+        let record = try file.load(or: Record())
         let s = record.settings
         self.live = Mutex(
             Live(
@@ -157,14 +149,7 @@ public final class Rebalancer: Worker, Sendable {
         return true
     }
 
-    private func save(_ record: Record) throws(AgadirError) {
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys]
-        guard let data = try? enc.encode(record) else {
-            throw AgadirError(.internalError, "the rebalance progress does not encode")
-        }
-        try AtomicFile.save(Array(data), to: path)
-    }
+    private func save(_ record: Record) throws(AgadirError) { try file.save(record) }
 
     private func update(_ body: (inout Live) -> Void) { live.withLock { body(&$0) } }
 

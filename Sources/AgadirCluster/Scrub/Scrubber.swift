@@ -14,7 +14,7 @@ public final class Scrubber: Worker, Sendable {
     let node: ClusterNode
     let logger: Logger
     let interval: Duration
-    let path: String
+    let file: StateFile<Record>
 
     /// What survives a restart.
     struct Record: Codable {
@@ -44,16 +44,8 @@ public final class Scrubber: Worker, Sendable {
         self.node = node
         self.logger = logger
         self.interval = interval
-        self.path = (dataDir as NSString).appendingPathComponent("scrub.json")
-        var record = Record()
-        if let data = FileManager.default.contents(atPath: path) {
-            do {
-                record = try JSONDecoder().decode(Record.self, from: data)
-            } catch {
-                throw AgadirError(
-                    .corruptData, "\(path) does not decode (\(error)); move it away: the scrub then starts over")
-            }
-        }
+        self.file = StateFile(dataDir: dataDir, name: "scrub.json", ifMovedAway: "the scrub then starts over")
+        let record = try file.load(or: Record())
         self.state = Mutex(State(record: record, bytesPerSecond: bytesPerSecond))
     }
 
@@ -105,12 +97,7 @@ public final class Scrubber: Worker, Sendable {
             body(&s.record)
             return s.record
         }
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys]
-        guard let data = try? enc.encode(record) else {
-            throw AgadirError(.internalError, "the scrub state does not encode")
-        }
-        try AtomicFile.save(Array(data), to: path)
+        try file.save(record)
     }
 
     // MARK: Worker
