@@ -3,6 +3,7 @@ import AgadirMembership
 import AgadirTransport
 import AgadirWire
 import NIOCore
+import ServiceLifecycle
 import Synchronization
 
 /// The answer of a peer: the RESPONSE frame's fields and the whole body.
@@ -42,7 +43,7 @@ public struct PeerLinkSettings: Sendable, Hashable {
 /// cluster-secret handshake: PEER_HELLO, then PEER_AUTH. The peer's endpoint comes from
 /// membership (`resolve`); the handshake checks that the node answering there is the node
 /// asked for, so a stale address never delivers a bucket's bytes to another node.
-public final class PeerLinks: Sendable {
+public final class PeerLinks: Service, Sendable {
     public let nodeID: String
     public let authenticator: PeerAuthenticator
     public let settings: PeerLinkSettings
@@ -60,6 +61,13 @@ public final class PeerLinks: Sendable {
         self.authenticator = authenticator
         self.settings = settings
         self.resolve = resolve
+    }
+
+    /// As a service of the node: the links stay open until graceful shutdown, then close
+    /// (after the workers and the background tasks that use them have stopped).
+    public func run() async throws {
+        try? await gracefulShutdown()
+        closeAll()
     }
 
     /// Closes every link; calls in flight fail with UNAVAILABLE.

@@ -136,9 +136,10 @@ public struct NodeRuntime: Sendable {
     }
 
     /// The services in start order; shutdown runs in reverse: gossip first (the node
-    /// announces its departure), then the client endpoint, the store last.
+    /// announces its departure), then the client endpoint, the work requests left behind
+    /// (read repairs, hints), the background workers, the peer links, the store last.
     public var services: [any Service] {
-        [StoreService(store: store, logger: logger)] + cluster.workers + [background, clientServer, gossip]
+        [StoreService(store: store, logger: logger), links] + cluster.workers + [background, clientServer, gossip]
     }
 
     /// The node id lives in `DIR/node-id`: chosen once (from the configuration or at
