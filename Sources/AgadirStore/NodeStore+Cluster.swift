@@ -75,6 +75,19 @@ extension NodeStore {
         }
     }
 
+    /// Whether a reference of `bucket` to chunk `id` is recorded here (an object version of
+    /// the bucket stored or claimed it). A chunk is served to a peer only for a bucket that
+    /// references it (docs/cluster.md, "Sovereignty checks").
+    public func chunkReferenced(_ id: ChunkID, by bucket: String) async throws(AgadirError) -> Bool {
+        try await read { db throws(AgadirError) -> Bool in
+            try db.firstRow(
+                "SELECT 1 FROM chunk_refs WHERE chunk = ? AND bucket = ? LIMIT 1", [.blob(id.bytes), .text(bucket)]
+            ) {
+                _ in true
+            } ?? false
+        }
+    }
+
     /// Chunk ids held here in id order after `after`, at most `limit` (1 to `maxPageSize`),
     /// each with its stored length and the buckets recorded in its references (distinct,
     /// sorted); a chunk with no recorded reference (an interrupted PUT, or one stored by

@@ -25,8 +25,13 @@ public struct LocalReplica: ReplicaClient {
         try await store.putChunk(chunk, reference: reference)
     }
 
+    /// The chunk, only for a bucket that references it: a chunk id alone (a hash anyone can
+    /// compute from known content) never reads another bucket's bytes.
     public func getChunk(_ id: ChunkID, bucket: String) async throws(AgadirError) -> EncodedChunk {
-        try await store.readChunkRecord(id)
+        guard try await store.chunkReferenced(id, by: bucket) else {
+            throw AgadirError(.noSuchChunk, "chunk \(id.hex) is not referenced by bucket '\(bucket)' on node \(nodeID)")
+        }
+        return try await store.readChunkRecord(id)
     }
 
     public func putManifest(_ manifest: ObjectManifest) async throws(AgadirError) -> (
