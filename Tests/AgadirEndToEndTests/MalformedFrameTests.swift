@@ -8,7 +8,8 @@ import Testing
 struct RawSocket {
     let fd: Int32
 
-    init(endpoint: String) throws {
+    /// `source`: the local address to connect from (any 127.x.y.z works on loopback).
+    init(endpoint: String, source: String? = nil) throws {
         let parts = endpoint.split(separator: ":")
         guard parts.count == 2, let port = UInt16(parts[1]) else {
             throw AgadirError(.invalidArgument, "endpoint \(endpoint)")
@@ -18,6 +19,20 @@ struct RawSocket {
         var tv = timeval(tv_sec: 0, tv_usec: 300_000)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        if let source {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            local.sin_addr.s_addr = inet_addr(source)
+            let bound = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            guard bound == 0 else {
+                close(fd)
+                throw AgadirError(.unavailable, "bind to \(source) failed: errno \(errno)")
+            }
+        }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = port.bigEndian
@@ -55,6 +70,16 @@ struct RawSocket {
     }
 
     func closeSocket() { close(fd) }
+
+    /// True once the node has closed its side (a read gives EOF or a reset), false while the
+    /// connection is open and silent (nothing to read now; does not wait).
+    func closedByNode() -> Bool {
+        var byte: UInt8 = 0
+        let n = recv(fd, &byte, 1, Int32(MSG_DONTWAIT))
+        if n == 0 { return true }
+        if n < 0 { return errno != EAGAIN && errno != EWOULDBLOCK }
+        return false
+    }
 
     func finishSending() { shutdown(fd, Int32(SHUT_WR)) }
 }

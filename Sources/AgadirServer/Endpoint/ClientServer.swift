@@ -36,12 +36,21 @@ public final class ClientServer: Service, Sendable {
     let logger: Logger
     let group: MultiThreadedEventLoopGroup
     private let bound = Once<SocketAddress?>()
-    private let connectionCount = Atomic<Int>(0)
+    private let admission: Mutex<ConnectionAdmission>
+    /// True for an IP address of a cluster member (gossip): its connections use the peer slots.
+    let isMemberAddress: @Sendable (String) -> Bool
 
     public init(
         service: ObjectService, config: NodeConfiguration, host: String, port: Int, group: MultiThreadedEventLoopGroup,
-        logger: Logger, peerAccess: PeerAccess? = nil
+        logger: Logger, peerAccess: PeerAccess? = nil,
+        isMemberAddress: @escaping @Sendable (String) -> Bool = { _ in false }
     ) {
+        self.admission = Mutex(
+            ConnectionAdmission(
+                limits: .init(
+                    maxConnections: config.maxConnections, maxPerAddress: config.maxConnectionsPerAddress,
+                    peerReserve: config.peerConnectionsReserved)))
+        self.isMemberAddress = isMemberAddress
         self.service = service
         self.peerAccess = peerAccess
         self.config = config
@@ -75,10 +84,9 @@ public final class ClientServer: Service, Sendable {
                 .bind(host: host, port: port) { child in
                     child.eventLoop.makeCompletedFuture {
                         try child.pipeline.syncOperations.addHandlers([
-                            IdleStateHandler(allTimeout: idle),
-                            IdleCloser(),
                             ByteToMessageHandler(FrameDecoder(limits: limits)),
                             FrameEncoder(),
+                            FrameIdleHandler(timeout: idle),
                         ])
                         return try NIOAsyncChannel<Frame, Frame>(
                             wrappingChannelSynchronously: child,
@@ -101,16 +109,16 @@ public final class ClientServer: Service, Sendable {
             try await channel.executeThenClose { inbound in
                 try await withThrowingDiscardingTaskGroup { connections in
                     for try await connection in inbound {
-                        if connectionCount.wrappingAdd(1, ordering: .relaxed).newValue > config.maxConnections {
-                            connectionCount.wrappingSubtract(1, ordering: .relaxed)
-                            logger.warning(
-                                "connection refused: too many connections",
-                                metadata: ["limit": "\(config.maxConnections)"])
+                        let address = connection.channel.remoteAddress?.ipAddress ?? "?"
+                        let member = isMemberAddress(address)
+                        let decision = admission.withLock { $0.admit(address: address, fromClusterMember: member) }
+                        guard case .admitted(let peerSlot) = decision else {
+                            if case .refused(let why) = decision { refused(address, why) }
                             try? await connection.channel.close()
                             continue
                         }
                         connections.addTask {
-                            defer { self.connectionCount.wrappingSubtract(1, ordering: .relaxed) }
+                            defer { self.admission.withLock { $0.release(address: address, peerSlot: peerSlot) } }
                             await self.serve(connection, limits: limits, grace: grace)
                         }
                     }
@@ -122,6 +130,28 @@ public final class ClientServer: Service, Sendable {
         }
         logger.info("client endpoint closed")
     }
+
+    /// Refusals are logged at most once per 10 s (a flood must not flood the log too).
+    private let lastRefusalLog = Mutex<ContinuousClock.Instant?>(nil)
+    private let refusals = Atomic<Int>(0)
+
+    private func refused(_ address: String, _ why: String) {
+        let count = refusals.add(1, ordering: .relaxed).newValue
+        let now = ContinuousClock.now
+        let due = lastRefusalLog.withLock { last in
+            guard last.map({ now - $0 >= .seconds(10) }) ?? true else { return false }
+            last = now
+            return true
+        }
+        if due {
+            logger.warning(
+                "connection refused",
+                metadata: ["address": "\(address)", "reason": "\(why)", "refusedSoFar": "\(count)"])
+        }
+    }
+
+    /// Connections refused since the node started (per-address and total bounds).
+    public var connectionsRefused: Int { refusals.load(ordering: .relaxed) }
 
     // MARK: One connection
 
@@ -446,17 +476,4 @@ struct OutboundSink: ResponseSink {
     let writer: NIOAsyncChannelOutboundWriter<Frame>
     let writerChannel: any Channel
     func send(_ frame: Frame) async throws { try await writer.write(frame) }
-}
-
-/// Closes a connection on which nothing was read or written for the idle timeout.
-final class IdleCloser: ChannelInboundHandler, Sendable {
-    typealias InboundIn = NIOAny
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent {
-            context.close(promise: nil)
-            return
-        }
-        context.fireUserInboundEventTriggered(event)
-    }
 }

@@ -41,7 +41,13 @@ public struct NodeConfiguration: Sendable, Codable, Equatable {
     public var eventLoopThreads: Int = 0
     /// Most concurrent client connections. Default 1024.
     public var maxConnections: Int = 1024
-    /// A connection with no traffic either way for this long is closed. Default 300 s.
+    /// Most connections from one address (cluster members' addresses excepted). Default 256.
+    public var maxConnectionsPerAddress: Int = 256
+    /// Connections from cluster members' addresses counted apart from `maxConnections`, so
+    /// replication keeps working when clients hold every slot. Default 256.
+    public var peerConnectionsReserved: Int = 256
+    /// A connection on which no whole frame was received or sent for this long is closed
+    /// (single bytes do not count). Default 300 s.
     public var idleTimeoutSeconds: Int = 300
     /// A streaming request body that stalls this long fails with REQUEST_TIMEOUT. Default 60 s.
     public var requestTimeoutSeconds: Int = 60
@@ -149,7 +155,8 @@ public struct NodeConfiguration: Sendable, Codable, Equatable {
         guard (0...256).contains(eventLoopThreads) else {
             throw bad("eventLoopThreads must be 0...256 (0: one per core)")
         }
-        guard maxConnections >= 1, maxInFlightRequests >= 1 else { throw bad("connection limits must be positive") }
+        guard maxConnections >= 1, maxInFlightRequests >= 1, maxConnectionsPerAddress >= 1, peerConnectionsReserved >= 0
+        else { throw bad("connection limits must be positive") }
         guard idleTimeoutSeconds >= 1, requestTimeoutSeconds >= 1, shutdownGraceSeconds >= 0 else {
             throw bad("timeouts must be positive")
         }

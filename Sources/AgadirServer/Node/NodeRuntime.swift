@@ -130,7 +130,13 @@ public struct NodeRuntime: Sendable {
             })
         let clientServer = ClientServer(
             service: service, config: config, host: host, port: port, group: group, logger: logger,
-            peerAccess: ClientServer.PeerAccess(nodeID: nodeID, authenticator: authenticator, handler: replicaService))
+            peerAccess: ClientServer.PeerAccess(nodeID: nodeID, authenticator: authenticator, handler: replicaService),
+            isMemberAddress: { address in
+                gossip.memberInfos().contains { m in
+                    m.nodeID != nodeID
+                        && [m.clientAddress, m.peerAddress].contains { (try? Endpoint.parse($0))?.host == address }
+                }
+            })
         clientServerOnceBuilt.withLock { $0 = clientServer }
         self.clientServer = clientServer
     }
