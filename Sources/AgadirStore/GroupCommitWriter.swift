@@ -457,6 +457,14 @@ final class GroupCommitWriter: @unchecked Sendable {
                 batchHintDelta -= db.changes
             }
             return .done
+        case .purgeDeletedBuckets(let before, let limit):
+            try db.run(
+                """
+                DELETE FROM buckets WHERE name IN (
+                    SELECT name FROM buckets b WHERE b.deleted = 1 AND b.version_hlc < ?
+                    AND NOT EXISTS (SELECT 1 FROM objects o WHERE o.bucket = b.name) LIMIT ?)
+                """, [.int(Int64(bitPattern: before)), .int(Int64(limit))])
+            return .removed(count: db.changes)
         case .dropManifests(let entries):
             var removed = 0
             for entry in entries {

@@ -312,6 +312,21 @@ extension NodeStore {
         return applied
     }
 
+    /// Forgets the deletion records of buckets deleted before `deletedBeforeMillis` whose
+    /// name holds no manifest any more, at most `limit` at once; returns how many. Without
+    /// it, names created and deleted by the hundred thousand would fill the catalog for good
+    /// (`maxBucketRecords`). The cutoff is the catalog's grace: a node down longer than it
+    /// could bring a deleted bucket back when it returns, as for object delete markers.
+    public func purgeDeletedBuckets(deletedBeforeMillis: UInt64, limit: Int = 10_000) async throws(AgadirError) -> Int {
+        guard limit >= 1 else { throw AgadirError(.invalidArgument, "purge limit \(limit); give at least 1") }
+        let before = HLCTimestamp(physicalMillis: deletedBeforeMillis, logical: 0).rawValue
+        defer { catalogChanges.wrappingAdd(1, ordering: .sequentiallyConsistent) }
+        guard case .removed(let count) = try await write(.purgeDeletedBuckets(before: before, limit: limit)) else {
+            throw AgadirError(.internalError, "bucket purge got a result of the wrong kind")
+        }
+        return count
+    }
+
     /// Every record, deleted ones included, sorted by name (at most `maxBucketRecords`, which
     /// writes enforce). Standalone buckets appear at version `ObjectVersion.zero`.
     public func bucketCatalog() async throws(AgadirError) -> [BucketRecord] {

@@ -29,6 +29,9 @@ enum WriteOperation: Sendable {
     /// Last writer wins without bucket, chunk or reference-count bookkeeping.
     case putReplicaManifest(ObjectManifest, encoded: [UInt8])
     case mergeBucketRecord(BucketRecord)
+    /// Removes deletion records of buckets older than the cutoff (HLC raw value) whose name
+    /// holds no manifest any more (`NodeStore.purgeDeletedBuckets`).
+    case purgeDeletedBuckets(before: UInt64, limit: Int)
     case putHint(EncodedHint)
     case deleteHints([Int64])
     /// Deletes each (bucket, key) row whose stored version is the given one (`NodeStore.dropManifests`).

@@ -30,7 +30,15 @@ public final class GarbageCollector: Worker, Sendable {
     }
     private let state = Mutex(State())
 
-    public init(node: ClusterNode, coordinator: Coordinator?, interval: Duration, grace: Duration, logger: Logger) {
+    /// How long a deleted bucket's record is kept (the tombstone grace): a node down longer
+    /// could bring the bucket back.
+    let catalogGrace: Duration
+
+    public init(
+        node: ClusterNode, coordinator: Coordinator?, interval: Duration, grace: Duration,
+        catalogGrace: Duration = .seconds(86_400), logger: Logger
+    ) {
+        self.catalogGrace = catalogGrace
         self.node = node
         self.coordinator = coordinator
         self.interval = interval
@@ -88,6 +96,7 @@ public final class GarbageCollector: Worker, Sendable {
             }
             try await reclaimChunks(before: cutoff)
             try await compact()
+            try await purgeCatalog()
             state.withLock { $0.progress.lastError = nil }
         } catch {
             logger.warning("garbage collection pass failed", metadata: ["error": "\(error)"])
@@ -182,6 +191,16 @@ public final class GarbageCollector: Worker, Sendable {
             state.withLock { $0.progress.chunksReclaimed += gone.count }
             guard ids.count == 1000, let last = ids.last else { break }
             after = last
+        }
+    }
+
+    /// Forgets the records of buckets deleted longer than `catalogGrace` ago.
+    private func purgeCatalog() async throws(AgadirError) {
+        let graceMillis = UInt64(max(0, catalogGrace.components.seconds)) * 1000
+        let purged = try await node.store.purgeDeletedBuckets(deletedBeforeMillis: WallMillis.now() &- graceMillis)
+        if purged > 0 {
+            state.withLock { $0.progress.bucketsPurged = ($0.progress.bucketsPurged ?? 0) + purged }
+            logger.info("deleted buckets' records purged", metadata: ["count": "\(purged)"])
         }
     }
 

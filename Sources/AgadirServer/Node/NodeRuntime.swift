@@ -102,7 +102,8 @@ public struct NodeRuntime: Sendable {
             logger: logger)
         let garbageCollector = GarbageCollector(
             node: clusterNode, coordinator: coordinator, interval: .seconds(config.garbageIntervalSeconds),
-            grace: .seconds(config.garbageGraceSeconds), logger: logger)
+            grace: .seconds(config.garbageGraceSeconds), catalogGrace: .seconds(config.tombstoneGraceSeconds),
+            logger: logger)
         let cluster = ClusterBinding(
             node: clusterNode, coordinator: coordinator, rebalancer: rebalancer, antiEntropy: antiEntropy,
             scrubber: scrubber,

@@ -208,6 +208,8 @@ public struct GarbageProgress: Codable, Sendable, Hashable {
     public var chunksReclaimed = 0
     public var bytesFreed: UInt64 = 0
     public var segmentsCompacted = 0
+    /// Deletion records of buckets forgotten after the catalog grace (absent from older nodes).
+    public var bucketsPurged: Int?
     public var lastError: String?
 
     public init() {}
