@@ -541,13 +541,7 @@ struct Members: AsyncParsableCommand {
                 lastContact(m.lastContactMillisAgo),
             ]
         }
-        let widths = header.indices.map { c in ([header] + rows).map { $0[c].count }.max() ?? 0 }
-        return ([header] + rows).map { row in
-            row.indices.map { c in
-                c == row.count - 1 ? row[c] : row[c].padding(toLength: widths[c], withPad: " ", startingAt: 0)
-            }
-            .joined(separator: "  ")
-        }.joined(separator: "\n")
+        return agadir.table(header, rows)
     }
 
     /// `-` for never (or the answering node itself), else `0.4s ago`, `12s ago`, `4m12s ago`, `2h03m ago`.

@@ -213,3 +213,17 @@ final class LabApplication: Sendable {
 
     func stop() { stopFlag.withLock { $0 = true } }
 }
+
+/// Runs `body` with `lab`, then stops every node by pid and removes the lab's directory,
+/// whether `body` returns or throws.
+func withLab(_ lab: Lab, _ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch {
+        _ = try? await lab.down(timeout: .seconds(15))
+        try? FileManager.default.removeItem(at: lab.root)
+        throw error
+    }
+    _ = try? await lab.down(timeout: .seconds(15))
+    try? FileManager.default.removeItem(at: lab.root)
+}

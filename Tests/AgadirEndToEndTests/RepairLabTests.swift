@@ -43,7 +43,7 @@ struct RepairLabTests {
     func wipedNodeIsRefilled_andOldTombstonesPurged() async throws {
         let lab = try await Lab.create(
             sites: ["benguerir", "casablanca", "settat"], nodesPerSite: 2, extraArguments: ["--tombstone-grace", "3"])
-        do {
+        try await withLab(lab) {
             try await lab.up(waitForConvergence: true, timeout: .seconds(90))
             try await lab.applyLayout(
                 policies: [LabPolicy(name: "ma", replicationFactor: 3, sites: "country=MA", minSites: 2)],
@@ -125,12 +125,6 @@ struct RepairLabTests {
                     "the delete marker of \(key) is still held: \(held.manifests[key] ?? [:])")
             }
             #expect(held.manifests.values.contains { $0["settat-1"] != nil }, "settat-1 holds manifests again")
-        } catch {
-            _ = try? await lab.down(timeout: .seconds(15))
-            try? FileManager.default.removeItem(at: lab.root)
-            throw error
         }
-        _ = try? await lab.down(timeout: .seconds(15))
-        try? FileManager.default.removeItem(at: lab.root)
     }
 }

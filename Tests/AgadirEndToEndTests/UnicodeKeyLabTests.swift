@@ -22,7 +22,7 @@ struct UnicodeKeyLabTests {
         let lab = try await Lab.create(
             sites: ["benguerir", "casablanca", "settat"], nodesPerSite: 1,
             extraArguments: ["--garbage-grace", "3", "--garbage-interval", "3600"])
-        do {
+        try await withLab(lab) {
             try await lab.up(waitForConvergence: true, timeout: .seconds(90))
             _ = try await lab.applyLayout(
                 policies: [LabPolicy(name: "ma", replicationFactor: 3, sites: "country=MA", minSites: 2)],
@@ -71,13 +71,7 @@ struct UnicodeKeyLabTests {
                 await c.close()
             }
             await client.close()
-        } catch {
-            _ = try? await lab.down(timeout: .seconds(15))
-            try? FileManager.default.removeItem(at: lab.root)
-            throw error
         }
-        _ = try? await lab.down(timeout: .seconds(15))
-        try? FileManager.default.removeItem(at: lab.root)
     }
 
     /// Starts a pass on every node and waits until each has finished at least `atLeast` passes.

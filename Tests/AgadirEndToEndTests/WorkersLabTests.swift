@@ -14,7 +14,7 @@ struct WorkersLabTests {
     )
     func workersOfEveryNode_areListed_withTheirState() async throws {
         let lab = try await Lab.create(sites: ["benguerir", "casablanca", "settat"], nodesPerSite: 1)
-        do {
+        try await withLab(lab) {
             try await lab.up(waitForConvergence: true, timeout: .seconds(90))
             _ = try await lab.applyLayout(
                 policies: [LabPolicy(name: "ma", replicationFactor: 3, sites: "country=MA", minSites: 2)],
@@ -56,12 +56,6 @@ struct WorkersLabTests {
             let degraded = try await cli.runDetached(["admin", "workers"])
             #expect(degraded.status == 1, "\(degraded.stdout)\(degraded.stderr)")
             #expect(degraded.stdout.contains("settat-1") && degraded.stdout.contains("unknown"), "\(degraded.stdout)")
-        } catch {
-            _ = try? await lab.down(timeout: .seconds(15))
-            try? FileManager.default.removeItem(at: lab.root)
-            throw error
         }
-        _ = try? await lab.down(timeout: .seconds(15))
-        try? FileManager.default.removeItem(at: lab.root)
     }
 }

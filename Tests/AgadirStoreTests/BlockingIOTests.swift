@@ -8,6 +8,23 @@ import Testing
 
 /// Point reads never block a thread of the cooperative pool (issue 11): with every SQLite
 /// connection lent, they wait on the store's I/O pool, and other tasks keep running.
+/// Lends `count` read connections of `store` to threads that keep them until the returned
+/// semaphore is signalled (once per connection).
+private func holdEveryConnection(of store: NodeStore, count: Int) -> DispatchSemaphore {
+    let release = DispatchSemaphore(value: 0)
+    for _ in 0..<count {
+        let held = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            _ = try? store.readers.withConnection { _ throws(AgadirError) in
+                held.signal()
+                release.wait()
+            }
+        }
+        held.wait()
+    }
+    return release
+}
+
 @Suite("Blocking I/O stays off the cooperative pool")
 struct BlockingIOTests {
     @Test func withIdleConnection_answersNil_whenEveryConnectionIsLent() throws {
@@ -16,15 +33,7 @@ struct BlockingIOTests {
         var options = StoreOptions()
         options.readerCount = 1
         let store = try openStore(dir, options: options)
-        let held = DispatchSemaphore(value: 0)
-        let release = DispatchSemaphore(value: 0)
-        Thread.detachNewThread {
-            _ = try? store.readers.withConnection { _ throws(AgadirError) in
-                held.signal()
-                release.wait()
-            }
-        }
-        held.wait()
+        let release = holdEveryConnection(of: store, count: 1)
         let idle = try store.readers.withIdleConnection { _ throws(AgadirError) in true }
         #expect(idle == nil)
         release.signal()
@@ -53,15 +62,7 @@ struct BlockingIOTests {
         options.ioThreads = 2
         let store = try openStore(dir, options: options)
         try await store.createBucket(BucketInfo(name: "bio", policy: "default", createdMillis: 0))
-        let held = DispatchSemaphore(value: 0)
-        let release = DispatchSemaphore(value: 0)
-        Thread.detachNewThread {
-            _ = try? store.readers.withConnection { _ throws(AgadirError) in
-                held.signal()
-                release.wait()
-            }
-        }
-        held.wait()
+        let release = holdEveryConnection(of: store, count: 1)
         defer { release.signal() }  // never leave the thread holding it, whatever fails below
         // More waiting reads than this machine has cooperative threads.
         let reads = Task {
