@@ -471,15 +471,20 @@ public final class Rebalancer: Worker, Sendable {
     /// The rebalance statuses of `nodes` (this node's own without a network hop); nil for a
     /// node that did not answer.
     public func statuses(of nodes: [String]) async -> [String: NodeRebalanceStatus] {
-        await nodeStatuses(of: nodes, store: false).compactMapValues { try? $0.get().rebalance }
+        let me = node.nodeID
+        return await nodeStatuses(of: nodes) { NodeStatus(node: me, rebalance: self.status()) }
+            .compactMapValues { try? $0.get().rebalance }
     }
 
-    /// The NODE_STATUS answers of `nodes` (this node's own without a network hop, with its
-    /// store figures only when `store`): a failure names why (not alive, no answer).
-    public func nodeStatuses(of nodes: [String], store: Bool) async -> [String: Result<NodeStatus, AgadirError>] {
+    /// The NODE_STATUS answers of `nodes`, this node's own from `local` (no network hop): the
+    /// one gathering of node statuses (the rebalance's decisions, `cluster.status`, the
+    /// admin status commands). A failure names why (not alive, no answer). Settings newer
+    /// than this node's, seen in an answer, are adopted.
+    public func nodeStatuses(
+        of nodes: [String], local: @escaping @Sendable () async -> NodeStatus
+    ) async -> [String: Result<NodeStatus, AgadirError>] {
         let gathered = await node.fanOut(nodes, request: .nodeStatus, decoding: NodeStatus.self) {
-            () throws(AgadirError) in
-            store ? await self.nodeStatus() : NodeStatus(node: self.node.nodeID, rebalance: self.status())
+            () throws(AgadirError) in await local()
         }
         var out: [String: Result<NodeStatus, AgadirError>] = [:]
         for id in nodes {
@@ -492,11 +497,6 @@ public final class Rebalancer: Worker, Sendable {
             }
         }
         return out
-    }
-
-    /// This node's NODE_STATUS answer: its rebalance and its store figures.
-    public func nodeStatus() async -> NodeStatus {
-        NodeStatus(node: node.nodeID, rebalance: status(), store: await node.storeStatus())
     }
 
     /// Retires the older live versions once every storage node of the current one says it

@@ -8,17 +8,16 @@ extension AdminCommands {
     func maintenance(_ request: MaintenanceRequest, _ cluster: ClusterBinding) async throws(AgadirError)
         -> Admin.MaintenanceView
     {
+        // Refused here first (a bad request reaches no node), then sent to every other node.
         try cluster.maintenance(request)
         let node = cluster.node
-        let others = node.adminAudience().filter { $0 != node.nodeID }
-        let sent = await node.fanOut(others, request: .maintenance, body: try AdminJSON.encode(request)) {
-            () throws(AgadirError) in
+        let sent = await node.fanOut(node.adminAudience(), request: .maintenance, body: try AdminJSON.encode(request)) {
+            () throws(AgadirError) in  // done above
         }
-        let reached = ([node.nodeID] + sent.reached).sorted()
         logger.notice(
             "maintenance requested",
             metadata: ["task": "\(request.task)", "action": "\(request.action)", "unreached": "\(sent.unreached)"])
         return Admin.MaintenanceView(
-            task: request.task, action: request.action, reached: reached, unreached: sent.unreached)
+            task: request.task, action: request.action, reached: sent.reached, unreached: sent.unreached)
     }
 }

@@ -35,16 +35,13 @@ extension AdminCommands {
 
     /// Every node's NODE_STATUS (this node's own, whole, without a network hop).
     func nodeStatuses(_ cluster: ClusterBinding) async -> [(node: String, status: NodeStatus?, error: String?)] {
-        let node = cluster.node
-        let audience = node.adminAudience()
-        let gathered = await node.fanOut(audience, request: .nodeStatus, decoding: NodeStatus.self) {
-            () throws(AgadirError) in await cluster.localStatus()
-        }
+        let audience = cluster.node.adminAudience()
+        let answers = await cluster.rebalancer?.nodeStatuses(of: audience) { await cluster.localStatus() } ?? [:]
         return audience.map { member in
-            switch gathered.result(of: member) {
+            switch answers[member] {
             case .some(.success(let status)): (member, status, nil)
             case .some(.failure(let error)): (member, nil, error.message)
-            case nil: (member, nil, "not asked")
+            case nil: (member, nil, "not asked: this node runs no rebalancer")
             }
         }
     }

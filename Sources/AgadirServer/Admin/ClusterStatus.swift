@@ -8,9 +8,7 @@ import AgadirWire
 extension AdminCommands {
 
     func clusterStatus(_ cluster: ClusterBinding) async throws(AgadirError) -> Admin.ClusterStatusView {
-        guard let rebalancer = cluster.rebalancer else {
-            throw AgadirError(.invalidArgument, "this node runs no rebalancer; its cluster status is unknown")
-        }
+        let rebalancer = try rebalancer(cluster)
         let node = cluster.node
         let layout = node.layout
         let current = layout.current
@@ -19,12 +17,9 @@ extension AdminCommands {
         func state(_ id: String) -> String {
             id == node.nodeID ? MemberInfo.State.alive : infos[id]?.state ?? "unknown"
         }
-        // Every node of a live version, every alive member (a node not assigned yet), this node.
-        var ids = Set(layout.live.flatMap { $0.nodes.map(\.id) }).union([node.nodeID])
-        for (id, info) in infos where info.state == MemberInfo.State.alive { ids.insert(id) }
+        let ids = node.adminAudience()
         let alive = Set(ids.filter { state($0) == MemberInfo.State.alive })
-        var statuses = await rebalancer.nodeStatuses(of: ids.sorted(), store: true)
-        statuses[node.nodeID] = .success(await cluster.localStatus())
+        let statuses = await rebalancer.nodeStatuses(of: ids) { await cluster.localStatus() }
 
         var nodes: [Admin.StatusNodeView] = []
         var reasons: [String] = []

@@ -150,9 +150,6 @@ public final class ClientServer: Service, Sendable {
         }
     }
 
-    /// Connections refused since the node started (per-address and total bounds).
-    public var connectionsRefused: Int { refusals.load(ordering: .relaxed) }
-
     // MARK: One connection
 
     /// Per-connection state shared by the reader loop and the request tasks.

@@ -8,6 +8,7 @@ import Foundation
 import Logging
 import NIOPosix
 import ServiceLifecycle
+import Synchronization
 
 /// Keeps the store open while the node runs and closes it last on shutdown (it is
 /// the first service of the group, so it is shut down after the servers).
@@ -132,12 +133,7 @@ public struct NodeRuntime: Sendable {
         let clientServer = ClientServer(
             service: service, config: config, host: host, port: port, group: group, logger: logger,
             peerAccess: ClientServer.PeerAccess(nodeID: nodeID, authenticator: authenticator, handler: replicaService),
-            isMemberAddress: { address in
-                gossip.memberInfos().contains { m in
-                    m.nodeID != nodeID
-                        && [m.clientAddress, m.peerAddress].contains { (try? Endpoint.parse($0))?.host == address }
-                }
-            })
+            isMemberAddress: MemberHosts(nodeID: nodeID, gossip: gossip).contains)
         clientServerOnceBuilt.withLock { $0 = clientServer }
         self.clientServer = clientServer
     }
@@ -176,5 +172,32 @@ public struct NodeRuntime: Sendable {
         }
         try AtomicFile.save(Array((id + "\n").utf8), to: path)
         return id
+    }
+}
+
+/// The hosts of the other cluster members (their client and peer addresses, from gossip),
+/// for the connection admission of every accepted socket: computed at most once a second,
+/// not per connection.
+final class MemberHosts: Sendable {
+    let nodeID: String
+    let gossip: GossipService
+    private let cache = Mutex<(hosts: Set<String>, at: ContinuousClock.Instant)?>(nil)
+
+    init(nodeID: String, gossip: GossipService) {
+        self.nodeID = nodeID
+        self.gossip = gossip
+    }
+
+    @Sendable func contains(_ address: String) -> Bool {
+        let now = ContinuousClock.now
+        if let cached = cache.withLock({ $0 }), now - cached.at < .seconds(1) { return cached.hosts.contains(address) }
+        var hosts = Set<String>()
+        for m in gossip.memberInfos() where m.nodeID != nodeID {
+            for endpoint in [m.clientAddress, m.peerAddress] {
+                if let host = try? Endpoint.parse(endpoint).host { hosts.insert(host) }
+            }
+        }
+        cache.withLock { $0 = (hosts, now) }
+        return hosts.contains(address)
     }
 }

@@ -142,19 +142,9 @@ extension ObjectService {
 
 extension ObjectService {
     /// Streams an object (or a range of it): the RESPONSE frame with the object's fields,
-    /// then DATA frames, reading up to `getChunksReadAhead` chunks ahead; every chunk is
-    /// verified by the store before a byte of it is sent.
-    func get(
-        manifest m: ObjectManifest, range: ByteRange?, id: UInt64, sink: any ResponseSink, started: inout Bool
-    ) async throws {
-        let store = self.store
-        try await get(manifest: m, range: range, id: id, sink: sink, started: &started) { (chunk) throws(AgadirError) in
-            try await store.readChunk(chunk)
-        }
-    }
-
-    /// Streams an object whose chunks `read` returns verified (this node's store, or the
-    /// cluster's replicas).
+    /// then DATA frames, reading up to `getChunksReadAhead` chunks ahead; `read` returns
+    /// each chunk verified (this node's store, or the cluster's replicas) before a byte of it
+    /// is sent.
     public func get(
         manifest m: ObjectManifest, range: ByteRange?, id: UInt64, sink: any ResponseSink, started: inout Bool,
         read: @escaping @Sendable (ChunkID) async throws(AgadirError) -> [UInt8]

@@ -67,7 +67,7 @@ public final class ObjectService: Sendable {
             state: MemberInfo.State.alive, layoutVersion: 0, lastContactMillisAgo: -1)
     }
 
-    static func wallMillis() -> UInt64 { UInt64(max(0, Date().timeIntervalSince1970 * 1000)) }
+    static func wallMillis() -> UInt64 { WallMillis.now() }
 
     public func nextVersion() -> ObjectVersion {
         let ts = clock.withLock { $0.now(wallMillis: Self.wallMillis()) }
@@ -206,10 +206,12 @@ public final class ObjectService: Sendable {
                 await handle(id: id, request: request, body: nil, sink: sink)
                 return true
             case .get(let bucket, let key, let range):
-                let m = try await liveManifest(bucket: bucket, key: key)
-                guard case .inline = m.body else { return false }
+                let object = try await LocalObjects(service: self).open(bucket: bucket, key: key, options: options)
+                guard case .inline = object.manifest.body else { return false }
                 var started = false
-                try await get(manifest: m, range: range, id: id, sink: sink, started: &started)
+                try await get(
+                    manifest: object.manifest, range: range, id: id, sink: sink, started: &started,
+                    read: object.readChunk)
                 return true
             default:
                 return false
