@@ -42,7 +42,11 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .target(name: "AgadirWire", dependencies: ["AgadirCore"], swiftSettings: strict),
+        .target(
+            name: "AgadirWire",
+            dependencies: ["AgadirCore", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
         // SWIM + Lifeguard membership as a pure state machine, its message codec and keyring.
         .target(
             name: "AgadirMembership",

@@ -17,6 +17,12 @@ public struct ClientConfiguration: Sendable {
     public var bodyBufferBytes: Int = 8 << 20
     /// Limits applied to frames received from the node.
     public var limits: WireLimits = .default
+    /// The key every request is signed with (docs/protocol.md, "Signed requests"); without
+    /// one, only PING is answered. `Credentials.fromEnvironment()` reads the usual places.
+    public var credentials: Credentials?
+    /// With credentials: `put(bucket:key:data:)` sends CONTENT_SHA256, so the signature
+    /// covers the body, at the cost of hashing it on the client. Default true.
+    public var signPayloads: Bool = true
 
     public init() {}
 }
@@ -162,10 +168,19 @@ public final class AgadirClient: Sendable {
         let conn = try await pool.connection()
         var fields = request.fields()
         options.apply(to: &fields)
+        let signed = sign(request.opcode, fields)
         let (frame, body) = try await conn.roundTrip("\(request.opcode)") { (id) throws(AgadirError) in
-            try await conn.write(.request(id: id, opcode: request.opcode, fields: fields, end: true))
+            try await conn.write(.request(id: id, opcode: request.opcode, fields: signed, end: true))
         }
         return (frame, body, conn)
+    }
+
+    /// `fields` with the authentication fields of this client's key, fresh for each request.
+    func sign(_ opcode: Opcode, _ fields: Fields) -> Fields {
+        guard let credentials = configuration.credentials else { return fields }
+        var signed = fields
+        RequestSigning.sign(opcode: opcode.rawValue, fields: &signed, credentials: credentials)
+        return signed
     }
 
     /// The whole response body: payload of the RESPONSE frame plus its DATA frames.
@@ -258,11 +273,13 @@ public final class AgadirClient: Sendable {
                 .invalidArgument, "admin input of \(input.count) bytes is over \(AdminLimits.maxBodyBytes)")
         }
         let conn = try await primary.connection()
-        let request = Request.admin(command: command)
+        var fields = Request.admin(command: command).fields()
+        // The signature covers the input through its hash.
+        RequestOptions(contentSHA256: ChunkID.of(input)).apply(to: &fields)
+        let signed = sign(.admin, fields)
         let (frame, body) = try await conn.roundTrip("ADMIN \(command)") { (id) throws(AgadirError) in
             try await conn.write(
-                .request(id: id, opcode: .admin, fields: request.fields(), payload: ByteBuffer(bytes: input), end: true)
-            )
+                .request(id: id, opcode: .admin, fields: signed, payload: ByteBuffer(bytes: input), end: true))
         }
         return try await collect(frame, body, max: PeerLimits.maxStructuredBodyBytes)
     }
@@ -319,7 +336,8 @@ public final class AgadirClient: Sendable {
     ) async throws(AgadirError) -> WriteResult {
         let request = PutRequest(
             bucket: bucket, key: key, size: UInt64(data.count), contentType: contentType, metadata: metadata,
-            contentSHA256: verify ? ChunkID.of(data) : nil)
+            contentSHA256: verify || (configuration.credentials != nil && configuration.signPayloads)
+                ? ChunkID.of(data) : nil)
         let frameBytes = configuration.dataFrameBytes
         return try await put(request, consistency: consistency) {
             (send: (ArraySlice<UInt8>) async throws(AgadirError) -> Void) throws(AgadirError) in
@@ -361,6 +379,7 @@ public final class AgadirClient: Sendable {
         let req = Request.put(request)
         var fields = req.fields()
         options.apply(to: &fields)
+        fields = sign(.put, fields)
         var streamOpen = false  // a REQUEST without END_STREAM went out and no END/ABORT yet
         do {
             // Small bodies ride in the REQUEST frame: one frame, one round trip.

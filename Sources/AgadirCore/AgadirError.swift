@@ -31,6 +31,15 @@ public struct AgadirError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let rangeNotSatisfiable = Code(rawValue: 205)
         public static let metadataTooLarge = Code(rawValue: 206)
         public static let objectTooLarge = Code(rawValue: 207)
+        /// The request's key is valid but has no grant for what it asks (docs/protocol.md, "Access keys").
+        public static let accessDenied = Code(rawValue: 208)
+        /// No access key, an unknown one, or a signature that does not match: the request is
+        /// not attributed to anyone and is refused.
+        public static let notAuthenticated = Code(rawValue: 209)
+        /// The request was signed at a time too far from the node's clock.
+        public static let requestTimeSkewed = Code(rawValue: 210)
+        /// A signed request this node has already seen (same key and nonce).
+        public static let replayedRequest = Code(rawValue: 211)
 
         // MARK: 3xx: state of the named thing.
         public static let noSuchBucket = Code(rawValue: 300)
@@ -84,6 +93,7 @@ public struct AgadirError: Error, Sendable, Equatable, CustomStringConvertible {
             108: "IDLE_TIMEOUT", 109: "UNAUTHENTICATED",
             200: "INVALID_ARGUMENT", 201: "INVALID_BUCKET_NAME", 202: "INVALID_KEY", 203: "BODY_LENGTH_MISMATCH",
             204: "CHECKSUM_MISMATCH", 205: "RANGE_NOT_SATISFIABLE", 206: "METADATA_TOO_LARGE", 207: "OBJECT_TOO_LARGE",
+            208: "ACCESS_DENIED", 209: "NOT_AUTHENTICATED", 210: "REQUEST_TIME_SKEWED", 211: "REPLAYED_REQUEST",
             300: "NO_SUCH_BUCKET", 301: "BUCKET_ALREADY_EXISTS", 302: "BUCKET_NOT_EMPTY", 303: "NO_SUCH_KEY",
             304: "NO_SUCH_CHUNK", 305: "NO_SUCH_POLICY", 306: "POLICY_ALREADY_EXISTS", 307: "LAYOUT_VERSION_CONFLICT",
             308: "POLICY_UNSATISFIABLE", 309: "NO_SUCH_NODE", 310: "NODE_NOT_DRAINED",

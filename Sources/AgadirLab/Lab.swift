@@ -91,10 +91,12 @@ public struct Lab: Sendable {
                 }
                 state.extraArguments = extraArguments
                 try lab.store.save(state)
+                try writeRootCredentials(secretFile: state.secretFile, clusterName: state.clusterName, root: lab.root)
                 return
             }
             let secretFile = lab.root.appendingPathComponent("cluster.secret").path
             try writeSecret(to: secretFile)
+            try writeRootCredentials(secretFile: secretFile, clusterName: clusterName, root: lab.root)
             var nodes: [LabNode] = []
             for site in sites {
                 for n in 1...nodesPerSite {
@@ -143,6 +145,38 @@ public struct Lab: Sendable {
     }
 
     /// 32 random bytes as hex in a new file of mode 0600.
+    /// `ROOT/root.credentials`: the cluster's root key, derived from its secret as every node
+    /// derives it (what the lab's clients sign with, and what `agadir` reads through
+    /// AGADIR_CREDENTIALS).
+    public var credentialsFile: String { root.appendingPathComponent("root.credentials").path }
+
+    static func rootCredentials(secretFile: String, clusterName: String) throws(AgadirError) -> Credentials {
+        guard let data = FileManager.default.contents(atPath: secretFile) else {
+            throw AgadirError(.ioError, "cannot read the lab's cluster secret \(secretFile)")
+        }
+        let secret =
+            String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).first.map {
+                $0.trimmingCharacters(in: .whitespaces)
+            } ?? ""
+        return Credentials.root(clusterName: clusterName, secret: secret)
+    }
+
+    static func writeRootCredentials(secretFile: String, clusterName: String, root: URL) throws(AgadirError) {
+        let credentials = try rootCredentials(secretFile: secretFile, clusterName: clusterName)
+        let path = root.appendingPathComponent("root.credentials").path
+        let text = credentials.fileText(comment: "Agadir root key of the lab cluster '\(clusterName)'")
+        guard
+            FileManager.default.createFile(
+                atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
+        else { throw AgadirError(.ioError, "cannot write \(path)") }
+    }
+
+    /// The lab's root key.
+    public func rootCredentials() throws(AgadirError) -> Credentials {
+        let state = try store.load()
+        return try Self.rootCredentials(secretFile: state.secretFile, clusterName: state.clusterName)
+    }
+
     static func writeSecret(to path: String) throws(AgadirError) {
         var rng = SystemRandomNumberGenerator()
         let hex = Hex.encode((0..<32).map { _ in UInt8.random(in: 0...255, using: &rng) }) + "\n"
@@ -537,6 +571,8 @@ public struct Lab: Sendable {
         var configuration = ClientConfiguration()
         configuration.connections = 1
         configuration.connectTimeoutSeconds = 2
+        configuration.credentials = try Self.rootCredentials(
+            secretFile: state.secretFile, clusterName: state.clusterName)
         return try AgadirClient(endpoint: endpoint, configuration: configuration)
     }
 

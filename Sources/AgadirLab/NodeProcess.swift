@@ -1,5 +1,6 @@
 import AgadirClient
 import AgadirCore
+import AgadirWire
 import Foundation
 import Synchronization
 
@@ -77,10 +78,17 @@ public final class NodeProcess: Sendable {
         throw AgadirError(.unavailable, "agadird did not start; the end of \(logFile.path):\n\(tail)")
     }
 
-    /// A client of this node.
+    /// The root key the node writes into its data directory when it starts.
+    public var credentialsFile: URL { dataDir.appendingPathComponent("root.credentials") }
+
+    /// The node's root key (readable once the node has started).
+    public func rootCredentials() throws(AgadirError) -> Credentials { try Credentials.read(credentialsFile.path) }
+
+    /// A client of this node, signing with its root key.
     public func client(connections: Int = 2) throws(AgadirError) -> AgadirClient {
         var c = ClientConfiguration()
         c.connections = connections
+        c.credentials = try rootCredentials()
         return try AgadirClient(endpoint: endpoint, configuration: c)
     }
 

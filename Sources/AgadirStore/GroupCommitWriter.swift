@@ -449,6 +449,8 @@ final class GroupCommitWriter: @unchecked Sendable {
             return .manifest(try applyManifest(manifest, encoded: encoded, asReplica: true))
         case .mergeBucketRecord(let record):
             return .applied(try mergeBucketRecord(record))
+        case .mergeAccessKey(let record, let encoded):
+            return .applied(try mergeAccessKey(record, encoded: encoded))
         case .putHint(let hint):
             return .hint(id: try insertHint(hint))
         case .deleteHints(let ids):
@@ -878,6 +880,35 @@ final class GroupCommitWriter: @unchecked Sendable {
                 .text(record.name), .text(record.policy), .int(Int64(bitPattern: record.createdMillis)),
                 .int(Int64(bitPattern: record.version.timestamp.rawValue)),
                 .int(Int64(bitPattern: record.version.node)), .int(record.deleted ? 1 : 0),
+            ])
+        return true
+    }
+
+    /// Applies `record` when it is newer than the stored record of its id, or none is stored.
+    private func mergeAccessKey(_ record: AccessKeyRecord, encoded: [UInt8]) throws(AgadirError) -> Bool {
+        let stored = try db.firstRow(
+            "SELECT version_hlc, version_node FROM access_keys WHERE id = ?", [.text(record.id)]
+        ) { row in
+            ObjectVersion(
+                timestamp: HLCTimestamp(rawValue: UInt64(bitPattern: row.int64(0))),
+                node: UInt64(bitPattern: row.int64(1)))
+        }
+        if let stored {
+            guard record.version > stored else { return false }
+        } else {
+            let count = try db.firstRow("SELECT COUNT(*) FROM access_keys") { row in row.int64(0) } ?? 0
+            guard count < Int64(NodeStore.maxAccessKeys) else {
+                throw AgadirError(
+                    .storageFull,
+                    "the node holds \(count) access keys, the most it keeps (\(NodeStore.maxAccessKeys)); "
+                        + "key \(record.id) was not recorded: remove unused keys (`agadir admin key rm`)")
+            }
+        }
+        try db.run(
+            "INSERT OR REPLACE INTO access_keys(id, record, version_hlc, version_node) VALUES (?, ?, ?, ?)",
+            [
+                .text(record.id), .blob(encoded), .int(Int64(bitPattern: record.version.timestamp.rawValue)),
+                .int(Int64(bitPattern: record.version.node)),
             ])
         return true
     }

@@ -5,9 +5,9 @@ import AgadirCore
 enum MetadataSchema {
     /// The schema this build writes. A database with a newer version is refused on open; an
     /// older one is migrated in place, in the transaction that opens it.
-    static let currentVersion: Int64 = 4
+    static let currentVersion: Int64 = 5
 
-    /// The schema of a new database (version 4).
+    /// The schema of a new database (version 5).
     static let createStatements = """
         CREATE TABLE schema_version(version INTEGER NOT NULL);
         CREATE TABLE chunks(
@@ -31,6 +31,22 @@ enum MetadataSchema {
         \(version2Tables)
         \(version3Index)
         \(version4Tables)
+        \(version5Tables)
+        """
+
+    /// Version 5 (docs/security.md): access keys, one JSON record (`AccessKeyRecord`, secret sealed)
+    /// per id, last writer wins on the version.
+    private static let version5Tables = """
+        CREATE TABLE access_keys(
+            id TEXT PRIMARY KEY, record BLOB NOT NULL,
+            version_hlc INTEGER NOT NULL, version_node INTEGER NOT NULL
+        );
+        """
+
+    /// Version 4 → 5: the access keys.
+    private static let migrationFrom4 = """
+        \(version5Tables)
+        UPDATE schema_version SET version = 5;
         """
 
     /// Version 4 (maintenance, docs/storage.md): quarantined chunks (out of service, with their saved
@@ -154,6 +170,10 @@ enum MetadataSchema {
                 if version <= 3 {
                     try db.execute(migrationFrom3)
                     migratedFrom = migratedFrom ?? 3
+                }
+                if version <= 4 {
+                    try db.execute(migrationFrom4)
+                    migratedFrom = migratedFrom ?? 4
                 }
             } else {
                 try db.execute(createStatements)

@@ -21,6 +21,8 @@ public final class NodeStore: Sendable {
     /// Most records the bucket catalog keeps (deleted ones included): a new name beyond it is
     /// refused with `.storageFull` by `createBucket` and `mergeBucketRecord`.
     public static let maxBucketRecords = 100_000
+    /// Most access key records (deleted ones included) a node keeps.
+    public static let maxAccessKeys = 10_000
 
     let logger: Logger
     let readers: ReaderPool
@@ -35,6 +37,8 @@ public final class NodeStore: Sendable {
     /// Counts changes to the bucket catalog; a cache of catalog records is valid while it
     /// has not moved since the record was read (`catalogGeneration`).
     let catalogChanges = Atomic<UInt64>(0)
+    /// Counts changes to the access keys (`accessKeyGeneration`).
+    let accessKeyChanges = Atomic<UInt64>(0)
 
     private init(
         directory: String, options: StoreOptions, logger: Logger, readers: ReaderPool, readFiles: SegmentReadFiles,

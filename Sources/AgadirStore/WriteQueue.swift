@@ -29,6 +29,8 @@ enum WriteOperation: Sendable {
     /// Last writer wins without bucket, chunk or reference-count bookkeeping.
     case putReplicaManifest(ObjectManifest, encoded: [UInt8])
     case mergeBucketRecord(BucketRecord)
+    /// Last writer wins per key id; the record's JSON encoding done by the caller.
+    case mergeAccessKey(AccessKeyRecord, encoded: [UInt8])
     /// Removes deletion records of buckets older than the cutoff (HLC raw value) whose name
     /// holds no manifest any more (`NodeStore.purgeDeletedBuckets`).
     case purgeDeletedBuckets(before: UInt64, limit: Int)

@@ -36,6 +36,10 @@ public enum FieldTag: UInt16, Sendable, CaseIterable {
     case hintKind = 32  // u8: 1 chunk, 2 manifest (HINT_PUT)
     case partition = 33  // u32: a partition number (PARTITION_MANIFESTS, PARTITION_CHUNKS)
     case keyHash = 34  // u32: a manifest's key hash (the PARTITION_MANIFESTS cursor)
+    case accessKey = 35  // UTF-8 access key id (signed requests)
+    case signedAt = 36  // u64: ms since the Unix epoch when the client signed the request
+    case requestNonce = 37  // 16 random bytes, fresh per signed request
+    case signature = 38  // 32 bytes: HMAC-SHA256 over the canonical request
 }
 
 /// One field: a tag and its value bytes.
@@ -264,6 +268,10 @@ extension FieldTag: CustomStringConvertible {
         case .hintKind: "HINT_KIND"
         case .partition: "PARTITION"
         case .keyHash: "KEY_HASH"
+        case .accessKey: "ACCESS_KEY"
+        case .signedAt: "SIGNED_AT"
+        case .requestNonce: "REQUEST_NONCE"
+        case .signature: "SIGNATURE"
         }
     }
 }

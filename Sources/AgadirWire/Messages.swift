@@ -455,23 +455,30 @@ public enum BucketListCodec {
 /// level (field CONSISTENCY) of PUT, GET, HEAD, DELETE and LIST. Absent = the policy's default.
 public struct RequestOptions: Sendable, Hashable {
     public var consistency: ConsistencyLevel?
+    /// CONTENT_SHA256 of an ADMIN request's body (PUT carries it in `PutRequest`).
+    public var contentSHA256: ChunkID?
 
-    public init(consistency: ConsistencyLevel? = nil) { self.consistency = consistency }
+    public init(consistency: ConsistencyLevel? = nil, contentSHA256: ChunkID? = nil) {
+        self.consistency = consistency
+        self.contentSHA256 = contentSHA256
+    }
 
     public static let none = RequestOptions()
 
     public func apply(to fields: inout Fields) {
         if let consistency { fields.set(.consistency, u8: consistency.rawValue) }
+        if let contentSHA256 { fields.set(.contentSHA256, id: contentSHA256) }
     }
 
     public static func decode(_ f: Fields) throws(AgadirError) -> RequestOptions {
-        guard let raw = try f.u8(.consistency) else { return .none }
+        let sha = try f.id(.contentSHA256)
+        guard let raw = try f.u8(.consistency) else { return RequestOptions(contentSHA256: sha) }
         guard let level = ConsistencyLevel(rawValue: raw) else {
             throw AgadirError(
                 .invalidArgument,
                 "CONSISTENCY \(raw) is not a level; use 1 ONE, 2 QUORUM, 3 LOCAL_QUORUM, 4 EACH_QUORUM or 5 ALL")
         }
-        return RequestOptions(consistency: level)
+        return RequestOptions(consistency: level, contentSHA256: sha)
     }
 }
 

@@ -24,6 +24,8 @@ public enum PeerOpcode: UInt16, Sendable, CaseIterable, CustomStringConvertible 
     case partitionDigest = 81
     case repairStart = 82
     case maintenance = 83
+    case accessKeysGet = 84
+    case accessKeysPut = 85
 
     /// Opcodes from this value up are peer operations.
     public static let first: UInt16 = 64
@@ -50,6 +52,8 @@ public enum PeerOpcode: UInt16, Sendable, CaseIterable, CustomStringConvertible 
         case .partitionDigest: "PARTITION_DIGEST"
         case .repairStart: "REPAIR_START"
         case .maintenance: "MAINTENANCE"
+        case .accessKeysGet: "ACCESS_KEYS_GET"
+        case .accessKeysPut: "ACCESS_KEYS_PUT"
         }
     }
 }
@@ -126,6 +130,10 @@ public enum PeerRequest: Sendable, Hashable {
     case repairStart
     /// Body: `{"task": "scrub" | "gc", "action": "start" | "pause"}` (JSON).
     case maintenance
+    /// Answer body: every access key record, deleted ones included (JSON array, secrets sealed).
+    case accessKeysGet
+    /// Body: access key records (JSON array); each is merged, last writer wins per id.
+    case accessKeysPut
 
     public var opcode: PeerOpcode {
         switch self {
@@ -149,13 +157,16 @@ public enum PeerRequest: Sendable, Hashable {
         case .partitionDigest: .partitionDigest
         case .repairStart: .repairStart
         case .maintenance: .maintenance
+        case .accessKeysGet: .accessKeysGet
+        case .accessKeysPut: .accessKeysPut
         }
     }
 
     /// True when a body follows the REQUEST frame.
     public var hasBody: Bool {
         switch self {
-        case .chunksClaim, .chunkPut, .manifestPut, .hintPut, .catalogPut, .rebalanceSet, .repairStart, .maintenance:
+        case .chunksClaim, .chunkPut, .manifestPut, .hintPut, .catalogPut, .rebalanceSet, .repairStart, .maintenance,
+            .accessKeysPut:
             true
         default: false
         }
@@ -169,7 +180,7 @@ public enum PeerRequest: Sendable, Hashable {
         case .hintPut(_, let b, _, _, _): b
         case .hello, .auth, .layoutGet, .catalogGet, .catalogPut, .residencyAudit, .partitionManifests,
             .partitionChunks,
-            .nodeStatus, .rebalanceSet, .partitionDigest, .repairStart, .maintenance:
+            .nodeStatus, .rebalanceSet, .partitionDigest, .repairStart, .maintenance, .accessKeysGet, .accessKeysPut:
             nil
         }
     }
@@ -228,7 +239,7 @@ public enum PeerRequest: Sendable, Hashable {
             f.set(.partition, u32: UInt32(clamping: partition))
             f.set(.timeMillis, u64: before)
         case .layoutGet, .catalogGet, .catalogPut, .residencyAudit, .nodeStatus, .rebalanceSet, .repairStart,
-            .maintenance:
+            .maintenance, .accessKeysGet, .accessKeysPut:
             break
         }
         return f
@@ -307,6 +318,8 @@ public enum PeerRequest: Sendable, Hashable {
         case .layoutGet: return .layoutGet
         case .catalogGet: return .catalogGet
         case .catalogPut: return .catalogPut
+        case .accessKeysGet: return .accessKeysGet
+        case .accessKeysPut: return .accessKeysPut
         case .residencyAudit: return .residencyAudit
         case .partitionManifests:
             let (policy, partition, limit) = try partitionPage(f, op)

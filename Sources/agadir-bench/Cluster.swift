@@ -1,6 +1,7 @@
 import AgadirClient
 import AgadirCore
 import AgadirLab
+import AgadirWire
 import Foundation
 import Synchronization
 
@@ -120,7 +121,9 @@ struct ClusterBench {
             ? MachineLimits.Figures()
             : MachineLimits.measure(scratchDir: scratchDir ?? node.dataDir.path, quick: quick, log: log)
         warnIfShortOfSpace(at: node.dataDir.path, copies: 1)
-        let single = try await workloads(endpoints: [singleEndpoint], policy: nil, consistency: nil, label: "single: ")
+        let single = try await workloads(
+            endpoints: [singleEndpoint], credentials: try node.rootCredentials(), policy: nil, consistency: nil,
+            label: "single: ")
         // Stopped before the cluster starts: it must not hold memory or page cache meanwhile.
         node.cleanUp()
 
@@ -143,7 +146,8 @@ struct ClusterBench {
             throw AgadirError(.unavailable, "a node of the lab has no client endpoint: \(nodes.map(\.name))")
         }
         let cluster = try await workloads(
-            endpoints: endpoints, policy: Self.policy.name, consistency: .quorum, label: "cluster: ")
+            endpoints: endpoints, credentials: try lab.rootCredentials(), policy: Self.policy.name,
+            consistency: .quorum, label: "cluster: ")
 
         let names = nodes.map(\.name).joined(separator: ", ")
         return ClusterReport.markdown(
@@ -174,11 +178,12 @@ struct ClusterBench {
     }
 
     /// The workloads with one client (4 connections) per endpoint.
-    func workloads(endpoints: [String], policy: String?, consistency: ConsistencyLevel?, label: String) async throws
-        -> [WorkloadResult]
-    {
+    func workloads(
+        endpoints: [String], credentials: Credentials, policy: String?, consistency: ConsistencyLevel?, label: String
+    ) async throws -> [WorkloadResult] {
         var config = ClientConfiguration()
         config.connections = 4
+        config.credentials = credentials
         var clients: [AgadirClient] = []
         do {
             for e in endpoints { clients.append(try AgadirClient(endpoint: e, configuration: config)) }

@@ -1,6 +1,7 @@
 import AgadirClient
 import AgadirCore
 import AgadirLab
+import AgadirWire
 import Foundation
 import Synchronization
 
@@ -67,6 +68,7 @@ struct RebalanceBench {
         var clients: [AgadirClient] = []
         var config = ClientConfiguration()
         config.connections = 4
+        config.credentials = try lab.rootCredentials()
         for name in Self.initial {
             clients.append(try AgadirClient(endpoint: try endpoint(lab, name), configuration: config))
         }

@@ -342,6 +342,7 @@ struct Run: AsyncParsableCommand {
 
                 The lab runs in \(lab.root.path). Reach it from another terminal with:
                   export AGADIR_ENDPOINT=\(first)
+                  export AGADIR_CREDENTIALS=\(lab.credentialsFile)
                   \(bin)agadir mb photos --policy \(Lab.defaultPolicies(sites: parseSites(topology.sites), nodesPerSite: topology.nodesPerSite).first?.name ?? "default")
                   \(bin)agadir put ./file.jpg photos/file.jpg
                   \(bin)agadir admin members

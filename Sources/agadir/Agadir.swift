@@ -37,6 +37,19 @@ struct GlobalOptions: ParsableArguments {
         help: "Consistency level: ONE, QUORUM, LOCAL_QUORUM, EACH_QUORUM or ALL (default: the bucket's policy).")
     var consistency: String?
 
+    @Option(
+        name: .long,
+        help:
+            "Credentials file (access_key = ..., secret_key = ...). Default: $AGADIR_ACCESS_KEY with $AGADIR_SECRET_KEY, else the file $AGADIR_CREDENTIALS names, else ~/.agadir/credentials."
+    )
+    var credentials: String?
+
+    /// The key requests are signed with: `--credentials`, else the environment.
+    func resolvedCredentials() throws(AgadirError) -> Credentials? {
+        if let credentials { return try Credentials.read(credentials) }
+        return try Credentials.fromEnvironment()
+    }
+
     func level() throws -> ConsistencyLevel? {
         guard let consistency else { return nil }
         guard let l = ConsistencyLevel(name: consistency) else {
@@ -58,6 +71,7 @@ enum Exit {
         case .noSuchBucket, .noSuchKey, .noSuchChunk, .noSuchPolicy, .noSuchNode: 2
         case .bucketAlreadyExists, .bucketNotEmpty, .policyAlreadyExists, .layoutVersionConflict, .nodeNotDrained: 3
         case .notEnoughReplicas: 8
+        case .accessDenied, .notAuthenticated, .requestTimeSkewed, .replayedRequest: 11
         case .policyUnsatisfiable: 4
         case .unavailable, .shuttingDown: 5
         case .corruptChunk, .corruptData, .checksumMismatch: 6
@@ -78,7 +92,9 @@ func stderr(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8))
 /// Runs `body` with a client; maps errors to messages on stderr and exit codes.
 func withClient(_ options: GlobalOptions, _ body: (AgadirClient) async throws -> Void) async throws {
     do {
-        let client = try AgadirClient(endpoint: options.resolvedEndpoint)
+        var configuration = ClientConfiguration()
+        configuration.credentials = try options.resolvedCredentials()
+        let client = try AgadirClient(endpoint: options.resolvedEndpoint, configuration: configuration)
         do {
             try await body(client)
         } catch {

@@ -66,6 +66,14 @@ final class SwitchableReplica: ReplicaClient {
         try check()
         return try await local.catalog()
     }
+    func mergeAccessKeys(_ records: [AccessKeyRecord]) async throws(AgadirError) {
+        try check()
+        try await local.mergeAccessKeys(records)
+    }
+    func accessKeys() async throws(AgadirError) -> [AccessKeyRecord] {
+        try check()
+        return try await local.accessKeys()
+    }
     func partitionManifests(
         policy: String, partition: Int, partitionCount: Int, after: ManifestCursor?, limit: Int
     ) async throws(AgadirError) -> ManifestPage {

@@ -39,6 +39,10 @@ struct CorruptingReplica: ReplicaClient {
     }
     func mergeCatalog(_ records: [BucketRecord]) async throws(AgadirError) { try await inner.mergeCatalog(records) }
     func catalog() async throws(AgadirError) -> [BucketRecord] { try await inner.catalog() }
+    func mergeAccessKeys(_ records: [AccessKeyRecord]) async throws(AgadirError) {
+        try await inner.mergeAccessKeys(records)
+    }
+    func accessKeys() async throws(AgadirError) -> [AccessKeyRecord] { try await inner.accessKeys() }
     func partitionManifests(
         policy: String, partition: Int, partitionCount: Int, after: ManifestCursor?, limit: Int
     ) async throws(AgadirError) -> ManifestPage {

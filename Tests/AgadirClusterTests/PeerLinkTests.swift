@@ -67,7 +67,9 @@ final class PeerEndpointNode: Sendable {
         config.nodeID = nodeID
         let (codec, _, _) = try config.validate()
         store = try NodeStore.open(directory: dir.path, logger: quiet)
-        let service = ObjectService(store: store, nodeID: nodeID, config: config, codec: codec, logger: quiet)
+        let service = ObjectService(
+            store: store, nodeID: nodeID, config: config, codec: codec, logger: quiet,
+            access: try AccessControl(store: store, clusterName: "test", secrets: [secret]))
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let access = ClientServer.PeerAccess(
             nodeID: nodeID, authenticator: try PeerAuthenticator(clusterName: "test", secrets: [secret]),

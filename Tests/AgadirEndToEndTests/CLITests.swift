@@ -6,6 +6,8 @@ import Testing
 /// Runs the `agadir` CLI as a script would, by its exit code and output.
 struct CLI {
     let endpoint: String
+    /// The credentials file the CLI signs with (AGADIR_CREDENTIALS); nil: none.
+    let credentials: String?
 
     struct Result {
         var status: Int32
@@ -28,6 +30,8 @@ struct CLI {
         p.arguments = args
         var env = ProcessInfo.processInfo.environment
         env["AGADIR_ENDPOINT"] = endpoint
+        env["AGADIR_CREDENTIALS"] = credentials
+        env["AGADIR_ACCESS_KEY"] = nil
         p.environment = env
         let out = Pipe()
         let err = Pipe()
@@ -54,7 +58,7 @@ struct CLITests {
         let node = try NodeProcess()
         defer { node.cleanUp() }
         try node.start()
-        let cli = CLI(endpoint: node.endpoint)
+        let cli = CLI(endpoint: node.endpoint, credentials: node.credentialsFile.path)
         let dir = node.dataDir.deletingLastPathComponent()
         var rng = SplitMix64(seed: 5)
         let data = Data(rng.bytes(3 << 20))
@@ -96,7 +100,7 @@ struct CLITests {
         #expect(
             try cli.run(["put", dir.appendingPathComponent("absent").path, "b-b-b/k"]).status == 7, "local file error")
         #expect(try cli.run(["get", "x"]).status == 64, "usage")
-        #expect(try CLI(endpoint: "127.0.0.1:1").run(["ping"]).status == 5, "unreachable")
+        #expect(try CLI(endpoint: "127.0.0.1:1", credentials: nil).run(["ping"]).status == 5, "unreachable")
     }
 
     @Test(
@@ -106,7 +110,7 @@ struct CLITests {
         let node = try NodeProcess(extraArguments: ["--node-id", "cli-members-node"])
         defer { node.cleanUp() }
         try node.start()
-        let cli = CLI(endpoint: node.endpoint)
+        let cli = CLI(endpoint: node.endpoint, credentials: node.credentialsFile.path)
 
         let table = try cli.run(["admin", "members"])
         #expect(table.status == 0, "\(table.stderr)")
@@ -131,7 +135,8 @@ struct CLITests {
                     incarnation: 0, state: "alive", layoutVersion: 0, lastContactMillisAgo: -1)
             ])
         #expect(json.stdout.contains("\"lastContactMillisAgo\" : -1"), "keys are the struct's property names")
-        #expect(try CLI(endpoint: "127.0.0.1:1").run(["admin", "members"]).status == 5, "unreachable")
+        #expect(
+            try CLI(endpoint: "127.0.0.1:1", credentials: nil).run(["admin", "members"]).status == 5, "unreachable")
     }
 
     @Test("a PUT whose body stalls fails with REQUEST_TIMEOUT; a config file sets the timeout")
@@ -145,12 +150,15 @@ struct CLITests {
         let node = try NodeProcess(extraArguments: ["--config", config.path])
         defer { node.cleanUp() }
         try node.start()
-        #expect(try CLI(endpoint: node.endpoint).run(["mb", "slow"]).status == 0)
+        #expect(
+            try CLI(endpoint: node.endpoint, credentials: node.credentialsFile.path).run(["mb", "slow"]).status == 0)
 
         let sock = try RawSocket(endpoint: node.endpoint)
         defer { sock.closeSocket() }
         let put = Request.put(PutRequest(bucket: "slow", key: "k", size: 1 << 20))
-        let fields = put.fields().encoded()
+        var signed = put.fields()
+        RequestSigning.sign(opcode: Opcode.put.rawValue, fields: &signed, credentials: try node.rootCredentials())
+        let fields = signed.encoded()
         var header = FrameHeader(
             kind: .request, opcode: Opcode.put.rawValue, headerLength: UInt32(fields.count), requestID: 7)
         header.flags = 0

@@ -107,10 +107,9 @@ struct ClusterLabTests {
                 host: host, port: port, limits: .default, bodyBufferBytes: 1 << 20, connectTimeout: .seconds(2))
             let (id, body) = try raw.open()
             body.abandon()
-            try await raw.write(
-                .request(
-                    id: id, opcode: .head, fields: Request.head(bucket: "ma-data", key: objects[0].key).fields(),
-                    end: true))
+            var fields = Request.head(bucket: "ma-data", key: objects[0].key).fields()
+            RequestSigning.sign(opcode: Opcode.head.rawValue, fields: &fields, credentials: try lab.rootCredentials())
+            try await raw.write(.request(id: id, opcode: .head, fields: fields, end: true))
             let answer = try await raw.awaitResponse(id)
             raw.close()
             let redirect = try #require(answer.error)
@@ -342,7 +341,7 @@ struct LayoutLifecycleTests {
         do {
             try await lab.up(waitForConvergence: true, timeout: .seconds(90))
             let endpoint = try #require(try lab.status().first?.clientEndpoint)
-            let cli = CLI(endpoint: endpoint)
+            let cli = CLI(endpoint: endpoint, credentials: lab.credentialsFile)
             func ok(_ args: [String]) async throws -> String {
                 let r = try await cli.runDetached(args)
                 #expect(r.status == 0, "agadir \(args.joined(separator: " ")): \(r.stderr)")

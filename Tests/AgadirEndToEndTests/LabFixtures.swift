@@ -30,7 +30,7 @@ struct LoadedLab {
             try await Self.waitAlive(lab, Self.nodes)
             admin = try lab.client(for: "benguerir-1")
             let endpoint = try #require(try lab.status().first { $0.name == "benguerir-1" }?.clientEndpoint)
-            cli = CLI(endpoint: endpoint)
+            cli = CLI(endpoint: endpoint, credentials: lab.credentialsFile)
         } catch {
             _ = try? await lab.down(timeout: .seconds(15))
             try? FileManager.default.removeItem(at: lab.root)

@@ -438,7 +438,7 @@ struct LabTests {
             for (name, view) in views {
                 #expect(!view.contains { $0.nodeID == "intruder" }, "\(name) lists the intruder")
             }
-            let client = try AgadirClient(endpoint: intruder.endpoint)
+            let client = try intruder.client()
             let itsView = try await client.members()
             await client.close()
             #expect(itsView.map(\.nodeID) == ["intruder"])

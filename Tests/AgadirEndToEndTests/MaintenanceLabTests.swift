@@ -92,7 +92,7 @@ struct MaintenanceLabTests {
             try await lab.waitConverged(timeout: .seconds(60))
 
             let endpoint = try #require(try lab.status().first { $0.name == "benguerir-1" }?.clientEndpoint)
-            let cli = CLI(endpoint: endpoint)
+            let cli = CLI(endpoint: endpoint, credentials: lab.credentialsFile)
             let started = try await cli.runDetached(["admin", "scrub", "start"])
             #expect(started.status == 0, "\(started.stderr)")
             let clock = ContinuousClock()
@@ -212,7 +212,9 @@ struct MaintenanceLabTests {
                 }
                 await reader.close()
             }
-            let gc = try await CLI(endpoint: try #require(try lab.status().first?.clientEndpoint)).runDetached([
+            let gc = try await CLI(
+                endpoint: try #require(try lab.status().first?.clientEndpoint), credentials: lab.credentialsFile
+            ).runDetached([
                 "admin", "gc", "status",
             ])
             #expect(gc.status == 0 && gc.stdout.contains("CHUNKS RECLAIMED"), "\(gc.stdout)\(gc.stderr)")

@@ -18,7 +18,10 @@ struct ProtocolConformanceTests {
         try node.start()
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", Self.scriptDirectory.appendingPathComponent("conformance.py").path, node.endpoint]
+        p.arguments = [
+            "python3", Self.scriptDirectory.appendingPathComponent("conformance.py").path, node.endpoint,
+            "--credentials", node.credentialsFile.path,
+        ]
         let out = Pipe()
         p.standardOutput = out
         p.standardError = out

@@ -76,7 +76,7 @@ struct RepairLabTests {
             // The delete markers are older than the grace period (3 s) by the time the passes run.
             try await Task.sleep(for: .seconds(4))
             let endpoint = try #require(try lab.status().first { $0.name == "benguerir-1" }?.clientEndpoint)
-            let cli = CLI(endpoint: endpoint)
+            let cli = CLI(endpoint: endpoint, credentials: lab.credentialsFile)
             let first = try await cli.runDetached(["admin", "repair", "--wait", "--timeout", "120"])
             #expect(first.status == 0, "\(first.stdout)\n\(first.stderr)")
             #expect(first.stdout.contains("settat-1"), "\(first.stdout)")

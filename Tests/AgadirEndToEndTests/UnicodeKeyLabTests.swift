@@ -46,7 +46,7 @@ struct UnicodeKeyLabTests {
                     "listing via \(node)")
             }
             let endpoint = try #require(try lab.status().first?.clientEndpoint)
-            let cli = CLI(endpoint: endpoint)
+            let cli = CLI(endpoint: endpoint, credentials: lab.credentialsFile)
             let ls = try await cli.runDetached(["ls", "uni/", "--json"])
             #expect(ls.status == 0, "\(ls.stderr)")
             let listed =

@@ -20,7 +20,7 @@ struct WorkersLabTests {
                 policies: [LabPolicy(name: "ma", replicationFactor: 3, sites: "country=MA", minSites: 2)],
                 partitionCount: 16)
             let endpoint = try #require(try lab.status().first { $0.name == "benguerir-1" }?.clientEndpoint)
-            let cli = CLI(endpoint: endpoint)
+            let cli = CLI(endpoint: endpoint, credentials: lab.credentialsFile)
             let names = try lab.status().map(\.name).sorted()
 
             let json = try await cli.runDetached(["admin", "workers", "--json"])

@@ -56,6 +56,13 @@ final class InProcessNode: Sendable {
         }
     }
 
+    /// A client signing with the node's root key (`DATA/root.credentials`).
+    func client() throws -> AgadirClient {
+        var configuration = ClientConfiguration()
+        configuration.credentials = try Credentials.read(dir.path + "/root.credentials")
+        return try AgadirClient(endpoint: endpoint, configuration: configuration)
+    }
+
     /// Graceful shutdown (servers first, then the store), bounded in time; removes the data directory.
     func stop(keepData: Bool = false) async {
         await serviceGroup.triggerGracefulShutdown()
@@ -145,7 +152,7 @@ struct ClientServerTests {
     )
     func badMagic_closesOnlyThatConnection() async throws {
         let node = try await InProcessNode()
-        let client = try AgadirClient(endpoint: node.endpoint)
+        let client = try node.client()
         #expect(try await withTimeout(60) { try await client.ping() }.nodeID == "in-process")
 
         let raw = try RawConnection(port: node.port)
@@ -170,7 +177,7 @@ struct ClientServerTests {
     @Test("a DATA frame for a request id with no open body closes only that connection with MALFORMED_FRAME")
     func dataForUnknownRequest_closesOnlyThatConnection() async throws {
         let node = try await InProcessNode()
-        let client = try AgadirClient(endpoint: node.endpoint)
+        let client = try node.client()
         try await withTimeout(60) { try await client.createBucket("kept") }
 
         let raw = try RawConnection(port: node.port)
@@ -192,7 +199,7 @@ struct ClientServerTests {
     @Test("a second REQUEST with an id still in flight closes the connection with DUPLICATE_REQUEST_ID")
     func duplicateInFlightRequestID_closesConnection() async throws {
         let node = try await InProcessNode()
-        let client = try AgadirClient(endpoint: node.endpoint)
+        let client = try node.client()
         try await withTimeout(60) { try await client.createBucket("dup-ids") }
 
         let raw = try RawConnection(port: node.port)
@@ -223,7 +230,7 @@ struct ClientServerTests {
         let node = try await InProcessNode(shutdownGraceSeconds: graceSeconds)
         let dataDir = node.dir
         defer { dataDir.cleanup() }
-        let client = try AgadirClient(endpoint: node.endpoint)
+        let client = try node.client()
         try await withTimeout(60) { try await client.createBucket("shutdown") }
 
         let body = randomBytes(12 << 20, seed: 12)

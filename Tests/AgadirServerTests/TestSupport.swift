@@ -30,6 +30,13 @@ func smallChunkConfiguration(dataDir: String = "") -> NodeConfiguration {
     return config
 }
 
+/// The cluster secret of in-process test nodes built without a data directory's secret.
+let testClusterSecret = "0123456789abcdef0123456789abcdef"
+
+/// The root key's principal: every admin command, every bucket.
+let rootPrincipal = Principal(
+    accessKey: "AKROOTTESTTESTTESTTE", name: "root", isRoot: true, admin: true, createBuckets: true, grants: [:])
+
 /// A `ResponseSink` that keeps every frame it is given.
 final class CollectingSink: ResponseSink {
     private let collected = Locked<[Frame]>([])
@@ -44,8 +51,12 @@ final class ServiceHarness: Sendable {
     let dir: TempDirectory
     let store: NodeStore
     let service: ObjectService
+    let access: AccessControl
     let config: NodeConfiguration
     private let nextID = Locked<UInt64>(1)
+    /// Who the harness's requests come from (the service is called directly, past the
+    /// endpoint's authentication): the root key unless a test sets another.
+    let caller = Locked(Caller(principal: rootPrincipal, address: "127.0.0.1:1"))
 
     init(
         config: NodeConfiguration = smallChunkConfiguration(), membersProvider: (@Sendable () -> [MemberInfo])? = nil,
@@ -56,8 +67,9 @@ final class ServiceHarness: Sendable {
         config.dataDir = dir.path
         let (codec, _, _) = try config.validate()
         store = try NodeStore.open(directory: dir.path, logger: quietLogger)
+        access = try AccessControl(store: store, clusterName: "test", secrets: [testClusterSecret])
         service = ObjectService(
-            store: store, nodeID: "test-node", config: config, codec: codec, logger: quietLogger,
+            store: store, nodeID: "test-node", config: config, codec: codec, logger: quietLogger, access: access,
             membersProvider: membersProvider)
         self.config = config
     }
@@ -85,7 +97,7 @@ final class ServiceHarness: Sendable {
         }
         let sink = CollectingSink()
         guard let body else {
-            await service.handle(id: id, request: request, body: nil, sink: sink)
+            await service.handle(id: id, request: request, caller: caller.value, body: nil, sink: sink)
             return sink.frames
         }
         let stream = BodyStream(capacityBytes: 256 * 1024)
@@ -100,7 +112,8 @@ final class ServiceHarness: Sendable {
                 }
                 stream.finish()
             }
-            group.addTask { await service.handle(id: id, request: request, body: stream, sink: sink) }
+            let caller = self.caller.value
+            group.addTask { await service.handle(id: id, request: request, caller: caller, body: stream, sink: sink) }
         }
         return sink.frames
     }

@@ -145,7 +145,7 @@ struct SchemaMigrationTests {
             target: "node-2", bucket: "legacy", payload: .chunk(fresh.id, reference("legacy", "new", version(8))),
             createdMillis: 1)
         await store.close()
-        #expect(try schemaVersions(dir) == [4])
+        #expect(try schemaVersions(dir) == [5])
 
         store = try openStore(dir)
         #expect(try await store.stats().referencedRawBytes == 2 * 30_000 + 2000)
@@ -157,7 +157,7 @@ struct SchemaMigrationTests {
         #expect(try await store.readChunk(old.chunk.id) == old.raw)
         #expect(try await store.manifests(keyHashes: 0, below: 1 << 32, after: nil, limit: 10).count == 4)
         await store.close()
-        #expect(try schemaVersions(dir) == [4])
+        #expect(try schemaVersions(dir) == [5])
     }
 
     @Test("a migration that fails leaves the version-1 database exactly as it was")

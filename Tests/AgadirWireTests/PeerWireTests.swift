@@ -29,6 +29,7 @@ import Testing
         .partitionChunks(policy: "global", partition: 3, after: chunk, limit: 64),
         .nodeStatus, .rebalanceSet,
         .partitionDigest(policy: "ma", partition: 9, tombstonesBefore: 1_700_000_000_000), .repairStart, .maintenance,
+        .accessKeysGet, .accessKeysPut,
     ]
 
     @Test func everyPeerRequest_roundTripsThroughItsFields() throws {

@@ -46,6 +46,26 @@ extension Coordinator {
     /// Sends a catalog record to every alive member; succeeds once a majority of the
     /// layout's nodes has it durably.
     func writeCatalog(_ record: BucketRecord, snapshot: ClusterSnapshot) async throws(AgadirError) {
+        try await writeEverywhere("bucket '\(record.name)'", snapshot: snapshot) { replica throws(AgadirError) in
+            try await replica.mergeCatalog([record])
+        }
+    }
+
+    /// Sends an access key record to every alive member, as a catalog record
+    /// (docs/security.md, "Access keys").
+    public func writeAccessKey(_ record: AccessKeyRecord) async throws(AgadirError) {
+        try await writeEverywhere("access key \(record.id)", snapshot: context.snapshot()) {
+            replica throws(AgadirError) in
+            try await replica.mergeAccessKeys([record])
+        }
+    }
+
+    /// Runs `write` on every alive member (and this node); succeeds once a majority of the
+    /// layout's nodes (this node alone without a layout) has done it.
+    func writeEverywhere(
+        _ what: String, snapshot: ClusterSnapshot,
+        write: @escaping @Sendable (any ReplicaClient) async throws(AgadirError) -> Void
+    ) async throws(AgadirError) {
         let layoutNodes = snapshot.layout.current.nodes.map(\.id)
         let targets = Quorum.distinct([snapshot.nodeID] + layoutNodes + snapshot.alive.sorted())
             .filter { snapshot.alive.contains($0) || $0 == snapshot.nodeID }
@@ -55,7 +75,7 @@ extension Coordinator {
             targets,
             work: { node in
                 do throws(AgadirError) {
-                    try await context.replica(node).mergeCatalog([record])
+                    try await write(context.replica(node))
                     return .success(true)
                 } catch {
                     return .failure(error)
@@ -66,7 +86,7 @@ extension Coordinator {
         guard got >= needed else {
             let reasons = failures.keys.sorted().map { "\($0): \(failures[$0]?.message ?? "")" }
             throw AgadirError.notEnoughReplicas(
-                "bucket '\(record.name)': \(got) of the \(needed) layout nodes needed (a majority) recorded it"
+                "\(what): \(got) of the \(needed) layout nodes needed (a majority) recorded it"
                     + (reasons.isEmpty ? "" : " (\(reasons.joined(separator: "; ")))"),
                 answered: got, needed: needed)
         }

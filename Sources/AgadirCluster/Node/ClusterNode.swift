@@ -336,6 +336,7 @@ public final class ClusterNode: ClusterContext, Sendable {
         guard let peer = peers.randomElement() else { return }
         do throws(AgadirError) {
             for r in try await replica(peer).catalog() { _ = try await store.mergeBucketRecord(r) }
+            for r in try await replica(peer).accessKeys() { _ = try await store.mergeAccessKey(r) }
         } catch {
             logger.debug("catalog sync failed", metadata: ["peer": "\(peer)", "error": "\(error)"])
         }
@@ -423,6 +424,8 @@ struct UnreachableReplica: ReplicaClient {
     func putHint(target: String, bucket: String, hint: Hint) async throws(AgadirError) { throw fail() }
     func mergeCatalog(_ records: [BucketRecord]) async throws(AgadirError) { throw fail() }
     func catalog() async throws(AgadirError) -> [BucketRecord] { throw fail() }
+    func mergeAccessKeys(_ records: [AccessKeyRecord]) async throws(AgadirError) { throw fail() }
+    func accessKeys() async throws(AgadirError) -> [AccessKeyRecord] { throw fail() }
     func partitionManifests(
         policy: String, partition: Int, partitionCount: Int, after: ManifestCursor?, limit: Int
     ) async throws(AgadirError) -> ManifestPage { throw fail() }

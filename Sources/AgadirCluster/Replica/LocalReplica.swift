@@ -66,6 +66,12 @@ public struct LocalReplica: ReplicaClient {
         try await store.bucketCatalog()
     }
 
+    public func mergeAccessKeys(_ records: [AccessKeyRecord]) async throws(AgadirError) {
+        for r in records { _ = try await store.mergeAccessKey(r) }
+    }
+
+    public func accessKeys() async throws(AgadirError) -> [AccessKeyRecord] { try await store.accessKeys() }
+
     public func putHint(target: String, bucket: String, hint: Hint) async throws(AgadirError) {
         switch hint {
         case .chunk(let chunk, let reference):

@@ -27,6 +27,10 @@ public protocol ReplicaClient: Sendable {
     func mergeCatalog(_ records: [BucketRecord]) async throws(AgadirError)
     /// The node's whole bucket catalog, deleted records included.
     func catalog() async throws(AgadirError) -> [BucketRecord]
+    /// Merges access key records (last writer wins per id); returns once durable.
+    func mergeAccessKeys(_ records: [AccessKeyRecord]) async throws(AgadirError)
+    /// The node's access key records, deleted ones included (secrets sealed).
+    func accessKeys() async throws(AgadirError) -> [AccessKeyRecord]
     /// One page of the replica's manifests of partition `partition` (of `partitionCount`,
     /// fixed cluster-wide) whose bucket has `policy`, tombstones included, after `after`.
     func partitionManifests(
@@ -132,6 +136,17 @@ public struct RemoteReplica: ReplicaClient {
     public func catalog() async throws(AgadirError) -> [BucketRecord] {
         try BucketRecordCodec.decode(
             try await links.call(nodeID, .catalogGet, maxResponseBytes: PeerLimits.maxStructuredBodyBytes).body)
+    }
+
+    public func mergeAccessKeys(_ records: [AccessKeyRecord]) async throws(AgadirError) {
+        _ = try await links.call(
+            nodeID, .accessKeysPut, body: try AdminJSON.encode(records, pretty: false), maxResponseBytes: 0)
+    }
+
+    public func accessKeys() async throws(AgadirError) -> [AccessKeyRecord] {
+        let body = try await links.call(nodeID, .accessKeysGet, maxResponseBytes: PeerLimits.maxStructuredBodyBytes)
+            .body
+        return try AdminJSON.decode([AccessKeyRecord].self, body, "\(nodeID)'s ACCESS_KEYS_GET answer")
     }
 
     public func partitionManifests(

@@ -170,6 +170,14 @@ public final class ReplicaService: PeerRequestHandler {
                 try await Self.collect(body, max: PeerLimits.maxStructuredBodyBytes))
             try await local.mergeCatalog(records)
             return (Fields(), [])
+        case .accessKeysGet:
+            return (Fields(), try AdminJSON.encode(try await local.accessKeys(), pretty: false))
+        case .accessKeysPut:
+            let records = try AdminJSON.decode(
+                [AccessKeyRecord].self, try await Self.collect(body, max: PeerLimits.maxStructuredBodyBytes),
+                "the body of ACCESS_KEYS_PUT")
+            try await local.mergeAccessKeys(records)
+            return (Fields(), [])
         case .residencyAudit:
             return (Fields(), try await audit())
         case .partitionManifests(let policy, let partition, let after, let limit):

@@ -10,11 +10,20 @@ import Logging
 /// JSON out. Layout and policy changes are staged on the node that receives them.
 public struct AdminCommands: Sendable {
     let cluster: ClusterBinding?
+    let keys: AccessKeyAdmin
     let logger: Logger
 
-    public init(cluster: ClusterBinding?, logger: Logger) {
+    init(cluster: ClusterBinding?, keys: AccessKeyAdmin, logger: Logger) {
         self.cluster = cluster
+        self.keys = keys
         self.logger = logger
+    }
+
+    /// Commands that only read: logged at info level; every other command is logged at notice
+    /// level with its caller, as the admin audit log (docs/operations.md, "Audit log").
+    static func onlyReads(_ command: String) -> Bool {
+        command.hasPrefix("audit.") || command == Admin.workersList.name || command == Admin.clusterStatus.name
+            || [".show", ".list", ".status", ".plan", ".history"].contains { command.hasSuffix($0) }
     }
 
     // MARK: Dispatch
@@ -27,7 +36,36 @@ public struct AdminCommands: Sendable {
         try command.encode(output: try await body(try command.decode(input: input)))
     }
 
-    public func run(_ command: String, input: [UInt8]) async throws(AgadirError) -> [UInt8] {
+    public func run(_ command: String, input: [UInt8], caller: Caller) async throws(AgadirError) -> [UInt8] {
+        let metadata: Logger.Metadata = [
+            "command": "\(command)", "principal": "\(caller.who)", "address": "\(caller.address)",
+        ]
+        do {
+            let answer = try await dispatch(command, input: input, caller: caller)
+            logger.log(level: Self.onlyReads(command) ? .info : .notice, "admin command", metadata: metadata)
+            return answer
+        } catch {
+            var failed = metadata
+            failed["error"] = "\(error.code.name)"
+            logger.log(level: Self.onlyReads(command) ? .info : .notice, "admin command refused", metadata: failed)
+            throw error
+        }
+    }
+
+    private func dispatch(_ command: String, input: [UInt8], caller: Caller) async throws(AgadirError) -> [UInt8] {
+        switch command {
+        case Admin.keyCreate.name:
+            return try await serve(Admin.keyCreate, input) { spec throws(AgadirError) in try await keys.create(spec) }
+        case Admin.keyList.name:
+            return try await serve(Admin.keyList, input) { _ throws(AgadirError) in try await keys.list() }
+        case Admin.keyRemove.name:
+            return try await serve(Admin.keyRemove, input) { r throws(AgadirError) in try await keys.remove(r.accessKey)
+            }
+        case Admin.keyGrant.name:
+            return try await serve(Admin.keyGrant, input) { g throws(AgadirError) in try await keys.grant(g) }
+        default:
+            break
+        }
         guard let cluster else {
             throw AgadirError(.invalidArgument, "this node has no cluster layer; admin command '\(command)' cannot run")
         }

@@ -201,7 +201,7 @@ public final class ClientServer: Service, Sendable {
                             for try await frame in inbound {
                                 try await self.route(
                                     frame, state: state, limits: limits, bodyCapacity: bodyCapacity, sink: sink,
-                                    requests: &requests)
+                                    address: peer, requests: &requests)
                             }
                         } catch let error as AgadirError where error.code.closesConnection {
                             log.info("closing connection after protocol error", metadata: ["error": "\(error)"])
@@ -231,7 +231,7 @@ public final class ClientServer: Service, Sendable {
 
     private func route(
         _ frame: Frame, state: Locked<ConnectionState>, limits: WireLimits, bodyCapacity: Int, sink: OutboundSink,
-        requests: inout ThrowingDiscardingTaskGroup<any Error>
+        address: String, requests: inout ThrowingDiscardingTaskGroup<any Error>
     ) async throws {
         let id = frame.requestID
         guard id != 0 else {
@@ -241,7 +241,7 @@ public final class ClientServer: Service, Sendable {
         case .request where frame.header.opcode >= PeerOpcode.first:
             try await routePeer(frame, state: state, bodyCapacity: bodyCapacity, sink: sink, requests: &requests)
         case .request:
-            let decoded: Result<Request, AgadirError> = Result { () throws(AgadirError) -> Request in
+            var decoded: Result<Request, AgadirError> = Result { () throws(AgadirError) -> Request in
                 try Request.decode(opcode: frame.header.opcode, fields: frame.fields, limits: limits)
             }
             // CONSISTENCY and other qualifiers; a bad one fails the request like a bad field.
@@ -249,6 +249,15 @@ public final class ClientServer: Service, Sendable {
             if case .failure(let e) = decoded, e.code.closesConnection { throw e }
             if !frame.isEndStream, case .success(let r) = decoded, !r.hasBody {
                 throw AgadirError(.malformedFrame, "only PUT and ADMIN have a body; request \(id) left its stream open")
+            }
+            // Every request but PING is signed (docs/protocol.md, "Signed requests"); a refusal
+            // fails the request only, like a bad field.
+            var caller = Caller(principal: nil, address: address)
+            if case .success = decoded {
+                switch await service.access.authenticate(opcode: frame.header.opcode, fields: frame.fields) {
+                case .success(let principal): caller.principal = principal
+                case .failure(let refusal): decoded = .failure(refusal)
+                }
             }
             let body: BodyStream? = frame.isEndStream ? nil : BodyStream(capacityBytes: bodyCapacity)
             guard
@@ -260,7 +269,7 @@ public final class ClientServer: Service, Sendable {
             let requestTimeout = config.requestTimeoutSeconds
             let requestSink = RequestSink(base: sink, release: { state.withLock { $0.release(id, ticket: ticket) } })
             if body == nil, case .success(let request) = decoded, case .success(let opts) = options,
-                await service.answerQuickly(id: id, request: request, options: opts, sink: requestSink)
+                await service.answerQuickly(id: id, request: request, options: opts, caller: caller, sink: requestSink)
             {
                 let closeNow = state.withLock { s in
                     s.release(id, ticket: ticket)
@@ -283,12 +292,14 @@ public final class ClientServer: Service, Sendable {
                 switch decoded.flatMap({ r in options.map { (r, $0) } }) {
                 case .success(let (request, options)):
                     guard let watched = body ?? (request.hasBody ? BodyStream(completeWith: frame.payload) : nil) else {
-                        await service.handle(id: id, request: request, options: options, body: nil, sink: requestSink)
+                        await service.handle(
+                            id: id, request: request, options: options, caller: caller, body: nil, sink: requestSink)
                         return
                     }
                     if watched.isClosed {  // the whole body rode in the REQUEST frame
                         await service.handle(
-                            id: id, request: request, options: options, body: watched, sink: requestSink)
+                            id: id, request: request, options: options, caller: caller, body: watched,
+                            sink: requestSink)
                         return
                     }
                     // A body that stalls for the request timeout fails the request.
@@ -297,7 +308,8 @@ public final class ClientServer: Service, Sendable {
                     await withTaskGroup(of: Void.self) { group in
                         group.addTask { await watched.watch(interval: .seconds(requestTimeout), error: timeout) }
                         await service.handle(
-                            id: id, request: request, options: options, body: watched, sink: requestSink)
+                            id: id, request: request, options: options, caller: caller, body: watched,
+                            sink: requestSink)
                         group.cancelAll()
                     }
                 case .failure(let error):

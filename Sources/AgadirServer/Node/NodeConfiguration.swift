@@ -51,6 +51,9 @@ public struct NodeConfiguration: Sendable, Codable, Equatable {
     public var idleTimeoutSeconds: Int = 300
     /// A streaming request body that stalls this long fails with REQUEST_TIMEOUT. Default 60 s.
     public var requestTimeoutSeconds: Int = 60
+    /// A signed request is refused when its SIGNED_AT is further than this from the node's
+    /// clock (and its nonce is remembered this long against replays). Default 900 s, as AWS.
+    public var requestSkewSeconds: Int = 900
     /// On SIGTERM, in-flight requests get this long to finish before connections close. Default 10 s.
     public var shutdownGraceSeconds: Int = 10
     /// Wire limits enforced on every frame received.
@@ -160,6 +163,7 @@ public struct NodeConfiguration: Sendable, Codable, Equatable {
         guard idleTimeoutSeconds >= 1, requestTimeoutSeconds >= 1, shutdownGraceSeconds >= 0 else {
             throw bad("timeouts must be positive")
         }
+        guard (1...3600).contains(requestSkewSeconds) else { throw bad("requestSkewSeconds must be 1 to 3600") }
         for (name, value) in [
             ("tombstoneGraceSeconds", tombstoneGraceSeconds), ("garbageGraceSeconds", garbageGraceSeconds),
             ("repairIntervalSeconds", repairIntervalSeconds), ("garbageIntervalSeconds", garbageIntervalSeconds),

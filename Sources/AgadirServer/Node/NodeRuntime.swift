@@ -110,8 +110,16 @@ public struct NodeRuntime: Sendable {
             scrubber: scrubber,
             garbageCollector: garbageCollector, logger: logger)
         self.cluster = cluster
+        let access = try AccessControl(
+            store: store, clusterName: config.clusterName,
+            secrets: try ClusterSecrets.secrets(config: config, logger: logger),
+            replay: ReplayWindow(skewMillis: UInt64(config.requestSkewSeconds) * 1000))
+        let rootFile = try access.writeRootCredentials(dataDir: dir)
+        logger.notice(
+            "root key ready: every admin command, every bucket; point the CLI at it with AGADIR_CREDENTIALS",
+            metadata: ["path": "\(rootFile)", "accessKey": "\(access.roots[0].accessKey)"])
         let service = ObjectService(
-            store: store, nodeID: nodeID, config: config, codec: codec, logger: logger,
+            store: store, nodeID: nodeID, config: config, codec: codec, logger: logger, access: access,
             membersProvider: { gossip.memberInfos() }, cluster: cluster)
         serviceOnceBuilt.withLock { $0 = service }
         self.service = service

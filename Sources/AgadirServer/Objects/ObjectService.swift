@@ -25,6 +25,9 @@ public final class ObjectService: Sendable {
     let cluster: ClusterBinding?
     /// `agadir admin` commands.
     let admin: AdminCommands
+    /// Who may send which request (docs/security.md, "Access keys").
+    public let access: AccessControl
+    let keys: AccessKeyAdmin
     /// The client endpoint actually bound (set by `ClientServer` once listening), for the
     /// self record; `config.listen` until then.
     private let boundClientAddress = Mutex<String?>(nil)
@@ -36,10 +39,28 @@ public final class ObjectService: Sendable {
     /// alone (`selfMember()`).
     public init(
         store: NodeStore, nodeID: String, config: NodeConfiguration, codec: Codec, logger: Logger,
-        membersProvider: (@Sendable () -> [MemberInfo])? = nil, cluster: ClusterBinding? = nil
+        access: AccessControl, membersProvider: (@Sendable () -> [MemberInfo])? = nil, cluster: ClusterBinding? = nil
     ) {
         self.cluster = cluster
-        self.admin = AdminCommands(cluster: cluster, logger: logger)
+        self.access = access
+        let keyClock = Locked(HybridLogicalClock())
+        let tag = ChunkID.of(Array(nodeID.utf8)).prefix64
+        let keys = AccessKeyAdmin(
+            access: access, store: store, cluster: cluster,
+            versions: {
+                if let cluster { return cluster.node.nextVersion() }
+                let ts = keyClock.withLock { $0.now(wallMillis: WallMillis.now()) }
+                return ObjectVersion(timestamp: ts, node: tag)
+            },
+            bucketCreatedMillis: { (name: String) throws(AgadirError) -> UInt64? in
+                if let cluster, cluster.node.isClusterMode {
+                    guard let r = try await cluster.node.bucketRecord(name), !r.deleted else { return nil }
+                    return r.createdMillis
+                }
+                return try await store.bucket(name)?.createdMillis
+            })
+        self.keys = keys
+        self.admin = AdminCommands(cluster: cluster, keys: keys, logger: logger)
         self.store = store
         self.nodeID = nodeID
         self.nodeTag = ChunkID.of(Array(nodeID.utf8)).prefix64
@@ -78,12 +99,15 @@ public final class ObjectService: Sendable {
     /// `body` is the request body stream (PUT) or nil. Never throws: every failure is
     /// answered with an error frame.
     public func handle(
-        id: UInt64, request: Request, options: RequestOptions = .none, body: BodyStream?, sink: any ResponseSink
+        id: UInt64, request: Request, options: RequestOptions = .none, caller: Caller, body: BodyStream?,
+        sink: any ResponseSink
     ) async {
         let opcode = request.opcode.rawValue
         var started = false
         do {
-            try await dispatch(id: id, request: request, options: options, body: body, sink: sink, started: &started)
+            try await authorize(request, caller: caller)
+            try await dispatch(
+                id: id, request: request, options: options, caller: caller, body: body, sink: sink, started: &started)
         } catch let error as AgadirError {
             body?.abandon()
             if error.code.rawValue >= 500 {
@@ -122,8 +146,8 @@ public final class ObjectService: Sendable {
     /// The one dispatch of every request: node-local answers here, object requests through
     /// the backend (`ObjectBackend`).
     func dispatch(
-        id: UInt64, request: Request, options: RequestOptions, body: BodyStream?, sink: any ResponseSink,
-        started: inout Bool
+        id: UInt64, request: Request, options: RequestOptions, caller: Caller, body: BodyStream?,
+        sink: any ResponseSink, started: inout Bool
     ) async throws {
         let opcode = request.opcode.rawValue
         switch request {
@@ -132,8 +156,19 @@ public final class ObjectService: Sendable {
             try await sink.send(.response(id: id, opcode: opcode, fields: r.fields(), end: true))
         case .admin(let command):
             let input = try await AdminCommands.collect(body)
+            if !input.isEmpty, caller.principal != nil {
+                // The signature covers the body through CONTENT_SHA256 (docs/protocol.md, "Signed requests").
+                guard let sha = options.contentSHA256 else {
+                    throw AgadirError(
+                        .invalidArgument, "a signed ADMIN request with a body must carry CONTENT_SHA256 of the body")
+                }
+                guard ChunkID.of(input) == sha else {
+                    throw AgadirError(.checksumMismatch, "the ADMIN body does not hash to its CONTENT_SHA256")
+                }
+            }
             try await sendBody(
-                try await admin.run(command, input: input), id: id, opcode: opcode, sink: sink, started: &started)
+                try await admin.run(command, input: input, caller: caller), id: id, opcode: opcode, sink: sink,
+                started: &started)
         case .stat:
             let stats = try await store.stats()
             let enc = JSONEncoder()
@@ -154,15 +189,17 @@ public final class ObjectService: Sendable {
             try await sendBody(body, id: id, opcode: opcode, sink: sink, started: &started)
         case .listBuckets:
             // The catalog is known cluster-wide: every node answers from its own.
-            let buckets = try await store.listBuckets()
+            let buckets = try await store.listBuckets().filter { Authorization.lists($0, principal: caller.principal) }
             try await sendBody(BucketListCodec.encode(buckets), id: id, opcode: opcode, sink: sink, started: &started)
         case .createBucket(let name, let policy):
             let bound = try await backend(for: request).createBucket(name, policy: policy)
-            logger.info("bucket created", metadata: ["bucket": "\(name)", "policy": "\(bound)"])
+            logger.info(
+                "bucket created", metadata: ["bucket": "\(name)", "policy": "\(bound)", "by": "\(caller.who)"])
+            if let principal = caller.principal { try await keys.grantCreator(principal, bucket: name) }
             try await sink.send(.response(id: id, opcode: opcode, end: true))
         case .deleteBucket(let name):
             try await backend(for: request).deleteBucket(name)
-            logger.info("bucket deleted", metadata: ["bucket": "\(name)"])
+            logger.info("bucket deleted", metadata: ["bucket": "\(name)", "by": "\(caller.who)"])
             try await sink.send(.response(id: id, opcode: opcode, end: true))
         case .route(let bucket):
             let r = try await backend(for: request).route(bucket)
@@ -192,9 +229,9 @@ public final class ObjectService: Sendable {
     /// on the connection's reader: those need one metadata lookup and one frame, and
     /// spawning a task for each cost more than the work (profiled on 4 KiB GETs). Returns
     /// false, having sent nothing, when the request must run as its own task.
-    public func answerQuickly(id: UInt64, request: Request, options: RequestOptions = .none, sink: any ResponseSink)
-        async -> Bool
-    {
+    public func answerQuickly(
+        id: UInt64, request: Request, options: RequestOptions = .none, caller: Caller, sink: any ResponseSink
+    ) async -> Bool {
         let opcode = request.opcode.rawValue
         // In a cluster, HEAD and GET need the replicas: they run as tasks.
         if let cluster, cluster.node.isClusterMode || cluster.node.awaitsLayout, request.opcode != .ping {
@@ -203,9 +240,10 @@ public final class ObjectService: Sendable {
         do {
             switch request {
             case .ping, .head:
-                await handle(id: id, request: request, body: nil, sink: sink)
+                await handle(id: id, request: request, caller: caller, body: nil, sink: sink)
                 return true
             case .get(let bucket, let key, let range):
+                try await authorize(request, caller: caller)
                 let object = try await LocalObjects(service: self).open(bucket: bucket, key: key, options: options)
                 guard case .inline = object.manifest.body else { return false }
                 var started = false
@@ -225,6 +263,18 @@ public final class ObjectService: Sendable {
     }
 
     // MARK: Helpers
+
+    /// Refuses the request unless its caller's key allows it (`Authorization`).
+    func authorize(_ request: Request, caller: Caller) async throws(AgadirError) {
+        let need = Authorization.need(request)
+        var created: UInt64? = nil
+        if let p = caller.principal, !p.admin, let bucket = Authorization.bucket(of: need), p.grants[bucket] != nil {
+            created = try await keys.bucketCreatedMillis(bucket)
+        }
+        if let refusal = Authorization.refusal(need, principal: caller.principal, bucketCreatedMillis: created) {
+            throw refusal
+        }
+    }
 
     func noSuchBucket(_ b: String) -> AgadirError {
         AgadirError(.noSuchBucket, "bucket '\(b)' does not exist; create it with `agadir mb \(b)`")

@@ -4,7 +4,9 @@ Written only from docs/protocol.md. Standard library only.
 """
 
 import hashlib
+import hmac
 import json
+import os
 import select
 import socket
 import struct
@@ -33,6 +35,7 @@ MAX_MEMBER_LABELS = 64
 T_BUCKET, T_KEY, T_CONTENT_TYPE, T_METADATA, T_SIZE, T_ETAG, T_VERSION = 1, 2, 3, 4, 5, 6, 7
 T_RANGE, T_PREFIX, T_DELIMITER, T_START_AFTER, T_LIMIT, T_POLICY, T_MESSAGE = 8, 9, 10, 11, 12, 13, 14
 T_CONTENT_SHA256, T_NODE_ID, T_SERVER_VERSION, T_CREATED_MS, T_TIME_MS = 15, 16, 17, 18, 19
+T_ACCESS_KEY, T_SIGNED_AT, T_REQUEST_NONCE, T_SIGNATURE = 35, 36, 37, 38
 
 RANGE_TO_END = 0xFFFFFFFFFFFFFFFF
 
@@ -43,7 +46,8 @@ ERROR_NAMES = {
     106: "TOO_MANY_REQUESTS", 107: "REQUEST_TIMEOUT", 108: "IDLE_TIMEOUT",
     200: "INVALID_ARGUMENT", 201: "INVALID_BUCKET_NAME", 202: "INVALID_KEY",
     203: "BODY_LENGTH_MISMATCH", 204: "CHECKSUM_MISMATCH", 205: "RANGE_NOT_SATISFIABLE",
-    206: "METADATA_TOO_LARGE", 207: "OBJECT_TOO_LARGE",
+    206: "METADATA_TOO_LARGE", 207: "OBJECT_TOO_LARGE", 208: "ACCESS_DENIED", 209: "NOT_AUTHENTICATED",
+    210: "REQUEST_TIME_SKEWED", 211: "REPLAYED_REQUEST",
     300: "NO_SUCH_BUCKET", 301: "BUCKET_ALREADY_EXISTS", 302: "BUCKET_NOT_EMPTY",
     303: "NO_SUCH_KEY", 304: "NO_SUCH_CHUNK",
     500: "INTERNAL_ERROR", 501: "IO_ERROR", 502: "CORRUPT_CHUNK", 503: "CORRUPT_DATA",
@@ -106,6 +110,43 @@ def encode_frame(kind, request_id, opcode=0, status=0, fields=None, payload=b"",
     header = HEADER.pack(MAGIC, PROTOCOL_VERSION, kind, flags, opcode, status,
                          len(section), request_id, len(payload), 0)
     return header + section + payload
+
+
+def canonical_request(opcode, fields):
+    """The bytes a signature covers (docs/protocol.md, "Signed requests")."""
+    signed = [f for f in fields if f[0] != T_SIGNATURE]
+    signed = [f for _, f in sorted(enumerate(signed), key=lambda p: (p[1][0], p[0]))]
+    out = [b"AGADIR1-HMAC-SHA256\n", struct.pack(">HI", opcode, len(signed))]
+    for tag, value in signed:
+        out.append(struct.pack(">HI", tag, len(value)))
+        out.append(value)
+    return b"".join(out)
+
+
+def sign_fields(opcode, fields, access_key, secret_key, signed_at_ms=None, nonce=None):
+    """fields plus ACCESS_KEY, SIGNED_AT, REQUEST_NONCE and SIGNATURE."""
+    if signed_at_ms is None:
+        signed_at_ms = int(time.time() * 1000)
+    if nonce is None:
+        nonce = os.urandom(16)
+    out = list(fields) + [(T_ACCESS_KEY, access_key.encode("utf-8")),
+                          (T_SIGNED_AT, struct.pack(">Q", signed_at_ms)),
+                          (T_REQUEST_NONCE, nonce)]
+    mac = hmac.new(secret_key.encode("utf-8"), canonical_request(opcode, out), hashlib.sha256).digest()
+    return out + [(T_SIGNATURE, mac)]
+
+
+def read_credentials(path):
+    """(access_key, secret_key) from a credentials file (`name = value` lines)."""
+    values = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#") or line.startswith("["):
+                continue
+            name, _, value = line.partition("=")
+            values[name.strip().lower()] = value.strip()
+    return values["access_key"], values["secret_key"]
 
 
 def f_str(tag, s):
@@ -329,6 +370,7 @@ class AgadirClient:
         self._next_id = 1
         self._ignored_ids = set()  # requests we aborted: late frames are dropped
         self.last_stats = {}  # frames sent/received by the last call (for tests)
+        self.credentials = None  # (access_key, secret_key): every request is then signed
 
     # -- connection
 
@@ -355,6 +397,12 @@ class AgadirClient:
 
     def __exit__(self, *exc):
         self.close()
+
+    def signed(self, opcode, fields):
+        """fields signed with this client's credentials (unchanged without any)."""
+        if self.credentials is None:
+            return fields
+        return sign_fields(opcode, fields, *self.credentials)
 
     def _new_id(self):
         rid = self._next_id
@@ -495,6 +543,7 @@ class AgadirClient:
         if self.sock is None:
             raise AgadirError(506, "not connected")
         rid = self._new_id()
+        fields = self.signed(opcode, fields)
         deadline = time.monotonic() + (deadline_s if deadline_s is not None else max(self.timeout, 30.0))
         stats = {"sent_frames": 0, "sent_data_frames": 0, "recv_frames": 0, "recv_data_frames": 0}
         self.last_stats = stats

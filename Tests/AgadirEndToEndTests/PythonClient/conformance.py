@@ -82,11 +82,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("address", help="HOST:PORT of the node's client endpoint")
     ap.add_argument("--timeout", type=float, default=30.0)
+    ap.add_argument("--credentials", required=True, help="credentials file of a key with every right (the root key)")
     args = ap.parse_args()
     host, port = ac.parse_hostport(args.address)
 
     ck = Checker()
     c = ac.AgadirClient(timeout=args.timeout)
+    c.credentials = ac.read_credentials(args.credentials)
 
     # ---- offline: byte-exact request frames from the document
     def doc_put():
@@ -125,6 +127,44 @@ def main():
         return "node %s, version %s, skew %d ms" % (p["node_id"], p["server_version"], skew)
 
     ck.check("ping", ping)
+
+    # ---- signed requests (docs/protocol.md, "Signed requests")
+    def raw_request(opcode, fields):
+        rid = c._new_id()
+        c.sock.sendall(ac.encode_frame(ac.REQUEST, rid, opcode, 0, fields, b"", True))
+        return c._read_frame_for(rid, time.monotonic() + 10)
+
+    def unsigned_refused():
+        f = raw_request(ac.OP_LIST_BUCKETS, [])
+        expect(f.status == 209, "unsigned LIST_BUCKETS answered status %d" % f.status)
+        f = raw_request(ac.OP_PING, [])
+        expect(f.status == 0, "unsigned PING answered status %d" % f.status)
+        return "LIST_BUCKETS -> 209 NOT_AUTHENTICATED; PING answered"
+
+    def wrong_secret_refused():
+        key, _ = c.credentials
+        f = raw_request(ac.OP_LIST_BUCKETS, ac.sign_fields(ac.OP_LIST_BUCKETS, [], key, "not-the-secret"))
+        expect(f.status == 209, "a wrong signature answered status %d" % f.status)
+        return "209 NOT_AUTHENTICATED"
+
+    def stale_refused():
+        old = int(time.time() * 1000) - 60 * 60 * 1000
+        f = raw_request(ac.OP_LIST_BUCKETS, ac.sign_fields(ac.OP_LIST_BUCKETS, [], *c.credentials, signed_at_ms=old))
+        expect(f.status == 210, "a request signed an hour ago answered status %d" % f.status)
+        return "210 REQUEST_TIME_SKEWED"
+
+    def replay_refused():
+        fields = ac.sign_fields(ac.OP_LIST_BUCKETS, [], *c.credentials)
+        first = raw_request(ac.OP_LIST_BUCKETS, fields)
+        expect(first.status == 0, "the first sending answered status %d" % first.status)
+        again = raw_request(ac.OP_LIST_BUCKETS, fields)
+        expect(again.status == 211, "the replay answered status %d" % again.status)
+        return "first 0, replay 211 REPLAYED_REQUEST"
+
+    ck.check("unsigned request refused, PING answered", unsigned_refused)
+    ck.check("wrong signature refused", wrong_secret_refused)
+    ck.check("stale signature refused", stale_refused)
+    ck.check("replayed request refused", replay_refused)
 
     bucket = "py-" + os.urandom(6).hex()
 
@@ -402,7 +442,7 @@ def main():
     def client_abort():
         rid = c._new_id()
         fields = ac.put_request_fields(bucket, "aborted/obj", 3 * MiB)
-        c.sock.sendall(ac.encode_frame(ac.REQUEST, rid, ac.OP_PUT, 0, fields, b"", False))
+        c.sock.sendall(ac.encode_frame(ac.REQUEST, rid, ac.OP_PUT, 0, c.signed(ac.OP_PUT, fields), b"", False))
         c.sock.sendall(ac.encode_frame(ac.DATA, rid, 0, 0, None, b"x" * 1000, False))
         c.sock.sendall(ac.encode_frame(ac.ABORT, rid, 0, 200, [ac.f_str(ac.T_MESSAGE, "test gives up")],
                                        b"", True))
