@@ -118,6 +118,22 @@ struct AccessKeyLabTests {
             let cliDenied = try await CLI(endpoint: e3, credentials: nil).runDetached(["ls", "alice-data/"])
             #expect(cliDenied.status == 11)
 
+            // A write-only key (a log shipper) writes and cannot read back.
+            let shipperKey = try await root.admin(Admin.keyCreate, Admin.KeySpec(name: "shipper"))
+            _ = try await root.admin(
+                Admin.keyGrant,
+                Admin.KeyGrant(
+                    accessKey: shipperKey.accessKey, bucket: "alice-data", read: false, write: true, owner: false))
+            let shipper = try Self.client(
+                e1, Credentials(accessKey: shipperKey.accessKey, secretKey: shipperKey.secretKey))
+            try await shipper.put(bucket: "alice-data", key: "log-1", data: [1, 2, 3])
+            let blind = await agadirError { _ = try await shipper.get(bucket: "alice-data", key: "log-1") }
+            #expect(blind?.code == .accessDenied)
+            let noDrop = await agadirError { try await shipper.deleteBucket("alice-data") }
+            #expect(noDrop?.code == .accessDenied)
+            await shipper.close()
+            _ = try await aliceOn2.delete(bucket: "alice-data", key: "log-1")
+
             // Deleted and created again, the bucket is another bucket: bob's grant is stale.
             _ = try await aliceOn2.delete(bucket: "alice-data", key: "report.bin")
             try await aliceOn2.deleteBucket("alice-data")
