@@ -186,4 +186,11 @@ public final class FrameEncoder: ChannelOutboundHandler, Sendable {
 /// writer; tests may collect frames instead.
 public protocol ResponseSink: Sendable {
     func send(_ frame: Frame) async throws
+    /// The budget answers' decoded bytes are taken from before they are read, so answers
+    /// a client does not read hold bounded memory; nil: unbounded (in-process sinks).
+    var responseBudget: ResponseBudget? { get }
+}
+
+extension ResponseSink {
+    public var responseBudget: ResponseBudget? { nil }
 }

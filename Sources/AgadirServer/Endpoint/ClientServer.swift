@@ -39,6 +39,9 @@ public final class ClientServer: Service, Sendable {
     private let admission: Mutex<ConnectionAdmission>
     /// True for an IP address of a cluster member (gossip): its connections use the peer slots.
     let isMemberAddress: @Sendable (String) -> Bool
+    /// Decoded bytes the answers of all connections may hold before they are sent
+    /// (`responseBufferBytes`); each connection has its own share too.
+    let responseMemory: ByteBudget
 
     public init(
         service: ObjectService, config: NodeConfiguration, host: String, port: Int, group: MultiThreadedEventLoopGroup,
@@ -51,6 +54,7 @@ public final class ClientServer: Service, Sendable {
                     maxConnections: config.maxConnections, maxPerAddress: config.maxConnectionsPerAddress,
                     peerReserve: config.peerConnectionsReserved)))
         self.isMemberAddress = isMemberAddress
+        self.responseMemory = ByteBudget(capacity: config.responseBufferBytes)
         self.service = service
         self.peerAccess = peerAccess
         self.config = config
@@ -68,6 +72,7 @@ public final class ClientServer: Service, Sendable {
     public func run() async throws {
         let limits = config.wireLimits
         let idle = TimeAmount.seconds(Int64(config.idleTimeoutSeconds))
+        let writeStall = TimeAmount.seconds(Int64(config.writeStallSeconds))
         let channel: NIOAsyncChannel<NIOAsyncChannel<Frame, Frame>, Never>
         do {
             channel = try await ServerBootstrap(group: group)
@@ -86,7 +91,7 @@ public final class ClientServer: Service, Sendable {
                         try child.pipeline.syncOperations.addHandlers([
                             ByteToMessageHandler(FrameDecoder(limits: limits)),
                             FrameEncoder(),
-                            FrameIdleHandler(timeout: idle),
+                            FrameIdleHandler(timeout: idle, writeStall: writeStall),
                         ])
                         return try NIOAsyncChannel<Frame, Frame>(
                             wrappingChannelSynchronously: child,
@@ -183,7 +188,11 @@ public final class ClientServer: Service, Sendable {
         do {
             try await withGracefulShutdownHandler {
                 try await connection.executeThenClose { inbound, outbound in
-                    let sink = OutboundSink(writer: outbound, writerChannel: channel)
+                    let sink = OutboundSink(
+                        writer: outbound, writerChannel: channel,
+                        responseBudget: ResponseBudget(
+                            connection: ByteBudget(capacity: self.config.connectionResponseBufferBytes),
+                            node: self.responseMemory))
                     try await withThrowingDiscardingTaskGroup { requests in
                         defer {
                             // However the reader ends (EOF, reset, protocol error), bodies still
@@ -473,6 +482,7 @@ public final class ClientServer: Service, Sendable {
 struct RequestSink: ResponseSink {
     let base: OutboundSink
     let release: @Sendable () -> Void
+    var responseBudget: ResponseBudget? { base.responseBudget }
 
     func send(_ frame: Frame) async throws {
         if frame.isEndStream { release() }
@@ -484,5 +494,6 @@ struct RequestSink: ResponseSink {
 struct OutboundSink: ResponseSink {
     let writer: NIOAsyncChannelOutboundWriter<Frame>
     let writerChannel: any Channel
+    let responseBudget: ResponseBudget?
     func send(_ frame: Frame) async throws { try await writer.write(frame) }
 }

@@ -5,6 +5,10 @@ import NIOCore
 /// alone do not count: a client that trickles one byte at a time (a slow-loris) is closed
 /// like an idle one, instead of keeping its slot for ever (issue 12, "Bounds"). Sits after
 /// the frame decoder and encoder, so it sees frames both ways.
+///
+/// Also closes a connection that stays unwritable for `writeStall`: its client does not
+/// read the answers (the socket's buffers are full), and the answers waiting to be written
+/// hold memory (and response budget) other clients need.
 final class FrameIdleHandler: ChannelDuplexHandler {
     typealias InboundIn = Frame
     typealias InboundOut = Frame
@@ -12,10 +16,15 @@ final class FrameIdleHandler: ChannelDuplexHandler {
     typealias OutboundOut = Frame
 
     let timeout: TimeAmount
+    let writeStall: TimeAmount
     private var lastFrame = NIODeadline.now()
     private var check: Scheduled<Void>?
+    private var stallCheck: Scheduled<Void>?
 
-    init(timeout: TimeAmount) { self.timeout = timeout }
+    init(timeout: TimeAmount, writeStall: TimeAmount) {
+        self.timeout = timeout
+        self.writeStall = writeStall
+    }
 
     func handlerAdded(context: ChannelHandlerContext) {
         lastFrame = .now()
@@ -25,12 +34,30 @@ final class FrameIdleHandler: ChannelDuplexHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         check?.cancel()
         check = nil
+        stallCheck?.cancel()
+        stallCheck = nil
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         check?.cancel()
         check = nil
+        stallCheck?.cancel()
+        stallCheck = nil
         context.fireChannelInactive()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            stallCheck?.cancel()
+            stallCheck = nil
+        } else if stallCheck == nil {
+            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            stallCheck = context.eventLoop.scheduleTask(in: writeStall) {
+                let context = loopBound.value
+                if !context.channel.isWritable { context.close(promise: nil) }
+            }
+        }
+        context.fireChannelWritabilityChanged()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

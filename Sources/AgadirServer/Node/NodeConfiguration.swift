@@ -51,6 +51,14 @@ public struct NodeConfiguration: Sendable, Codable, Equatable {
     public var idleTimeoutSeconds: Int = 300
     /// A streaming request body that stalls this long fails with REQUEST_TIMEOUT. Default 60 s.
     public var requestTimeoutSeconds: Int = 60
+    /// A connection whose answers cannot be written for this long (the client does not read
+    /// them and the socket's buffers are full) is closed. Default 60 s.
+    public var writeStallSeconds: Int = 60
+    /// Decoded bytes the answers of one connection may hold before they are sent (a GET
+    /// waits for its share before reading a chunk). At least `chunkMaxBytes`. Default 16 MiB.
+    public var connectionResponseBufferBytes: Int = 16 << 20
+    /// The same for all connections together. Default 256 MiB.
+    public var responseBufferBytes: Int = 256 << 20
     /// A signed request is refused when its SIGNED_AT is further than this from the node's
     /// clock (and its nonce is remembered this long against replays). Default 900 s, as AWS.
     public var requestSkewSeconds: Int = 900
@@ -164,6 +172,13 @@ public struct NodeConfiguration: Sendable, Codable, Equatable {
             throw bad("timeouts must be positive")
         }
         guard (1...3600).contains(requestSkewSeconds) else { throw bad("requestSkewSeconds must be 1 to 3600") }
+        guard writeStallSeconds >= 1 else { throw bad("writeStallSeconds must be at least 1") }
+        guard connectionResponseBufferBytes >= chunkMaxBytes, responseBufferBytes >= connectionResponseBufferBytes
+        else {
+            throw bad(
+                "connectionResponseBufferBytes must be at least chunkMaxBytes (\(chunkMaxBytes)), and responseBufferBytes at least connectionResponseBufferBytes"
+            )
+        }
         for (name, value) in [
             ("tombstoneGraceSeconds", tombstoneGraceSeconds), ("garbageGraceSeconds", garbageGraceSeconds),
             ("repairIntervalSeconds", repairIntervalSeconds), ("garbageIntervalSeconds", garbageIntervalSeconds),

@@ -193,6 +193,13 @@ extension ObjectService {
         var remaining = length
         let window = config.getChunksReadAhead + 1
         let frameBytes = config.dataFrameBytes
+        // Each chunk's bytes are taken from the response budget before it is read and given
+        // back once sent: the chunk being sent waits for its share (this GET then holds
+        // nothing else, so waiting cannot deadlock), read-ahead happens only when the budget
+        // has room at once (docs/architecture.md, "Memory held by answers").
+        let budget = sink.responseBudget
+        var held: [Int: Int] = [:]  // chunk index → bytes taken from the budget
+        defer { for bytes in held.values { budget?.release(bytes) } }
         try await withThrowingTaskGroup(of: (Int, [UInt8]).self) { group in
             var ready: [Int: [UInt8]] = [:]
             var launched = 0
@@ -200,6 +207,15 @@ extension ObjectService {
                 while launched < wanted.count, launched < i + window {
                     let index = launched
                     let chunkID = wanted[index].ref.id
+                    let bytes = Int(wanted[index].ref.length)
+                    if let budget {
+                        if index == i {
+                            try await budget.acquire(bytes)
+                        } else if !budget.tryAcquire(bytes) {
+                            break
+                        }
+                        held[index] = bytes
+                    }
                     group.addTask { (index, try await read(chunkID)) }
                     launched += 1
                 }
@@ -221,6 +237,7 @@ extension ObjectService {
                         .data(id: id, payload: ByteBuffer(bytes: bytes[pos..<pos + n]), end: remaining == 0))
                     pos += n
                 }
+                if let budget, let bytes = held.removeValue(forKey: i) { budget.release(bytes) }
             }
             guard remaining == 0 else {
                 throw AgadirError(
