@@ -34,6 +34,8 @@ public enum LayoutChange: Sendable, Hashable, Codable, CustomStringConvertible {
 /// The changes an administrator has staged on top of the current layout, not yet planned.
 public struct StagedChanges: Sendable, Hashable, Codable {
     public var changes: [LayoutChange]
+    /// Most changes staged at once (each `stage` resolves them all on the layout).
+    public static let maxChanges = 1000
     /// May be set only while the layout version is 0 (the partition count is fixed by version 1).
     public var partitionCount: Int?
 

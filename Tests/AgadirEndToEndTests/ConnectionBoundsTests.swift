@@ -1,6 +1,7 @@
 import AgadirClient
 import AgadirCore
 import AgadirLab
+import AgadirPlacement
 import AgadirWire
 import Foundation
 import Testing
@@ -77,5 +78,26 @@ struct ConnectionBoundsTests {
         }
         #expect(closed, "the node kept a connection that sent \(sent) single bytes over 30 s")
         #expect(sent < header.count, "the frame was never completed: \(sent) bytes sent")
+    }
+
+    @Test("staged layout changes are bounded: the 1001st is refused with a clear error until they are reverted")
+    func stagedChanges_areBounded() async throws {
+        let node = try NodeProcess(logLevel: "warning")
+        defer { node.cleanUp() }
+        try node.start()
+        let client = try node.client()
+        for i in 0..<StagedChanges.maxChanges {
+            _ = try await client.admin(
+                Admin.layoutAssign, Admin.Assign(node: "n-\(i)", site: "s-\(i % 7)", capacity: 1 << 40))
+        }
+        let refused = await agadirError {
+            _ = try await client.admin(Admin.layoutAssign, Admin.Assign(node: "one-more", site: "s", capacity: 1))
+        }
+        #expect(
+            refused?.code == .invalidArgument && refused?.message.contains("staged") == true,
+            "\(String(describing: refused))")
+        _ = try await client.admin(Admin.layoutRevert, Admin.Empty())
+        _ = try await client.admin(Admin.layoutAssign, Admin.Assign(node: "one-more", site: "s", capacity: 1))
+        await client.close()
     }
 }

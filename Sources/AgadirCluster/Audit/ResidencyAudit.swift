@@ -4,8 +4,17 @@ import AgadirStore
 import AgadirWire
 
 extension ClusterNode {
-    /// Audits this node's store against the layout and the bucket catalog.
+    /// Audits this node's store against the layout and the bucket catalog. One scan runs at
+    /// a time (callers meanwhile share it) and a scan younger than
+    /// `ClusterNodeSettings.auditReuse` is answered again: however often it is asked, the
+    /// audit costs a node at most one scan at a time.
     public func residencyAudit() async throws(AgadirError) -> ResidencyAudit {
+        try await auditFlight.run(reuseWithin: settings.auditReuse) { () throws(AgadirError) in
+            try await self.scanResidency()
+        }
+    }
+
+    func scanResidency() async throws(AgadirError) -> ResidencyAudit {
         let snapshot = self.snapshot()
         var audit = ResidencyAudit(node: nodeID, site: snapshot.site, layoutVersion: snapshot.layout.current.version)
         let catalog = try await store.bucketCatalog()

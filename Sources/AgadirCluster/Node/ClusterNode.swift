@@ -24,6 +24,8 @@ public struct ClusterNodeSettings: Sendable, Hashable {
     /// How long a bucket's catalog record read from the store is reused without reading it
     /// again (any change to this node's catalog invalidates it at once).
     public var catalogCacheTTL: Duration = .seconds(1)
+    /// A residency audit this young is answered again instead of scanning the store anew.
+    public var auditReuse: Duration = .seconds(2)
 
     public init() {}
 
@@ -49,6 +51,8 @@ public final class ClusterNode: ClusterContext, Sendable {
     public let links: PeerLinks?
     let logger: Logger
     let settings: ClusterNodeSettings
+    /// The residency audit's single scan (`residencyAudit()`).
+    let auditFlight = SingleFlight<ResidencyAudit>()
     let layoutPath: String
     let stagedPath: String
     let versions: @Sendable () -> ObjectVersion
@@ -207,6 +211,12 @@ public final class ClusterNode: ClusterContext, Sendable {
     public func stage(_ change: LayoutChange) throws(AgadirError) -> StagedChanges {
         let current = layout.current
         var next = staged
+        guard next.changes.count < StagedChanges.maxChanges else {
+            throw AgadirError(
+                .invalidArgument,
+                "\(next.changes.count) layout changes are staged, the most a node keeps; apply them "
+                    + "(`agadir admin layout apply`) or revert them (`agadir admin layout revert`) first")
+        }
         next.changes.append(change)
         _ = try next.resolve(on: current)
         try saveStaged(next)
