@@ -36,6 +36,8 @@ final class GossipEngine {
 
     private var membership: Membership?
     private var rng = SystemRandomNumberGenerator()
+    /// Refuses gossip sent outside the replay window or received before.
+    private var replay = GossipReplayGuard()
     private var phase = Phase.starting
     private var udp: (any Channel)?
     private var listener: (any Channel)?
@@ -155,8 +157,10 @@ final class GossipEngine {
             return dropped("datagram while not running", detail: "from \(remote)")
         }
         let plaintext: [UInt8]
-        do {
-            plaintext = try keyring.open(Array(datagram.readableBytesView), channel: .datagram)
+        do throws(GossipRejection) {
+            let opened = try keyring.open(Array(datagram.readableBytesView), channel: .datagram)
+            try replay.admit(opened, source: "\(remote)", nowMillis: WallTime.millis())
+            plaintext = opened.plaintext
         } catch {
             return dropped("datagram unauthenticated (\(error.name))", detail: "from \(remote)")
         }
@@ -190,8 +194,10 @@ final class GossipEngine {
     func answerPushPull(_ sealed: [UInt8]) -> [UInt8]? {
         guard phase == .running || phase == .leaving else { return nil }
         let plaintext: [UInt8]
-        do {
-            plaintext = try keyring.open(sealed, channel: .stream)
+        do throws(GossipRejection) {
+            let opened = try keyring.open(sealed, channel: .stream)
+            try replay.admit(opened, source: "stream", nowMillis: WallTime.millis())
+            plaintext = opened.plaintext
         } catch {
             dropped("stream unauthenticated (\(error.name))", detail: "push-pull of \(sealed.count) bytes")
             return nil
@@ -210,7 +216,7 @@ final class GossipEngine {
         guard let answer = membership?.receivePushPull(state, now: clock.now(), rng: &rng) else { return nil }
         counters.pushPullsServed += 1
         carryOut(answer.directives, full: true)
-        let sealedReply = keyring.seal(GossipCodec.encode(answer.reply), channel: .stream)
+        let sealedReply = seal(GossipCodec.encode(answer.reply), channel: .stream)
         guard sealedReply.count <= GossipLimits.maxStreamFrameBytes else {
             logger.error("push-pull answer too large; not sent", metadata: ["bytes": "\(sealedReply.count)"])
             return nil
@@ -259,7 +265,7 @@ final class GossipEngine {
         for directive in directives {
             switch directive {
             case .send(let packet, let address):
-                send(keyring.seal(GossipCodec.encode(packet), channel: .datagram), to: address)
+                send(seal(GossipCodec.encode(packet), channel: .datagram), to: address)
             case .pushPull(let state, let address):
                 pushPull(state, to: address)
             case .changed(let change):
@@ -277,6 +283,12 @@ final class GossipEngine {
         }
         rearm()
         publish(full: full, touched: touched)
+    }
+
+    /// `plaintext` sealed with the wall clock and a fresh random nonce.
+    private func seal(_ plaintext: [UInt8], channel: GossipChannel) -> [UInt8] {
+        let nonce = (0..<Keyring.nonceBytes).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        return keyring.seal(plaintext, channel: channel, sentAtMillis: WallTime.millis(), nonce: nonce)
     }
 
     private func send(_ sealed: [UInt8], to address: String) {
@@ -355,7 +367,7 @@ final class GossipEngine {
     private func pushPull(_ state: PushPullState, to address: String) {
         guard phase == .running else { return }
         counters.pushPullsStarted += 1
-        let sealed = keyring.seal(GossipCodec.encode(state), channel: .stream)
+        let sealed = seal(GossipCodec.encode(state), channel: .stream)
         let endpoint: (host: String, port: Int)
         do {
             endpoint = try Endpoint.parse(address)
@@ -409,8 +421,10 @@ final class GossipEngine {
         var failure: String
         switch result {
         case .success(let sealed):
-            do {
-                let plaintext = try keyring.open(sealed, channel: .stream)
+            do throws(GossipRejection) {
+                let opened = try keyring.open(sealed, channel: .stream)
+                try replay.admit(opened, source: "stream", nowMillis: WallTime.millis())
+                let plaintext = opened.plaintext
                 do {
                     let state = try GossipCodec.decodePushPull(plaintext, maxMembers: settings.maxMembers)
                     let joinedBefore = membership?.hasJoined ?? true

@@ -323,7 +323,10 @@ public struct Lab: Sendable {
                 return
             }
             guard ProcessControl.state(of: pid, marker: node.dataDir) != .gone else {
-                let how = ProcessControl.ending(of: pid).map { " (\($0))" } ?? ""
+                // Once more: a child that ended between the reaping and the /proc check is reaped
+                // now, so the message can say how it ended.
+                _ = ProcessControl.state(of: pid, marker: node.dataDir)
+                let how = ProcessControl.ending(of: pid).map { " (\($0))" } ?? " (not reaped here)"
                 throw AgadirError(
                     .unavailable,
                     "node \(node.name) exited while starting\(how); the end of \(node.logFile):\n\(Self.tail(node.logFile, lines: 15))"

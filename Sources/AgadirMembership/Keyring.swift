@@ -33,6 +33,10 @@ public enum GossipRejection: Error, Sendable, Hashable, CaseIterable, CustomStri
     case unknownKey
     /// The key id is known but the tag does not match: corrupted or forged.
     case badTag
+    /// Sent further from this node's clock than the replay window allows.
+    case stale
+    /// A message this node has already received (same nonce).
+    case replayed
 
     /// Stable lower-case name for metrics and logs.
     public var name: String {
@@ -43,13 +47,15 @@ public enum GossipRejection: Error, Sendable, Hashable, CaseIterable, CustomStri
         case .wrongChannel: "wrong_channel"
         case .unknownKey: "unknown_key"
         case .badTag: "bad_tag"
+        case .stale: "stale"
+        case .replayed: "replayed"
         }
     }
 
     public var description: String {
         switch self {
         case .tooShort:
-            "gossip message shorter than its \(Keyring.overhead)-byte authentication envelope"
+            "gossip message shorter than its \(Keyring.overhead)-byte envelope"
         case .badMagic:
             "not an Agadir gossip message (no AGSW magic): something else is sending to the peer port"
         case .unsupportedVersion:
@@ -61,6 +67,11 @@ public enum GossipRejection: Error, Sendable, Hashable, CaseIterable, CustomStri
                 + "cluster name and gossip secrets (during a rotation, the new secret must be added everywhere first)"
         case .badTag:
             "gossip message failed authentication: corrupted in transit or forged"
+        case .stale:
+            "gossip message sent further from this node's clock than the replay window allows: "
+                + "keep the nodes' clocks in time (NTP), or it is an old message replayed"
+        case .replayed:
+            "gossip message already received (same nonce): replayed by someone on the path"
         }
     }
 }
@@ -74,29 +85,34 @@ public enum GossipRejection: Error, Sendable, Hashable, CaseIterable, CustomStri
 /// primary: it seals everything sent. All of them open what is received, so secrets can
 /// be rotated without a flag day.
 ///
-/// Envelope (`seal`):
+/// Envelope (`seal`), version 2:
 ///
 ///     0   4  magic "AGSW" (41 47 53 57)
-///     4   1  envelope version = 1
+///     4   1  envelope version = 2
 ///     5   1  channel: 1 datagram, 2 stream
 ///     6   4  key id of the sealing key
-///     10  n  plaintext (a `GossipCodec` message)
-///     10+n 16 tag: HMAC-SHA256(key, bytes 0 ..< 10+n), first 16 bytes
+///     10  8  sent at: u64 ms since the Unix epoch (the sender's clock)
+///     18  12 nonce: random, fresh for every message
+///     30  n  ciphertext: AES-256-GCM of the plaintext (a `GossipCodec` message) under
+///            the key, with this nonce and bytes 0 ..< 30 as additional data
+///     30+n 16 GCM tag
 ///
-/// Authentication only: the plaintext is not encrypted. Replays are not detected here;
-/// SWIM makes them harmless (see docs/protocol.md, "Threat model").
+/// Encrypted and authenticated; the receiving shell refuses a message sent outside its
+/// replay window or seen before (`GossipReplayGuard`, docs/protocol.md, "Authentication").
 public struct Keyring: Sendable {
     public static let magic: [UInt8] = Array("AGSW".utf8)
     /// Envelope version.
-    public static let version: UInt8 = 1
+    public static let version: UInt8 = 2
     /// HKDF info string: the purpose the keys are derived for.
     public static let purpose = "agadir gossip v1"
-    /// Bytes before the plaintext: magic, version, channel, key id.
-    public static let headerBytes = 10
-    /// Bytes of the truncated HMAC-SHA256 tag.
+    /// Bytes before the ciphertext: magic, version, channel, key id, sent at, nonce.
+    public static let headerBytes = 30
+    /// Bytes of the random nonce.
+    public static let nonceBytes = 12
+    /// Bytes of the GCM tag.
     public static let tagBytes = 16
     /// Bytes the envelope adds to a plaintext.
-    public static let overhead = 26
+    public static let overhead = 46
     /// Shortest secret accepted, bytes.
     public static let minimumSecretBytes = 16
 
@@ -149,42 +165,65 @@ public struct Keyring: Sendable {
 
     // MARK: - Envelope
 
-    /// `plaintext` in an envelope sealed with the primary key; `overhead` bytes longer.
-    public func seal(_ plaintext: [UInt8], channel: GossipChannel) -> [UInt8] {
+    /// What `open` gives: the plaintext, and the envelope's time and nonce for the
+    /// receiver's replay check.
+    public struct Opened: Sendable, Hashable {
+        public var plaintext: [UInt8]
+        public var sentAtMillis: UInt64
+        public var nonce: [UInt8]
+    }
+
+    /// `plaintext` encrypted in an envelope sealed with the primary key; `overhead` bytes
+    /// longer. `nonce` must be `nonceBytes` random bytes never used before with this key
+    /// (the shell draws them from the system's generator); `sentAtMillis` is the wall clock.
+    public func seal(_ plaintext: [UInt8], channel: GossipChannel, sentAtMillis: UInt64, nonce: [UInt8]) -> [UInt8] {
         let primary = keys[0]
-        var out: [UInt8] = []
-        out.reserveCapacity(plaintext.count + Self.overhead)
-        out.append(contentsOf: Self.magic)
-        out.append(Self.version)
-        out.append(channel.rawValue)
-        out.append(contentsOf: primary.id)
-        out.append(contentsOf: plaintext)
-        let mac = HMAC<SHA256>.authenticationCode(for: out[...], using: primary.key)
-        mac.withUnsafeBytes { out.append(contentsOf: $0.prefix(Self.tagBytes)) }
+        var header: [UInt8] = []
+        header.reserveCapacity(Self.headerBytes)
+        header.append(contentsOf: Self.magic)
+        header.append(Self.version)
+        header.append(channel.rawValue)
+        header.append(contentsOf: primary.id)
+        for shift in stride(from: 56, through: 0, by: -8) {
+            header.append(UInt8(truncatingIfNeeded: sentAtMillis >> shift))
+        }
+        var nonceBytes = Array(nonce.prefix(Self.nonceBytes))
+        while nonceBytes.count < Self.nonceBytes { nonceBytes.append(0) }
+        header.append(contentsOf: nonceBytes)
+        // The nonce is exactly 12 bytes, so neither can fail.
+        guard let gcmNonce = try? AES.GCM.Nonce(data: nonceBytes),
+            let box = try? AES.GCM.seal(plaintext, using: primary.key, nonce: gcmNonce, authenticating: header)
+        else { return header }
+        var out = header
+        out.reserveCapacity(Self.overhead + plaintext.count)
+        out.append(contentsOf: box.ciphertext)
+        out.append(contentsOf: box.tag)
         return out
     }
 
-    /// The plaintext of a message sealed for `channel` by a node sharing one of this
-    /// keyring's secrets; the reason otherwise. The tag is compared in constant time.
-    public func open(_ sealed: [UInt8], channel: GossipChannel) throws(GossipRejection) -> [UInt8] {
+    /// The plaintext (and the envelope's time and nonce) of a message sealed for
+    /// `channel` by a node sharing one of this keyring's secrets; the reason otherwise.
+    public func open(_ sealed: [UInt8], channel: GossipChannel) throws(GossipRejection) -> Opened {
         guard sealed.count >= Self.overhead else { throw .tooShort }
         guard sealed[0..<4].elementsEqual(Self.magic) else { throw .badMagic }
         guard sealed[4] == Self.version else { throw .unsupportedVersion }
         guard sealed[5] == channel.rawValue else { throw .wrongChannel }
-        let id = sealed[6..<Self.headerBytes]
+        let id = sealed[6..<10]
+        let sentAt = sealed[10..<18].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        let nonce = Array(sealed[18..<Self.headerBytes])
         let tagStart = sealed.count - Self.tagBytes
+        guard let gcmNonce = try? AES.GCM.Nonce(data: nonce),
+            let box = try? AES.GCM.SealedBox(
+                nonce: gcmNonce, ciphertext: sealed[Self.headerBytes..<tagStart], tag: sealed[tagStart...])
+        else { throw .badTag }
         var known = false
         // Distinct secrets sharing a 4-byte id are astronomically unlikely but harmless:
         // each candidate is tried.
         for key in keys where key.id.elementsEqual(id) {
             known = true
-            let mac = HMAC<SHA256>.authenticationCode(for: sealed[0..<tagStart], using: key.key)
-            let matches = mac.withUnsafeBytes { expected in
-                var difference: UInt8 = 0
-                for i in 0..<Self.tagBytes { difference |= expected[i] ^ sealed[tagStart + i] }
-                return difference == 0
+            if let plaintext = try? AES.GCM.open(box, using: key.key, authenticating: sealed[0..<Self.headerBytes]) {
+                return Opened(plaintext: Array(plaintext), sentAtMillis: sentAt, nonce: nonce)
             }
-            if matches { return Array(sealed[Self.headerBytes..<tagStart]) }
         }
         throw known ? .badTag : .unknownKey
     }
@@ -212,5 +251,28 @@ public struct Keyring: Sendable {
 
     private static func number(_ id: [UInt8]) -> UInt32 {
         id.reduce(0) { $0 << 8 | UInt32($1) }
+    }
+}
+
+/// The replay check of opened gossip messages (pure: time is an input). A message is
+/// refused when sent further than `skewMillis` from the receiver's clock (`stale`) or
+/// when its nonce was seen within that window (`replayed`); nonces are remembered per
+/// source, at most `capacity` in all (`ReplayWindow`).
+public struct GossipReplayGuard: Sendable {
+    private var window: ReplayWindow
+
+    /// Defaults: 2 minutes each way, 65,536 nonces.
+    public init(skewMillis: UInt64 = 120_000, capacity: Int = 1 << 16) {
+        window = ReplayWindow(skewMillis: skewMillis, capacity: capacity)
+    }
+
+    /// `source`: where the message came from (its address; `stream` for push-pull).
+    public mutating func admit(_ opened: Keyring.Opened, source: String, nowMillis: UInt64) throws(GossipRejection) {
+        switch window.admit(
+            accessKey: source, nonce: opened.nonce, signedAtMillis: opened.sentAtMillis, nowMillis: nowMillis)
+        {
+        case .success: return
+        case .failure(let e): throw e.code == .requestTimeSkewed ? .stale : .replayed
+        }
     }
 }

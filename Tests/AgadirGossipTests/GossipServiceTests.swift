@@ -179,6 +179,40 @@ struct GossipServiceTests {
         try await group.shutdownGracefully()
     }
 
+    @Test("gossip captured long ago, or replayed, is dropped and counted; a member it announces never appears")
+    func staleAndReplayedDatagrams_changeNothing() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let a = try await GossipNode("a", group: group)
+        let b = try await GossipNode("b", seeds: [a], group: group)
+        await eventually("a and b see each other") { a.view.count == 2 && b.view.count == 2 }
+        let keyring = try Keyring(clusterName: "test", secrets: [testSecret])
+        // A real member's announcement, as someone on the path captured it ten minutes ago.
+        let ghost = Packet(
+            sender: "ghost", senderAddress: "127.0.0.1:9",
+            gossip: [
+                .alive(Member(nodeID: "ghost", site: "x", clientAddress: "127.0.0.1:1", peerAddress: "127.0.0.1:9"))
+            ])
+        let captured = keyring.seal(GossipCodec.encode(ghost), channel: .datagram, sentAgoMillis: 600_000)
+        try await sendDatagrams(Array(repeating: captured, count: 3), to: a.addresses.peer, group: group)
+        await eventually("a counted the stale datagrams") {
+            a.service.counters.dropped("datagram unauthenticated (stale)") == 3
+        }
+        // A fresh datagram of a's peer b, sent again and again: one is taken, the copies are not.
+        let packet = Packet(sender: "b", senderAddress: b.addresses.peer)
+        let fresh = keyring.seal(GossipCodec.encode(packet), channel: .datagram)
+        let before = a.service.counters.datagramsReceived
+        try await sendDatagrams(Array(repeating: fresh, count: 4), to: a.addresses.peer, group: group)
+        await eventually("a counted three replays") {
+            a.service.counters.dropped("datagram unauthenticated (replayed)") == 3
+        }
+        #expect(a.service.counters.datagramsReceived >= before + 1)
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(a.view["ghost"] == nil && b.view["ghost"] == nil, "\(a.view)")
+        for n in [a, b] { await n.stop() }
+        for n in [a, b] { n.dir.cleanup() }
+        try await group.shutdownGracefully()
+    }
+
     @Test("a node stopped gracefully is seen as left (not dead) by the others")
     func gracefulStop_isLeftAtOthers() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)

@@ -511,7 +511,7 @@ func everyKindPacket(_ random: inout RandomGossip) -> [Packet] {
     @Test func streamFrame_prefixesTheLength_andLimitsIt() throws {
         let frame = GossipCodec.streamFrame([1, 2, 3])
         #expect(frame == [0, 0, 0, 3, 1, 2, 3])
-        #expect(try GossipCodec.streamFrameLength(UInt32(GossipLimits.maxStreamFrameBytes)) == 16_777_242)
+        #expect(try GossipCodec.streamFrameLength(UInt32(GossipLimits.maxStreamFrameBytes)) == 16_777_262)
         #expect(throws: AgadirError.self) {
             try GossipCodec.streamFrameLength(UInt32(GossipLimits.maxStreamFrameBytes + 1))
         }

@@ -19,6 +19,15 @@ private func rejection(_ ring: Keyring, _ sealed: [UInt8], _ channel: GossipChan
     }
 }
 
+extension Keyring {
+    /// Seals at a fixed time with a random nonce (the shell's way, with the clock fixed).
+    fileprivate func seal(_ plaintext: [UInt8], channel: GossipChannel) -> [UInt8] {
+        var rng = SystemRandomNumberGenerator()
+        let nonce = (0..<Keyring.nonceBytes).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        return seal(plaintext, channel: channel, sentAtMillis: 1_700_000_000_000, nonce: nonce)
+    }
+}
+
 private let oldSecret = "4f1d0c8a2b9e7d6f5a4c3b2a19087766"
 private let newSecret = "9a8b7c6d5e4f30211203f4e5d6c7b8a9"
 
@@ -31,7 +40,7 @@ private let newSecret = "9a8b7c6d5e4f30211203f4e5d6c7b8a9"
             for channel in GossipChannel.allCases {
                 let sealed = ring.seal(plaintext, channel: channel)
                 #expect(sealed.count == plaintext.count + Keyring.overhead)
-                #expect(try ring.open(sealed, channel: channel) == plaintext)
+                #expect(try ring.open(sealed, channel: channel).plaintext == plaintext)
             }
         }
     }
@@ -42,7 +51,7 @@ private let newSecret = "9a8b7c6d5e4f30211203f4e5d6c7b8a9"
         for _ in 0..<200 {
             let packet = random.packet()
             let sealed = ring.seal(GossipCodec.encode(packet), channel: .datagram)
-            #expect(try GossipCodec.decode(ring.open(sealed, channel: .datagram)) == packet)
+            #expect(try GossipCodec.decode(ring.open(sealed, channel: .datagram).plaintext) == packet)
         }
     }
 
@@ -93,10 +102,10 @@ private let newSecret = "9a8b7c6d5e4f30211203f4e5d6c7b8a9"
     @Test func open_ofOtherTraffic_isBadMagicOrTooShort() throws {
         let ring = try keyring([oldSecret])
         #expect(rejection(ring, [], .datagram) == .tooShort)
-        #expect(rejection(ring, Array(repeating: 0, count: 25), .datagram) == .tooShort)
-        #expect(rejection(ring, Array(repeating: 0, count: 26), .datagram) == .badMagic)
+        #expect(rejection(ring, Array(repeating: 0, count: Keyring.overhead - 1), .datagram) == .tooShort)
+        #expect(rejection(ring, Array(repeating: 0, count: Keyring.overhead), .datagram) == .badMagic)
         var future = ring.seal([], channel: .datagram)
-        future[4] = 2
+        future[4] = 3
         #expect(rejection(ring, future, .datagram) == .unsupportedVersion)
     }
 
@@ -111,12 +120,12 @@ private let newSecret = "9a8b7c6d5e4f30211203f4e5d6c7b8a9"
         for (i, sender) in steps.enumerated() {
             let sealed = sender.seal([UInt8(i)], channel: .datagram)
             for (j, receiver) in steps.enumerated() where abs(i - j) <= 1 {
-                #expect(try receiver.open(sealed, channel: .datagram) == [UInt8(i)], "step \(i) -> step \(j)")
+                #expect(try receiver.open(sealed, channel: .datagram).plaintext == [UInt8(i)], "step \(i) -> step \(j)")
             }
         }
         // A node with [new, old] reads old-primary senders, and one with [old, new] reads new-primary senders.
-        #expect(try promoted.open(before.seal([9], channel: .datagram), channel: .datagram) == [9])
-        #expect(try added.open(after.seal([9], channel: .datagram), channel: .datagram) == [9])
+        #expect(try promoted.open(before.seal([9], channel: .datagram), channel: .datagram).plaintext == [9])
+        #expect(try added.open(after.seal([9], channel: .datagram), channel: .datagram).plaintext == [9])
         // Skipping a step breaks: a node holding only the new secret rejects old-primary senders.
         for oldPrimary in [before, added] {
             let sealed = oldPrimary.seal([1], channel: .datagram)
@@ -126,6 +135,48 @@ private let newSecret = "9a8b7c6d5e4f30211203f4e5d6c7b8a9"
         #expect(rejection(before, fromAfter, .datagram) == .unknownKey)
         #expect(promoted.primaryKeyID == after.primaryKeyID)
         #expect(promoted.keyIDs == [after.primaryKeyID, before.primaryKeyID])
+    }
+
+    @Test func messagesAreEncrypted_andTheirTimeAndNonceAreAuthenticated() throws {
+        let ring = try keyring([oldSecret])
+        let packet = Packet(
+            sender: "node-with-a-long-recognisable-name", senderAddress: "10.0.0.1:7946",
+            probe: .ping(sequence: 9, target: "b"))
+        let plaintext = GossipCodec.encode(packet)
+        let sealed = ring.seal(plaintext, channel: .datagram, sentAtMillis: 42, nonce: Array(repeating: 7, count: 12))
+        #expect(Data(sealed).range(of: Data("node-with-a-long-recognisable-name".utf8)) == nil, "sent in clear")
+        let opened = try ring.open(sealed, channel: .datagram)
+        #expect(
+            opened.plaintext == plaintext && opened.sentAtMillis == 42 && opened.nonce == Array(repeating: 7, count: 12)
+        )
+        // Rewriting the time (to pass a replay window) breaks the tag.
+        var retimed = sealed
+        retimed[17] ^= 1
+        #expect(rejection(ring, retimed, .datagram) == .badTag)
+        // Two seals of one plaintext differ (fresh nonces).
+        #expect(ring.seal(plaintext, channel: .datagram) != ring.seal(plaintext, channel: .datagram))
+    }
+
+    @Test func theReplayGuard_refusesReplayedAndStaleMessages_perSource() throws {
+        let ring = try keyring([oldSecret])
+        var guardian = GossipReplayGuard(skewMillis: 1000, capacity: 100)
+        let now: UInt64 = 1_000_000
+        let sealed = ring.seal([1], channel: .datagram, sentAtMillis: now, nonce: Array(repeating: 1, count: 12))
+        let opened = try ring.open(sealed, channel: .datagram)
+        try guardian.admit(opened, source: "10.0.0.1:7946", nowMillis: now + 10)
+        #expect(throws: GossipRejection.replayed) {
+            try guardian.admit(opened, source: "10.0.0.1:7946", nowMillis: now + 20)
+        }
+        let old = try ring.open(
+            ring.seal([1], channel: .datagram, sentAtMillis: now - 5000, nonce: Array(repeating: 2, count: 12)),
+            channel: .datagram)
+        #expect(throws: GossipRejection.stale) { try guardian.admit(old, source: "10.0.0.1:7946", nowMillis: now) }
+        // Another message of the same source, or the same nonce from elsewhere, passes.
+        let next = try ring.open(
+            ring.seal([2], channel: .datagram, sentAtMillis: now, nonce: Array(repeating: 3, count: 12)),
+            channel: .datagram)
+        try guardian.admit(next, source: "10.0.0.1:7946", nowMillis: now + 30)
+        try guardian.admit(opened, source: "10.0.0.9:7946", nowMillis: now + 30)
     }
 
     @Test func secrets_shorterThan16Bytes_areRefused_withHowToGenerateOne() throws {
@@ -175,9 +226,10 @@ private let newSecret = "9a8b7c6d5e4f30211203f4e5d6c7b8a9"
 
     static let derivedKey = "2d20783fbedf65392d8bb6185de6f6f3fe715b09cde61f44658d0b6d8fc3f727"
     static let keyID: UInt32 = 0xee6f_7dc1
+    /// Sealed at 1,700,000,000,000 ms with the nonce 00 01 ... 0b (what the document says).
     static let sealedPing =
-        "414753570101ee6f7dc10101066e6f64652d610d31302e302e302e313a373934360100000001066e6f64652d6200"
-        + "c8b5ecdc1d8181b2356a752c3ef180ea"
+        "414753570201ee6f7dc10000018bcfe56800000102030405060708090a0b4cb724d7afda7a5de725d9aec68712f110"
+        + "881635792b95656a8f01144ac14450d5e84ee5b619af50b6cc4338860c9d0185d24efa"
     static let ackPlaintext =
         "0101066e6f64652d620d31302e302e302e323a3739343603000000010201066e6f64652d620572616261740d31302e302e"
         + "302e323a373438300d31302e302e302e323a37393436000000000000000300000000000000000201047261636b02723102"
@@ -191,10 +243,12 @@ private let newSecret = "9a8b7c6d5e4f30211203f4e5d6c7b8a9"
 
     @Test func documentedSealedPing_isWhatTheCodecAndKeyringWrite() throws {
         let ring = try Keyring(clusterName: Self.cluster, secrets: [Self.secret])
-        let sealed = ring.seal(GossipCodec.encode(Self.ping), channel: .datagram)
+        let sealed = ring.seal(
+            GossipCodec.encode(Self.ping), channel: .datagram, sentAtMillis: 1_700_000_000_000, nonce: Array(0..<12))
         #expect(Hex.encode(sealed) == Self.sealedPing)
-        #expect(try GossipCodec.decode(ring.open(sealed, channel: .datagram)) == Self.ping)
+        #expect(try GossipCodec.decode(ring.open(sealed, channel: .datagram).plaintext) == Self.ping)
         try #require(try Self.document().contains(Self.dump(sealed)))
+        try #require(try Self.document().contains(Self.dump(GossipCodec.encode(Self.ping))))
     }
 
     @Test func documentedAckWithGossip_isWhatTheCodecWrites() throws {

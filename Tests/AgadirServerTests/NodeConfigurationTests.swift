@@ -279,8 +279,8 @@ struct GossipConfigurationTests {
         #expect(mode == 0o600)
         let second = try ClusterSecrets.keyring(config: config, logger: quietLogger)
         #expect(try String(contentsOfFile: path, encoding: .utf8) == secret)
-        let sealed = first.seal([1, 2, 3], channel: .datagram)
-        #expect(try second.open(sealed, channel: .datagram) == [1, 2, 3])
+        let sealed = first.seal([1, 2, 3], channel: .datagram, sentAtMillis: 1, nonce: Array(repeating: 0, count: 12))
+        #expect(try second.open(sealed, channel: .datagram).plaintext == [1, 2, 3])
     }
 
     @Test("during a rotation a node accepts the old secret and the new one, and seals with the primary")
@@ -301,8 +301,11 @@ struct GossipConfigurationTests {
         old.clusterSecretsAccepted = []
         let r = try ClusterSecrets.keyring(config: rotating, logger: quietLogger)
         let o = try ClusterSecrets.keyring(config: old, logger: quietLogger)
-        #expect(try r.open(o.seal([7], channel: .datagram), channel: .datagram) == [7])
-        #expect(throws: GossipRejection.self) { try o.open(r.seal([7], channel: .datagram), channel: .datagram) }
+        let nonce = Array(repeating: UInt8(0), count: 12)
+        let fromOld = o.seal([7], channel: .datagram, sentAtMillis: 1, nonce: nonce)
+        #expect(try r.open(fromOld, channel: .datagram).plaintext == [7])
+        let fromRotating = r.seal([7], channel: .datagram, sentAtMillis: 1, nonce: nonce)
+        #expect(throws: GossipRejection.self) { try o.open(fromRotating, channel: .datagram) }
         #expect(!FileManager.default.fileExists(atPath: dir.path + "/cluster.secret"))
     }
 

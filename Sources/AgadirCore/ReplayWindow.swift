@@ -1,6 +1,4 @@
-import AgadirCore
-
-/// The replay defence of signed requests, as pure logic (time is an input).
+/// The replay defence of signed requests and of gossip, as pure logic (time is an input).
 ///
 /// A request is accepted only when it was signed within `skewMillis` of the node's clock
 /// and its (access key, nonce) has not been seen. Seen nonces are kept until they leave
