@@ -93,7 +93,9 @@ public enum HintKind: UInt8, Sendable, Hashable {
 
 /// Every peer request, decoded and validated.
 public enum PeerRequest: Sendable, Hashable {
-    case hello(nodeID: String, cluster: String, nonce: [UInt8])
+    /// The dialer's id and nonce; nothing about the cluster (a wrong name or secret shows as
+    /// a proof that fails, never as an answer that names the right one).
+    case hello(nodeID: String, nonce: [UInt8])
     case auth(proof: [UInt8])
     /// Body: chunk ids (32 bytes each). Answer body: one byte per id, 1 held (reference recorded), 0 missing.
     case chunksClaim(ChunkReference)
@@ -193,9 +195,8 @@ public enum PeerRequest: Sendable, Hashable {
             f.set(.version, version: r.version)
         }
         switch self {
-        case .hello(let nodeID, let cluster, let nonce):
+        case .hello(let nodeID, let nonce):
             f.set(.nodeID, nodeID)
-            f.set(.cluster, cluster)
             f.set(.nonce, bytes: nonce)
         case .auth(let proof):
             f.set(.proof, bytes: proof)
@@ -274,11 +275,7 @@ public enum PeerRequest: Sendable, Hashable {
         case .hello:
             let nodeID = try f.requireString(.nodeID, op)
             try PeerNames.validateNodeID(nodeID)
-            let cluster = try f.requireString(.cluster, op)
-            guard cluster.utf8.count <= 255 else {
-                throw AgadirError(.invalidArgument, "CLUSTER has more than 255 bytes")
-            }
-            return .hello(nodeID: nodeID, cluster: cluster, nonce: try fixed(.nonce, PeerLimits.nonceBytes))
+            return .hello(nodeID: nodeID, nonce: try fixed(.nonce, PeerLimits.nonceBytes))
         case .auth:
             return .auth(proof: try fixed(.proof, PeerLimits.proofBytes))
         case .chunksClaim:

@@ -137,13 +137,13 @@ final class PeerEndpointNode: Sendable {
         let wrongSecret = await agadirError { _ = try await intruder.call("node-b", .layoutGet, maxResponseBytes: 64) }
         #expect(wrongSecret?.code == .unauthenticated)
 
-        // The address of node-b asked as node-c: the handshake names the node that answers.
+        // The address of node-b asked as node-c: node-b refuses a proof made for node-c.
         let confused = PeerLinks(
             nodeID: "node-a", authenticator: try PeerAuthenticator(clusterName: "test", secrets: [Self.secret]),
             resolve: { _ in endpoint })
         let wrongNode = await agadirError { _ = try await confused.call("node-c", .layoutGet, maxResponseBytes: 64) }
         #expect(wrongNode?.code == .unauthenticated)
-        #expect(wrongNode?.message.contains("node-b") == true)
+        #expect(wrongNode?.message.contains("not node-c any more") == true, "\(String(describing: wrongNode))")
 
         let otherCluster = PeerLinks(
             nodeID: "node-a", authenticator: try PeerAuthenticator(clusterName: "elsewhere", secrets: [Self.secret]),
@@ -162,6 +162,27 @@ final class PeerEndpointNode: Sendable {
         intruder.closeAll()
         confused.closeAll()
         otherCluster.closeAll()
+        await node.stop()
+    }
+
+    /// The dialer proves first: a stranger gets a random nonce and nothing made with the
+    /// secret, and a refusal never names the cluster.
+    @Test func aStranger_learnsNothingBeforeProvingItself() async throws {
+        let node = try await PeerEndpointNode(nodeID: "node-b", secret: Self.secret)
+        let probe = try AgadirClientProbe(endpoint: node.endpoint)
+        var hello = PeerRequest.hello(nodeID: "stranger", nonce: Array(repeating: 1, count: 32)).fields()
+        hello.set(.cluster, "guessing")  // what an old dialer sent: ignored, never corrected
+        let (answer, refusal) = await probe.exchange([
+            (.hello, hello), (.auth, PeerRequest.auth(proof: Array(repeating: 0, count: 32)).fields()),
+        ])
+        let first = try #require(answer.first)
+        #expect(
+            first.items.map(\.tag) == [FieldTag.nonce.rawValue],
+            "the HELLO answer holds only a nonce: \(first.items.map(\.tag))")
+        #expect(refusal?.code == .unauthenticated)
+        #expect(refusal?.message.hasSuffix(": peer authentication failed") == true, "\(String(describing: refusal))")
+        #expect(refusal?.message.contains("test") == false, "the cluster's name leaked")
+        #expect(node.handler.callers.value.isEmpty)
         await node.stop()
     }
 
@@ -196,6 +217,30 @@ struct AgadirClientProbe {
 
     init(endpoint: String) throws {
         (host, port) = try Endpoint.parse(endpoint)
+    }
+
+    /// Sends each request in turn on one connection and returns the answers' fields, and the
+    /// first error (after which nothing more is sent).
+    func exchange(_ requests: [(PeerOpcode, Fields)]) async -> ([Fields], AgadirError?) {
+        var answers: [Fields] = []
+        let error = await agadirError {
+            let c = try await ClientConnection.connect(
+                host: host, port: port, limits: .default, bodyBufferBytes: 1 << 20, connectTimeout: .seconds(2))
+            defer { c.close() }
+            for (opcode, fields) in requests {
+                let (id, body) = try c.open()
+                body.abandon()
+                try await c.write(
+                    Frame(
+                        header: FrameHeader(
+                            kind: .request, flags: FrameHeader.endStream, opcode: opcode.rawValue, requestID: id),
+                        fields: fields))
+                let frame = try await c.awaitResponse(id)
+                if let e = frame.error { throw e }
+                answers.append(frame.fields)
+            }
+        }
+        return (answers, error)
     }
 
     func sendPeerWithoutHandshake() async -> AgadirError? {

@@ -9,7 +9,7 @@ import Testing
     static let chunk = ChunkID.of(Array("chunk".utf8))
 
     static let every: [PeerRequest] = [
-        .hello(nodeID: "benguerir-1", cluster: "agadir", nonce: Array(repeating: 7, count: 32)),
+        .hello(nodeID: "benguerir-1", nonce: Array(repeating: 7, count: 32)),
         .auth(proof: Array(repeating: 9, count: 32)),
         .chunksClaim(reference),
         .chunkPut(reference, chunk: chunk),

@@ -164,28 +164,31 @@ public final class PeerLinks: Service, Sendable {
         do throws(AgadirError) {
             var rng = SystemRandomNumberGenerator()
             let nonce = (0..<PeerLimits.nonceBytes).map { _ in UInt8.random(in: 0...255, using: &rng) }
-            let hello = try await exchange(
-                .hello(nodeID: nodeID, cluster: authenticator.clusterName, nonce: nonce), on: connection, node: node)
-            let listener = try hello.requireString(.nodeID, "PEER_HELLO answer")
-            guard listener == node else {
-                throw AgadirError(
-                    .unauthenticated,
-                    "the node at \(endpoint) is \(listener), not \(node); membership will catch up, retry")
-            }
-            guard let listenerNonce = hello.first(.nonce), listenerNonce.count == PeerLimits.nonceBytes,
-                let proof = hello.first(.proof)
-            else {
-                throw AgadirError(.unauthenticated, "\(node) answered PEER_HELLO without a nonce and a proof")
+            // This node proves itself first (for the node it means to reach), and only then
+            // checks the listener's proof: a stranger listening at a stale address learns a
+            // nonce and a MAC of it, nothing to guess a secret from that it could not ask for.
+            let hello = try await exchange(.hello(nodeID: nodeID, nonce: nonce), on: connection, node: node)
+            guard let listenerNonce = hello.first(.nonce), listenerNonce.count == PeerLimits.nonceBytes else {
+                throw AgadirError(.unauthenticated, "\(node) at \(endpoint) answered PEER_HELLO without a nonce")
             }
             let transcript = PeerAuthenticator.Transcript(
                 dialerNonce: nonce, listenerNonce: listenerNonce, dialerID: nodeID, listenerID: node)
-            guard authenticator.verify(proof, .server, transcript) else {
+            let answer: Fields
+            do {
+                answer = try await exchange(
+                    .auth(proof: authenticator.proof(.client, transcript)), on: connection, node: node)
+            } catch  where error.code == .unauthenticated {
+                throw AgadirError(
+                    .unauthenticated,
+                    "the node at \(endpoint) refused this node's proof: it is not \(node) any more (membership will "
+                        + "catch up), or it does not share this node's cluster name and secret")
+            }
+            guard let proof = answer.first(.proof), authenticator.verify(proof, .server, transcript) else {
                 throw AgadirError(
                     .unauthenticated,
                     "\(node) at \(endpoint) failed the cluster-secret handshake: it does not share this node's cluster secret"
                 )
             }
-            _ = try await exchange(.auth(proof: authenticator.proof(.client, transcript)), on: connection, node: node)
             return connection
         } catch {
             connection.close()

@@ -19,45 +19,41 @@ public struct PeerHandshakeState: Sendable {
 
     public init() {}
 
-    /// The answer to PEER_HELLO: this node's id, a fresh nonce and the server proof.
-    /// UNAUTHENTICATED when the cluster name differs or a handshake already ran.
-    public mutating func hello(
-        nodeID dialer: String, cluster: String, nonce: [UInt8], listenerID: String, authenticator: PeerAuthenticator,
-        listenerNonce: [UInt8]
-    ) throws(AgadirError) -> Fields {
+    /// The answer to PEER_HELLO: a fresh nonce, and nothing else (no proof, no id, no
+    /// cluster name: the dialer proves itself first). UNAUTHENTICATED when a handshake
+    /// already ran or the dialer claims this node's id.
+    public mutating func hello(nodeID dialer: String, nonce: [UInt8], listenerID: String, listenerNonce: [UInt8])
+        throws(AgadirError) -> Fields
+    {
         guard transcript == nil, authenticatedPeer == nil else {
             throw AgadirError(.unauthenticated, "PEER_HELLO sent twice on one connection")
         }
-        guard cluster == authenticator.clusterName else {
-            throw AgadirError(
-                .unauthenticated,
-                "node \(dialer) belongs to cluster '\(cluster)', this node to '\(authenticator.clusterName)'")
-        }
         guard dialer != listenerID else {
-            throw AgadirError(.unauthenticated, "node \(dialer) has the same node id as this node")
+            throw AgadirError(.unauthenticated, "peer authentication failed")
         }
-        let t = PeerAuthenticator.Transcript(
+        transcript = PeerAuthenticator.Transcript(
             dialerNonce: nonce, listenerNonce: listenerNonce, dialerID: dialer, listenerID: listenerID)
-        transcript = t
         var f = Fields()
-        f.set(.nodeID, listenerID)
         f.set(.nonce, bytes: listenerNonce)
-        f.set(.proof, bytes: authenticator.proof(.server, t))
         return f
     }
 
-    /// Checks the dialer's PEER_AUTH proof; on success the connection is a peer link of
-    /// the node it returns.
-    public mutating func auth(proof: [UInt8], authenticator: PeerAuthenticator) throws(AgadirError) -> String {
+    /// Checks the dialer's PEER_AUTH proof (made for this node's id: a dialer that meant
+    /// another node fails here); on success the connection is a peer link of the dialer
+    /// and the answer carries this node's proof.
+    public mutating func auth(proof: [UInt8], authenticator: PeerAuthenticator) throws(AgadirError) -> (
+        peer: String, answer: Fields
+    ) {
         guard let t = transcript, authenticatedPeer == nil else {
             throw AgadirError(.unauthenticated, "PEER_AUTH without a PEER_HELLO before it")
         }
         guard authenticator.verify(proof, .client, t) else {
-            throw AgadirError(
-                .unauthenticated,
-                "node \(t.dialerID) failed the cluster-secret handshake: it does not share this node's secret")
+            // The same words whatever failed: a prober learns nothing from them.
+            throw AgadirError(.unauthenticated, "peer authentication failed")
         }
         authenticatedPeer = t.dialerID
-        return t.dialerID
+        var f = Fields()
+        f.set(.proof, bytes: authenticator.proof(.server, t))
+        return (t.dialerID, f)
     }
 }

@@ -414,22 +414,21 @@ public final class ClientServer: Service, Sendable {
         case .failure(let e): throw AgadirError(.malformedFrame, "peer request \(id) (opcode \(opcode)): \(e.message)")
         }
         switch request {
-        case .hello(let dialer, let cluster, let nonce):
+        case .hello(let dialer, let nonce):
             var rng = SystemRandomNumberGenerator()
             let listenerNonce = (0..<PeerLimits.nonceBytes).map { _ in UInt8.random(in: 0...255, using: &rng) }
             let fields = try state.withLock { (s) throws(AgadirError) -> Fields in
                 try s.handshake.hello(
-                    nodeID: dialer, cluster: cluster, nonce: nonce, listenerID: access.nodeID,
-                    authenticator: access.authenticator, listenerNonce: listenerNonce)
+                    nodeID: dialer, nonce: nonce, listenerID: access.nodeID, listenerNonce: listenerNonce)
             }
             try await sink.send(.response(id: id, opcode: opcode, fields: fields, end: true))
             return
         case .auth(let proof):
-            let peer = try state.withLock { (s) throws(AgadirError) -> String in
+            let (peer, answer) = try state.withLock { (s) throws(AgadirError) -> (peer: String, answer: Fields) in
                 try s.handshake.auth(proof: proof, authenticator: access.authenticator)
             }
             logger.debug("peer link authenticated", metadata: ["node": "\(peer)"])
-            try await sink.send(.response(id: id, opcode: opcode, end: true))
+            try await sink.send(.response(id: id, opcode: opcode, fields: answer, end: true))
             return
         default:
             break
