@@ -857,16 +857,18 @@ final class GroupCommitWriter: @unchecked Sendable {
 
     // MARK: Bucket catalog
 
-    /// Applies `record` when it is newer than the stored record of its name, or none is stored.
-    private func mergeBucketRecord(_ record: BucketRecord) throws(AgadirError) -> Bool {
-        let stored = try db.firstRow(
-            "SELECT version_hlc, version_node FROM buckets WHERE name = ?", [.text(record.name)]
-        ) { row in
+    /// The (version_hlc, version_node) of the row `sql` selects by `key`, if any.
+    private func storedVersion(_ sql: String, _ key: String) throws(AgadirError) -> ObjectVersion? {
+        try db.firstRow(sql, [.text(key)]) { row in
             ObjectVersion(
                 timestamp: HLCTimestamp(rawValue: UInt64(bitPattern: row.int64(0))),
                 node: UInt64(bitPattern: row.int64(1)))
         }
-        if let stored {
+    }
+
+    /// Applies `record` when it is newer than the stored record of its name, or none is stored.
+    private func mergeBucketRecord(_ record: BucketRecord) throws(AgadirError) -> Bool {
+        if let stored = try storedVersion("SELECT version_hlc, version_node FROM buckets WHERE name = ?", record.name) {
             guard record.version > stored else { return false }
         } else {
             try checkRoomForBucketRecord(record.name)
@@ -886,14 +888,7 @@ final class GroupCommitWriter: @unchecked Sendable {
 
     /// Applies `record` when it is newer than the stored record of its id, or none is stored.
     private func mergeAccessKey(_ record: AccessKeyRecord, encoded: [UInt8]) throws(AgadirError) -> Bool {
-        let stored = try db.firstRow(
-            "SELECT version_hlc, version_node FROM access_keys WHERE id = ?", [.text(record.id)]
-        ) { row in
-            ObjectVersion(
-                timestamp: HLCTimestamp(rawValue: UInt64(bitPattern: row.int64(0))),
-                node: UInt64(bitPattern: row.int64(1)))
-        }
-        if let stored {
+        if let stored = try storedVersion("SELECT version_hlc, version_node FROM access_keys WHERE id = ?", record.id) {
             guard record.version > stored else { return false }
         } else {
             let count = try db.firstRow("SELECT COUNT(*) FROM access_keys") { row in row.int64(0) } ?? 0

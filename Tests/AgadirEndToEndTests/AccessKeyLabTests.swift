@@ -57,12 +57,7 @@ struct AccessKeyLabTests {
         "a key reaches only its granted buckets on every node; grants, stale grants and removal take effect cluster-wide"
     )
     func grants_areEnforcedOnEveryNode() async throws {
-        let lab = try await Lab.create(sites: ["benguerir", "casablanca", "settat"], nodesPerSite: 1)
-        try await withLab(lab) {
-            try await lab.up(waitForConvergence: true, timeout: .seconds(90))
-            _ = try await lab.applyLayout(
-                policies: [LabPolicy(name: "ma", replicationFactor: 3, sites: "country=MA", minSites: 2)],
-                partitionCount: 16)
+        try await withThreeSiteLab { lab in
             let endpoints = Dictionary(
                 uniqueKeysWithValues: try lab.status().compactMap { n in n.clientEndpoint.map { (n.name, $0) } })
             let e1 = try #require(endpoints["benguerir-1"])

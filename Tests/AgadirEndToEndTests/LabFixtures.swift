@@ -214,6 +214,20 @@ final class LabApplication: Sendable {
     func stop() { stopFlag.withLock { $0 = true } }
 }
 
+/// Runs `body` with a converged lab of one node in each of benguerir, casablanca and settat
+/// with the layout applied (policy `ma`: three copies on at least two Moroccan sites, 16
+/// partitions); stops it and removes it afterwards.
+func withThreeSiteLab(_ body: (Lab) async throws -> Void) async throws {
+    let lab = try await Lab.create(sites: ["benguerir", "casablanca", "settat"], nodesPerSite: 1)
+    try await withLab(lab) {
+        try await lab.up(waitForConvergence: true, timeout: .seconds(90))
+        _ = try await lab.applyLayout(
+            policies: [LabPolicy(name: "ma", replicationFactor: 3, sites: "country=MA", minSites: 2)],
+            partitionCount: 16)
+        try await body(lab)
+    }
+}
+
 /// Runs `body` with `lab`, then stops every node by pid and removes the lab's directory,
 /// whether `body` returns or throws.
 func withLab(_ lab: Lab, _ body: () async throws -> Void) async throws {

@@ -13,12 +13,7 @@ struct WorkersLabTests {
         "every node lists its five workers; a paused scrub shows paused everywhere; a dead node makes the command exit 1"
     )
     func workersOfEveryNode_areListed_withTheirState() async throws {
-        let lab = try await Lab.create(sites: ["benguerir", "casablanca", "settat"], nodesPerSite: 1)
-        try await withLab(lab) {
-            try await lab.up(waitForConvergence: true, timeout: .seconds(90))
-            _ = try await lab.applyLayout(
-                policies: [LabPolicy(name: "ma", replicationFactor: 3, sites: "country=MA", minSites: 2)],
-                partitionCount: 16)
+        try await withThreeSiteLab { lab in
             let endpoint = try #require(try lab.status().first { $0.name == "benguerir-1" }?.clientEndpoint)
             let cli = CLI(endpoint: endpoint, credentials: lab.credentialsFile)
             let names = try lab.status().map(\.name).sorted()
