@@ -26,6 +26,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
     ],
     targets: [
         // MARK: C libraries from the system (Debian: zlib1g-dev, liblz4-dev, libsqlite3-dev)
@@ -51,6 +53,18 @@ let package = Package(
         .target(
             name: "AgadirMembership",
             dependencies: ["AgadirCore", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
+        // The cluster's PKI: the CA, node certificates that bind a node id, its site and its
+        // residency labels, and reading them back (docs/security.md, "Cluster PKI").
+        .target(
+            name: "AgadirIdentity",
+            dependencies: [
+                "AgadirCore",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: strict
         ),
         // Layout, policies, partitioning and the deterministic partition planner (docs/placement.md).
@@ -146,7 +160,7 @@ let package = Package(
         .executableTarget(
             name: "agadir",
             dependencies: [
-                "AgadirClient", "AgadirCore",
+                "AgadirClient", "AgadirCore", "AgadirIdentity",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -178,6 +192,7 @@ let package = Package(
         .testTarget(
             name: "AgadirPlacementTests", dependencies: ["AgadirTestSupport", "AgadirPlacement", "AgadirCore"]),
         .testTarget(name: "AgadirWireTests", dependencies: ["AgadirTestSupport", "AgadirWire", "AgadirCore"]),
+        .testTarget(name: "AgadirIdentityTests", dependencies: ["AgadirTestSupport", "AgadirIdentity", "AgadirCore"]),
         .testTarget(
             name: "AgadirTransportTests",
             dependencies: [

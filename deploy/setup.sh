@@ -3,7 +3,7 @@
 # CZlib, CLZ4 and CSQLite system library targets, and pkg-config to find them.
 # Idempotent: does nothing when everything is already installed.
 set -euo pipefail
-packages=(zlib1g-dev liblz4-dev libsqlite3-dev pkg-config)
+packages=(zlib1g-dev liblz4-dev libsqlite3-dev pkg-config openssl)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -17,7 +17,7 @@ struct AdminGroup: AsyncParsableCommand {
         subcommands: [
             Members.self, ClusterStatusCommand.self, Layout.self, PolicyCommand.self, Node.self, Audit.self,
             Rebalance.self, Repair.self,
-            Scrub.self, GarbageCollection.self, Workers.self, KeyCommand.self,
+            Scrub.self, GarbageCollection.self, Workers.self, KeyCommand.self, CACommand.self, CertCommand.self,
         ])
 }
 

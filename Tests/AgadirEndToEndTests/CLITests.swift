@@ -198,4 +198,36 @@ struct CLITests {
         bad.waitUntilExit()
         #expect(bad.terminationStatus == 2)
     }
+
+    @Test(
+        "admin ca init and cert issue work offline: a Moroccan node certificate that cert show attests, and a second init refused"
+    )
+    func pkiCommands_workOffline() throws {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "agadir-pki-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let ca = base.appendingPathComponent("ca").path
+        let cli = CLI(endpoint: "127.0.0.1:1", credentials: nil)  // no node is contacted
+        let made = try cli.run(["admin", "ca", "init", ca, "--cluster", "sovereign"])
+        #expect(made.status == 0, "\(made.stderr)")
+        let keyMode = try FileManager.default.attributesOfItem(atPath: ca + "/ca.key")[.posixPermissions] as? Int
+        #expect(keyMode == 0o600)
+        #expect(try cli.run(["admin", "ca", "init", ca]).status == 3, "a second init must refuse")
+        let issued = try cli.run([
+            "admin", "cert", "issue", "--ca", ca, "--node", "benguerir-1", "--site", "benguerir", "--label",
+            "country=MA",
+            "--host", "127.0.0.1", "--out", base.path,
+        ])
+        #expect(issued.status == 0, "\(issued.stderr)")
+        let shown = try cli.run(["admin", "cert", "show", base.path + "/benguerir-1.crt", "--ca", ca, "--json"])
+        #expect(shown.status == 0, "\(shown.stderr)")
+        #expect(
+            shown.stdout.contains("\"nodeID\" : \"benguerir-1\"") && shown.stdout.contains("\"country\" : \"MA\""),
+            "\(shown.stdout)")
+        // Another CA does not attest it.
+        let other = base.appendingPathComponent("other").path
+        #expect(try cli.run(["admin", "ca", "init", other, "--cluster", "sovereign"]).status == 0)
+        let refused = try cli.run(["admin", "cert", "show", base.path + "/benguerir-1.crt", "--ca", other])
+        #expect(refused.status == 11 && refused.stderr.contains("not signed"), "\(refused.stderr)")
+    }
 }
