@@ -27,6 +27,12 @@ struct Bench: AsyncParsableCommand {
     @Option(name: .long, help: "Only these object sizes in bytes, comma-separated (default 4096,1048576,67108864).")
     var sizes: String?
     @Flag(name: .long, help: "Skip measuring the machine's limits.") var skipLimits = false
+    @Flag(
+        name: .long,
+        help:
+            "Single node: also PUT with the body covered by the signature and without, alternating, in the same run (4 KiB c16, 1 MiB c16, 64 MiB c4)."
+    )
+    var comparePayloadSigning = false
     @Option(name: .long, help: "Run each workload this many times and report the median run (this machine is noisy).")
     var repeats = 1
     @Flag(
@@ -50,6 +56,9 @@ struct Bench: AsyncParsableCommand {
         UInt64 = 20_000_000
 
     func validate() throws {
+        if comparePayloadSigning, cluster || rebalance {
+            throw ValidationError("--compare-payload-signing runs on a single node (--spawn or --endpoint)")
+        }
         if rebalance {
             guard !cluster, endpoint == nil, !spawn else {
                 throw ValidationError("--rebalance runs its own lab; it takes no --cluster, --endpoint or --spawn")
@@ -138,7 +147,14 @@ struct Bench: AsyncParsableCommand {
             throw error
         }
         await client.close()
-        return Report.markdown(limits: limits, results: results, endpoint: target, spawned: spawn, quick: quick)
+        var report = Report.markdown(limits: limits, results: results, endpoint: target, spawned: spawn, quick: quick)
+        if comparePayloadSigning, let credentials = config.credentials {
+            let rows = try await SigningComparison(
+                endpoint: target, credentials: credentials, quick: quick, repeats: max(1, repeats), log: log
+            ).run()
+            report += SigningComparison.markdown(rows)
+        }
+        return report
     }
 }
 
@@ -368,7 +384,10 @@ enum Report {
         s += String(
             format: "| LZ4 compress text / random, one core | %.0f / %.0f MiB/s |\n", l.lz4CompressTextMiBps,
             l.lz4CompressRandomMiBps)
-        s += String(format: "| LZ4 decompress text, one core | %.0f MiB/s |\n\n", l.lz4DecompressTextMiBps)
+        s += String(format: "| LZ4 decompress text, one core | %.0f MiB/s |\n", l.lz4DecompressTextMiBps)
+        s += String(
+            format: "| request signing (canonical GET + HMAC-SHA256), one core | %.0f /s (%.1f µs each) |\n\n",
+            l.requestSignaturesPerSec, 1e6 / max(l.requestSignaturesPerSec, 1))
         return s
     }
 

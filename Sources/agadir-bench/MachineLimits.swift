@@ -1,4 +1,5 @@
 import AgadirCore
+import AgadirWire
 import CLZ4
 import Crypto
 import Foundation
@@ -15,6 +16,8 @@ enum MachineLimits {
         var lz4CompressTextMiBps = 0.0
         var lz4CompressRandomMiBps = 0.0
         var lz4DecompressTextMiBps = 0.0
+        /// Signatures of a GET request (canonical request + HMAC-SHA256) per second, one core.
+        var requestSignaturesPerSec = 0.0
     }
 
     static func measure(scratchDir: String, quick: Bool, log: (String) -> Void) -> Figures {
@@ -33,6 +36,8 @@ enum MachineLimits {
         f.lz4DecompressTextMiBps = timeMiBps(bytes: text.count * 4) {
             for _ in 0..<4 { engine.decompress(compressed, rawLength: text.count) }
         }
+        log("measuring request signing")
+        f.requestSignaturesPerSec = signatures(count: quick ? 20_000 : 200_000)
         log("measuring loopback TCP")
         f.loopbackMiBps = loopback(bytes: quick ? 1 << 30 : 4 << 30)
         log("measuring sequential write + fsync")
@@ -40,6 +45,21 @@ enum MachineLimits {
         log("measuring 4 KiB write + fdatasync")
         f.syncWrites4KiBPerSec = syncWrites(dir: scratchDir, count: quick ? 100 : 400)
         return f
+    }
+
+    /// Signs `count` GET requests as the client does (fresh nonce and time each).
+    static func signatures(count: Int) -> Double {
+        let credentials = Credentials(accessKey: "AKBENCHBENCHBENCHBEN", secretKey: String(repeating: "f", count: 64))
+        let fields = Request.get(bucket: "bench-bucket", key: "incompressible/4096/c16/r0/1234", range: nil).fields()
+        var sink = 0
+        let start = DispatchTime.now().uptimeNanoseconds
+        for _ in 0..<count {
+            var f = fields
+            RequestSigning.sign(opcode: Opcode.get.rawValue, fields: &f, credentials: credentials)
+            sink &+= Int(f.items.last?.value.first ?? 0)
+        }
+        let secs = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        return sink == -1 ? 0 : Double(count) / max(secs, 1e-9)
     }
 
     static func timeMiBps(bytes: Int, _ body: () -> Void) -> Double {
