@@ -19,6 +19,8 @@ public struct LabNodeStatus: Sendable, Codable, Equatable {
     public var dataDir: String
     public var logFile: String
     public var state: LabNodeState
+    /// The lab's root key (`ROOT/root.credentials`), what clients of this node sign with.
+    public var credentialsFile: String
 }
 
 /// A multi-node cluster of real `agadird` processes on loopback, in the spirit of
@@ -27,6 +29,7 @@ public struct LabNodeStatus: Sendable, Codable, Equatable {
 ///     ROOT/lab.json             state: cluster name, nodes, pids, ports (LabState)
 ///     ROOT/lab.lock             flock'ed around every change of lab.json
 ///     ROOT/cluster.secret       32 random bytes as hex, mode 0600
+///     ROOT/root.credentials     the cluster's root key (derived from the secret), mode 0600
 ///     ROOT/nodes/NAME/data      the node's data directory
 ///     ROOT/nodes/NAME/agadird.log, ROOT/nodes/NAME/ready.json
 ///
@@ -212,7 +215,8 @@ public struct Lab: Sendable {
             return LabNodeStatus(
                 name: node.name, site: node.site, pid: live == .gone ? nil : node.pid,
                 clientEndpoint: node.clientEndpoint,
-                peerEndpoint: node.peerEndpoint, dataDir: node.dataDir, logFile: node.logFile, state: state)
+                peerEndpoint: node.peerEndpoint, dataDir: node.dataDir, logFile: node.logFile, state: state,
+                credentialsFile: credentialsFile)
         }
     }
 

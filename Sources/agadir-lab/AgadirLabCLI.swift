@@ -133,6 +133,7 @@ struct Up: AsyncParsableCommand {
             try await lab.up(waitForConvergence: !topology.noWait, timeout: .seconds(topology.timeout))
             print(statusTable(try lab.status()))
             print(topology.noWait ? "lab is up in \(lab.root.path)" : "lab is up and converged in \(lab.root.path)")
+            print("root key: export AGADIR_CREDENTIALS=\(lab.credentialsFile)")
             try await applyLayoutIfNeeded(lab, topology)
         }
     }

@@ -253,6 +253,14 @@ struct LabTests {
         #expect(nodes.count == 2 && nodes.allSatisfy { $0.state == .running })
         let pids = nodes.compactMap(\.pid)
         #expect(pids.count == 2 && pids.allSatisfy(pidExists), "the nodes outlive the command that started them")
+        // The root key the lab prints is the one every node derived from the cluster secret.
+        let printed = try #require(nodes.first?.credentialsFile)
+        #expect(up.stdout.contains("AGADIR_CREDENTIALS=\(printed)"), "\(up.stdout)")
+        for node in nodes {
+            #expect(
+                try Credentials.read(printed) == Credentials.read(node.dataDir + "/root.credentials"),
+                "\(node.name)'s root key differs from the lab's")
+        }
         #expect(
             try String(contentsOfFile: "/proc/\(pids[0])/cmdline", encoding: .utf8).contains("raw"),
             "extra arguments reach agadird")
