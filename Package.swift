@@ -109,7 +109,7 @@ let package = Package(
             name: "AgadirServer",
             dependencies: [
                 "AgadirCore", "AgadirWire", "AgadirStore", "AgadirTransport", "AgadirMembership", "AgadirGossip",
-                "AgadirCluster", "AgadirPlacement",
+                "AgadirCluster", "AgadirPlacement", "AgadirIdentity",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

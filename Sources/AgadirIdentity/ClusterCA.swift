@@ -134,6 +134,20 @@ public enum ClusterCA {
         return try identity(fromURNs: urns)
     }
 
+    /// `.invalidArgument` unless `privateKeyPEM` is the private key of `certificatePEM`.
+    public static func checkKey(certificatePEM: String, privateKeyPEM: String) throws(AgadirError) {
+        let certificate = try parse(certificatePEM, what: "the node certificate")
+        let key: P256.Signing.PrivateKey
+        do {
+            key = try P256.Signing.PrivateKey(pemRepresentation: privateKeyPEM)
+        } catch {
+            throw AgadirError(.invalidArgument, "the node key is not a P-256 private key in PEM: \(error)")
+        }
+        guard Certificate.PrivateKey(key).publicKey == certificate.publicKey else {
+            throw AgadirError(.invalidArgument, "the node key does not belong to the node certificate")
+        }
+    }
+
     /// The identity written in a certificate's URNs, without checking who signed it.
     public static func identity(certificatePEM: String) throws(AgadirError) -> NodeIdentity {
         try identity(fromURNs: try uris(of: try parse(certificatePEM, what: "the certificate")))

@@ -63,6 +63,16 @@ struct Agadird: AsyncParsableCommand {
     @Option(name: .long, help: "Cluster secret file (default DATA/cluster.secret, created when missing).")
     var clusterSecretFile: String?
 
+    @Option(
+        name: .long, help: "This node's certificate (PEM, `agadir admin cert issue`); with --key-file and --ca-file.")
+    var certFile: String?
+
+    @Option(name: .long, help: "This node's private key (PEM).")
+    var keyFile: String?
+
+    @Option(name: .long, help: "The cluster CA's certificate (PEM, ca.crt).")
+    var caFile: String?
+
     @Option(name: .long, help: "Gossip timing: lan or wan (default lan).")
     var gossipPreset: String?
 
@@ -120,6 +130,9 @@ struct Agadird: AsyncParsableCommand {
         if let advertisePeer { c.advertisePeer = advertisePeer }
         if let clusterName { c.clusterName = clusterName }
         if let clusterSecretFile { c.clusterSecretFile = clusterSecretFile }
+        if let certFile { c.certFile = certFile }
+        if let keyFile { c.keyFile = keyFile }
+        if let caFile { c.caFile = caFile }
         if let gossipPreset { c.gossipPreset = gossipPreset }
         if let tombstoneGrace { c.tombstoneGraceSeconds = tombstoneGrace }
         if let garbageGrace { c.garbageGraceSeconds = garbageGrace }

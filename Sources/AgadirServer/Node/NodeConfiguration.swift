@@ -94,6 +94,13 @@ public struct NodeConfiguration: Sendable, Codable, Equatable {
     public var clusterSecretFile: String = ""
     /// Files of further secrets accepted from peers (not used to send), for rotation. Default none.
     public var clusterSecretsAccepted: [String] = []
+    /// This node's certificate, its private key and the cluster CA's certificate (PEM files,
+    /// `agadir admin cert issue`): all three or none. With them the node starts only if the
+    /// CA signed the certificate, it is valid, and it attests this node's id and site.
+    /// Default none.
+    public var certFile: String = ""
+    public var keyFile: String = ""
+    public var caFile: String = ""
     /// Failure-detector timing: `lan` (probe every 1 s) or `wan` (every 5 s). Default `lan`.
     public var gossipPreset: String = "lan"
     /// Every gossip duration of the preset (probe interval and timeouts, gossip and

@@ -54,6 +54,12 @@ public struct NodeRuntime: Sendable {
         var logger = logger
         logger[metadataKey: "node"] = "\(nodeID)"
         let gossipConfiguration = try config.validateGossip()
+        if let attested = try NodeCertificate.load(config: config, nodeID: nodeID, site: gossipConfiguration.site) {
+            let labels = attested.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+            logger.notice(
+                "node certificate checked: the cluster CA attests this node",
+                metadata: ["site": "\(attested.site)", "labels": "\(labels.joined(separator: ","))"])
+        }
         let keyring = try ClusterSecrets.keyring(config: config, logger: logger)
         var storeOptions = StoreOptions()
         storeOptions.segmentMaxBytes = config.segmentMaxBytes
