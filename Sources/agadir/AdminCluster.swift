@@ -361,15 +361,20 @@ struct AuditResidency: AsyncParsableCommand {
         } else {
             print(
                 table(
-                    ["NODE", "SITE", "MANIFESTS", "CHUNKS", "HINTS", "UNATTRIBUTED", "VIOLATIONS"],
+                    ["NODE", "SITE", "LABELS", "MANIFESTS", "CHUNKS", "HINTS", "UNATTRIBUTED", "VIOLATIONS"],
                     nodes.map { n in
                         [
-                            n.node, n.site, "\(n.manifests)", "\(n.chunks)", "\(n.hints)", "\(n.unattributedChunks)",
+                            n.node, n.site, n.attestedLabels == nil ? "not attested" : "attested", "\(n.manifests)",
+                            "\(n.chunks)", "\(n.hints)", "\(n.unattributedChunks)",
                             n.error.map { "not audited: \($0)" } ?? "\(n.violationCount)",
                         ]
                     }))
             for n in nodes {
                 for v in n.violations {
+                    if v.kind == "label" {
+                        print("VIOLATION on \(n.node): \(v.reason)")
+                        continue
+                    }
                     let what =
                         v.key.map { "object \(v.bucket)/\($0)" } ?? v.chunk.map { "chunk \($0) of bucket \(v.bucket)" }
                         ?? "hint for bucket \(v.bucket)"

@@ -1,6 +1,7 @@
 import AgadirClient
 import AgadirCore
 import AgadirLab
+import AgadirWire
 import Foundation
 import Testing
 
@@ -50,5 +51,45 @@ struct NodeCertificateTests {
         try genuine.start()
         let log = try String(contentsOf: genuine.logFile, encoding: .utf8)
         #expect(log.contains("node certificate checked") && log.contains("country=MA"), "\(log.suffix(2000))")
+    }
+
+    @Test(
+        "a Paris node relabelled country=MA by the layout alone: the residency audit reports the unattested label and exits 9"
+    )
+    func aRelabelledSite_isAnUnattestedLabel() async throws {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "agadir-relabel-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let ca = base.appendingPathComponent("ca").path
+        let cli = CLI(endpoint: "127.0.0.1:1", credentials: nil)
+        #expect(try cli.run(["admin", "ca", "init", ca]).status == 0)
+        let issued = try cli.run([
+            "admin", "cert", "issue", "--ca", ca, "--node", "paris-1", "--site", "paris", "--label", "country=FR",
+            "--out", base.path,
+        ])
+        #expect(issued.status == 0, "\(issued.stderr)")
+        let node = try NodeProcess(
+            extraArguments: [
+                "--node-id", "paris-1", "--site", "paris", "--cert-file", base.path + "/paris-1.crt",
+                "--key-file", base.path + "/paris-1.key", "--ca-file", ca + "/ca.crt",
+            ], logLevel: "warning")
+        defer { node.cleanUp() }
+        try node.start()
+        let client = try node.client()
+        _ = try await client.admin(
+            Admin.layoutAssign,
+            Admin.Assign(node: "paris-1", site: "paris", capacity: 1 << 40, siteLabels: ["country": "MA"]))
+        _ = try await client.admin(Admin.layoutApply, Admin.Apply(version: 1))
+        let audit = try await client.admin(Admin.auditNode, Admin.Empty())
+        await client.close()
+        #expect(audit.attestedLabels == ["country": "FR"])
+        #expect(
+            audit.violations.contains { $0.kind == "label" && $0.reason.contains("country=MA") },
+            "\(audit.violations)")
+        let shown = try await CLI(endpoint: node.endpoint, credentials: node.credentialsFile.path).runDetached([
+            "admin", "audit", "residency",
+        ])
+        #expect(shown.status == 9, "\(shown.stdout)\(shown.stderr)")
+        #expect(shown.stdout.contains("attested") && shown.stdout.contains("does not attest"), "\(shown.stdout)")
     }
 }

@@ -17,6 +17,20 @@ extension ClusterNode {
     func scanResidency() async throws(AgadirError) -> ResidencyAudit {
         let snapshot = self.snapshot()
         var audit = ResidencyAudit(node: nodeID, site: snapshot.site, layoutVersion: snapshot.layout.current.version)
+        // The layout's labels of this node's site must be ones its certificate attests: a
+        // site relabelled by an admin command alone is a violation, not an eligibility.
+        if let attested = settings.attestedLabels {
+            audit.attestedLabels = attested
+            for (k, v) in snapshot.layout.current.siteLabels(snapshot.site).sorted(by: { $0.key < $1.key })
+            where attested[k] != v {
+                audit.add(
+                    .init(
+                        kind: "label", bucket: "", key: nil, chunk: nil, policy: "",
+                        reason:
+                            "the layout labels site '\(snapshot.site)' \(k)=\(v), which this node's certificate does not attest"
+                            + (attested[k].map { " (it attests \(k)=\($0))" } ?? "")))
+            }
+        }
         let catalog = try await store.bucketCatalog()
         var policyOf: [String: String] = [:]
         for r in catalog { policyOf[r.name] = r.policy }

@@ -10,6 +10,10 @@ import Synchronization
 
 /// Timing and bounds of a node's cluster work.
 public struct ClusterNodeSettings: Sendable, Hashable {
+    /// The residency labels this node's certificate attests (docs/security.md, "Cluster
+    /// PKI"); nil when the node runs without one. The residency audit checks the layout's
+    /// labels of the node's site against them.
+    public var attestedLabels: [String: String]? = nil
     /// How often the node looks for a newer layout and delivers hints.
     public var syncInterval: Duration = .seconds(1)
     /// How often the node pulls the bucket catalog from one random peer.

@@ -54,7 +54,8 @@ public struct NodeRuntime: Sendable {
         var logger = logger
         logger[metadataKey: "node"] = "\(nodeID)"
         let gossipConfiguration = try config.validateGossip()
-        if let attested = try NodeCertificate.load(config: config, nodeID: nodeID, site: gossipConfiguration.site) {
+        let attested = try NodeCertificate.load(config: config, nodeID: nodeID, site: gossipConfiguration.site)
+        if let attested {
             let labels = attested.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
             logger.notice(
                 "node certificate checked: the cluster CA attests this node",
@@ -86,7 +87,11 @@ public struct NodeRuntime: Sendable {
         let fallbackTag = ChunkID.of(Array(nodeID.utf8)).prefix64
         let clusterNode = try ClusterNode(
             nodeID: nodeID, site: gossipConfiguration.site, store: store, gossip: gossip, links: links, dataDir: dir,
-            settings: ClusterNodeSettings().scaled(by: config.gossipTimeScalePercent), logger: logger,
+            settings: {
+                var s = ClusterNodeSettings().scaled(by: config.gossipTimeScalePercent)
+                s.attestedLabels = attested?.labels
+                return s
+            }(), logger: logger,
             versions: {
                 // The object service's clock, set just below, before any request can arrive.
                 if let service = serviceOnceBuilt.value { return service.nextVersion() }

@@ -37,6 +37,9 @@ public struct ResidencyAudit: Codable, Sendable, Hashable {
     public var violations: [Violation] = []
     /// Set when the audit could not finish (the node's part is then unknown).
     public var error: String?
+    /// The labels this node's certificate attests; nil when it runs without a certificate
+    /// (its site's labels are then the layout's word alone).
+    public var attestedLabels: [String: String]?
 
     public static let maxListed = 1000
 
