@@ -234,10 +234,20 @@ struct Put: AsyncParsableCommand {
         try await withClient(options) { client in
             let (handle, size, cleanup) = try openSource(file)
             defer { cleanup() }
+            // The body's SHA-256 goes into the signed fields, so the signature covers the body
+            // (docs/protocol.md, "Signed requests"); the node checks it. One read pass more.
+            let sha = try hash(handle, file: file)
             let progress = Progress(total: size, label: "put \(key)")
-            let request = PutRequest(bucket: bucket, key: key, size: size, contentType: contentType, metadata: metadata)
+            let request = PutRequest(
+                bucket: bucket, key: key, size: size, contentType: contentType, metadata: metadata, contentSHA256: sha)
             let result = try await client.put(request, consistency: try options.level()) {
                 (send: (ArraySlice<UInt8>) async throws(AgadirError) -> Void) throws(AgadirError) in
+                // From the start, also when a redirect makes the client send the body again.
+                do {
+                    try handle.seek(toOffset: 0)
+                } catch {
+                    throw AgadirError(.invalidArgument, "cannot rewind \(file): \(error)")
+                }
                 var sent: UInt64 = 0
                 while sent < size {
                     let data: Data
@@ -269,6 +279,20 @@ struct Put: AsyncParsableCommand {
 
     /// A readable handle and its exact size; stdin is spooled to a temporary file first
     /// because the protocol announces the size before the body.
+    /// The SHA-256 of what `handle` holds, read in 1 MiB pieces; the handle is left at its end.
+    func hash(_ handle: FileHandle, file: String) throws -> ChunkID {
+        var hasher = ObjectHasher()
+        do {
+            try handle.seek(toOffset: 0)
+            while let data = try handle.read(upToCount: 1 << 20), !data.isEmpty {
+                data.withUnsafeBytes { hasher.update($0) }
+            }
+        } catch {
+            throw LocalFileError(message: "cannot read \(file): \(error)")
+        }
+        return hasher.finalize()
+    }
+
     func openSource(_ file: String) throws -> (FileHandle, UInt64, () -> Void) {
         if file == "-" {
             let tmp = FileManager.default.temporaryDirectory.appendingPathComponent(
