@@ -21,7 +21,7 @@ public struct ReplayWindow: Sendable {
     private var head = 0
     private var floors: [String: UInt64] = [:]
 
-    /// Defaults: AWS's 15 minutes each side; 262,144 nonces (about 40 MB at most).
+    /// Defaults: AWS's 15 minutes each side; 262,144 nonces.
     public init(skewMillis: UInt64 = 15 * 60 * 1000, capacity: Int = 1 << 18) {
         self.skewMillis = skewMillis
         self.capacity = max(1, capacity)

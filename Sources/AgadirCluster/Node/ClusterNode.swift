@@ -453,5 +453,5 @@ struct UnreachableReplica: ReplicaClient {
 
 /// Milliseconds since the Unix epoch (records and history, never ordering).
 public enum WallMillis {
-    public static func now() -> UInt64 { UInt64(max(0, Date().timeIntervalSince1970 * 1000)) }
+    public static func now() -> UInt64 { WallTime.millis() }
 }

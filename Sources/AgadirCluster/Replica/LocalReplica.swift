@@ -1,5 +1,6 @@
 import AgadirCore
 import AgadirStore
+import AgadirWire
 
 #if canImport(Glibc)
     import Glibc
@@ -88,9 +89,5 @@ public struct LocalReplica: ReplicaClient {
 /// Milliseconds since the Unix epoch, for record timestamps (never for ordering: versions
 /// come from the HLC).
 enum WallClock {
-    static func millis() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return UInt64(max(0, ts.tv_sec)) * 1000 + UInt64(max(0, ts.tv_nsec)) / 1_000_000
-    }
+    static func millis() -> UInt64 { WallTime.millis() }
 }
