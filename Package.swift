@@ -28,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // MARK: C libraries from the system (Debian: zlib1g-dev, liblz4-dev, libsqlite3-dev)
@@ -71,13 +72,15 @@ let package = Package(
         .target(name: "AgadirPlacement", dependencies: ["AgadirCore"], swiftSettings: strict),
         // Drives many real `Membership` instances with simulated time, loss, latency and faults.
         .target(name: "AgadirSimulation", dependencies: ["AgadirMembership", "AgadirCore"], swiftSettings: strict),
-        // NIO framing for AgadirWire, shared by the server, the client and (later) node-to-node links.
+        // NIO framing for AgadirWire and TLS, shared by the server, the client and the peer links.
         .target(
             name: "AgadirTransport",
             dependencies: [
                 "AgadirWire", "AgadirCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),
@@ -112,6 +115,7 @@ let package = Package(
                 "AgadirCluster", "AgadirPlacement", "AgadirIdentity",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -133,7 +137,7 @@ let package = Package(
             name: "AgadirCluster",
             dependencies: [
                 "AgadirCore", "AgadirWire", "AgadirTransport", "AgadirStore", "AgadirMembership", "AgadirGossip",
-                "AgadirPlacement",
+                "AgadirPlacement", "AgadirIdentity",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -142,7 +146,9 @@ let package = Package(
         ),
 
         // Multi-node local harness: real agadird processes on loopback (docs/operations.md, "Local lab").
-        .target(name: "AgadirLab", dependencies: ["AgadirClient", "AgadirWire", "AgadirCore"], swiftSettings: strict),
+        .target(
+            name: "AgadirLab", dependencies: ["AgadirClient", "AgadirWire", "AgadirCore", "AgadirIdentity"],
+            swiftSettings: strict),
 
         // MARK: Executables
         .executableTarget(
@@ -244,7 +250,7 @@ let package = Package(
         .testTarget(
             name: "AgadirEndToEndTests",
             dependencies: [
-                "AgadirTestSupport", "AgadirMembership",
+                "AgadirTestSupport", "AgadirMembership", "AgadirCluster",
                 "AgadirLab", "AgadirClient", "AgadirWire", "AgadirCore", "AgadirPlacement", "AgadirStore",
                 "AgadirTransport",
                 .product(name: "Crypto", package: "swift-crypto"),

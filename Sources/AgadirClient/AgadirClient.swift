@@ -23,8 +23,26 @@ public struct ClientConfiguration: Sendable {
     /// With credentials: `put(bucket:key:data:)` sends CONTENT_SHA256, so the signature
     /// covers the body, at the cost of hashing it on the client. Default true.
     public var signPayloads: Bool = true
+    /// The cluster CA's certificate (PEM): with it, connections are TLS 1.3 and a node's
+    /// certificate must chain to this CA and name the host dialed. Nodes with certificates
+    /// speak TLS only. Default nil (clear text).
+    public var caCertificatePEM: String?
 
     public init() {}
+
+    /// Signs with `credentials`, and trusts the CA file they name, if any.
+    public mutating func use(_ credentials: Credentials) throws(AgadirError) {
+        self.credentials = credentials
+        if let file = credentials.caFile { try trustCA(file: file) }
+    }
+
+    /// Trusts the CA certificate in the PEM file at `path` (`caCertificatePEM`).
+    public mutating func trustCA(file path: String) throws(AgadirError) {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw AgadirError(.invalidArgument, "cannot read the CA certificate file \(path)")
+        }
+        caCertificatePEM = String(decoding: data, as: UTF8.self)
+    }
 }
 
 /// A downloaded object's description and its body as a stream of byte buffers.
@@ -43,6 +61,8 @@ public final class AgadirClient: Sendable {
     public let configuration: ClientConfiguration
     /// Connections to the endpoint the client was made for.
     private let primary: ConnectionPool
+    /// TLS of every connection (nil: clear text).
+    private let tls: DialTLS?
     /// Connections to nodes learned from ROUTE answers and redirects, by endpoint.
     private let others = Mutex<[String: ConnectionPool]>([:])
     /// Where each bucket's requests go (ROUTE answers), with their expiry.
@@ -66,15 +86,19 @@ public final class AgadirClient: Sendable {
         self.host = host
         self.port = port
         self.configuration = configuration
-        self.primary = Self.pool(host: host, port: port, configuration: configuration)
+        let tls = try configuration.caCertificatePEM.map { (pem) throws(AgadirError) in
+            DialTLS(context: try TLSContexts.client(caPEM: pem))
+        }
+        self.tls = tls
+        self.primary = Self.pool(host: host, port: port, configuration: configuration, tls: tls)
     }
 
     /// A pool of `configuration.connections` connections to `host:port`.
-    static func pool(host: String, port: Int, configuration: ClientConfiguration) -> ConnectionPool {
+    static func pool(host: String, port: Int, configuration: ClientConfiguration, tls: DialTLS?) -> ConnectionPool {
         ConnectionPool(endpoint: "\(host):\(port)", size: configuration.connections) { () throws(AgadirError) in
             try await ClientConnection.connect(
                 host: host, port: port, limits: configuration.limits, bodyBufferBytes: configuration.bodyBufferBytes,
-                connectTimeout: .seconds(configuration.connectTimeoutSeconds))
+                connectTimeout: .seconds(configuration.connectTimeoutSeconds), tls: tls)
         }
     }
 
@@ -101,7 +125,7 @@ public final class AgadirClient: Sendable {
             if o.count >= Self.maxEndpoints, let victim = o.keys.sorted().first {
                 o.removeValue(forKey: victim)?.close()
             }
-            let pool = Self.pool(host: h, port: p, configuration: configuration)
+            let pool = Self.pool(host: h, port: p, configuration: configuration, tls: tls)
             o[endpoint] = pool
             return pool
         }

@@ -114,8 +114,25 @@ public enum ClusterCA {
     public static func attested(
         certificatePEM: String, caCertificatePEM: String, now: Date = Date()
     ) throws(AgadirError) -> NodeIdentity {
+        try attested(leaf: try parse(certificatePEM, what: "the node certificate"), caCertificatePEM: caCertificatePEM, now: now)
+    }
+
+    /// `attested(certificatePEM:caCertificatePEM:now:)` for a certificate in DER, as a peer
+    /// presents it in its TLS handshake.
+    public static func attested(
+        certificateDER: [UInt8], caCertificatePEM: String, now: Date = Date()
+    ) throws(AgadirError) -> NodeIdentity {
+        let leaf: Certificate
+        do {
+            leaf = try Certificate(derEncoded: certificateDER)
+        } catch {
+            throw AgadirError(.notAuthenticated, "the peer's certificate does not decode: \(error)")
+        }
+        return try attested(leaf: leaf, caCertificatePEM: caCertificatePEM, now: now)
+    }
+
+    static func attested(leaf: Certificate, caCertificatePEM: String, now: Date) throws(AgadirError) -> NodeIdentity {
         let ca = try parse(caCertificatePEM, what: "the CA certificate")
-        let leaf = try parse(certificatePEM, what: "the node certificate")
         guard leaf.issuer == ca.subject, ca.publicKey.isValidSignature(leaf.signature, for: leaf) else {
             throw AgadirError(.notAuthenticated, "the node certificate is not signed by this cluster's CA")
         }
@@ -131,7 +148,16 @@ public enum ClusterCA {
             throw AgadirError(
                 .notAuthenticated, "the node certificate was issued for another cluster than '\(cluster)'")
         }
-        return try identity(fromURNs: urns)
+        var identity = try identity(fromURNs: urns)
+        identity.serial = serialHex(leaf)
+        return identity
+    }
+
+    /// The certificate's serial number in lowercase hex, as `cert show` and the revocation
+    /// list write it.
+    static func serialHex(_ certificate: Certificate) -> String {
+        let digits = Array("0123456789abcdef")
+        return String(certificate.serialNumber.bytes.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 15)]] })
     }
 
     /// `.invalidArgument` unless `privateKeyPEM` is the private key of `certificatePEM`.

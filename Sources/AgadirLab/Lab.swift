@@ -21,6 +21,8 @@ public struct LabNodeStatus: Sendable, Codable, Equatable {
     public var state: LabNodeState
     /// The lab's root key (`ROOT/root.credentials`), what clients of this node sign with.
     public var credentialsFile: String
+    /// The cluster CA clients check the node's TLS certificate with (nil: clear text).
+    public var caFile: String?
 }
 
 /// A multi-node cluster of real `agadird` processes on loopback, in the spirit of
@@ -30,6 +32,8 @@ public struct LabNodeStatus: Sendable, Codable, Equatable {
 ///     ROOT/lab.lock             flock'ed around every change of lab.json
 ///     ROOT/cluster.secret       32 random bytes as hex, mode 0600
 ///     ROOT/root.credentials     the cluster's root key (derived from the secret), mode 0600
+///     ROOT/pki/ca.crt, ca.key   the lab's cluster CA (not with `plaintext`)
+///     ROOT/nodes/NAME/node.crt  the node's certificate (site and labels attested), node.key
 ///     ROOT/nodes/NAME/data      the node's data directory
 ///     ROOT/nodes/NAME/agadird.log, ROOT/nodes/NAME/ready.json
 ///
@@ -63,10 +67,13 @@ public struct Lab: Sendable {
     /// Creates a lab of `nodesPerSite` nodes in each of `sites` (named `<site>-<n>`) at
     /// `root`, default a fresh temporary directory; starts nothing (see `up`). A root that
     /// already holds a lab with no running node and the same sites is reused (its data and
-    /// ports kept); one with running nodes, or other sites, is refused.
+    /// ports kept); one with running nodes, or other sites, is refused. Unless `plaintext`,
+    /// the lab makes a cluster CA and gives every node a certificate attesting its site and
+    /// the labels of `knownSiteLabels` (with `labels` over them): nodes then speak TLS and
+    /// residency follows the certificates, as in production (docs/security.md).
     public static func create(
         root: URL? = nil, sites: [String] = Lab.defaultSites, nodesPerSite: Int = 1, clusterName: String = "agadir-lab",
-        labels: [String: String] = [:], extraArguments: [String] = []
+        labels: [String: String] = [:], extraArguments: [String] = [], plaintext: Bool = false
     ) async throws(AgadirError) -> Lab {
         try validate(sites: sites, nodesPerSite: nodesPerSite, clusterName: clusterName)
         let lab = Lab(root: root ?? temporaryRoot())
@@ -94,12 +101,14 @@ public struct Lab: Sendable {
                 }
                 state.extraArguments = extraArguments
                 try lab.store.save(state)
-                try writeRootCredentials(secretFile: state.secretFile, clusterName: state.clusterName, root: lab.root)
+                try writeRootCredentials(
+                    secretFile: state.secretFile, clusterName: state.clusterName, root: lab.root, caFile: state.caFile)
                 return
             }
             let secretFile = lab.root.appendingPathComponent("cluster.secret").path
             try writeSecret(to: secretFile)
-            try writeRootCredentials(secretFile: secretFile, clusterName: clusterName, root: lab.root)
+            let pki = plaintext ? nil : try LabPKI.create(root: lab.root, clusterName: clusterName)
+            try writeRootCredentials(secretFile: secretFile, clusterName: clusterName, root: lab.root, caFile: pki?.caFile)
             var nodes: [LabNode] = []
             for site in sites {
                 for n in 1...nodesPerSite {
@@ -111,18 +120,22 @@ public struct Lab: Sendable {
                     } catch {
                         throw AgadirError(.ioError, "cannot create \(dir.path): \(error)")
                     }
-                    nodes.append(
-                        LabNode(
-                            name: name, site: site, labels: labels, nodeID: name, pid: 0, clientPort: 0, peerPort: 0,
-                            dataDir: dir.appendingPathComponent("data").path,
-                            logFile: dir.appendingPathComponent("agadird.log").path,
-                            readyFile: dir.appendingPathComponent("ready.json").path, state: .stopped))
+                    var node = LabNode(
+                        name: name, site: site, labels: labels, nodeID: name, pid: 0, clientPort: 0, peerPort: 0,
+                        dataDir: dir.appendingPathComponent("data").path,
+                        logFile: dir.appendingPathComponent("agadird.log").path,
+                        readyFile: dir.appendingPathComponent("ready.json").path, state: .stopped)
+                    if let pki {
+                        let attested = (knownSiteLabels[site] ?? [:]).merging(labels) { _, given in given }
+                        (node.certFile, node.keyFile) = try pki.issue(node: name, site: site, labels: attested, dir: dir)
+                    }
+                    nodes.append(node)
                 }
             }
             try lab.store.save(
                 LabState(
                     clusterName: clusterName, secretFile: secretFile, extraArguments: extraArguments, sites: sites,
-                    nodesPerSite: nodesPerSite, nodes: nodes))
+                    nodesPerSite: nodesPerSite, nodes: nodes, caFile: pki?.caFile))
         }
         return lab
     }
@@ -164,8 +177,11 @@ public struct Lab: Sendable {
         return Credentials.root(clusterName: clusterName, secret: secret)
     }
 
-    static func writeRootCredentials(secretFile: String, clusterName: String, root: URL) throws(AgadirError) {
-        let credentials = try rootCredentials(secretFile: secretFile, clusterName: clusterName)
+    static func writeRootCredentials(secretFile: String, clusterName: String, root: URL, caFile: String?)
+        throws(AgadirError)
+    {
+        var credentials = try rootCredentials(secretFile: secretFile, clusterName: clusterName)
+        credentials.caFile = caFile
         let path = root.appendingPathComponent("root.credentials").path
         let text = credentials.fileText(comment: "Agadir root key of the lab cluster '\(clusterName)'")
         guard
@@ -177,7 +193,9 @@ public struct Lab: Sendable {
     /// The lab's root key.
     public func rootCredentials() throws(AgadirError) -> Credentials {
         let state = try store.load()
-        return try Self.rootCredentials(secretFile: state.secretFile, clusterName: state.clusterName)
+        var credentials = try Self.rootCredentials(secretFile: state.secretFile, clusterName: state.clusterName)
+        credentials.caFile = state.caFile
+        return credentials
     }
 
     static func writeSecret(to path: String) throws(AgadirError) {
@@ -204,7 +222,8 @@ public struct Lab: Sendable {
 
     /// Every node with the live state of its process, in creation order.
     public func status() throws(AgadirError) -> [LabNodeStatus] {
-        try store.load().nodes.map { node in
+        let lab = try store.load()
+        return lab.nodes.map { node in
             let live = Self.live(node)
             let state: LabNodeState
             switch live {
@@ -216,7 +235,7 @@ public struct Lab: Sendable {
                 name: node.name, site: node.site, pid: live == .gone ? nil : node.pid,
                 clientEndpoint: node.clientEndpoint,
                 peerEndpoint: node.peerEndpoint, dataDir: node.dataDir, logFile: node.logFile, state: state,
-                credentialsFile: credentialsFile)
+                credentialsFile: credentialsFile, caFile: lab.caFile)
         }
     }
 
@@ -578,8 +597,7 @@ public struct Lab: Sendable {
         var configuration = ClientConfiguration()
         configuration.connections = 1
         configuration.connectTimeoutSeconds = 2
-        configuration.credentials = try Self.rootCredentials(
-            secretFile: state.secretFile, clusterName: state.clusterName)
+        try configuration.use(try rootCredentials())
         return try AgadirClient(endpoint: endpoint, configuration: configuration)
     }
 

@@ -16,6 +16,9 @@ enum LabCommandLine {
         ]
         for (key, value) in node.labels.sorted(by: { $0.key < $1.key }) { args += ["--label", "\(key)=\(value)"] }
         if !seeds.isEmpty { args += ["--seeds", seeds.joined(separator: ",")] }
+        if let ca = lab.caFile, let cert = node.certFile, let key = node.keyFile {
+            args += ["--cert-file", cert, "--key-file", key, "--ca-file", ca]
+        }
         args += [
             "--cluster-name", lab.clusterName,
             "--cluster-secret-file", lab.secretFile,

@@ -37,6 +37,11 @@ public struct LabNode: Codable, Sendable, Equatable {
     public var readyFile: String
     public var state: LabNodeState
 
+    /// The node's certificate and key (`nodes/NAME/node.crt`, `node.key`), issued by the
+    /// lab's CA; nil in a lab without certificates.
+    public var certFile: String?
+    public var keyFile: String?
+
     public var clientEndpoint: String? { clientPort > 0 ? "127.0.0.1:\(clientPort)" : nil }
     public var peerEndpoint: String? { peerPort > 0 ? "127.0.0.1:\(peerPort)" : nil }
 }
@@ -55,6 +60,9 @@ public struct LabState: Codable, Sendable, Equatable {
     public var nodesPerSite: Int
     /// Nodes in creation order (site by site).
     public var nodes: [LabNode]
+    /// The lab's cluster CA certificate (`ROOT/pki/ca.crt`; its key beside it): every node
+    /// has a certificate of it and speaks TLS. Nil in a lab made with `--plaintext`.
+    public var caFile: String?
 }
 
 /// `ROOT/lab.json` and its lock: reads need no lock (writes are tmp + rename, so a reader

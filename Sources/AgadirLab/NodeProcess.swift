@@ -88,7 +88,7 @@ public final class NodeProcess: Sendable {
     public func client(connections: Int = 2) throws(AgadirError) -> AgadirClient {
         var c = ClientConfiguration()
         c.connections = connections
-        c.credentials = try rootCredentials()
+        try c.use(try rootCredentials())
         return try AgadirClient(endpoint: endpoint, configuration: c)
     }
 

@@ -183,7 +183,7 @@ struct ClusterBench {
     ) async throws -> [WorkloadResult] {
         var config = ClientConfiguration()
         config.connections = 4
-        config.credentials = credentials
+        try config.use(credentials)
         var clients: [AgadirClient] = []
         do {
             for e in endpoints { clients.append(try AgadirClient(endpoint: e, configuration: config)) }

@@ -68,7 +68,7 @@ struct RebalanceBench {
         var clients: [AgadirClient] = []
         var config = ClientConfiguration()
         config.connections = 4
-        config.credentials = try lab.rootCredentials()
+        try config.use(try lab.rootCredentials())
         for name in Self.initial {
             clients.append(try AgadirClient(endpoint: try endpoint(lab, name), configuration: config))
         }

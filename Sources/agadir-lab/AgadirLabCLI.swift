@@ -99,6 +99,12 @@ struct TopologyOptions: ParsableArguments {
             "Do not apply a layout (the nodes stay standalone until `agadir admin layout apply`); --no-wait implies it."
     )
     var noLayout = false
+    @Flag(
+        name: .long,
+        help:
+            "No cluster CA and no certificates: nodes speak clear text and the layout's labels are not attested (for comparisons only)."
+    )
+    var plaintext = false
     @Argument(parsing: .postTerminator, help: "Extra agadird arguments, after --.") var extra: [String] = []
 }
 
@@ -129,11 +135,15 @@ struct Up: AsyncParsableCommand {
         try await reporting {
             let lab = try await Lab.create(
                 root: root.url, sites: parseSites(topology.sites), nodesPerSite: topology.nodesPerSite,
-                clusterName: topology.clusterName, labels: labels, extraArguments: topology.extra)
+                clusterName: topology.clusterName, labels: labels, extraArguments: topology.extra,
+                plaintext: topology.plaintext)
             try await lab.up(waitForConvergence: !topology.noWait, timeout: .seconds(topology.timeout))
             print(statusTable(try lab.status()))
             print(topology.noWait ? "lab is up in \(lab.root.path)" : "lab is up and converged in \(lab.root.path)")
             print("root key: export AGADIR_CREDENTIALS=\(lab.credentialsFile)")
+            if let ca = try lab.state().caFile {
+                print("TLS: every node has a certificate of the lab's CA \(ca) (the credentials file names it)")
+            }
             try await applyLayoutIfNeeded(lab, topology)
         }
     }
@@ -325,7 +335,7 @@ struct Run: AsyncParsableCommand {
             let lab = try await Lab.create(
                 root: root.map { URL(fileURLWithPath: $0) } ?? Lab.temporaryRoot(), sites: parseSites(topology.sites),
                 nodesPerSite: topology.nodesPerSite, clusterName: topology.clusterName, labels: labels,
-                extraArguments: topology.extra)
+                extraArguments: topology.extra, plaintext: topology.plaintext)
             do {
                 try await lab.up(waitForConvergence: !topology.noWait, timeout: .seconds(topology.timeout))
                 try await applyLayoutIfNeeded(lab, topology)
@@ -343,7 +353,7 @@ struct Run: AsyncParsableCommand {
 
                 The lab runs in \(lab.root.path). Reach it from another terminal with:
                   export AGADIR_ENDPOINT=\(first)
-                  export AGADIR_CREDENTIALS=\(lab.credentialsFile)
+                  export AGADIR_CREDENTIALS=\(lab.credentialsFile)   # the root key\((try? lab.state().caFile).flatMap { $0 }.map { " and the CA (\($0))" } ?? "")
                   \(bin)agadir mb photos --policy \(Lab.defaultPolicies(sites: parseSites(topology.sites), nodesPerSite: topology.nodesPerSite).first?.name ?? "default")
                   \(bin)agadir put ./file.jpg photos/file.jpg
                   \(bin)agadir admin members

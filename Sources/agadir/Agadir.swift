@@ -44,6 +44,28 @@ struct GlobalOptions: ParsableArguments {
     )
     var credentials: String?
 
+    @Option(
+        name: .long,
+        help:
+            "The cluster CA's certificate (PEM) for TLS to nodes with certificates. Default: $AGADIR_CA_FILE, else ca_file of the credentials file."
+    )
+    var caFile: String?
+
+    /// The CA file TLS checks nodes against: `--ca-file`, `AGADIR_CA_FILE`, the credentials'
+    /// `ca_file`; nil: clear text.
+    func resolvedCAFile(_ credentials: Credentials?) -> String? {
+        caFile ?? ProcessInfo.processInfo.environment["AGADIR_CA_FILE"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? credentials?.caFile
+    }
+
+    /// The client configuration of these options: credentials and TLS.
+    func clientConfiguration() throws(AgadirError) -> ClientConfiguration {
+        var configuration = ClientConfiguration()
+        configuration.credentials = try resolvedCredentials()
+        if let file = resolvedCAFile(configuration.credentials) { try configuration.trustCA(file: file) }
+        return configuration
+    }
+
     /// The key requests are signed with: `--credentials`, else the environment.
     func resolvedCredentials() throws(AgadirError) -> Credentials? {
         if let credentials { return try Credentials.read(credentials) }
@@ -72,6 +94,7 @@ enum Exit {
         case .bucketAlreadyExists, .bucketNotEmpty, .policyAlreadyExists, .layoutVersionConflict, .nodeNotDrained: 3
         case .notEnoughReplicas: 8
         case .accessDenied, .notAuthenticated, .requestTimeSkewed, .replayedRequest: 11
+        case .notAttested: 9
         case .policyUnsatisfiable: 4
         case .unavailable, .shuttingDown: 5
         case .corruptChunk, .corruptData, .checksumMismatch: 6
@@ -92,9 +115,7 @@ func stderr(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8))
 /// Runs `body` with a client; maps errors to messages on stderr and exit codes.
 func withClient(_ options: GlobalOptions, _ body: (AgadirClient) async throws -> Void) async throws {
     do {
-        var configuration = ClientConfiguration()
-        configuration.credentials = try options.resolvedCredentials()
-        let client = try AgadirClient(endpoint: options.resolvedEndpoint, configuration: configuration)
+        let client = try AgadirClient(endpoint: options.resolvedEndpoint, configuration: try options.clientConfiguration())
         do {
             try await body(client)
         } catch {

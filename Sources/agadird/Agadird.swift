@@ -73,6 +73,12 @@ struct Agadird: AsyncParsableCommand {
     @Option(name: .long, help: "The cluster CA's certificate (PEM, ca.crt).")
     var caFile: String?
 
+    @Option(name: .long, help: "The cluster's revocation list (`agadir admin cert revoke`).")
+    var revocationFile: String?
+
+    @Option(name: .long, help: "Seconds between reads of the certificate files (default 60).")
+    var certReloadSeconds: Int?
+
     @Option(name: .long, help: "Gossip timing: lan or wan (default lan).")
     var gossipPreset: String?
 
@@ -133,6 +139,8 @@ struct Agadird: AsyncParsableCommand {
         if let certFile { c.certFile = certFile }
         if let keyFile { c.keyFile = keyFile }
         if let caFile { c.caFile = caFile }
+        if let revocationFile { c.revocationFile = revocationFile }
+        if let certReloadSeconds { c.certReloadSeconds = certReloadSeconds }
         if let gossipPreset { c.gossipPreset = gossipPreset }
         if let tombstoneGrace { c.tombstoneGraceSeconds = tombstoneGrace }
         if let garbageGrace { c.garbageGraceSeconds = garbageGrace }

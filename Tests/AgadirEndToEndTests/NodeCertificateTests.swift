@@ -54,9 +54,9 @@ struct NodeCertificateTests {
     }
 
     @Test(
-        "a Paris node relabelled country=MA by the layout alone: the residency audit reports the unattested label and exits 9"
+        "a Paris node with a certificate: relabelling its site country=MA is refused (NOT_ATTESTED, exit 9); a label applied before the certificate is a 'label' violation"
     )
-    func aRelabelledSite_isAnUnattestedLabel() async throws {
+    func aRelabelledSite_isRefusedOrReported() async throws {
         let base = FileManager.default.temporaryDirectory.appendingPathComponent(
             "agadir-relabel-\(UUID().uuidString.prefix(8))")
         defer { try? FileManager.default.removeItem(at: base) }
@@ -65,28 +65,57 @@ struct NodeCertificateTests {
         #expect(try cli.run(["admin", "ca", "init", ca]).status == 0)
         let issued = try cli.run([
             "admin", "cert", "issue", "--ca", ca, "--node", "paris-1", "--site", "paris", "--label", "country=FR",
-            "--out", base.path,
+            "--host", "127.0.0.1", "--out", base.path,
         ])
         #expect(issued.status == 0, "\(issued.stderr)")
-        let node = try NodeProcess(
-            extraArguments: [
-                "--node-id", "paris-1", "--site", "paris", "--cert-file", base.path + "/paris-1.crt",
-                "--key-file", base.path + "/paris-1.key", "--ca-file", ca + "/ca.crt",
-            ], logLevel: "warning")
-        defer { node.cleanUp() }
-        try node.start()
-        let client = try node.client()
-        _ = try await client.admin(
-            Admin.layoutAssign,
-            Admin.Assign(node: "paris-1", site: "paris", capacity: 1 << 40, siteLabels: ["country": "MA"]))
-        _ = try await client.admin(Admin.layoutApply, Admin.Apply(version: 1))
-        let audit = try await client.admin(Admin.auditNode, Admin.Empty())
+        let identity = ["--node-id", "paris-1", "--site", "paris"]
+        let certificate = [
+            "--cert-file", base.path + "/paris-1.crt", "--key-file", base.path + "/paris-1.key", "--ca-file",
+            ca + "/ca.crt",
+        ]
+        let relabel = Admin.Assign(node: "paris-1", site: "paris", capacity: 1 << 40, siteLabels: ["country": "MA"])
+
+        // With its certificate: the relabelling is refused, and nothing is applied.
+        let attested = try NodeProcess(extraArguments: identity + certificate, logLevel: "warning")
+        defer { attested.cleanUp() }
+        try attested.start()
+        let client = try attested.client()
+        _ = try await client.admin(Admin.layoutAssign, relabel)
+        let refused = await agadirError { _ = try await client.admin(Admin.layoutApply, Admin.Apply(version: 1)) }
+        #expect(refused?.code == .notAttested, "\(String(describing: refused))")
+        #expect(refused?.message.contains("does not attest") == true, "\(String(describing: refused))")
+        #expect(try await client.admin(Admin.layoutShow).version == 0)
         await client.close()
+        // The CLI says the same with exit 9.
+        let viaCLI = try CLI(endpoint: attested.endpoint, credentials: attested.credentialsFile.path).run([
+            "admin", "layout", "apply", "--version", "1",
+        ])
+        #expect(viaCLI.status == 9 && viaCLI.stderr.contains("NOT_ATTESTED"), "\(viaCLI.stderr)")
+        attested.stop()
+
+        // A label applied while the node ran without a certificate (before the PKI was set up):
+        // once the certificate is installed, the audit reports it and exits 9.
+        let before = try NodeProcess(
+            dataDir: attested.dataDir, extraArguments: identity, logLevel: "warning")
+        defer { before.cleanUp() }
+        try before.start()
+        let plain = try before.client()
+        _ = try await plain.admin(Admin.layoutRevert)
+        _ = try await plain.admin(Admin.layoutAssign, relabel)
+        _ = try await plain.admin(Admin.layoutApply, Admin.Apply(version: 1))
+        await plain.close()
+        before.stop()
+        let after = try NodeProcess(dataDir: attested.dataDir, extraArguments: identity + certificate, logLevel: "warning")
+        defer { after.cleanUp() }
+        try after.start()
+        let audited = try after.client()
+        let audit = try await audited.admin(Admin.auditNode, Admin.Empty())
+        await audited.close()
         #expect(audit.attestedLabels == ["country": "FR"])
         #expect(
             audit.violations.contains { $0.kind == "label" && $0.reason.contains("country=MA") },
             "\(audit.violations)")
-        let shown = try await CLI(endpoint: node.endpoint, credentials: node.credentialsFile.path).runDetached([
+        let shown = try await CLI(endpoint: after.endpoint, credentials: after.credentialsFile.path).runDetached([
             "admin", "audit", "residency",
         ])
         #expect(shown.status == 9, "\(shown.stdout)\(shown.stderr)")

@@ -19,7 +19,7 @@ extension ClusterNode {
         var audit = ResidencyAudit(node: nodeID, site: snapshot.site, layoutVersion: snapshot.layout.current.version)
         // The layout's labels of this node's site must be ones its certificate attests: a
         // site relabelled by an admin command alone is a violation, not an eligibility.
-        if let attested = settings.attestedLabels {
+        if let attested = attestations?.own?.labels {
             audit.attestedLabels = attested
             for (k, v) in snapshot.layout.current.siteLabels(snapshot.site).sorted(by: { $0.key < $1.key })
             where attested[k] != v {

@@ -57,6 +57,14 @@ public protocol ClusterContext: Sendable {
     /// Pulls a newer layout if a member announces one (a peer this node does not know yet
     /// may be in it); returns once done or failed.
     func refreshLayout() async
+    /// Nil when `node` may hold data of `policy` by what its certificate attests, or when
+    /// the cluster runs without certificates; otherwise why not (docs/security.md).
+    func attestedRefusal(_ node: String, for policy: Policy) -> String?
+}
+
+extension ClusterContext {
+    /// Contexts without certificates (tests' fakes) attest nothing and refuse nothing.
+    public func attestedRefusal(_ node: String, for policy: Policy) -> String? { nil }
 }
 
 /// Counters of the coordinator's background work, for tests and status.

@@ -1,5 +1,7 @@
 import AgadirCore
+import AgadirIdentity
 import AgadirMembership
+import AgadirPlacement
 import AgadirTransport
 import AgadirWire
 import NIOCore
@@ -42,26 +44,43 @@ public struct PeerLinkSettings: Sendable, Hashable {
 /// A link is a client-protocol connection to the peer's client endpoint that passed the
 /// cluster-secret handshake: PEER_HELLO, then PEER_AUTH. The peer's endpoint comes from
 /// membership (`resolve`); the handshake checks that the node answering there is the node
-/// asked for, so a stale address never delivers a bucket's bytes to another node.
+/// asked for, so a stale address never delivers a bucket's bytes to another node. With
+/// certificates (`tls`), the link is mutual TLS 1.3 first: the peer's certificate must chain
+/// to the cluster CA and name the node asked for, and what it attests is recorded in
+/// `attestations`, which the send guard checks before a bucket's bytes leave.
 public final class PeerLinks: Service, Sendable {
+    /// Checks a request about to leave for a node; throws to refuse it (nothing is sent).
+    public typealias SendGuard = @Sendable (_ node: String, _ request: PeerRequest) async throws(AgadirError) -> Void
+
     public let nodeID: String
     public let authenticator: PeerAuthenticator
     public let settings: PeerLinkSettings
+    /// What peers' certificates attest, recorded at each TLS handshake.
+    public let attestations: Attestations
+    let tls: NodeTLS?
     let resolve: @Sendable (String) -> String?
+    private let sendGuard = Mutex<SendGuard?>(nil)
 
     /// One pool per peer, for the endpoint membership gave when it was made.
     private let pools = Mutex<[String: ConnectionPool]>([:])
 
     /// `resolve` maps a node id to its client endpoint (`HOST:PORT`), nil when unknown.
-    public init(
+    /// With `tls`, links are mutual TLS with the node's certificate.
+    package init(
         nodeID: String, authenticator: PeerAuthenticator, settings: PeerLinkSettings = PeerLinkSettings(),
-        resolve: @escaping @Sendable (String) -> String?
+        tls: NodeTLS? = nil, attestations: Attestations? = nil, resolve: @escaping @Sendable (String) -> String?
     ) {
         self.nodeID = nodeID
         self.authenticator = authenticator
         self.settings = settings
+        self.tls = tls
+        self.attestations = attestations ?? Attestations(nodeID: nodeID, own: nil)
         self.resolve = resolve
     }
+
+    /// Sets the check every request runs before it leaves (the cluster node's residency
+    /// check of the receiver's attestation).
+    public func setSendGuard(_ check: @escaping SendGuard) { sendGuard.withLock { $0 = check } }
 
     /// As a service of the node: the links stay open until graceful shutdown, then close
     /// (after the workers and the background tasks that use them have stopped).
@@ -86,6 +105,7 @@ public final class PeerLinks: Service, Sendable {
         _ node: String, _ request: PeerRequest, body: [UInt8]? = nil, maxResponseBytes: Int
     ) async throws(AgadirError) -> PeerResponse {
         let connection = try await link(to: node)
+        if let check = sendGuard.withLock({ $0 }) { try await check(node, request) }
         let opcode = request.opcode
         let seconds = settings.requestTimeoutSeconds
         // A timer on the connection's event loop (cheaper than a task per call), over the
@@ -134,6 +154,11 @@ public final class PeerLinks: Service, Sendable {
 
     // MARK: Links
 
+    /// Opens a link to `node` if none is open (its certificate is then in `attestations`).
+    public func connect(to node: String) async throws(AgadirError) {
+        _ = try await link(to: node)
+    }
+
     private func link(to node: String) async throws(AgadirError) -> ClientConnection {
         guard node != nodeID else {
             throw AgadirError(.internalError, "a peer link to this node itself (\(node)) was asked for")
@@ -158,10 +183,27 @@ public final class PeerLinks: Service, Sendable {
     func handshake(node: String, endpoint: String) async throws(AgadirError) -> ClientConnection {
         let (host, port) = try Endpoint.parse(endpoint)
         let connectTimeout = TimeAmount.milliseconds(Int64(settings.connectTimeoutSeconds * 1000))
+        let contexts = tls?.current
         let connection = try await ClientConnection.connect(
             host: host, port: port, limits: settings.limits, bodyBufferBytes: settings.bodyBufferBytes,
-            connectTimeout: connectTimeout)
+            connectTimeout: connectTimeout, tls: contexts.map { DialTLS(context: $0.peer) })
         do throws(AgadirError) {
+            if let contexts {
+                let identity = try await Self.attestedPeer(on: connection.channel, caPEM: contexts.caPEM, node: node)
+                guard identity.nodeID == node else {
+                    throw AgadirError(
+                        .unauthenticated,
+                        "the node at \(endpoint) presents the certificate of node '\(identity.nodeID)', not '\(node)': "
+                            + "no link is made (a stale address, or a node claiming another's id)")
+                }
+                guard !attestations.isRevoked(serial: identity.serial) else {
+                    throw AgadirError(
+                        .unauthenticated,
+                        "\(node) at \(endpoint) presents certificate \(identity.serial), which the cluster's revocation "
+                            + "list names: no link is made; issue it a new certificate")
+                }
+                attestations.record(node, Attestation(site: identity.site, labels: identity.labels))
+            }
             var rng = SystemRandomNumberGenerator()
             let nonce = (0..<PeerLimits.nonceBytes).map { _ in UInt8.random(in: 0...255, using: &rng) }
             // This node proves itself first (for the node it means to reach), and only then
@@ -193,6 +235,22 @@ public final class PeerLinks: Service, Sendable {
         } catch {
             connection.close()
             throw error
+        }
+    }
+
+    /// What the certificate the other end of `channel` presented attests, checked against
+    /// the cluster CA (again: the TLS handshake checked the chain, this reads the node id,
+    /// site and labels, and checks the cluster).
+    package static func attestedPeer(on channel: any Channel, caPEM: String, node: String) async throws(AgadirError)
+        -> NodeIdentity
+    {
+        guard let der = await peerCertificateDER(of: channel) else {
+            throw AgadirError(.unauthenticated, "\(node) presented no certificate")
+        }
+        do {
+            return try ClusterCA.attested(certificateDER: der, caCertificatePEM: caPEM)
+        } catch {
+            throw AgadirError(.unauthenticated, "the certificate \(node) presented: \(error.message)")
         }
     }
 

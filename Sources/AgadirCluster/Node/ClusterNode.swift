@@ -10,10 +10,6 @@ import Synchronization
 
 /// Timing and bounds of a node's cluster work.
 public struct ClusterNodeSettings: Sendable, Hashable {
-    /// The residency labels this node's certificate attests (docs/security.md, "Cluster
-    /// PKI"); nil when the node runs without one. The residency audit checks the layout's
-    /// labels of the node's site against them.
-    public var attestedLabels: [String: String]? = nil
     /// How often the node looks for a newer layout and delivers hints.
     public var syncInterval: Duration = .seconds(1)
     /// How often the node pulls the bucket catalog from one random peer.
@@ -106,6 +102,9 @@ public final class ClusterNode: ClusterContext, Sendable {
         }
         self.state = Mutex(State(cluster: cluster, encoded: ClusterLayoutCodec.encode(cluster), staged: staged))
         gossip?.announceLayoutVersion(cluster.current.version)
+        links?.setSendGuard { [weak self] node, request throws(AgadirError) in
+            try await self?.checkReceiver(node, request)
+        }
     }
 
     // MARK: Views
@@ -281,6 +280,7 @@ public final class ClusterNode: ClusterContext, Sendable {
             )
         }
         let (next, report) = try await plan()
+        try await checkAttested(next, previous: layout.current)
         let summary = staged.changes.map(\.description).joined(separator: "; ")
         var cluster = layout
         try cluster.apply(next, summary: summary.isEmpty ? "no change" : summary)

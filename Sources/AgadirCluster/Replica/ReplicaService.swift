@@ -225,6 +225,12 @@ public final class ReplicaService: PeerRequestHandler {
                 "policy '\(policyName)' is not in this node's layout (version \(snapshot.layout.current.version))")
         }
         let peerSite = snapshot.site(of: peer)
+        if let why = context.attestedRefusal(peer, for: policy) {
+            logger.error(
+                "refused to list a partition to a node its certificate does not make eligible",
+                metadata: ["peer": "\(peer)", "policy": "\(policyName)", "why": "\(why)"])
+            throw AgadirError(.notAttested, "node \(peer) may not read data of policy '\(policyName)': \(why)")
+        }
         guard snapshot.layout.live.contains(where: { $0.isEligible(site: peerSite, for: policy) }) else {
             logger.error(
                 "refused to list a partition to a node outside its policy's sites",
@@ -244,6 +250,12 @@ public final class ReplicaService: PeerRequestHandler {
     @discardableResult
     private func acceptWrite(of bucket: String, from peer: String) async throws(AgadirError) -> Policy {
         let (policy, snapshot) = try await policy(of: bucket)
+        if let why = context.attestedRefusal(snapshot.nodeID, for: policy) {
+            logger.error(
+                "refused bytes of a bucket this node's certificate does not make it eligible for",
+                metadata: ["peer": "\(peer)", "bucket": "\(bucket)", "why": "\(why)"])
+            throw AgadirError(.notAttested, "this node refuses bytes of bucket '\(bucket)': \(why)")
+        }
         guard snapshot.layout.live.contains(where: { $0.isEligible(node: snapshot.nodeID, for: policy) }) else {
             logger.error(
                 "refused bytes of a bucket outside its policy's sites",
@@ -264,6 +276,12 @@ public final class ReplicaService: PeerRequestHandler {
             (policy, snapshot) = try await self.policy(of: bucket)
         }
         let peerSite = snapshot.site(of: peer)
+        if let why = context.attestedRefusal(peer, for: policy) {
+            logger.error(
+                "refused to send a bucket's data to a node its certificate does not make eligible",
+                metadata: ["peer": "\(peer)", "bucket": "\(bucket)", "why": "\(why)"])
+            throw AgadirError(.notAttested, "node \(peer) may not read bucket '\(bucket)': \(why)")
+        }
         guard snapshot.layout.live.contains(where: { $0.isEligible(site: peerSite, for: policy) }) else {
             logger.error(
                 "refused to send a bucket's data to a node outside its policy's sites",

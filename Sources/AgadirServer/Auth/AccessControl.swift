@@ -211,9 +211,17 @@ public final class AccessControl: Sendable {
     /// Writes `DIR/root.credentials` (mode 0600) when it is missing or holds another key, and
     /// returns its path.
     @discardableResult
-    public func writeRootCredentials(dataDir: String) throws(AgadirError) -> String {
+    /// With `caFile` (a node with certificates), the file names the CA (`ca_file`), so a
+    /// client given only this file speaks TLS to the node.
+    public func writeRootCredentials(dataDir: String, caFile: String? = nil) throws(AgadirError) -> String {
         let path = (dataDir as NSString).appendingPathComponent("root.credentials")
-        let text = roots[0].fileText(
+        var root = roots[0]
+        if let caFile {
+            root.caFile =
+                caFile.hasPrefix("/")
+                ? caFile : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(caFile)
+        }
+        let text = root.fileText(
             comment: "Agadir root key of cluster '\(clusterName)', derived from its cluster secret: every admin "
                 + "command, every bucket. Keep it like the secret; create narrower keys with `agadir admin key create`."
         )

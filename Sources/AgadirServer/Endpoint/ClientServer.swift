@@ -1,11 +1,14 @@
 import AgadirCluster
 import AgadirCore
+import AgadirIdentity
 import AgadirMembership
+import AgadirPlacement
 import AgadirTransport
 import AgadirWire
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 import Synchronization
 
@@ -14,16 +17,22 @@ import Synchronization
 /// accepting, lets in-flight requests finish for `shutdownGraceSeconds`, then closes.
 public final class ClientServer: Service, Sendable {
     /// What this endpoint needs to serve peer links: the node's id, the cluster-secret
-    /// authenticator and the handler of authenticated peer requests.
+    /// authenticator, the handler of authenticated peer requests, and where to record what
+    /// peers' certificates attest.
     public struct PeerAccess: Sendable {
         public var nodeID: String
         public var authenticator: PeerAuthenticator
         public var handler: any PeerRequestHandler
+        public var attestations: Attestations?
 
-        public init(nodeID: String, authenticator: PeerAuthenticator, handler: any PeerRequestHandler) {
+        public init(
+            nodeID: String, authenticator: PeerAuthenticator, handler: any PeerRequestHandler,
+            attestations: Attestations? = nil
+        ) {
             self.nodeID = nodeID
             self.authenticator = authenticator
             self.handler = handler
+            self.attestations = attestations
         }
     }
 
@@ -42,12 +51,16 @@ public final class ClientServer: Service, Sendable {
     /// Decoded bytes the answers of all connections may hold before they are sent
     /// (`responseBufferBytes`); each connection has its own share too.
     let responseMemory: ByteBudget
+    /// With certificates: TLS 1.3 on every connection (docs/security.md, "TLS"); peers
+    /// must present a certificate naming the node id they claim.
+    let tls: NodeTLS?
 
-    public init(
+    package init(
         service: ObjectService, config: NodeConfiguration, host: String, port: Int, group: MultiThreadedEventLoopGroup,
-        logger: Logger, peerAccess: PeerAccess? = nil,
+        logger: Logger, peerAccess: PeerAccess? = nil, tls: NodeTLS? = nil,
         isMemberAddress: @escaping @Sendable (String) -> Bool = { _ in false }
     ) {
+        self.tls = tls
         self.admission = Mutex(
             ConnectionAdmission(
                 limits: .init(
@@ -86,8 +99,13 @@ public final class ClientServer: Service, Sendable {
                     .recvAllocator,
                     value: AdaptiveRecvByteBufferAllocator(minimum: 4096, initial: 64 * 1024, maximum: 1 << 20)
                 )
-                .bind(host: host, port: port) { child in
+                .bind(host: host, port: port) { [tls] child in
                     child.eventLoop.makeCompletedFuture {
+                        if let tls {
+                            try child.pipeline.syncOperations.addHandlers([
+                                PlaintextRefusal(), NIOSSLServerHandler(context: tls.current.server),
+                            ])
+                        }
                         try child.pipeline.syncOperations.addHandlers([
                             ByteToMessageHandler(FrameDecoder(limits: limits)),
                             FrameEncoder(),
@@ -415,6 +433,34 @@ public final class ClientServer: Service, Sendable {
         }
         switch request {
         case .hello(let dialer, let nonce):
+            if let tls {
+                // Mutual TLS: the dialer's certificate (checked against the cluster CA by the
+                // handshake) must name the node id it claims; a client without one, or a node
+                // claiming another's id, gets the same words as any failed handshake.
+                let identity: NodeIdentity
+                do {
+                    identity = try await PeerLinks.attestedPeer(
+                        on: sink.writerChannel, caPEM: tls.current.caPEM, node: dialer)
+                } catch {
+                    logger.warning(
+                        "peer handshake refused: no valid certificate",
+                        metadata: ["claimed": "\(dialer)", "error": "\(error.message)"])
+                    throw AgadirError(.unauthenticated, "peer authentication failed")
+                }
+                guard identity.nodeID == dialer else {
+                    logger.warning(
+                        "peer handshake refused: the certificate names another node",
+                        metadata: ["claimed": "\(dialer)", "certificate": "\(identity.nodeID)"])
+                    throw AgadirError(.unauthenticated, "peer authentication failed")
+                }
+                if access.attestations?.isRevoked(serial: identity.serial) == true {
+                    logger.warning(
+                        "peer handshake refused: the certificate is revoked",
+                        metadata: ["claimed": "\(dialer)", "serial": "\(identity.serial)"])
+                    throw AgadirError(.unauthenticated, "peer authentication failed")
+                }
+                access.attestations?.record(dialer, Attestation(site: identity.site, labels: identity.labels))
+            }
             var rng = SystemRandomNumberGenerator()
             let listenerNonce = (0..<PeerLimits.nonceBytes).map { _ in UInt8.random(in: 0...255, using: &rng) }
             let fields = try state.withLock { (s) throws(AgadirError) -> Fields in

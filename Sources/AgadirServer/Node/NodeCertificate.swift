@@ -1,15 +1,29 @@
+import AgadirCluster
 import AgadirCore
 import AgadirIdentity
+import AgadirPlacement
+import AgadirTransport
 import Foundation
+import Logging
+import ServiceLifecycle
 
-/// The node's certificate, checked at start (docs/operations.md, "Cluster PKI").
+/// The node's certificate, checked at start and whenever its files change (docs/operations.md,
+/// "Cluster PKI").
 public enum NodeCertificate {
+    /// The node's PEM files, read and checked.
+    public struct Loaded: Sendable, Equatable {
+        public var identity: NodeIdentity
+        var certificatePEM: String
+        var keyPEM: String
+        var caPEM: String
+        /// Serials the cluster's revocation list names (empty when none is configured).
+        var revoked: Set<String>
+    }
+
     /// What the configured certificate attests, after checking that the CA signed it, that
     /// it is valid now, that the key is its key, and that it names `nodeID` and `site`; nil
     /// when no certificate is configured. Every refusal says which file and what to do.
-    public static func load(config: NodeConfiguration, nodeID: String, site: String) throws(AgadirError)
-        -> NodeIdentity?
-    {
+    public static func load(config: NodeConfiguration, nodeID: String, site: String) throws(AgadirError) -> Loaded? {
         let files = [config.certFile, config.keyFile, config.caFile]
         if files.allSatisfy(\.isEmpty) { return nil }
         guard files.allSatisfy({ !$0.isEmpty }) else {
@@ -23,10 +37,12 @@ public enum NodeCertificate {
             return String(decoding: data, as: UTF8.self)
         }
         let certificate = try read(config.certFile)
-        try ClusterCA.checkKey(certificatePEM: certificate, privateKeyPEM: try read(config.keyFile))
+        let key = try read(config.keyFile)
+        let ca = try read(config.caFile)
+        try ClusterCA.checkKey(certificatePEM: certificate, privateKeyPEM: key)
         let identity: NodeIdentity
         do {
-            identity = try ClusterCA.attested(certificatePEM: certificate, caCertificatePEM: try read(config.caFile))
+            identity = try ClusterCA.attested(certificatePEM: certificate, caCertificatePEM: ca)
         } catch {
             throw AgadirError(error.code, "\(config.certFile): \(error.message)")
         }
@@ -42,6 +58,96 @@ public enum NodeCertificate {
                 "\(config.certFile) attests site '\(identity.site)', but this node is configured in site '\(site)'; "
                     + "fix --site or issue a certificate for the right site")
         }
-        return identity
+        var revoked: Set<String> = []
+        if !config.revocationFile.isEmpty {
+            do {
+                revoked = Set(try RevocationList.verified(json: try read(config.revocationFile), caCertificatePEM: ca).serials)
+            } catch {
+                throw AgadirError(error.code, "\(config.revocationFile): \(error.message)")
+            }
+        }
+        guard !revoked.contains(identity.serial) else {
+            throw AgadirError(
+                .notAuthenticated,
+                "\(config.certFile) (serial \(identity.serial)) is revoked by \(config.revocationFile): issue this node "
+                    + "a new certificate (agadir admin cert issue --node \(nodeID))")
+        }
+        return Loaded(identity: identity, certificatePEM: certificate, keyPEM: key, caPEM: ca, revoked: revoked)
+    }
+}
+
+extension NodeCertificate.Loaded {
+    var attestation: Attestation { Attestation(site: identity.site, labels: identity.labels) }
+
+    func contexts() throws(AgadirError) -> NodeTLS.Contexts {
+        try NodeTLS.Contexts(certificatePEM: certificatePEM, keyPEM: keyPEM, caPEM: caPEM)
+    }
+}
+
+/// Reloads the node's certificate, key and CA when their files change, without a restart
+/// (docs/operations.md, "Rotating certificates"): new connections use the new ones, open
+/// links keep theirs. A file that fails the start-up checks is refused with an error in the
+/// log, and the node goes on with what it had.
+final class CertificateReloader: Service, Sendable {
+    let config: NodeConfiguration
+    let nodeID: String
+    let site: String
+    let tls: NodeTLS
+    let attestations: Attestations
+    let logger: Logger
+    private let last: Locked<NodeCertificate.Loaded>
+
+    init(
+        config: NodeConfiguration, nodeID: String, site: String, loaded: NodeCertificate.Loaded, tls: NodeTLS,
+        attestations: Attestations, logger: Logger
+    ) {
+        self.config = config
+        self.nodeID = nodeID
+        self.site = site
+        self.tls = tls
+        self.attestations = attestations
+        self.logger = logger
+        self.last = Locked(loaded)
+    }
+
+    func run() async throws {
+        let interval = Duration.seconds(max(1, config.certReloadSeconds))
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            try? await Task.sleep(for: interval)
+            if Task.isShuttingDownGracefully { break }
+            reloadIfChanged()
+        }
+    }
+
+    /// Reads the files again; adopts them when they changed and pass the checks.
+    @discardableResult
+    func reloadIfChanged() -> Bool {
+        let loaded: NodeCertificate.Loaded
+        do {
+            guard let l = try NodeCertificate.load(config: config, nodeID: nodeID, site: site) else { return false }
+            loaded = l
+        } catch {
+            logger.error(
+                "certificate files changed but fail the checks; keeping the ones in use",
+                metadata: ["error": "\(error.message)"])
+            return false
+        }
+        guard loaded != last.value else { return false }
+        do {
+            tls.replace(try loaded.contexts())
+        } catch {
+            logger.error("certificate files changed but do not load; keeping the ones in use", metadata: ["error": "\(error.message)"])
+            return false
+        }
+        attestations.replaceOwn(loaded.attestation, revokedSerials: loaded.revoked)
+        last.withLock { $0 = loaded }
+        let labels = loaded.identity.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        logger.notice(
+            "certificate reloaded: new connections use it",
+            metadata: [
+                "serial": "\(loaded.identity.serial)", "site": "\(loaded.identity.site)",
+                "labels": "\(labels.joined(separator: ","))",
+            ])
+        return true
     }
 }

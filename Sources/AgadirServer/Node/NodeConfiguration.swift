@@ -96,11 +96,18 @@ public struct NodeConfiguration: Sendable, Codable, Equatable {
     public var clusterSecretsAccepted: [String] = []
     /// This node's certificate, its private key and the cluster CA's certificate (PEM files,
     /// `agadir admin cert issue`): all three or none. With them the node starts only if the
-    /// CA signed the certificate, it is valid, and it attests this node's id and site.
-    /// Default none.
+    /// CA signed the certificate, it is valid, and it attests this node's id and site; its
+    /// client port then speaks TLS 1.3 only, its peer links are mutual TLS, and residency
+    /// follows what the certificates attest (docs/security.md). Default none.
     public var certFile: String = ""
     public var keyFile: String = ""
     public var caFile: String = ""
+    /// The cluster's revocation list (`agadir admin cert revoke` writes it, signed by the
+    /// CA): peers whose certificate serial it names are refused. Default none.
+    public var revocationFile: String = ""
+    /// How often the certificate, key, CA and revocation files are read again; a change that
+    /// passes the start-up checks is adopted without a restart. Default 60 s.
+    public var certReloadSeconds: Int = 60
     /// Failure-detector timing: `lan` (probe every 1 s) or `wan` (every 5 s). Default `lan`.
     public var gossipPreset: String = "lan"
     /// Every gossip duration of the preset (probe interval and timeouts, gossip and

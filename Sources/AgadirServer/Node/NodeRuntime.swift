@@ -3,6 +3,7 @@ import AgadirCore
 import AgadirGossip
 import AgadirMembership
 import AgadirStore
+import AgadirTransport
 import AgadirWire
 import Foundation
 import Logging
@@ -40,6 +41,8 @@ public struct NodeRuntime: Sendable {
     public let links: PeerLinks
     /// Read repairs and late hint parking, ended by the graceful shutdown.
     public let background: BackgroundTasks
+    /// Reads the certificate files again now and then (nil without certificates).
+    let certificateReloader: CertificateReloader?
     let logger: Logger
 
     public init(config: NodeConfiguration, group: MultiThreadedEventLoopGroup, logger: Logger) throws(AgadirError) {
@@ -54,12 +57,17 @@ public struct NodeRuntime: Sendable {
         var logger = logger
         logger[metadataKey: "node"] = "\(nodeID)"
         let gossipConfiguration = try config.validateGossip()
-        let attested = try NodeCertificate.load(config: config, nodeID: nodeID, site: gossipConfiguration.site)
-        if let attested {
-            let labels = attested.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        let certificate = try NodeCertificate.load(config: config, nodeID: nodeID, site: gossipConfiguration.site)
+        let attestations = Attestations(
+            nodeID: nodeID, own: certificate?.attestation, revokedSerials: certificate?.revoked ?? [])
+        let tls = try certificate.map { (c) throws(AgadirError) in NodeTLS(try c.contexts()) }
+        if let identity = certificate?.identity {
+            let labels = identity.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
             logger.notice(
-                "node certificate checked: the cluster CA attests this node",
-                metadata: ["site": "\(attested.site)", "labels": "\(labels.joined(separator: ","))"])
+                "node certificate checked: the cluster CA attests this node; TLS 1.3 on the client port and peer links",
+                metadata: [
+                    "site": "\(identity.site)", "labels": "\(labels.joined(separator: ","))", "serial": "\(identity.serial)",
+                ])
         }
         let keyring = try ClusterSecrets.keyring(config: config, logger: logger)
         var storeOptions = StoreOptions()
@@ -80,18 +88,14 @@ public struct NodeRuntime: Sendable {
         // Peer links reach the other nodes' client endpoints as gossip knows them.
         let authenticator = try ClusterSecrets.peerAuthenticator(config: config, logger: logger)
         let links = PeerLinks(
-            nodeID: nodeID, authenticator: authenticator,
+            nodeID: nodeID, authenticator: authenticator, tls: tls, attestations: attestations,
             resolve: { node in gossip.memberInfos().first { $0.nodeID == node }?.clientAddress })
         self.links = links
         let serviceOnceBuilt = Locked<ObjectService?>(nil)
         let fallbackTag = ChunkID.of(Array(nodeID.utf8)).prefix64
         let clusterNode = try ClusterNode(
             nodeID: nodeID, site: gossipConfiguration.site, store: store, gossip: gossip, links: links, dataDir: dir,
-            settings: {
-                var s = ClusterNodeSettings().scaled(by: config.gossipTimeScalePercent)
-                s.attestedLabels = attested?.labels
-                return s
-            }(), logger: logger,
+            settings: ClusterNodeSettings().scaled(by: config.gossipTimeScalePercent), logger: logger,
             versions: {
                 // The object service's clock, set just below, before any request can arrive.
                 if let service = serviceOnceBuilt.value { return service.nextVersion() }
@@ -125,7 +129,7 @@ public struct NodeRuntime: Sendable {
             store: store, clusterName: config.clusterName,
             secrets: try ClusterSecrets.secrets(config: config, logger: logger),
             replay: ReplayWindow(skewMillis: UInt64(config.requestSkewSeconds) * 1000))
-        let rootFile = try access.writeRootCredentials(dataDir: dir)
+        let rootFile = try access.writeRootCredentials(dataDir: dir, caFile: certificate == nil ? nil : config.caFile)
         logger.notice(
             "root key ready: every admin command, every bucket; point the CLI at it with AGADIR_CREDENTIALS",
             metadata: ["path": "\(rootFile)", "accessKey": "\(access.roots[0].accessKey)"])
@@ -151,10 +155,16 @@ public struct NodeRuntime: Sendable {
             })
         let clientServer = ClientServer(
             service: service, config: config, host: host, port: port, group: group, logger: logger,
-            peerAccess: ClientServer.PeerAccess(nodeID: nodeID, authenticator: authenticator, handler: replicaService),
-            isMemberAddress: MemberHosts(nodeID: nodeID, gossip: gossip).contains)
+            peerAccess: ClientServer.PeerAccess(
+                nodeID: nodeID, authenticator: authenticator, handler: replicaService, attestations: attestations),
+            tls: tls, isMemberAddress: MemberHosts(nodeID: nodeID, gossip: gossip).contains)
         clientServerOnceBuilt.withLock { $0 = clientServer }
         self.clientServer = clientServer
+        self.certificateReloader = zip2(certificate, tls).map { certificate, tls in
+            CertificateReloader(
+                config: config, nodeID: nodeID, site: gossipConfiguration.site, loaded: certificate, tls: tls,
+                attestations: attestations, logger: logger)
+        }
     }
 
     /// The services in start order; shutdown runs in reverse: gossip first (the node
@@ -162,6 +172,7 @@ public struct NodeRuntime: Sendable {
     /// (read repairs, hints), the background workers, the peer links, the store last.
     public var services: [any Service] {
         [StoreService(store: store, logger: logger), links] + cluster.workers + [background, clientServer, gossip]
+            + (certificateReloader.map { [$0] } ?? [])
     }
 
     /// The node id lives in `DIR/node-id`: chosen once (from the configuration or at
@@ -192,6 +203,11 @@ public struct NodeRuntime: Sendable {
         try AtomicFile.save(Array((id + "\n").utf8), to: path)
         return id
     }
+}
+
+private func zip2<A, B>(_ a: A?, _ b: B?) -> (A, B)? {
+    guard let a, let b else { return nil }
+    return (a, b)
 }
 
 /// The hosts of the other cluster members (their client and peer addresses, from gossip),

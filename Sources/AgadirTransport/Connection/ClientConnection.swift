@@ -2,6 +2,7 @@ import AgadirCore
 import AgadirWire
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// One multiplexed connection to a node: many requests in flight, told apart by id.
@@ -45,13 +46,17 @@ package final class ClientConnection: Sendable {
         self.bodyBufferBytes = bodyBufferBytes
     }
 
+    /// Connects to `host:port`; with `tls`, the TLS handshake must also complete within
+    /// `connectTimeout`.
     package static func connect(
-        host: String, port: Int, limits: WireLimits, bodyBufferBytes: Int, connectTimeout: TimeAmount
+        host: String, port: Int, limits: WireLimits, bodyBufferBytes: Int, connectTimeout: TimeAmount,
+        tls: DialTLS? = nil
     ) async throws(AgadirError) -> ClientConnection {
         let endpoint = "\(host):\(port)"
         let async: NIOAsyncChannel<Frame, Frame>
+        let handshake: EventLoopFuture<Void>?
         do {
-            async = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            (async, handshake) = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connectTimeout(connectTimeout)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelOption(.writeBufferWaterMark, value: .init(low: 1 << 20, high: 4 << 20))
@@ -61,16 +66,40 @@ package final class ClientConnection: Sendable {
                 )
                 .connect(host: host, port: port) { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        var handshake: EventLoopFuture<Void>? = nil
+                        if let tls {
+                            let done = channel.eventLoop.makePromise(of: Void.self)
+                            try channel.pipeline.syncOperations.addHandlers([
+                                try NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverHostname(host)),
+                                TLSHandshakeWatcher(done: done),
+                            ])
+                            handshake = done.futureResult
+                        }
                         try channel.pipeline.syncOperations.addHandlers([
                             ByteToMessageHandler(FrameDecoder(limits: limits)), FrameEncoder(),
                         ])
-                        return try NIOAsyncChannel<Frame, Frame>(
+                        let wrapped = try NIOAsyncChannel<Frame, Frame>(
                             wrappingChannelSynchronously: channel,
                             configuration: .init(backPressureStrategy: .init(lowWatermark: 4, highWatermark: 16)))
+                        return (wrapped, handshake)
                     }
                 }
         } catch {
             throw AgadirError(.unavailable, "cannot connect to \(endpoint): \(error); is agadird running there?")
+        }
+        if let handshake {
+            let channel = async.channel
+            let timer = channel.eventLoop.scheduleTask(in: connectTimeout) { channel.close(promise: nil) }
+            defer { timer.cancel() }
+            do {
+                try await handshake.get()
+            } catch {
+                try? await channel.close()
+                throw AgadirError(
+                    .unavailable,
+                    "TLS handshake with \(endpoint) failed: \(error); the node's certificate must be issued by the "
+                        + "cluster CA given (--ca-file) and name \(host) (agadir admin cert issue --host \(host))")
+            }
         }
         return await withCheckedContinuation { (ready: CheckedContinuation<ClientConnection, Never>) in
             let task = Task {

@@ -6,15 +6,21 @@ import Foundation
 public struct Credentials: Sendable, Hashable {
     public var accessKey: String
     public var secretKey: String
+    /// The cluster CA's certificate (PEM file) to check the nodes' TLS certificates with,
+    /// when the file names one (`ca_file = ...`): the nodes of a cluster with certificates
+    /// speak TLS only.
+    public var caFile: String?
 
-    public init(accessKey: String, secretKey: String) {
+    public init(accessKey: String, secretKey: String, caFile: String? = nil) {
         self.accessKey = accessKey
         self.secretKey = secretKey
+        self.caFile = caFile
     }
 
-    /// Reads a credentials file: lines `access_key = ...` and `secret_key = ...`; blank
-    /// lines, `#` comments and `[section]` lines are ignored (an AWS-style file with one
-    /// profile reads as well, through `aws_access_key_id` and `aws_secret_access_key`).
+    /// Reads a credentials file: lines `access_key = ...` and `secret_key = ...`, and
+    /// optionally `ca_file = ...`; blank lines, `#` comments and `[section]` lines are
+    /// ignored (an AWS-style file with one profile reads as well, through
+    /// `aws_access_key_id` and `aws_secret_access_key`).
     public static func parse(_ text: String, source: String) throws(AgadirError) -> Credentials {
         var values: [String: String] = [:]
         for raw in text.split(whereSeparator: \.isNewline) {
@@ -31,7 +37,7 @@ public struct Credentials: Sendable, Hashable {
         else {
             throw AgadirError(.invalidArgument, "\(source) must give access_key and secret_key")
         }
-        return Credentials(accessKey: key, secretKey: secret)
+        return Credentials(accessKey: key, secretKey: secret, caFile: values["ca_file"].flatMap { $0.isEmpty ? nil : $0 })
     }
 
     /// The root key of a cluster secret: id `AKROOT` and 14 base32 characters, secret 64
@@ -53,7 +59,7 @@ public struct Credentials: Sendable, Hashable {
 
     /// The file text `parse` reads back.
     public func fileText(comment: String) -> String {
-        "# \(comment)\naccess_key = \(accessKey)\nsecret_key = \(secretKey)\n"
+        "# \(comment)\naccess_key = \(accessKey)\nsecret_key = \(secretKey)\n" + (caFile.map { "ca_file = \($0)\n" } ?? "")
     }
 }
 

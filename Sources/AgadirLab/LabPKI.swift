@@ -1,0 +1,49 @@
+import AgadirCore
+import AgadirIdentity
+import Foundation
+
+/// The lab's cluster CA (`ROOT/pki`) and the certificates it issues to the lab's nodes, as
+/// an operator would with `agadir admin ca init` and `agadir admin cert issue`.
+struct LabPKI {
+    let caFile: String
+    let caKeyFile: String
+    let caPEM: String
+    let caKeyPEM: String
+
+    static func create(root: URL, clusterName: String) throws(AgadirError) -> LabPKI {
+        let dir = root.appendingPathComponent("pki")
+        do {
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        } catch {
+            throw AgadirError(.ioError, "cannot create \(dir.path): \(error)")
+        }
+        let (certificate, key) = try ClusterCA.create(clusterName: clusterName)
+        let pki = LabPKI(
+            caFile: dir.appendingPathComponent("ca.crt").path, caKeyFile: dir.appendingPathComponent("ca.key").path,
+            caPEM: certificate, caKeyPEM: key)
+        try write(certificate, to: pki.caFile, mode: 0o644)
+        try write(key, to: pki.caKeyFile, mode: 0o600)
+        return pki
+    }
+
+    /// Issues the certificate of node `node` (loopback host names) into `dir`; returns the
+    /// certificate's and the key's paths.
+    func issue(node: String, site: String, labels: [String: String], dir: URL) throws(AgadirError) -> (String, String)
+    {
+        let (certificate, key) = try ClusterCA.issue(
+            NodeIdentity(nodeID: node, site: site, labels: labels), hosts: ["127.0.0.1", "::1", "localhost"],
+            caCertificatePEM: caPEM, caPrivateKeyPEM: caKeyPEM)
+        let certFile = dir.appendingPathComponent("node.crt").path
+        let keyFile = dir.appendingPathComponent("node.key").path
+        try Self.write(certificate, to: certFile, mode: 0o644)
+        try Self.write(key, to: keyFile, mode: 0o600)
+        return (certFile, keyFile)
+    }
+
+    static func write(_ text: String, to path: String, mode: Int) throws(AgadirError) {
+        guard
+            FileManager.default.createFile(
+                atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: mode])
+        else { throw AgadirError(.ioError, "cannot write \(path)") }
+    }
+}
