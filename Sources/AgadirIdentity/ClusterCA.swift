@@ -176,7 +176,10 @@ public enum ClusterCA {
 
     /// The identity written in a certificate's URNs, without checking who signed it.
     public static func identity(certificatePEM: String) throws(AgadirError) -> NodeIdentity {
-        try identity(fromURNs: try uris(of: try parse(certificatePEM, what: "the certificate")))
+        let certificate = try parse(certificatePEM, what: "the certificate")
+        var identity = try identity(fromURNs: try uris(of: certificate))
+        identity.serial = serialHex(certificate)
+        return identity
     }
 
     static func identity(fromURNs urns: [String]) throws(AgadirError) -> NodeIdentity {

@@ -135,7 +135,8 @@ public struct Lab: Sendable {
             try lab.store.save(
                 LabState(
                     clusterName: clusterName, secretFile: secretFile, extraArguments: extraArguments, sites: sites,
-                    nodesPerSite: nodesPerSite, nodes: nodes, caFile: pki?.caFile))
+                    nodesPerSite: nodesPerSite, nodes: nodes, caFile: pki?.caFile,
+                    revocationFile: pki?.revocationFile))
         }
         return lab
     }

@@ -18,6 +18,9 @@ enum LabCommandLine {
         if !seeds.isEmpty { args += ["--seeds", seeds.joined(separator: ",")] }
         if let ca = lab.caFile, let cert = node.certFile, let key = node.keyFile {
             args += ["--cert-file", cert, "--key-file", key, "--ca-file", ca]
+            // Certificates and revocations are read again every 2 s (60 s in production).
+            if let revocations = lab.revocationFile { args += ["--revocation-file", revocations] }
+            args += ["--cert-reload-seconds", "2"]
         }
         args += [
             "--cluster-name", lab.clusterName,

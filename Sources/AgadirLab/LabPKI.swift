@@ -6,6 +6,9 @@ import Foundation
 /// an operator would with `agadir admin ca init` and `agadir admin cert issue`.
 struct LabPKI {
     let caFile: String
+    /// `ROOT/pki/revocations.json`: the cluster's revocation list (empty at first), read by
+    /// every node (`agadir admin cert revoke --ca ROOT/pki` adds to it).
+    let revocationFile: String
     let caKeyFile: String
     let caPEM: String
     let caKeyPEM: String
@@ -19,10 +22,13 @@ struct LabPKI {
         }
         let (certificate, key) = try ClusterCA.create(clusterName: clusterName)
         let pki = LabPKI(
-            caFile: dir.appendingPathComponent("ca.crt").path, caKeyFile: dir.appendingPathComponent("ca.key").path,
-            caPEM: certificate, caKeyPEM: key)
+            caFile: dir.appendingPathComponent("ca.crt").path,
+            revocationFile: dir.appendingPathComponent("revocations.json").path,
+            caKeyFile: dir.appendingPathComponent("ca.key").path, caPEM: certificate, caKeyPEM: key)
         try write(certificate, to: pki.caFile, mode: 0o644)
         try write(key, to: pki.caKeyFile, mode: 0o600)
+        let none = try RevocationList.sign(serials: [], caCertificatePEM: certificate, caPrivateKeyPEM: key)
+        try write(try none.encoded(), to: pki.revocationFile, mode: 0o644)
         return pki
     }
 

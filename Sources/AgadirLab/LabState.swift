@@ -63,6 +63,8 @@ public struct LabState: Codable, Sendable, Equatable {
     /// The lab's cluster CA certificate (`ROOT/pki/ca.crt`; its key beside it): every node
     /// has a certificate of it and speaks TLS. Nil in a lab made with `--plaintext`.
     public var caFile: String?
+    /// `ROOT/pki/revocations.json`, every node's revocation list (with `caFile`).
+    public var revocationFile: String?
 }
 
 /// `ROOT/lab.json` and its lock: reads need no lock (writes are tmp + rename, so a reader

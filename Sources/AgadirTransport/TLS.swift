@@ -124,6 +124,15 @@ final class TLSHandshakeWatcher: ChannelInboundHandler, RemovableChannelHandler 
         }
         context.fireChannelInactive()
     }
+
+    /// A channel whose connect failed is torn down without ever being active: the promise
+    /// must still be settled.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        if !settled {
+            settled = true
+            done.fail(ChannelError.ioOnClosedChannel)
+        }
+    }
 }
 
 /// The TLS material of a node, replaced when its files change (certificates reload without

@@ -46,7 +46,7 @@ struct CAInit: AsyncParsableCommand {
 struct CertCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cert", abstract: "Node certificates: issue and inspect.",
-        subcommands: [CertIssue.self, CertShow.self])
+        subcommands: [CertIssue.self, CertShow.self, CertRevoke.self])
 }
 
 struct CertIssue: AsyncParsableCommand {
@@ -111,10 +111,43 @@ struct CertShow: AsyncParsableCommand {
         } else {
             let labels = identity.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
             print(
-                "node \(identity.nodeID), site \(identity.site), labels \(labels.isEmpty ? "none" : labels.joined(separator: ","))"
+                "node \(identity.nodeID), site \(identity.site), labels \(labels.isEmpty ? "none" : labels.joined(separator: ",")), serial \(identity.serial)"
             )
             if ca != nil { print("signed by the cluster CA and valid now") }
         }
+    }
+}
+
+struct CertRevoke: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "revoke",
+        abstract: "Add certificate serials to the cluster's revocation list, signed by the CA.",
+        discussion: """
+            Reads --out when it exists (its serials are kept), adds --serial (as `cert show` prints \
+            it, or --cert FILE), signs, and writes it back. Copy the file to every node's \
+            revocationFile: nodes read it again within certReloadSeconds, refuse peers with a \
+            revoked certificate and close the links they have with them.
+            """)
+    @Option(name: .long, help: "The CA directory (ca.crt, ca.key).") var ca: String
+    @Option(name: .long, help: "A certificate serial to revoke, hex (repeatable).") var serial: [String] = []
+    @Option(name: .long, help: "A certificate file to revoke (repeatable).") var cert: [String] = []
+    @Option(name: .long, help: "The revocation list (default: CA/revocations.json).") var out: String?
+
+    func run() throws {
+        let caCert = try read((ca as NSString).appendingPathComponent("ca.crt"))
+        let caKey = try read((ca as NSString).appendingPathComponent("ca.key"))
+        let path = out ?? (ca as NSString).appendingPathComponent("revocations.json")
+        let list = try pki { () throws(AgadirError) in
+            var serials = serial
+            for file in cert { serials.append(try ClusterCA.identity(certificatePEM: try read(file)).serial) }
+            let previous =
+                FileManager.default.fileExists(atPath: path)
+                ? try RevocationList.verified(json: try read(path), caCertificatePEM: caCert) : nil
+            return try RevocationList.sign(
+                serials: serials, previous: previous, caCertificatePEM: caCert, caPrivateKeyPEM: caKey)
+        }
+        try write(try pki { () throws(AgadirError) in try list.encoded() }, to: path, mode: 0o644)
+        print("\(path): \(list.serials.count) revoked serial(s), signed by the cluster CA; copy it to every node")
     }
 }
 

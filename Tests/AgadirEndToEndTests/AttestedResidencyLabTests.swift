@@ -183,25 +183,42 @@ struct AttestedResidencyLabTests {
         try await withLab(lab) { try await impersonate(lab) }
     }
 
-    func impersonate(_ lab: Lab) async throws {
-        try await Self.start(lab)
-        let state = try lab.state()
-        let paris = try #require(state.nodes.first { $0.name == "paris-1" })
-        let target = try #require(state.nodes.first { $0.name == "casablanca-1" }?.clientEndpoint)
-        let secret = try #require(
-            String(contentsOfFile: state.secretFile, encoding: .utf8).split(whereSeparator: \.isNewline).first)
-        let authenticator = try PeerAuthenticator(clusterName: state.clusterName, secrets: [String(secret)])
-        let caPEM = try String(contentsOfFile: try #require(state.caFile), encoding: .utf8)
-        let tls = NodeTLS(
-            try NodeTLS.Contexts(
-                certificatePEM: try String(contentsOfFile: try #require(paris.certFile), encoding: .utf8),
-                keyPEM: try String(contentsOfFile: try #require(paris.keyFile), encoding: .utf8), caPEM: caPEM))
+    /// A dialer holding the lab's cluster secret and paris-1's certificate and key, which
+    /// links to casablanca-1 as `id` (with `tls`, else in clear) and asks LAYOUT_GET.
+    struct Dialer {
+        let authenticator: PeerAuthenticator
+        let tls: NodeTLS
+        let target: String
+
+        init(_ lab: Lab) throws {
+            let state = try lab.state()
+            let paris = try #require(state.nodes.first { $0.name == "paris-1" })
+            target = try #require(state.nodes.first { $0.name == "casablanca-1" }?.clientEndpoint)
+            let secret = try #require(
+                String(contentsOfFile: state.secretFile, encoding: .utf8).split(whereSeparator: \.isNewline).first)
+            authenticator = try PeerAuthenticator(clusterName: state.clusterName, secrets: [String(secret)])
+            let caPEM = try String(contentsOfFile: try #require(state.caFile), encoding: .utf8)
+            tls = NodeTLS(
+                try NodeTLS.Contexts(
+                    certificatePEM: try String(contentsOfFile: try #require(paris.certFile), encoding: .utf8),
+                    keyPEM: try String(contentsOfFile: try #require(paris.keyFile), encoding: .utf8), caPEM: caPEM))
+        }
+
         func dial(as id: String, tls: NodeTLS?) async -> AgadirError? {
+            let target = self.target
             let links = PeerLinks(
                 nodeID: id, authenticator: authenticator, tls: tls, resolve: { $0 == "casablanca-1" ? target : nil })
             defer { links.closeAll() }
             return await agadirError { _ = try await links.call("casablanca-1", .layoutGet, maxResponseBytes: 1 << 20) }
         }
+    }
+
+    func impersonate(_ lab: Lab) async throws {
+        try await Self.start(lab)
+        let state = try lab.state()
+        let dialer = try Dialer(lab)
+        let tls = dialer.tls
+        func dial(as id: String, tls: NodeTLS?) async -> AgadirError? { await dialer.dial(as: id, tls: tls) }
         // The Paris key and certificate, claiming Benguerir's id: refused.
         let impostor = await dial(as: "benguerir-1", tls: tls)
         #expect(impostor?.code == .unauthenticated, "\(String(describing: impostor))")
@@ -213,5 +230,45 @@ struct AttestedResidencyLabTests {
         #expect(noCertificate != nil)
         let log = try String(contentsOfFile: try #require(state.nodes.first { $0.name == "casablanca-1" }).logFile, encoding: .utf8)
         #expect(log.contains("peer handshake refused: the certificate names another node"), "\(log.suffix(3000))")
+    }
+
+    @Test(
+        "a revoked certificate: within the reload interval every node refuses it, and the node holding it no longer starts"
+    )
+    func aRevokedCertificate_isRefused() async throws {
+        let lab = try await Self.create()
+        try await withLab(lab) { try await revoke(lab) }
+    }
+
+    func revoke(_ lab: Lab) async throws {
+        try await Self.start(lab)
+        let state = try lab.state()
+        let dialer = try Dialer(lab)
+        let before = await dialer.dial(as: "paris-1", tls: dialer.tls)
+        #expect(before == nil, "\(String(describing: before))")
+        let paris = try #require(state.nodes.first { $0.name == "paris-1" })
+        let revoked = try CLI(endpoint: "127.0.0.1:1", credentials: nil).run([
+            "admin", "cert", "revoke", "--ca", lab.root.appendingPathComponent("pki").path, "--cert",
+            try #require(paris.certFile), "--out", try #require(state.revocationFile),
+        ])
+        #expect(revoked.status == 0 && revoked.stdout.contains("1 revoked serial"), "\(revoked.stdout)\(revoked.stderr)")
+        // The lab's nodes read their certificate files every 2 s.
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(20)
+        var after = await dialer.dial(as: "paris-1", tls: dialer.tls)
+        while after == nil, clock.now < deadline {
+            try await Task.sleep(for: .milliseconds(500))
+            after = await dialer.dial(as: "paris-1", tls: dialer.tls)
+        }
+        #expect(after?.code == .unauthenticated, "\(String(describing: after))")
+        let log = try String(contentsOfFile: try #require(state.nodes.first { $0.name == "casablanca-1" }).logFile, encoding: .utf8)
+        #expect(log.contains("revocation list changed"), "\(log.suffix(3000))")
+        #expect(log.contains("peer handshake refused: the certificate is revoked"), "\(log.suffix(3000))")
+        // paris-1 itself: its own certificate is revoked, so it does not start again.
+        try await lab.stop("paris-1")
+        let restart = await agadirError { try await lab.start("paris-1") }
+        #expect(restart != nil)
+        let parisLog = try String(contentsOfFile: paris.logFile, encoding: .utf8)
+        #expect(parisLog.contains("is revoked by"), "\(parisLog.suffix(2000))")
     }
 }

@@ -16,8 +16,45 @@ struct ClusterCATests {
         #expect(node.certificatePEM.hasPrefix("-----BEGIN CERTIFICATE-----"))
         #expect(node.privateKeyPEM.contains("PRIVATE KEY"))
         let attested = try ClusterCA.attested(certificatePEM: node.certificatePEM, caCertificatePEM: ca.certificatePEM)
-        #expect(attested == moroccan)
-        #expect(try ClusterCA.identity(certificatePEM: node.certificatePEM) == moroccan)
+        var expected = moroccan
+        expected.serial = attested.serial
+        #expect(attested.serial.count == 40 && attested.serial.allSatisfy(\.isHexDigit), "\(attested.serial)")
+        #expect(attested == expected)
+        #expect(try ClusterCA.identity(certificatePEM: node.certificatePEM) == expected)
+    }
+
+    @Test func aRevocationList_isTheCAs_andCannotBeEdited() throws {
+        let ca = try ClusterCA.create(clusterName: "sovereign")
+        let node = try ClusterCA.issue(moroccan, caCertificatePEM: ca.certificatePEM, caPrivateKeyPEM: ca.privateKeyPEM)
+        let serial = try ClusterCA.attested(certificatePEM: node.certificatePEM, caCertificatePEM: ca.certificatePEM)
+            .serial
+        let first = try RevocationList.sign(
+            serials: [serial.uppercased()], caCertificatePEM: ca.certificatePEM, caPrivateKeyPEM: ca.privateKeyPEM)
+        let second = try RevocationList.sign(
+            serials: ["0abc"], previous: first, caCertificatePEM: ca.certificatePEM, caPrivateKeyPEM: ca.privateKeyPEM)
+        #expect(second.serials == ["0abc", serial].sorted())
+        let json = try second.encoded()
+        let read = try RevocationList.verified(json: json, caCertificatePEM: ca.certificatePEM)
+        #expect(read.revokes(serial) && read.revokes("0ABC") && !read.revokes("0abd"))
+        // Un-revoking by editing the file breaks the signature.
+        let edited = json.replacingOccurrences(of: "\"\(serial)\"", with: "\"00\"")
+        #expect(edited != json)
+        let refused = #expect(throws: AgadirError.self) {
+            try RevocationList.verified(json: edited, caCertificatePEM: ca.certificatePEM)
+        }
+        #expect(refused?.code == .notAuthenticated)
+        // Another CA's list is not this cluster's.
+        let rogue = try ClusterCA.create(clusterName: "sovereign")
+        let forged = try RevocationList.sign(
+            serials: [], caCertificatePEM: rogue.certificatePEM, caPrivateKeyPEM: rogue.privateKeyPEM)
+        #expect(throws: AgadirError.self) {
+            try RevocationList.verified(json: try forged.encoded(), caCertificatePEM: ca.certificatePEM)
+        }
+        // A serial that is not hex is refused before signing.
+        #expect(throws: AgadirError.self) {
+            try RevocationList.sign(
+                serials: ["node-1"], caCertificatePEM: ca.certificatePEM, caPrivateKeyPEM: ca.privateKeyPEM)
+        }
     }
 
     @Test func anotherCA_anExpiredCertificate_andAnotherCluster_areRefused() throws {

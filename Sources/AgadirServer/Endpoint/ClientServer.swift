@@ -54,6 +54,9 @@ public final class ClientServer: Service, Sendable {
     /// With certificates: TLS 1.3 on every connection (docs/security.md, "TLS"); peers
     /// must present a certificate naming the node id they claim.
     let tls: NodeTLS?
+    /// Peer connections that passed the TLS identity check, with their certificate's serial,
+    /// so a revocation closes them (`closePeers(revoked:)`).
+    private let peerChannels = Mutex<[ObjectIdentifier: (serial: String, channel: any Channel)]>([:])
 
     package init(
         service: ObjectService, config: NodeConfiguration, host: String, port: Int, group: MultiThreadedEventLoopGroup,
@@ -173,6 +176,16 @@ public final class ClientServer: Service, Sendable {
         }
     }
 
+    /// Closes the peer connections whose certificate serial `revoked` names; returns how many.
+    @discardableResult
+    package func closePeers(revoked: Set<String>) -> Int {
+        let doomed = peerChannels.withLock { all in
+            all.values.filter { revoked.contains($0.serial) }.map(\.channel)
+        }
+        for channel in doomed { channel.close(promise: nil) }
+        return doomed.count
+    }
+
     // MARK: One connection
 
     /// Per-connection state shared by the reader loop and the request tasks.
@@ -254,6 +267,7 @@ public final class ClientServer: Service, Sendable {
         } catch {
             log.debug("connection ended", metadata: ["error": "\(error)"])
         }
+        _ = peerChannels.withLock { $0.removeValue(forKey: ObjectIdentifier(channel)) }
     }
 
     private func route(
@@ -460,6 +474,8 @@ public final class ClientServer: Service, Sendable {
                     throw AgadirError(.unauthenticated, "peer authentication failed")
                 }
                 access.attestations?.record(dialer, Attestation(site: identity.site, labels: identity.labels))
+                let channel = sink.writerChannel
+                peerChannels.withLock { $0[ObjectIdentifier(channel)] = (identity.serial, channel) }
             }
             var rng = SystemRandomNumberGenerator()
             let listenerNonce = (0..<PeerLimits.nonceBytes).map { _ in UInt8.random(in: 0...255, using: &rng) }

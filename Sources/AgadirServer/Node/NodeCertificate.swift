@@ -95,12 +95,16 @@ final class CertificateReloader: Service, Sendable {
     let tls: NodeTLS
     let attestations: Attestations
     let logger: Logger
+    /// Called with the revoked serials when the revocation list changed: links with a
+    /// revoked peer are closed (new ones are refused at their handshake).
+    let revocationsChanged: @Sendable (Set<String>) -> Void
     private let last: Locked<NodeCertificate.Loaded>
 
     init(
         config: NodeConfiguration, nodeID: String, site: String, loaded: NodeCertificate.Loaded, tls: NodeTLS,
-        attestations: Attestations, logger: Logger
+        attestations: Attestations, logger: Logger, revocationsChanged: @escaping @Sendable (Set<String>) -> Void
     ) {
+        self.revocationsChanged = revocationsChanged
         self.config = config
         self.nodeID = nodeID
         self.site = site
@@ -140,7 +144,16 @@ final class CertificateReloader: Service, Sendable {
             return false
         }
         attestations.replaceOwn(loaded.attestation, revokedSerials: loaded.revoked)
-        last.withLock { $0 = loaded }
+        let previous = last.withLock { l in
+            defer { l = loaded }
+            return l
+        }
+        if previous.revoked != loaded.revoked {
+            logger.notice(
+                "revocation list changed: links with revoked peers are closed",
+                metadata: ["revoked": "\(loaded.revoked.count)"])
+            revocationsChanged(loaded.revoked)
+        }
         let labels = loaded.identity.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
         logger.notice(
             "certificate reloaded: new connections use it",

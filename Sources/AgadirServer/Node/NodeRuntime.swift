@@ -163,7 +163,11 @@ public struct NodeRuntime: Sendable {
         self.certificateReloader = zip2(certificate, tls).map { certificate, tls in
             CertificateReloader(
                 config: config, nodeID: nodeID, site: gossipConfiguration.site, loaded: certificate, tls: tls,
-                attestations: attestations, logger: logger)
+                attestations: attestations, logger: logger,
+                revocationsChanged: { revoked in
+                    links.closeAll()
+                    clientServer.closePeers(revoked: revoked)
+                })
         }
     }
 
