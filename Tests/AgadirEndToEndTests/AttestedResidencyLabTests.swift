@@ -166,6 +166,17 @@ struct AttestedResidencyLabTests {
         }.joined()
         #expect(logs.contains("refused to send a bucket's data to a node its certificate does not make eligible"))
 
+        // Paris asking a Moroccan replica for the bucket's data is refused by what its
+        // certificate attests, though the layout still calls Paris Moroccan.
+        let dialer = try Dialer(lab)
+        let asked = await dialer.dial(
+            as: "paris-1", tls: dialer.tls, asking: .manifestGet(bucket: "ma-data", key: "\(marker)/0"))
+        #expect(asked?.code == .notAttested, "\(String(describing: asked))")
+        let listed = await dialer.dial(
+            as: "paris-1", tls: dialer.tls,
+            asking: .partitionManifests(policy: "ma", partition: 0, after: nil, limit: 10))
+        #expect(listed?.code == .notAttested, "\(String(describing: listed))")
+
         // Paris's own audit names the label its certificate no longer attests.
         let via = try #require(try lab.status().first { $0.name == "benguerir-1" }?.clientEndpoint)
         let audit = try await CLI(endpoint: via, credentials: lab.credentialsFile).runDetached([
@@ -204,12 +215,12 @@ struct AttestedResidencyLabTests {
                     keyPEM: try String(contentsOfFile: try #require(paris.keyFile), encoding: .utf8), caPEM: caPEM))
         }
 
-        func dial(as id: String, tls: NodeTLS?) async -> AgadirError? {
+        func dial(as id: String, tls: NodeTLS?, asking request: PeerRequest = .layoutGet) async -> AgadirError? {
             let target = self.target
             let links = PeerLinks(
                 nodeID: id, authenticator: authenticator, tls: tls, resolve: { $0 == "casablanca-1" ? target : nil })
             defer { links.closeAll() }
-            return await agadirError { _ = try await links.call("casablanca-1", .layoutGet, maxResponseBytes: 1 << 20) }
+            return await agadirError { _ = try await links.call("casablanca-1", request, maxResponseBytes: 1 << 20) }
         }
     }
 
