@@ -177,6 +177,13 @@ struct AttestedResidencyLabTests {
             asking: .partitionManifests(policy: "ma", partition: 0, after: nil, limit: 10))
         #expect(listed?.code == .notAttested, "\(String(describing: listed))")
 
+        // Bytes pushed to Paris by a sender that skips its own checks (here, one holding
+        // Casablanca's certificate): Paris refuses them by its own certificate.
+        let pusher = try Dialer(lab, holding: "casablanca-1", target: "paris-1")
+        let pushed = await pusher.dial(
+            as: "casablanca-1", tls: pusher.tls, asking: .manifestPut(bucket: "ma-data", key: "\(marker)/0"))
+        #expect(pushed?.code == .notAttested, "\(String(describing: pushed))")
+
         // Paris's own audit names the label its certificate no longer attests.
         let via = try #require(try lab.status().first { $0.name == "benguerir-1" }?.clientEndpoint)
         let audit = try await CLI(endpoint: via, credentials: lab.credentialsFile).runDetached([
@@ -194,17 +201,23 @@ struct AttestedResidencyLabTests {
         try await withLab(lab) { try await impersonate(lab) }
     }
 
-    /// A dialer holding the lab's cluster secret and paris-1's certificate and key, which
-    /// links to casablanca-1 as `id` (with `tls`, else in clear) and asks LAYOUT_GET.
+    /// A dialer holding the lab's cluster secret and a node's certificate and key (paris-1's
+    /// by default), which links to a node (casablanca-1) as `id` (with `tls`, else in clear)
+    /// and sends one request (LAYOUT_GET by default), bypassing every check a node would
+    /// run before sending.
     struct Dialer {
         let authenticator: PeerAuthenticator
         let tls: NodeTLS
         let target: String
 
-        init(_ lab: Lab) throws {
+        let targetName: String
+
+        /// Holding `holder`'s certificate and key, dialing `target`.
+        init(_ lab: Lab, holding holder: String = "paris-1", target targetName: String = "casablanca-1") throws {
             let state = try lab.state()
-            let paris = try #require(state.nodes.first { $0.name == "paris-1" })
-            target = try #require(state.nodes.first { $0.name == "casablanca-1" }?.clientEndpoint)
+            let paris = try #require(state.nodes.first { $0.name == holder })
+            self.targetName = targetName
+            target = try #require(state.nodes.first { $0.name == targetName }?.clientEndpoint)
             let secret = try #require(
                 String(contentsOfFile: state.secretFile, encoding: .utf8).split(whereSeparator: \.isNewline).first)
             authenticator = try PeerAuthenticator(clusterName: state.clusterName, secrets: [String(secret)])
@@ -216,11 +229,11 @@ struct AttestedResidencyLabTests {
         }
 
         func dial(as id: String, tls: NodeTLS?, asking request: PeerRequest = .layoutGet) async -> AgadirError? {
-            let target = self.target
+            let (target, name) = (self.target, targetName)
             let links = PeerLinks(
-                nodeID: id, authenticator: authenticator, tls: tls, resolve: { $0 == "casablanca-1" ? target : nil })
+                nodeID: id, authenticator: authenticator, tls: tls, resolve: { $0 == name ? target : nil })
             defer { links.closeAll() }
-            return await agadirError { _ = try await links.call("casablanca-1", request, maxResponseBytes: 1 << 20) }
+            return await agadirError { _ = try await links.call(name, request, maxResponseBytes: 1 << 20) }
         }
     }
 
