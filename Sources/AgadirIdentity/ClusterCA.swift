@@ -114,7 +114,8 @@ public enum ClusterCA {
     public static func attested(
         certificatePEM: String, caCertificatePEM: String, now: Date = Date()
     ) throws(AgadirError) -> NodeIdentity {
-        try attested(leaf: try parse(certificatePEM, what: "the node certificate"), caCertificatePEM: caCertificatePEM, now: now)
+        try attested(
+            leaf: try parse(certificatePEM, what: "the node certificate"), caCertificatePEM: caCertificatePEM, now: now)
     }
 
     /// `attested(certificatePEM:caCertificatePEM:now:)` for a certificate in DER, as a peer

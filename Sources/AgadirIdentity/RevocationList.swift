@@ -96,7 +96,8 @@ public struct RevocationList: Sendable, Hashable, Codable {
         guard let publicKey = P256.Signing.PublicKey(ca.publicKey), let der = Data(base64Encoded: list.signature),
             let signature = try? P256.Signing.ECDSASignature(derRepresentation: der),
             publicKey.isValidSignature(
-                signature, for: signedBytes(cluster: list.cluster, issuedAtMillis: list.issuedAtMillis, serials: list.serials))
+                signature,
+                for: signedBytes(cluster: list.cluster, issuedAtMillis: list.issuedAtMillis, serials: list.serials))
         else {
             throw AgadirError(.notAuthenticated, "the revocation list is not signed by this cluster's CA")
         }

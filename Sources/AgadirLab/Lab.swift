@@ -108,7 +108,8 @@ public struct Lab: Sendable {
             let secretFile = lab.root.appendingPathComponent("cluster.secret").path
             try writeSecret(to: secretFile)
             let pki = plaintext ? nil : try LabPKI.create(root: lab.root, clusterName: clusterName)
-            try writeRootCredentials(secretFile: secretFile, clusterName: clusterName, root: lab.root, caFile: pki?.caFile)
+            try writeRootCredentials(
+                secretFile: secretFile, clusterName: clusterName, root: lab.root, caFile: pki?.caFile)
             var nodes: [LabNode] = []
             for site in sites {
                 for n in 1...nodesPerSite {
@@ -127,7 +128,8 @@ public struct Lab: Sendable {
                         readyFile: dir.appendingPathComponent("ready.json").path, state: .stopped)
                     if let pki {
                         let attested = (knownSiteLabels[site] ?? [:]).merging(labels) { _, given in given }
-                        (node.certFile, node.keyFile) = try pki.issue(node: name, site: site, labels: attested, dir: dir)
+                        (node.certFile, node.keyFile) = try pki.issue(
+                            node: name, site: site, labels: attested, dir: dir)
                     }
                     nodes.append(node)
                 }

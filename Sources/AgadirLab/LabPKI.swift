@@ -34,8 +34,7 @@ struct LabPKI {
 
     /// Issues the certificate of node `node` (loopback host names) into `dir`; returns the
     /// certificate's and the key's paths.
-    func issue(node: String, site: String, labels: [String: String], dir: URL) throws(AgadirError) -> (String, String)
-    {
+    func issue(node: String, site: String, labels: [String: String], dir: URL) throws(AgadirError) -> (String, String) {
         let (certificate, key) = try ClusterCA.issue(
             NodeIdentity(nodeID: node, site: site, labels: labels), hosts: ["127.0.0.1", "::1", "localhost"],
             caCertificatePEM: caPEM, caPrivateKeyPEM: caKeyPEM)

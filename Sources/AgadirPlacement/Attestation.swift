@@ -30,11 +30,13 @@ extension Layout {
     public func attestationGap(node id: String, attested: Attestation) -> String? {
         guard let node = node(id) else { return nil }
         if node.site != attested.site {
-            return "the layout puts node \(id) in site '\(node.site)', but its certificate attests site '\(attested.site)'"
+            return
+                "the layout puts node \(id) in site '\(node.site)', but its certificate attests site '\(attested.site)'"
         }
         let missing = attested.unattested(siteLabels(node.site))
         guard !missing.isEmpty else { return nil }
         let text = missing.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
-        return "site '\(node.site)' carries \(text) in the layout, but the certificate of its node \(id) does not attest it"
+        return
+            "site '\(node.site)' carries \(text) in the layout, but the certificate of its node \(id) does not attest it"
     }
 }

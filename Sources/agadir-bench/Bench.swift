@@ -135,7 +135,9 @@ struct Bench: AsyncParsableCommand {
             skipLimits ? MachineLimits.Figures() : MachineLimits.measure(scratchDir: scratch, quick: quick, log: log)
         var config = ClientConfiguration()
         config.connections = 4
-        if let credentials = try node?.rootCredentials() ?? Credentials.fromEnvironment() { try config.use(credentials) }
+        if let credentials = try node?.rootCredentials() ?? Credentials.fromEnvironment() {
+            try config.use(credentials)
+        }
         let client = try AgadirClient(endpoint: target, configuration: config)
         let results: [WorkloadResult]
         do {

@@ -115,7 +115,8 @@ func stderr(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8))
 /// Runs `body` with a client; maps errors to messages on stderr and exit codes.
 func withClient(_ options: GlobalOptions, _ body: (AgadirClient) async throws -> Void) async throws {
     do {
-        let client = try AgadirClient(endpoint: options.resolvedEndpoint, configuration: try options.clientConfiguration())
+        let client = try AgadirClient(
+            endpoint: options.resolvedEndpoint, configuration: try options.clientConfiguration())
         do {
             try await body(client)
         } catch {

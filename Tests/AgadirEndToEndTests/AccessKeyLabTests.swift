@@ -9,10 +9,12 @@ import Testing
 /// requests are refused; a key reaches only the buckets it was granted, on every node.
 @Suite("Access keys on real processes", .serialized, .oneLabAtATime)
 struct AccessKeyLabTests {
-    static func client(_ endpoint: String, _ credentials: Credentials?) throws -> AgadirClient {
+    /// A client of `endpoint` signing with `credentials`; with `ca`, over TLS (the lab's nodes).
+    static func client(_ endpoint: String, _ credentials: Credentials?, ca: String? = nil) throws -> AgadirClient {
         var c = ClientConfiguration()
         c.connections = 1
         c.credentials = credentials
+        if let ca { try c.trustCA(file: ca) }
         return try AgadirClient(endpoint: endpoint, configuration: c)
     }
 
@@ -58,6 +60,7 @@ struct AccessKeyLabTests {
     )
     func grants_areEnforcedOnEveryNode() async throws {
         try await withThreeSiteLab { lab in
+            let ca = try lab.state().caFile
             let endpoints = Dictionary(
                 uniqueKeysWithValues: try lab.status().compactMap { n in n.clientEndpoint.map { (n.name, $0) } })
             let e1 = try #require(endpoints["benguerir-1"])
@@ -70,7 +73,7 @@ struct AccessKeyLabTests {
             #expect(made.status == 0, "\(made.stderr)")
             let aliceKey = try Admin.keyCreate.decode(output: Array(made.stdout.utf8))
             let alice = Credentials(accessKey: aliceKey.accessKey, secretKey: aliceKey.secretKey)
-            let root = try Self.client(e1, try lab.rootCredentials())
+            let root = try Self.client(e1, try lab.rootCredentials(), ca: ca)
             let bobKey = try await root.admin(Admin.keyCreate, Admin.KeySpec(name: "bob"))
             let bob = Credentials(accessKey: bobKey.accessKey, secretKey: bobKey.secretKey)
             // The secret is stored sealed: not in clear in any node's metadata.
@@ -85,7 +88,7 @@ struct AccessKeyLabTests {
                     wal.range(of: Data(alice.accessKey.utf8)) != nil || db.range(of: Data(alice.accessKey.utf8)) != nil)
             }
 
-            let aliceOn2 = try Self.client(e2, alice)
+            let aliceOn2 = try Self.client(e2, alice, ca: ca)
             try await aliceOn2.createBucket("alice-data", policy: "ma")
             let body = randomBytes(100_000, seed: 3)
             try await aliceOn2.put(bucket: "alice-data", key: "report.bin", data: body)
@@ -94,7 +97,7 @@ struct AccessKeyLabTests {
             let aliceAdmin = await agadirError { _ = try await aliceOn2.admin(Admin.keyList, Admin.Empty()) }
             #expect(aliceAdmin?.code == .accessDenied)
 
-            let bobOn3 = try Self.client(e3, bob)
+            let bobOn3 = try Self.client(e3, bob, ca: ca)
             let denied = await agadirError { _ = try await bobOn3.get(bucket: "alice-data", key: "report.bin") }
             #expect(denied?.code == .accessDenied, "\(String(describing: denied))")
             let deniedPut = await agadirError { _ = try await bobOn3.put(bucket: "alice-data", key: "x", data: [1]) }
@@ -110,8 +113,11 @@ struct AccessKeyLabTests {
             #expect(try await bobOn3.listBuckets().map(\.name) == ["alice-data"])
             let stillNoPut = await agadirError { _ = try await bobOn3.put(bucket: "alice-data", key: "x", data: [1]) }
             #expect(stillNoPut?.code == .accessDenied)
-            let cliDenied = try await CLI(endpoint: e3, credentials: nil).runDetached(["ls", "alice-data/"])
-            #expect(cliDenied.status == 11)
+            let cliDenied = try await CLI(endpoint: e3, credentials: nil, caFile: ca).runDetached(["ls", "alice-data/"])
+            #expect(cliDenied.status == 11, "\(cliDenied.stderr)")
+            // Without the CA, the CLI is told the node speaks TLS only.
+            let clear = try await CLI(endpoint: e3, credentials: nil).runDetached(["ls", "alice-data/"])
+            #expect(clear.status != 0 && clear.stderr.contains("requires TLS"), "\(clear.stderr)")
 
             // A write-only key (a log shipper) writes and cannot read back.
             let shipperKey = try await root.admin(Admin.keyCreate, Admin.KeySpec(name: "shipper"))
@@ -120,7 +126,7 @@ struct AccessKeyLabTests {
                 Admin.KeyGrant(
                     accessKey: shipperKey.accessKey, bucket: "alice-data", read: false, write: true, owner: false))
             let shipper = try Self.client(
-                e1, Credentials(accessKey: shipperKey.accessKey, secretKey: shipperKey.secretKey))
+                e1, Credentials(accessKey: shipperKey.accessKey, secretKey: shipperKey.secretKey), ca: ca)
             try await shipper.put(bucket: "alice-data", key: "log-1", data: [1, 2, 3])
             let blind = await agadirError { _ = try await shipper.get(bucket: "alice-data", key: "log-1") }
             #expect(blind?.code == .accessDenied)
@@ -144,7 +150,7 @@ struct AccessKeyLabTests {
             let removed = try await cli.runDetached(["admin", "key", "rm", bob.accessKey])
             #expect(removed.status == 0, "\(removed.stderr)")
             for e in [e1, e2, e3] {
-                let c = try Self.client(e, bob)
+                let c = try Self.client(e, bob, ca: ca)
                 let gone = await agadirError { _ = try await c.listBuckets() }
                 #expect(gone?.code == .notAuthenticated, "via \(e): \(String(describing: gone))")
                 await c.close()

@@ -31,8 +31,9 @@ struct AttestedResidencyLabTests {
     }
 
     /// Files under the data directories of `nodes` holding any of `needles`.
-    static func filesHolding(_ needles: [Data], in lab: Lab, nodes: Set<String>) throws -> (hits: [String], scanned: Int)
-    {
+    static func filesHolding(_ needles: [Data], in lab: Lab, nodes: Set<String>) throws -> (
+        hits: [String], scanned: Int
+    ) {
         var hits: [String] = []
         var scanned = 0
         for node in try lab.status() where nodes.contains(node.name) {
@@ -252,7 +253,8 @@ struct AttestedResidencyLabTests {
         // The cluster secret alone, without a certificate (clear text): refused.
         let noCertificate = await dial(as: "benguerir-1", tls: nil)
         #expect(noCertificate != nil)
-        let log = try String(contentsOfFile: try #require(state.nodes.first { $0.name == "casablanca-1" }).logFile, encoding: .utf8)
+        let log = try String(
+            contentsOfFile: try #require(state.nodes.first { $0.name == "casablanca-1" }).logFile, encoding: .utf8)
         #expect(log.contains("peer handshake refused: the certificate names another node"), "\(log.suffix(3000))")
     }
 
@@ -275,7 +277,8 @@ struct AttestedResidencyLabTests {
             "admin", "cert", "revoke", "--ca", lab.root.appendingPathComponent("pki").path, "--cert",
             try #require(paris.certFile), "--out", try #require(state.revocationFile),
         ])
-        #expect(revoked.status == 0 && revoked.stdout.contains("1 revoked serial"), "\(revoked.stdout)\(revoked.stderr)")
+        #expect(
+            revoked.status == 0 && revoked.stdout.contains("1 revoked serial"), "\(revoked.stdout)\(revoked.stderr)")
         // The lab's nodes read their certificate files every 2 s.
         let clock = ContinuousClock()
         let deadline = clock.now + .seconds(20)
@@ -285,7 +288,8 @@ struct AttestedResidencyLabTests {
             after = await dialer.dial(as: "paris-1", tls: dialer.tls)
         }
         #expect(after?.code == .unauthenticated, "\(String(describing: after))")
-        let log = try String(contentsOfFile: try #require(state.nodes.first { $0.name == "casablanca-1" }).logFile, encoding: .utf8)
+        let log = try String(
+            contentsOfFile: try #require(state.nodes.first { $0.name == "casablanca-1" }).logFile, encoding: .utf8)
         #expect(log.contains("revocation list changed"), "\(log.suffix(3000))")
         #expect(log.contains("peer handshake refused: the certificate is revoked"), "\(log.suffix(3000))")
         // paris-1 itself: its own certificate is revoked, so it does not start again.

@@ -8,6 +8,8 @@ struct CLI {
     let endpoint: String
     /// The credentials file the CLI signs with (AGADIR_CREDENTIALS); nil: none.
     let credentials: String?
+    /// The cluster CA for TLS (AGADIR_CA_FILE), when the credentials file does not name it.
+    var caFile: String? = nil
 
     struct Result {
         var status: Int32
@@ -32,6 +34,7 @@ struct CLI {
         env["AGADIR_ENDPOINT"] = endpoint
         env["AGADIR_CREDENTIALS"] = credentials
         env["AGADIR_ACCESS_KEY"] = nil
+        env["AGADIR_CA_FILE"] = caFile
         p.environment = env
         let out = Pipe()
         let err = Pipe()

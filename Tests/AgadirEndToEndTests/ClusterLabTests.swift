@@ -103,8 +103,10 @@ struct ClusterLabTests {
             // A client that does not ask ROUTE first gets REDIRECT from Paris, naming Moroccan nodes.
             let parisEndpoint = try #require(try lab.status().first { $0.name == "paris-1" }?.clientEndpoint)
             let (host, port) = try Endpoint.parse(parisEndpoint)
+            let caPEM = try String(contentsOfFile: try #require(try lab.state().caFile), encoding: .utf8)
             let raw = try await ClientConnection.connect(
-                host: host, port: port, limits: .default, bodyBufferBytes: 1 << 20, connectTimeout: .seconds(2))
+                host: host, port: port, limits: .default, bodyBufferBytes: 1 << 20, connectTimeout: .seconds(2),
+                tls: DialTLS(context: try TLSContexts.client(caPEM: caPEM)))
             let (id, body) = try raw.open()
             body.abandon()
             var fields = Request.head(bucket: "ma-data", key: objects[0].key).fields()

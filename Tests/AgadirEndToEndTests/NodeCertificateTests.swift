@@ -105,7 +105,8 @@ struct NodeCertificateTests {
         _ = try await plain.admin(Admin.layoutApply, Admin.Apply(version: 1))
         await plain.close()
         before.stop()
-        let after = try NodeProcess(dataDir: attested.dataDir, extraArguments: identity + certificate, logLevel: "warning")
+        let after = try NodeProcess(
+            dataDir: attested.dataDir, extraArguments: identity + certificate, logLevel: "warning")
         defer { after.cleanUp() }
         try after.start()
         let audited = try after.client()

@@ -22,12 +22,15 @@ extension ClusterNode {
         }
         guard let record = try await bucketRecord(bucket) else {
             throw AgadirError(
-                .notAttested, "refused to send \(request.opcode) of bucket '\(bucket)' to \(node): the bucket is unknown here, so its policy cannot be checked")
+                .notAttested,
+                "refused to send \(request.opcode) of bucket '\(bucket)' to \(node): the bucket is unknown here, so its policy cannot be checked"
+            )
         }
         guard let policy = Coordinator.policyNamed(record.policy, in: layout) else {
             throw AgadirError(
                 .notAttested,
-                "refused to send \(request.opcode) of bucket '\(bucket)' to \(node): policy '\(record.policy)' is not in this node's layout")
+                "refused to send \(request.opcode) of bucket '\(bucket)' to \(node): policy '\(record.policy)' is not in this node's layout"
+            )
         }
         if let why = attestations.refusal(node, for: policy) {
             logger.error(

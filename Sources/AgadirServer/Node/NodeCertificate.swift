@@ -61,7 +61,8 @@ public enum NodeCertificate {
         var revoked: Set<String> = []
         if !config.revocationFile.isEmpty {
             do {
-                revoked = Set(try RevocationList.verified(json: try read(config.revocationFile), caCertificatePEM: ca).serials)
+                revoked = Set(
+                    try RevocationList.verified(json: try read(config.revocationFile), caCertificatePEM: ca).serials)
             } catch {
                 throw AgadirError(error.code, "\(config.revocationFile): \(error.message)")
             }
@@ -140,7 +141,9 @@ final class CertificateReloader: Service, Sendable {
         do {
             tls.replace(try loaded.contexts())
         } catch {
-            logger.error("certificate files changed but do not load; keeping the ones in use", metadata: ["error": "\(error.message)"])
+            logger.error(
+                "certificate files changed but do not load; keeping the ones in use",
+                metadata: ["error": "\(error.message)"])
             return false
         }
         attestations.replaceOwn(loaded.attestation, revokedSerials: loaded.revoked)

@@ -66,7 +66,8 @@ public struct NodeRuntime: Sendable {
             logger.notice(
                 "node certificate checked: the cluster CA attests this node; TLS 1.3 on the client port and peer links",
                 metadata: [
-                    "site": "\(identity.site)", "labels": "\(labels.joined(separator: ","))", "serial": "\(identity.serial)",
+                    "site": "\(identity.site)", "labels": "\(labels.joined(separator: ","))",
+                    "serial": "\(identity.serial)",
                 ])
         }
         let keyring = try ClusterSecrets.keyring(config: config, logger: logger)

@@ -37,7 +37,8 @@ public struct Credentials: Sendable, Hashable {
         else {
             throw AgadirError(.invalidArgument, "\(source) must give access_key and secret_key")
         }
-        return Credentials(accessKey: key, secretKey: secret, caFile: values["ca_file"].flatMap { $0.isEmpty ? nil : $0 })
+        return Credentials(
+            accessKey: key, secretKey: secret, caFile: values["ca_file"].flatMap { $0.isEmpty ? nil : $0 })
     }
 
     /// The root key of a cluster secret: id `AKROOT` and 14 base32 characters, secret 64
@@ -59,7 +60,8 @@ public struct Credentials: Sendable, Hashable {
 
     /// The file text `parse` reads back.
     public func fileText(comment: String) -> String {
-        "# \(comment)\naccess_key = \(accessKey)\nsecret_key = \(secretKey)\n" + (caFile.map { "ca_file = \($0)\n" } ?? "")
+        "# \(comment)\naccess_key = \(accessKey)\nsecret_key = \(secretKey)\n"
+            + (caFile.map { "ca_file = \($0)\n" } ?? "")
     }
 }
 
