@@ -182,7 +182,7 @@ let package = Package(
         .executableTarget(
             name: "agadir-bench",
             dependencies: [
-                "AgadirLab", "AgadirClient", "AgadirCore",
+                "AgadirLab", "AgadirClient", "AgadirCore", "AgadirIdentity",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

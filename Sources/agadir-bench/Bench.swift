@@ -33,6 +33,14 @@ struct Bench: AsyncParsableCommand {
             "Single node: also PUT with the body covered by the signature and without, alternating, in the same run (4 KiB c16, 1 MiB c16, 64 MiB c4)."
     )
     var comparePayloadSigning = false
+    @Flag(
+        name: .long,
+        help: """
+            Compare security on against off in the same run: a node and a lab (3 sites, RF 3) with certificates \
+            (TLS 1.3, body signed) against the same in clear text (headers signed), PUT and GET of 4 KiB c16, \
+            1 MiB c16, 64 MiB c4.
+            """)
+    var compareTLS = false
     @Option(name: .long, help: "Run each workload this many times and report the median run (this machine is noisy).")
     var repeats = 1
     @Flag(
@@ -56,6 +64,9 @@ struct Bench: AsyncParsableCommand {
         UInt64 = 20_000_000
 
     func validate() throws {
+        if compareTLS, cluster || rebalance || comparePayloadSigning || endpoint != nil {
+            throw ValidationError("--compare-tls spawns its own nodes and labs; run it alone")
+        }
         if comparePayloadSigning, cluster || rebalance {
             throw ValidationError("--compare-payload-signing runs on a single node (--spawn or --endpoint)")
         }
@@ -81,7 +92,20 @@ struct Bench: AsyncParsableCommand {
         defer { for s in signals { s.cancel() } }
         let report: String
         do {
-            if rebalance {
+            if compareTLS {
+                let limits =
+                    skipLimits
+                    ? MachineLimits.Figures()
+                    : MachineLimits.measure(scratchDir: scratchDir ?? NSTemporaryDirectory(), quick: quick, log: log)
+                let rows = try await TLSComparison(
+                    quick: quick, repeats: max(1, repeats), spawned: spawned, log: log
+                ).run()
+                report =
+                    Report.header(
+                        ["nodes and labs spawned by the benchmark, same machine" + (quick ? "; --quick workloads" : "")],
+                        runs: max(1, repeats)) + Report.limitsTable(limits)
+                    + TLSComparison.markdown(rows, repeats: max(1, repeats))
+            } else if rebalance {
                 report = try await RebalanceBench(
                     quick: quick, skipLimits: skipLimits, throttledIntra: rebalanceIntra,
                     throttledInter: rebalanceInter, spawned: spawned,
@@ -383,6 +407,7 @@ enum Report {
         s += String(format: "| sequential write 1 MiB blocks + fsync | %.0f MiB/s |\n", l.seqWriteFsyncMiBps)
         s += String(format: "| 4 KiB write + fdatasync | %.0f /s |\n", l.syncWrites4KiBPerSec)
         s += String(format: "| SHA-256, one core | %.0f MiB/s |\n", l.sha256MiBps)
+        s += String(format: "| AES-256-GCM seal, 16 KiB records (TLS 1.3's bulk cipher), one core | %.0f MiB/s |\n", l.aesGCMMiBps)
         s += String(
             format: "| LZ4 compress text / random, one core | %.0f / %.0f MiB/s |\n", l.lz4CompressTextMiBps,
             l.lz4CompressRandomMiBps)

@@ -134,7 +134,8 @@ struct ClusterBench {
         log("creating a lab in \(root.path): \(Self.sites.joined(separator: ", ")) x \(nodesPerSite)")
         let lab = try await Lab.create(
             root: root, sites: Self.sites, nodesPerSite: nodesPerSite, clusterName: "agadir-bench",
-            extraArguments: ["--log-level", "warning"])
+            // Clear text, as the figures of issue 15 were measured; `--compare-tls` measures what TLS costs.
+            extraArguments: ["--log-level", "warning"], plaintext: true)
         spawned.adopt(lab)
         try await lab.up()
         let version = try await lab.applyLayout(policies: [Self.policy])
@@ -154,7 +155,7 @@ struct ClusterBench {
             limits: limits, single: single, cluster: cluster,
             header: [
                 "single node: \(singleEndpoint) (spawned by the benchmark, same machine; standalone, no layout)",
-                "cluster: \(nodes.count) agadird on this machine (\(names)), layout version \(version); bucket policy "
+                "cluster: \(nodes.count) agadird on this machine (\(names)), in clear text (no TLS), layout version \(version); bucket policy "
                     + "`\(Self.policy.name)`: RF \(Self.policy.replicationFactor), sites `\(Self.policy.sites)`, at least "
                     + "\(Self.policy.minSites) sites; QUORUM writes and reads",
                 "clients: one AgadirClient per node (4 connections each); object i is PUT through node i mod \(nodes.count) "

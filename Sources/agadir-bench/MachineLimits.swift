@@ -18,6 +18,8 @@ enum MachineLimits {
         var lz4DecompressTextMiBps = 0.0
         /// Signatures of a GET request (canonical request + HMAC-SHA256) per second, one core.
         var requestSignaturesPerSec = 0.0
+        /// AES-256-GCM sealing of 16 KiB records (TLS 1.3's bulk cipher and record size), one core.
+        var aesGCMMiBps = 0.0
     }
 
     static func measure(scratchDir: String, quick: Bool, log: (String) -> Void) -> Figures {
@@ -27,6 +29,15 @@ enum MachineLimits {
         log("measuring SHA-256")
         f.sha256MiBps = timeMiBps(bytes: random.count * (quick ? 2 : 8)) {
             for _ in 0..<(quick ? 2 : 8) { _ = random.withUnsafeBytes { SHA256.hash(data: $0) } }
+        }
+        log("measuring AES-256-GCM")
+        let key = SymmetricKey(size: .bits256)
+        let records = quick ? 1024 : 8192
+        f.aesGCMMiBps = timeMiBps(bytes: records * 16384) {
+            for i in 0..<records {
+                let offset = (i * 16384) % (random.count - 16384)
+                _ = try? AES.GCM.seal(random[offset..<offset + 16384], using: key)
+            }
         }
         log("measuring LZ4")
         var engine = LZ4Bench()
