@@ -250,7 +250,7 @@ let package = Package(
         .testTarget(
             name: "AgadirEndToEndTests",
             dependencies: [
-                "AgadirTestSupport", "AgadirMembership", "AgadirCluster",
+                "AgadirTestSupport", "AgadirMembership", "AgadirCluster", "AgadirIdentity",
                 "AgadirLab", "AgadirClient", "AgadirWire", "AgadirCore", "AgadirPlacement", "AgadirStore",
                 "AgadirTransport",
                 .product(name: "Crypto", package: "swift-crypto"),

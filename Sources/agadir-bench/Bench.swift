@@ -102,7 +102,10 @@ struct Bench: AsyncParsableCommand {
                 ).run()
                 report =
                     Report.header(
-                        ["nodes and labs spawned by the benchmark, same machine" + (quick ? "; --quick workloads" : "")],
+                        [
+                            "nodes and labs spawned by the benchmark, same machine"
+                                + (quick ? "; --quick workloads" : "")
+                        ],
                         runs: max(1, repeats)) + Report.limitsTable(limits)
                     + TLSComparison.markdown(rows, repeats: max(1, repeats))
             } else if rebalance {
@@ -407,7 +410,9 @@ enum Report {
         s += String(format: "| sequential write 1 MiB blocks + fsync | %.0f MiB/s |\n", l.seqWriteFsyncMiBps)
         s += String(format: "| 4 KiB write + fdatasync | %.0f /s |\n", l.syncWrites4KiBPerSec)
         s += String(format: "| SHA-256, one core | %.0f MiB/s |\n", l.sha256MiBps)
-        s += String(format: "| AES-256-GCM seal, 16 KiB records (TLS 1.3's bulk cipher), one core | %.0f MiB/s |\n", l.aesGCMMiBps)
+        s += String(
+            format: "| AES-256-GCM seal, 16 KiB records (TLS 1.3's bulk cipher), one core | %.0f MiB/s |\n",
+            l.aesGCMMiBps)
         s += String(
             format: "| LZ4 compress text / random, one core | %.0f / %.0f MiB/s |\n", l.lz4CompressTextMiBps,
             l.lz4CompressRandomMiBps)

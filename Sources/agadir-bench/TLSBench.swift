@@ -50,7 +50,8 @@ struct TLSComparison {
         defer { try? FileManager.default.removeItem(at: dir) }
         let ca = try ClusterCA.create(clusterName: "agadir")
         let node = try ClusterCA.issue(
-            NodeIdentity(nodeID: "bench-tls", site: "default"), hosts: ["127.0.0.1"], caCertificatePEM: ca.certificatePEM,
+            NodeIdentity(nodeID: "bench-tls", site: "default"), hosts: ["127.0.0.1"],
+            caCertificatePEM: ca.certificatePEM,
             caPrivateKeyPEM: ca.privateKeyPEM)
         let files = [
             ("ca.crt", ca.certificatePEM), ("node.crt", node.certificatePEM), ("node.key", node.privateKeyPEM),
@@ -61,7 +62,8 @@ struct TLSComparison {
         let clear = try NodeProcess(logLevel: "warning")
         let secured = try NodeProcess(
             extraArguments: [
-                "--node-id", "bench-tls", "--site", "default", "--cert-file", dir.appendingPathComponent("node.crt").path,
+                "--node-id", "bench-tls", "--site", "default", "--cert-file",
+                dir.appendingPathComponent("node.crt").path,
                 "--key-file", dir.appendingPathComponent("node.key").path, "--ca-file",
                 dir.appendingPathComponent("ca.crt").path,
             ], logLevel: "warning")
@@ -174,7 +176,8 @@ struct TLSComparison {
 
     static func markdown(_ rows: [Row], repeats: Int) -> String {
         var s = "\n### TLS and signing: on against off, same run (median of \(repeats))\n\n"
-        s += "off: clear text, headers signed, body not; on: TLS 1.3 (mutual between nodes), headers and body signed.\n\n"
+        s +=
+            "off: clear text, headers signed, body not; on: TLS 1.3 (mutual between nodes), headers and body signed.\n\n"
         s += "| setup | op | object | concurrency | off MiB/s | on MiB/s | change | p99 ms off / on |\n"
         s += "| --- | --- | --- | --- | --- | --- | --- | --- |\n"
         for r in rows {
