@@ -60,16 +60,7 @@ public enum ClusterCA {
         try validate(identity)
         try validate(days: days)
         let ca = try parse(caCertificatePEM, what: "the CA certificate")
-        let caKey: P256.Signing.PrivateKey
-        do {
-            caKey = try P256.Signing.PrivateKey(pemRepresentation: caPrivateKeyPEM)
-        } catch {
-            throw AgadirError(.invalidArgument, "the CA private key is not a P-256 key in PEM: \(error)")
-        }
-        let signer = Certificate.PrivateKey(caKey)
-        guard signer.publicKey == ca.publicKey else {
-            throw AgadirError(.invalidArgument, "the CA private key does not belong to the CA certificate")
-        }
+        let signer = Certificate.PrivateKey(try privateKey(caPrivateKeyPEM, of: ca, what: "the CA"))
         let cluster = try clusterName(of: ca)
         let key = P256.Signing.PrivateKey()
         var names: [GeneralName] = [
@@ -163,16 +154,24 @@ public enum ClusterCA {
 
     /// `.invalidArgument` unless `privateKeyPEM` is the private key of `certificatePEM`.
     public static func checkKey(certificatePEM: String, privateKeyPEM: String) throws(AgadirError) {
-        let certificate = try parse(certificatePEM, what: "the node certificate")
+        _ = try privateKey(privateKeyPEM, of: try parse(certificatePEM, what: "the node certificate"), what: "the node")
+    }
+
+    /// The P-256 key in `pem`, once checked to be `certificate`'s; `.invalidArgument` naming
+    /// `what` ("the CA", "the node") otherwise.
+    static func privateKey(_ pem: String, of certificate: Certificate, what: String) throws(AgadirError)
+        -> P256.Signing.PrivateKey
+    {
         let key: P256.Signing.PrivateKey
         do {
-            key = try P256.Signing.PrivateKey(pemRepresentation: privateKeyPEM)
+            key = try P256.Signing.PrivateKey(pemRepresentation: pem)
         } catch {
-            throw AgadirError(.invalidArgument, "the node key is not a P-256 private key in PEM: \(error)")
+            throw AgadirError(.invalidArgument, "\(what) private key is not a P-256 key in PEM: \(error)")
         }
         guard Certificate.PrivateKey(key).publicKey == certificate.publicKey else {
-            throw AgadirError(.invalidArgument, "the node key does not belong to the node certificate")
+            throw AgadirError(.invalidArgument, "\(what) private key does not belong to \(what) certificate")
         }
+        return key
     }
 
     /// The identity written in a certificate's URNs, without checking who signed it.

@@ -39,15 +39,7 @@ public struct RevocationList: Sendable, Hashable, Codable {
     ) throws(AgadirError) -> RevocationList {
         let ca = try ClusterCA.parse(caCertificatePEM, what: "the CA certificate")
         let cluster = try ClusterCA.clusterName(of: ca)
-        let key: P256.Signing.PrivateKey
-        do {
-            key = try P256.Signing.PrivateKey(pemRepresentation: caPrivateKeyPEM)
-        } catch {
-            throw AgadirError(.invalidArgument, "the CA private key is not a P-256 key in PEM: \(error)")
-        }
-        guard Certificate.PrivateKey(key).publicKey == ca.publicKey else {
-            throw AgadirError(.invalidArgument, "the CA private key does not belong to the CA certificate")
-        }
+        let key = try ClusterCA.privateKey(caPrivateKeyPEM, of: ca, what: "the CA")
         var all = Set(previous?.serials ?? [])
         for serial in serials {
             let s = serial.lowercased()

@@ -18,7 +18,7 @@ enum MachineLimits {
         var lz4DecompressTextMiBps = 0.0
         /// Signatures of a GET request (canonical request + HMAC-SHA256) per second, one core.
         var requestSignaturesPerSec = 0.0
-        /// AES-256-GCM sealing of 16 KiB records (TLS 1.3's bulk cipher and record size), one core.
+        /// AES-256-GCM sealing of 16 KiB records (TLS 1.3 record size; TLS here negotiates AES-128-GCM), one core.
         var aesGCMMiBps = 0.0
     }
 

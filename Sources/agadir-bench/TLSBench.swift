@@ -25,11 +25,15 @@ struct TLSComparison {
         var on: WorkloadResult
     }
 
-    /// One side: its clients (one per node) and the label of its log lines.
+    /// One side: its clients (one per node), and how to freeze and thaw its processes
+    /// (SIGSTOP, SIGCONT), so the side not measured takes no CPU (its background workers
+    /// would otherwise run on the same two cores).
     struct Side {
         var on: Bool
         var clients: [AgadirClient]
         var policy: String?
+        var freeze: @Sendable () async throws -> Void
+        var thaw: @Sendable () async throws -> Void
     }
 
     static let plans: [(size: Int, concurrency: Int, ops: Int)] = [
@@ -72,8 +76,13 @@ struct TLSComparison {
             try n.start()
         }
         log("TLS comparison, single node: clear text at \(clear.endpoint), TLS at \(secured.endpoint)")
-        let off = Side(on: false, clients: [try client(clear.endpoint, try clear.rootCredentials(), on: false)])
-        let on = Side(on: true, clients: [try client(secured.endpoint, try secured.rootCredentials(), on: true)])
+        func side(_ node: NodeProcess, on: Bool) throws -> Side {
+            let pid = node.pid
+            return Side(
+                on: on, clients: [try client(node.endpoint, try node.rootCredentials(), on: on)], policy: nil,
+                freeze: { kill(pid, SIGSTOP) }, thaw: { kill(pid, SIGCONT) })
+        }
+        let (off, on) = (try side(clear, on: false), try side(secured, on: true))
         let rows = try await compare(off, on, setup: "single node")
         for c in off.clients + on.clients { await c.close() }
         clear.cleanUp()
@@ -99,7 +108,14 @@ struct TLSComparison {
             sides.append(
                 Side(
                     on: !plaintext, clients: try endpoints.map { try client($0, credentials, on: !plaintext) },
-                    policy: ClusterBench.policy.name))
+                    policy: ClusterBench.policy.name,
+                    freeze: { for n in try lab.status() where n.state == .running { try await lab.pause(n.name) } },
+                    thaw: {
+                        let paused = try lab.status().filter { $0.state == .paused }.map(\.name)
+                        guard !paused.isEmpty else { return }
+                        for n in paused { try await lab.resume(n) }
+                        try await lab.waitConverged(timeout: .seconds(60))
+                    }))
             labs.append(lab)
             log("TLS comparison, lab \(plaintext ? "in clear text" : "with TLS") up in \(root.path)")
         }
@@ -126,7 +142,9 @@ struct TLSComparison {
             let ops = quick ? max(plan.concurrency, plan.ops / 8) : plan.ops
             var runs: [String: [Bool: [WorkloadResult]]] = ["PUT": [:], "GET": [:]]
             for r in 0..<repeats {
-                for side in [off, on] {
+                for (side, other) in [(off, on), (on, off)] {
+                    try await other.freeze()
+                    try await side.thaw()
                     let runner = try WorkloadRunner(
                         clients: side.clients, quick: quick, only: [plan.size], repeats: 1, log: log,
                         policy: side.policy, consistency: side.policy == nil ? nil : .quorum)
@@ -163,6 +181,8 @@ struct TLSComparison {
             func median(_ all: [WorkloadResult]) -> WorkloadResult {
                 all.sorted { $0.opsPerSecond < $1.opsPerSecond }[all.count / 2]
             }
+            try await off.thaw()
+            try await on.thaw()
             for op in ["PUT", "GET"] {
                 guard let offRuns = runs[op]?[false], let onRuns = runs[op]?[true] else { continue }
                 rows.append(
