@@ -606,17 +606,28 @@ public struct Lab: Sendable {
 
     /// The MEMBERS answer of the node `name`, or an error after `timeout` (a paused node
     /// accepts connections but answers nothing).
+    /// A connection that fails (a node just resumed or restarted may refuse or stall its
+    /// first TLS handshake on a loaded machine) is tried again until `timeout`.
     public func members(of name: String, timeout: Duration = .seconds(5)) async throws(AgadirError) -> [MemberInfo] {
-        let client = try client(for: name)
-        let result = await withDeadline(timeout) { () async -> Result<[MemberInfo], AgadirError> in
-            do throws(AgadirError) { return .success(try await client.members()) } catch { return .failure(error) }
-        }
-        await client.close()
-        switch result {
-        case .some(.success(let members)): return members
-        case .some(.failure(let error)): throw error
-        case .none: throw AgadirError(.unavailable, "node \(name) did not answer MEMBERS within \(timeout)")
-        }
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        var last = AgadirError(.unavailable, "node \(name) did not answer MEMBERS within \(timeout)")
+        repeat {
+            let client = try client(for: name)
+            let result = await withDeadline(deadline - clock.now) { () async -> Result<[MemberInfo], AgadirError> in
+                do throws(AgadirError) { return .success(try await client.members()) } catch { return .failure(error) }
+            }
+            await client.close()
+            switch result {
+            case .some(.success(let members)): return members
+            case .some(.failure(let error)) where error.code == .unavailable:
+                last = error
+                try? await Task.sleep(for: .milliseconds(100))
+            case .some(.failure(let error)): throw error
+            case .none: throw AgadirError(.unavailable, "node \(name) did not answer MEMBERS within \(timeout)")
+            }
+        } while clock.now < deadline
+        throw AgadirError(last.code, "node \(name) did not answer MEMBERS within \(timeout): \(last.message)")
     }
 
     /// The MEMBERS answer of every node whose process runs (not paused), by node name;

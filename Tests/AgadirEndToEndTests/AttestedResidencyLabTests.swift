@@ -73,9 +73,9 @@ struct AttestedResidencyLabTests {
         try await Self.start(lab)
         let via = try #require(try lab.status().first { $0.name == "benguerir-1" }?.clientEndpoint)
         let cli = CLI(endpoint: via, credentials: lab.credentialsFile)
-        let staged = try cli.run(["admin", "layout", "site", "paris", "--label", "country=MA"])
+        let staged = try await cli.runDetached(["admin", "layout", "site", "paris", "--label", "country=MA"])
         #expect(staged.status == 0, "\(staged.stderr)")
-        let applied = try cli.run(["admin", "layout", "apply", "--version", "2"])
+        let applied = try await cli.runDetached(["admin", "layout", "apply", "--version", "2"])
         #expect(applied.status == 9, "\(applied.stdout)\(applied.stderr)")
         #expect(
             applied.stderr.contains("NOT_ATTESTED") && applied.stderr.contains("paris-1")
@@ -85,8 +85,9 @@ struct AttestedResidencyLabTests {
         // The same through another node, after reverting: the check does not depend on who applies.
         let other = try #require(try lab.status().first { $0.name == "paris-1" }?.clientEndpoint)
         let viaParis = CLI(endpoint: other, credentials: lab.credentialsFile)
-        #expect(try viaParis.run(["admin", "layout", "site", "paris", "--label", "country=MA"]).status == 0)
-        #expect(try viaParis.run(["admin", "layout", "apply", "--version", "2"]).status == 9)
+        #expect(
+            try await viaParis.runDetached(["admin", "layout", "site", "paris", "--label", "country=MA"]).status == 0)
+        #expect(try await viaParis.runDetached(["admin", "layout", "apply", "--version", "2"]).status == 9)
 
         // Moroccan data written through every node, Paris included, stays off the Paris disk.
         let client = try lab.client(for: "paris-1")
@@ -121,10 +122,10 @@ struct AttestedResidencyLabTests {
         let root = lab.root
         let paris = try #require(try lab.state().nodes.first { $0.name == "paris-1" })
         let pki = root.appendingPathComponent("pki").path
-        func issueParis(_ country: String) throws {
+        func issueParis(_ country: String) async throws {
             let out = root.appendingPathComponent("reissue-\(country)").path
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-            let issued = try CLI(endpoint: "127.0.0.1:1", credentials: nil).run([
+            let issued = try await CLI(endpoint: "127.0.0.1:1", credentials: nil).runDetached([
                 "admin", "cert", "issue", "--ca", pki, "--node", "paris-1", "--site", "paris", "--label",
                 "country=\(country)", "--host", "127.0.0.1", "--out", out,
             ])
@@ -135,11 +136,11 @@ struct AttestedResidencyLabTests {
                 try FileManager.default.copyItem(atPath: out + "/" + from, toPath: target)
             }
         }
-        try issueParis("MA")
+        try await issueParis("MA")
         try await Self.start(lab, siteLabels: ["paris": ["country": "MA"]], replicationFactor: 3)
 
         // The CA corrects it; Paris restarts with a country=FR certificate.
-        try issueParis("FR")
+        try await issueParis("FR")
         try await lab.stop("paris-1")
         try await lab.start("paris-1")
         try await LoadedLab.waitAlive(lab, ["benguerir-1", "casablanca-1", "paris-1"])
@@ -274,7 +275,7 @@ struct AttestedResidencyLabTests {
         let before = await dialer.dial(as: "paris-1", tls: dialer.tls)
         #expect(before == nil, "\(String(describing: before))")
         let paris = try #require(state.nodes.first { $0.name == "paris-1" })
-        let revoked = try CLI(endpoint: "127.0.0.1:1", credentials: nil).run([
+        let revoked = try await CLI(endpoint: "127.0.0.1:1", credentials: nil).runDetached([
             "admin", "cert", "revoke", "--ca", lab.root.appendingPathComponent("pki").path, "--cert",
             try #require(paris.certFile), "--out", try #require(state.revocationFile),
         ])
@@ -328,7 +329,7 @@ struct AttestedResidencyLabTests {
 
         let out = lab.root.appendingPathComponent("renewed").path
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        let issued = try CLI(endpoint: "127.0.0.1:1", credentials: nil).run([
+        let issued = try await CLI(endpoint: "127.0.0.1:1", credentials: nil).runDetached([
             "admin", "cert", "issue", "--ca", lab.root.appendingPathComponent("pki").path, "--node", "benguerir-1",
             "--site", "benguerir", "--label", "country=MA", "--host", "127.0.0.1", "--out", out,
         ])

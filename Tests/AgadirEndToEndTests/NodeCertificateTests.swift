@@ -62,8 +62,8 @@ struct NodeCertificateTests {
         defer { try? FileManager.default.removeItem(at: base) }
         let ca = base.appendingPathComponent("ca").path
         let cli = CLI(endpoint: "127.0.0.1:1", credentials: nil)
-        #expect(try cli.run(["admin", "ca", "init", ca]).status == 0)
-        let issued = try cli.run([
+        #expect(try await cli.runDetached(["admin", "ca", "init", ca]).status == 0)
+        let issued = try await cli.runDetached([
             "admin", "cert", "issue", "--ca", ca, "--node", "paris-1", "--site", "paris", "--label", "country=FR",
             "--host", "127.0.0.1", "--out", base.path,
         ])
@@ -87,11 +87,12 @@ struct NodeCertificateTests {
         #expect(try await client.admin(Admin.layoutShow).version == 0)
         await client.close()
         // The CLI says the same with exit 9.
-        let viaCLI = try CLI(endpoint: attested.endpoint, credentials: attested.credentialsFile.path).run([
-            "admin", "layout", "apply", "--version", "1",
-        ])
+        let viaCLI = try await CLI(endpoint: attested.endpoint, credentials: attested.credentialsFile.path).runDetached(
+            [
+                "admin", "layout", "apply", "--version", "1",
+            ])
         #expect(viaCLI.status == 9 && viaCLI.stderr.contains("NOT_ATTESTED"), "\(viaCLI.stderr)")
-        attested.stop()
+        attested.stop(signal: SIGKILL)  // a SIGTERM would hold this thread through the graceful shutdown
 
         // A label applied while the node ran without a certificate (before the PKI was set up):
         // once the certificate is installed, the audit reports it and exits 9.
@@ -104,7 +105,7 @@ struct NodeCertificateTests {
         _ = try await plain.admin(Admin.layoutAssign, relabel)
         _ = try await plain.admin(Admin.layoutApply, Admin.Apply(version: 1))
         await plain.close()
-        before.stop()
+        before.stop(signal: SIGKILL)  // the layout is on disk once applied
         let after = try NodeProcess(
             dataDir: attested.dataDir, extraArguments: identity + certificate, logLevel: "warning")
         defer { after.cleanUp() }
