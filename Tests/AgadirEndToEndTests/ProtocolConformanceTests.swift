@@ -33,4 +33,41 @@ struct ProtocolConformanceTests {
         #expect(p.terminationStatus == 0, "conformance.py failed:\n\(text)")
         #expect(text.contains(" passed, 0 failed"), "\(text.suffix(2000))")
     }
+
+    @Test(
+        "reaches a node with a certificate over TLS 1.3 with the stdlib's ssl module; clear text gets the documented refusal"
+    )
+    func pythonClientSpeaksTLS() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "agadir-python-tls-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let ca = dir.appendingPathComponent("ca").path
+        let cli = CLI(endpoint: "127.0.0.1:1", credentials: nil)
+        #expect(try cli.run(["admin", "ca", "init", ca]).status == 0)
+        let issued = try cli.run([
+            "admin", "cert", "issue", "--ca", ca, "--node", "py-1", "--site", "default", "--host", "127.0.0.1",
+            "--out", dir.path,
+        ])
+        #expect(issued.status == 0, "\(issued.stderr)")
+        let node = try NodeProcess(extraArguments: [
+            "--node-id", "py-1", "--site", "default", "--cert-file", dir.path + "/py-1.crt", "--key-file",
+            dir.path + "/py-1.key", "--ca-file", ca + "/ca.crt",
+        ])
+        defer { node.cleanUp() }
+        try node.start()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = [
+            "python3", Self.scriptDirectory.appendingPathComponent("tls_check.py").path, node.endpoint,
+            "--credentials", node.credentialsFile.path,
+        ]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0, "tls_check.py failed:\n\(text)")
+        #expect(text.contains("PASS TLS 1.3 negotiated") && text.contains("0 failed"), "\(text)")
+    }
 }

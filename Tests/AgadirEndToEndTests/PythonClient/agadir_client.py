@@ -9,6 +9,7 @@ import json
 import os
 import select
 import socket
+import ssl
 import struct
 import time
 
@@ -147,6 +148,16 @@ def read_credentials(path):
             name, _, value = line.partition("=")
             values[name.strip().lower()] = value.strip()
     return values["access_key"], values["secret_key"]
+
+
+def read_ca_file(path):
+    """The `ca_file` a credentials file names, or None."""
+    with open(path) as f:
+        for line in f:
+            name, _, value = line.strip().partition("=")
+            if name.strip().lower() == "ca_file" and value.strip():
+                return value.strip()
+    return None
 
 
 def f_str(tag, s):
@@ -371,6 +382,7 @@ class AgadirClient:
         self._ignored_ids = set()  # requests we aborted: late frames are dropped
         self.last_stats = {}  # frames sent/received by the last call (for tests)
         self.credentials = None  # (access_key, secret_key): every request is then signed
+        self.ca_file = None  # the cluster CA's certificate: connections are then TLS 1.3
 
     # -- connection
 
@@ -378,6 +390,12 @@ class AgadirClient:
         self.close()
         s = socket.create_connection((host, port), timeout=self.timeout)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.ca_file is not None:
+            # "TLS" in docs/protocol.md: TLS 1.3 only, the cluster CA alone, the host dialed
+            # checked (an IP address against the certificate's addresses, without SNI).
+            ctx = ssl.create_default_context(cafile=self.ca_file)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+            s = ctx.wrap_socket(s, server_hostname=host)
         s.settimeout(self.timeout)
         self.sock = s
         self._rx = bytearray()
