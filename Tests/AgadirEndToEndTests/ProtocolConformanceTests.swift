@@ -16,10 +16,18 @@ struct ProtocolConformanceTests {
         let node = try NodeProcess()
         defer { node.cleanUp() }
         try node.start()
+        let (status, text) = try Self.runScript("conformance.py", against: node)
+        #expect(status == 0, "conformance.py failed:\n\(text)")
+        #expect(text.contains(" passed, 0 failed"), "\(text.suffix(2000))")
+    }
+
+    /// Runs `script` of `PythonClient/` against `node` with its root credentials; its exit
+    /// status and output.
+    static func runScript(_ script: String, against node: NodeProcess) throws -> (Int32, String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = [
-            "python3", Self.scriptDirectory.appendingPathComponent("conformance.py").path, node.endpoint,
+            "python3", scriptDirectory.appendingPathComponent(script).path, node.endpoint,
             "--credentials", node.credentialsFile.path,
         ]
         let out = Pipe()
@@ -30,8 +38,7 @@ struct ProtocolConformanceTests {
         // every socket operation with a timeout, so this ends.
         let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         p.waitUntilExit()
-        #expect(p.terminationStatus == 0, "conformance.py failed:\n\(text)")
-        #expect(text.contains(" passed, 0 failed"), "\(text.suffix(2000))")
+        return (p.terminationStatus, text)
     }
 
     @Test(
@@ -55,19 +62,8 @@ struct ProtocolConformanceTests {
         ])
         defer { node.cleanUp() }
         try node.start()
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = [
-            "python3", Self.scriptDirectory.appendingPathComponent("tls_check.py").path, node.endpoint,
-            "--credentials", node.credentialsFile.path,
-        ]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 0, "tls_check.py failed:\n\(text)")
+        let (status, text) = try Self.runScript("tls_check.py", against: node)
+        #expect(status == 0, "tls_check.py failed:\n\(text)")
         #expect(text.contains("PASS TLS 1.3 negotiated") && text.contains("0 failed"), "\(text)")
     }
 }
