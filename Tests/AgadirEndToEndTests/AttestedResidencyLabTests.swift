@@ -139,10 +139,19 @@ struct AttestedResidencyLabTests {
         try await issueParis("MA")
         try await Self.start(lab, siteLabels: ["paris": ["country": "MA"]], replicationFactor: 3)
 
-        // The CA corrects it; Paris restarts with a country=FR certificate.
+        // The CA corrects it; Paris reloads its country=FR certificate without a restart and
+        // closes its peer links, so the Moroccan nodes see the new certificate when they
+        // link again (links opened before would otherwise keep the old attestation).
         try await issueParis("FR")
-        try await lab.stop("paris-1")
-        try await lab.start("paris-1")
+        let clock = ContinuousClock()
+        let reloadDeadline = clock.now + .seconds(20)
+        var reloaded = false
+        while !reloaded, clock.now < reloadDeadline {
+            try await Task.sleep(for: .milliseconds(500))
+            let log = (try? String(contentsOfFile: paris.logFile, encoding: .utf8)) ?? ""
+            reloaded = log.contains("own certificate changed")
+        }
+        #expect(reloaded, "paris-1 did not reload its corrected certificate")
         try await LoadedLab.waitAlive(lab, ["benguerir-1", "casablanca-1", "paris-1"])
 
         // Writes through a Moroccan node reach QUORUM on the two Moroccan replicas; Paris's

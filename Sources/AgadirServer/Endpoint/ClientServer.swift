@@ -178,9 +178,13 @@ public final class ClientServer: Service, Sendable {
 
     /// Closes the peer connections whose certificate serial `revoked` names; returns how many.
     @discardableResult
-    package func closePeers(revoked: Set<String>) -> Int {
+    package func closePeers(revoked: Set<String>) -> Int { closePeers { revoked.contains($0) } }
+
+    /// Closes the peer connections whose certificate serial satisfies `doomed`; returns how many.
+    @discardableResult
+    package func closePeers(where doomed: (String) -> Bool) -> Int {
         let doomed = peerChannels.withLock { all in
-            all.values.filter { revoked.contains($0.serial) }.map(\.channel)
+            all.values.filter { doomed($0.serial) }.map(\.channel)
         }
         for channel in doomed { channel.close(promise: nil) }
         return doomed.count

@@ -99,13 +99,18 @@ final class CertificateReloader: Service, Sendable {
     /// Called with the revoked serials when the revocation list changed: links with a
     /// revoked peer are closed (new ones are refused at their handshake).
     let revocationsChanged: @Sendable (Set<String>) -> Void
+    /// Called when this node's own certificate changed: its peer links are closed, so the
+    /// peers see the new certificate (and what it attests) when they link again.
+    let certificateChanged: @Sendable () -> Void
     private let last: Locked<NodeCertificate.Loaded>
 
     init(
         config: NodeConfiguration, nodeID: String, site: String, loaded: NodeCertificate.Loaded, tls: NodeTLS,
-        attestations: Attestations, logger: Logger, revocationsChanged: @escaping @Sendable (Set<String>) -> Void
+        attestations: Attestations, logger: Logger, revocationsChanged: @escaping @Sendable (Set<String>) -> Void,
+        certificateChanged: @escaping @Sendable () -> Void
     ) {
         self.revocationsChanged = revocationsChanged
+        self.certificateChanged = certificateChanged
         self.config = config
         self.nodeID = nodeID
         self.site = site
@@ -150,6 +155,10 @@ final class CertificateReloader: Service, Sendable {
         let previous = last.withLock { l in
             defer { l = loaded }
             return l
+        }
+        if previous.identity != loaded.identity {
+            logger.notice("own certificate changed: peer links are closed so that peers see the new one")
+            certificateChanged()
         }
         if previous.revoked != loaded.revoked {
             logger.notice(

@@ -168,6 +168,10 @@ public struct NodeRuntime: Sendable {
                 revocationsChanged: { revoked in
                     links.closeAll()
                     clientServer.closePeers(revoked: revoked)
+                },
+                certificateChanged: {
+                    links.closeAll()
+                    clientServer.closePeers { _ in true }
                 })
         }
     }
