@@ -139,6 +139,13 @@ struct AttestedResidencyLabTests {
         try await issueParis("MA")
         try await Self.start(lab, siteLabels: ["paris": ["country": "MA"]], replicationFactor: 3)
 
+        // While Paris is attested Moroccan, data of the bucket reaches it: every node then
+        // holds a link to Paris, made when its certificate said country=MA.
+        let early = try lab.client(for: "benguerir-1")
+        try await early.createBucket("ma-data", policy: "ma")
+        _ = try await early.put(bucket: "ma-data", key: "before-correction", data: randomBytes(70_000, seed: 699))
+        await early.close()
+
         // The CA corrects it; Paris reloads its country=FR certificate without a restart and
         // closes its peer links, so the Moroccan nodes see the new certificate when they
         // link again (links opened before would otherwise keep the old attestation).
@@ -158,7 +165,6 @@ struct AttestedResidencyLabTests {
         // share is refused by the send guard, parked as a hint on a Moroccan node, and its
         // delivery refused too.
         let client = try lab.client(for: "benguerir-1")
-        try await client.createBucket("ma-data", policy: "ma")
         let marker = "corrected-9b2c"
         var objects: [[UInt8]] = []
         for i in 0..<4 {
