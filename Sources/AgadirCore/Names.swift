@@ -49,3 +49,10 @@ public enum Names {
         }
     }
 }
+
+extension Dictionary where Key == String, Value == String {
+    /// Labels as they are shown everywhere: `k=v` pairs sorted by key, comma-separated.
+    public var labelText: String {
+        sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+    }
+}

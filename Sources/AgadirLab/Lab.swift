@@ -185,12 +185,9 @@ public struct Lab: Sendable {
     {
         var credentials = try rootCredentials(secretFile: secretFile, clusterName: clusterName)
         credentials.caFile = caFile
-        let path = root.appendingPathComponent("root.credentials").path
-        let text = credentials.fileText(comment: "Agadir root key of the lab cluster '\(clusterName)'")
-        guard
-            FileManager.default.createFile(
-                atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
-        else { throw AgadirError(.ioError, "cannot write \(path)") }
+        try LabPKI.write(
+            credentials.fileText(comment: "Agadir root key of the lab cluster '\(clusterName)'"),
+            to: root.appendingPathComponent("root.credentials").path, mode: 0o600)
     }
 
     /// The lab's root key.

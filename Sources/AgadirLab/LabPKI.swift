@@ -45,6 +45,7 @@ struct LabPKI {
         return (certFile, keyFile)
     }
 
+    /// Writes `text` to a new file `path` with permissions `mode` (keys and credentials 0600).
     static func write(_ text: String, to path: String, mode: Int) throws(AgadirError) {
         guard
             FileManager.default.createFile(

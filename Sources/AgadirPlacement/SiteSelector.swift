@@ -85,7 +85,7 @@ public struct SiteSelector: Sendable, Hashable, Codable, CustomStringConvertible
         var clauses: [String] = []
         if !sites.isEmpty { clauses.append("sites=" + sites.sorted().joined(separator: ",")) }
         if !labels.isEmpty {
-            clauses.append(labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ","))
+            clauses.append(labels.labelText)
         }
         return clauses.isEmpty ? "any" : clauses.joined(separator: ";")
     }

@@ -19,11 +19,7 @@ public enum LayoutChange: Sendable, Hashable, Codable, CustomStringConvertible {
         case .removeNode(let id):
             "remove node \(id)"
         case .setSiteLabels(let site, let labels):
-            "set labels of site \(site) to "
-                + (labels.isEmpty
-                    ? "none"
-                    : labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-                        .joined(separator: ","))
+            "set labels of site \(site) to \(labels.isEmpty ? "none" : labels.labelText)"
         case .addPolicy(let policy):
             "add policy \(policy.name) (RF \(policy.replicationFactor), \(policy.selector), "
                 + "min sites \(policy.minSites))"

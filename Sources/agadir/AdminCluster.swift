@@ -87,7 +87,7 @@ struct LayoutShow: AsyncParsableCommand {
                     v.sites.map { s in
                         [
                             s.name,
-                            s.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ","),
+                            s.labels.labelText,
                         ]
                     }))
         }

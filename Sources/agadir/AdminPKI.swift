@@ -84,7 +84,7 @@ struct CertIssue: AsyncParsableCommand {
         let key = (out as NSString).appendingPathComponent("\(node).key")
         try write(issued.privateKeyPEM, to: key, mode: 0o600)
         try write(issued.certificatePEM, to: crt, mode: 0o644)
-        let shown = labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+        let shown = labels.labelText
         print("certificate of \(node) (site \(site)\(shown.isEmpty ? "" : ", labels \(shown)")), valid \(days) days")
         print("  \(crt)\n  \(key)  (mode 0600; copy both to the node)")
     }
@@ -109,9 +109,9 @@ struct CertShow: AsyncParsableCommand {
         if json {
             printJSON(value: identity)
         } else {
-            let labels = identity.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+            let labels = identity.labels.labelText
             print(
-                "node \(identity.nodeID), site \(identity.site), labels \(labels.isEmpty ? "none" : labels.joined(separator: ",")), serial \(identity.serial)"
+                "node \(identity.nodeID), site \(identity.site), labels \(labels.isEmpty ? "none" : labels), serial \(identity.serial)"
             )
             if ca != nil { print("signed by the cluster CA and valid now") }
         }

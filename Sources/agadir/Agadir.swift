@@ -299,8 +299,6 @@ struct Put: AsyncParsableCommand {
         }
     }
 
-    /// A readable handle and its exact size; stdin is spooled to a temporary file first
-    /// because the protocol announces the size before the body.
     /// The SHA-256 of what `handle` holds, read in 1 MiB pieces; the handle is left at its end.
     func hash(_ handle: FileHandle, file: String) throws -> ChunkID {
         var hasher = ObjectHasher()
@@ -315,6 +313,8 @@ struct Put: AsyncParsableCommand {
         return hasher.finalize()
     }
 
+    /// A readable handle and its exact size; stdin is spooled to a temporary file first
+    /// because the protocol announces the size before the body.
     func openSource(_ file: String) throws -> (FileHandle, UInt64, () -> Void) {
         if file == "-" {
             let tmp = FileManager.default.temporaryDirectory.appendingPathComponent(

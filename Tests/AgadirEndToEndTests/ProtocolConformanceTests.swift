@@ -1,3 +1,4 @@
+import AgadirTestSupport
 import Foundation
 import Testing
 
@@ -24,21 +25,13 @@ struct ProtocolConformanceTests {
     /// Runs `script` of `PythonClient/` against `node` with its root credentials; its exit
     /// status and output.
     static func runScript(_ script: String, against node: NodeProcess) throws -> (Int32, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = [
-            "python3", scriptDirectory.appendingPathComponent(script).path, node.endpoint,
-            "--credentials", node.credentialsFile.path,
-        ]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        // Read before waiting, so a full pipe cannot block the script; the script bounds
-        // every socket operation with a timeout, so this ends.
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        return (p.terminationStatus, text)
+        // The script bounds every socket operation with a timeout, so this ends.
+        try runProcess(
+            "/usr/bin/env",
+            [
+                "python3", scriptDirectory.appendingPathComponent(script).path, node.endpoint, "--credentials",
+                node.credentialsFile.path,
+            ])
     }
 
     @Test(

@@ -112,18 +112,7 @@ struct ClusterCATests {
         let node = try ClusterCA.issue(moroccan, caCertificatePEM: ca.certificatePEM, caPrivateKeyPEM: ca.privateKeyPEM)
         try ca.certificatePEM.write(toFile: dir.path + "/ca.crt", atomically: true, encoding: .utf8)
         try node.certificatePEM.write(toFile: dir.path + "/node.crt", atomically: true, encoding: .utf8)
-        func openssl(_ args: [String]) throws -> (Int32, String) {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-            p.arguments = args
-            let out = Pipe()
-            p.standardOutput = out
-            p.standardError = out
-            try p.run()
-            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            p.waitUntilExit()
-            return (p.terminationStatus, text)
-        }
+        func openssl(_ args: [String]) throws -> (Int32, String) { try runProcess("/usr/bin/openssl", args) }
         let (verified, vText) = try openssl(["verify", "-CAfile", dir.path + "/ca.crt", dir.path + "/node.crt"])
         #expect(verified == 0, "\(vText)")
         let (_, text) = try openssl(["x509", "-in", dir.path + "/node.crt", "-noout", "-text"])

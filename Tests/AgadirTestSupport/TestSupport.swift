@@ -127,3 +127,18 @@ public func expectError<T>(
         return error
     }
 }
+
+/// Runs `executable` with `arguments` to its end; its exit status and its standard output
+/// and error together. The output is read before waiting, so a full pipe cannot block it.
+public func runProcess(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: executable)
+    p.arguments = arguments
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = out
+    try p.run()
+    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    p.waitUntilExit()
+    return (p.terminationStatus, text)
+}

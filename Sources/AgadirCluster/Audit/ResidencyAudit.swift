@@ -19,10 +19,10 @@ extension ClusterNode {
         var audit = ResidencyAudit(node: nodeID, site: snapshot.site, layoutVersion: snapshot.layout.current.version)
         // The layout's labels of this node's site must be ones its certificate attests: a
         // site relabelled by an admin command alone is a violation, not an eligibility.
-        if let attested = attestations?.own?.labels {
+        if let own = attestations?.own {
+            let attested = own.labels
             audit.attestedLabels = attested
-            for (k, v) in snapshot.layout.current.siteLabels(snapshot.site).sorted(by: { $0.key < $1.key })
-            where attested[k] != v {
+            for (k, v) in own.unattested(snapshot.layout.current.siteLabels(snapshot.site)) {
                 audit.add(
                     .init(
                         kind: "label", bucket: "", key: nil, chunk: nil, policy: "",

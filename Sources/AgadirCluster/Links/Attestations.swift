@@ -46,13 +46,6 @@ public final class Attestations: Sendable {
         return byNode.withLock { $0[node] }
     }
 
-    /// Every attestation seen, by node id (this node's own included).
-    public var all: [String: Attestation] {
-        var out = byNode.withLock { $0 }
-        if let own { out[nodeID] = own }
-        return out
-    }
-
     /// Nil when `node` may hold bytes of `policy` by what it attests; otherwise why not.
     /// Always nil without certificates (the layout's eligibility checks then stand alone).
     public func refusal(_ node: String, for policy: Policy) -> String? {
@@ -61,9 +54,8 @@ public final class Attestations: Sendable {
             return "node \(node) has presented no certificate to this node yet, so nothing attests its site"
         }
         guard attested.permits(policy) else {
-            let labels = attested.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
             return "node \(node)'s certificate attests site '\(attested.site)' with labels "
-                + "[\(labels.joined(separator: ","))], which policy '\(policy.name)' (\(policy.selector)) does not allow"
+                + "[\(attested.labels.labelText)], which policy '\(policy.name)' (\(policy.selector)) does not allow"
         }
         return nil
     }

@@ -210,9 +210,9 @@ public final class AccessControl: Sendable {
 
     /// Writes `DIR/root.credentials` (mode 0600) when it is missing or holds another key, and
     /// returns its path.
-    @discardableResult
     /// With `caFile` (a node with certificates), the file names the CA (`ca_file`), so a
     /// client given only this file speaks TLS to the node.
+    @discardableResult
     public func writeRootCredentials(dataDir: String, caFile: String? = nil) throws(AgadirError) -> String {
         let path = (dataDir as NSString).appendingPathComponent("root.credentials")
         var root = roots[0]

@@ -1,8 +1,6 @@
 import AgadirCluster
 import AgadirCore
-import AgadirIdentity
 import AgadirMembership
-import AgadirPlacement
 import AgadirTransport
 import AgadirWire
 import Logging
@@ -23,7 +21,7 @@ public final class ClientServer: Service, Sendable {
         public var nodeID: String
         public var authenticator: PeerAuthenticator
         public var handler: any PeerRequestHandler
-        public var attestations: Attestations?
+        public var attestations: Attestations
 
         public init(
             nodeID: String, authenticator: PeerAuthenticator, handler: any PeerRequestHandler,
@@ -32,7 +30,7 @@ public final class ClientServer: Service, Sendable {
             self.nodeID = nodeID
             self.authenticator = authenticator
             self.handler = handler
-            self.attestations = attestations
+            self.attestations = attestations ?? Attestations(nodeID: nodeID, own: nil)
         }
     }
 
@@ -55,7 +53,7 @@ public final class ClientServer: Service, Sendable {
     /// must present a certificate naming the node id they claim.
     let tls: NodeTLS?
     /// Peer connections that passed the TLS identity check, with their certificate's serial,
-    /// so a revocation closes them (`closePeers(revoked:)`).
+    /// so a revocation or a certificate change closes them (`closePeers(where:)`).
     private let peerChannels = Mutex<[ObjectIdentifier: (serial: String, channel: any Channel)]>([:])
 
     package init(
@@ -175,10 +173,6 @@ public final class ClientServer: Service, Sendable {
                 metadata: ["address": "\(address)", "reason": "\(why)", "refusedSoFar": "\(count)"])
         }
     }
-
-    /// Closes the peer connections whose certificate serial `revoked` names; returns how many.
-    @discardableResult
-    package func closePeers(revoked: Set<String>) -> Int { closePeers { revoked.contains($0) } }
 
     /// Closes the peer connections whose certificate serial satisfies `doomed`; returns how many.
     @discardableResult
@@ -452,34 +446,20 @@ public final class ClientServer: Service, Sendable {
         switch request {
         case .hello(let dialer, let nonce):
             if let tls {
-                // Mutual TLS: the dialer's certificate (checked against the cluster CA by the
-                // handshake) must name the node id it claims; a client without one, or a node
-                // claiming another's id, gets the same words as any failed handshake.
-                let identity: NodeIdentity
+                // Mutual TLS: the dialer's certificate must name the node id it claims; a client
+                // without one, or a node claiming another's id, gets the same words as any
+                // failed handshake (the log says which check failed).
                 do {
-                    identity = try await PeerLinks.attestedPeer(
-                        on: sink.writerChannel, caPEM: tls.current.caPEM, node: dialer)
+                    let identity = try await PeerLinks.admitPeer(
+                        on: sink.writerChannel, claiming: dialer, caPEM: tls.current.caPEM,
+                        attestations: access.attestations)
+                    let channel = sink.writerChannel
+                    peerChannels.withLock { $0[ObjectIdentifier(channel)] = (identity.serial, channel) }
                 } catch {
                     logger.warning(
-                        "peer handshake refused: no valid certificate",
-                        metadata: ["claimed": "\(dialer)", "error": "\(error.message)"])
+                        "peer handshake refused", metadata: ["claimed": "\(dialer)", "why": "\(error.message)"])
                     throw AgadirError(.unauthenticated, "peer authentication failed")
                 }
-                guard identity.nodeID == dialer else {
-                    logger.warning(
-                        "peer handshake refused: the certificate names another node",
-                        metadata: ["claimed": "\(dialer)", "certificate": "\(identity.nodeID)"])
-                    throw AgadirError(.unauthenticated, "peer authentication failed")
-                }
-                if access.attestations?.isRevoked(serial: identity.serial) == true {
-                    logger.warning(
-                        "peer handshake refused: the certificate is revoked",
-                        metadata: ["claimed": "\(dialer)", "serial": "\(identity.serial)"])
-                    throw AgadirError(.unauthenticated, "peer authentication failed")
-                }
-                access.attestations?.record(dialer, Attestation(site: identity.site, labels: identity.labels))
-                let channel = sink.writerChannel
-                peerChannels.withLock { $0[ObjectIdentifier(channel)] = (identity.serial, channel) }
             }
             var rng = SystemRandomNumberGenerator()
             let listenerNonce = (0..<PeerLimits.nonceBytes).map { _ in UInt8.random(in: 0...255, using: &rng) }

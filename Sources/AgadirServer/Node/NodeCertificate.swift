@@ -10,23 +10,37 @@ import ServiceLifecycle
 /// The node's certificate, checked at start and whenever its files change (docs/operations.md,
 /// "Cluster PKI").
 public enum NodeCertificate {
-    /// The node's PEM files, read and checked.
-    public struct Loaded: Sendable, Equatable {
-        public var identity: NodeIdentity
+    /// The contents of the node's certificate, key, CA and revocation files, as read.
+    public struct Files: Sendable, Equatable {
         var certificatePEM: String
         var keyPEM: String
         var caPEM: String
+        /// "" when no revocation list is configured.
+        var revocations: String
+    }
+
+    /// The node's files, read and checked.
+    public struct Loaded: Sendable, Equatable {
+        public var identity: NodeIdentity
+        var files: Files
         /// Serials the cluster's revocation list names (empty when none is configured).
         var revoked: Set<String>
     }
 
     /// What the configured certificate attests, after checking that the CA signed it, that
-    /// it is valid now, that the key is its key, and that it names `nodeID` and `site`; nil
-    /// when no certificate is configured. Every refusal says which file and what to do.
+    /// it is valid now and not revoked, that the key is its key, and that it names `nodeID`
+    /// and `site`; nil when no certificate is configured. Every refusal says which file and
+    /// what to do.
     public static func load(config: NodeConfiguration, nodeID: String, site: String) throws(AgadirError) -> Loaded? {
-        let files = [config.certFile, config.keyFile, config.caFile]
-        if files.allSatisfy(\.isEmpty) { return nil }
-        guard files.allSatisfy({ !$0.isEmpty }) else {
+        guard let files = try read(config) else { return nil }
+        return try check(files, config: config, nodeID: nodeID, site: site)
+    }
+
+    /// The configured files' contents; nil when none is configured.
+    static func read(_ config: NodeConfiguration) throws(AgadirError) -> Files? {
+        let paths = [config.certFile, config.keyFile, config.caFile]
+        if paths.allSatisfy(\.isEmpty) { return nil }
+        guard paths.allSatisfy({ !$0.isEmpty }) else {
             throw AgadirError(
                 .invalidArgument, "give certFile, keyFile and caFile together (agadir admin cert issue makes them)")
         }
@@ -36,10 +50,17 @@ public enum NodeCertificate {
             }
             return String(decoding: data, as: UTF8.self)
         }
-        let certificate = try read(config.certFile)
-        let key = try read(config.keyFile)
-        let ca = try read(config.caFile)
-        try ClusterCA.checkKey(certificatePEM: certificate, privateKeyPEM: key)
+        return Files(
+            certificatePEM: try read(config.certFile), keyPEM: try read(config.keyFile), caPEM: try read(config.caFile),
+            revocations: config.revocationFile.isEmpty ? "" : try read(config.revocationFile))
+    }
+
+    /// `load`'s checks of files already read.
+    static func check(_ files: Files, config: NodeConfiguration, nodeID: String, site: String) throws(AgadirError)
+        -> Loaded
+    {
+        let (certificate, ca) = (files.certificatePEM, files.caPEM)
+        try ClusterCA.checkKey(certificatePEM: certificate, privateKeyPEM: files.keyPEM)
         let identity: NodeIdentity
         do {
             identity = try ClusterCA.attested(certificatePEM: certificate, caCertificatePEM: ca)
@@ -61,8 +82,7 @@ public enum NodeCertificate {
         var revoked: Set<String> = []
         if !config.revocationFile.isEmpty {
             do {
-                revoked = Set(
-                    try RevocationList.verified(json: try read(config.revocationFile), caCertificatePEM: ca).serials)
+                revoked = Set(try RevocationList.verified(json: files.revocations, caCertificatePEM: ca).serials)
             } catch {
                 throw AgadirError(error.code, "\(config.revocationFile): \(error.message)")
             }
@@ -73,7 +93,7 @@ public enum NodeCertificate {
                 "\(config.certFile) (serial \(identity.serial)) is revoked by \(config.revocationFile): issue this node "
                     + "a new certificate (agadir admin cert issue --node \(nodeID))")
         }
-        return Loaded(identity: identity, certificatePEM: certificate, keyPEM: key, caPEM: ca, revoked: revoked)
+        return Loaded(identity: identity, files: files, revoked: revoked)
     }
 }
 
@@ -81,7 +101,7 @@ extension NodeCertificate.Loaded {
     var attestation: Attestation { Attestation(site: identity.site, labels: identity.labels) }
 
     func contexts() throws(AgadirError) -> NodeTLS.Contexts {
-        try NodeTLS.Contexts(certificatePEM: certificatePEM, keyPEM: keyPEM, caPEM: caPEM)
+        try NodeTLS.Contexts(certificatePEM: files.certificatePEM, keyPEM: files.keyPEM, caPEM: files.caPEM)
     }
 }
 
@@ -118,6 +138,7 @@ final class CertificateReloader: Service, Sendable {
         self.attestations = attestations
         self.logger = logger
         self.last = Locked(loaded)
+        self.seen = Locked(loaded.files)
     }
 
     func run() async throws {
@@ -129,20 +150,24 @@ final class CertificateReloader: Service, Sendable {
         }
     }
 
-    /// Reads the files again; adopts them when they changed and pass the checks.
+    /// The files last read, adopted or refused: unchanged files are not checked again.
+    private let seen: Locked<NodeCertificate.Files>
+
+    /// Reads the files again; when they changed and pass the checks, adopts them.
     @discardableResult
     func reloadIfChanged() -> Bool {
+        // A file being replaced may be missing for a moment: the next round reads it.
+        guard let files = try? NodeCertificate.read(config), files != seen.value else { return false }
+        seen.withLock { $0 = files }
         let loaded: NodeCertificate.Loaded
         do {
-            guard let l = try NodeCertificate.load(config: config, nodeID: nodeID, site: site) else { return false }
-            loaded = l
+            loaded = try NodeCertificate.check(files, config: config, nodeID: nodeID, site: site)
         } catch {
             logger.error(
                 "certificate files changed but fail the checks; keeping the ones in use",
                 metadata: ["error": "\(error.message)"])
             return false
         }
-        guard loaded != last.value else { return false }
         do {
             tls.replace(try loaded.contexts())
         } catch {
@@ -166,12 +191,11 @@ final class CertificateReloader: Service, Sendable {
                 metadata: ["revoked": "\(loaded.revoked.count)"])
             revocationsChanged(loaded.revoked)
         }
-        let labels = loaded.identity.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
         logger.notice(
             "certificate reloaded: new connections use it",
             metadata: [
                 "serial": "\(loaded.identity.serial)", "site": "\(loaded.identity.site)",
-                "labels": "\(labels.joined(separator: ","))",
+                "labels": "\(loaded.identity.labels.labelText)",
             ])
         return true
     }

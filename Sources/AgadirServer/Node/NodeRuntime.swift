@@ -62,11 +62,10 @@ public struct NodeRuntime: Sendable {
             nodeID: nodeID, own: certificate?.attestation, revokedSerials: certificate?.revoked ?? [])
         let tls = try certificate.map { (c) throws(AgadirError) in NodeTLS(try c.contexts()) }
         if let identity = certificate?.identity {
-            let labels = identity.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
             logger.notice(
                 "node certificate checked: the cluster CA attests this node; TLS 1.3 on the client port and peer links",
                 metadata: [
-                    "site": "\(identity.site)", "labels": "\(labels.joined(separator: ","))",
+                    "site": "\(identity.site)", "labels": "\(identity.labels.labelText)",
                     "serial": "\(identity.serial)",
                 ])
         }
@@ -161,18 +160,20 @@ public struct NodeRuntime: Sendable {
             tls: tls, isMemberAddress: MemberHosts(nodeID: nodeID, gossip: gossip).contains)
         clientServerOnceBuilt.withLock { $0 = clientServer }
         self.clientServer = clientServer
-        self.certificateReloader = zip2(certificate, tls).map { certificate, tls in
-            CertificateReloader(
+        if let certificate, let tls {
+            self.certificateReloader = CertificateReloader(
                 config: config, nodeID: nodeID, site: gossipConfiguration.site, loaded: certificate, tls: tls,
                 attestations: attestations, logger: logger,
                 revocationsChanged: { revoked in
                     links.closeAll()
-                    clientServer.closePeers(revoked: revoked)
+                    clientServer.closePeers { revoked.contains($0) }
                 },
                 certificateChanged: {
                     links.closeAll()
                     clientServer.closePeers { _ in true }
                 })
+        } else {
+            self.certificateReloader = nil
         }
     }
 
@@ -212,11 +213,6 @@ public struct NodeRuntime: Sendable {
         try AtomicFile.save(Array((id + "\n").utf8), to: path)
         return id
     }
-}
-
-private func zip2<A, B>(_ a: A?, _ b: B?) -> (A, B)? {
-    guard let a, let b else { return nil }
-    return (a, b)
 }
 
 /// The hosts of the other cluster members (their client and peer addresses, from gossip),
