@@ -20,8 +20,9 @@ public struct ClientConfiguration: Sendable {
     /// The key every request is signed with (docs/protocol.md, "Signed requests"); without
     /// one, only PING is answered. `Credentials.fromEnvironment()` reads the usual places.
     public var credentials: Credentials?
-    /// With credentials: `put(bucket:key:data:)` sends CONTENT_SHA256, so the signature
-    /// covers the body, at the cost of hashing it on the client. Default true.
+    /// With credentials, the signature covers every PUT's body: `put(bucket:key:data:)` and
+    /// small bodies send CONTENT_SHA256 (the client hashes the body), a streamed body without
+    /// one signs each DATA frame (BODY_SIGNING). Default true.
     public var signPayloads: Bool = true
     /// The cluster CA's certificate (PEM): with it, connections are TLS 1.3 and a node's
     /// certificate must chain to this CA and name the host dialed. Nodes with certificates
@@ -400,19 +401,40 @@ public final class AgadirClient: Sendable {
         let (id, body) = try conn.open()
         body.abandon()
         let frameBytes = configuration.dataFrameBytes
-        let req = Request.put(request)
-        var fields = req.fields()
-        options.apply(to: &fields)
-        fields = sign(.put, fields)
+        let credentials = configuration.signPayloads ? configuration.credentials : nil
         var streamOpen = false  // a REQUEST without END_STREAM went out and no END/ABORT yet
         do {
-            // Small bodies ride in the REQUEST frame: one frame, one round trip.
+            // Small bodies ride in the REQUEST frame: one frame, one round trip; with a key,
+            // the signature covers them through their hash.
             if request.size <= UInt64(min(frameBytes, 64 * 1024)) {
                 var bytes: [UInt8] = []
                 try await produce { (piece: ArraySlice<UInt8>) throws(AgadirError) in bytes.append(contentsOf: piece) }
+                var request = request
+                if credentials != nil, request.contentSHA256 == nil { request.contentSHA256 = ChunkID.of(bytes) }
+                var fields = Request.put(request).fields()
+                options.apply(to: &fields)
+                fields = sign(.put, fields)
                 try await conn.write(
                     .request(id: id, opcode: .put, fields: fields, payload: ByteBuffer(bytes: bytes), end: true))
             } else {
+                var fields = Request.put(request).fields()
+                options.apply(to: &fields)
+                // A body not hashed up front is covered frame by frame (docs/protocol.md, "Signed bodies").
+                let chainFrames = credentials != nil && request.contentSHA256 == nil
+                if chainFrames { fields.set(.bodySigning, u8: 1) }
+                fields = sign(.put, fields)
+                var chain: FrameSignatures? = nil
+                if chainFrames, let credentials, let seed = fields.first(.signature) {
+                    chain = FrameSignatures(secret: credentials.secretKey, requestSignature: seed)
+                }
+                func dataFrame(_ payload: [UInt8], end: Bool) -> Frame {
+                    var frame = Frame.data(id: id, payload: ByteBuffer(bytes: payload), end: end)
+                    if var signer = chain {
+                        frame.fields.set(.frameSignature, bytes: payload.withUnsafeBytes { signer.sign(payload: $0, end: end) })
+                        chain = signer
+                    }
+                    return frame
+                }
                 try await conn.write(.request(id: id, opcode: .put, fields: fields, end: false))
                 streamOpen = true
                 var pending: [UInt8] = []
@@ -425,13 +447,13 @@ public final class AgadirClient: Sendable {
                         pending.append(contentsOf: piece.prefix(take))
                         piece = piece.dropFirst(take)
                         if pending.count == frameBytes {
-                            try await conn.write(.data(id: id, payload: ByteBuffer(bytes: pending), end: false))
+                            try await conn.write(dataFrame(pending, end: false))
                             pending.removeAll(keepingCapacity: true)
                         }
                     }
                 }
                 if !conn.hasResponded(id) {
-                    try await conn.write(.data(id: id, payload: ByteBuffer(bytes: pending), end: true))
+                    try await conn.write(dataFrame(pending, end: true))
                     streamOpen = false
                 } else {
                     // Release the node's body slot for this request: we will send no more.

@@ -40,6 +40,8 @@ public enum FieldTag: UInt16, Sendable, CaseIterable {
     case signedAt = 36  // u64: ms since the Unix epoch when the client signed the request
     case requestNonce = 37  // 16 random bytes, fresh per signed request
     case signature = 38  // 32 bytes: HMAC-SHA256 over the canonical request
+    case bodySigning = 39  // u8: 1 = the body's DATA frames carry chained FRAME_SIGNATUREs (PUT)
+    case frameSignature = 40  // 32 bytes: a DATA frame's chained signature (docs/protocol.md)
 }
 
 /// One field: a tag and its value bytes.
@@ -272,6 +274,8 @@ extension FieldTag: CustomStringConvertible {
         case .signedAt: "SIGNED_AT"
         case .requestNonce: "REQUEST_NONCE"
         case .signature: "SIGNATURE"
+        case .bodySigning: "BODY_SIGNING"
+        case .frameSignature: "FRAME_SIGNATURE"
         }
     }
 }

@@ -178,8 +178,13 @@ public struct FrameHeader: Sendable, Hashable {
         if kind == .data || kind == .abort {
             guard u16(8) == 0 else { throw AgadirError(.malformedFrame, "\(kind) frame carries an opcode") }
         }
-        if kind == .data, headerLength != 0 {
-            throw AgadirError(.malformedFrame, "DATA frame carries \(headerLength) bytes of fields")
+        // A DATA frame's fields hold at most its FRAME_SIGNATURE (a 38-byte section); the
+        // receiver checks that its request asked for signed frames.
+        if kind == .data, headerLength > FrameSignatures.maxDataFieldBytes {
+            throw AgadirError(
+                .malformedFrame,
+                "DATA frame carries \(headerLength) bytes of fields; at most a FRAME_SIGNATURE "
+                    + "(\(FrameSignatures.maxDataFieldBytes) bytes) may ride there")
         }
         return FrameHeader(
             kind: kind, flags: flags, opcode: u16(8), status: u16(10), headerLength: headerLength,

@@ -256,12 +256,11 @@ struct Put: AsyncParsableCommand {
         try await withClient(options) { client in
             let (handle, size, cleanup) = try openSource(file)
             defer { cleanup() }
-            // The body's SHA-256 goes into the signed fields, so the signature covers the body
-            // (docs/protocol.md, "Signed requests"); the node checks it. One read pass more.
-            let sha = try hash(handle, file: file)
+            // The client signs each DATA frame of the body (docs/protocol.md, "Signed bodies"),
+            // so the signature covers it without a read pass to hash it first.
             let progress = Progress(total: size, label: "put \(key)")
             let request = PutRequest(
-                bucket: bucket, key: key, size: size, contentType: contentType, metadata: metadata, contentSHA256: sha)
+                bucket: bucket, key: key, size: size, contentType: contentType, metadata: metadata)
             let result = try await client.put(request, consistency: try options.level()) {
                 (send: (ArraySlice<UInt8>) async throws(AgadirError) -> Void) throws(AgadirError) in
                 // From the start, also when a redirect makes the client send the body again.
@@ -297,20 +296,6 @@ struct Put: AsyncParsableCommand {
                 print("\(bucket)/\(key) \(result.size) bytes etag \(result.etag?.hex ?? "")")
             }
         }
-    }
-
-    /// The SHA-256 of what `handle` holds, read in 1 MiB pieces; the handle is left at its end.
-    func hash(_ handle: FileHandle, file: String) throws -> ChunkID {
-        var hasher = ObjectHasher()
-        do {
-            try handle.seek(toOffset: 0)
-            while let data = try handle.read(upToCount: 1 << 20), !data.isEmpty {
-                data.withUnsafeBytes { hasher.update($0) }
-            }
-        } catch {
-            throw LocalFileError(message: "cannot read \(file): \(error)")
-        }
-        return hasher.finalize()
     }
 
     /// A readable handle and its exact size; stdin is spooled to a temporary file first

@@ -91,13 +91,20 @@ public final class AccessControl: Sendable {
 
     // MARK: Authentication
 
+    /// What authentication found: who signed (nil for an unsigned PING) and, for a PUT that
+    /// asked for it (BODY_SIGNING), the chain its DATA frames' signatures must follow.
+    public struct Authenticated: Sendable {
+        public var principal: Principal?
+        public var frameSignatures: FrameSignatures?
+    }
+
     /// The caller of a request: its key, checked against the signature and the replay
     /// window. PING alone may come unsigned (nil principal).
-    public func authenticate(opcode: UInt16, fields: Fields) async -> Result<Principal?, AgadirError> {
+    public func authenticate(opcode: UInt16, fields: Fields) async -> Result<Authenticated, AgadirError> {
         let claim: RequestSigning.Claim
         do {
             guard let c = try RequestSigning.claim(fields) else {
-                if opcode == Opcode.ping.rawValue { return .success(nil) }
+                if opcode == Opcode.ping.rawValue { return .success(Authenticated(principal: nil)) }
                 return .failure(
                     AgadirError(
                         .notAuthenticated,
@@ -142,7 +149,20 @@ public final class AccessControl: Sendable {
             $0.admit(
                 accessKey: claim.accessKey, nonce: claim.nonce, signedAtMillis: claim.signedAtMillis, nowMillis: now)
         }
-        return admitted.map { resolved.principal }
+        return admitted.flatMap { () -> Result<Authenticated, AgadirError> in
+            guard let mode = fields.first(.bodySigning) else { return .success(Authenticated(principal: resolved.principal)) }
+            guard mode == [1], opcode == Opcode.put.rawValue else {
+                return .failure(
+                    AgadirError(
+                        .invalidArgument,
+                        "BODY_SIGNING must be the byte 1 and only a PUT may carry it (docs/protocol.md, \"Signed bodies\")"
+                    ))
+            }
+            return .success(
+                Authenticated(
+                    principal: resolved.principal,
+                    frameSignatures: FrameSignatures(secret: resolved.secret, requestSignature: claim.signature)))
+        }
     }
 
     /// The stored keys that are not deleted, with their secrets, re-read whenever the store's

@@ -197,6 +197,9 @@ public final class ClientServer: Service, Sendable {
         var running = 0
         /// Request bodies still being received, by id (bounded by `maxInFlightRequests`).
         var bodies: [UInt64: BodyStream] = [:]
+        /// The bodies whose PUT asked for signed frames (BODY_SIGNING): their signature chain,
+        /// or nil when the request was refused (its frames are then dropped unchecked).
+        var signedBodies: [UInt64: FrameSignatures?] = [:]
         /// Set on graceful shutdown: new requests are refused, the connection closes when idle.
         var draining = false
         /// The peer handshake of this connection (docs/cluster.md, "Peer links").
@@ -292,13 +295,28 @@ public final class ClientServer: Service, Sendable {
             // Every request but PING is signed (docs/protocol.md, "Signed requests"); a refusal
             // fails the request only, like a bad field.
             var caller = Caller(principal: nil, address: address)
+            var frameChain: FrameSignatures?
             if case .success = decoded {
                 switch await service.access.authenticate(opcode: frame.header.opcode, fields: frame.fields) {
-                case .success(let principal): caller.principal = principal
+                case .success(let found):
+                    caller.principal = found.principal
+                    frameChain = found.frameSignatures
+                    if frameChain != nil, frame.payload.readableBytes > 0 {
+                        decoded = .failure(
+                            AgadirError(
+                                .invalidArgument,
+                                "a PUT with BODY_SIGNING sends its body in signed DATA frames: its REQUEST "
+                                    + "frame's payload must be empty"))
+                    }
                 case .failure(let refusal): decoded = .failure(refusal)
                 }
             }
             let body: BodyStream? = frame.isEndStream ? nil : BodyStream(capacityBytes: bodyCapacity)
+            if body != nil, frame.fields.first(.bodySigning) != nil {
+                // Before admission: a refused request's signed frames are still recognised (and dropped).
+                let chain: FrameSignatures? = if case .success = decoded { frameChain } else { nil }
+                state.withLock { $0.signedBodies[id] = .some(chain) }
+            }
             guard
                 let ticket = try await admit(
                     id, body: body, opcode: frame.header.opcode, state: state, limits: limits, sink: sink)
@@ -360,10 +378,14 @@ public final class ClientServer: Service, Sendable {
             // After the consumer exists: a payload as large as the body buffer must not wait for room first.
             if let body, frame.payload.readableBytes > 0 { await body.send(frame.payload) }
         case .data, .abort:
-            let body = state.withLock { s -> BodyStream? in
-                guard let b = s.bodies[id] else { return nil }
-                if frame.isEndStream || frame.header.kind == .abort { s.bodies[id] = nil }
-                return b
+            let (body, signing) = state.withLock { s -> (BodyStream?, FrameSignatures??) in
+                guard let b = s.bodies[id] else { return (nil, nil) }
+                let signing = s.signedBodies[id]
+                if frame.isEndStream || frame.header.kind == .abort {
+                    s.bodies[id] = nil
+                    s.signedBodies[id] = nil
+                }
+                return (b, signing)
             }
             guard let body else {
                 throw AgadirError(
@@ -372,6 +394,26 @@ public final class ClientServer: Service, Sendable {
             if frame.header.kind == .abort {
                 body.finish(error: frame.error ?? AgadirError(.invalidArgument, "the client aborted the request"))
                 return
+            }
+            if case .some(.some(var chain)) = signing {
+                // Hashed outside the lock: only this reader touches a request's chain.
+                let intact = frame.payload.withUnsafeReadableBytes {
+                    chain.verify(frame.fields.first(.frameSignature), payload: $0, end: frame.isEndStream)
+                }
+                guard intact else {
+                    // The body fails; later frames of it are dropped (the chain stays behind them).
+                    body.finish(
+                        error: AgadirError(
+                            .notAuthenticated,
+                            "DATA frame \(chain.frames + 1) of request \(id) has a missing or wrong FRAME_SIGNATURE: "
+                                + "the body was altered on its way, or the client chains frame signatures wrongly "
+                                + "(docs/protocol.md, \"Signed bodies\")"))
+                    return
+                }
+                if !frame.isEndStream { state.withLock { $0.signedBodies[id] = .some(chain) } }
+            } else if signing == nil, !frame.fields.items.isEmpty {
+                throw AgadirError(
+                    .malformedFrame, "DATA frame for request \(id) carries fields, but its REQUEST asked for no signed frames")
             }
             if frame.payload.readableBytes > 0 { await body.send(frame.payload) }
             if frame.isEndStream { body.finish() }

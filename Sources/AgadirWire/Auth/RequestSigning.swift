@@ -159,10 +159,14 @@ public enum RequestSigning {
     /// True when `claim.signature` is the signature of the request under `secret`
     /// (compared in constant time).
     public static func verify(_ claim: Claim, opcode: UInt16, fields: Fields, secret: String) -> Bool {
-        let expected = signature(canonical(opcode: opcode, fields: fields), secret: secret)
-        guard expected.count == claim.signature.count else { return false }
+        equalInConstantTime(signature(canonical(opcode: opcode, fields: fields), secret: secret), claim.signature)
+    }
+
+    /// Compares two MACs without a timing that depends on where they differ.
+    static func equalInConstantTime(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
         var diff: UInt8 = 0
-        for (a, b) in zip(expected, claim.signature) { diff |= a ^ b }
+        for (x, y) in zip(a, b) { diff |= x ^ y }
         return diff == 0
     }
 }
@@ -170,4 +174,70 @@ public enum RequestSigning {
 /// Milliseconds since the Unix epoch from the system clock.
 public enum WallTime {
     public static func millis() -> UInt64 { UInt64(max(0, Date().timeIntervalSince1970 * 1000)) }
+}
+
+/// Chained signatures of a body streamed in DATA frames (docs/protocol.md, "Signed
+/// bodies"): a PUT whose body is not hashed up front carries BODY_SIGNING = 1 in its
+/// signed fields, and each DATA frame of its body carries a FRAME_SIGNATURE:
+///
+///     HMAC-SHA256(secret, "AGADIR1-FRAME" 0x0A
+///                         | previous signature (32 bytes; the REQUEST's SIGNATURE first)
+///                         | u64 frame index (1 for the first DATA frame)
+///                         | u8 1 when the frame has END_STREAM, else 0
+///                         | SHA-256 of the frame's payload (32 bytes))
+///
+/// Each signature covers every byte before it, the order of the frames and the end of the
+/// stream, so an on-path attacker can neither change, reorder, drop nor cut the body short.
+/// The chaining is the one of SigV4's `STREAMING-AWS4-HMAC-SHA256-PAYLOAD`; the S3 gateway
+/// keeps its own string to sign and seed.
+public struct FrameSignatures: Sendable {
+    public static let algorithm = "AGADIR1-FRAME"
+    /// The fields section of a DATA frame holding one FRAME_SIGNATURE: count, tag, length, value.
+    public static let maxDataFieldBytes = 2 + 4 + RequestSigning.signatureBytes
+
+    private let key: SymmetricKey
+    /// The signature the next frame chains from.
+    public private(set) var previous: [UInt8]
+    /// Frames signed (or verified) so far.
+    public private(set) var frames: UInt64 = 0
+    /// True once the frame with END_STREAM was signed or verified.
+    public private(set) var ended = false
+
+    /// A chain under `secret` seeded by the REQUEST's SIGNATURE.
+    public init(secret: String, requestSignature: [UInt8]) {
+        self.key = SymmetricKey(data: Array(secret.utf8))
+        self.previous = requestSignature
+    }
+
+    private func signature(payload: UnsafeRawBufferPointer, index: UInt64, end: Bool) -> [UInt8] {
+        var w = ByteWriter(capacity: 96)
+        w.raw(Self.algorithm.utf8)
+        w.u8(0x0A)
+        w.raw(previous)
+        w.u64(index)
+        w.u8(end ? 1 : 0)
+        w.raw(Array(SHA256.hash(data: payload)))
+        return Array(HMAC<SHA256>.authenticationCode(for: w.bytes, using: key))
+    }
+
+    /// The FRAME_SIGNATURE of the next frame, whose payload is `payload`.
+    public mutating func sign(payload: UnsafeRawBufferPointer, end: Bool) -> [UInt8] {
+        frames += 1
+        let s = signature(payload: payload, index: frames, end: end)
+        previous = s
+        ended = end
+        return s
+    }
+
+    /// Checks the next frame's `signature` (compared in constant time); on success the chain
+    /// advances, on failure it stays where it was.
+    public mutating func verify(_ signature: [UInt8]?, payload: UnsafeRawBufferPointer, end: Bool) -> Bool {
+        guard !ended, let signature else { return false }
+        let expected = self.signature(payload: payload, index: frames + 1, end: end)
+        guard RequestSigning.equalInConstantTime(expected, signature) else { return false }
+        frames += 1
+        previous = signature
+        ended = end
+        return true
+    }
 }

@@ -37,6 +37,7 @@ T_BUCKET, T_KEY, T_CONTENT_TYPE, T_METADATA, T_SIZE, T_ETAG, T_VERSION = 1, 2, 3
 T_RANGE, T_PREFIX, T_DELIMITER, T_START_AFTER, T_LIMIT, T_POLICY, T_MESSAGE = 8, 9, 10, 11, 12, 13, 14
 T_CONTENT_SHA256, T_NODE_ID, T_SERVER_VERSION, T_CREATED_MS, T_TIME_MS = 15, 16, 17, 18, 19
 T_ACCESS_KEY, T_SIGNED_AT, T_REQUEST_NONCE, T_SIGNATURE = 35, 36, 37, 38
+T_BODY_SIGNING, T_FRAME_SIGNATURE = 39, 40
 
 RANGE_TO_END = 0xFFFFFFFFFFFFFFFF
 
@@ -135,6 +136,24 @@ def sign_fields(opcode, fields, access_key, secret_key, signed_at_ms=None, nonce
                           (T_REQUEST_NONCE, nonce)]
     mac = hmac.new(secret_key.encode("utf-8"), canonical_request(opcode, out), hashlib.sha256).digest()
     return out + [(T_SIGNATURE, mac)]
+
+
+def frame_signature(secret_key, previous, index, end_stream, payload):
+    """The FRAME_SIGNATURE of a DATA frame (docs/protocol.md, "Signed bodies"): previous is
+    the REQUEST's SIGNATURE for frame 1, then the previous frame's signature."""
+    message = (b"AGADIR1-FRAME\n" + previous + struct.pack(">QB", index, 1 if end_stream else 0)
+               + hashlib.sha256(payload).digest())
+    return hmac.new(secret_key.encode("utf-8"), message, hashlib.sha256).digest()
+
+
+def signed_body_frames(request_id, secret_key, request_signature, payloads):
+    """DATA frames carrying payloads, the last with END_STREAM, each with its FRAME_SIGNATURE."""
+    out, previous = [], request_signature
+    for i, payload in enumerate(payloads):
+        end = i == len(payloads) - 1
+        previous = frame_signature(secret_key, previous, i + 1, end, payload)
+        out.append(encode_frame(DATA, request_id, 0, 0, [(T_FRAME_SIGNATURE, previous)], payload, end))
+    return out
 
 
 def read_credentials(path):

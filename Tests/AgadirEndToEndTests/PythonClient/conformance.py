@@ -454,6 +454,62 @@ def main():
 
     ck.check("client ABORT of an upload", client_abort)
 
+    # ---- signed bodies (docs/protocol.md, "Signed bodies")
+    def signed_put(key, payloads, tamper=None):
+        """A PUT with BODY_SIGNING whose DATA frames tamper() may alter on their way, as an
+        on-path attacker would. Returns the node's answer."""
+        rid = c._new_id()
+        size = sum(len(p) for p in payloads)
+        fields = c.signed(ac.OP_PUT, ac.put_request_fields(bucket, key, size) + [(ac.T_BODY_SIGNING, b"\x01")])
+        seed = dict(fields)[ac.T_SIGNATURE]
+        frames = ac.signed_body_frames(rid, c.credentials[1], seed, payloads)
+        if tamper is not None:
+            frames = tamper(frames)
+        c.sock.sendall(ac.encode_frame(ac.REQUEST, rid, ac.OP_PUT, 0, fields, b"", False))
+        for frame in frames:
+            c.sock.sendall(frame)
+        return c._read_frame_for(rid, time.monotonic() + 30)
+
+    body = [os.urandom(MiB), os.urandom(MiB), os.urandom(100)]
+
+    def signed_body_ok():
+        f = signed_put("signed/ok", body)
+        expect(f.status == 0, "signed body answered %d: %s" % (f.status, f.message()))
+        keys.append("signed/ok")
+        g = c.get(bucket, "signed/ok")
+        expect(g["data"] == b"".join(body), "GET body differs")
+        return "3 signed DATA frames stored and read back"
+
+    def refused(key, tamper, payloads=None):
+        f = signed_put(key, payloads or body, tamper)
+        expect(f.status == 209, "tampered body answered status %d: %s" % (f.status, f.message()))
+        expect_code(303, c.head, bucket, key)
+        return "209 NOT_AUTHENTICATED (%s); object not stored" % f.message()[:60]
+
+    def flip_last_byte(frames):
+        second = bytearray(frames[1])
+        second[-1] ^= 1
+        return [frames[0], bytes(second), frames[2]]
+
+    def strip_signature(frames):
+        h = ac.HEADER.unpack_from(frames[1], 0)
+        payload = frames[1][32 + h[6]:]
+        return [frames[0], ac.encode_frame(ac.DATA, h[7], 0, 0, None, payload, False), frames[2]]
+
+    def cut_short(frames):
+        # Drops the empty END_STREAM frame and marks the first one as the end instead.
+        first = bytearray(frames[0])
+        first[7] |= ac.END_STREAM
+        return [bytes(first)]
+
+    ck.check("PUT with BODY_SIGNING and signed DATA frames", signed_body_ok)
+    ck.check("signed body: a DATA frame altered -> 209", lambda: refused("signed/altered", flip_last_byte))
+    ck.check("signed body: DATA frames swapped -> 209",
+             lambda: refused("signed/swapped", lambda fr: [fr[1], fr[0], fr[2]]))
+    ck.check("signed body: FRAME_SIGNATURE missing -> 209", lambda: refused("signed/unsigned", strip_signature))
+    ck.check("signed body: cut short, END_STREAM moved -> 209",
+             lambda: refused("signed/cut", cut_short, [os.urandom(MiB), b""]))
+
     # ---- cleanup
     def cleanup():
         for k in list(dict.fromkeys(keys)):
@@ -491,6 +547,27 @@ def main():
             raw.close()
 
     ck.check("bad magic -> RESPONSE id 0, 100, connection closed", conn_error)
+
+    def unrequested_frame_signature():
+        d = ac.AgadirClient(timeout=args.timeout)
+        d.credentials = c.credentials
+        d.connect(host, port)
+        try:
+            rid = d._new_id()
+            fields = d.signed(ac.OP_PUT, ac.put_request_fields("any-bucket", "k", 10))
+            d.sock.sendall(ac.encode_frame(ac.REQUEST, rid, ac.OP_PUT, 0, fields, b"", False))
+            d.sock.sendall(ac.encode_frame(ac.DATA, rid, 0, 0, [(ac.T_FRAME_SIGNATURE, b"\0" * 32)], b"0123456789",
+                                           True))
+            try:
+                f = d._read_frame_for(rid, time.monotonic() + 10)
+            except ac.ConnectionLevelError as e:
+                expect(e.code == 100, "connection-level status %d" % e.code)
+                return "100 MALFORMED_FRAME, connection closed"
+            raise AssertionError("answered kind %d status %d instead of closing" % (f.kind, f.status))
+        finally:
+            d.close()
+
+    ck.check("DATA frame with fields its PUT did not ask for -> 100, connection closed", unrequested_frame_signature)
 
     c.close()
     print("%d passed, %d failed" % (ck.passed, ck.failed))
