@@ -43,17 +43,46 @@ public struct BucketRecord: Sendable, Hashable {
     public var createdMillis: UInt64
     public var version: ObjectVersion
     public var deleted: Bool
+    /// The bucket's quota: at most this many bytes of live objects (their logical sizes); 0 = none.
+    public var maxBytes: UInt64
+    /// At most this many live objects; 0 = none.
+    public var maxObjects: UInt64
 
-    public init(name: String, policy: String, createdMillis: UInt64, version: ObjectVersion, deleted: Bool) {
+    public init(
+        name: String, policy: String, createdMillis: UInt64, version: ObjectVersion, deleted: Bool,
+        maxBytes: UInt64 = 0, maxObjects: UInt64 = 0
+    ) {
         self.name = name
         self.policy = policy
         self.createdMillis = createdMillis
         self.version = version
         self.deleted = deleted
+        self.maxBytes = maxBytes
+        self.maxObjects = maxObjects
     }
+
+    /// True when the record limits its bucket's bytes or objects.
+    public var hasQuota: Bool { maxBytes > 0 || maxObjects > 0 }
 
     /// True when `self` replaces `other` (last writer wins).
     public func supersedes(_ other: BucketRecord) -> Bool { version > other.version }
+}
+
+/// What a bucket holds: its live objects (delete markers not counted) and their logical bytes.
+public struct BucketUsage: Sendable, Hashable, Codable {
+    public var objects: UInt64
+    public var bytes: UInt64
+
+    public init(objects: UInt64, bytes: UInt64) {
+        self.objects = objects
+        self.bytes = bytes
+    }
+
+    public static let zero = BucketUsage(objects: 0, bytes: 0)
+
+    public static func + (a: BucketUsage, b: BucketUsage) -> BucketUsage {
+        BucketUsage(objects: a.objects &+ b.objects, bytes: a.bytes &+ b.bytes)
+    }
 }
 
 /// The 32-bit key hash of an object: the first 4 bytes (big-endian) of

@@ -5,9 +5,9 @@ import AgadirCore
 enum MetadataSchema {
     /// The schema this build writes. A database with a newer version is refused on open; an
     /// older one is migrated in place, in the transaction that opens it.
-    static let currentVersion: Int64 = 5
+    static let currentVersion: Int64 = 6
 
-    /// The schema of a new database (version 5).
+    /// The schema of a new database (version 6).
     static let createStatements = """
         CREATE TABLE schema_version(version INTEGER NOT NULL);
         CREATE TABLE chunks(
@@ -18,7 +18,8 @@ enum MetadataSchema {
         CREATE TABLE buckets(
             name TEXT PRIMARY KEY, policy TEXT NOT NULL, created_ms INTEGER NOT NULL,
             version_hlc INTEGER NOT NULL DEFAULT 0, version_node INTEGER NOT NULL DEFAULT 0,
-            deleted INTEGER NOT NULL DEFAULT 0
+            deleted INTEGER NOT NULL DEFAULT 0,
+            max_bytes INTEGER NOT NULL DEFAULT 0, max_objects INTEGER NOT NULL DEFAULT 0
         );
         CREATE TABLE objects(
             bucket TEXT NOT NULL, key BLOB NOT NULL, version_hlc INTEGER NOT NULL,
@@ -32,6 +33,40 @@ enum MetadataSchema {
         \(version3Index)
         \(version4Tables)
         \(version5Tables)
+        \(version6Usage)
+        """
+
+    /// Version 6 (quotas, docs/security.md): what each bucket holds on this node, its live
+    /// objects and their logical bytes, kept by triggers on `objects` in the transaction of
+    /// every write (the writer enables recursive_triggers, so a row an INSERT OR REPLACE
+    /// replaces fires the delete trigger).
+    private static let version6Usage = """
+        CREATE TABLE bucket_usage(
+            bucket TEXT PRIMARY KEY, objects INTEGER NOT NULL, bytes INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TRIGGER objects_usage_insert AFTER INSERT ON objects WHEN NEW.tombstone = 0 BEGIN
+            INSERT INTO bucket_usage(bucket, objects, bytes) VALUES (NEW.bucket, 1, NEW.size)
+            ON CONFLICT(bucket) DO UPDATE SET objects = objects + 1, bytes = bytes + excluded.bytes;
+        END;
+        CREATE TRIGGER objects_usage_delete AFTER DELETE ON objects WHEN OLD.tombstone = 0 BEGIN
+            UPDATE bucket_usage SET objects = objects - 1, bytes = bytes - OLD.size WHERE bucket = OLD.bucket;
+        END;
+        CREATE TRIGGER objects_usage_update AFTER UPDATE OF bucket, tombstone, size ON objects BEGIN
+            UPDATE bucket_usage SET objects = objects - 1, bytes = bytes - OLD.size
+            WHERE bucket = OLD.bucket AND OLD.tombstone = 0;
+            INSERT INTO bucket_usage(bucket, objects, bytes) SELECT NEW.bucket, 1, NEW.size WHERE NEW.tombstone = 0
+            ON CONFLICT(bucket) DO UPDATE SET objects = objects + 1, bytes = bytes + excluded.bytes;
+        END;
+        """
+
+    /// Version 5 → 6: the buckets' quotas, and the usage table filled from the objects held.
+    private static let migrationFrom5 = """
+        ALTER TABLE buckets ADD COLUMN max_bytes INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE buckets ADD COLUMN max_objects INTEGER NOT NULL DEFAULT 0;
+        \(version6Usage)
+        INSERT INTO bucket_usage(bucket, objects, bytes)
+            SELECT bucket, COUNT(*), SUM(size) FROM objects WHERE tombstone = 0 GROUP BY bucket;
+        UPDATE schema_version SET version = 6;
         """
 
     /// Version 5 (docs/security.md): access keys, one JSON record (`AccessKeyRecord`, secret sealed)
@@ -126,7 +161,9 @@ enum MetadataSchema {
         guard mode?.lowercased() == "wal" else {
             throw AgadirError(.ioError, "SQLite \(db.path) refused WAL mode (journal_mode is \(mode ?? "unknown"))")
         }
-        try db.execute("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF")
+        // recursive_triggers: an INSERT OR REPLACE fires the delete trigger of the row it
+        // replaces, which keeps bucket_usage exact (version 6).
+        try db.execute("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA recursive_triggers=ON")
         let synchronous = try db.firstRow("PRAGMA synchronous") { row in row.int64(0) }
         guard synchronous == 2 else {
             throw AgadirError(.ioError, "SQLite \(db.path) refused synchronous=FULL (it is \(synchronous ?? -1))")
@@ -174,6 +211,10 @@ enum MetadataSchema {
                 if version <= 4 {
                     try db.execute(migrationFrom4)
                     migratedFrom = migratedFrom ?? 4
+                }
+                if version <= 5 {
+                    try db.execute(migrationFrom5)
+                    migratedFrom = migratedFrom ?? 5
                 }
             } else {
                 try db.execute(createStatements)

@@ -335,8 +335,8 @@ extension NodeStore {
                 var out: [BucketRecord] = []
                 try db.forEachRow(
                     """
-                    SELECT name, policy, created_ms, version_hlc, version_node, deleted FROM buckets
-                    ORDER BY name LIMIT ?
+                    SELECT name, policy, created_ms, version_hlc, version_node, deleted, max_bytes, max_objects
+                    FROM buckets ORDER BY name LIMIT ?
                     """, [.int(Int64(Self.maxBucketRecords + 1))]
                 ) { row throws(AgadirError) -> Bool in
                     guard let name = row.utf8Text(0) else {
@@ -351,7 +351,8 @@ extension NodeStore {
                     out.append(
                         BucketRecord(
                             name: name, policy: policy, createdMillis: UInt64(bitPattern: row.int64(2)),
-                            version: row.version(3, 4), deleted: deleted))
+                            version: row.version(3, 4), deleted: deleted, maxBytes: UInt64(bitPattern: row.int64(6)),
+                            maxObjects: UInt64(bitPattern: row.int64(7))))
                     return true
                 }
                 guard out.count <= Self.maxBucketRecords else {
@@ -370,7 +371,10 @@ extension NodeStore {
         try await read { db throws(AgadirError) -> BucketRecord? in
             var found: BucketRecord? = nil
             try db.forEachRow(
-                "SELECT name, policy, created_ms, version_hlc, version_node, deleted FROM buckets WHERE name = ?",
+                """
+                SELECT name, policy, created_ms, version_hlc, version_node, deleted, max_bytes, max_objects
+                FROM buckets WHERE name = ?
+                """,
                 [.text(name)]
             ) { row throws(AgadirError) -> Bool in
                 guard let policy = row.utf8Text(1) else {
@@ -381,11 +385,22 @@ extension NodeStore {
                 }
                 found = BucketRecord(
                     name: name, policy: policy, createdMillis: UInt64(bitPattern: row.int64(2)),
-                    version: row.version(3, 4),
-                    deleted: deleted)
+                    version: row.version(3, 4), deleted: deleted, maxBytes: UInt64(bitPattern: row.int64(6)),
+                    maxObjects: UInt64(bitPattern: row.int64(7)))
                 return false
             }
             return found
+        }
+    }
+
+    /// What this node holds of `bucket`: its live objects and their logical bytes (kept by
+    /// the store as manifests are applied, replaced and dropped; schema version 6).
+    public func bucketUsage(_ bucket: String) async throws(AgadirError) -> BucketUsage {
+        try await read { db throws(AgadirError) -> BucketUsage in
+            try db.firstRow("SELECT objects, bytes FROM bucket_usage WHERE bucket = ?", [.text(bucket)]) { row in
+                BucketUsage(
+                    objects: UInt64(clamping: max(0, row.int64(0))), bytes: UInt64(clamping: max(0, row.int64(1))))
+            } ?? .zero
         }
     }
 }

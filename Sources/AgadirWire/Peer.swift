@@ -478,7 +478,9 @@ public enum ReplicaListCodec {
 }
 
 /// Bucket catalog records: `u32 count`, then per record `string16 name | string16 policy |
-/// u64 created ms | u64 hlc | u64 node | u8 deleted`.
+/// u64 created ms | u64 hlc | u64 node | u8 flags`, where flag bit 0 is *deleted* and bit 1
+/// says `u64 max bytes | u64 max objects` (the quota) follow. A record without a quota
+/// encodes as before quotas existed, so older nodes read it.
 public enum BucketRecordCodec {
     public static let maxRecords = 100_000
 
@@ -491,7 +493,11 @@ public enum BucketRecordCodec {
             w.u64(b.createdMillis)
             w.u64(b.version.timestamp.rawValue)
             w.u64(b.version.node)
-            w.u8(b.deleted ? 1 : 0)
+            w.u8((b.deleted ? 1 : 0) | (b.hasQuota ? 2 : 0))
+            if b.hasQuota {
+                w.u64(b.maxBytes)
+                w.u64(b.maxObjects)
+            }
         }
         return w.bytes
     }
@@ -508,11 +514,15 @@ public enum BucketRecordCodec {
             let policy = try r.string16("policy")
             let created = try r.u64("created")
             let version = ObjectVersion(timestamp: HLCTimestamp(rawValue: try r.u64("hlc")), node: try r.u64("node"))
-            let deleted = try r.u8("deleted")
-            guard deleted <= 1 else { throw AgadirError(.corruptData, "bucket record deleted flag \(deleted)") }
-            out.append(
-                BucketRecord(
-                    name: name, policy: policy, createdMillis: created, version: version, deleted: deleted == 1))
+            let flags = try r.u8("flags")
+            guard flags <= 3 else { throw AgadirError(.corruptData, "bucket record flags 0x\(String(flags, radix: 16))") }
+            var record = BucketRecord(
+                name: name, policy: policy, createdMillis: created, version: version, deleted: flags & 1 == 1)
+            if flags & 2 == 2 {
+                record.maxBytes = try r.u64("max bytes")
+                record.maxObjects = try r.u64("max objects")
+            }
+            out.append(record)
         }
         guard r.isAtEnd else { throw AgadirError(.corruptData, "bucket records have \(r.remaining) trailing bytes") }
         return out

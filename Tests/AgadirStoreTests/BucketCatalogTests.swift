@@ -22,7 +22,12 @@ struct BucketCatalogTests {
             let name = names[rng.int(0...3)]
             let v = version(UInt64(rng.int(1...6)), node: UInt64(rng.int(1...3)))
             guard used.insert("\(name) \(v)").inserted else { continue }
-            out.append(record(name, v, deleted: rng.next() % 3 == 0, policy: "policy-\(rng.int(1...3))"))
+            var r = record(name, v, deleted: rng.next() % 3 == 0, policy: "policy-\(rng.int(1...3))")
+            if rng.next() % 2 == 0 {  // quotas travel with the record
+                r.maxBytes = UInt64(rng.int(0...1 << 40))
+                r.maxObjects = UInt64(rng.int(0...1_000_000))
+            }
+            out.append(r)
         }
         return out
     }
