@@ -63,6 +63,9 @@ public struct AgadirError: Error, Sendable, Equatable, CustomStringConvertible {
         /// node whose certificate does not satisfy the bucket's policy (docs/security.md,
         /// "Attested residency").
         public static let notAttested = Code(rawValue: 311)
+        /// The PUT would take its bucket past its quota of bytes or objects (docs/operations.md,
+        /// "Quotas"): delete objects, or raise the quota.
+        public static let quotaExceeded = Code(rawValue: 312)
 
         // MARK: 4xx: ask another node.
         /// This node may not coordinate requests of the bucket (its site is outside the
@@ -101,7 +104,7 @@ public struct AgadirError: Error, Sendable, Equatable, CustomStringConvertible {
             208: "ACCESS_DENIED", 209: "NOT_AUTHENTICATED", 210: "REQUEST_TIME_SKEWED", 211: "REPLAYED_REQUEST",
             300: "NO_SUCH_BUCKET", 301: "BUCKET_ALREADY_EXISTS", 302: "BUCKET_NOT_EMPTY", 303: "NO_SUCH_KEY",
             304: "NO_SUCH_CHUNK", 305: "NO_SUCH_POLICY", 306: "POLICY_ALREADY_EXISTS", 307: "LAYOUT_VERSION_CONFLICT",
-            308: "POLICY_UNSATISFIABLE", 309: "NO_SUCH_NODE", 310: "NODE_NOT_DRAINED", 311: "NOT_ATTESTED",
+            308: "POLICY_UNSATISFIABLE", 309: "NO_SUCH_NODE", 310: "NODE_NOT_DRAINED", 311: "NOT_ATTESTED", 312: "QUOTA_EXCEEDED",
             400: "REDIRECT",
             500: "INTERNAL_ERROR", 501: "IO_ERROR", 502: "CORRUPT_CHUNK", 503: "CORRUPT_DATA", 504: "SHUTTING_DOWN",
             505: "STORAGE_FULL", 506: "UNAVAILABLE", 507: "NOT_ENOUGH_REPLICAS",

@@ -26,6 +26,7 @@ public enum PeerOpcode: UInt16, Sendable, CaseIterable, CustomStringConvertible 
     case maintenance = 83
     case accessKeysGet = 84
     case accessKeysPut = 85
+    case bucketUsage = 86
 
     /// Opcodes from this value up are peer operations.
     public static let first: UInt16 = 64
@@ -54,6 +55,7 @@ public enum PeerOpcode: UInt16, Sendable, CaseIterable, CustomStringConvertible 
         case .maintenance: "MAINTENANCE"
         case .accessKeysGet: "ACCESS_KEYS_GET"
         case .accessKeysPut: "ACCESS_KEYS_PUT"
+        case .bucketUsage: "BUCKET_USAGE"
         }
     }
 }
@@ -136,6 +138,8 @@ public enum PeerRequest: Sendable, Hashable {
     case accessKeysGet
     /// Body: access key records (JSON array); each is merged, last writer wins per id.
     case accessKeysPut
+    /// What the node holds of a bucket. Answer body: JSON `{"objects": n, "bytes": n}` (`BucketUsage`).
+    case bucketUsage(bucket: String)
 
     public var opcode: PeerOpcode {
         switch self {
@@ -161,6 +165,7 @@ public enum PeerRequest: Sendable, Hashable {
         case .maintenance: .maintenance
         case .accessKeysGet: .accessKeysGet
         case .accessKeysPut: .accessKeysPut
+        case .bucketUsage: .bucketUsage
         }
     }
 
@@ -182,8 +187,9 @@ public enum PeerRequest: Sendable, Hashable {
         case .hintPut(_, let b, _, _, _): b
         case .hello, .auth, .layoutGet, .catalogGet, .catalogPut, .residencyAudit, .partitionManifests,
             .partitionChunks,
-            .nodeStatus, .rebalanceSet, .partitionDigest, .repairStart, .maintenance, .accessKeysGet, .accessKeysPut:
-            nil
+            .nodeStatus, .rebalanceSet, .partitionDigest, .repairStart, .maintenance, .accessKeysGet, .accessKeysPut,
+            .bucketUsage:
+            nil  // BUCKET_USAGE names a bucket but carries only counts
         }
     }
 
@@ -239,6 +245,8 @@ public enum PeerRequest: Sendable, Hashable {
             f.set(.policy, policy)
             f.set(.partition, u32: UInt32(clamping: partition))
             f.set(.timeMillis, u64: before)
+        case .bucketUsage(let bucket):
+            f.set(.bucket, bucket)
         case .layoutGet, .catalogGet, .catalogPut, .residencyAudit, .nodeStatus, .rebalanceSet, .repairStart,
             .maintenance, .accessKeysGet, .accessKeysPut:
             break
@@ -338,6 +346,7 @@ public enum PeerRequest: Sendable, Hashable {
             return .partitionDigest(policy: policy, partition: partition, tombstonesBefore: before)
         case .repairStart: return .repairStart
         case .maintenance: return .maintenance
+        case .bucketUsage: return .bucketUsage(bucket: try bucket())
         }
     }
 

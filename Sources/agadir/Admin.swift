@@ -18,6 +18,7 @@ struct AdminGroup: AsyncParsableCommand {
             Members.self, ClusterStatusCommand.self, Layout.self, PolicyCommand.self, Node.self, Audit.self,
             Rebalance.self, Repair.self,
             Scrub.self, GarbageCollection.self, Workers.self, KeyCommand.self, CACommand.self, CertCommand.self,
+            BucketAdminCommand.self,
         ])
 }
 

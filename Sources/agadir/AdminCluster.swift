@@ -8,6 +8,7 @@ import Foundation
 /// binary ones (KiB ... PiB).
 func parseCapacity(_ text: String) throws -> UInt64 {
     let t = text.trimmingCharacters(in: .whitespaces)
+    if let exact = UInt64(t) { return exact }  // a byte count, exactly (no rounding through Double)
     let digits = t.prefix { $0.isNumber || $0 == "." }
     let unit = t.dropFirst(digits.count).lowercased()
     guard let number = Double(digits), number >= 0 else {

@@ -95,6 +95,7 @@ enum Exit {
         case .notEnoughReplicas: 8
         case .accessDenied, .notAuthenticated, .requestTimeSkewed, .replayedRequest: 11
         case .notAttested: 9
+        case .quotaExceeded: 12
         case .policyUnsatisfiable: 4
         case .unavailable, .shuttingDown: 5
         case .corruptChunk, .corruptData, .checksumMismatch: 6

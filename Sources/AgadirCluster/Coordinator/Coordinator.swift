@@ -86,6 +86,8 @@ public final class Coordinator: Sendable {
     /// Where read repairs and late hint parking run once the request has answered.
     public let background: BackgroundTasks
     private let countersBox = Mutex(CoordinatorCounters())
+    /// The usage of buckets with a quota, as this coordinator last saw it.
+    let quotaUsage = QuotaUsage(maxAge: Coordinator.quotaUsageMaxAge)
 
     /// `background` owns the work requests leave behind; the node runs it as a service (in
     /// tests a coordinator gets one of its own).

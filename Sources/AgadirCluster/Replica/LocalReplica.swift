@@ -67,6 +67,10 @@ public struct LocalReplica: ReplicaClient {
         try await store.bucketCatalog()
     }
 
+    public func bucketUsage(_ bucket: String) async throws(AgadirError) -> BucketUsage {
+        try await store.bucketUsage(bucket)
+    }
+
     public func mergeAccessKeys(_ records: [AccessKeyRecord]) async throws(AgadirError) {
         for r in records { _ = try await store.mergeAccessKey(r) }
     }

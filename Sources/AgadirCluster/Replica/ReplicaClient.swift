@@ -46,6 +46,15 @@ public protocol ReplicaClient: Sendable {
     func partitionDigest(
         policy: String, partition: Int, partitionCount: Int, tombstonesBefore: UInt64
     ) async throws(AgadirError) -> PartitionSummary
+    /// What the replica holds of `bucket`: live objects and their bytes (for quotas).
+    func bucketUsage(_ bucket: String) async throws(AgadirError) -> BucketUsage
+}
+
+extension ReplicaClient {
+    /// Replicas that keep no counts (tests' fakes) cannot say.
+    public func bucketUsage(_ bucket: String) async throws(AgadirError) -> BucketUsage {
+        throw AgadirError(.unavailable, "\(nodeID) keeps no usage counts")
+    }
 }
 
 /// A write parked for a replica that could not take it.
@@ -136,6 +145,11 @@ public struct RemoteReplica: ReplicaClient {
     public func catalog() async throws(AgadirError) -> [BucketRecord] {
         try BucketRecordCodec.decode(
             try await links.call(nodeID, .catalogGet, maxResponseBytes: PeerLimits.maxStructuredBodyBytes).body)
+    }
+
+    public func bucketUsage(_ bucket: String) async throws(AgadirError) -> BucketUsage {
+        let body = try await links.call(nodeID, .bucketUsage(bucket: bucket), maxResponseBytes: 4096).body
+        return try AdminJSON.decode(BucketUsage.self, body, "\(nodeID)'s BUCKET_USAGE answer")
     }
 
     public func mergeAccessKeys(_ records: [AccessKeyRecord]) async throws(AgadirError) {

@@ -165,6 +165,8 @@ public final class ReplicaService: PeerRequestHandler {
             return (Fields(), layoutBytes())
         case .catalogGet:
             return (Fields(), BucketRecordCodec.encode(try await local.catalog()))
+        case .bucketUsage(let bucket):
+            return (Fields(), try AdminJSON.encode(try await local.bucketUsage(bucket), pretty: false))
         case .catalogPut:
             let records = try BucketRecordCodec.decode(
                 try await Self.collect(body, max: PeerLimits.maxStructuredBodyBytes))

@@ -73,6 +73,17 @@ public struct AdminCommands: Sendable {
         switch command {
         case Admin.layoutShow.name:
             return try await serve(Admin.layoutShow, input) { _ throws(AgadirError) in layoutView(node) }
+        case Admin.bucketQuota.name:
+            return try await serve(Admin.bucketQuota, input) { q throws(AgadirError) in
+                try Names.validateBucket(q.bucket)
+                let coordinator = cluster.coordinator
+                _ = try await coordinator.setQuota(bucket: q.bucket, maxBytes: q.maxBytes, maxObjects: q.maxObjects)
+                let report = try await coordinator.usageReport(bucket: q.bucket)
+                return Admin.QuotaView(
+                    bucket: q.bucket, policy: report.record.policy, maxBytes: report.record.maxBytes,
+                    maxObjects: report.record.maxObjects, objects: report.usage.objects, bytes: report.usage.bytes,
+                    nodesAnswered: report.answered, nodesAsked: report.asked)
+            }
         case Admin.layoutAssign.name:
             return try await serve(Admin.layoutAssign, input) { a throws(AgadirError) in
                 if let labels = a.siteLabels { _ = try node.stage(.setSiteLabels(site: a.site, labels: labels)) }

@@ -126,6 +126,7 @@ struct ClusterObjects: ObjectBackend {
     ) {
         // REDIRECT before reading a byte of the body: a node outside the policy must not take it.
         let bucket = try await coordinator.resolve(bucket: p.bucket)
+        try await coordinator.admitPut(key: p.key, size: p.size, bucket: bucket)
         let version = cluster.node.nextVersion()
         let target = ClusterWriteTarget(
             coordinator: coordinator, bucket: bucket,
@@ -153,6 +154,7 @@ struct ClusterObjects: ObjectBackend {
             .tombstone(bucket: name, key: key, version: version),
             level: options.consistency ?? bucket.policy.writeConsistency,
             bucket: bucket)
+        coordinator.deleted(from: bucket)
         return WriteResult(etag: nil, version: version, size: 0)
     }
 

@@ -49,6 +49,7 @@ public enum Admin {
         scrubStatus.name, scrubStart.name, scrubPause.name, gcStatus.name, gcStart.name, nodeDrain.name,
         nodeRemove.name,
         clusterStatus.name, workersList.name, keyCreate.name, keyList.name, keyRemove.name, keyGrant.name,
+        bucketQuota.name,
     ]
 
     /// One node's line of `workers.list`: its background workers, or why they are unknown.
