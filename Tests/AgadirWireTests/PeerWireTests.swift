@@ -29,7 +29,7 @@ import Testing
         .partitionChunks(policy: "global", partition: 3, after: chunk, limit: 64),
         .nodeStatus, .rebalanceSet,
         .partitionDigest(policy: "ma", partition: 9, tombstonesBefore: 1_700_000_000_000), .repairStart, .maintenance,
-        .accessKeysGet, .accessKeysPut,
+        .accessKeysGet, .accessKeysPut, .bucketUsage(bucket: "photos"),
     ]
 
     @Test func everyPeerRequest_roundTripsThroughItsFields() throws {
@@ -180,13 +180,38 @@ import Testing
             let policy = i % 2 == 0 ? "ma" : "global"
             records.append(
                 BucketRecord(
-                    name: "bucket-\(i)", policy: policy, createdMillis: UInt64(i), version: version, deleted: i == 3))
+                    name: "bucket-\(i)", policy: policy, createdMillis: UInt64(i), version: version, deleted: i == 3,
+                    maxBytes: i % 3 == 1 ? UInt64(i) << 30 : 0, maxObjects: i == 4 ? 1_000 : 0))
         }
         let recordBytes = BucketRecordCodec.encode(records)
         #expect(try BucketRecordCodec.decode(recordBytes) == records)
         for n in stride(from: 0, to: recordBytes.count, by: 5) {
             #expect(throws: AgadirError.self) { try BucketRecordCodec.decode(Array(recordBytes.prefix(n))) }
         }
+    }
+
+    @Test("a bucket record without a quota encodes as before quotas existed; unknown flags are refused")
+    func bucketRecord_withoutQuota_keepsTheOldEncoding() throws {
+        let plain = BucketRecord(
+            name: "photos", policy: "ma", createdMillis: 5, version: ObjectVersion(timestamp: HLCTimestamp(rawValue: 9), node: 2),
+            deleted: true)
+        var old = ByteWriter(capacity: 64)  // the encoding of the release before quotas
+        old.u32(1)
+        old.string16("photos")
+        old.string16("ma")
+        old.u64(5)
+        old.u64(9)
+        old.u64(2)
+        old.u8(1)
+        #expect(BucketRecordCodec.encode([plain]) == old.bytes)
+        var limited = plain
+        limited.maxObjects = 7
+        let encoded = BucketRecordCodec.encode([limited])
+        #expect(encoded.count == old.bytes.count + 16)
+        #expect(try BucketRecordCodec.decode(encoded) == [limited])
+        var unknown = old.bytes
+        unknown[unknown.count - 1] = 4
+        #expect(throws: AgadirError.self) { try BucketRecordCodec.decode(unknown) }
     }
 
     @Test func requestOptions_andRoute_roundTrip() throws {
