@@ -430,7 +430,8 @@ public final class AgadirClient: Sendable {
                 func dataFrame(_ payload: [UInt8], end: Bool) -> Frame {
                     var frame = Frame.data(id: id, payload: ByteBuffer(bytes: payload), end: end)
                     if var signer = chain {
-                        frame.fields.set(.frameSignature, bytes: payload.withUnsafeBytes { signer.sign(payload: $0, end: end) })
+                        frame.fields.set(
+                            .frameSignature, bytes: payload.withUnsafeBytes { signer.sign(payload: $0, end: end) })
                         chain = signer
                     }
                     return frame

@@ -524,7 +524,9 @@ public enum BucketRecordCodec {
             let created = try r.u64("created")
             let version = ObjectVersion(timestamp: HLCTimestamp(rawValue: try r.u64("hlc")), node: try r.u64("node"))
             let flags = try r.u8("flags")
-            guard flags <= 3 else { throw AgadirError(.corruptData, "bucket record flags 0x\(String(flags, radix: 16))") }
+            guard flags <= 3 else {
+                throw AgadirError(.corruptData, "bucket record flags 0x\(String(flags, radix: 16))")
+            }
             var record = BucketRecord(
                 name: name, policy: policy, createdMillis: created, version: version, deleted: flags & 1 == 1)
             if flags & 2 == 2 {

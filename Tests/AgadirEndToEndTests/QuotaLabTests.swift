@@ -64,8 +64,12 @@ struct QuotaLabTests {
             _ = try await clients[0].delete(bucket: "capped", key: "o0")
             var admitted = false
             for _ in 0..<40 where !admitted {
-                let e = await agadirError { try await clients[1].put(bucket: "capped", key: "after-delete", data: body) }
-                if e == nil { admitted = true } else {
+                let e = await agadirError {
+                    try await clients[1].put(bucket: "capped", key: "after-delete", data: body)
+                }
+                if e == nil {
+                    admitted = true
+                } else {
                     #expect(e?.code == .quotaExceeded, "\(String(describing: e))")
                     try await Task.sleep(for: .milliseconds(250))
                 }

@@ -69,7 +69,8 @@ struct BucketUsageTests {
         _ = try await store.putManifest(inlineManifest(bucket: "solo", key: "a", body: [1, 2, 3], at: version(1)))
         _ = try await store.putManifest(inlineManifest(bucket: "solo", key: "b", body: [1], at: version(2)))
         #expect(try await store.bucketUsage("solo") == BucketUsage(objects: 2, bytes: 4))
-        _ = try await store.putManifest(inlineManifest(bucket: "solo", key: "a", body: [1, 2, 3, 4, 5], at: version(3)))
+        _ = try await store.putManifest(
+            inlineManifest(bucket: "solo", key: "a", body: [1, 2, 3, 4, 5], at: version(3)))
         #expect(try await store.bucketUsage("solo") == BucketUsage(objects: 2, bytes: 6))
         _ = try await store.putManifest(.tombstone(bucket: "solo", key: "a", version: version(4)))
         _ = try await store.putManifest(.tombstone(bucket: "solo", key: "b", version: version(5)))

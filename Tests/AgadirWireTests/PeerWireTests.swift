@@ -193,7 +193,8 @@ import Testing
     @Test("a bucket record without a quota encodes as before quotas existed; unknown flags are refused")
     func bucketRecord_withoutQuota_keepsTheOldEncoding() throws {
         let plain = BucketRecord(
-            name: "photos", policy: "ma", createdMillis: 5, version: ObjectVersion(timestamp: HLCTimestamp(rawValue: 9), node: 2),
+            name: "photos", policy: "ma", createdMillis: 5,
+            version: ObjectVersion(timestamp: HLCTimestamp(rawValue: 9), node: 2),
             deleted: true)
         var old = ByteWriter(capacity: 64)  // the encoding of the release before quotas
         old.u32(1)

@@ -109,7 +109,8 @@ extension Coordinator {
         let snapshot = context.snapshot()
         guard let policy = Self.policyNamed(record.policy, in: snapshot.layout) else {
             throw AgadirError(
-                .noSuchPolicy, "bucket '\(name)' uses policy '\(record.policy)', which this node's layout does not have yet")
+                .noSuchPolicy,
+                "bucket '\(name)' uses policy '\(record.policy)', which this node's layout does not have yet")
         }
         let found = await clusterUsage(of: ResolvedBucket(record: record, policy: policy, snapshot: snapshot))
         return (record, found.usage, found.answered, found.asked)
@@ -135,7 +136,7 @@ extension Coordinator {
             do throws(AgadirError) {
                 let old = try await liveManifest(key: key, level: bucket.policy.readConsistency, bucket: bucket)
                 adds = BucketUsage(objects: 0, bytes: size > old.size ? size - old.size : 0)
-            } catch where error.code == .noSuchKey {
+            } catch  where error.code == .noSuchKey {
                 // A new key: counts whole.
             }
         }

@@ -76,6 +76,12 @@ public struct AdminCommands: Sendable {
         case Admin.bucketQuota.name:
             return try await serve(Admin.bucketQuota, input) { q throws(AgadirError) in
                 try Names.validateBucket(q.bucket)
+                guard node.layout.current.version > 0 else {
+                    // A standalone node serves buckets from its own store, where no quota is checked.
+                    throw AgadirError(
+                        .invalidArgument,
+                        "quotas need a layout and this node has none yet; apply one first (docs/operations.md)")
+                }
                 let coordinator = cluster.coordinator
                 _ = try await coordinator.setQuota(bucket: q.bucket, maxBytes: q.maxBytes, maxObjects: q.maxObjects)
                 let report = try await coordinator.usageReport(bucket: q.bucket)

@@ -150,7 +150,9 @@ public final class AccessControl: Sendable {
                 accessKey: claim.accessKey, nonce: claim.nonce, signedAtMillis: claim.signedAtMillis, nowMillis: now)
         }
         return admitted.flatMap { () -> Result<Authenticated, AgadirError> in
-            guard let mode = fields.first(.bodySigning) else { return .success(Authenticated(principal: resolved.principal)) }
+            guard let mode = fields.first(.bodySigning) else {
+                return .success(Authenticated(principal: resolved.principal))
+            }
             guard mode == [1], opcode == Opcode.put.rawValue else {
                 return .failure(
                     AgadirError(

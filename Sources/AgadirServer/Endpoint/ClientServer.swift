@@ -413,7 +413,8 @@ public final class ClientServer: Service, Sendable {
                 if !frame.isEndStream { state.withLock { $0.signedBodies[id] = .some(chain) } }
             } else if signing == nil, !frame.fields.items.isEmpty {
                 throw AgadirError(
-                    .malformedFrame, "DATA frame for request \(id) carries fields, but its REQUEST asked for no signed frames")
+                    .malformedFrame,
+                    "DATA frame for request \(id) carries fields, but its REQUEST asked for no signed frames")
             }
             if frame.payload.readableBytes > 0 { await body.send(frame.payload) }
             if frame.isEndStream { body.finish() }
