@@ -77,3 +77,60 @@ public struct ObjectVersion: Comparable, Hashable, Sendable, CustomStringConvert
             + Hex.encode(withUnsafeBytes(of: node.bigEndian) { Array($0) })
     }
 }
+
+/// A node's hybrid logical clock, shared by everything on the node that stamps versions
+/// or talks to peers: every version comes from `now()`, and every peer request and answer
+/// carries the sender's clock, which the receiver merges (`observe`), so a version written
+/// after a node heard of another is newer than it, whatever the wall clocks say
+/// (docs/consistency.md, "Clocks").
+public final class NodeClock: Sendable {
+    /// A peer clock further ahead of this node's wall clock than this is refused.
+    public let maxSkewMillis: UInt64
+    private let wall: @Sendable () -> UInt64
+    private let offset: Locked<Int64>
+    private let hlc = Locked(HybridLogicalClock())
+
+    /// `wall` is the system's clock in ms since the Unix epoch; `offsetMillis` is added to it
+    /// (for tests of clock skew only).
+    public init(maxSkewMillis: UInt64, offsetMillis: Int64 = 0, wall: @escaping @Sendable () -> UInt64) {
+        self.maxSkewMillis = maxSkewMillis
+        self.wall = wall
+        self.offset = Locked(offsetMillis)
+    }
+
+    /// The offset added to the wall clock (for tests of clock skew only).
+    public var offsetMillis: Int64 {
+        get { offset.withLock { $0 } }
+        set { offset.withLock { $0 = newValue } }
+    }
+
+    /// This node's wall clock, offset included, in ms since the Unix epoch.
+    public func wallMillis() -> UInt64 {
+        let w = Int64(clamping: wall())
+        return UInt64(clamping: max(0, w &+ offset.withLock { $0 }))
+    }
+
+    /// A timestamp for a local event, greater than every one taken or observed before.
+    public func now() -> HLCTimestamp {
+        let w = wallMillis()
+        return hlc.withLock { $0.now(wallMillis: w) }
+    }
+
+    /// The newest timestamp taken or observed, without taking a new one.
+    public var last: HLCTimestamp { hlc.withLock { $0.last } }
+
+    /// Merges a timestamp received from `peer`. One more than `maxSkewMillis` ahead of this
+    /// node's wall clock is refused (REQUEST_TIME_SKEWED) and leaves the clock as it was:
+    /// a node with a clock far ahead would otherwise win every last-writer-wins race, and
+    /// drag every other node's clock with it.
+    public func observe(_ remote: HLCTimestamp, from peer: String) throws(AgadirError) {
+        let w = wallMillis()
+        guard remote.physicalMillis <= w &+ maxSkewMillis else {
+            throw AgadirError(
+                .requestTimeSkewed,
+                "the clock of \(peer) is \(remote.physicalMillis - w) ms ahead of this node's, more than the "
+                    + "\(maxSkewMillis) ms allowed (maxClockSkewMillis); fix the clocks (NTP) of both nodes")
+        }
+        hlc.withLock { _ = $0.observe(remote, wallMillis: w) }
+    }
+}

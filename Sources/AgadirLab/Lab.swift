@@ -522,6 +522,31 @@ public struct Lab: Sendable {
         }
     }
 
+    /// FOR TESTS ONLY: offsets `name`'s clock by `millis` (negative: behind) while it runs:
+    /// every version it stamps, and the time its PING reports. The node reads the offset
+    /// twice a second (`testingClockOffsetFile`); 0 puts its clock back. Kept across restarts.
+    public func skew(_ name: String, millis: Int64) throws(AgadirError) {
+        let state = try store.load()
+        let node = state.nodes[try Self.index(of: name, in: state)]
+        guard abs(millis) <= 86_400_000 else {
+            throw AgadirError(
+                .invalidArgument, "a clock offset of \(millis) ms is over a day; the node would ignore it")
+        }
+        let path = LabCommandLine.clockOffsetFile(node)
+        let tmp = path + ".tmp"
+        guard FileManager.default.createFile(atPath: tmp, contents: Data("\(millis)\n".utf8)),
+            rename(tmp, path) == 0
+        else { throw AgadirError(.ioError, "cannot write \(path)") }
+    }
+
+    /// The clock offset `skew` gave `name` (0 when none).
+    public func skewMillis(_ name: String) throws(AgadirError) -> Int64 {
+        let state = try store.load()
+        let path = LabCommandLine.clockOffsetFile(state.nodes[try Self.index(of: name, in: state)])
+        guard let data = FileManager.default.contents(atPath: path) else { return 0 }
+        return Int64(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+    }
+
     /// SIGSTOP: the node stays alive but frozen (it answers nothing; peers will suspect it).
     public func pause(_ name: String) async throws(AgadirError) {
         try await freeze(name, SIGSTOP, from: .running, to: .paused)

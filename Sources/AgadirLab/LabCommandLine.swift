@@ -1,8 +1,15 @@
+import Foundation
+
 /// The agadird command line of a lab node: the one place that knows which flags the lab
 /// passes (docs/operations.md, "Local lab").
 enum LabCommandLine {
     /// How long the lab waits for a node's ready file after starting it.
     static let readyTimeout: Duration = .seconds(30)
+
+    /// Where `Lab.skew` writes a node's clock offset (ms), next to its data directory.
+    static func clockOffsetFile(_ node: LabNode) -> String {
+        (node.dataDir as NSString).deletingLastPathComponent + "/clock-offset-ms"
+    }
 
     static func arguments(
         node: LabNode, lab: LabState, clientPort: Int, peerPort: Int, seeds: [String], logLevel: String = "info"
@@ -28,6 +35,8 @@ enum LabCommandLine {
             "--gossip-preset", "lan",
             "--log-level", logLevel,
             "--ready-file", node.readyFile,
+            // FOR TESTS ONLY: `agadir-lab skew` writes the node's clock offset here.
+            "--testing-clock-offset-file", clockOffsetFile(node),
         ]
         return args + lab.extraArguments
     }

@@ -42,6 +42,7 @@ public enum FieldTag: UInt16, Sendable, CaseIterable {
     case signature = 38  // 32 bytes: HMAC-SHA256 over the canonical request
     case bodySigning = 39  // u8: 1 = the body's DATA frames carry chained FRAME_SIGNATUREs (PUT)
     case frameSignature = 40  // 32 bytes: a DATA frame's chained signature (docs/protocol.md)
+    case hlc = 41  // u64: the sender's hybrid logical clock (every peer request and answer)
 }
 
 /// One field: a tag and its value bytes.
@@ -276,6 +277,7 @@ extension FieldTag: CustomStringConvertible {
         case .signature: "SIGNATURE"
         case .bodySigning: "BODY_SIGNING"
         case .frameSignature: "FRAME_SIGNATURE"
+        case .hlc: "HLC"
         }
     }
 }

@@ -16,8 +16,8 @@ struct AgadirLabCLI: AsyncParsableCommand {
             Exit codes: 0 ok, 1 failure, 2 no such node, 64 usage.
             """,
         subcommands: [
-            Up.self, Status.self, Kill.self, Stop.self, Start.self, Restart.self, Pause.self, Resume.self, Logs.self,
-            Down.self, Run.self, Simulate.self,
+            Up.self, Status.self, Kill.self, Stop.self, Start.self, Restart.self, Pause.self, Resume.self, Skew.self,
+            Logs.self, Down.self, Run.self, Simulate.self,
         ])
 }
 
@@ -236,6 +236,38 @@ struct Pause: AsyncParsableCommand {
         try await reporting {
             try await Lab.open(root: root.url).pause(node)
             print("paused \(node)")
+        }
+    }
+}
+
+struct Skew: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "FOR TESTS: offset a running node's clock (+2s, -500ms, 0 to undo).",
+        discussion: """
+            The node stamps every version with its clock offset by this much, and its PING \
+            reports it; peers refuse a clock more than maxClockSkewMillis (5 s) ahead of \
+            theirs. Takes effect within a second.
+            """)
+    @OptionGroup var root: RootOption
+    @Argument(help: "Node name.") var node: String
+    @Argument(help: "Offset: a signed number with ms or s, e.g. +2s, -1500ms, 0.") var offset: String
+
+    /// `+2s`, `-1500ms`, `0`, `250ms` as milliseconds.
+    static func parse(_ text: String) throws -> Int64 {
+        let t = text.trimmingCharacters(in: .whitespaces).lowercased()
+        let (digits, scale): (Substring, Double) =
+            t.hasSuffix("ms") ? (t.dropLast(2), 1) : t.hasSuffix("s") ? (t.dropLast(1), 1000) : (Substring(t), 1)
+        guard let value = Double(digits), value.isFinite, abs(value * scale) <= 86_400_000 else {
+            throw ValidationError("offset '\(text)' is not a signed duration like +2s or -500ms (at most a day)")
+        }
+        return Int64((value * scale).rounded())
+    }
+
+    func run() async throws {
+        let millis = try Self.parse(offset)
+        try await reporting {
+            try Lab.open(root: root.url).skew(node, millis: millis)
+            print("\(node) clock offset \(millis) ms")
         }
     }
 }

@@ -76,6 +76,12 @@ struct Agadird: AsyncParsableCommand {
     @Option(name: .long, help: "The cluster's revocation list (`agadir admin cert revoke`).")
     var revocationFile: String?
 
+    @Option(name: .long, help: "A peer clock further ahead than this many ms is refused (default 5000).")
+    var maxClockSkewMs: Int?
+    @Option(name: .long, help: "FOR TESTS ONLY: ms added to this node's clock for the versions it stamps (default 0).")
+    var testingClockOffsetMs: Int?
+    @Option(name: .long, help: "FOR TESTS ONLY: a file whose integer (ms) offsets this node's clock while it runs.")
+    var testingClockOffsetFile: String?
     @Option(name: .long, help: "Seconds between reads of the certificate files (default 60).")
     var certReloadSeconds: Int?
 
@@ -141,6 +147,9 @@ struct Agadird: AsyncParsableCommand {
         if let caFile { c.caFile = caFile }
         if let revocationFile { c.revocationFile = revocationFile }
         if let certReloadSeconds { c.certReloadSeconds = certReloadSeconds }
+        if let maxClockSkewMs { c.maxClockSkewMillis = maxClockSkewMs }
+        if let testingClockOffsetMs { c.testingClockOffsetMillis = testingClockOffsetMs }
+        if let testingClockOffsetFile { c.testingClockOffsetFile = testingClockOffsetFile }
         if let gossipPreset { c.gossipPreset = gossipPreset }
         if let tombstoneGrace { c.tombstoneGraceSeconds = tombstoneGrace }
         if let garbageGrace { c.garbageGraceSeconds = garbageGrace }

@@ -100,3 +100,40 @@ import Testing
     let v = ObjectVersion(timestamp: t2, node: 0xAB)
     #expect(v.description == "0000000000640001-00000000000000ab")
 }
+
+@Suite("A node's shared clock: merged from peers, bounded skew, a testing offset")
+struct NodeClockTests {
+    @Test("a peer's timestamp ahead within the bound is merged: the next local one is newer")
+    func observe_withinTheBound_merges() throws {
+        let wall = Locked<UInt64>(10_000)
+        let clock = NodeClock(maxSkewMillis: 5000, wall: { wall.withLock { $0 } })
+        let remote = HLCTimestamp(physicalMillis: 14_000, logical: 3)
+        try clock.observe(remote, from: "peer")
+        #expect(clock.now() > remote)
+        #expect(clock.now().physicalMillis == 14_000, "the wall clock is behind: the logical counter moves")
+    }
+
+    @Test("a peer's timestamp further ahead than the bound is refused and leaves the clock as it was")
+    func observe_beyondTheBound_isRefused() {
+        let clock = NodeClock(maxSkewMillis: 5000, wall: { 10_000 })
+        let before = clock.now()
+        #expect {
+            try clock.observe(HLCTimestamp(physicalMillis: 15_001, logical: 0), from: "fast-node")
+        } throws: { ($0 as? AgadirError)?.code == .requestTimeSkewed }
+        #expect(clock.last == before)
+        #expect(clock.now().physicalMillis == 10_000)
+    }
+
+    @Test("the testing offset moves the wall clock the versions are stamped with, either way")
+    func offset_movesTheWallClock() throws {
+        let clock = NodeClock(maxSkewMillis: 5000, offsetMillis: -3000, wall: { 10_000 })
+        #expect(clock.wallMillis() == 7000 && clock.now().physicalMillis == 7000)
+        clock.offsetMillis = 2000
+        #expect(clock.wallMillis() == 12_000 && clock.now().physicalMillis == 12_000)
+        // The bound counts from the offset clock.
+        #expect(throws: AgadirError.self) {
+            try clock.observe(HLCTimestamp(physicalMillis: 17_001, logical: 0), from: "p")
+        }
+        try clock.observe(HLCTimestamp(physicalMillis: 17_000, logical: 0), from: "p")
+    }
+}

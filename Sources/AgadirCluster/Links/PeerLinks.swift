@@ -58,6 +58,8 @@ public final class PeerLinks: Service, Sendable {
     /// What peers' certificates attest, recorded at each TLS handshake.
     public let attestations: Attestations
     let tls: NodeTLS?
+    /// The node's clock: every request carries it (HLC), every answer's is merged into it.
+    let clock: NodeClock?
     let resolve: @Sendable (String) -> String?
     /// In a class box, not as a closure in the Mutex: with the closure in the Mutex, calls
     /// went through ever longer chains of reabstraction thunks (our reading: an `inout`
@@ -76,8 +78,10 @@ public final class PeerLinks: Service, Sendable {
     /// With `tls`, links are mutual TLS with the node's certificate.
     package init(
         nodeID: String, authenticator: PeerAuthenticator, settings: PeerLinkSettings = PeerLinkSettings(),
-        tls: NodeTLS? = nil, attestations: Attestations? = nil, resolve: @escaping @Sendable (String) -> String?
+        tls: NodeTLS? = nil, attestations: Attestations? = nil, clock: NodeClock? = nil,
+        resolve: @escaping @Sendable (String) -> String?
     ) {
+        self.clock = clock
         self.nodeID = nodeID
         self.authenticator = authenticator
         self.settings = settings
@@ -135,6 +139,9 @@ public final class PeerLinks: Service, Sendable {
         }
         let out = try await ClientConnection.collect(
             frame, responseBody, max: maxResponseBytes, what: "\(node)'s answer to \(opcode)")
+        if let clock, let stamp = try frame.fields.u64(.hlc) {
+            try clock.observe(HLCTimestamp(rawValue: stamp), from: node)
+        }
         return PeerResponse(fields: frame.fields, body: out)
     }
 
@@ -142,7 +149,8 @@ public final class PeerLinks: Service, Sendable {
         async throws(AgadirError)
     {
         let opcode = request.opcode.rawValue
-        let fields = request.fields()
+        var fields = request.fields()
+        if let clock { fields.set(.hlc, u64: clock.now().rawValue) }
         guard let body, body.count > settings.inlineBodyBytes else {
             let payload = body.map { ByteBuffer(bytes: $0) } ?? ByteBuffer()
             try await connection.write(

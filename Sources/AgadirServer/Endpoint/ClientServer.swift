@@ -22,11 +22,14 @@ public final class ClientServer: Service, Sendable {
         public var authenticator: PeerAuthenticator
         public var handler: any PeerRequestHandler
         public var attestations: Attestations
+        /// The node's clock: merged with the HLC of every peer request, sent in every answer.
+        public var clock: NodeClock?
 
         public init(
             nodeID: String, authenticator: PeerAuthenticator, handler: any PeerRequestHandler,
-            attestations: Attestations? = nil
+            attestations: Attestations? = nil, clock: NodeClock? = nil
         ) {
+            self.clock = clock
             self.nodeID = nodeID
             self.authenticator = authenticator
             self.handler = handler
@@ -535,8 +538,18 @@ public final class ClientServer: Service, Sendable {
                 id, body: body, opcode: opcode, state: state, limits: config.wireLimits, sink: sink)
         else { return }
         let channel = sink.writerChannel
-        let requestSink = RequestSink(base: sink, release: { state.withLock { $0.release(id, ticket: ticket) } })
+        let requestSink = RequestSink(
+            base: sink, release: { state.withLock { $0.release(id, ticket: ticket) } }, clock: access.clock)
         let handler = access.handler
+        // The peer's clock, merged before the request runs; one too far ahead fails the request.
+        var skewed: AgadirError? = nil
+        if let clock = access.clock, let stamp = try? frame.fields.u64(.hlc) {
+            do throws(AgadirError) {
+                try clock.observe(HLCTimestamp(rawValue: stamp), from: peer)
+            } catch {
+                skewed = error
+            }
+        }
         let payload = frame.payload
         let requestTimeout = config.requestTimeoutSeconds
         requests.addTask {
@@ -547,6 +560,11 @@ public final class ClientServer: Service, Sendable {
                     return s.draining && s.running == 0
                 }
                 if closeNow { channel.close(mode: .output, promise: nil) }
+            }
+            if let skewed {
+                body?.abandon()
+                try? await requestSink.send(.error(id: id, opcode: opcode, skewed, responseStarted: false))
+                return
             }
             guard let body else {
                 let stream = request.hasBody ? BodyStream(completeWith: payload) : nil
@@ -570,11 +588,16 @@ public final class ClientServer: Service, Sendable {
 struct RequestSink: ResponseSink {
     let base: OutboundSink
     let release: @Sendable () -> Void
+    /// For peer requests: the node's clock, sent in the RESPONSE frame (HLC).
+    var clock: NodeClock? = nil
     var responseBudget: ResponseBudget? { base.responseBudget }
 
     func send(_ frame: Frame) async throws {
         if frame.isEndStream { release() }
-        try await base.send(frame)
+        guard let clock, frame.header.kind == .response else { return try await base.send(frame) }
+        var stamped = frame
+        stamped.fields.set(.hlc, u64: clock.now().rawValue)
+        try await base.send(stamped)
     }
 }
 

@@ -62,6 +62,16 @@ public struct NodeConfiguration: Sendable, Codable, Equatable {
     /// A signed request is refused when its SIGNED_AT is further than this from the node's
     /// clock (and its nonce is remembered this long against replays). Default 900 s, as AWS.
     public var requestSkewSeconds: Int = 900
+    /// A peer whose clock (the hybrid logical clock every peer request and answer carries) is
+    /// further ahead of this node's wall clock than this is refused (REQUEST_TIME_SKEWED): its
+    /// versions would win every last-writer-wins race (docs/consistency.md). Default 5000 ms.
+    public var maxClockSkewMillis: Int = 5000
+    /// FOR TESTS ONLY: added to this node's wall clock for every version it stamps, to try
+    /// clock skew on one machine (`agadir-lab skew`). Default 0; never set it in production.
+    public var testingClockOffsetMillis: Int = 0
+    /// FOR TESTS ONLY: a file whose integer (ms) replaces `testingClockOffsetMillis` while
+    /// the node runs, read twice a second (`agadir-lab skew`). Default none.
+    public var testingClockOffsetFile: String = ""
     /// On SIGTERM, in-flight requests get this long to finish before connections close. Default 10 s.
     public var shutdownGraceSeconds: Int = 10
     /// Wire limits enforced on every frame received.
@@ -186,6 +196,12 @@ public struct NodeConfiguration: Sendable, Codable, Equatable {
             throw bad("timeouts must be positive")
         }
         guard (1...3600).contains(requestSkewSeconds) else { throw bad("requestSkewSeconds must be 1 to 3600") }
+        guard (100...3_600_000).contains(maxClockSkewMillis) else {
+            throw bad("maxClockSkewMillis must be 100 to 3600000")
+        }
+        guard abs(testingClockOffsetMillis) <= 86_400_000 else {
+            throw bad("testingClockOffsetMillis must be within a day either way")
+        }
         guard writeStallSeconds >= 1 else { throw bad("writeStallSeconds must be at least 1") }
         guard connectionResponseBufferBytes >= chunkMaxBytes, responseBufferBytes >= connectionResponseBufferBytes
         else {

@@ -43,6 +43,8 @@ public struct NodeRuntime: Sendable {
     public let background: BackgroundTasks
     /// Reads the certificate files again now and then (nil without certificates).
     let certificateReloader: CertificateReloader?
+    /// FOR TESTS ONLY: offsets the clock from `testingClockOffsetFile` (`agadir-lab skew`).
+    let clockOffsetWatcher: ClockOffsetWatcher?
     let logger: Logger
 
     public init(config: NodeConfiguration, group: MultiThreadedEventLoopGroup, logger: Logger) throws(AgadirError) {
@@ -87,21 +89,27 @@ public struct NodeRuntime: Sendable {
         self.gossip = gossip
         // Peer links reach the other nodes' client endpoints as gossip knows them.
         let authenticator = try ClusterSecrets.peerAuthenticator(config: config, logger: logger)
+        // One hybrid logical clock for the node: its versions, and every peer exchange merges it.
+        let clock = NodeClock(
+            maxSkewMillis: UInt64(config.maxClockSkewMillis), offsetMillis: Int64(config.testingClockOffsetMillis),
+            wall: { WallMillis.now() })
+        self.clockOffsetWatcher =
+            config.testingClockOffsetFile.isEmpty
+            ? nil : ClockOffsetWatcher(path: config.testingClockOffsetFile, clock: clock, logger: logger)
+        clockOffsetWatcher?.apply()
+        if config.testingClockOffsetMillis != 0 {
+            logger.warning(
+                "FOR TESTS ONLY: this node's clock is offset", metadata: ["ms": "\(config.testingClockOffsetMillis)"])
+        }
         let links = PeerLinks(
-            nodeID: nodeID, authenticator: authenticator, tls: tls, attestations: attestations,
+            nodeID: nodeID, authenticator: authenticator, tls: tls, attestations: attestations, clock: clock,
             resolve: { node in gossip.memberInfos().first { $0.nodeID == node }?.clientAddress })
         self.links = links
-        let serviceOnceBuilt = Locked<ObjectService?>(nil)
-        let fallbackTag = ChunkID.of(Array(nodeID.utf8)).prefix64
+        let nodeTag = ChunkID.of(Array(nodeID.utf8)).prefix64
         let clusterNode = try ClusterNode(
             nodeID: nodeID, site: gossipConfiguration.site, store: store, gossip: gossip, links: links, dataDir: dir,
             settings: ClusterNodeSettings().scaled(by: config.gossipTimeScalePercent), logger: logger,
-            versions: {
-                // The object service's clock, set just below, before any request can arrive.
-                if let service = serviceOnceBuilt.value { return service.nextVersion() }
-                var clock = HybridLogicalClock()
-                return ObjectVersion(timestamp: clock.now(wallMillis: WallMillis.now()), node: fallbackTag)
-            })
+            versions: { ObjectVersion(timestamp: clock.now(), node: nodeTag) })
         let background = BackgroundTasks(logger: logger)
         self.background = background
         let coordinator = Coordinator(context: clusterNode, logger: logger, background: background)
@@ -135,8 +143,7 @@ public struct NodeRuntime: Sendable {
             metadata: ["path": "\(rootFile)", "accessKey": "\(access.roots[0].accessKey)"])
         let service = ObjectService(
             store: store, nodeID: nodeID, config: config, codec: codec, logger: logger, access: access,
-            membersProvider: { gossip.memberInfos() }, cluster: cluster)
-        serviceOnceBuilt.withLock { $0 = service }
+            membersProvider: { gossip.memberInfos() }, cluster: cluster, clock: clock)
         self.service = service
         let replicaService = ReplicaService(
             local: LocalReplica(nodeID: nodeID, store: store), context: clusterNode, logger: logger,
@@ -156,7 +163,8 @@ public struct NodeRuntime: Sendable {
         let clientServer = ClientServer(
             service: service, config: config, host: host, port: port, group: group, logger: logger,
             peerAccess: ClientServer.PeerAccess(
-                nodeID: nodeID, authenticator: authenticator, handler: replicaService, attestations: attestations),
+                nodeID: nodeID, authenticator: authenticator, handler: replicaService, attestations: attestations,
+                clock: clock),
             tls: tls, isMemberAddress: MemberHosts(nodeID: nodeID, gossip: gossip).contains)
         clientServerOnceBuilt.withLock { $0 = clientServer }
         self.clientServer = clientServer
@@ -182,7 +190,7 @@ public struct NodeRuntime: Sendable {
     /// (read repairs, hints), the background workers, the peer links, the store last.
     public var services: [any Service] {
         [StoreService(store: store, logger: logger), links] + cluster.workers + [background, clientServer, gossip]
-            + (certificateReloader.map { [$0] } ?? [])
+            + (certificateReloader.map { [$0] } ?? []) + (clockOffsetWatcher.map { [$0] } ?? [])
     }
 
     /// The node id lives in `DIR/node-id`: chosen once (from the configuration or at

@@ -17,7 +17,8 @@ public final class ObjectService: Sendable {
     let config: NodeConfiguration
     let codec: Codec
     let logger: Logger
-    private let clock: Mutex<HybridLogicalClock>
+    /// The node's hybrid logical clock: every version this node stamps.
+    public let clock: NodeClock
     /// Answers MEMBERS; nil, or an empty answer (gossip still starting): this node alone (`selfMember()`).
     let membersProvider: (@Sendable () -> [MemberInfo])?
     /// The cluster this node belongs to; nil for a node built without one (tests). With a
@@ -39,18 +40,18 @@ public final class ObjectService: Sendable {
     /// alone (`selfMember()`).
     public init(
         store: NodeStore, nodeID: String, config: NodeConfiguration, codec: Codec, logger: Logger,
-        access: AccessControl, membersProvider: (@Sendable () -> [MemberInfo])? = nil, cluster: ClusterBinding? = nil
+        access: AccessControl, membersProvider: (@Sendable () -> [MemberInfo])? = nil, cluster: ClusterBinding? = nil,
+        clock: NodeClock = NodeClock(maxSkewMillis: 5000, wall: { WallMillis.now() })
     ) {
         self.cluster = cluster
         self.access = access
-        let keyClock = Locked(HybridLogicalClock())
+        self.clock = clock
         let tag = ChunkID.of(Array(nodeID.utf8)).prefix64
         let keys = AccessKeyAdmin(
             access: access, store: store, cluster: cluster,
             versions: {
                 if let cluster { return cluster.node.nextVersion() }
-                let ts = keyClock.withLock { $0.now(wallMillis: WallMillis.now()) }
-                return ObjectVersion(timestamp: ts, node: tag)
+                return ObjectVersion(timestamp: clock.now(), node: tag)
             },
             bucketCreatedMillis: { (name: String) throws(AgadirError) -> UInt64? in
                 if let cluster, cluster.node.isClusterMode {
@@ -67,7 +68,6 @@ public final class ObjectService: Sendable {
         self.config = config
         self.codec = codec
         self.logger = logger
-        self.clock = Mutex(HybridLogicalClock())
         self.membersProvider = membersProvider
     }
 
@@ -91,8 +91,7 @@ public final class ObjectService: Sendable {
     static func wallMillis() -> UInt64 { WallMillis.now() }
 
     public func nextVersion() -> ObjectVersion {
-        let ts = clock.withLock { $0.now(wallMillis: Self.wallMillis()) }
-        return ObjectVersion(timestamp: ts, node: nodeTag)
+        ObjectVersion(timestamp: clock.now(), node: nodeTag)
     }
 
     /// Handles one request to completion, sending its response frames to `sink`.
@@ -152,7 +151,7 @@ public final class ObjectService: Sendable {
         let opcode = request.opcode.rawValue
         switch request {
         case .ping:
-            let r = PingResult(nodeID: nodeID, serverVersion: Self.serverVersion, timeMillis: Self.wallMillis())
+            let r = PingResult(nodeID: nodeID, serverVersion: Self.serverVersion, timeMillis: clock.wallMillis())
             try await sink.send(.response(id: id, opcode: opcode, fields: r.fields(), end: true))
         case .admin(let command):
             let input = try await AdminCommands.collect(body)
