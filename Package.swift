@@ -193,6 +193,7 @@ let package = Package(
         // Seeded randomness, temporary directories and timeouts shared by every test target.
         .target(name: "AgadirTestSupport", dependencies: ["AgadirCore"], path: "Tests/AgadirTestSupport"),
         .testTarget(name: "AgadirCoreTests", dependencies: ["AgadirTestSupport", "AgadirCore"]),
+        .testTarget(name: "AgadirLabTests", dependencies: ["AgadirTestSupport", "AgadirLab"]),
         .testTarget(
             name: "AgadirMembershipTests", dependencies: ["AgadirTestSupport", "AgadirMembership", "AgadirCore"]),
         .testTarget(

@@ -17,7 +17,7 @@ struct AgadirLabCLI: AsyncParsableCommand {
             """,
         subcommands: [
             Up.self, Status.self, Kill.self, Stop.self, Start.self, Restart.self, Pause.self, Resume.self, Skew.self,
-            Logs.self, Down.self, Run.self, Simulate.self,
+            Logs.self, Down.self, Run.self, Simulate.self, TortureCommand.self,
         ])
 }
 

@@ -1,0 +1,391 @@
+import AgadirClient
+import AgadirCore
+import AgadirWire
+import Foundation
+
+/// `agadir-lab torture`: clients run PUT, GET, DELETE and LIST over a small key space with
+/// unique values while a nemesis derived from a seed injects faults; then the faults heal,
+/// a repair runs, every key is read at ALL and the bucket listed, and `HistoryChecker`
+/// judges the history (docs/consistency.md).
+public struct Torture: Sendable {
+    /// The faults the nemesis may inject, one at a time.
+    public enum Fault: String, Sendable, CaseIterable {
+        /// SIGKILL a node, start it again after the hold.
+        case kill
+        /// SIGSTOP a node, SIGCONT after the hold.
+        case pause
+        /// Offset a node's clock by up to ±2 s, then back to 0.
+        case skew
+    }
+
+    public struct Options: Sendable {
+        public var seed: UInt64 = 1
+        public var duration: Duration = .seconds(60)
+        public var clients = 4
+        public var keys = 12
+        public var faults: [Fault] = Fault.allCases
+        /// Seconds between the end of one fault and the start of the next, and how long one lasts.
+        public var quietSeconds: ClosedRange<Double> = 1...3
+        public var holdSeconds: ClosedRange<Double> = 2...5
+        /// A client gives up on an operation after this long (a paused node answers nothing).
+        public var operationTimeout: Duration = .seconds(5)
+        public var bucket = "torture"
+        public var historyFile: String?
+
+        public init() {}
+    }
+
+    /// What the nemesis did, in order.
+    public struct FaultEvent: Sendable, CustomStringConvertible {
+        public var at: Duration
+        public var what: String
+        public var description: String { "\(Self.seconds(at)) \(what)" }
+        static func seconds(_ d: Duration) -> String {
+            String(format: "%7.2fs", Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18)
+        }
+    }
+
+    public struct Result: Sendable {
+        public var report: HistoryChecker.Report
+        public var faults: [FaultEvent]
+        public var operations: Int
+    }
+
+    public let lab: Lab
+    public let options: Options
+
+    public init(lab: Lab, options: Options) {
+        self.lab = lab
+        self.options = options
+    }
+
+    /// Runs the whole torture on a lab that is up with a layout applied.
+    public func run(log: @escaping @Sendable (String) -> Void = { _ in }) async throws -> Result {
+        let nodes = try lab.state().nodes.map(\.name)
+        guard !nodes.isEmpty else { throw HistoryError(message: "the lab has no nodes") }
+        let admin = try lab.client(for: nodes[0])
+        defer { Task { await admin.close() } }
+        let policy = try await admin.admin(Admin.policyList).map(\.name).contains("ma") ? "ma" : "global"
+        do throws(AgadirError) {
+            try await admin.createBucket(options.bucket, policy: policy)
+        } catch {
+            if error.code != .bucketAlreadyExists { throw error }
+        }
+        let recorder = try HistoryRecorder(file: options.historyFile)
+        let deadline = ContinuousClock.now + options.duration
+        log(
+            "torture: seed \(options.seed), \(options.clients) clients, \(options.keys) keys, faults \(options.faults.map(\.rawValue)), \(options.duration)"
+        )
+
+        let nemesisTask = Task { await self.nemesis(nodes: nodes, until: deadline, recorder: recorder, log: log) }
+        await withTaskGroup(of: Void.self) { group in
+            for process in 0..<options.clients {
+                group.addTask { await self.client(process, nodes: nodes, until: deadline, recorder: recorder) }
+            }
+        }
+        let faults = await nemesisTask.value
+        log("torture: clients done; healing every node")
+        try await heal(nodes)
+        try await repair(admin, log: log)
+        // The final state: every key read at ALL, the bucket listed at ALL, through one node.
+        let finalFrom = recorder.now()
+        try await finalReads(nodes[0], recorder: recorder)
+        let history = recorder.close()
+        let report = HistoryChecker().check(history, finalFrom: finalFrom)
+        return Result(report: report, faults: faults, operations: history.filter { $0.kind == .invoke }.count)
+    }
+
+    // MARK: Clients
+
+    private func client(
+        _ process: Int, nodes: [String], until deadline: ContinuousClock.Instant, recorder: HistoryRecorder
+    )
+        async
+    {
+        var rng = SplitMix64Generator(seed: options.seed &* 1_000_003 &+ UInt64(process))
+        var clients: [String: AgadirClient] = [:]
+        var seq = 0
+        while ContinuousClock.now < deadline {
+            let node = nodes[Int.random(in: 0..<nodes.count, using: &rng)]
+            let key = "k\(Int.random(in: 0..<options.keys, using: &rng))"
+            let roll = Int.random(in: 0..<100, using: &rng)
+            let c: AgadirClient
+            if let existing = clients[node] {
+                c = existing
+            } else if let made = try? lab.client(for: node) {
+                clients[node] = made
+                c = made
+            } else {
+                try? await Task.sleep(for: .milliseconds(100))
+                continue
+            }
+            let bucket = options.bucket
+            let timedOut: Bool
+            switch roll {
+            case 0..<45:
+                seq += 1
+                let value = "p\(process)-\(seq)"
+                timedOut = await recorder.run(
+                    process: process, f: .put, key: key, value: value, node: node, timeout: options.operationTimeout
+                ) {
+                    () throws(AgadirError) -> HistoryRecorder.Outcome in
+                    let r = try await c.put(bucket: bucket, key: key, data: Array(value.utf8), consistency: .quorum)
+                    return (nil, nil, r.version.description)
+                }
+            case 45..<80:
+                timedOut = await recorder.run(
+                    process: process, f: .get, key: key, node: node, timeout: options.operationTimeout
+                ) {
+                    () throws(AgadirError) -> HistoryRecorder.Outcome in
+                    do throws(AgadirError) {
+                        let (info, data) = try await c.get(bucket: bucket, key: key, consistency: .quorum)
+                        return (String(decoding: data, as: UTF8.self), nil, info.version.description)
+                    } catch  where error.code == .noSuchKey {
+                        return (nil, nil, nil)
+                    }
+                }
+            case 80..<92:
+                timedOut = await recorder.run(
+                    process: process, f: .delete, key: key, node: node, timeout: options.operationTimeout
+                ) {
+                    () throws(AgadirError) -> HistoryRecorder.Outcome in
+                    do throws(AgadirError) {
+                        let r = try await c.delete(bucket: bucket, key: key, consistency: .quorum)
+                        return (nil, nil, r.version.description)
+                    } catch  where error.code == .noSuchKey {
+                        return (nil, nil, nil)  // nothing to delete: as good as a delete
+                    }
+                }
+            default:
+                timedOut = await recorder.run(
+                    process: process, f: .list, key: nil, node: node, timeout: options.operationTimeout
+                ) {
+                    () throws(AgadirError) -> HistoryRecorder.Outcome in
+                    let page = try await c.list(ListRequest(bucket: bucket, limit: 1000), consistency: .quorum)
+                    return (nil, page.entries.map(\.key), nil)
+                }
+            }
+            if timedOut, let stuck = clients.removeValue(forKey: node) {
+                // Its connection waits on a node that answers nothing: drop it, take a new one.
+                Task { await stuck.close() }
+            }
+        }
+        for c in clients.values { await c.close() }
+    }
+
+    // MARK: Nemesis
+
+    private func nemesis(
+        nodes: [String], until deadline: ContinuousClock.Instant, recorder: HistoryRecorder,
+        log: @escaping @Sendable (String) -> Void
+    ) async -> [FaultEvent] {
+        var rng = SplitMix64Generator(seed: options.seed)
+        var events: [FaultEvent] = []
+        let start = ContinuousClock.now
+        func note(_ what: String) {
+            let e = FaultEvent(at: ContinuousClock.now - start, what: what)
+            events.append(e)
+            log("nemesis \(e)")
+        }
+        guard !options.faults.isEmpty else { return events }
+        while ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(Int(Double.random(in: options.quietSeconds, using: &rng) * 1000)))
+            guard ContinuousClock.now < deadline else { break }
+            let fault = options.faults[Int.random(in: 0..<options.faults.count, using: &rng)]
+            let node = nodes[Int.random(in: 0..<nodes.count, using: &rng)]
+            let hold = Duration.milliseconds(Int(Double.random(in: options.holdSeconds, using: &rng) * 1000))
+            do {
+                switch fault {
+                case .kill:
+                    note("kill \(node)")
+                    try await lab.kill(node)
+                    try? await Task.sleep(for: hold)
+                    note("start \(node)")
+                    try await lab.start(node)
+                case .pause:
+                    note("pause \(node)")
+                    try await lab.pause(node)
+                    try? await Task.sleep(for: hold)
+                    note("resume \(node)")
+                    try await lab.resume(node)
+                case .skew:
+                    let ms = Int64.random(in: -2000...2000, using: &rng)
+                    note("skew \(node) \(ms) ms")
+                    try lab.skew(node, millis: ms)
+                    try? await Task.sleep(for: hold)
+                    note("skew \(node) 0 ms")
+                    try lab.skew(node, millis: 0)
+                }
+            } catch {
+                note("nemesis error on \(node): \(error)")
+            }
+        }
+        return events
+    }
+
+    /// Every node running, unpaused, its clock back, and the cluster converged.
+    private func heal(_ nodes: [String]) async throws {
+        for status in try lab.status() {
+            try? lab.skew(status.name, millis: 0)
+            switch status.state {
+            case .paused: try await lab.resume(status.name)
+            case .running: break
+            default: try await lab.start(status.name)
+            }
+        }
+        try await lab.waitConverged(timeout: .seconds(90))
+    }
+
+    /// An anti-entropy pass on every node, waited for.
+    private func repair(_ admin: AgadirClient, log: @escaping @Sendable (String) -> Void) async throws {
+        func passes() async throws -> [String: Int] {
+            var out: [String: Int] = [:]
+            for n in try await admin.admin(Admin.repairStatus) { if let r = n.repair { out[n.node] = r.passes } }
+            return out
+        }
+        let before = try await passes()
+        let started = try await admin.admin(
+            Admin.repairStart, Admin.RepairRequest(bucket: options.bucket, partition: nil))
+        let deadline = ContinuousClock.now + .seconds(180)
+        while ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(500))
+            let now = try await passes()
+            if started.reached.allSatisfy({ (now[$0] ?? 0) > (before[$0] ?? 0) }) {
+                log("torture: repair done on \(started.reached.count) node(s)")
+                return
+            }
+        }
+        throw HistoryError(message: "the repair after the faults did not finish within 180 s")
+    }
+
+    private func finalReads(_ node: String, recorder: HistoryRecorder) async throws {
+        let c = try lab.client(for: node)
+        defer { Task { await c.close() } }
+        let bucket = options.bucket
+        for k in 0..<options.keys {
+            let key = "k\(k)"
+            _ = await recorder.run(process: -2, f: .get, key: key, node: node, timeout: .seconds(30)) {
+                () throws(AgadirError) -> HistoryRecorder.Outcome in
+                do throws(AgadirError) {
+                    let (info, data) = try await c.get(bucket: bucket, key: key, consistency: .all)
+                    return (String(decoding: data, as: UTF8.self), nil, info.version.description)
+                } catch  where error.code == .noSuchKey {
+                    return (nil, nil, nil)
+                }
+            }
+        }
+        _ = await recorder.run(process: -2, f: .list, key: nil, node: node, timeout: .seconds(30)) {
+            () throws(AgadirError) -> HistoryRecorder.Outcome in
+            let page = try await c.list(ListRequest(bucket: bucket, limit: 1000), consistency: .all)
+            return (nil, page.entries.map(\.key), nil)
+        }
+    }
+}
+
+/// Records a history, in memory and as JSON lines in a file if given.
+final class HistoryRecorder: Sendable {
+    /// What an operation returned: the value read, the keys listed, the version answered.
+    typealias Outcome = (value: String?, keys: [String]?, version: String?)
+    private let start = ContinuousClock.now
+    private let state = Locked<(ops: [HistoryOp], next: Int)>(([], 0))
+    private let file: FileHandle?
+
+    init(file path: String?) throws {
+        if let path {
+            guard FileManager.default.createFile(atPath: path, contents: nil),
+                let h = FileHandle(forWritingAtPath: path)
+            else {
+                throw HistoryError(message: "cannot write the history to \(path)")
+            }
+            file = h
+        } else {
+            file = nil
+        }
+    }
+
+    func now() -> UInt64 {
+        let d = ContinuousClock.now - start
+        return UInt64(d.components.seconds) * 1_000_000_000 + UInt64(d.components.attoseconds / 1_000_000_000)
+    }
+
+    private func append(_ op: HistoryOp) {
+        state.withLock { $0.ops.append(op) }
+        file?.write(Data((HistoryFile.encode(op) + "\n").utf8))
+    }
+
+    /// Runs one operation: records its invocation, then `ok` with what `body` returns (value
+    /// read, keys listed, version), `fail` with the error it throws, or `info` when it does
+    /// not end within `timeout` (it is left running). Returns true on a timeout.
+    func run(
+        process: Int, f: HistoryOp.Function, key: String?, value: String? = nil, node: String, timeout: Duration,
+        _ body: @escaping @Sendable () async throws(AgadirError) -> Outcome
+    ) async -> Bool {
+        let index = state.withLock { s -> Int in
+            s.next += 1
+            return s.next
+        }
+        append(
+            HistoryOp(
+                process: process, index: index, kind: .invoke, f: f, key: key, value: value, node: node, time: now()))
+        let outcome = Locked<Swift.Result<Outcome, AgadirError>?>(nil)
+        let done = AsyncStream<Void>.makeStream()
+        let task = Task {
+            let r: Swift.Result<Outcome, AgadirError>
+            do throws(AgadirError) {
+                r = .success(try await body())
+            } catch {
+                r = .failure(error)
+            }
+            outcome.withLock { $0 = r }
+            done.continuation.yield()
+            done.continuation.finish()
+        }
+        let timer = Task {
+            try? await Task.sleep(for: timeout)
+            done.continuation.finish()
+        }
+        for await _ in done.stream { break }
+        timer.cancel()
+        _ = task
+        let time = now()
+        switch outcome.withLock({ $0 }) {
+        case .success(let got)?:
+            append(
+                HistoryOp(
+                    process: process, index: index, kind: .ok, f: f, key: key, value: f == .get ? got.value : value,
+                    keys: got.keys, version: got.version, node: node, time: time))
+            return false
+        case .failure(let error)?:
+            append(
+                HistoryOp(
+                    process: process, index: index, kind: .fail, f: f, key: key, value: value, node: node, time: time,
+                    error: "\(error.code.name): \(error.message)"))
+            return false
+        case nil:
+            append(
+                HistoryOp(
+                    process: process, index: index, kind: .info, f: f, key: key, value: value, node: node, time: time,
+                    error: "no answer within \(timeout)"))
+            return true
+        }
+    }
+
+    func close() -> [HistoryOp] {
+        try? file?.close()
+        return state.withLock { $0.ops }
+    }
+}
+
+/// SplitMix64, seeded: the nemesis and the clients draw from it, so a seed replays the
+/// same choices (the timing of a real cluster still varies).
+struct SplitMix64Generator: RandomNumberGenerator, Sendable {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
