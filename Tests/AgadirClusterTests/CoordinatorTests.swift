@@ -341,24 +341,48 @@ final class TestCluster: ClusterContext {
         await cluster.close()
     }
 
+    @Test(
+        "a write that finds a newer version at its replicas (stamped ahead by a faster clock) is stamped again and wins"
+    )
+    func writeBehindANewerVersion_isStampedAgain() async throws {
+        let cluster = try TestCluster()
+        let (coordinator, bucket) = try await cluster.maBucket()
+        // A write acknowledged first, by a node whose clock ran 2 s ahead of this one.
+        let slow = cluster.nextVersion()
+        let ahead = ObjectVersion(
+            timestamp: HLCTimestamp(physicalMillis: slow.timestamp.physicalMillis + 2000, logical: 0), node: 99)
+        try await coordinator.writeManifest(Self.inline("k", 1, ahead), level: .quorum, bucket: bucket)
+        // Then a write through this node, stamped by its (slower) clock: it must not be lost.
+        let written = try await coordinator.writeManifest(Self.inline("k", 2, slow), level: .quorum, bucket: bucket)
+        #expect(written > ahead)
+        let read = try await coordinator.liveManifest(key: "k", level: .quorum, bucket: bucket)
+        #expect(read.version == written && read.etag == ChunkID.of([2]), "the later write was lost to the earlier one")
+        #expect(coordinator.counters.restamps == 1)
+        await cluster.close()
+    }
+
     @Test func concurrentWriters_endWithTheSameNewestVersionOnEveryReplica() async throws {
         let cluster = try TestCluster()
         let (coordinator, bucket) = try await cluster.maBucket()
         let versions = (0..<16).map { _ in cluster.nextVersion() }
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        // A writer that finds a newer version at a replica is stamped again above it
+        // (writeManifest), so the winner is the newest version any writer ended with.
+        let written = try await withThrowingTaskGroup(of: ObjectVersion.self) { group in
             for (i, v) in versions.shuffled().enumerated() {
                 group.addTask {
                     let m = Self.inline("contended", UInt8(i), v)
-                    try await coordinator.writeManifest(m, level: .all, bucket: bucket)
+                    return try await coordinator.writeManifest(m, level: .all, bucket: bucket)
                 }
             }
-            try await group.waitForAll()
+            return try await group.reduce(into: [ObjectVersion]()) { $0.append($1) }
         }
+        let winner = try #require(written.max())
+        #expect(winner >= (try #require(versions.max())))
         let replicas = cluster.manifestReplicas("contended")
         for r in replicas {
             #expect(
                 try await cluster.replicas[r]!.local.getManifest(bucket: "ma-data", key: "contended")?.version
-                    == versions.max())
+                    == winner)
         }
         await cluster.close()
     }

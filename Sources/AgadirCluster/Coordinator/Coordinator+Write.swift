@@ -25,20 +25,99 @@ extension Coordinator {
     }
 
     /// Writes a manifest (or a tombstone) to the replicas of its partition in every live
-    /// version; returns once `level` is met in each. A replica holding a newer version
-    /// acknowledges too (last writer wins: it already has something at least as new).
+    /// version; returns once `level` is met in each, with the version written.
+    ///
+    /// A replica that already holds a newer version acknowledges but does not apply. That
+    /// newer version may belong to a write acknowledged before this one began, stamped by a
+    /// node whose clock was ahead (docs/consistency.md, "Clocks"): this write would then be
+    /// lost although it came later. So the write is stamped again above what the replicas
+    /// hold (their answers merged this node's clock) and sent again, at most
+    /// `restampAttempts` times; a chunked body's chunks are first claimed under the new
+    /// version, so the garbage collector counts them as used.
+    @discardableResult
     public func writeManifest(_ manifest: ObjectManifest, level: ConsistencyLevel, bucket: ResolvedBucket)
-        async throws(AgadirError)
+        async throws(AgadirError) -> ObjectVersion
     {
         let snapshot = bucket.snapshot
         let partition = Partitioner.partition(
             bucket: manifest.bucket, key: manifest.key, count: snapshot.layout.current.partitionCount)
         let sets = snapshot.layout.writeReplicaSets(policy: bucket.policy.name, partition: partition)
-        try await replicate(
-            sets: sets, bucket: bucket, level: level, what: "manifest of '\(manifest.bucket)/\(manifest.key)'",
-            hint: .manifest(manifest)
-        ) { (replica) throws(AgadirError) in
-            _ = try await replica.putManifest(manifest)
+        var current = manifest
+        for attempt in 0...Self.restampAttempts {
+            let written = current
+            let newer = Locked<ObjectVersion?>(nil)
+            try await replicate(
+                sets: sets, bucket: bucket, level: level, what: "manifest of '\(manifest.bucket)/\(manifest.key)'",
+                hint: .manifest(written)
+            ) { (replica) throws(AgadirError) in
+                let (applied, stored) = try await replica.putManifest(written)
+                if !applied, stored > written.version { newer.withLock { $0 = max($0 ?? stored, stored) } }
+            }
+            guard let seen = newer.withLock({ $0 }), attempt < Self.restampAttempts else { return written.version }
+            var version = context.nextVersion()
+            if version <= seen {
+                version = ObjectVersion(
+                    timestamp: HLCTimestamp(rawValue: seen.timestamp.rawValue + 1), node: version.node)
+            }
+            if !written.chunkRefs.isEmpty {
+                try await claimAgain(
+                    written.chunkRefs.map(\.id),
+                    reference: ChunkReference(bucket: written.bucket, key: written.key, version: version), level: level,
+                    bucket: bucket)
+            }
+            count { $0.restamps += 1 }
+            logger.debug(
+                "write stamped again above a newer version a replica holds",
+                metadata: ["object": "\(written.bucket)/\(written.key)", "held": "\(seen)", "now": "\(version)"])
+            current.version = version
+        }
+        return current.version
+    }
+
+    /// How many times a write superseded at its replicas is stamped again.
+    static let restampAttempts = 3
+
+    /// Records `reference` on chunks already written (CHUNKS_CLAIM) until `level` is met in
+    /// every live version's replica set of each; a replica that lacks a chunk counts as
+    /// failed (its bytes are not at hand to send again).
+    private func claimAgain(
+        _ ids: [ChunkID], reference: ChunkReference, level: ConsistencyLevel, bucket: ResolvedBucket
+    ) async throws(AgadirError) {
+        let snapshot = bucket.snapshot
+        let context = self.context
+        let coordinatorSite = snapshot.site
+        let siteOf: @Sendable (String) -> String = { snapshot.site(of: $0) }
+        for id in Set(ids) {
+            let partition = Partitioner.partition(of: id, count: snapshot.layout.current.partitionCount)
+            let sets = snapshot.layout.writeReplicaSets(policy: bucket.policy.name, partition: partition)
+            let nodes = Quorum.distinct(sets.flatMap { $0 }).filter { snapshot.alive.contains($0) }
+            let (acked, _) = await Self.gather(
+                nodes,
+                work: { node -> Result<Bool, AgadirError> in
+                    do throws(AgadirError) {
+                        guard try await context.replica(node).claimChunks([id], reference: reference).first == true
+                        else {
+                            return .failure(AgadirError(.noSuchChunk, "\(node) does not hold chunk \(id.hex)"))
+                        }
+                        return .success(true)
+                    } catch {
+                        return .failure(error)
+                    }
+                },
+                enough: { acks in
+                    Quorum.evaluate(
+                        level: level, sets: sets, coordinatorSite: coordinatorSite, answered: Set(acks.keys),
+                        site: siteOf
+                    ).satisfied
+                })
+            let outcome = Quorum.evaluate(
+                level: level, sets: sets, coordinatorSite: coordinatorSite, answered: Set(acked.keys), site: siteOf)
+            guard outcome.satisfied else {
+                throw AgadirError.notEnoughReplicas(
+                    "'\(reference.bucket)/\(reference.key)' lost to a newer version and could not be stamped again: "
+                        + "chunk \(id.hex) is held by \(outcome.answered) of the \(outcome.needed) replicas needed; retry the PUT",
+                    answered: outcome.answered, needed: outcome.needed)
+            }
         }
     }
 
@@ -154,7 +233,7 @@ public struct ClusterWriteTarget: Sendable {
         try await coordinator.writeChunk(encoded, reference: reference, level: level, bucket: bucket)
     }
 
-    public func commit(_ manifest: ObjectManifest) async throws(AgadirError) {
+    public func commit(_ manifest: ObjectManifest) async throws(AgadirError) -> ObjectVersion {
         try await coordinator.writeManifest(manifest, level: level, bucket: bucket)
     }
 }

@@ -74,6 +74,8 @@ public struct CoordinatorCounters: Sendable, Hashable {
     public var readRepairs = 0
     public var readRepairFailures = 0
     public var lateWriteFailures = 0
+    /// Writes stamped again because a replica held a newer version (`writeManifest`).
+    public var restamps = 0
 }
 
 /// Runs a bucket's requests across its replicas (docs/cluster.md, "Coordinator"): quorum

@@ -149,9 +149,8 @@ struct ClusterObjects: ObjectBackend {
         let bucket = try await coordinator.resolve(bucket: name)
         _ = try await coordinator.liveManifest(
             key: key, level: options.consistency ?? bucket.policy.readConsistency, bucket: bucket)
-        let version = cluster.node.nextVersion()
-        try await coordinator.writeManifest(
-            .tombstone(bucket: name, key: key, version: version),
+        let version = try await coordinator.writeManifest(
+            .tombstone(bucket: name, key: key, version: cluster.node.nextVersion()),
             level: options.consistency ?? bucket.policy.writeConsistency,
             bucket: bucket)
         coordinator.deleted(from: bucket)

@@ -13,8 +13,9 @@ public protocol ObjectWriteTarget: Sendable {
     /// Stores one chunk (`raw` hashes to `id`); may return before it is durable as long as
     /// `commit` makes it so before acknowledging.
     func storeChunk(_ raw: [UInt8], id: ChunkID) async throws(AgadirError)
-    /// Makes the object visible: durable when it returns.
-    func commit(_ manifest: ObjectManifest) async throws(AgadirError)
+    /// Makes the object visible: durable when it returns, with the version it was written
+    /// at (a cluster write may be stamped again above a newer version, `writeManifest`).
+    func commit(_ manifest: ObjectManifest) async throws(AgadirError) -> ObjectVersion
 }
 
 /// A standalone node's target: its own store, with a deferred chunk ack (the manifest's
@@ -29,8 +30,9 @@ struct LocalWriteTarget: ObjectWriteTarget {
         try await store.putChunk(try engine.encode(raw, preferred: codec, id: id), durability: .deferred)
     }
 
-    func commit(_ manifest: ObjectManifest) async throws(AgadirError) {
+    func commit(_ manifest: ObjectManifest) async throws(AgadirError) -> ObjectVersion {
         try await store.putManifest(manifest)
+        return manifest.version
     }
 }
 
@@ -79,10 +81,10 @@ extension ObjectService {
         let manifest = ObjectManifest(
             bucket: p.bucket, key: p.key, size: p.size, etag: etag, contentType: p.contentType,
             userMetadata: p.metadata, version: version, isTombstone: false, body: objectBody)
-        try await target.commit(manifest)
+        let written = try await target.commit(manifest)
         logger.debug(
-            "object stored", metadata: ["object": "\(p.bucket)/\(p.key)", "size": "\(p.size)", "version": "\(version)"])
-        return WriteResult(etag: etag, version: version, size: p.size)
+            "object stored", metadata: ["object": "\(p.bucket)/\(p.key)", "size": "\(p.size)", "version": "\(written)"])
+        return WriteResult(etag: etag, version: written, size: p.size)
     }
 
     private func lengthMismatch(_ p: PutRequest, atLeast n: UInt64) -> AgadirError {
