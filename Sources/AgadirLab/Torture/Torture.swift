@@ -243,9 +243,19 @@ public struct Torture: Sendable {
             for n in try await admin.admin(Admin.repairStatus) { if let r = n.repair { out[n.node] = r.passes } }
             return out
         }
-        let before = try await passes()
-        let started = try await admin.admin(
-            Admin.repairStart, Admin.RepairRequest(bucket: options.bucket, partition: nil))
+        let request = Admin.RepairRequest(bucket: options.bucket, partition: nil)
+        var before = try await passes()
+        var started = try await admin.admin(Admin.repairStart, request)
+        // A node just restarted may not have its peer links yet: ask again until every node took it.
+        for _ in 0..<30 where !started.unreached.isEmpty {
+            log("torture: repair not started on \(started.unreached) yet; again in 1 s")
+            try await Task.sleep(for: .seconds(1))
+            before = try await passes()
+            started = try await admin.admin(Admin.repairStart, request)
+        }
+        guard started.unreached.isEmpty else {
+            throw HistoryError(message: "the repair could not start on \(started.unreached)")
+        }
         let deadline = ContinuousClock.now + .seconds(180)
         while ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(500))
