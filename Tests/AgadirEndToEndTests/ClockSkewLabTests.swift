@@ -25,12 +25,8 @@ struct ClockSkewLabTests {
     )
     func deleteOnASlowNode_isNotLost() async throws {
         try await withThreeSiteLab { lab in
-            let ca = try lab.state().caFile
-            let endpoints = Dictionary(
-                uniqueKeysWithValues: try lab.status().compactMap { n in n.clientEndpoint.map { (n.name, $0) } })
-            let root = try lab.rootCredentials()
-            let fast = try AccessKeyLabTests.client(try #require(endpoints["benguerir-1"]), root, ca: ca)
-            let slow = try AccessKeyLabTests.client(try #require(endpoints["settat-1"]), root, ca: ca)
+            let fast = try lab.client(for: "benguerir-1")
+            let slow = try lab.client(for: "settat-1")
             defer {
                 Task {
                     await fast.close()
@@ -57,12 +53,8 @@ struct ClockSkewLabTests {
         "a node whose clock is 8 s ahead is refused by its peers (REQUEST_TIME_SKEWED), and does not drag their clocks")
     func nodeFarAhead_isRefused() async throws {
         try await withThreeSiteLab { lab in
-            let ca = try lab.state().caFile
-            let endpoints = Dictionary(
-                uniqueKeysWithValues: try lab.status().compactMap { n in n.clientEndpoint.map { (n.name, $0) } })
-            let root = try lab.rootCredentials()
-            let honest = try AccessKeyLabTests.client(try #require(endpoints["benguerir-1"]), root, ca: ca)
-            let ahead = try AccessKeyLabTests.client(try #require(endpoints["casablanca-1"]), root, ca: ca)
+            let honest = try lab.client(for: "benguerir-1")
+            let ahead = try lab.client(for: "casablanca-1")
             defer {
                 Task {
                     await honest.close()

@@ -18,17 +18,11 @@ struct QuotaLabTests {
     )
     func quotas_holdThroughEveryNode() async throws {
         try await withThreeSiteLab { lab in
-            let ca = try lab.state().caFile
-            let endpoints = Dictionary(
-                uniqueKeysWithValues: try lab.status().compactMap { n in n.clientEndpoint.map { (n.name, $0) } })
             let names = ["benguerir-1", "casablanca-1", "settat-1"]
-            let root = try lab.rootCredentials()
-            var clients: [AgadirClient] = []
-            for name in names {
-                clients.append(try AccessKeyLabTests.client(try #require(endpoints[name]), root, ca: ca))
-            }
+            let clients = try names.map { try lab.client(for: $0) }
             defer { for c in clients { Task { await c.close() } } }
-            let cli = CLI(endpoint: try #require(endpoints["settat-1"]), credentials: lab.credentialsFile)
+            let settat = try #require(try lab.status().first { $0.name == "settat-1" }?.clientEndpoint)
+            let cli = CLI(endpoint: settat, credentials: lab.credentialsFile)
             func quota(_ args: [String]) async throws -> Admin.QuotaView {
                 let r = try await cli.runDetached(["admin", "bucket", "quota", "capped", "--json"] + args)
                 #expect(r.status == 0, "\(r.stderr)")
