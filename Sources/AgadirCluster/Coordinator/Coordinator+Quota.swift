@@ -103,17 +103,9 @@ extension Coordinator {
     public func usageReport(
         bucket name: String
     ) async throws(AgadirError) -> (record: BucketRecord, usage: BucketUsage, answered: Int, asked: Int) {
-        guard let record = try await context.bucketRecord(name), !record.deleted else {
-            throw AgadirError(.noSuchBucket, "bucket '\(name)' does not exist")
-        }
-        let snapshot = context.snapshot()
-        guard let policy = Self.policyNamed(record.policy, in: snapshot.layout) else {
-            throw AgadirError(
-                .noSuchPolicy,
-                "bucket '\(name)' uses policy '\(record.policy)', which this node's layout does not have yet")
-        }
-        let found = await clusterUsage(of: ResolvedBucket(record: record, policy: policy, snapshot: snapshot))
-        return (record, found.usage, found.answered, found.asked)
+        let bucket = try await lookUp(bucket: name)
+        let found = await clusterUsage(of: bucket)
+        return (bucket.record, found.usage, found.answered, found.asked)
     }
 
     /// Admits a PUT of `size` bytes to `key` against its bucket's quota, before a byte of

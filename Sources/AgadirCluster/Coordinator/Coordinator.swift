@@ -108,6 +108,20 @@ public final class Coordinator: Sendable {
     /// The bucket's policy and a snapshot, or the error the client needs: NO_SUCH_BUCKET,
     /// NO_SUCH_POLICY, or REDIRECT when this node's site is outside the policy.
     public func resolve(bucket: String) async throws(AgadirError) -> ResolvedBucket {
+        let resolved = try await lookUp(bucket: bucket)
+        let (policy, snapshot) = (resolved.policy, resolved.snapshot)
+        guard snapshot.layout.current.isEligible(site: snapshot.site, for: policy) else {
+            throw AgadirError.redirect(
+                "bucket '\(bucket)' (policy '\(policy.name)', sites \(policy.selector)) may not be served from site "
+                    + "'\(snapshot.site)'; send its requests to a node in an eligible site",
+                to: Self.eligibleEndpoints(policy: policy, snapshot: snapshot))
+        }
+        return resolved
+    }
+
+    /// The bucket's record and policy and a snapshot, from any node (no eligibility check):
+    /// NO_SUCH_BUCKET, or NO_SUCH_POLICY while the layout that has it is still spreading.
+    func lookUp(bucket: String) async throws(AgadirError) -> ResolvedBucket {
         guard let record = try await context.bucketRecord(bucket), !record.deleted else {
             throw AgadirError(.noSuchBucket, "bucket '\(bucket)' does not exist; create it with `agadir mb \(bucket)`")
         }
@@ -117,13 +131,6 @@ public final class Coordinator: Sendable {
                 .noSuchPolicy,
                 "bucket '\(bucket)' uses policy '\(record.policy)', which this node's layout (version "
                     + "\(snapshot.layout.current.version)) does not have yet; retry once the layout has spread")
-        }
-        let current = snapshot.layout.current
-        guard current.isEligible(site: snapshot.site, for: policy) else {
-            throw AgadirError.redirect(
-                "bucket '\(bucket)' (policy '\(policy.name)', sites \(policy.selector)) may not be served from site "
-                    + "'\(snapshot.site)'; send its requests to a node in an eligible site",
-                to: Self.eligibleEndpoints(policy: policy, snapshot: snapshot))
         }
         return ResolvedBucket(record: record, policy: policy, snapshot: snapshot)
     }
