@@ -63,25 +63,28 @@ struct TortureCommand: AsyncParsableCommand {
         }
         _ = try? await lab.down()
         print(Self.render(result, options: options))
-        if !keep && result.report.anomalies.isEmpty && root == nil {
+        if !keep && result.clean && root == nil {
             try? FileManager.default.removeItem(at: rootURL)
         } else {
             print("lab root (logs, data, history): \(rootURL.path)")
         }
-        if !result.report.anomalies.isEmpty { throw ExitCode(1) }
+        if !result.clean { throw ExitCode(1) }
     }
 
     static func render(_ result: Torture.Result, options: Torture.Options) -> String {
         var lines: [String] = []
         lines.append("")
-        lines.append("| seed | faults | operations | keys | ok / fail / info | anomalies |")
-        lines.append("| --- | --- | --- | --- | --- | --- |")
+        lines.append(
+            "| seed | faults | operations | keys | ok / fail / info | anomalies | divergent partitions | residency violations |"
+        )
+        lines.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
         let c = result.report.counts
         func sum(_ kind: String) -> Int { c.filter { $0.key.hasSuffix(" \(kind)") }.values.reduce(0, +) }
         lines.append(
             "| \(options.seed) | \(options.faults.map(\.rawValue).joined(separator: ",")) (\(result.faults.count / 2) injected) "
                 + "| \(result.operations) | \(result.report.keys) | \(sum("ok")) / \(sum("fail")) / \(sum("info")) "
-                + "| \(result.report.anomalies.count) |")
+                + "| \(result.report.anomalies.count) | \(result.divergentPartitions) | \(result.residencyViolations) |"
+        )
         lines.append("")
         for kind in ["put", "get", "delete", "list"] {
             lines.append(

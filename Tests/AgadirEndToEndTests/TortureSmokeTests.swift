@@ -1,6 +1,8 @@
 import AgadirCore
 import AgadirLab
+import AgadirStore
 import Foundation
+import Logging
 import Testing
 
 /// The torture smoke of CI (docs/consistency.md): one seed, about 40 seconds of clients
@@ -8,6 +10,37 @@ import Testing
 /// runs on request (`agadir-lab torture`, see docs/consistency.md for the command).
 @Suite("Torture smoke: clients under a seeded nemesis, then the history checker", .serialized, .oneLabAtATime)
 struct TortureSmokeTests {
+    @Test("the replica check can fail: a manifest planted into one stopped node's store is found divergent")
+    func replicaCheck_findsAPlantedDivergence() async throws {
+        try await withThreeSiteLab { lab in
+            let client = try lab.client(for: "benguerir-1")
+            defer { Task { await client.close() } }
+            try await client.createBucket("torture", policy: "ma")
+            let put = try await client.put(bucket: "torture", key: "k0", data: Array("v".utf8), consistency: .all)
+            var options = Torture.Options()
+            options.bucket = "torture"
+            let torture = Torture(lab: lab, options: options)
+            let clean = try await torture.checkReplicas(client)
+            #expect(clean.divergentPartitions == 0 && clean.residencyViolations == 0, "\(clean)")
+            // Behind the cluster's back: settat-1 alone gets a newer version of k0.
+            try await lab.stop("settat-1")
+            let dir = try #require(try lab.status().first { $0.name == "settat-1" }?.dataDir)
+            let store = try NodeStore.open(directory: dir, logger: Logger(label: "planting"))
+            let planted = ObjectManifest(
+                bucket: "torture", key: "k0", size: 1, etag: ChunkID.of([1]), contentType: "x", userMetadata: [],
+                version: ObjectVersion(timestamp: HLCTimestamp(rawValue: put.version.timestamp.rawValue + 1), node: 7),
+                isTombstone: false, body: .inline([1]))
+            _ = try await store.putReplicaManifest(planted)
+            await store.close()
+            try await lab.start("settat-1")
+            try await lab.waitConverged(timeout: .seconds(60))
+            let found = try await torture.checkReplicas(client)
+            #expect(found.divergentPartitions > 0, "the planted manifest went unnoticed")
+            // The pass repaired it: the next one finds the replicas identical again.
+            #expect(try await torture.checkReplicas(client).divergentPartitions == 0)
+        }
+    }
+
     @Test("seed 1, kill + pause + skew, 40 s: faults were injected, operations ran, and the checker finds nothing")
     func smoke_findsNoAnomaly() async throws {
         try await withThreeSiteLab { lab in
@@ -24,6 +57,8 @@ struct TortureSmokeTests {
                 result.report.anomalies.isEmpty,
                 "\(result.report.anomalies.prefix(3).map { "\($0)\n" + $0.excerpt.map(HistoryFile.encode).joined(separator: "\n") })"
             )
+            #expect(result.divergentPartitions == 0, "replicas still differ after a repair")
+            #expect(result.residencyViolations == 0)
             // The history on disk is what was checked.
             let text = try String(contentsOfFile: try #require(options.historyFile), encoding: .utf8)
             #expect(try HistoryFile.decode(text).count == result.operations * 2)

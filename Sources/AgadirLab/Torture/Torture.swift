@@ -49,6 +49,14 @@ public struct Torture: Sendable {
         public var report: HistoryChecker.Report
         public var faults: [FaultEvent]
         public var operations: Int
+        /// Partitions a second repair pass, after the first and the final reads, still found
+        /// different between replicas (0: every replica of every partition is identical).
+        public var divergentPartitions: Int
+        /// Violations `audit residency` reports on any node, and nodes it could not audit.
+        public var residencyViolations: Int
+
+        /// True when the history and the replicas show nothing wrong.
+        public var clean: Bool { report.anomalies.isEmpty && divergentPartitions == 0 && residencyViolations == 0 }
     }
 
     public let lab: Lab
@@ -92,7 +100,10 @@ public struct Torture: Sendable {
         try await finalReads(nodes[0], recorder: recorder)
         let history = recorder.close()
         let report = HistoryChecker().check(history, finalFrom: finalFrom)
-        return Result(report: report, faults: faults, operations: history.filter { $0.kind == .invoke }.count)
+        let (divergent, violations) = try await checkReplicas(admin, log: log)
+        return Result(
+            report: report, faults: faults, operations: history.filter { $0.kind == .invoke }.count,
+            divergentPartitions: divergent, residencyViolations: violations)
     }
 
     // MARK: Clients
@@ -223,6 +234,22 @@ public struct Torture: Sendable {
         return events
     }
 
+    /// After a repair pass: partitions whose replicas still differ (an anti-entropy pass
+    /// over the bucket compares every partition's digests across its replicas, and counts
+    /// those it had to repair or could not check) and the residency audit's violations.
+    public func checkReplicas(
+        _ admin: AgadirClient, log: @escaping @Sendable (String) -> Void = { _ in }
+    ) async throws -> (divergentPartitions: Int, residencyViolations: Int) {
+        let pass = try await repair(admin, log: log)
+        let divergent = pass.reduce(0) {
+            $0 + ($1.repair?.partitionsRepaired ?? 0) + ($1.repair?.partitionsIncomplete ?? 0)
+        }
+        let audits = try await admin.admin(Admin.auditResidency)
+        let violations = audits.reduce(0) { $0 + $1.violationCount + ($1.error == nil ? 0 : 1) }
+        log("torture: a repair pass found \(divergent) partition(s) to repair; residency violations \(violations)")
+        return (divergent, violations)
+    }
+
     /// Every node running, unpaused, its clock back, and the cluster converged.
     private func heal(_ nodes: [String]) async throws {
         for status in try lab.status() {
@@ -236,13 +263,17 @@ public struct Torture: Sendable {
         try await lab.waitConverged(timeout: .seconds(90))
     }
 
-    /// An anti-entropy pass on every node, waited for.
-    private func repair(_ admin: AgadirClient, log: @escaping @Sendable (String) -> Void) async throws {
-        func passes() async throws -> [String: Int] {
+    /// An anti-entropy pass on every node, waited for; each node's record of it.
+    @discardableResult
+    private func repair(_ admin: AgadirClient, log: @escaping @Sendable (String) -> Void) async throws
+        -> [Admin.RepairNodeView]
+    {
+        func passes(_ status: [Admin.RepairNodeView]) -> [String: Int] {
             var out: [String: Int] = [:]
-            for n in try await admin.admin(Admin.repairStatus) { if let r = n.repair { out[n.node] = r.passes } }
+            for n in status { if let r = n.repair { out[n.node] = r.passes } }
             return out
         }
+        func passes() async throws -> [String: Int] { passes(try await admin.admin(Admin.repairStatus)) }
         let request = Admin.RepairRequest(bucket: options.bucket, partition: nil)
         var before = try await passes()
         var started = try await admin.admin(Admin.repairStart, request)
@@ -259,10 +290,11 @@ public struct Torture: Sendable {
         let deadline = ContinuousClock.now + .seconds(180)
         while ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(500))
-            let now = try await passes()
+            let status = try await admin.admin(Admin.repairStatus)
+            let now = passes(status)
             if started.reached.allSatisfy({ (now[$0] ?? 0) > (before[$0] ?? 0) }) {
                 log("torture: repair done on \(started.reached.count) node(s)")
-                return
+                return status
             }
         }
         throw HistoryError(message: "the repair after the faults did not finish within 180 s")
