@@ -275,6 +275,43 @@ public struct Lab: Sendable {
         }
     }
 
+    /// Grows the lab by one node in `site` (a new site too), as an operator adds a machine:
+    /// its name is the next free `<site>-<n>`, it gets a certificate attesting its site and
+    /// the known labels of the site (with `labels` over them), and it starts and joins
+    /// through the other nodes. It holds no data until a layout assigns it
+    /// (`agadir admin layout assign` then `apply`). Returns its name.
+    public func add(site: String, labels: [String: String] = [:]) async throws(AgadirError) -> String {
+        try Self.validate(sites: [site], nodesPerSite: 1, clusterName: "x")
+        return try await store.locked { () throws(AgadirError) -> String in
+            var state = try store.load()
+            var n = 1
+            while state.nodes.contains(where: { $0.name == "\(site)-\(n)" }) { n += 1 }
+            let name = "\(site)-\(n)"
+            let dir = root.appendingPathComponent("nodes").appendingPathComponent(name)
+            do {
+                try FileManager.default.createDirectory(
+                    at: dir.appendingPathComponent("data"), withIntermediateDirectories: true)
+            } catch {
+                throw AgadirError(.ioError, "cannot create \(dir.path): \(error)")
+            }
+            var node = LabNode(
+                name: name, site: site, labels: labels, nodeID: name, pid: 0, clientPort: 0, peerPort: 0,
+                dataDir: dir.appendingPathComponent("data").path,
+                logFile: dir.appendingPathComponent("agadird.log").path,
+                readyFile: dir.appendingPathComponent("ready.json").path, state: .stopped)
+            if state.caFile != nil {
+                let attested = (Self.knownSiteLabels[site] ?? [:]).merging(labels) { _, given in given }
+                (node.certFile, node.keyFile) = try LabPKI.open(root: root).issue(
+                    node: name, site: site, labels: attested, dir: dir)
+            }
+            state.nodes.append(node)
+            if !state.sites.contains(site) { state.sites.append(site) }
+            try store.save(state)
+            try await startNode(&state, state.nodes.count - 1)
+            return name
+        }
+    }
+
     /// Stops (SIGTERM) then starts the node `name`, on the same ports.
     public func restart(_ name: String, timeout: Duration = .seconds(30)) async throws(AgadirError) {
         try await store.locked { () throws(AgadirError) in

@@ -32,6 +32,19 @@ struct LabPKI {
         return pki
     }
 
+    /// The CA of an existing lab root (`create` made it).
+    static func open(root: URL) throws(AgadirError) -> LabPKI {
+        let dir = root.appendingPathComponent("pki")
+        let caFile = dir.appendingPathComponent("ca.crt").path
+        let caKeyFile = dir.appendingPathComponent("ca.key").path
+        guard let ca = FileManager.default.contents(atPath: caFile),
+            let key = FileManager.default.contents(atPath: caKeyFile)
+        else { throw AgadirError(.ioError, "the lab's CA (\(caFile), \(caKeyFile)) cannot be read") }
+        return LabPKI(
+            caFile: caFile, revocationFile: dir.appendingPathComponent("revocations.json").path, caKeyFile: caKeyFile,
+            caPEM: String(decoding: ca, as: UTF8.self), caKeyPEM: String(decoding: key, as: UTF8.self))
+    }
+
     /// Issues the certificate of node `node` (loopback host names) into `dir`; returns the
     /// certificate's and the key's paths.
     func issue(node: String, site: String, labels: [String: String], dir: URL) throws(AgadirError) -> (String, String) {

@@ -16,7 +16,8 @@ struct AgadirLabCLI: AsyncParsableCommand {
             Exit codes: 0 ok, 1 failure, 2 no such node, 64 usage.
             """,
         subcommands: [
-            Up.self, Status.self, Kill.self, Stop.self, Start.self, Restart.self, Pause.self, Resume.self, Skew.self,
+            Up.self, Status.self, Add.self, Kill.self, Stop.self, Start.self, Restart.self, Pause.self, Resume.self,
+            Skew.self,
             Logs.self, Down.self, Run.self, Simulate.self, TortureCommand.self,
         ])
 }
@@ -236,6 +237,32 @@ struct Pause: AsyncParsableCommand {
         try await reporting {
             try await Lab.open(root: root.url).pause(node)
             print("paused \(node)")
+        }
+    }
+}
+
+struct Add: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Grow the lab by one node in SITE (a new site too), as an operator adds a machine.",
+        discussion: """
+            The node gets the next free name <site>-<n> and a certificate from the lab's CA \
+            attesting its site (and the labels the lab knows for it, with --label over them), \
+            starts and joins through the other nodes. It holds nothing until a layout assigns \
+            it: agadir admin layout assign NODE --site SITE --capacity 1TB, then layout apply.
+            """)
+    @OptionGroup var root: RootOption
+    @Option(name: .long, help: "The site of the new node.") var site: String
+    @Option(name: .long, help: "A certificate label KEY=VALUE over the site's known ones (repeatable).")
+    var label: [String] = []
+
+    func run() async throws {
+        let labels = try parseLabels(label)
+        try await reporting {
+            let lab = try Lab.open(root: root.url)
+            let name = try await lab.add(site: site, labels: labels)
+            try await lab.waitConverged(timeout: .seconds(60))
+            print("added \(name) (site \(site)); it holds no data until a layout assigns it:")
+            print("  agadir admin layout assign \(name) --site \(site) --capacity 1TB && agadir admin layout apply")
         }
     }
 }
