@@ -113,25 +113,8 @@ public struct Lab: Sendable {
             var nodes: [LabNode] = []
             for site in sites {
                 for n in 1...nodesPerSite {
-                    let name = "\(site)-\(n)"
-                    let dir = lab.root.appendingPathComponent("nodes").appendingPathComponent(name)
-                    do {
-                        try FileManager.default.createDirectory(
-                            at: dir.appendingPathComponent("data"), withIntermediateDirectories: true)
-                    } catch {
-                        throw AgadirError(.ioError, "cannot create \(dir.path): \(error)")
-                    }
-                    var node = LabNode(
-                        name: name, site: site, labels: labels, nodeID: name, pid: 0, clientPort: 0, peerPort: 0,
-                        dataDir: dir.appendingPathComponent("data").path,
-                        logFile: dir.appendingPathComponent("agadird.log").path,
-                        readyFile: dir.appendingPathComponent("ready.json").path, state: .stopped)
-                    if let pki {
-                        let attested = (knownSiteLabels[site] ?? [:]).merging(labels) { _, given in given }
-                        (node.certFile, node.keyFile) = try pki.issue(
-                            node: name, site: site, labels: attested, dir: dir)
-                    }
-                    nodes.append(node)
+                    nodes.append(
+                        try makeNode("\(site)-\(n)", site: site, labels: labels, root: lab.root, pki: pki))
                 }
             }
             try lab.store.save(
@@ -141,6 +124,29 @@ public struct Lab: Sendable {
                     revocationFile: pki?.revocationFile))
         }
         return lab
+    }
+
+    /// A new node's directory and record, with a certificate from `pki` attesting its site
+    /// and the site's known labels (`labels` over them) when the lab has a CA.
+    static func makeNode(
+        _ name: String, site: String, labels: [String: String], root: URL, pki: LabPKI?
+    ) throws(AgadirError) -> LabNode {
+        let dir = root.appendingPathComponent("nodes").appendingPathComponent(name)
+        do {
+            try FileManager.default.createDirectory(
+                at: dir.appendingPathComponent("data"), withIntermediateDirectories: true)
+        } catch {
+            throw AgadirError(.ioError, "cannot create \(dir.path): \(error)")
+        }
+        var node = LabNode(
+            name: name, site: site, labels: labels, nodeID: name, pid: 0, clientPort: 0, peerPort: 0,
+            dataDir: dir.appendingPathComponent("data").path, logFile: dir.appendingPathComponent("agadird.log").path,
+            readyFile: dir.appendingPathComponent("ready.json").path, state: .stopped)
+        if let pki {
+            let attested = (knownSiteLabels[site] ?? [:]).merging(labels) { _, given in given }
+            (node.certFile, node.keyFile) = try pki.issue(node: name, site: site, labels: attested, dir: dir)
+        }
+        return node
     }
 
     static func validate(sites: [String], nodesPerSite: Int, clusterName: String) throws(AgadirError) {
@@ -287,24 +293,8 @@ public struct Lab: Sendable {
             var n = 1
             while state.nodes.contains(where: { $0.name == "\(site)-\(n)" }) { n += 1 }
             let name = "\(site)-\(n)"
-            let dir = root.appendingPathComponent("nodes").appendingPathComponent(name)
-            do {
-                try FileManager.default.createDirectory(
-                    at: dir.appendingPathComponent("data"), withIntermediateDirectories: true)
-            } catch {
-                throw AgadirError(.ioError, "cannot create \(dir.path): \(error)")
-            }
-            var node = LabNode(
-                name: name, site: site, labels: labels, nodeID: name, pid: 0, clientPort: 0, peerPort: 0,
-                dataDir: dir.appendingPathComponent("data").path,
-                logFile: dir.appendingPathComponent("agadird.log").path,
-                readyFile: dir.appendingPathComponent("ready.json").path, state: .stopped)
-            if state.caFile != nil {
-                let attested = (Self.knownSiteLabels[site] ?? [:]).merging(labels) { _, given in given }
-                (node.certFile, node.keyFile) = try LabPKI.open(root: root).issue(
-                    node: name, site: site, labels: attested, dir: dir)
-            }
-            state.nodes.append(node)
+            let pki = state.caFile == nil ? nil : try LabPKI.open(root: root)
+            state.nodes.append(try Self.makeNode(name, site: site, labels: labels, root: root, pki: pki))
             if !state.sites.contains(site) { state.sites.append(site) }
             try store.save(state)
             try await startNode(&state, state.nodes.count - 1)
