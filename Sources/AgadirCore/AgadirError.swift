@@ -71,6 +71,10 @@ public struct AgadirError: Error, Sendable, Equatable, CustomStringConvertible {
         /// This node may not coordinate requests of the bucket (its site is outside the
         /// bucket's policy); the response names eligible nodes (docs/protocol.md, "Redirects").
         public static let redirect = Code(rawValue: 400)
+        /// Peer only: the node is in no live layout version's replica set of the partition a
+        /// write (MANIFEST_PUT, CHUNK_PUT, CHUNKS_CLAIM) belongs to: the sender's layout is
+        /// older than the receiver's; it pulls the newer one (docs/consistency.md, "Layout changes").
+        public static let notReplica = Code(rawValue: 401)
 
         // MARK: 5xx: the node failed; the request may be retried, possibly elsewhere.
         public static let internalError = Code(rawValue: 500)
@@ -106,7 +110,7 @@ public struct AgadirError: Error, Sendable, Equatable, CustomStringConvertible {
             304: "NO_SUCH_CHUNK", 305: "NO_SUCH_POLICY", 306: "POLICY_ALREADY_EXISTS", 307: "LAYOUT_VERSION_CONFLICT",
             308: "POLICY_UNSATISFIABLE", 309: "NO_SUCH_NODE", 310: "NODE_NOT_DRAINED", 311: "NOT_ATTESTED",
             312: "QUOTA_EXCEEDED",
-            400: "REDIRECT",
+            400: "REDIRECT", 401: "NOT_REPLICA",
             500: "INTERNAL_ERROR", 501: "IO_ERROR", 502: "CORRUPT_CHUNK", 503: "CORRUPT_DATA", 504: "SHUTTING_DOWN",
             505: "STORAGE_FULL", 506: "UNAVAILABLE", 507: "NOT_ENOUGH_REPLICAS",
         ]

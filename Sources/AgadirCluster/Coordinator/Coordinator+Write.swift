@@ -160,9 +160,18 @@ extension Coordinator {
                     logger.warning(
                         "replica write failed after the quorum",
                         metadata: ["node": "\(node)", "what": "\(what)", "error": "\(e)"])
-                    background.start("hint parking") { await self.park(hint, for: node, bucket: bucket) }
+                    if e.code == .notReplica {
+                        background.start("layout refresh") { await context.refreshLayout() }
+                    } else {
+                        background.start("hint parking") { await self.park(hint, for: node, bucket: bucket) }
+                    }
                 }
             })
+        // A replica that no longer holds the partition: this node's layout is behind. No
+        // hint for it (it would refuse that too); the newer layout is pulled for the next
+        // request.
+        let moved = Set(failures.filter { $0.value.code == .notReplica }.keys)
+        if !moved.isEmpty { background.start("layout refresh") { await context.refreshLayout() } }
         let outcome = Quorum.evaluate(
             level: level, sets: sets, coordinatorSite: coordinatorSite, answered: Set(acked.keys), site: siteOf)
         guard outcome.satisfied else {
@@ -175,7 +184,7 @@ extension Coordinator {
                 answered: outcome.answered, needed: outcome.needed)
         }
         // Replicas that are down or failed: park the write for them on another eligible node.
-        for node in nodes where !snapshot.alive.contains(node) || failures[node] != nil {
+        for node in nodes where !moved.contains(node) && (!snapshot.alive.contains(node) || failures[node] != nil) {
             await park(hint, for: node, bucket: bucket)
         }
     }

@@ -365,7 +365,8 @@ public final class ClusterNode: ClusterContext, Sendable {
         // on the partitions' new replicas. Dropped once no member announces a newer layout.
         let known = Set(snap.layout.live.flatMap { $0.nodes.map(\.id) })
         let newest = gossip?.memberInfos().map(\.layoutVersion).max() ?? 0
-        if snap.layout.current.version >= 1, snap.layout.current.version >= newest {
+        let upToDate = snap.layout.current.version >= 1 && snap.layout.current.version >= newest
+        if upToDate {
             for (target, count) in targets where !known.contains(target) {
                 guard let hints = try? await store.hints(for: target, limit: NodeStore.maxPageSize) else { continue }
                 do throws(AgadirError) {
@@ -382,6 +383,7 @@ public final class ClusterNode: ClusterContext, Sendable {
         for (target, _) in targets where target != nodeID && snap.alive.contains(target) {
             guard let hints = try? await store.hints(for: target, limit: settings.hintBatch) else { continue }
             var delivered: [Int64] = []
+            var moved = 0
             for hint in hints {
                 do throws(AgadirError) {
                     guard let record = try await bucketRecord(hint.bucket),
@@ -391,6 +393,15 @@ public final class ClusterNode: ClusterContext, Sendable {
                         logger.error(
                             "a hint is not deliverable: its target is not eligible for the bucket's policy",
                             metadata: ["target": "\(target)", "bucket": "\(hint.bucket)"])
+                        continue
+                    }
+                    // A target that holds the hint's partition in no live version any more
+                    // would refuse it (NOT_REPLICA): the write reached a quorum of the
+                    // partition's replica sets, from which the rebalance moved it. Dropped
+                    // once no member announces a layout newer than this node's.
+                    if upToDate, !Self.holds(target, hint.payload, policy: policy.name, in: snap.layout) {
+                        delivered.append(hint.id)
+                        moved += 1
                         continue
                     }
                     let remote = replica(target)
@@ -403,8 +414,14 @@ public final class ClusterNode: ClusterContext, Sendable {
                     delivered.append(hint.id)
                 } catch {
                     logger.debug("hint delivery failed", metadata: ["target": "\(target)", "error": "\(error)"])
+                    if error.code == .notReplica { await syncLayout() }
                     break
                 }
+            }
+            if moved > 0 {
+                logger.info(
+                    "hints for partitions their target no longer holds dropped",
+                    metadata: ["target": "\(target)", "dropped": "\(moved)"])
             }
             if !delivered.isEmpty {
                 do throws(AgadirError) {
@@ -416,6 +433,20 @@ public final class ClusterNode: ClusterContext, Sendable {
                 }
             }
         }
+    }
+}
+
+extension ClusterNode {
+    /// Whether `node` is in some live version's replica set of the partition `payload`
+    /// belongs to (a chunk's by its id, a manifest's by its key).
+    public static func holds(_ node: String, _ payload: HintPayload, policy: String, in layout: ClusterLayout) -> Bool {
+        let count = layout.current.partitionCount
+        let partition: Int
+        switch payload {
+        case .chunk(let id, _): partition = Partitioner.partition(of: id, count: count)
+        case .manifest(let m): partition = Partitioner.partition(bucket: m.bucket, key: m.key, count: count)
+        }
+        return layout.allReplicas(policy: policy, partition: partition).contains(node)
     }
 }
 

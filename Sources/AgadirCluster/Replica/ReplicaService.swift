@@ -97,13 +97,19 @@ public final class ReplicaService: PeerRequestHandler {
         case .hello, .auth:
             throw AgadirError(.unauthenticated, "\(request.opcode) after the handshake")
         case .chunksClaim(let reference):
-            try await acceptWrite(of: reference.bucket, from: peer)
+            let policy = try await acceptWrite(of: reference.bucket, from: peer)
             let ids = try ChunkIDListCodec.decode(
                 try await Self.collect(body, max: PeerLimits.maxClaimIDs * ChunkID.byteCount))
+            for id in Set(ids) {
+                try await requireReplica(
+                    policy, from: peer, what: "chunk \(id.hex)") { Partitioner.partition(of: id, count: $0) }
+            }
             let held = try await local.claimChunks(ids, reference: reference)
             return (Fields(), held.map { $0 ? 1 : 0 })
         case .chunkPut(let reference, let chunkID):
-            try await acceptWrite(of: reference.bucket, from: peer)
+            let policy = try await acceptWrite(of: reference.bucket, from: peer)
+            try await requireReplica(
+                policy, from: peer, what: "chunk \(chunkID.hex)") { Partitioner.partition(of: chunkID, count: $0) }
             let chunk = try EncodedChunkCodec.decode(try await Self.collect(body, max: Self.maxChunkBody), id: chunkID)
             try Self.verify(chunk, from: peer)
             try await local.putChunk(chunk, reference: reference)
@@ -112,7 +118,10 @@ public final class ReplicaService: PeerRequestHandler {
             try await allowRead(of: bucket, by: peer)
             return (Fields(), EncodedChunkCodec.encode(try await local.getChunk(chunkID, bucket: bucket)))
         case .manifestPut(let bucket, let key):
-            try await acceptWrite(of: bucket, from: peer)
+            let policy = try await acceptWrite(of: bucket, from: peer)
+            try await requireReplica(policy, from: peer, what: "the manifest of '\(bucket)/\(key)'") {
+                Partitioner.partition(bucket: bucket, key: key, count: $0)
+            }
             let m = try ManifestCodec.decode(try await Self.collect(body, max: PeerLimits.maxStructuredBodyBytes))
             guard m.bucket == bucket, m.key.bytewiseEqual(key) else {
                 throw AgadirError(
@@ -251,7 +260,12 @@ public final class ReplicaService: PeerRequestHandler {
     /// The policy of `bucket`, when this node may hold its bytes; REDIRECT otherwise.
     @discardableResult
     private func acceptWrite(of bucket: String, from peer: String) async throws(AgadirError) -> Policy {
-        let (policy, snapshot) = try await policy(of: bucket)
+        var (policy, snapshot) = try await policy(of: bucket)
+        if !snapshot.layout.live.contains(where: { $0.isEligible(node: snapshot.nodeID, for: policy) }) {
+            // A node just added may not know the layout that names it yet.
+            await context.refreshLayout()
+            (policy, snapshot) = try await self.policy(of: bucket)
+        }
         if let why = context.attestedRefusal(snapshot.nodeID, for: policy) {
             logger.error(
                 "refused bytes of a bucket this node's certificate does not make it eligible for",
@@ -267,6 +281,33 @@ public final class ReplicaService: PeerRequestHandler {
                 to: [])
         }
         return policy
+    }
+
+    /// Refuses a write of a partition this node is in no live layout version's replica set
+    /// of (NOT_REPLICA): a coordinator on an older layout would otherwise leave data on a
+    /// node that the rebalance already left, where no read and no repair looks for it.
+    /// A sender with a newer layout is caught up with first (gossip announces it).
+    private func requireReplica(
+        _ policy: Policy, from peer: String, what: String, partition: (Int) -> Int
+    ) async throws(AgadirError) {
+        func owns(_ snapshot: ClusterSnapshot) -> Bool {
+            let layout = snapshot.layout
+            guard layout.current.version >= 1 else { return true }
+            return layout.allReplicas(policy: policy.name, partition: partition(layout.current.partitionCount))
+                .contains(snapshot.nodeID)
+        }
+        if owns(context.snapshot()) { return }
+        await context.refreshLayout()
+        let snapshot = context.snapshot()
+        if owns(snapshot) { return }
+        let p = partition(snapshot.layout.current.partitionCount)
+        logger.info(
+            "refused a write of a partition this node does not hold",
+            metadata: ["peer": "\(peer)", "what": "\(what)", "partition": "\(p)"])
+        throw AgadirError(
+            .notReplica,
+            "node \(snapshot.nodeID) holds partition \(p) of policy '\(policy.name)' in no live layout version "
+                + "(live: \(snapshot.layout.live.map(\.version))), so it refuses \(what); the sender's layout is older")
     }
 
     /// Refuses to send a bucket's bytes or names to a peer outside its policy's sites.

@@ -1,0 +1,321 @@
+import AgadirCluster
+import AgadirCore
+import AgadirPlacement
+import AgadirStore
+import AgadirTestSupport
+import AgadirTransport
+import AgadirWire
+import Foundation
+import NIOCore
+import Synchronization
+import Testing
+
+/// Collects the frames a `ReplicaService` answers with.
+final class CapturingSink: ResponseSink {
+    let frames = Mutex<[Frame]>([])
+    func send(_ frame: Frame) async throws { frames.withLock { $0.append(frame) } }
+}
+
+/// One node's view of the cluster as its `ReplicaService` sees it: its own layout (which
+/// may be behind or ahead of the coordinator's), and a newer one `refreshLayout` adopts,
+/// as a pull from a member announcing it would.
+final class NodeView: ClusterContext {
+    let nodeID: String
+    let store: NodeStore
+    var local: LocalReplica { LocalReplica(nodeID: nodeID, store: store) }
+    let layout: Mutex<ClusterLayout>
+    let announced = Mutex<ClusterLayout?>(nil)
+    let refreshes = Mutex(0)
+
+    init(nodeID: String, store: NodeStore, layout: ClusterLayout) {
+        self.nodeID = nodeID
+        self.store = store
+        self.layout = Mutex(layout)
+    }
+
+    func snapshot() -> ClusterSnapshot {
+        let layout = self.layout.withLock { $0 }
+        let all = Set(layout.live.flatMap { $0.nodes.map(\.id) })
+        return ClusterSnapshot(
+            nodeID: nodeID, site: layout.current.node(nodeID)?.site ?? "", layout: layout, alive: all,
+            endpoints: Dictionary(uniqueKeysWithValues: all.map { ($0, "\($0).test:7480") }))
+    }
+    func replica(_ node: String) -> any ReplicaClient { LocalReplica(nodeID: nodeID, store: store) }
+    func bucketRecord(_ name: String) async throws(AgadirError) -> BucketRecord? {
+        try await store.bucketCatalog().first { $0.name == name }
+    }
+    func nextVersion() -> ObjectVersion { ObjectVersion(timestamp: HLCTimestamp(rawValue: 1), node: 1) }
+    func refreshLayout() async {
+        refreshes.withLock { $0 += 1 }
+        if let newer = announced.withLock({ $0 }) { layout.withLock { $0 = newer } }
+    }
+}
+
+/// A replica reached through its node's `ReplicaService`, in process: the peer requests a
+/// coordinator sends go through the receiving side's checks, as over a peer link.
+struct ServiceReplica: ReplicaClient {
+    let local: LocalReplica
+    let service: ReplicaService
+    var nodeID: String { local.nodeID }
+
+    func call(_ request: PeerRequest, body: [UInt8]) async throws(AgadirError) -> Frame {
+        let sink = CapturingSink()
+        await service.handle(
+            id: 1, request: request, from: "coordinator", body: BodyStream(completeWith: ByteBuffer(bytes: body)),
+            sink: sink)
+        guard let first = sink.frames.withLock({ $0.first }) else {
+            throw AgadirError(.internalError, "\(nodeID) sent no answer to \(request.opcode)")
+        }
+        if let error = first.error { throw error }
+        return first
+    }
+
+    func claimChunks(_ ids: [ChunkID], reference: ChunkReference) async throws(AgadirError) -> [Bool] {
+        let answer = try await call(.chunksClaim(reference), body: ChunkIDListCodec.encode(ids))
+        return answer.payload.readableBytesView.map { $0 == 1 }
+    }
+    func putChunk(_ chunk: EncodedChunk, reference: ChunkReference) async throws(AgadirError) {
+        _ = try await call(.chunkPut(reference, chunk: chunk.id), body: EncodedChunkCodec.encode(chunk))
+    }
+    func putManifest(_ manifest: ObjectManifest) async throws(AgadirError) -> (applied: Bool, stored: ObjectVersion) {
+        let answer = try await call(
+            .manifestPut(bucket: manifest.bucket, key: manifest.key), body: ManifestCodec.encode(manifest))
+        return (try answer.fields.u8(.applied) == 1, try answer.fields.version(.version) ?? manifest.version)
+    }
+    func getChunk(_ id: ChunkID, bucket: String) async throws(AgadirError) -> EncodedChunk {
+        try await local.getChunk(id, bucket: bucket)
+    }
+    func getManifest(bucket: String, key: String) async throws(AgadirError) -> ObjectManifest? {
+        try await local.getManifest(bucket: bucket, key: key)
+    }
+    func list(bucket: String, prefix: String, startAfter: String?, limit: Int) async throws(AgadirError)
+        -> [ReplicaListEntry]
+    { try await local.list(bucket: bucket, prefix: prefix, startAfter: startAfter, limit: limit) }
+    func putHint(target: String, bucket: String, hint: Hint) async throws(AgadirError) {
+        try await local.putHint(target: target, bucket: bucket, hint: hint)
+    }
+    func mergeCatalog(_ records: [BucketRecord]) async throws(AgadirError) { try await local.mergeCatalog(records) }
+    func catalog() async throws(AgadirError) -> [BucketRecord] { try await local.catalog() }
+    func mergeAccessKeys(_ records: [AccessKeyRecord]) async throws(AgadirError) {
+        try await local.mergeAccessKeys(records)
+    }
+    func accessKeys() async throws(AgadirError) -> [AccessKeyRecord] { try await local.accessKeys() }
+    func partitionManifests(
+        policy: String, partition: Int, partitionCount: Int, after: ManifestCursor?, limit: Int
+    ) async throws(AgadirError) -> ManifestPage {
+        try await local.partitionManifests(
+            policy: policy, partition: partition, partitionCount: partitionCount, after: after, limit: limit)
+    }
+    func partitionChunks(
+        policy: String, partition: Int, partitionCount: Int, after: ChunkID?, limit: Int
+    ) async throws(AgadirError) -> ChunkPage {
+        try await local.partitionChunks(
+            policy: policy, partition: partition, partitionCount: partitionCount, after: after, limit: limit)
+    }
+    func partitionDigest(
+        policy: String, partition: Int, partitionCount: Int, tombstonesBefore: UInt64
+    ) async throws(AgadirError) -> PartitionSummary {
+        try await local.partitionDigest(
+            policy: policy, partition: partition, partitionCount: partitionCount, tombstonesBefore: tombstonesBefore)
+    }
+}
+
+/// The eight nodes of `TestCluster`, each behind its own `ReplicaService` with its own
+/// view of the layout, and a coordinator on benguerir-1 with a view of its own.
+final class ServiceCluster: ClusterContext {
+    let dir: TempDirectory
+    let views: [String: NodeView]
+    let services: [String: ServiceReplica]
+    let coordinatorLayout: Mutex<ClusterLayout>
+    let refreshes = Mutex(0)
+    let clock = Mutex(HybridLogicalClock())
+    let me = "benguerir-1"
+
+    /// Version 1 as `TestCluster` plans it, and version 2 with settat-3 added: some
+    /// partitions move to it, so some nodes leave replica sets.
+    static func layouts() throws -> (Layout, Layout) {
+        let v1 = try TestCluster.plannedLayout()
+        let v2 = try Planner.plan(
+            previous: v1,
+            changes: StagedChanges(changes: [.assignNode(id: "settat-3", site: "settat", capacity: 1 << 40)]),
+            appliedMillis: 2, bytesPerPartition: { _, _ in 0 }
+        ).layout
+        return (v1, v2)
+    }
+
+    init(nodes: ClusterLayout, coordinator: ClusterLayout, name: String = #function) throws {
+        dir = TempDirectory(prefix: "replica-service", name)
+        try FileManager.default.createDirectory(atPath: dir.path, withIntermediateDirectories: true)
+        coordinatorLayout = Mutex(coordinator)
+        var views: [String: NodeView] = [:]
+        var services: [String: ServiceReplica] = [:]
+        for node in Set(nodes.live.flatMap { $0.nodes.map(\.id) } + coordinator.live.flatMap { $0.nodes.map(\.id) }) {
+            let store = try NodeStore.open(directory: "\(dir.path)/\(node)", logger: quiet)
+            let view = NodeView(nodeID: node, store: store, layout: nodes)
+            let local = LocalReplica(nodeID: node, store: store)
+            views[node] = view
+            services[node] = ServiceReplica(
+                local: local,
+                service: ReplicaService(local: local, context: view, logger: quiet, layoutBytes: { [] }, audit: { [] }))
+        }
+        self.views = views
+        self.services = services
+    }
+
+    func close() async {
+        for view in views.values { await view.store.close() }
+        dir.cleanup()
+    }
+
+    func snapshot() -> ClusterSnapshot {
+        let layout = coordinatorLayout.withLock { $0 }
+        let all = Set(layout.live.flatMap { $0.nodes.map(\.id) })
+        return ClusterSnapshot(
+            nodeID: me, site: layout.current.node(me)?.site ?? "", layout: layout, alive: all,
+            endpoints: Dictionary(uniqueKeysWithValues: all.map { ($0, "\($0).test:7480") }))
+    }
+    func replica(_ node: String) -> any ReplicaClient {
+        guard let replica = services[node] else { preconditionFailure("the service cluster has no node \(node)") }
+        return replica
+    }
+    func bucketRecord(_ name: String) async throws(AgadirError) -> BucketRecord? {
+        guard let view = views[me] else { throw AgadirError(.internalError, "no store for \(me)") }
+        return try await view.store.bucketCatalog().first { $0.name == name }
+    }
+    func nextVersion() -> ObjectVersion {
+        ObjectVersion(timestamp: clock.withLock { $0.now(wallMillis: 1_700_000_000_000) }, node: 7)
+    }
+    func refreshLayout() async { refreshes.withLock { $0 += 1 } }
+
+    /// Hints parked anywhere for `target`.
+    func hints(for target: String) async throws -> Int {
+        var n = 0
+        for view in views.values { n += try await view.store.hints(for: target, limit: 100).count }
+        return n
+    }
+}
+
+@Suite struct ReplicaServiceTests {
+    /// A key of `ma-data` whose manifest partition `leaver` holds in version 1 and not in
+    /// version 2, with version 2's replica set.
+    static func movedKey(_ v1: Layout, _ v2: Layout) -> (key: String, leaver: String, v2Set: [String])? {
+        for i in 0..<10_000 {
+            let key = "moved-\(i)"
+            let p = Partitioner.partition(bucket: "ma-data", key: key, count: v1.partitionCount)
+            let old = v1.replicas(policy: "ma", partition: p)
+            let new = v2.replicas(policy: "ma", partition: p)
+            if let leaver = old.first(where: { !new.contains($0) }) { return (key, leaver, new) }
+        }
+        return nil
+    }
+
+    static func manifest(_ key: String, _ version: ObjectVersion) -> ObjectManifest {
+        ObjectManifest(
+            bucket: "ma-data", key: key, size: 1, etag: ChunkID.of([1]), contentType: "x", userMetadata: [],
+            version: version, isTombstone: false, body: .inline([1]))
+    }
+
+    /// The regression of issue 13: a coordinator still on version 1 writes after every
+    /// other node retired it. The node that left the partition refuses (NOT_REPLICA) and
+    /// holds nothing; the write is acknowledged by the others, parks no hint for the
+    /// leaver, and makes the coordinator pull the newer layout.
+    @Test func aCoordinatorOnARetiredLayout_cannotLeaveDataOnANodeThatLeftThePartition() async throws {
+        let (v1, v2) = try ServiceCluster.layouts()
+        var current = ClusterLayout(initial: v1)
+        try current.apply(v2, summary: "settat-3 added")
+        current.retire(olderThan: v2.version)
+        let cluster = try ServiceCluster(nodes: current, coordinator: ClusterLayout(initial: v1))
+        let coordinator = Coordinator(context: cluster, logger: quiet)
+        _ = try await coordinator.createBucket("ma-data", policy: "ma")
+        let bucket = try await coordinator.resolve(bucket: "ma-data")
+        let moved = try #require(Self.movedKey(v1, v2))
+
+        let version = cluster.nextVersion()
+        try await coordinator.writeManifest(Self.manifest(moved.key, version), level: .quorum, bucket: bucket)
+        let leaver = try #require(cluster.views[moved.leaver])
+        await coordinator.background.drain()
+        #expect(try await leaver.local.getManifest(bucket: "ma-data", key: moved.key) == nil)
+        #expect(try await cluster.hints(for: moved.leaver) == 0)
+        #expect(cluster.refreshes.withLock { $0 } >= 1)
+        // The leaver asked its own layout again before refusing: a sender may be ahead.
+        #expect(leaver.refreshes.withLock { $0 } >= 1)
+
+        // Asked directly, the answer is NOT_REPLICA, for manifests, chunks and claims alike.
+        let direct = try #require(cluster.services[moved.leaver])
+        let refused = await agadirError { _ = try await direct.putManifest(Self.manifest(moved.key, version)) }
+        #expect(refused?.code == .notReplica)
+        var engine = ChunkCodec()
+        var chunk: EncodedChunk? = nil
+        for i in 0..<10_000 where chunk == nil {
+            let candidate = try engine.encode(Array("chunk \(i)".utf8), preferred: .lz4)
+            let p = Partitioner.partition(of: candidate.id, count: v2.partitionCount)
+            if !current.allReplicas(policy: "ma", partition: p).contains(moved.leaver) { chunk = candidate }
+        }
+        let foreign = try #require(chunk)
+        let reference = ChunkReference(bucket: "ma-data", key: moved.key, version: version)
+        let chunkRefused = await agadirError { try await direct.putChunk(foreign, reference: reference) }
+        #expect(chunkRefused?.code == .notReplica)
+        let claimRefused = await agadirError { _ = try await direct.claimChunks([foreign.id], reference: reference) }
+        #expect(claimRefused?.code == .notReplica)
+        #expect(try await leaver.store.containsChunks([foreign.id]) == [false])
+        #expect(try await leaver.local.getManifest(bucket: "ma-data", key: moved.key) == nil)
+        await cluster.close()
+    }
+
+    /// While both versions are live (the rebalance has not finished), the old owners still
+    /// take writes: they are what reads at the old version find.
+    @Test func anOldOwnerTakesWritesWhileItsVersionIsLive() async throws {
+        let (v1, v2) = try ServiceCluster.layouts()
+        var both = ClusterLayout(initial: v1)
+        try both.apply(v2, summary: "settat-3 added")
+        let cluster = try ServiceCluster(nodes: both, coordinator: both)
+        let coordinator = Coordinator(context: cluster, logger: quiet)
+        _ = try await coordinator.createBucket("ma-data", policy: "ma")
+        let bucket = try await coordinator.resolve(bucket: "ma-data")
+        let moved = try #require(Self.movedKey(v1, v2))
+        let version = cluster.nextVersion()
+        try await coordinator.writeManifest(Self.manifest(moved.key, version), level: .all, bucket: bucket)
+        let leaver = try #require(cluster.views[moved.leaver])
+        #expect(try await leaver.local.getManifest(bucket: "ma-data", key: moved.key)?.version == version)
+        #expect(leaver.refreshes.withLock { $0 } == 0)
+        await cluster.close()
+    }
+
+    /// A replica behind the coordinator (it does not know version 2 yet) first pulls the
+    /// layout a member announces, then takes the write of a partition version 2 gave it.
+    @Test func aReplicaBehindTheSenderCatchesUpBeforeRefusing() async throws {
+        let (v1, v2) = try ServiceCluster.layouts()
+        var both = ClusterLayout(initial: v1)
+        try both.apply(v2, summary: "settat-3 added")
+        let cluster = try ServiceCluster(nodes: ClusterLayout(initial: v1), coordinator: both)
+        let newcomer = try #require(cluster.views["settat-3"])
+        newcomer.announced.withLock { $0 = both }
+        let coordinator = Coordinator(context: cluster, logger: quiet)
+        _ = try await coordinator.createBucket("ma-data", policy: "ma")
+        let bucket = try await coordinator.resolve(bucket: "ma-data")
+        var key: String? = nil
+        for i in 0..<10_000 where key == nil {
+            let p = Partitioner.partition(bucket: "ma-data", key: "new-\(i)", count: v2.partitionCount)
+            if v2.replicas(policy: "ma", partition: p).contains("settat-3") { key = "new-\(i)" }
+        }
+        let k = try #require(key)
+        let version = cluster.nextVersion()
+        try await coordinator.writeManifest(Self.manifest(k, version), level: .all, bucket: bucket)
+        #expect(try await newcomer.local.getManifest(bucket: "ma-data", key: k)?.version == version)
+        #expect(newcomer.refreshes.withLock { $0 } >= 1)
+        await cluster.close()
+    }
+
+    /// Hint delivery's test of whether a target still holds the hint's partition.
+    @Test func aHintsPartitionIsJudgedByTheChunkIdOrTheKey() async throws {
+        let (v1, v2) = try ServiceCluster.layouts()
+        var current = ClusterLayout(initial: v1)
+        try current.apply(v2, summary: "settat-3 added")
+        let moved = try #require(Self.movedKey(v1, v2))
+        let m = Self.manifest(moved.key, ObjectVersion(timestamp: HLCTimestamp(rawValue: 1), node: 1))
+        #expect(ClusterNode.holds(moved.leaver, .manifest(m), policy: "ma", in: current))
+        current.retire(olderThan: v2.version)
+        #expect(!ClusterNode.holds(moved.leaver, .manifest(m), policy: "ma", in: current))
+        for node in moved.v2Set { #expect(ClusterNode.holds(node, .manifest(m), policy: "ma", in: current)) }
+    }
+}
