@@ -47,10 +47,15 @@ public struct BucketRecord: Sendable, Hashable {
     public var maxBytes: UInt64
     /// At most this many live objects; 0 = none.
     public var maxObjects: UInt64
+    /// The version of the creation that made this bucket (kept by quota changes and by the
+    /// deletion). An object, chunk reference or hint of the name with an older version belongs
+    /// to an earlier bucket of that name, deleted: it is refused, ignored and purged
+    /// (docs/consistency.md, "Deleted buckets"). `.zero` for records from before it existed.
+    public var generation: ObjectVersion
 
     public init(
         name: String, policy: String, createdMillis: UInt64, version: ObjectVersion, deleted: Bool,
-        maxBytes: UInt64 = 0, maxObjects: UInt64 = 0
+        maxBytes: UInt64 = 0, maxObjects: UInt64 = 0, generation: ObjectVersion = .zero
     ) {
         self.name = name
         self.policy = policy
@@ -59,7 +64,11 @@ public struct BucketRecord: Sendable, Hashable {
         self.deleted = deleted
         self.maxBytes = maxBytes
         self.maxObjects = maxObjects
+        self.generation = generation
     }
+
+    /// True when something of this name stamped `version` belongs to an earlier bucket.
+    public func predates(_ version: ObjectVersion) -> Bool { version < generation }
 
     /// True when the record limits its bucket's bytes or objects.
     public var hasQuota: Bool { maxBytes > 0 || maxObjects > 0 }

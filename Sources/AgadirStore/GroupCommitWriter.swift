@@ -876,14 +876,16 @@ final class GroupCommitWriter: @unchecked Sendable {
         try db.run(
             """
             INSERT OR REPLACE INTO buckets(
-                name, policy, created_ms, version_hlc, version_node, deleted, max_bytes, max_objects)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                name, policy, created_ms, version_hlc, version_node, deleted, max_bytes, max_objects, gen_hlc, gen_node)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """,
             [
                 .text(record.name), .text(record.policy), .int(Int64(bitPattern: record.createdMillis)),
                 .int(Int64(bitPattern: record.version.timestamp.rawValue)),
                 .int(Int64(bitPattern: record.version.node)), .int(record.deleted ? 1 : 0),
                 .int(Int64(bitPattern: record.maxBytes)), .int(Int64(bitPattern: record.maxObjects)),
+                .int(Int64(bitPattern: record.generation.timestamp.rawValue)),
+                .int(Int64(bitPattern: record.generation.node)),
             ])
         return true
     }

@@ -5,9 +5,9 @@ import AgadirCore
 enum MetadataSchema {
     /// The schema this build writes. A database with a newer version is refused on open; an
     /// older one is migrated in place, in the transaction that opens it.
-    static let currentVersion: Int64 = 6
+    static let currentVersion: Int64 = 7
 
-    /// The schema of a new database (version 6).
+    /// The schema of a new database (version 7).
     static let createStatements = """
         CREATE TABLE schema_version(version INTEGER NOT NULL);
         CREATE TABLE chunks(
@@ -19,7 +19,8 @@ enum MetadataSchema {
             name TEXT PRIMARY KEY, policy TEXT NOT NULL, created_ms INTEGER NOT NULL,
             version_hlc INTEGER NOT NULL DEFAULT 0, version_node INTEGER NOT NULL DEFAULT 0,
             deleted INTEGER NOT NULL DEFAULT 0,
-            max_bytes INTEGER NOT NULL DEFAULT 0, max_objects INTEGER NOT NULL DEFAULT 0
+            max_bytes INTEGER NOT NULL DEFAULT 0, max_objects INTEGER NOT NULL DEFAULT 0,
+            gen_hlc INTEGER NOT NULL DEFAULT 0, gen_node INTEGER NOT NULL DEFAULT 0
         );
         CREATE TABLE objects(
             bucket TEXT NOT NULL, key BLOB NOT NULL, version_hlc INTEGER NOT NULL,
@@ -57,6 +58,14 @@ enum MetadataSchema {
             INSERT INTO bucket_usage(bucket, objects, bytes) SELECT NEW.bucket, 1, NEW.size WHERE NEW.tombstone = 0
             ON CONFLICT(bucket) DO UPDATE SET objects = objects + 1, bytes = bytes + excluded.bytes;
         END;
+        """
+
+    /// Version 6 → 7: the buckets' generations (`BucketRecord.generation`); existing records
+    /// get (0, 0), which no object predates.
+    private static let migrationFrom6 = """
+        ALTER TABLE buckets ADD COLUMN gen_hlc INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE buckets ADD COLUMN gen_node INTEGER NOT NULL DEFAULT 0;
+        UPDATE schema_version SET version = 7;
         """
 
     /// Version 5 → 6: the buckets' quotas, and the usage table filled from the objects held.
@@ -215,6 +224,10 @@ enum MetadataSchema {
                 if version <= 5 {
                     try db.execute(migrationFrom5)
                     migratedFrom = migratedFrom ?? 5
+                }
+                if version <= 6 {
+                    try db.execute(migrationFrom6)
+                    migratedFrom = migratedFrom ?? 6
                 }
             } else {
                 try db.execute(createStatements)

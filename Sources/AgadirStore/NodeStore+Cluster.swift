@@ -251,6 +251,46 @@ extension NodeStore {
         }
     }
 
+    /// (key, version) of the manifests of `bucket` (tombstones included) stamped before
+    /// `before`, or all of them when nil, in key byte order after `after`, at most `limit`
+    /// (1 to `maxPageSize`): what an earlier or a deleted bucket of the name left here, for
+    /// the garbage collector to purge (`dropManifests`).
+    public func manifestVersions(
+        bucket: String, before: ObjectVersion?, after: String?, limit: Int
+    ) async throws(AgadirError) -> [(key: String, version: ObjectVersion)] {
+        try Self.checkPageSize(limit, "bucket manifests")
+        typealias Entry = (key: String, version: ObjectVersion)
+        var sql = "SELECT key, version_hlc, version_node FROM objects WHERE bucket = ? "
+        var values: [SQLiteValue] = [.text(bucket)]
+        if let after {
+            sql += "AND key > ? "
+            values.append(.blob(Array(after.utf8)))
+        }
+        if let before {
+            sql += "AND (version_hlc, version_node) < (?, ?) "
+            values += [
+                .int(Int64(bitPattern: before.timestamp.rawValue)), .int(Int64(bitPattern: before.node)),
+            ]
+        }
+        sql += "ORDER BY key LIMIT ?"
+        values.append(.int(Int64(limit)))
+        let query = sql
+        let parameters = values
+        return try await blocking { [readers] () throws(AgadirError) -> [Entry] in
+            try readers.withConnection { db throws(AgadirError) -> [Entry] in
+                var out: [Entry] = []
+                try db.forEachRow(query, parameters) { row throws(AgadirError) -> Bool in
+                    guard let key = String(validating: row.blob(0), as: UTF8.self) else {
+                        throw corruptRow("objects", "in bucket '\(bucket)'", "a key is not valid UTF-8")
+                    }
+                    out.append((key, row.version(1, 2)))
+                    return true
+                }
+                return out
+            }
+        }
+    }
+
     /// The manifests (tombstones included) whose key hash (`KeyHash`) is in `lo ..< hi`, in
     /// (key hash, bucket, key) order after `after`, at most `limit` (1 to `maxPageSize`): the
     /// manifests of one partition (`KeyHash.range`), for moving and comparing partitions.
@@ -335,7 +375,7 @@ extension NodeStore {
                 var out: [BucketRecord] = []
                 try db.forEachRow(
                     """
-                    SELECT name, policy, created_ms, version_hlc, version_node, deleted, max_bytes, max_objects
+                    SELECT name, policy, created_ms, version_hlc, version_node, deleted, max_bytes, max_objects, gen_hlc, gen_node
                     FROM buckets ORDER BY name LIMIT ?
                     """, [.int(Int64(Self.maxBucketRecords + 1))]
                 ) { row throws(AgadirError) -> Bool in
@@ -352,7 +392,8 @@ extension NodeStore {
                         BucketRecord(
                             name: name, policy: policy, createdMillis: UInt64(bitPattern: row.int64(2)),
                             version: row.version(3, 4), deleted: deleted, maxBytes: UInt64(bitPattern: row.int64(6)),
-                            maxObjects: UInt64(bitPattern: row.int64(7))))
+                            maxObjects: UInt64(bitPattern: row.int64(7)),
+                            generation: row.version(8, 9)))
                     return true
                 }
                 guard out.count <= Self.maxBucketRecords else {
@@ -372,7 +413,7 @@ extension NodeStore {
             var found: BucketRecord? = nil
             try db.forEachRow(
                 """
-                SELECT name, policy, created_ms, version_hlc, version_node, deleted, max_bytes, max_objects
+                SELECT name, policy, created_ms, version_hlc, version_node, deleted, max_bytes, max_objects, gen_hlc, gen_node
                 FROM buckets WHERE name = ?
                 """,
                 [.text(name)]
@@ -386,7 +427,8 @@ extension NodeStore {
                 found = BucketRecord(
                     name: name, policy: policy, createdMillis: UInt64(bitPattern: row.int64(2)),
                     version: row.version(3, 4), deleted: deleted, maxBytes: UInt64(bitPattern: row.int64(6)),
-                    maxObjects: UInt64(bitPattern: row.int64(7)))
+                    maxObjects: UInt64(bitPattern: row.int64(7)),
+                            generation: row.version(8, 9))
                 return false
             }
             return found

@@ -502,10 +502,15 @@ public enum BucketRecordCodec {
             w.u64(b.createdMillis)
             w.u64(b.version.timestamp.rawValue)
             w.u64(b.version.node)
-            w.u8((b.deleted ? 1 : 0) | (b.hasQuota ? 2 : 0))
+            let generation = b.generation != .zero
+            w.u8((b.deleted ? 1 : 0) | (b.hasQuota ? 2 : 0) | (generation ? 4 : 0))
             if b.hasQuota {
                 w.u64(b.maxBytes)
                 w.u64(b.maxObjects)
+            }
+            if generation {
+                w.u64(b.generation.timestamp.rawValue)
+                w.u64(b.generation.node)
             }
         }
         return w.bytes
@@ -524,7 +529,7 @@ public enum BucketRecordCodec {
             let created = try r.u64("created")
             let version = ObjectVersion(timestamp: HLCTimestamp(rawValue: try r.u64("hlc")), node: try r.u64("node"))
             let flags = try r.u8("flags")
-            guard flags <= 3 else {
+            guard flags <= 7 else {
                 throw AgadirError(.corruptData, "bucket record flags 0x\(String(flags, radix: 16))")
             }
             var record = BucketRecord(
@@ -532,6 +537,10 @@ public enum BucketRecordCodec {
             if flags & 2 == 2 {
                 record.maxBytes = try r.u64("max bytes")
                 record.maxObjects = try r.u64("max objects")
+            }
+            if flags & 4 == 4 {
+                record.generation = ObjectVersion(
+                    timestamp: HLCTimestamp(rawValue: try r.u64("generation hlc")), node: try r.u64("generation node"))
             }
             out.append(record)
         }

@@ -319,3 +319,85 @@ final class ServiceCluster: ClusterContext {
         for node in moved.v2Set { #expect(ClusterNode.holds(node, .manifest(m), policy: "ma", in: current)) }
     }
 }
+
+/// Issue 13: a deleted bucket's objects never come back when its name is created again.
+@Suite struct EarlierBucketTests {
+    static func manifest(_ bucket: String, _ key: String, _ version: ObjectVersion, tombstone: Bool = false)
+        -> ObjectManifest
+    {
+        ObjectManifest(
+            bucket: bucket, key: key, size: tombstone ? 0 : 1, etag: ChunkID.of([1]), contentType: "x",
+            userMetadata: [], version: version, isTombstone: tombstone, body: .inline(tombstone ? [] : [1]))
+    }
+
+    /// `reborn` on policy `ma` holds `k`, which is deleted, then the bucket is deleted. A PUT
+    /// of `straggler` stamped before the deletion lands on the Moroccan replicas after it
+    /// (it raced the deletion). The name is created again on policy `global`: the new bucket
+    /// neither reads, lists nor ships the straggler, replicas refuse writes of the earlier
+    /// bucket (a late hint), and the store names what the collector purges.
+    @Test func aNameCreatedAgainNeverSeesTheEarlierBucketsObjects() async throws {
+        let (v1, _) = try ServiceCluster.layouts()
+        let layout = ClusterLayout(initial: v1)
+        let cluster = try ServiceCluster(nodes: layout, coordinator: layout)
+        let coordinator = Coordinator(context: cluster, logger: quiet)
+        _ = try await coordinator.createBucket("reborn", policy: "ma")
+        let first = try await coordinator.resolve(bucket: "reborn")
+        #expect(first.record.generation == first.record.version)
+        try await coordinator.writeManifest(
+            Self.manifest("reborn", "k", cluster.nextVersion()), level: .all, bucket: first)
+        try await coordinator.writeManifest(
+            Self.manifest("reborn", "k", cluster.nextVersion(), tombstone: true), level: .all, bucket: first)
+        let raced = cluster.nextVersion()
+        try await coordinator.deleteBucket("reborn")
+
+        // A write of the deleted bucket is refused by its replicas.
+        let moroccan = v1.nodes.filter { !$0.id.hasPrefix("paris") }.map(\.id)
+        let anyReplica = try #require(cluster.services[moroccan[0]])
+        let afterDeletion = await agadirError {
+            _ = try await anyReplica.putManifest(Self.manifest("reborn", "late", raced))
+        }
+        #expect(afterDeletion?.code == .noSuchBucket)
+        // The racing PUT that got in anyway, on every Moroccan node.
+        for node in moroccan {
+            _ = try await cluster.views[node]?.local.putManifest(Self.manifest("reborn", "straggler", raced))
+        }
+
+        _ = try await coordinator.createBucket("reborn", policy: "global")
+        let second = try await coordinator.resolve(bucket: "reborn")
+        #expect(second.policy.name == "global")
+        #expect(second.record.predates(raced))
+        #expect(try await coordinator.readManifest(key: "straggler", level: .all, bucket: second) == nil)
+        let page = try await coordinator.list(ListRequest(bucket: "reborn", limit: 100), level: .all, bucket: second)
+        #expect(page.entries.isEmpty)
+
+        // Partition pages (what a rebalance or a repair pulls) under the new policy leave
+        // the straggler out: it never travels to the global policy's nodes (Paris).
+        let partition = Partitioner.partition(bucket: "reborn", key: "straggler", count: v1.partitionCount)
+        for node in moroccan {
+            let view = try #require(cluster.views[node])
+            let pulled = try await view.local.partitionManifests(
+                policy: "global", partition: partition, partitionCount: v1.partitionCount, after: nil, limit: 100)
+            #expect(pulled.manifests.filter { $0.bucket == "reborn" }.isEmpty, "\(node) ships the earlier bucket")
+        }
+
+        // A late write of the earlier bucket (a hint parked before the deletion) is refused,
+        // by a replica of its partition under the new policy.
+        let latePartition = Partitioner.partition(bucket: "reborn", key: "late", count: v1.partitionCount)
+        let owner = try #require(v1.replicas(policy: "global", partition: latePartition).first)
+        let ownerReplica = try #require(cluster.services[owner])
+        let late = await agadirError { _ = try await ownerReplica.putManifest(Self.manifest("reborn", "late", raced)) }
+        #expect(late?.code == .noSuchBucket)
+        #expect(try await cluster.views[owner]?.local.getManifest(bucket: "reborn", key: "late") == nil)
+
+        // The collector's page: the straggler and the old delete marker, not the new bucket's objects.
+        let fresh = cluster.nextVersion()
+        try await coordinator.writeManifest(Self.manifest("reborn", "fresh", fresh), level: .all, bucket: second)
+        let store = try #require(cluster.views[moroccan[0]]).store
+        let earlier = try await store.manifestVersions(
+            bucket: "reborn", before: second.record.generation, after: nil, limit: 100)
+        #expect(earlier.map(\.key).contains("straggler"))
+        #expect(!earlier.map(\.key).contains("fresh"))
+        #expect(earlier.allSatisfy { $0.version < second.record.generation })
+        await cluster.close()
+    }
+}

@@ -21,9 +21,12 @@ extension Coordinator {
         if let existing = try await context.bucketRecord(name), !existing.deleted {
             throw AgadirError(.bucketAlreadyExists, "bucket '\(name)' already exists (policy '\(existing.policy)')")
         }
+        // The creation's version is the bucket's generation: whatever an earlier bucket of
+        // this name left anywhere is older, and is refused, ignored and purged.
+        let version = context.nextVersion()
         let record = BucketRecord(
-            name: name, policy: policyName, createdMillis: WallClock.millis(), version: context.nextVersion(),
-            deleted: false)
+            name: name, policy: policyName, createdMillis: WallClock.millis(), version: version, deleted: false,
+            generation: version)
         try await writeCatalog(record, snapshot: snapshot)
         return record
     }

@@ -76,7 +76,7 @@ extension Coordinator {
                 for e in entries {
                     if let h = horizon, h.bytewisePrecedes(e.key) { continue }
                     let p = Partitioner.partition(bucket: bucketName, key: e.key, count: partitions)
-                    guard holders[p].contains(node) else { continue }
+                    guard holders[p].contains(node), !bucket.record.predates(e.version) else { continue }
                     if let seen = newest[Bytewise(e.key)], !(e.version > seen.version) { continue }
                     newest[Bytewise(e.key)] = e
                 }

@@ -30,6 +30,7 @@ extension Coordinator {
         let siteOf: @Sendable (String) -> String = { snapshot.site(of: $0) }
         let context = self.context
         let bucketName = bucket.record.name
+        let record = bucket.record
         let reachable = snapshot.byProximity(replicas.filter { snapshot.alive.contains($0) })
         // Ask the nearest replicas that can meet the level first; the others only if those
         // have not met it after `speculativeReadDelay` (a slow or failed replica).
@@ -43,8 +44,9 @@ extension Coordinator {
             reachable, delayed: Set(reachable).subtracting(firstWave), after: Self.speculativeReadDelay,
             work: { (node: String) async -> Result<Answer, AgadirError> in
                 do throws(AgadirError) {
-                    return .success(
-                        Answer(manifest: try await context.replica(node).getManifest(bucket: bucketName, key: key)))
+                    // A manifest older than the bucket's generation is an earlier bucket's: none.
+                    let m = try await context.replica(node).getManifest(bucket: bucketName, key: key)
+                    return .success(Answer(manifest: m.flatMap { record.predates($0.version) ? nil : $0 }))
                 } catch {
                     return .failure(error)
                 }

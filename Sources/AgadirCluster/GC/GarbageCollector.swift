@@ -27,6 +27,8 @@ public final class GarbageCollector: Worker, Sendable {
         var progress = GarbageProgress()
         var requested = false
         var lastPass: ContinuousClock.Instant?
+        /// Buckets whose earlier generations' objects were purged, at that generation.
+        var purgedGenerations: [String: ObjectVersion] = [:]
     }
     private let state = Mutex(State())
 
@@ -92,6 +94,7 @@ public final class GarbageCollector: Worker, Sendable {
                 max(0, grace.components.seconds) * 1000 + max(0, grace.components.attoseconds) / 1_000_000_000_000_000
             let cutoff = WallMillis.now() &- UInt64(graceMillis)
             if node.isClusterMode, let coordinator {
+                try await purgeEarlierBuckets()
                 try await dropDeadReferences(before: cutoff, coordinator: coordinator)
             }
             try await reclaimChunks(before: cutoff)
@@ -136,6 +139,11 @@ public final class GarbageCollector: Worker, Sendable {
                     if resolved[ref.bucket] == nil {
                         resolved[ref.bucket] = .some(try await bucket(ref.bucket, coordinator))
                     }
+                    // A reference older than its bucket's generation is an earlier bucket's.
+                    if let b = resolved[ref.bucket] ?? nil, b.record.predates(ref.version) {
+                        dead.append((row.chunk, ref))
+                        continue
+                    }
                     guard let b = resolved[ref.bucket] ?? nil else {
                         // A deleted bucket's objects were all deleted first: every reference is dead.
                         if try await node.bucketRecord(ref.bucket)?.deleted == true {
@@ -168,6 +176,37 @@ public final class GarbageCollector: Worker, Sendable {
             }
             guard page.count == 1000, let last = page.last else { break }
             after = (last.chunk, last.reference)
+        }
+    }
+
+    /// Drops the manifests (delete markers included) that a deleted bucket, or an earlier
+    /// bucket of a name created again, left on this node (docs/consistency.md, "Deleted
+    /// buckets"): nothing of them may come back, nor travel to the new bucket's sites. Their
+    /// chunk references die with them (`dropDeadReferences`). A bucket is scanned once per
+    /// generation while the node runs.
+    private func purgeEarlierBuckets() async throws(AgadirError) {
+        let store = node.store
+        for record in try await store.bucketCatalog() {
+            let before: ObjectVersion? = record.deleted ? nil : record.generation
+            if let before {
+                guard before != .zero, state.withLock({ $0.purgedGenerations[record.name] }) != before else { continue }
+            }
+            var after: String? = nil
+            var purged = 0
+            for _ in 0..<10_000 {
+                let page = try await store.manifestVersions(bucket: record.name, before: before, after: after, limit: 1000)
+                guard let last = page.last else { break }
+                purged += try await store.dropManifests(page.map { (record.name, $0.key, $0.version) })
+                guard page.count == 1000 else { break }
+                after = last.key
+            }
+            if let before { state.withLock { $0.purgedGenerations[record.name] = before } }
+            if purged > 0 {
+                state.withLock { $0.progress.manifestsPurged = ($0.progress.manifestsPurged ?? 0) + purged }
+                logger.info(
+                    "objects of a deleted or earlier bucket purged",
+                    metadata: ["bucket": "\(record.name)", "deleted": "\(record.deleted)", "manifests": "\(purged)"])
+            }
         }
     }
 

@@ -386,6 +386,15 @@ public final class ClusterNode: ClusterContext, Sendable {
             var moved = 0
             for hint in hints {
                 do throws(AgadirError) {
+                    // A hint of a deleted bucket, or of an earlier bucket of the name, would
+                    // be refused: what it carries must never come back.
+                    if let record = try await bucketRecord(hint.bucket),
+                        record.deleted || record.predates(Self.version(of: hint.payload))
+                    {
+                        delivered.append(hint.id)
+                        moved += 1
+                        continue
+                    }
                     guard let record = try await bucketRecord(hint.bucket),
                         let policy = Coordinator.policyNamed(record.policy, in: snap.layout),
                         snap.layout.live.contains(where: { $0.isEligible(node: target, for: policy) })
@@ -420,7 +429,7 @@ public final class ClusterNode: ClusterContext, Sendable {
             }
             if moved > 0 {
                 logger.info(
-                    "hints for partitions their target no longer holds dropped",
+                    "hints for partitions their target no longer holds, or of deleted buckets, dropped",
                     metadata: ["target": "\(target)", "dropped": "\(moved)"])
             }
             if !delivered.isEmpty {
@@ -447,6 +456,14 @@ extension ClusterNode {
         case .manifest(let m): partition = Partitioner.partition(bucket: m.bucket, key: m.key, count: count)
         }
         return layout.allReplicas(policy: policy, partition: partition).contains(node)
+    }
+
+    /// The object version a hint's write was stamped with.
+    static func version(of payload: HintPayload) -> ObjectVersion {
+        switch payload {
+        case .chunk(_, let reference): reference.version
+        case .manifest(let m): m.version
+        }
     }
 }
 

@@ -25,7 +25,7 @@ extension LocalReplica {
             let rows = try await store.manifests(keyHashes: lo, below: hi, after: cursor, limit: limit)
             for (hash, m) in rows {
                 cursor = (hash, m.bucket, m.key)
-                guard try await policies.policy(of: m.bucket) == policy else { continue }
+                guard try await policies.holds(m.bucket, m.version, of: policy) else { continue }
                 out.append(m)
                 bytes += ManifestCodec.encode(m).count
                 if out.count == limit || bytes >= PeerLimits.partitionPageBytes {
@@ -52,7 +52,7 @@ extension LocalReplica {
             for chunk in rows {
                 cursor = chunk.id
                 var refs: [ChunkReference] = []
-                for ref in chunk.references where try await policies.policy(of: ref.bucket) == policy {
+                for ref in chunk.references where try await policies.holds(ref.bucket, ref.version, of: policy) {
                     refs.append(ref)
                     if refs.count == PeerLimits.maxReferencesPerChunk { break }
                 }
@@ -109,18 +109,28 @@ extension LocalReplica {
     }
 }
 
-/// Bucket name → policy name from this node's catalog, remembered for one page (a deleted
-/// bucket keeps its policy: its data stays where that policy allows).
+/// Bucket name → catalog record from this node's catalog, remembered for one page (a
+/// deleted bucket keeps its policy: its data stays where that policy allows).
 struct PolicyLookup {
     let store: NodeStore
-    private var known: [String: String?] = [:]
+    private var known: [String: BucketRecord?] = [:]
 
     init(store: NodeStore) { self.store = store }
 
-    mutating func policy(of bucket: String) async throws(AgadirError) -> String? {
-        if let p = known[bucket] { return p }
-        let p = try await store.bucketCatalog(named: bucket)?.policy
-        if known.count < 10_000 { known[bucket] = p }
-        return p
+    mutating func record(of bucket: String) async throws(AgadirError) -> BucketRecord? {
+        if let r = known[bucket] { return r }
+        let r = try await store.bucketCatalog(named: bucket)
+        if known.count < 10_000 { known[bucket] = r }
+        return r
+    }
+
+    /// True when something of `bucket` stamped `version` is data of `policy`: the bucket
+    /// has that policy and the version is not older than its generation (an earlier bucket
+    /// of the name may have had another policy; its leftovers never travel under this one).
+    mutating func holds(_ bucket: String, _ version: ObjectVersion, of policy: String) async throws(AgadirError)
+        -> Bool
+    {
+        guard let record = try await record(of: bucket) else { return false }
+        return record.policy == policy && !record.predates(version)
     }
 }

@@ -97,7 +97,7 @@ public final class ReplicaService: PeerRequestHandler {
         case .hello, .auth:
             throw AgadirError(.unauthenticated, "\(request.opcode) after the handshake")
         case .chunksClaim(let reference):
-            let policy = try await acceptWrite(of: reference.bucket, from: peer)
+            let policy = try await acceptWrite(of: reference.bucket, version: reference.version, from: peer)
             let ids = try ChunkIDListCodec.decode(
                 try await Self.collect(body, max: PeerLimits.maxClaimIDs * ChunkID.byteCount))
             for id in Set(ids) {
@@ -107,7 +107,7 @@ public final class ReplicaService: PeerRequestHandler {
             let held = try await local.claimChunks(ids, reference: reference)
             return (Fields(), held.map { $0 ? 1 : 0 })
         case .chunkPut(let reference, let chunkID):
-            let policy = try await acceptWrite(of: reference.bucket, from: peer)
+            let policy = try await acceptWrite(of: reference.bucket, version: reference.version, from: peer)
             try await requireReplica(
                 policy, from: peer, what: "chunk \(chunkID.hex)") { Partitioner.partition(of: chunkID, count: $0) }
             let chunk = try EncodedChunkCodec.decode(try await Self.collect(body, max: Self.maxChunkBody), id: chunkID)
@@ -118,7 +118,7 @@ public final class ReplicaService: PeerRequestHandler {
             try await allowRead(of: bucket, by: peer)
             return (Fields(), EncodedChunkCodec.encode(try await local.getChunk(chunkID, bucket: bucket)))
         case .manifestPut(let bucket, let key):
-            let policy = try await acceptWrite(of: bucket, from: peer)
+            let policy = try await acceptWrite(of: bucket, version: nil, from: peer)
             try await requireReplica(policy, from: peer, what: "the manifest of '\(bucket)/\(key)'") {
                 Partitioner.partition(bucket: bucket, key: key, count: $0)
             }
@@ -127,6 +127,7 @@ public final class ReplicaService: PeerRequestHandler {
                 throw AgadirError(
                     .invalidArgument, "MANIFEST_PUT for \(bucket)/\(key) carries the manifest of \(m.bucket)/\(m.key)")
             }
+            try await refuseEarlierBucket(bucket, version: m.version, what: "the manifest of '\(bucket)/\(key)'")
             let (applied, stored) = try await local.putManifest(m)
             var f = Fields()
             f.set(.applied, u8: applied ? 1 : 0)
@@ -146,7 +147,7 @@ public final class ReplicaService: PeerRequestHandler {
                     try await local.list(bucket: bucket, prefix: prefix, startAfter: startAfter, limit: limit))
             )
         case .hintPut(let target, let bucket, let kind, let reference, let chunkID):
-            let policy = try await acceptWrite(of: bucket, from: peer)
+            let policy = try await acceptWrite(of: bucket, version: reference?.version, from: peer)
             let snapshot = context.snapshot()
             guard snapshot.layout.live.contains(where: { $0.isEligible(node: target, for: policy) }) else {
                 throw AgadirError(
@@ -167,6 +168,7 @@ public final class ReplicaService: PeerRequestHandler {
                 guard m.bucket == bucket else {
                     throw AgadirError(.invalidArgument, "a hint for '\(bucket)' carries a manifest of '\(m.bucket)'")
                 }
+                try await refuseEarlierBucket(bucket, version: m.version, what: "a hint of '\(bucket)/\(m.key)'")
                 try await local.putHint(target: target, bucket: bucket, hint: .manifest(m))
             }
             return (Fields(), [])
@@ -257,9 +259,14 @@ public final class ReplicaService: PeerRequestHandler {
         return count
     }
 
-    /// The policy of `bucket`, when this node may hold its bytes; REDIRECT otherwise.
+    /// The policy of `bucket`, when this node may hold its bytes; REDIRECT otherwise. A
+    /// deleted bucket, or a `version` older than the bucket's generation (a write of an
+    /// earlier bucket of that name), is refused with NO_SUCH_BUCKET.
     @discardableResult
-    private func acceptWrite(of bucket: String, from peer: String) async throws(AgadirError) -> Policy {
+    private func acceptWrite(of bucket: String, version: ObjectVersion?, from peer: String) async throws(AgadirError)
+        -> Policy
+    {
+        if let version { try await refuseEarlierBucket(bucket, version: version, what: "a write of '\(bucket)'") }
         var (policy, snapshot) = try await policy(of: bucket)
         if !snapshot.layout.live.contains(where: { $0.isEligible(node: snapshot.nodeID, for: policy) }) {
             // A node just added may not know the layout that names it yet.
@@ -281,6 +288,28 @@ public final class ReplicaService: PeerRequestHandler {
                 to: [])
         }
         return policy
+    }
+
+    /// Refuses a write of a deleted bucket, or one stamped before the bucket's generation:
+    /// it belongs to an earlier bucket of that name, whose data must never mix with this
+    /// one's (nor travel to this one's policy's sites).
+    private func refuseEarlierBucket(_ bucket: String, version: ObjectVersion, what: String) async throws(AgadirError)
+    {
+        guard let record = try await context.bucketRecord(bucket) else {
+            throw AgadirError(.noSuchBucket, "bucket '\(bucket)' is not in this node's catalog")
+        }
+        if record.deleted {
+            throw AgadirError(.noSuchBucket, "bucket '\(bucket)' was deleted; \(what) is refused")
+        }
+        if record.predates(version) {
+            logger.info(
+                "refused a write of an earlier bucket of the same name",
+                metadata: ["what": "\(what)", "version": "\(version)", "generation": "\(record.generation)"])
+            throw AgadirError(
+                .noSuchBucket,
+                "\(what) (version \(version)) is older than bucket '\(bucket)' (created at \(record.generation)): "
+                    + "it belongs to an earlier bucket of that name, deleted")
+        }
     }
 
     /// Refuses a write of a partition this node is in no live layout version's replica set

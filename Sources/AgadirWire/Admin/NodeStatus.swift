@@ -210,6 +210,9 @@ public struct GarbageProgress: Codable, Sendable, Hashable {
     public var segmentsCompacted = 0
     /// Deletion records of buckets forgotten after the catalog grace (absent from older nodes).
     public var bucketsPurged: Int?
+    /// Manifests a deleted bucket, or an earlier bucket of a name created again, left here
+    /// and purged (absent from older nodes).
+    public var manifestsPurged: Int?
     public var lastError: String?
 
     public init() {}
