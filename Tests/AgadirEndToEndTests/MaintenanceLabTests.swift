@@ -225,4 +225,98 @@ struct MaintenanceLabTests {
         }
         await tearDown(lab)
     }
+
+    /// Sums a field of every node's `gc status --json` record.
+    private static func gcTotal(_ cli: CLI, _ field: (GarbageProgress) -> Int) async throws -> Int {
+        let status = try await cli.runDetached(["admin", "gc", "status", "--json"])
+        let nodes = (try? Admin.gcStatus.decode(output: Array(status.stdout.utf8))) ?? []
+        return nodes.compactMap(\.gc).map(field).reduce(0, +)
+    }
+
+    @Test(
+        "with a replica down, a deleted object's chunks are reclaimed on the others; back, the replica neither resurrects it nor reads a missing chunk; a deleted bucket's objects are purged"
+    )
+    func collectsWithAReplicaDown_andPurgesDeletedBuckets() async throws {
+        let lab = try await maintenanceLab(["--garbage-grace", "3", "--garbage-interval", "1"])
+        do {
+            let client = try lab.client(for: "benguerir-1")
+            let victim = randomBytes(300_000, seed: 4242)
+            let keeper = randomBytes(300_000, seed: 4343)
+            _ = try await client.put(bucket: "bin", key: "victim", data: victim)
+            _ = try await client.put(bucket: "bin", key: "keeper", data: keeper)
+            let layout = try ClusterLayoutCodec.decode(
+                Array(
+                    try Data(
+                        contentsOf: URL(
+                            fileURLWithPath: try #require(try lab.status().first { $0.name == "benguerir-1" }?.dataDir)
+                                + "/layout.bin")))
+            ).current
+            let down = try #require(
+                layout.replicas(
+                    policy: "ma",
+                    partition: Partitioner.partition(bucket: "bin", key: "victim", count: layout.partitionCount)
+                ).first { $0 != "benguerir-1" })
+            try await lab.kill(down)
+            _ = try await client.delete(bucket: "bin", key: "victim")
+
+            // The collector decides from the replicas that answer: a majority of the victim's
+            // manifest replicas holds its delete marker, so its chunks are reclaimed although
+            // one replica is down (before, every reference stayed undecided).
+            let endpoint = try #require(try lab.status().first { $0.name == "benguerir-1" }?.clientEndpoint)
+            let cli = CLI(endpoint: endpoint, credentials: lab.credentialsFile)
+            let clock = ContinuousClock()
+            var deadline = clock.now + .seconds(60)
+            var reclaimed = 0
+            while clock.now < deadline {
+                reclaimed = try await Self.gcTotal(cli) { $0.chunksReclaimed }
+                if reclaimed > 0 { break }
+                try await Task.sleep(for: .milliseconds(500))
+            }
+            #expect(reclaimed > 0, "no chunk reclaimed with \(down) down")
+
+            // Back: the delete marker reaches it (hint, read repair), nothing comes back, and
+            // every remaining object reads whole through every node, the returning one included.
+            try await lab.start(down)
+            try await lab.waitConverged(timeout: .seconds(60))
+            for name in try lab.status().map(\.name) {
+                let reader = try lab.client(for: name)
+                let gone = await agadirError { _ = try await reader.get(bucket: "bin", key: "victim") }
+                #expect(gone?.code == .noSuchKey, "victim via \(name): \(String(describing: gone))")
+                #expect(try await reader.get(bucket: "bin", key: "keeper").1 == keeper, "keeper via \(name)")
+                let listed = try await reader.list(ListRequest(bucket: "bin", limit: 100))
+                #expect(listed.entries.map(\.key) == ["keeper"], "listing via \(name)")
+                await reader.close()
+            }
+
+            // A deleted bucket's delete markers are purged by every node's collector.
+            try await client.createBucket("gone", policy: "ma")
+            for i in 0..<5 { _ = try await client.put(bucket: "gone", key: "x\(i)", data: randomBytes(5000, seed: UInt64(i))) }
+            for i in 0..<5 { _ = try await client.delete(bucket: "gone", key: "x\(i)") }
+            try await client.deleteBucket("gone")
+            deadline = clock.now + .seconds(60)
+            var purged = 0
+            while clock.now < deadline {
+                purged = try await Self.gcTotal(cli) { $0.manifestsPurged ?? 0 }
+                if purged >= 15 { break }
+                try await Task.sleep(for: .milliseconds(500))
+            }
+            #expect(purged >= 15, "\(purged) manifests of the deleted bucket purged; 5 markers x RF 3 expected")
+            await client.close()
+            // Raw: no node's store holds a manifest of the deleted bucket.
+            try await lab.stopAll(timeout: .seconds(30))
+            var logger = Logger(label: "agadir.e2e.gc")
+            logger.logLevel = .critical
+            for node in try lab.status() {
+                let store = try NodeStore.open(directory: node.dataDir, logger: logger)
+                let left = try await store.manifestInventory(after: nil, limit: 10_000).filter { $0.bucket == "gone" }
+                #expect(left.isEmpty, "\(node.name) still holds \(left.map(\.key))")
+                await store.close()
+            }
+        } catch {
+            await tearDown(lab)
+            throw error
+        }
+        await tearDown(lab)
+    }
+
 }

@@ -79,6 +79,39 @@ extension Coordinator {
         return winner
     }
 
+    /// What every alive replica of the manifest's partition, in every live layout version,
+    /// holds of `bucket/key` (for the garbage collector: `GarbageDecisions.reference`), with
+    /// the replica sets; a replica that is down or fails is absent from the answers. No read
+    /// repair.
+    public func manifestHolders(key: String, bucket: ResolvedBucket) async throws(AgadirError) -> (
+        sets: [[String]], answers: [String: GarbageDecisions.Held]
+    ) {
+        let snapshot = bucket.snapshot
+        let partition = Partitioner.partition(
+            bucket: bucket.record.name, key: key, count: snapshot.layout.current.partitionCount)
+        let sets = snapshot.layout.writeReplicaSets(policy: bucket.policy.name, partition: partition)
+        let nodes = Quorum.distinct(sets.flatMap { $0 })
+        for node in nodes {
+            try checkEligible(node, policy: bucket.policy, snapshot: snapshot, what: "a manifest version read")
+        }
+        let reachable = nodes.filter { snapshot.alive.contains($0) }
+        let context = self.context
+        let record = bucket.record
+        let (answers, _) = await Self.gather(
+            reachable,
+            work: { node -> Result<GarbageDecisions.Held, AgadirError> in
+                do throws(AgadirError) {
+                    let m = try await context.replica(node).getManifest(bucket: record.name, key: key)
+                    guard let m, !record.predates(m.version) else { return .success(.none) }
+                    return .success(.version(m.version, tombstone: m.isTombstone))
+                } catch {
+                    return .failure(error)
+                }
+            },
+            enough: { got in got.count == reachable.count })
+        return (sets, answers)
+    }
+
     /// The live manifest, or NO_SUCH_KEY.
     public func liveManifest(key: String, level: ConsistencyLevel, bucket: ResolvedBucket) async throws(AgadirError)
         -> ObjectManifest

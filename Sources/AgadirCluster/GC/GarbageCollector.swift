@@ -114,14 +114,15 @@ public final class GarbageCollector: Worker, Sendable {
         return failure
     }
 
-    /// Drops the references (older than `before`) whose object version is no longer the
-    /// newest; undecided when the object cannot be read at ALL.
+    /// Drops the references (older than `before`) whose object version can no longer be
+    /// the newest (`GarbageDecisions.reference`); with a replica down, only those a
+    /// majority of every replica set has superseded.
     private func dropDeadReferences(before: UInt64, coordinator: Coordinator) async throws(AgadirError) {
         let store = node.store
         var after: (chunk: ChunkID, reference: ChunkReference)? = nil
-        // Newest version per object, asked once per pass.
+        // What the replicas hold of each object, asked once per pass.
         // Keyed by bytes: NFC and NFD spellings of a key are two objects (docs/protocol.md).
-        var newest: [Bytewise: ObjectVersion?] = [:]
+        var held: [Bytewise: (sets: [[String]], answers: [String: GarbageDecisions.Held])] = [:]
         var resolved: [String: ResolvedBucket?] = [:]
         for _ in 0..<100_000 {
             let page = try await store.chunkReferences(createdBefore: before, after: after, limit: 1000)
@@ -131,39 +132,40 @@ public final class GarbageCollector: Worker, Sendable {
             for row in page {
                 checked += 1
                 let ref = row.reference
-                let objectKey = Bytewise(ref.bucket + "\u{0}" + ref.key)
-                let version: ObjectVersion??
-                if let known = newest[objectKey] {
-                    version = .some(known)
-                } else {
-                    if resolved[ref.bucket] == nil {
-                        resolved[ref.bucket] = .some(try await bucket(ref.bucket, coordinator))
-                    }
-                    // A reference older than its bucket's generation is an earlier bucket's.
-                    if let b = resolved[ref.bucket] ?? nil, b.record.predates(ref.version) {
-                        dead.append((row.chunk, ref))
-                        continue
-                    }
-                    guard let b = resolved[ref.bucket] ?? nil else {
-                        // A deleted bucket's objects were all deleted first: every reference is dead.
-                        if try await node.bucketRecord(ref.bucket)?.deleted == true {
-                            dead.append((row.chunk, ref))
-                        } else {
-                            undecided += 1
-                        }
-                        continue
-                    }
-                    do throws(AgadirError) {
-                        let m = try await coordinator.readManifest(key: ref.key, level: .all, bucket: b)
-                        version = .some(m.flatMap { $0.isTombstone ? nil : $0.version })
-                    } catch {
-                        version = nil
-                    }
-                    if newest.count < 100_000, let version { newest[objectKey] = version }
+                if resolved[ref.bucket] == nil {
+                    resolved[ref.bucket] = .some(try await bucket(ref.bucket, coordinator))
                 }
-                switch version {
-                case .none: undecided += 1
-                case .some(let live): if live != ref.version { dead.append((row.chunk, ref)) }
+                guard let b = resolved[ref.bucket] ?? nil else {
+                    // A deleted bucket's objects were all deleted first: every reference is dead.
+                    if try await node.bucketRecord(ref.bucket)?.deleted == true {
+                        dead.append((row.chunk, ref))
+                    } else {
+                        undecided += 1
+                    }
+                    continue
+                }
+                // A reference older than its bucket's generation is an earlier bucket's.
+                if b.record.predates(ref.version) {
+                    dead.append((row.chunk, ref))
+                    continue
+                }
+                let objectKey = Bytewise(ref.bucket + "\u{0}" + ref.key)
+                let known: (sets: [[String]], answers: [String: GarbageDecisions.Held])
+                if let cached = held[objectKey] {
+                    known = cached
+                } else {
+                    do throws(AgadirError) {
+                        known = try await coordinator.manifestHolders(key: ref.key, bucket: b)
+                    } catch {
+                        undecided += 1
+                        continue
+                    }
+                    if held.count < 100_000 { held[objectKey] = known }
+                }
+                switch GarbageDecisions.reference(ref.version, sets: known.sets, answers: known.answers) {
+                case .dead: dead.append((row.chunk, ref))
+                case .undecided: undecided += 1
+                case .live: break
                 }
             }
             if !dead.isEmpty {
