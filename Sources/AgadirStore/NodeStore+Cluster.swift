@@ -428,7 +428,7 @@ extension NodeStore {
                     name: name, policy: policy, createdMillis: UInt64(bitPattern: row.int64(2)),
                     version: row.version(3, 4), deleted: deleted, maxBytes: UInt64(bitPattern: row.int64(6)),
                     maxObjects: UInt64(bitPattern: row.int64(7)),
-                            generation: row.version(8, 9))
+                    generation: row.version(8, 9))
                 return false
             }
             return found

@@ -290,7 +290,9 @@ struct MaintenanceLabTests {
 
             // A deleted bucket's delete markers are purged by every node's collector.
             try await client.createBucket("gone", policy: "ma")
-            for i in 0..<5 { _ = try await client.put(bucket: "gone", key: "x\(i)", data: randomBytes(5000, seed: UInt64(i))) }
+            for i in 0..<5 {
+                _ = try await client.put(bucket: "gone", key: "x\(i)", data: randomBytes(5000, seed: UInt64(i)))
+            }
             for i in 0..<5 { _ = try await client.delete(bucket: "gone", key: "x\(i)") }
             try await client.deleteBucket("gone")
             deadline = clock.now + .seconds(60)

@@ -196,7 +196,8 @@ public final class GarbageCollector: Worker, Sendable {
             var after: String? = nil
             var purged = 0
             for _ in 0..<10_000 {
-                let page = try await store.manifestVersions(bucket: record.name, before: before, after: after, limit: 1000)
+                let page = try await store.manifestVersions(
+                    bucket: record.name, before: before, after: after, limit: 1000)
                 guard let last = page.last else { break }
                 purged += try await store.dropManifests(page.map { (record.name, $0.key, $0.version) })
                 guard page.count == 1000 else { break }

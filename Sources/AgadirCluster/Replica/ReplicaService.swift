@@ -102,14 +102,16 @@ public final class ReplicaService: PeerRequestHandler {
                 try await Self.collect(body, max: PeerLimits.maxClaimIDs * ChunkID.byteCount))
             for id in Set(ids) {
                 try await requireReplica(
-                    policy, from: peer, what: "chunk \(id.hex)") { Partitioner.partition(of: id, count: $0) }
+                    policy, from: peer, what: "chunk \(id.hex)"
+                ) { Partitioner.partition(of: id, count: $0) }
             }
             let held = try await local.claimChunks(ids, reference: reference)
             return (Fields(), held.map { $0 ? 1 : 0 })
         case .chunkPut(let reference, let chunkID):
             let policy = try await acceptWrite(of: reference.bucket, version: reference.version, from: peer)
             try await requireReplica(
-                policy, from: peer, what: "chunk \(chunkID.hex)") { Partitioner.partition(of: chunkID, count: $0) }
+                policy, from: peer, what: "chunk \(chunkID.hex)"
+            ) { Partitioner.partition(of: chunkID, count: $0) }
             let chunk = try EncodedChunkCodec.decode(try await Self.collect(body, max: Self.maxChunkBody), id: chunkID)
             try Self.verify(chunk, from: peer)
             try await local.putChunk(chunk, reference: reference)
@@ -293,8 +295,7 @@ public final class ReplicaService: PeerRequestHandler {
     /// Refuses a write of a deleted bucket, or one stamped before the bucket's generation:
     /// it belongs to an earlier bucket of that name, whose data must never mix with this
     /// one's (nor travel to this one's policy's sites).
-    private func refuseEarlierBucket(_ bucket: String, version: ObjectVersion, what: String) async throws(AgadirError)
-    {
+    private func refuseEarlierBucket(_ bucket: String, version: ObjectVersion, what: String) async throws(AgadirError) {
         guard let record = try await context.bucketRecord(bucket) else {
             throw AgadirError(.noSuchBucket, "bucket '\(bucket)' is not in this node's catalog")
         }
