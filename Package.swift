@@ -147,7 +147,12 @@ let package = Package(
 
         // Multi-node local harness: real agadird processes on loopback (docs/operations.md, "Local lab").
         .target(
-            name: "AgadirLab", dependencies: ["AgadirClient", "AgadirWire", "AgadirCore", "AgadirIdentity"],
+            name: "AgadirLab",
+            dependencies: [
+                "AgadirClient", "AgadirWire", "AgadirCore", "AgadirIdentity",
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict),
 
         // MARK: Executables
@@ -175,6 +180,7 @@ let package = Package(
             name: "agadir-lab",
             dependencies: [
                 "AgadirLab", "AgadirClient", "AgadirWire", "AgadirCore", "AgadirSimulation", "AgadirMembership",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

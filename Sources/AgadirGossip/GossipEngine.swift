@@ -33,6 +33,8 @@ final class GossipEngine {
     let limits: GossipServiceLimits
     /// Blocking work (the state file, name lookups) runs here: the node's I/O pool.
     let threadPool: NIOThreadPool
+    /// FOR TESTS ONLY: the lab's relays (`AddressMap`); every address sent to goes through it.
+    let routes: AddressMap
 
     private var membership: Membership?
     private var rng = SystemRandomNumberGenerator()
@@ -68,8 +70,9 @@ final class GossipEngine {
     init(
         loop: any EventLoop, nodeID: String, settings: MembershipSettings, keyring: Keyring, stateFile: GossipStateFile,
         clock: GossipClock, snapshot: Locked<GossipSnapshot>, limits: GossipServiceLimits, threadPool: NIOThreadPool,
-        logger: Logger
+        routes: AddressMap = AddressMap(), logger: Logger
     ) {
+        self.routes = routes
         self.threadPool = threadPool
         self.loop = loop
         self.nodeID = nodeID
@@ -291,8 +294,9 @@ final class GossipEngine {
         return keyring.seal(plaintext, channel: channel, sentAtMillis: WallTime.millis(), nonce: nonce)
     }
 
-    private func send(_ sealed: [UInt8], to address: String) {
+    private func send(_ sealed: [UInt8], to peer: String) {
         guard let udp, phase != .closed else { return }
+        let address = routes.route(peer)
         switch addresses[address] {
         case .resolved(let target, let until) where until.map({ $0 > .now() }) ?? true:
             var buffer = udp.allocator.buffer(capacity: sealed.count)
@@ -364,8 +368,9 @@ final class GossipEngine {
 
     /// TCP exchange: connect (bounded), send our state, read the peer's, all within the
     /// exchange timeout; the result goes back into the state machine.
-    private func pushPull(_ state: PushPullState, to address: String) {
+    private func pushPull(_ state: PushPullState, to peer: String) {
         guard phase == .running else { return }
+        let address = routes.route(peer)
         counters.pushPullsStarted += 1
         let sealed = seal(GossipCodec.encode(state), channel: .stream)
         let endpoint: (host: String, port: Int)

@@ -30,6 +30,8 @@ public final class GossipService: Service, Sendable {
     private let layoutVersion = Locked<UInt64>(0)
     private let running = Locked<NIOLoopBound<GossipEngine>?>(nil)
     let threadPool: NIOThreadPool
+    /// FOR TESTS ONLY: the lab's relays (`AddressMap`).
+    let routes: AddressMap
 
     /// - Parameter clientAddress: the bound client address (`HOST:PORT`), used as the
     ///   advertised one when `advertiseClient` is empty; nil when the client endpoint failed.
@@ -38,9 +40,10 @@ public final class GossipService: Service, Sendable {
     public init(
         nodeID: String, configuration: GossipConfiguration, keyring: Keyring, dataDir: String,
         group: any EventLoopGroup, threadPool: NIOThreadPool = .singleton,
-        limits: GossipServiceLimits = GossipServiceLimits(),
+        limits: GossipServiceLimits = GossipServiceLimits(), routes: AddressMap = AddressMap(),
         logger: Logger, clientAddress: @escaping @Sendable () async -> String?
     ) {
+        self.routes = routes
         self.threadPool = threadPool
         self.nodeID = nodeID
         self.configuration = configuration
@@ -99,6 +102,7 @@ public final class GossipService: Service, Sendable {
         let (nodeID, keyring, stateFile, clock, snapshot, limits, logger, loop) =
             (self.nodeID, self.keyring, self.stateFile, self.clock, self.snapshot, self.limits, self.logger, self.loop)
         let threadPool = self.threadPool
+        let routes = self.routes
         let incarnation: Incarnation
         let engine: NIOLoopBound<GossipEngine>
         let udp: any Channel
@@ -110,7 +114,8 @@ public final class GossipService: Service, Sendable {
                 NIOLoopBound(
                     GossipEngine(
                         loop: loop, nodeID: nodeID, settings: settings, keyring: keyring, stateFile: stateFile,
-                        clock: clock, snapshot: snapshot, limits: limits, threadPool: threadPool, logger: logger),
+                        clock: clock, snapshot: snapshot, limits: limits, threadPool: threadPool, routes: routes,
+                        logger: logger),
                     eventLoop: loop)
             }.get()
             (udp, listener) = try await bind(engine)

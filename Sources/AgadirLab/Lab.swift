@@ -73,7 +73,7 @@ public struct Lab: Sendable {
     /// residency follows the certificates, as in production (docs/security.md).
     public static func create(
         root: URL? = nil, sites: [String] = Lab.defaultSites, nodesPerSite: Int = 1, clusterName: String = "agadir-lab",
-        labels: [String: String] = [:], extraArguments: [String] = [], plaintext: Bool = false
+        labels: [String: String] = [:], extraArguments: [String] = [], plaintext: Bool = false, relays: Bool = false
     ) async throws(AgadirError) -> Lab {
         try validate(sites: sites, nodesPerSite: nodesPerSite, clusterName: clusterName)
         let lab = Lab(root: root ?? temporaryRoot())
@@ -100,6 +100,7 @@ public struct Lab: Sendable {
                     )
                 }
                 state.extraArguments = extraArguments
+                if relays { state.relays = true }
                 try lab.store.save(state)
                 try writeRootCredentials(
                     secretFile: state.secretFile, clusterName: state.clusterName, root: lab.root, caFile: state.caFile)
@@ -121,7 +122,7 @@ public struct Lab: Sendable {
                 LabState(
                     clusterName: clusterName, secretFile: secretFile, extraArguments: extraArguments, sites: sites,
                     nodesPerSite: nodesPerSite, nodes: nodes, caFile: pki?.caFile,
-                    revocationFile: pki?.revocationFile))
+                    revocationFile: pki?.revocationFile, relays: relays ? true : nil))
         }
         return lab
     }
@@ -352,6 +353,7 @@ public struct Lab: Sendable {
                 }
             }
         }
+        if state.relays == true { try await prepareRelays(&state) }
         let node = state.nodes[i]
         unlink(node.readyFile)
         let arguments = LabCommandLine.arguments(
@@ -413,7 +415,9 @@ public struct Lab: Sendable {
     }
 
     static func usedPorts(_ state: LabState) -> Set<Int> {
-        Set(state.nodes.flatMap { [$0.clientPort, $0.peerPort] }.filter { $0 > 0 })
+        Set(
+            (state.nodes.flatMap { [$0.clientPort, $0.peerPort] }
+                + (state.relayRoutes ?? []).flatMap { [$0.dataPort, $0.gossipPort] }).filter { $0 > 0 })
     }
 
     /// A random port on 127.0.0.1 free for TCP (and UDP when `udp`), below the ephemeral
@@ -495,6 +499,10 @@ public struct Lab: Sendable {
     @discardableResult
     public func down(timeout: Duration = .seconds(30)) async throws(AgadirError) -> URL {
         try await stopAll(timeout: timeout)
+        try await store.locked { () throws(AgadirError) in
+            var state = try store.load()
+            await stopRelay(&state)
+        }
         return root
     }
 

@@ -11,6 +11,11 @@ enum LabCommandLine {
         (node.dataDir as NSString).deletingLastPathComponent + "/clock-offset-ms"
     }
 
+    /// Where the lab writes a node's address map (its relays), next to its data directory.
+    static func addressMapFile(_ node: LabNode) -> String {
+        (node.dataDir as NSString).deletingLastPathComponent + "/address-map"
+    }
+
     static func arguments(
         node: LabNode, lab: LabState, clientPort: Int, peerPort: Int, seeds: [String], logLevel: String = "info"
     ) -> [String] {
@@ -38,6 +43,8 @@ enum LabCommandLine {
             // FOR TESTS ONLY: `agadir-lab skew` writes the node's clock offset here.
             "--testing-clock-offset-file", clockOffsetFile(node),
         ]
+        // FOR TESTS ONLY: the relays this node dials its peers through.
+        if lab.relays == true { args += ["--testing-address-map-file", addressMapFile(node)] }
         return args + lab.extraArguments
     }
 }

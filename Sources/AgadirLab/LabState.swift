@@ -65,6 +65,13 @@ public struct LabState: Codable, Sendable, Equatable {
     public var caFile: String?
     /// `ROOT/pki/revocations.json`, every node's revocation list (with `caFile`).
     public var revocationFile: String?
+    /// A relay on every path between two nodes (`agadir-lab up --relays`), through which
+    /// `partition`, `heal` and `link` act (docs/lab.md, "Network faults").
+    public var relays: Bool?
+    /// The relayed directions, one per ordered pair of nodes that have ports.
+    public var relayRoutes: [LabRelayRoute]?
+    /// The relay process (`agadir-lab relay`), while it runs.
+    public var relayPid: Int32?
 }
 
 /// `ROOT/lab.json` and its lock: reads need no lock (writes are tmp + rename, so a reader

@@ -17,7 +17,7 @@ struct AgadirLabCLI: AsyncParsableCommand {
             """,
         subcommands: [
             Up.self, Status.self, Add.self, Kill.self, Stop.self, Start.self, Restart.self, Pause.self, Resume.self,
-            Skew.self,
+            Skew.self, Partition.self, Heal.self, LinkCommand.self, Faults.self, RelayCommand.self,
             Logs.self, Down.self, Run.self, Simulate.self, TortureCommand.self,
         ])
 }
@@ -106,6 +106,12 @@ struct TopologyOptions: ParsableArguments {
             "No cluster CA and no certificates: nodes speak clear text and the layout's labels are not attested (for comparisons only)."
     )
     var plaintext = false
+    @Flag(
+        name: .long,
+        help:
+            "Put a relay on every path between two nodes, so that `partition`, `heal` and `link` can cut and degrade them (a new lab only)."
+    )
+    var relays = false
     @Argument(parsing: .postTerminator, help: "Extra agadird arguments, after --.") var extra: [String] = []
 }
 
@@ -137,7 +143,7 @@ struct Up: AsyncParsableCommand {
             let lab = try await Lab.create(
                 root: root.url, sites: parseSites(topology.sites), nodesPerSite: topology.nodesPerSite,
                 clusterName: topology.clusterName, labels: labels, extraArguments: topology.extra,
-                plaintext: topology.plaintext)
+                plaintext: topology.plaintext, relays: topology.relays)
             try await lab.up(waitForConvergence: !topology.noWait, timeout: .seconds(topology.timeout))
             print(statusTable(try lab.status()))
             print(topology.noWait ? "lab is up in \(lab.root.path)" : "lab is up and converged in \(lab.root.path)")
@@ -394,7 +400,7 @@ struct Run: AsyncParsableCommand {
             let lab = try await Lab.create(
                 root: root.map { URL(fileURLWithPath: $0) } ?? Lab.temporaryRoot(), sites: parseSites(topology.sites),
                 nodesPerSite: topology.nodesPerSite, clusterName: topology.clusterName, labels: labels,
-                extraArguments: topology.extra, plaintext: topology.plaintext)
+                extraArguments: topology.extra, plaintext: topology.plaintext, relays: topology.relays)
             do {
                 try await lab.up(waitForConvergence: !topology.noWait, timeout: .seconds(topology.timeout))
                 try await applyLayoutIfNeeded(lab, topology)

@@ -11,7 +11,8 @@ struct TortureCommand: AsyncParsableCommand {
             Makes a lab of one node in each of benguerir, casablanca and settat (policy ma: RF 3, \
             QUORUM) in a fresh root (unless --root), runs --clients clients doing PUT, GET, DELETE \
             and LIST at QUORUM over --keys keys with unique values for --duration seconds while \
-            the nemesis injects one fault at a time (kill, pause, skew), heals every node, runs a \
+            the nemesis injects one fault at a time (kill, pause, skew, partition, link: the last two \
+            through relays on every path between nodes), heals every node, runs a \
             repair, reads every key at ALL and lists the bucket, and checks the history \
             (docs/consistency.md). Prints a table; on an anomaly, prints the shortest excerpt of \
             the history that shows it and exits 1. The history is written as JSON lines to \
@@ -21,8 +22,8 @@ struct TortureCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Seconds of operations under faults.") var duration: Int = 60
     @Option(name: .long, help: "Concurrent clients.") var clients: Int = 4
     @Option(name: .long, help: "Keys the clients share.") var keys: Int = 12
-    @Option(name: .long, help: "Faults, comma-separated: kill, pause, skew (none: no faults).") var nemesis =
-        "kill,pause,skew"
+    @Option(name: .long, help: "Faults, comma-separated: kill, pause, skew, partition, link (none: no faults).")
+    var nemesis = "kill,pause,skew,partition,link"
     @Option(name: .long, help: "Lab root (default: a fresh temporary directory, removed unless --keep).")
     var root: String?
     @Option(name: .long, help: "Where to write the history (JSON lines).") var history: String?
@@ -41,7 +42,8 @@ struct TortureCommand: AsyncParsableCommand {
         }
         let rootURL = root.map { URL(fileURLWithPath: $0) } ?? Lab.temporaryRoot()
         let lab = try await Lab.create(
-            root: rootURL, sites: ["benguerir", "casablanca", "settat"], nodesPerSite: 1)
+            root: rootURL, sites: ["benguerir", "casablanca", "settat"], nodesPerSite: 1,
+            relays: faults.contains { $0.needsRelays })
         var options = Torture.Options()
         options.seed = seed
         options.duration = .seconds(duration)

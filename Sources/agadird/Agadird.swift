@@ -82,6 +82,10 @@ struct Agadird: AsyncParsableCommand {
     var testingClockOffsetMs: Int?
     @Option(name: .long, help: "FOR TESTS ONLY: a file whose integer (ms) offsets this node's clock while it runs.")
     var testingClockOffsetFile: String?
+    @Option(
+        name: .long,
+        help: "FOR TESTS ONLY: a file of `FROM TO` address pairs this node dials through (the lab's relays).")
+    var testingAddressMapFile: String?
     @Option(name: .long, help: "Seconds between reads of the certificate files (default 60).")
     var certReloadSeconds: Int?
 
@@ -150,6 +154,7 @@ struct Agadird: AsyncParsableCommand {
         if let maxClockSkewMs { c.maxClockSkewMillis = maxClockSkewMs }
         if let testingClockOffsetMs { c.testingClockOffsetMillis = testingClockOffsetMs }
         if let testingClockOffsetFile { c.testingClockOffsetFile = testingClockOffsetFile }
+        if let testingAddressMapFile { c.testingAddressMapFile = testingAddressMapFile }
         if let gossipPreset { c.gossipPreset = gossipPreset }
         if let tombstoneGrace { c.tombstoneGraceSeconds = tombstoneGrace }
         if let garbageGrace { c.garbageGraceSeconds = garbageGrace }

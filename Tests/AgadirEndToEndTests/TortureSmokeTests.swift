@@ -41,17 +41,21 @@ struct TortureSmokeTests {
         }
     }
 
-    @Test("seed 1, kill + pause + skew, 40 s: faults were injected, operations ran, and the checker finds nothing")
+    @Test(
+        "seed 1, kill + pause + skew + partition + link, 60 s: faults were injected, operations ran, and the checker finds nothing"
+    )
     func smoke_findsNoAnomaly() async throws {
-        try await withThreeSiteLab { lab in
+        try await withThreeSiteLab(relays: true) { lab in
             var options = Torture.Options()
             options.seed = 1
-            options.duration = .seconds(40)
+            options.duration = .seconds(60)
             options.clients = 3
             options.historyFile = lab.root.appendingPathComponent("history.jsonl").path
             let result = try await Torture(lab: lab, options: options).run()
             let kinds = Set(result.faults.map { $0.what.split(separator: " ").first.map(String.init) ?? "" })
-            #expect(kinds.isSuperset(of: ["kill", "pause", "skew"]), "faults injected: \(result.faults)")
+            #expect(
+                kinds.isSuperset(of: ["kill", "pause", "skew", "partition", "link"]),
+                "faults injected: \(result.faults)")
             #expect((result.report.counts["put ok"] ?? 0) > 100 && (result.report.counts["get ok"] ?? 0) > 100)
             #expect(
                 result.report.anomalies.isEmpty,

@@ -562,6 +562,7 @@ struct MaintenanceTests {
                 DROP TABLE access_keys; DROP TRIGGER objects_usage_insert; DROP TRIGGER objects_usage_delete;
                 DROP TRIGGER objects_usage_update; DROP TABLE bucket_usage;
                 ALTER TABLE buckets DROP COLUMN max_bytes; ALTER TABLE buckets DROP COLUMN max_objects;
+                ALTER TABLE buckets DROP COLUMN gen_hlc; ALTER TABLE buckets DROP COLUMN gen_node;
                 UPDATE schema_version SET version = 3;
                 """)
         }

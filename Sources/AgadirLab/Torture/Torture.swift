@@ -16,6 +16,15 @@ public struct Torture: Sendable {
         case pause
         /// Offset a node's clock by up to ±2 s, then back to 0.
         case skew
+        /// Cut one node off from the others (a third of the time one way only), then heal.
+        /// Needs a lab with relays.
+        case partition
+        /// Delay (20-150 ms, jitter up to 30 ms) and lose (up to 5 %) what crosses between
+        /// one node and the others, then clear. Needs a lab with relays.
+        case link
+
+        /// Whether the fault needs the lab's relays.
+        public var needsRelays: Bool { self == .partition || self == .link }
     }
 
     public struct Options: Sendable {
@@ -226,6 +235,31 @@ public struct Torture: Sendable {
                     try? await Task.sleep(for: hold)
                     note("skew \(node) 0 ms")
                     try lab.skew(node, millis: 0)
+                case .partition:
+                    let others = nodes.filter { $0 != node }
+                    let way = Int.random(in: 0..<6, using: &rng)
+                    let groups = way == 1 ? [others, [node]] : [[node], others]
+                    let oneWay = way < 2
+                    note(
+                        "partition \(groups.map { $0.joined(separator: ",") }.joined(separator: oneWay ? " -> " : " | "))"
+                    )
+                    try await lab.partition(groups, oneWay: oneWay)
+                    try? await Task.sleep(for: hold)
+                    note("heal")
+                    try await lab.heal()
+                case .link:
+                    let others = nodes.filter { $0 != node }
+                    let fault = LinkFault(
+                        delayMillis: Int.random(in: 20...150, using: &rng),
+                        jitterMillis: Int.random(in: 0...30, using: &rng),
+                        lossPercent: Double(Int.random(in: 0...50, using: &rng)) / 10)
+                    note(
+                        "link \(node) <-> \(others.joined(separator: ",")) delay \(fault.delayMillis)±\(fault.jitterMillis) ms loss \(fault.lossPercent) %"
+                    )
+                    try await lab.link([node], others, fault: fault)
+                    try? await Task.sleep(for: hold)
+                    note("link \(node) clear")
+                    try await lab.link([node], others, fault: LinkFault())
                 }
             } catch {
                 note("nemesis error on \(node): \(error)")
@@ -252,6 +286,7 @@ public struct Torture: Sendable {
 
     /// Every node running, unpaused, its clock back, and the cluster converged.
     private func heal(_ nodes: [String]) async throws {
+        if try lab.state().relays == true { try await lab.clearFaults() }
         for status in try lab.status() {
             try? lab.skew(status.name, millis: 0)
             switch status.state {

@@ -72,6 +72,11 @@ public struct NodeConfiguration: Sendable, Codable, Equatable {
     /// FOR TESTS ONLY: a file whose integer (ms) replaces `testingClockOffsetMillis` while
     /// the node runs, read twice a second (`agadir-lab skew`). Default none.
     public var testingClockOffsetFile: String = ""
+    /// FOR TESTS ONLY: a file of `FROM TO` address pairs (`AddressMap`): the node dials TO
+    /// wherever it would dial FROM (gossip and peer links), read twice a second. The lab's
+    /// relays (`agadir-lab partition`, `link`) sit on every inter-node path this way.
+    /// Default none.
+    public var testingAddressMapFile: String = ""
     /// On SIGTERM, in-flight requests get this long to finish before connections close. Default 10 s.
     public var shutdownGraceSeconds: Int = 10
     /// Wire limits enforced on every frame received.

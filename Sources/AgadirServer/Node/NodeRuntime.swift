@@ -45,6 +45,8 @@ public struct NodeRuntime: Sendable {
     let certificateReloader: CertificateReloader?
     /// FOR TESTS ONLY: offsets the clock from `testingClockOffsetFile` (`agadir-lab skew`).
     let clockOffsetWatcher: ClockOffsetWatcher?
+    /// FOR TESTS ONLY: the lab's relays, from `testingAddressMapFile`.
+    let addressMapWatcher: AddressMapWatcher?
     let logger: Logger
 
     public init(config: NodeConfiguration, group: MultiThreadedEventLoopGroup, logger: Logger) throws(AgadirError) {
@@ -82,9 +84,14 @@ public struct NodeRuntime: Sendable {
         // Gossip first, so the object service can answer MEMBERS from it; gossip asks for
         // the client endpoint's address only once running.
         let clientServerOnceBuilt = Locked<ClientServer?>(nil)
+        let routes = AddressMap()
+        self.addressMapWatcher =
+            config.testingAddressMapFile.isEmpty
+            ? nil : AddressMapWatcher(path: config.testingAddressMapFile, routes: routes, logger: logger)
+        addressMapWatcher?.apply()
         let gossip = GossipService(
             nodeID: nodeID, configuration: gossipConfiguration, keyring: keyring, dataDir: dir, group: group,
-            threadPool: store.ioPool, logger: logger,
+            threadPool: store.ioPool, routes: routes, logger: logger,
             clientAddress: { await clientServerOnceBuilt.value?.localAddress()?.hostAndPort })
         self.gossip = gossip
         // Peer links reach the other nodes' client endpoints as gossip knows them.
@@ -103,7 +110,8 @@ public struct NodeRuntime: Sendable {
         }
         let links = PeerLinks(
             nodeID: nodeID, authenticator: authenticator, tls: tls, attestations: attestations, clock: clock,
-            resolve: { node in gossip.memberInfos().first { $0.nodeID == node }?.clientAddress })
+            resolve: { node in gossip.memberInfos().first { $0.nodeID == node }.map { routes.route($0.clientAddress) } }
+        )
         self.links = links
         let nodeTag = ChunkID.of(Array(nodeID.utf8)).prefix64
         let clusterNode = try ClusterNode(
@@ -191,6 +199,7 @@ public struct NodeRuntime: Sendable {
     public var services: [any Service] {
         [StoreService(store: store, logger: logger), links] + cluster.workers + [background, clientServer, gossip]
             + (certificateReloader.map { [$0] } ?? []) + (clockOffsetWatcher.map { [$0] } ?? [])
+            + (addressMapWatcher.map { [$0] } ?? [])
     }
 
     /// The node id lives in `DIR/node-id`: chosen once (from the configuration or at
