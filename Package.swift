@@ -149,7 +149,7 @@ let package = Package(
         .target(
             name: "AgadirLab",
             dependencies: [
-                "AgadirClient", "AgadirWire", "AgadirCore", "AgadirIdentity",
+                "AgadirClient", "AgadirWire", "AgadirCore", "AgadirIdentity", "AgadirStore",
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],

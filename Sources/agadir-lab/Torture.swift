@@ -11,8 +11,8 @@ struct TortureCommand: AsyncParsableCommand {
             Makes a lab of one node in each of benguerir, casablanca and settat (policy ma: RF 3, \
             QUORUM) in a fresh root (unless --root), runs --clients clients doing PUT, GET, DELETE \
             and LIST at QUORUM over --keys keys with unique values for --duration seconds while \
-            the nemesis injects one fault at a time (kill, pause, skew, partition, link: the last two \
-            through relays on every path between nodes), heals every node, runs a \
+            the nemesis injects one fault at a time (kill, pause, skew, partition, link: through relays \
+            on every path between nodes; grow, drain: layout changes), heals every node, runs a \
             repair, reads every key at ALL and lists the bucket, and checks the history \
             (docs/consistency.md). Prints a table; on an anomaly, prints the shortest excerpt of \
             the history that shows it and exits 1. The history is written as JSON lines to \
@@ -22,8 +22,16 @@ struct TortureCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Seconds of operations under faults.") var duration: Int = 60
     @Option(name: .long, help: "Concurrent clients.") var clients: Int = 4
     @Option(name: .long, help: "Keys the clients share.") var keys: Int = 12
-    @Option(name: .long, help: "Faults, comma-separated: kill, pause, skew, partition, link (none: no faults).")
+    @Option(
+        name: .long, help: "Faults, comma-separated: kill, pause, skew, partition, link, grow, drain (none: no faults)."
+    )
     var nemesis = "kill,pause,skew,partition,link"
+    @Flag(
+        name: .long,
+        help:
+            "Add a Paris node (outside policy ma): clients and the nemesis use it too, and its disk is scanned raw for the bucket afterwards."
+    )
+    var foreign = false
     @Option(name: .long, help: "Lab root (default: a fresh temporary directory, removed unless --keep).")
     var root: String?
     @Option(name: .long, help: "Where to write the history (JSON lines).") var history: String?
@@ -42,7 +50,7 @@ struct TortureCommand: AsyncParsableCommand {
         }
         let rootURL = root.map { URL(fileURLWithPath: $0) } ?? Lab.temporaryRoot()
         let lab = try await Lab.create(
-            root: rootURL, sites: ["benguerir", "casablanca", "settat"], nodesPerSite: 1,
+            root: rootURL, sites: ["benguerir", "casablanca", "settat"] + (foreign ? ["paris"] : []), nodesPerSite: 1,
             relays: faults.contains { $0.needsRelays })
         var options = Torture.Options()
         options.seed = seed
@@ -50,6 +58,7 @@ struct TortureCommand: AsyncParsableCommand {
         options.clients = clients
         options.keys = keys
         options.faults = faults
+        options.foreignNodes = foreign ? ["paris-1"] : []
         options.historyFile = history ?? rootURL.appendingPathComponent("history.jsonl").path
         let result: Torture.Result
         do {
@@ -77,15 +86,16 @@ struct TortureCommand: AsyncParsableCommand {
         var lines: [String] = []
         lines.append("")
         lines.append(
-            "| seed | faults | operations | keys | ok / fail / info | anomalies | divergent partitions | residency violations |"
+            "| seed | faults | operations | keys | ok / fail / info | anomalies | divergent partitions | residency violations | foreign fragments |"
         )
-        lines.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         let c = result.report.counts
         func sum(_ kind: String) -> Int { c.filter { $0.key.hasSuffix(" \(kind)") }.values.reduce(0, +) }
         lines.append(
             "| \(options.seed) | \(options.faults.map(\.rawValue).joined(separator: ",")) (\(result.faults.count / 2) injected) "
                 + "| \(result.operations) | \(result.report.keys) | \(sum("ok")) / \(sum("fail")) / \(sum("info")) "
-                + "| \(result.report.anomalies.count) | \(result.divergentPartitions) | \(result.residencyViolations) |"
+                + "| \(result.report.anomalies.count) | \(result.divergentPartitions) | \(result.residencyViolations) "
+                + "| \(options.foreignNodes.isEmpty ? "not scanned" : "\(result.foreignFragments)") |"
         )
         lines.append("")
         for kind in ["put", "get", "delete", "list"] {

@@ -5,8 +5,9 @@ import Foundation
 import Logging
 import Testing
 
-/// The torture smoke of CI (docs/consistency.md): one seed, about 40 seconds of clients
-/// under kill, pause and clock skew on a three-site lab, then the checker. The full matrix
+/// The torture smoke of CI (docs/consistency.md): one seed, a minute of clients under
+/// kill, pause, clock skew, partitions and degraded links on a three-site lab, then the
+/// checker; and 45 s of layout growth and drain with a Paris node scanned raw afterwards. The full matrix
 /// runs on request (`agadir-lab torture`, see docs/consistency.md for the command).
 @Suite("Torture smoke: clients under a seeded nemesis, then the history checker", .serialized, .oneLabAtATime)
 struct TortureSmokeTests {
@@ -68,4 +69,66 @@ struct TortureSmokeTests {
             #expect(try HistoryFile.decode(text).count == result.operations * 2)
         }
     }
+
+    /// Three Moroccan nodes, one Paris node, relays; policy `ma` on 16 partitions.
+    static func withForeignLab(_ body: (Lab) async throws -> Void) async throws {
+        let lab = try await Lab.create(
+            sites: ["benguerir", "casablanca", "settat", "paris"], nodesPerSite: 1, relays: true)
+        try await withLab(lab) {
+            try await lab.up(waitForConvergence: true, timeout: .seconds(90))
+            _ = try await lab.applyLayout(
+                policies: [LabPolicy(name: "ma", replicationFactor: 3, sites: "country=MA", minSites: 2)],
+                partitionCount: 16)
+            try await body(lab)
+        }
+    }
+
+    @Test("the raw scan can fail: a manifest of the Moroccan bucket planted on the Paris node's disk is found")
+    func foreignScan_findsAPlantedFragment() async throws {
+        try await Self.withForeignLab { lab in
+            let client = try lab.client(for: "benguerir-1")
+            defer { Task { await client.close() } }
+            try await client.createBucket("torture", policy: "ma")
+            let put = try await client.put(bucket: "torture", key: "k0", data: Array("v".utf8), consistency: .all)
+            var options = Torture.Options()
+            options.foreignNodes = ["paris-1"]
+            let torture = Torture(lab: lab, options: options)
+            #expect(try await torture.scanForeignDisks() == 0)
+            // The scan stopped paris-1: plant the manifest behind the cluster's back.
+            let dir = try #require(try lab.status().first { $0.name == "paris-1" }?.dataDir)
+            let store = try NodeStore.open(directory: dir, logger: Logger(label: "planting"))
+            _ = try await store.putReplicaManifest(
+                ObjectManifest(
+                    bucket: "torture", key: "k0", size: 1, etag: ChunkID.of([1]), contentType: "x", userMetadata: [],
+                    version: put.version, isTombstone: false, body: .inline(Array("v".utf8))))
+            await store.close()
+            #expect(try await torture.scanForeignDisks() == 1, "the planted manifest went unnoticed")
+        }
+    }
+
+    @Test(
+        "seed 3, grow + drain + kill + partition with a Paris node, 45 s: the layout grows and drains under load, nothing is lost, nothing of the bucket reaches Paris"
+    )
+    func layoutChangesUnderFaults_findNoAnomaly() async throws {
+        try await Self.withForeignLab { lab in
+            var options = Torture.Options()
+            options.seed = 3
+            options.duration = .seconds(45)
+            options.clients = 3
+            options.faults = [.grow, .drain, .kill, .partition]
+            options.foreignNodes = ["paris-1"]
+            let result = try await Torture(lab: lab, options: options).run()
+            let kinds = Set(result.faults.map { $0.what.split(separator: " ").first.map(String.init) ?? "" })
+            #expect(kinds.isSuperset(of: ["grow:", "kill", "partition"]), "faults injected: \(result.faults)")
+            #expect(!result.faults.contains { $0.what.contains("nemesis error") }, "\(result.faults)")
+            #expect(try lab.state().nodes.count > 4, "the layout did not grow")
+            #expect(
+                result.report.anomalies.isEmpty,
+                "\(result.report.anomalies.prefix(3).map { "\($0)\n" + $0.excerpt.map(HistoryFile.encode).joined(separator: "\n") })"
+            )
+            #expect(result.divergentPartitions == 0 && result.residencyViolations == 0)
+            #expect(result.foreignFragments == 0)
+        }
+    }
+
 }

@@ -1,7 +1,9 @@
 import AgadirClient
 import AgadirCore
+import AgadirStore
 import AgadirWire
 import Foundation
+import Logging
 
 /// `agadir-lab torture`: clients run PUT, GET, DELETE and LIST over a small key space with
 /// unique values while a nemesis derived from a seed injects faults; then the faults heal,
@@ -22,6 +24,12 @@ public struct Torture: Sendable {
         /// Delay (20-150 ms, jitter up to 30 ms) and lose (up to 5 %) what crosses between
         /// one node and the others, then clear. Needs a lab with relays.
         case link
+        /// Grow the layout by one node in a Moroccan site (`Lab.add`, assign, apply): the
+        /// rebalance moves partitions to it under the load. Not undone; at most 3 per run.
+        case grow
+        /// Drain a node grown before (`node drain`: capacity 0, its partitions move away);
+        /// it keeps coordinating. Only while at least three Moroccan nodes keep capacity.
+        case drain
 
         /// Whether the fault needs the lab's relays.
         public var needsRelays: Bool { self == .partition || self == .link }
@@ -40,6 +48,9 @@ public struct Torture: Sendable {
         public var operationTimeout: Duration = .seconds(5)
         public var bucket = "torture"
         public var historyFile: String?
+        /// Nodes outside the bucket's policy (a Paris node): clients and the nemesis use them
+        /// too, and after the run their disks are scanned raw for any fragment of the bucket.
+        public var foreignNodes: [String] = []
 
         public init() {}
     }
@@ -63,9 +74,13 @@ public struct Torture: Sendable {
         public var divergentPartitions: Int
         /// Violations `audit residency` reports on any node, and nodes it could not audit.
         public var residencyViolations: Int
+        /// Manifests and chunks of the bucket found on the foreign nodes' disks (raw scan).
+        public var foreignFragments: Int = 0
 
         /// True when the history and the replicas show nothing wrong.
-        public var clean: Bool { report.anomalies.isEmpty && divergentPartitions == 0 && residencyViolations == 0 }
+        public var clean: Bool {
+            report.anomalies.isEmpty && divergentPartitions == 0 && residencyViolations == 0 && foreignFragments == 0
+        }
     }
 
     public let lab: Lab
@@ -94,7 +109,9 @@ public struct Torture: Sendable {
             "torture: seed \(options.seed), \(options.clients) clients, \(options.keys) keys, faults \(options.faults.map(\.rawValue)), \(options.duration)"
         )
 
-        let nemesisTask = Task { await self.nemesis(nodes: nodes, until: deadline, recorder: recorder, log: log) }
+        let nemesisTask = Task {
+            await self.nemesis(nodes: nodes, until: deadline, recorder: recorder, admin: admin, log: log)
+        }
         await withTaskGroup(of: Void.self) { group in
             for process in 0..<options.clients {
                 group.addTask { await self.client(process, nodes: nodes, until: deadline, recorder: recorder) }
@@ -110,9 +127,48 @@ public struct Torture: Sendable {
         let history = recorder.close()
         let report = HistoryChecker().check(history, finalFrom: finalFrom)
         let (divergent, violations) = try await checkReplicas(admin, log: log)
+        let fragments = try await scanForeignDisks(log: log)
         return Result(
             report: report, faults: faults, operations: history.filter { $0.kind == .invoke }.count,
-            divergentPartitions: divergent, residencyViolations: violations)
+            divergentPartitions: divergent, residencyViolations: violations, foreignFragments: fragments)
+    }
+
+    /// Stops each foreign node and reads its store directly: every manifest and every chunk
+    /// referenced by the torture's bucket found there is a fragment where the policy forbids it.
+    public func scanForeignDisks(log: @escaping @Sendable (String) -> Void = { _ in }) async throws -> Int {
+        var found = 0
+        var logger = Logger(label: "agadir.lab.torture.scan")
+        logger.logLevel = .critical
+        for name in options.foreignNodes {
+            guard let node = try lab.state().nodes.first(where: { $0.name == name }) else { continue }
+            try await lab.stop(name)
+            let store = try NodeStore.open(directory: node.dataDir, logger: logger)
+            var manifests = 0
+            var chunks = 0
+            do {
+                var after: (bucket: String, key: String)? = nil
+                for _ in 0..<10_000 {
+                    let page = try await store.manifestInventory(after: after, limit: 1000)
+                    manifests += page.filter { $0.bucket == options.bucket }.count
+                    guard page.count == 1000, let last = page.last else { break }
+                    after = (last.bucket, last.key)
+                }
+                var afterChunk: ChunkID? = nil
+                for _ in 0..<10_000 {
+                    let page = try await store.chunkInventory(after: afterChunk, limit: 1000)
+                    chunks += page.filter { $0.buckets.contains(options.bucket) }.count
+                    guard page.count == 1000, let last = page.last else { break }
+                    afterChunk = last.id
+                }
+            } catch {
+                await store.close()
+                throw error
+            }
+            await store.close()
+            log("torture: raw scan of \(name): \(manifests) manifest(s), \(chunks) chunk(s) of '\(options.bucket)'")
+            found += manifests + chunks
+        }
+        return found
     }
 
     // MARK: Clients
@@ -196,9 +252,12 @@ public struct Torture: Sendable {
     // MARK: Nemesis
 
     private func nemesis(
-        nodes: [String], until deadline: ContinuousClock.Instant, recorder: HistoryRecorder,
-        log: @escaping @Sendable (String) -> Void
+        nodes initial: [String], until deadline: ContinuousClock.Instant, recorder: HistoryRecorder,
+        admin: AgadirClient, log: @escaping @Sendable (String) -> Void
     ) async -> [FaultEvent] {
+        var nodes = initial
+        var grown: [String] = []
+        var drained: Set<String> = []
         var rng = SplitMix64Generator(seed: options.seed)
         var events: [FaultEvent] = []
         let start = ContinuousClock.now
@@ -260,9 +319,36 @@ public struct Torture: Sendable {
                     try? await Task.sleep(for: hold)
                     note("link \(node) clear")
                     try await lab.link([node], others, fault: LinkFault())
+                case .grow:
+                    guard grown.count < 3 else { continue }
+                    let sites = try lab.state().nodes.filter { !options.foreignNodes.contains($0.name) }.map(\.site)
+                    let site = sites[Int.random(in: 0..<sites.count, using: &rng)]
+                    note("grow: a node in \(site)")
+                    let name = try await lab.add(site: site)
+                    nodes.append(name)
+                    grown.append(name)
+                    // The layout apply checks its certificate: the admin node must know it.
+                    try await lab.waitUntil(timeout: .seconds(30), "every node sees \(name) alive") { views in
+                        views.values.allSatisfy { $0.contains { $0.nodeID == name && $0.state == "alive" } }
+                    }
+                    try await changeLayout(admin) { () throws(AgadirError) in
+                        _ = try await admin.admin(
+                            Admin.layoutAssign, Admin.Assign(node: name, site: site, capacity: 1_000_000_000_000))
+                        let shown = try await admin.admin(Admin.layoutShow)
+                        _ = try await admin.admin(Admin.layoutApply, Admin.Apply(version: shown.version + 1))
+                    }
+                    note("grow: \(name) assigned")
+                case .drain:
+                    let candidates = grown.filter { !drained.contains($0) }
+                    guard let name = candidates.first else { continue }
+                    note("drain \(name)")
+                    try await changeLayout(admin) { () throws(AgadirError) in
+                        _ = try await admin.admin(Admin.nodeDrain, Admin.NodeRef(node: name))
+                    }
+                    drained.insert(name)
                 }
             } catch {
-                note("nemesis error on \(node): \(error)")
+                note("nemesis error (\(fault.rawValue)): \(error)")
             }
         }
         return events
@@ -284,6 +370,14 @@ public struct Torture: Sendable {
         return (divergent, violations)
     }
 
+    /// A layout change through `admin`, after dropping whatever an earlier attempt left staged.
+    private func changeLayout(_ admin: AgadirClient, _ body: () async throws(AgadirError) -> Void)
+        async throws(AgadirError)
+    {
+        _ = try await admin.admin(Admin.layoutRevert)
+        try await body()
+    }
+
     /// Every node running, unpaused, its clock back, and the cluster converged.
     private func heal(_ nodes: [String]) async throws {
         if try lab.state().relays == true { try await lab.clearFaults() }
@@ -296,6 +390,18 @@ public struct Torture: Sendable {
             }
         }
         try await lab.waitConverged(timeout: .seconds(90))
+        guard options.faults.contains(.grow) || options.faults.contains(.drain) else { return }
+        // A layout change still moving data: wait for the rebalance (the checks compare
+        // replicas of one layout version).
+        let admin = try lab.client(for: nodes[0])
+        defer { Task { await admin.close() } }
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(300)
+        while clock.now < deadline {
+            if (try? await admin.admin(Admin.rebalanceStatus))?.complete == true { return }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        throw HistoryError(message: "the rebalance after the nemesis's layout changes did not complete within 300 s")
     }
 
     /// An anti-entropy pass on every node, waited for; each node's record of it.
