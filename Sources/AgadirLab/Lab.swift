@@ -374,7 +374,7 @@ public struct Lab: Sendable {
                 try store.save(state)
                 return
             }
-            guard ProcessControl.state(of: pid, marker: node.dataDir) != .gone else {
+            guard ProcessControl.state(of: pid, marker: node.dataDir) != .gone || ProcessControl.isExecuting(pid) else {
                 // Once more: a child that ended between the reaping and the /proc check is reaped
                 // now, so the message can say how it ended.
                 _ = ProcessControl.state(of: pid, marker: node.dataDir)

@@ -102,6 +102,18 @@ public enum ProcessControl {
         return state == "T" || state == "t" ? .paused : .running
     }
 
+    /// True while `pid`, a lab node this process just started, is still inside its exec:
+    /// posix_spawn returns once the child has left the parent's memory, before the kernel
+    /// has set up the new program's arguments, so for a moment (longer on a loaded
+    /// machine) its command line reads empty and `state(of:marker:)` says `.gone`.
+    public static func isExecuting(_ pid: pid_t) -> Bool {
+        guard pid > 0, sessionChildren.withLock({ $0.contains(pid) }),
+            let stat = readAll("/proc/\(pid)/stat"), let state = processState(stat),
+            state != "Z" && state != "X" && state != "x"
+        else { return false }
+        return readAll("/proc/\(pid)/cmdline")?.isEmpty ?? false
+    }
+
     /// How children of this process that were reaped ended ("exit status 1", "killed by
     /// signal 9"), for error messages; at most the last 256.
     private static let endings = Locked<[pid_t: String]>([:])

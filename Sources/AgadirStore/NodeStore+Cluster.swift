@@ -274,20 +274,11 @@ extension NodeStore {
         }
         sql += "ORDER BY key LIMIT ?"
         values.append(.int(Int64(limit)))
-        let query = sql
-        let parameters = values
-        return try await blocking { [readers] () throws(AgadirError) -> [Entry] in
-            try readers.withConnection { db throws(AgadirError) -> [Entry] in
-                var out: [Entry] = []
-                try db.forEachRow(query, parameters) { row throws(AgadirError) -> Bool in
-                    guard let key = String(validating: row.blob(0), as: UTF8.self) else {
-                        throw corruptRow("objects", "in bucket '\(bucket)'", "a key is not valid UTF-8")
-                    }
-                    out.append((key, row.version(1, 2)))
-                    return true
-                }
-                return out
+        return try await rows(sql, values) { row, _ throws(AgadirError) -> Entry in
+            guard let key = String(validating: row.blob(0), as: UTF8.self) else {
+                throw corruptRow("objects", "in bucket '\(bucket)'", "a key is not valid UTF-8")
             }
+            return (key, row.version(1, 2))
         }
     }
 
@@ -307,27 +298,15 @@ extension NodeStore {
         }
         sql += "ORDER BY khash, bucket, key LIMIT ?"
         values.append(.int(Int64(limit)))
-        let query = sql
-        let parameters = values
-        return try await blocking { [readers] () throws(AgadirError) -> [Entry] in
-            try readers.withConnection { db throws(AgadirError) -> [Entry] in
-                var out: [Entry] = []
-                try db.forEachRow(query, parameters) { row throws(AgadirError) -> Bool in
-                    let hash = row.int64(0)
-                    guard (0...Int64(UInt32.max)).contains(hash) else {
-                        throw corruptRow("objects", "after \(out.count) entries", "khash \(hash) is not a 32-bit value")
-                    }
-                    let m: ObjectManifest
-                    do throws(AgadirError) {
-                        m = try ManifestCodec.decode(row.blob(3))
-                    } catch {
-                        throw corruptRow(
-                            "objects", "after \(out.count) entries", "the manifest does not decode: \(error.message)")
-                    }
-                    out.append((UInt32(hash), m))
-                    return true
-                }
-                return out
+        return try await rows(sql, values) { row, before throws(AgadirError) -> Entry in
+            let hash = row.int64(0)
+            guard (0...Int64(UInt32.max)).contains(hash) else {
+                throw corruptRow("objects", "after \(before) entries", "khash \(hash) is not a 32-bit value")
+            }
+            do throws(AgadirError) {
+                return (UInt32(hash), try ManifestCodec.decode(row.blob(3)))
+            } catch {
+                throw corruptRow("objects", "after \(before) entries", "the manifest does not decode: \(error.message)")
             }
         }
     }

@@ -270,6 +270,24 @@ public final class NodeStore: Sendable {
     /// A metadata read: on the calling task at once when a connection is idle (a point read
     /// costs less than the hop to the pool and back), else on the I/O pool, which may wait
     /// for one. The calling task never blocks a thread of the cooperative pool.
+    /// The rows `query` selects, each made an entry by `entry` (given the row and how many
+    /// entries came before it), read on a reader connection of the blocking pool.
+    func rows<Entry: Sendable>(
+        _ query: String, _ parameters: [SQLiteValue],
+        _ entry: @escaping @Sendable (SQLiteRow, Int) throws(AgadirError) -> Entry
+    ) async throws(AgadirError) -> [Entry] {
+        try await blocking { [readers] () throws(AgadirError) -> [Entry] in
+            try readers.withConnection { db throws(AgadirError) -> [Entry] in
+                var out: [Entry] = []
+                try db.forEachRow(query, parameters) { row throws(AgadirError) -> Bool in
+                    out.append(try entry(row, out.count))
+                    return true
+                }
+                return out
+            }
+        }
+    }
+
     func read<T: Sendable>(
         _ body: @escaping @Sendable (SQLiteDatabase) throws(AgadirError) -> T
     ) async throws(AgadirError) -> T {

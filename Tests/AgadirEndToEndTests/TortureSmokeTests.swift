@@ -51,6 +51,7 @@ struct TortureSmokeTests {
             options.seed = 1
             options.duration = .seconds(60)
             options.clients = 3
+            options.faults = [.kill, .pause, .skew, .partition, .link]
             options.historyFile = lab.root.appendingPathComponent("history.jsonl").path
             let result = try await Torture(lab: lab, options: options).run()
             let kinds = Set(result.faults.map { $0.what.split(separator: " ").first.map(String.init) ?? "" })

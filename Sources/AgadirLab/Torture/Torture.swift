@@ -40,7 +40,8 @@ public struct Torture: Sendable {
         public var duration: Duration = .seconds(60)
         public var clients = 4
         public var keys = 12
-        public var faults: [Fault] = Fault.allCases
+        /// Layout changes (`grow`, `drain`) only when asked for: they grow the lab.
+        public var faults: [Fault] = [.kill, .pause, .skew, .partition, .link]
         /// Seconds between the end of one fault and the start of the next, and how long one lasts.
         public var quietSeconds: ClosedRange<Double> = 1...3
         public var holdSeconds: ClosedRange<Double> = 2...5
@@ -258,6 +259,7 @@ public struct Torture: Sendable {
         var nodes = initial
         var grown: [String] = []
         var drained: Set<String> = []
+        var bag: [Fault] = []
         var rng = SplitMix64Generator(seed: options.seed)
         var events: [FaultEvent] = []
         let start = ContinuousClock.now
@@ -270,7 +272,10 @@ public struct Torture: Sendable {
         while ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(Int(Double.random(in: options.quietSeconds, using: &rng) * 1000)))
             guard ContinuousClock.now < deadline else { break }
-            let fault = options.faults[Int.random(in: 0..<options.faults.count, using: &rng)]
+            // Every kind once, in a seeded order, before any comes again: a short run still
+            // injects each fault asked for.
+            if bag.isEmpty { bag = options.faults.shuffled(using: &rng) }
+            let fault = bag.removeFirst()
             let node = nodes[Int.random(in: 0..<nodes.count, using: &rng)]
             let hold = Duration.milliseconds(Int(Double.random(in: options.holdSeconds, using: &rng) * 1000))
             do {

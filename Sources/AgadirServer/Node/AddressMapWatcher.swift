@@ -6,7 +6,7 @@ import ServiceLifecycle
 /// FOR TESTS ONLY (`testingAddressMapFile`, the lab's relays): reads the address map file
 /// twice a second into the node's `AddressMap`. A missing file is an empty map; a file that
 /// does not parse leaves the routes as they were (and is logged).
-final class AddressMapWatcher: Service, Sendable {
+final class AddressMapWatcher: PolledFile, Sendable {
     let path: String
     let routes: AddressMap
     let logger: Logger
@@ -29,10 +29,4 @@ final class AddressMapWatcher: Service, Sendable {
         }
     }
 
-    func run() async throws {
-        while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            apply()
-            try? await Task.sleep(for: .milliseconds(500))
-        }
-    }
 }

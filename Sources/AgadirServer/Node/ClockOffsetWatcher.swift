@@ -6,7 +6,7 @@ import ServiceLifecycle
 /// FOR TESTS ONLY (`testingClockOffsetFile`, `agadir-lab skew`): reads a file holding a
 /// signed number of milliseconds twice a second and offsets the node's clock by it, so a
 /// lab can skew one node's clock while it runs. A missing or unreadable file is offset 0.
-final class ClockOffsetWatcher: Service, Sendable {
+final class ClockOffsetWatcher: PolledFile, Sendable {
     let path: String
     let clock: NodeClock
     let logger: Logger
@@ -32,6 +32,15 @@ final class ClockOffsetWatcher: Service, Sendable {
         logger.warning("FOR TESTS ONLY: this node's clock offset changed", metadata: ["ms": "\(offset)"])
     }
 
+}
+
+/// FOR TESTS ONLY: a file a node reads twice a second while it runs (`apply`), until the
+/// graceful shutdown: the clock offset and the address map of the lab.
+protocol PolledFile: Service {
+    func apply()
+}
+
+extension PolledFile {
     func run() async throws {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             apply()
