@@ -56,12 +56,21 @@ final class NodeView: ClusterContext {
 struct ServiceReplica: ReplicaClient {
     let local: LocalReplica
     let service: ReplicaService
+    /// The node the requests come from (its site decides what it may read).
+    var from = "benguerir-1"
     var nodeID: String { local.nodeID }
 
-    func call(_ request: PeerRequest, body: [UInt8]) async throws(AgadirError) -> Frame {
+    /// The same replica, asked by `node`.
+    func asked(by node: String) -> ServiceReplica {
+        var copy = self
+        copy.from = node
+        return copy
+    }
+
+    func call(_ request: PeerRequest, body: [UInt8] = []) async throws(AgadirError) -> Frame {
         let sink = CapturingSink()
         await service.handle(
-            id: 1, request: request, from: "coordinator", body: BodyStream(completeWith: ByteBuffer(bytes: body)),
+            id: 1, request: request, from: from, body: BodyStream(completeWith: ByteBuffer(bytes: body)),
             sink: sink)
         guard let first = sink.frames.withLock({ $0.first }) else {
             throw AgadirError(.internalError, "\(nodeID) sent no answer to \(request.opcode)")
@@ -398,6 +407,105 @@ final class ServiceCluster: ClusterContext {
         #expect(earlier.map(\.key).contains("straggler"))
         #expect(!earlier.map(\.key).contains("fresh"))
         #expect(earlier.allSatisfy { $0.version < second.record.generation })
+        await cluster.close()
+    }
+}
+
+/// Issue 17: the receiving side's residency checks (`ReplicaService`), each path asked by or
+/// of a foreign node, over real stores.
+@Suite struct ReceivingSideTests {
+    static func chunk(_ text: String) throws -> EncodedChunk {
+        var engine = ChunkCodec()
+        return try engine.encode(Array(text.utf8), preferred: .lz4)
+    }
+
+    @Test func aForeignNodeRefusesEveryWriteOfAResidentBucket_andStoresNothing() async throws {
+        let (v1, _) = try ServiceCluster.layouts()
+        let layout = ClusterLayout(initial: v1)
+        let cluster = try ServiceCluster(nodes: layout, coordinator: layout)
+        let coordinator = Coordinator(context: cluster, logger: quiet)
+        _ = try await coordinator.createBucket("ma-data", policy: "ma")
+        let paris = try #require(cluster.services["paris-1"])
+        let version = cluster.nextVersion()
+        let chunk = try Self.chunk("resident bytes")
+        let reference = ChunkReference(bucket: "ma-data", key: "k", version: version)
+        let manifest = EarlierBucketTests.manifest("ma-data", "k", version)
+        let refusals = [
+            await agadirError { _ = try await paris.putManifest(manifest) },
+            await agadirError { try await paris.putChunk(chunk, reference: reference) },
+            await agadirError { _ = try await paris.claimChunks([chunk.id], reference: reference) },
+            await agadirError {
+                _ = try await paris.call(
+                    .hintPut(target: "benguerir-2", bucket: "ma-data", kind: .manifest, reference: nil, chunk: nil),
+                    body: ManifestCodec.encode(manifest))
+            },
+        ]
+        for (i, refusal) in refusals.enumerated() {
+            #expect(refusal?.code == .redirect, "write \(i): \(String(describing: refusal))")
+        }
+        let store = try #require(cluster.views["paris-1"]).store
+        #expect(try await store.manifestInventory(after: nil, limit: 10).isEmpty)
+        #expect(try await store.chunkInventory(after: nil, limit: 10).isEmpty)
+        #expect(try await store.hintTargets().isEmpty)
+        await cluster.close()
+    }
+
+    @Test func aResidentReplicaRefusesAForeignReader_onEveryReadPath_andAnswersAnEligibleOne() async throws {
+        let (v1, _) = try ServiceCluster.layouts()
+        let layout = ClusterLayout(initial: v1)
+        let cluster = try ServiceCluster(nodes: layout, coordinator: layout)
+        let coordinator = Coordinator(context: cluster, logger: quiet)
+        _ = try await coordinator.createBucket("ma-data", policy: "ma")
+        let bucket = try await coordinator.resolve(bucket: "ma-data")
+        let chunk = try Self.chunk("resident bytes")
+        let version = cluster.nextVersion()
+        let reference = ChunkReference(bucket: "ma-data", key: "k", version: version)
+        try await coordinator.writeChunk(chunk, reference: reference, level: .all, bucket: bucket)
+        var manifest = EarlierBucketTests.manifest("ma-data", "k", version)
+        manifest.body = .chunks([ChunkRef(id: chunk.id, length: UInt32("resident bytes".utf8.count))])
+        manifest.size = UInt64("resident bytes".utf8.count)
+        try await coordinator.writeManifest(manifest, level: .all, bucket: bucket)
+        let count = v1.partitionCount
+        let chunkPartition = Partitioner.partition(of: chunk.id, count: count)
+        let keyPartition = Partitioner.partition(bucket: "ma-data", key: "k", count: count)
+        let holder = try #require(v1.replicas(policy: "ma", partition: chunkPartition).first)
+        let keyHolder = try #require(v1.replicas(policy: "ma", partition: keyPartition).first)
+        let chunkReplica = try #require(cluster.services[holder])
+        let keyReplica = try #require(cluster.services[keyHolder])
+        let reads: [(String, ServiceReplica, PeerRequest)] = [
+            ("CHUNK_GET", chunkReplica, .chunkGet(chunk: chunk.id, bucket: "ma-data")),
+            ("MANIFEST_GET", keyReplica, .manifestGet(bucket: "ma-data", key: "k")),
+            (
+                "REPLICA_LIST", keyReplica,
+                .replicaList(bucket: "ma-data", prefix: "", startAfter: nil, limit: 10)
+            ),
+            (
+                "PARTITION_MANIFESTS", keyReplica,
+                .partitionManifests(policy: "ma", partition: keyPartition, after: nil, limit: 10)
+            ),
+            (
+                "PARTITION_CHUNKS", chunkReplica,
+                .partitionChunks(policy: "ma", partition: chunkPartition, after: nil, limit: 10)
+            ),
+            (
+                "PARTITION_DIGEST", keyReplica,
+                .partitionDigest(policy: "ma", partition: keyPartition, tombstonesBefore: 0)
+            ),
+        ]
+        for (name, replica, request) in reads {
+            let refused = await agadirError { _ = try await replica.asked(by: "paris-1").call(request) }
+            #expect(
+                refused?.code == .invalidArgument, "\(name) answered a Paris reader: \(String(describing: refused))")
+            let answered = try await replica.asked(by: "casablanca-1").call(request)
+            #expect(answered.payload.readableBytes > 0, "\(name) gave an eligible reader nothing")
+        }
+        // A hint for a foreign target is refused even by an eligible holder.
+        let hint = await agadirError {
+            _ = try await cluster.services[keyHolder]?.call(
+                .hintPut(target: "paris-1", bucket: "ma-data", kind: .manifest, reference: nil, chunk: nil),
+                body: ManifestCodec.encode(manifest))
+        }
+        #expect(hint?.code == .invalidArgument)
         await cluster.close()
     }
 }
