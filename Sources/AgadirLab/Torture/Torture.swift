@@ -45,6 +45,9 @@ public struct Torture: Sendable {
         /// Seconds between the end of one fault and the start of the next, and how long one lasts.
         public var quietSeconds: ClosedRange<Double> = 1...3
         public var holdSeconds: ClosedRange<Double> = 2...5
+        /// How long a partition lasts: beyond the clients' timeout and the failure detector's
+        /// suspicion, or a cut is only a stall (TCP holds its bytes until the heal).
+        public var partitionSeconds: ClosedRange<Double> = 6...15
         /// A client gives up on an operation after this long (a paused node answers nothing).
         public var operationTimeout: Duration = .seconds(5)
         public var bucket = "torture"
@@ -308,7 +311,8 @@ public struct Torture: Sendable {
                         "partition \(groups.map { $0.joined(separator: ",") }.joined(separator: oneWay ? " -> " : " | "))"
                     )
                     try await lab.partition(groups, oneWay: oneWay)
-                    try? await Task.sleep(for: hold)
+                    try? await Task.sleep(
+                        for: .milliseconds(Int(Double.random(in: options.partitionSeconds, using: &rng) * 1000)))
                     note("heal")
                     try await lab.heal()
                 case .link:
