@@ -511,27 +511,30 @@ final class TestCluster: ClusterContext {
 
     @Test func reads_askTheNearestReplicasFirst_andTheOthersOnlyWhenOneIsSlow() async throws {
         let cluster = try TestCluster()
-        let (coordinator, bucket) = try await cluster.maBucket()
+        let (writer, bucket) = try await cluster.maBucket()
         let key = "speculative"
         let replicas = cluster.manifestReplicas(key)
         let m = Self.inline(key, 8, cluster.nextVersion())
-        try await coordinator.writeManifest(m, level: .all, bucket: bucket)
-        func calls() -> [Int] { replicas.map { r in cluster.replicas[r]!.calls.withLock { $0 } } }
-        // A QUORUM read asks two replicas; the third is not asked at all.
-        let before = calls()
-        #expect(try await coordinator.liveManifest(key: key, level: .quorum, bucket: bucket).version == m.version)
-        try await Task.sleep(for: .milliseconds(200))
-        let asked = zip(calls(), before).filter { $0 != $1 }.count
-        #expect(asked == 2, "asked \(asked) replicas")
-        // One of the first two is slow: the read completes through the third while it still waits.
+        try await writer.writeManifest(m, level: .all, bucket: bucket)
+        func calls(_ node: String) -> Int { cluster.replicas[node]?.calls.withLock { $0 } ?? -1 }
         let order = cluster.snapshot().byProximity(replicas)
-        cluster.replicas[order[0]]!.stalled.withLock { $0 = true }
-        let read = try await withTimeout(60) {
-            try await coordinator.liveManifest(key: key, level: .quorum, bucket: bucket)
+        // A QUORUM read asks the two nearest; the third (held back 60 s here, so that it
+        // cannot be asked by then) is not asked at all.
+        let patient = Coordinator(context: cluster, logger: quiet, speculativeReadDelay: .seconds(60))
+        let before = order.map(calls)
+        #expect(try await patient.liveManifest(key: key, level: .quorum, bucket: bucket).version == m.version)
+        let asked = zip(order.map(calls), before).map { $0 - $1 }
+        #expect(asked == [1, 1, 0], "asked per replica, nearest first: \(asked)")
+        // The nearest is slow (it stalls 20 s): the read asks the third after 50 ms and
+        // completes through it, well within 10 s (without speculation it would wait 20 s).
+        cluster.replicas[order[0]]?.stalled.withLock { $0 = true }
+        let third = calls(order[2])
+        let read = try await withTimeout(10) {
+            try await writer.liveManifest(key: key, level: .quorum, bucket: bucket)
         }
         #expect(read.version == m.version)
-        #expect(cluster.replicas[order[0]]!.stalled.withLock { $0 })
-        cluster.replicas[order[0]]!.stalled.withLock { $0 = false }
+        #expect(calls(order[2]) == third + 1, "the third replica was not asked")
+        cluster.replicas[order[0]]?.stalled.withLock { $0 = false }
         await cluster.close()
     }
 

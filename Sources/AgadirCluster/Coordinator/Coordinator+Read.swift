@@ -5,8 +5,9 @@ import Synchronization
 // MARK: - Reads
 
 extension Coordinator {
-    /// How long a read waits for the replicas it asked first before asking the others too.
-    public static let speculativeReadDelay = Duration.milliseconds(50)
+    /// How long a read waits for the replicas it asked first before asking the others too
+    /// (`speculativeReadDelay`), unless told otherwise.
+    public static let defaultSpeculativeReadDelay = Duration.milliseconds(50)
 
     /// The newest manifest of `bucket/key` among `level` replicas of the read version
     /// (tombstones included; nil when no replica that answered has one). Replicas that
@@ -41,7 +42,7 @@ extension Coordinator {
         // Late answers are compared with the winner once it is known.
         let winnerBox = WinnerBox()
         let (answers, failures) = await Self.gather(
-            reachable, delayed: Set(reachable).subtracting(firstWave), after: Self.speculativeReadDelay,
+            reachable, delayed: Set(reachable).subtracting(firstWave), after: speculativeReadDelay,
             work: { (node: String) async -> Result<Answer, AgadirError> in
                 do throws(AgadirError) {
                     // A manifest older than the bucket's generation is an earlier bucket's: none.

@@ -93,7 +93,14 @@ public final class Coordinator: Sendable {
 
     /// `background` owns the work requests leave behind; the node runs it as a service (in
     /// tests a coordinator gets one of its own).
-    public init(context: any ClusterContext, logger: Logger, background: BackgroundTasks? = nil) {
+    /// How long a read waits for the replicas it asked first before asking the others too.
+    public let speculativeReadDelay: Duration
+
+    public init(
+        context: any ClusterContext, logger: Logger, background: BackgroundTasks? = nil,
+        speculativeReadDelay: Duration = Coordinator.defaultSpeculativeReadDelay
+    ) {
+        self.speculativeReadDelay = speculativeReadDelay
         self.context = context
         self.logger = logger
         self.background = background ?? BackgroundTasks(logger: logger)
