@@ -197,6 +197,8 @@ final class PeerEndpointNode: Sendable {
         let slow = await agadirError { _ = try await links.call("node-b", .residencyAudit, maxResponseBytes: 64) }
         #expect(slow?.code == .unavailable)
         #expect(slow?.message.contains("did not answer") == true, "\(String(describing: slow))")
+        // The link it was sent on is closed, not left for the next call to wait behind.
+        #expect(links.openConnections(to: "node-b") == 0, "the late peer's link is still open")
         // A later call opens a new link and works. The deadline is short, so a machine busy
         // with other tests may miss it on a plain call too: a few attempts (each one a new
         // link once the last was closed).

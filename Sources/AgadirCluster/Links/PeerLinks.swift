@@ -74,6 +74,9 @@ public final class PeerLinks: Service, Sendable {
     /// One pool per peer, for the endpoint membership gave when it was made.
     private let pools = Mutex<[String: ConnectionPool]>([:])
 
+    /// Connections open now to `node` (for tests).
+    package func openConnections(to node: String) -> Int { pools.withLock { $0[node]?.openCount ?? 0 } }
+
     /// `resolve` maps a node id to its client endpoint (`HOST:PORT`), nil when unknown.
     /// With `tls`, links are mutual TLS with the node's certificate.
     package init(

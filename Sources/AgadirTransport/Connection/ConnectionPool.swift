@@ -22,6 +22,9 @@ package final class ConnectionPool: Sendable {
         self.slots = Mutex(Array(repeating: nil, count: max(1, size)))
     }
 
+    /// Connections open now (for tests and status).
+    package var openCount: Int { slots.withLock { $0.filter { $0.map { !$0.isClosed } ?? false }.count } }
+
     /// Closes every connection; requests in flight on them fail with UNAVAILABLE.
     package func close() {
         let conns = slots.withLock { p in
