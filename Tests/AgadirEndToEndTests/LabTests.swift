@@ -439,8 +439,17 @@ struct LabTests {
                 ])
             defer { intruder.stop(signal: SIGKILL) }
             try intruder.start()
-            // Several join attempts (every 2 s) and gossip rounds.
-            try await Task.sleep(for: .seconds(6))
+            // Wait for the event itself: the intruder's join through a seed refused (its log
+            // says so); the bound only catches a hang.
+            let clock = ContinuousClock()
+            let deadline = clock.now + .seconds(60)
+            var refused = false
+            while !refused, clock.now < deadline {
+                let log = (try? String(contentsOf: intruder.logFile, encoding: .utf8)) ?? ""
+                refused = log.contains("cannot join the cluster through this seed")
+                if !refused { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(refused, "the intruder never tried to join")
             let views = try await lab.membershipViews()
             #expect(views.count == 2)
             for (name, view) in views {
