@@ -78,15 +78,21 @@ struct RebalanceLabTests {
                 Admin.RebalanceChange(intraSiteBytesPerSecond: 1_000_000, interSiteBytesPerSecond: 1_000_000))
             _ = try await grow.grow()
             let clock = ContinuousClock()
-            let deadline = clock.now + .seconds(60)
+            let deadline = clock.now + .seconds(120)
+            // Killed once the new node has a third of its partitions, so that starting over
+            // would show: it would find those chunks already held and claim them again.
+            func newcomer() async throws -> NodeRebalanceStatus? {
+                try await grow.call(Admin.rebalanceStatus).nodes.first { $0.node == "benguerir-3" }?.status
+            }
             var copying = false
             while clock.now < deadline, !copying {
-                let view = try await grow.call(Admin.rebalanceStatus)
-                copying = view.bytesMoved > 0
-                if !copying { try await Task.sleep(for: .milliseconds(300)) }
+                let status = try await newcomer()
+                copying = (status?.partitionsDone ?? 0) * 3 >= max(1, status?.partitionsTotal ?? 0)
+                if !copying { try await Task.sleep(for: .milliseconds(200)) }
             }
-            #expect(copying, "the rebalance never started moving data")
+            #expect(copying, "the new node never got a third of its partitions")
             // The new node and a source die mid-copy (SIGKILL), and come back.
+            let before = try #require(try await newcomer())
             try await grow.lab.kill("benguerir-3")
             try await grow.lab.kill("casablanca-1")
             try await Task.sleep(for: .seconds(2))
@@ -95,6 +101,13 @@ struct RebalanceLabTests {
             try await grow.lab.start("casablanca-1")
             try await grow.lab.start("benguerir-3")
             try await LoadedLab.waitAlive(grow.lab, LoadedLab.nodes + ["benguerir-3"])
+            // It resumes: the partitions it had and the bytes it had moved are still counted
+            // (a restart from scratch would show none done and nothing moved).
+            let after = try #require(try await newcomer())
+            #expect(
+                after.partitionsDone >= before.partitionsDone && after.moved.bytes >= before.moved.bytes,
+                "before the kill \(before.partitionsDone) partitions, \(before.moved.bytes) bytes; after the restart \(after.partitionsDone), \(after.moved.bytes)"
+            )
             try await grow.call(
                 Admin.rebalanceSet, Admin.RebalanceChange(intraSiteBytesPerSecond: 0, interSiteBytesPerSecond: 0))
             _ = try await grow.waitComplete(timeout: .seconds(180))
