@@ -204,7 +204,8 @@ struct MalformedFrameTests {
             }
         }
         #expect(sent == rounds, "the node hung: \(sent) of \(rounds) rounds in 15 minutes")
-        #expect(leftOpen.isEmpty, "the node kept \(leftOpen.count) bad connections open, e.g. rounds \(leftOpen.prefix(5))")
+        #expect(
+            leftOpen.isEmpty, "the node kept \(leftOpen.count) bad connections open, e.g. rounds \(leftOpen.prefix(5))")
         #expect(answeredWithError > sent / 4, "most bad frames get an error frame before the close")
         #expect(node.isRunning, "the node survived")
         _ = try await client.ping()
