@@ -128,7 +128,9 @@ struct MaintenanceLabTests {
         "deleted objects' space comes back after the grace period and not before; uploads racing the collector lose nothing"
     )
     func spaceComesBackAfterGrace_andUploadsRacingCollectionLoseNothing() async throws {
-        let grace = 8
+        // Long enough that the "not before the grace period" check, 3 s after the deletes,
+        // is far inside it on a loaded machine.
+        let grace = 20
         let lab = try await maintenanceLab([
             "--garbage-grace", "\(grace)", "--garbage-interval", "1", "--segment-max-bytes", "\(1 << 20)",
         ])
@@ -143,6 +145,7 @@ struct MaintenanceLabTests {
                 _ = try await client.put(bucket: "bin", key: "old-\(i)", data: data)
                 reused.append(("old-\(i)", "new-\(i)", data))
             }
+            let reusedWritten = ContinuousClock.now
             for i in 0..<60 {
                 _ = try await client.put(
                     bucket: "bin", key: "doomed-\(i)", data: randomBytes(200_000, seed: UInt64(9000 + i)))
@@ -157,40 +160,16 @@ struct MaintenanceLabTests {
             for key in doomed { _ = try await client.delete(bucket: "bin", key: key) }
             let doomedBytes: UInt64 = 60 * 200_000 * 3
 
-            // The race: while the collector runs every second, each reused object is deleted and
-            // its bytes uploaded again under a new key (the chunk is claimed, not sent), over and
-            // over, past the grace period.
-            let racing = Task {
-                var failures: [String] = []
-                guard let c = try? lab.client(for: "casablanca-1") else { return ["no client"] }
-                for round in 0..<6 {
-                    for r in reused {
-                        let from = round == 0 ? r.old : "\(r.new)-\(round - 1)"
-                        do {
-                            _ = try await c.put(bucket: "bin", key: "\(r.new)-\(round)", data: r.data)
-                            _ = try await c.delete(bucket: "bin", key: from)
-                        } catch {
-                            failures.append("\(r.new) round \(round): \(error)")
-                        }
-                    }
-                    try? await Task.sleep(for: .seconds(2))
-                }
-                await c.close()
-                return failures
-            }
-
             // Before the grace period: nothing reclaimed.
             try await Task.sleep(for: .seconds(3))
             let early = try await segmentBytes(lab)
             #expect(early >= before, "space came back before the grace period: \(before) -> \(early)")
             #expect(ContinuousClock.now - deletedAt < .seconds(grace), "the check ran too late to mean anything")
 
-            let failures = await racing.value
-            #expect(failures.isEmpty, "\(failures.prefix(3))")
             // After it, most of the deleted objects' bytes (the rest share segments with live
             // data, below the compaction threshold) are gone from disk.
             let clock = ContinuousClock()
-            let deadline = clock.now + .seconds(90)
+            let deadline = clock.now + .seconds(120)
             var after = early
             while clock.now < deadline {
                 after = try await segmentBytes(lab)
@@ -203,12 +182,57 @@ struct MaintenanceLabTests {
             print(
                 "garbage collection: segment bytes \(before) before the deletes, \(early) within the grace period, \(after) after it (\(doomedBytes) bytes deleted)"
             )
-            // Every object that still exists reads back whole, through every node.
+
+            // The race, for real. Each reused object was written more than the grace period
+            // ago, so the moment it is deleted its chunk has no live reference and is the
+            // collector's to drop on its next pass (every second). Each is deleted, and its
+            // bytes uploaded again under a new key 0-2 s later (seeded), all at once: the
+            // uploads' claims of those chunks race the collector's drops of them.
+            while ContinuousClock.now - reusedWritten < .seconds(grace + 1) {
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            let racer = try lab.client(for: "casablanca-1")
+            var rng = SplitMix64(seed: 95)
+            let delays = reused.map { _ in Int(rng.next() % 2000) }
+            let failures = await withTaskGroup(of: String?.self) { group -> [String] in
+                for (r, delay) in zip(reused, delays) {
+                    group.addTask {
+                        do {
+                            _ = try await racer.delete(bucket: "bin", key: r.old)
+                            try await Task.sleep(for: .milliseconds(delay))
+                            _ = try await racer.put(bucket: "bin", key: r.new, data: r.data)
+                            return nil
+                        } catch {
+                            return "\(r.new): \(error)"
+                        }
+                    }
+                }
+                var out: [String] = []
+                for await f in group { if let f { out.append(f) } }
+                return out
+            }
+            await racer.close()
+            #expect(failures.isEmpty, "\(failures.prefix(3))")
+            // A few more collector passes, then every re-uploaded object reads back whole,
+            // through every node (a chunk dropped under a claim would fail here).
+            let passes = try await Self.gcTotal(
+                CLI(
+                    endpoint: try #require(try lab.status().first?.clientEndpoint), credentials: lab.credentialsFile)
+            ) { $0.passes }
+            var now = passes
+            let more = clock.now + .seconds(60)
+            while now < passes + 3 * 6, clock.now < more {
+                try await Task.sleep(for: .milliseconds(500))
+                now = try await Self.gcTotal(
+                    CLI(
+                        endpoint: try #require(try lab.status().first?.clientEndpoint),
+                        credentials: lab.credentialsFile)
+                ) { $0.passes }
+            }
             for name in try lab.status().map(\.name) {
                 let reader = try lab.client(for: name)
                 for r in reused {
-                    #expect(
-                        try await reader.get(bucket: "bin", key: "\(r.new)-5").1 == r.data, "\(r.new)-5 via \(name)")
+                    #expect(try await reader.get(bucket: "bin", key: r.new).1 == r.data, "\(r.new) via \(name)")
                 }
                 await reader.close()
             }
