@@ -361,6 +361,32 @@ final class TestCluster: ClusterContext {
         await cluster.close()
     }
 
+    @Test(
+        "a catalog change by a node whose clock is behind the record it replaces (restarted with the clock set back) still applies"
+    )
+    func catalogChangesFromASlowClock_apply() async throws {
+        let cluster = try TestCluster()
+        let (coordinator, _) = try await cluster.maBucket()
+        // The record was last written by a node 10 s ahead of this one's clock.
+        var record = try #require(try await cluster.bucketRecord("ma-data"))
+        let slow = cluster.nextVersion()
+        record.version = ObjectVersion(
+            timestamp: HLCTimestamp(physicalMillis: slow.timestamp.physicalMillis + 10_000, logical: 0), node: 99)
+        for store in cluster.stores.values { _ = try await store.mergeBucketRecord(record) }
+        // A quota, the deletion, and the name created again, all from the slow clock.
+        let quota = try await coordinator.setQuota(bucket: "ma-data", maxBytes: 1000, maxObjects: nil)
+        #expect(quota.version > record.version)
+        #expect(try await cluster.bucketRecord("ma-data")?.maxBytes == 1000, "the quota was not applied")
+        try await coordinator.deleteBucket("ma-data")
+        for (node, store) in cluster.stores {
+            #expect(try await store.bucketCatalog(named: "ma-data")?.deleted == true, "the deletion lost on \(node)")
+        }
+        let again = try await coordinator.createBucket("ma-data", policy: "global")
+        #expect(again.generation > record.version)
+        #expect(try await cluster.bucketRecord("ma-data")?.policy == "global", "the creation lost to the deletion")
+        await cluster.close()
+    }
+
     @Test func concurrentWriters_endWithTheSameNewestVersionOnEveryReplica() async throws {
         let cluster = try TestCluster()
         let (coordinator, bucket) = try await cluster.maBucket()

@@ -23,7 +23,7 @@ extension Coordinator {
         }
         // The creation's version is the bucket's generation: whatever an earlier bucket of
         // this name left anywhere is older, and is refused, ignored and purged.
-        let version = context.nextVersion()
+        let version = nextVersion(above: try await context.bucketRecord(name)?.version)
         let record = BucketRecord(
             name: name, policy: policyName, createdMillis: WallClock.millis(), version: version, deleted: false,
             generation: version)
@@ -42,8 +42,19 @@ extension Coordinator {
         }
         var record = resolved.record
         record.deleted = true
-        record.version = context.nextVersion()
+        record.version = nextVersion(above: record.version)
         try await writeCatalog(record, snapshot: resolved.snapshot)
+    }
+
+    /// A version from this node's clock, above `existing`: a catalog record is merged by last
+    /// writer wins, so a change stamped below the record it replaces (this node's clock
+    /// behind, after a restart with the wall clock set back) would be acknowledged and
+    /// silently not applied. The clock is not persisted; this is why it need not be
+    /// (docs/consistency.md, "Clocks").
+    func nextVersion(above existing: ObjectVersion?) -> ObjectVersion {
+        let version = context.nextVersion()
+        guard let existing, version <= existing else { return version }
+        return ObjectVersion(timestamp: HLCTimestamp(rawValue: existing.timestamp.rawValue + 1), node: version.node)
     }
 
     /// Sends a catalog record to every alive member; succeeds once a majority of the

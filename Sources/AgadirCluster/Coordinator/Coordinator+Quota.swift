@@ -162,7 +162,7 @@ extension Coordinator {
         guard maxBytes != nil || maxObjects != nil else { return record }
         if let maxBytes { record.maxBytes = maxBytes }
         if let maxObjects { record.maxObjects = maxObjects }
-        record.version = context.nextVersion()
+        record.version = nextVersion(above: record.version)
         try await writeCatalog(record, snapshot: context.snapshot())
         quotaUsage.forget(name)
         return record

@@ -54,11 +54,7 @@ extension Coordinator {
                 if !applied, stored > written.version { newer.withLock { $0 = max($0 ?? stored, stored) } }
             }
             guard let seen = newer.withLock({ $0 }), attempt < Self.restampAttempts else { return written.version }
-            var version = context.nextVersion()
-            if version <= seen {
-                version = ObjectVersion(
-                    timestamp: HLCTimestamp(rawValue: seen.timestamp.rawValue + 1), node: version.node)
-            }
+            let version = nextVersion(above: seen)
             if !written.chunkRefs.isEmpty {
                 try await claimAgain(
                     written.chunkRefs.map(\.id),
