@@ -282,9 +282,17 @@ final class TestCluster: ClusterContext {
         try await coordinator.writeManifest(manifest(v1), level: .quorum, bucket: b1)
         #expect(try await coordinator.liveManifest(key: key, level: .quorum, bucket: b1).version == v1)
         #expect(coordinator.counters.hintsParked == 1)
-        var hinted = 0
-        for store in cluster.stores.values { hinted += try await store.hints(for: replicas[0], limit: 10).count }
-        #expect(hinted == 1)
+        var holders: [String] = []
+        for (node, store) in cluster.stores where try await !store.hints(for: replicas[0], limit: 10).isEmpty {
+            holders.append(node)
+        }
+        // Where it lands: on one node, eligible for the policy, in the target's site when one
+        // is alive there (it is nearest the target for the delivery), never in Paris.
+        let targetSite = cluster.site(of: replicas[0])
+        let sameSite = cluster.layout.current.nodes.filter { $0.site == targetSite && $0.id != replicas[0] }.map(\.id)
+        #expect(holders.count == 1, "hint holders: \(holders)")
+        #expect(holders.allSatisfy { sameSite.contains($0) }, "the hint for \(replicas[0]) landed on \(holders)")
+        #expect(!holders.contains { $0.hasPrefix("paris") })
         // Two down: QUORUM fails with the counts; ONE succeeds.
         cluster.down.withLock { $0 = [replicas[0], replicas[1]] }
         let b2 = try await coordinator.resolve(bucket: "ma-data")
