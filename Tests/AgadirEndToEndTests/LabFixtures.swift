@@ -217,8 +217,11 @@ final class LabApplication: Sendable {
 /// Runs `body` with a converged lab of one node in each of benguerir, casablanca and settat
 /// with the layout applied (policy `ma`: three copies on at least two Moroccan sites, 16
 /// partitions); stops it and removes it afterwards.
-func withThreeSiteLab(relays: Bool = false, _ body: (Lab) async throws -> Void) async throws {
-    let lab = try await Lab.create(sites: ["benguerir", "casablanca", "settat"], nodesPerSite: 1, relays: relays)
+func withThreeSiteLab(
+    relays: Bool = false, extraSites: [String] = [], _ body: (Lab) async throws -> Void
+) async throws {
+    let lab = try await Lab.create(
+        sites: ["benguerir", "casablanca", "settat"] + extraSites, nodesPerSite: 1, relays: relays)
     try await withLab(lab) {
         try await lab.up(waitForConvergence: true, timeout: .seconds(90))
         _ = try await lab.applyLayout(

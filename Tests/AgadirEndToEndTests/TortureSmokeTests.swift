@@ -73,15 +73,7 @@ struct TortureSmokeTests {
 
     /// Three Moroccan nodes, one Paris node, relays; policy `ma` on 16 partitions.
     static func withForeignLab(_ body: (Lab) async throws -> Void) async throws {
-        let lab = try await Lab.create(
-            sites: ["benguerir", "casablanca", "settat", "paris"], nodesPerSite: 1, relays: true)
-        try await withLab(lab) {
-            try await lab.up(waitForConvergence: true, timeout: .seconds(90))
-            _ = try await lab.applyLayout(
-                policies: [LabPolicy(name: "ma", replicationFactor: 3, sites: "country=MA", minSites: 2)],
-                partitionCount: 16)
-            try await body(lab)
-        }
+        try await withThreeSiteLab(relays: true, extraSites: ["paris"], body)
     }
 
     @Test("the raw scan can fail: a manifest of the Moroccan bucket planted on the Paris node's disk is found")
