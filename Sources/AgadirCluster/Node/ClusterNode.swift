@@ -388,14 +388,13 @@ public final class ClusterNode: ClusterContext, Sendable {
                 do throws(AgadirError) {
                     // A hint of a deleted bucket, or of an earlier bucket of the name, would
                     // be refused: what it carries must never come back.
-                    if let record = try await bucketRecord(hint.bucket),
-                        record.deleted || record.predates(Self.version(of: hint.payload))
-                    {
+                    let record = try await bucketRecord(hint.bucket)
+                    if let record, record.deleted || record.predates(Self.version(of: hint.payload)) {
                         delivered.append(hint.id)
                         moved += 1
                         continue
                     }
-                    guard let record = try await bucketRecord(hint.bucket),
+                    guard let record,
                         let policy = Coordinator.policyNamed(record.policy, in: snap.layout),
                         snap.layout.live.contains(where: { $0.isEligible(node: target, for: policy) })
                     else {
