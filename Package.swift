@@ -219,7 +219,10 @@ let package = Package(
             name: "AgadirSimulationTests",
             dependencies: ["AgadirTestSupport", "AgadirSimulation", "AgadirMembership", "AgadirCore"]
         ),
-        .testTarget(name: "AgadirStoreTests", dependencies: ["AgadirTestSupport", "AgadirStore", "AgadirCore"]),
+        // Tests only: a SQLite VFS that reports every write and sync to the simulated disk of the power-loss tests.
+        .target(name: "CSimulatedVFS", dependencies: ["CSQLite"], path: "Tests/CSimulatedVFS"),
+        .testTarget(
+            name: "AgadirStoreTests", dependencies: ["AgadirTestSupport", "AgadirStore", "AgadirCore", "CSimulatedVFS"]),
         .testTarget(
             name: "AgadirServerTests",
             dependencies: [

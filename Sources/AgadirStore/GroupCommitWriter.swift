@@ -30,6 +30,7 @@ final class GroupCommitWriter: @unchecked Sendable {
     private let db: SQLiteDatabase
     private let chunksDirectory: String
     private let options: StoreOptions
+    private var files: any StoreFileSystem { options.fileSystem }
     private let logger: Logger
     /// Shared with readers: the active segment's number, and the segments compaction removed.
     private let readFiles: SegmentReadFiles
@@ -339,7 +340,7 @@ final class GroupCommitWriter: @unchecked Sendable {
                 let end = segment.length + buffer.count
                 if end > SegmentFormat.fileHeaderSize, end + record.count > options.segmentMaxBytes {
                     try flush(&buffer, into: &segment)
-                    try sync { () throws(AgadirError) in try Posix.fdatasync(segment.fd, path: segment.path) }
+                    try sync { () throws(AgadirError) in try files.dataSync(segment.fd, path: segment.path) }
                     touched[segment.number] = segment.length
                     close(segment.fd)
                     active = nil
@@ -356,11 +357,11 @@ final class GroupCommitWriter: @unchecked Sendable {
             if var segment = active {
                 try flush(&buffer, into: &segment)
                 active = segment
-                try sync { () throws(AgadirError) in try Posix.fdatasync(segment.fd, path: segment.path) }
+                try sync { () throws(AgadirError) in try files.dataSync(segment.fd, path: segment.path) }
                 touched[segment.number] = segment.length
             }
             if createdSegment {
-                try sync { () throws(AgadirError) in try Posix.syncDirectory(chunksDirectory) }
+                try sync { () throws(AgadirError) in try files.syncDirectory(chunksDirectory) }
             }
         } catch {
             // Retire the segment: what was appended in this batch is dead space that no index
@@ -388,7 +389,7 @@ final class GroupCommitWriter: @unchecked Sendable {
 
     private func flush(_ buffer: inout [UInt8], into segment: inout ActiveSegment) throws(AgadirError) {
         guard !buffer.isEmpty else { return }
-        try Posix.pwriteAll(segment.fd, buffer, at: segment.length, path: segment.path)
+        try files.write(segment.fd, buffer, at: segment.length, path: segment.path)
         segment.length += buffer.count
         buffer.removeAll(keepingCapacity: true)
     }
@@ -397,9 +398,9 @@ final class GroupCommitWriter: @unchecked Sendable {
         let number = nextSegmentNumber
         nextSegmentNumber += 1
         let path = chunksDirectory + "/" + SegmentFormat.fileName(number)
-        let fd = try Posix.open(path, O_RDWR | O_CREAT | O_EXCL, mode: 0o644)
+        let fd = try files.open(path, O_RDWR | O_CREAT | O_EXCL)
         do throws(AgadirError) {
-            try Posix.pwriteAll(fd, SegmentFormat.fileHeader(segment: number), at: 0, path: path)
+            try files.write(fd, SegmentFormat.fileHeader(segment: number), at: 0, path: path)
         } catch {
             close(fd)
             throw error
@@ -672,7 +673,7 @@ final class GroupCommitWriter: @unchecked Sendable {
         let size = Posix.sizeOfFile(atPath: path) ?? 0
         defer { readFiles.retire(number) }
         do throws(AgadirError) {
-            try Posix.unlink(path)
+            try files.remove(path)
         } catch {
             logger.warning(
                 "compacted segment could not be deleted; the next open deletes it",
@@ -680,7 +681,7 @@ final class GroupCommitWriter: @unchecked Sendable {
             return 0
         }
         do throws(AgadirError) {
-            try Posix.syncDirectory(chunksDirectory)
+            try files.syncDirectory(chunksDirectory)
         } catch {
             // Not an acknowledged write: at worst the file comes back after a crash, and the reopen deletes it.
             logger.warning("syncing the chunks directory failed", metadata: ["store/error": "\(error)"])

@@ -82,17 +82,19 @@ public final class NodeStore: Sendable {
         let lock = try DirectoryLock(directory: directory)
         if try Posix.makeDirectory(chunksDirectory) { try Posix.syncDirectory(directory) }
         let dbPath = directory + "/meta.sqlite"
-        let db = try SQLiteDatabase(path: dbPath, readOnly: false)
+        let files = options.fileSystem
+        let db = try SQLiteDatabase(path: dbPath, readOnly: false, vfs: files.sqliteVFS)
         if let from = try MetadataSchema.prepareWriter(db) {
             logger.info(
                 "metadata schema migrated",
                 metadata: ["store/schema-from": "\(from)", "store/schema-to": "\(MetadataSchema.currentVersion)"])
         }
-        try Posix.syncDirectory(directory)  // the entries of meta.sqlite and its WAL
-        let recovered = try SegmentRecovery.recover(db: db, chunksDirectory: chunksDirectory, logger: logger)
+        try files.syncDirectory(directory)  // the entries of meta.sqlite and its WAL
+        let recovered = try SegmentRecovery.recover(
+            db: db, chunksDirectory: chunksDirectory, files: files, logger: logger)
         let readers: ReaderPool
         do throws(AgadirError) {
-            readers = try ReaderPool(path: dbPath, count: options.readerCount)
+            readers = try ReaderPool(path: dbPath, count: options.readerCount, vfs: files.sqliteVFS)
         } catch {
             if let active = recovered.active { Glibc.close(active.fd) }
             throw error

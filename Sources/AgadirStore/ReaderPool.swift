@@ -10,10 +10,10 @@ final class ReaderPool: Sendable {
     private let available: DispatchSemaphore
     private let state: Mutex<(idle: [SQLiteDatabase], closed: Bool)>
 
-    init(path: String, count: Int) throws(AgadirError) {
+    init(path: String, count: Int, vfs: String? = nil) throws(AgadirError) {
         var connections: [SQLiteDatabase] = []
         for _ in 0..<max(1, count) {
-            let db = try SQLiteDatabase(path: path, readOnly: true)
+            let db = try SQLiteDatabase(path: path, readOnly: true, vfs: vfs)
             try db.execute("PRAGMA query_only=ON")
             connections.append(db)
         }

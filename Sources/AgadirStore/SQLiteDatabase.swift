@@ -16,19 +16,20 @@ enum SQLiteValue: Sendable {
 /// thread at a time. The writer connection belongs to the writer thread; reader connections
 /// are handed out one thread at a time by `ReaderPool`. That discipline is what makes the
 /// `@unchecked Sendable` sound. Every SQLite failure becomes `AgadirError(.ioError, ...)`
-/// carrying SQLite's own message.
+/// carrying SQLite's own message; a full disk (`SQLITE_FULL`) becomes `.storageFull`.
 final class SQLiteDatabase: @unchecked Sendable {
     let path: String
     private var handle: OpaquePointer?
     private var statements: [String: OpaquePointer] = [:]
 
-    init(path: String, readOnly: Bool, busyTimeoutMillis: Int32 = 5000) throws(AgadirError) {
+    /// `vfs`: the SQLite VFS to open it with (tests' simulated disk); nil for the default.
+    init(path: String, readOnly: Bool, vfs: String? = nil, busyTimeoutMillis: Int32 = 5000) throws(AgadirError) {
         self.path = path
         var db: OpaquePointer?
         let flags =
             (readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE))
             | SQLITE_OPEN_NOMUTEX
-        let rc = sqlite3_open_v2(path, &db, flags, nil)
+        let rc = sqlite3_open_v2(path, &db, flags, vfs)
         guard rc == SQLITE_OK, let db else {
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
             sqlite3_close_v2(db)
@@ -51,7 +52,12 @@ final class SQLiteDatabase: @unchecked Sendable {
 
     private func error(_ what: String, _ rc: Int32) -> AgadirError {
         let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "connection is closed"
-        return AgadirError(.ioError, "SQLite \(path): \(what) failed: \(message) (code \(rc))")
+        return AgadirError(Self.errorCode(rc), "SQLite \(path): \(what) failed: \(message) (code \(rc))")
+    }
+
+    /// `.storageFull` for a full disk (any extended code of `SQLITE_FULL`), `.ioError` otherwise.
+    static func errorCode(_ rc: Int32) -> AgadirError.Code {
+        rc & 0xFF == SQLITE_FULL ? .storageFull : .ioError
     }
 
     private func connection() throws(AgadirError) -> OpaquePointer {
@@ -67,7 +73,8 @@ final class SQLiteDatabase: @unchecked Sendable {
         if rc != SQLITE_OK {
             let message = messagePointer.map { String(cString: $0) } ?? "unknown error"
             sqlite3_free(messagePointer)
-            throw AgadirError(.ioError, "SQLite \(path): '\(sql.prefix(60))' failed: \(message) (code \(rc))")
+            throw AgadirError(
+                Self.errorCode(rc), "SQLite \(path): '\(sql.prefix(60))' failed: \(message) (code \(rc))")
         }
     }
 

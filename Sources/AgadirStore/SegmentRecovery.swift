@@ -19,9 +19,9 @@ enum SegmentRecovery {
     }
 
     static func recover(
-        db: SQLiteDatabase, chunksDirectory: String, logger: Logger
+        db: SQLiteDatabase, chunksDirectory: String, files: any StoreFileSystem, logger: Logger
     ) throws(AgadirError) -> Recovered {
-        try removeRetiredSegments(db: db, chunksDirectory: chunksDirectory, logger: logger)
+        try removeRetiredSegments(db: db, chunksDirectory: chunksDirectory, files: files, logger: logger)
         let onDisk = try Posix.listDirectory(chunksDirectory).compactMap(SegmentFormat.number(fromFileName:))
         var committed: [UInt64: Int] = [:]
         try db.forEachRow("SELECT number, committed_len FROM segments") { (row) throws(AgadirError) -> Bool in
@@ -49,10 +49,10 @@ enum SegmentRecovery {
             let path = chunksDirectory + "/" + SegmentFormat.fileName(number)
             logger.warning(
                 "removing segment that holds no committed record", metadata: ["store/segment": "\(path)"])
-            try Posix.unlink(path)
+            try files.remove(path)
             removed = true
         }
-        if removed { try Posix.syncDirectory(chunksDirectory) }
+        if removed { try files.syncDirectory(chunksDirectory) }
         let next = max(onDisk.max() ?? 0, newestRecorded ?? 0) + 1
         guard let last = newestRecorded, let length = committed[last] else {
             return Recovered(active: nil, nextSegmentNumber: next)
@@ -60,7 +60,7 @@ enum SegmentRecovery {
         let path = chunksDirectory + "/" + SegmentFormat.fileName(last)
         let fd: Int32
         do throws(AgadirError) {
-            fd = try Posix.open(path, O_RDWR)
+            fd = try files.open(path, O_RDWR)
         } catch {
             logger.error(
                 "newest segment cannot be opened; writes start a new one",
@@ -88,8 +88,8 @@ enum SegmentRecovery {
                 logger.info(
                     "truncating unacknowledged bytes at the end of the newest segment",
                     metadata: ["store/segment": "\(path)", "store/bytes": "\(size - length)"])
-                try Posix.ftruncate(fd, to: length, path: path)
-                try Posix.fdatasync(fd, path: path)
+                try files.truncate(fd, to: length, path: path)
+                try files.dataSync(fd, path: path)
             }
             return Recovered(
                 active: ActiveSegment(number: last, path: path, fd: fd, length: length), nextSegmentNumber: next)
@@ -103,7 +103,7 @@ enum SegmentRecovery {
     /// retired one and the deletion of its file), then forgets them. A retired segment that an index row still
     /// points at (which compaction never commits) is left alone and logged: data is never deleted on a guess.
     static func removeRetiredSegments(
-        db: SQLiteDatabase, chunksDirectory: String, logger: Logger
+        db: SQLiteDatabase, chunksDirectory: String, files: any StoreFileSystem, logger: Logger
     ) throws(AgadirError) {
         var retired: [Int64] = []
         try db.forEachRow("SELECT number FROM retired_segments") { row in
@@ -128,12 +128,12 @@ enum SegmentRecovery {
             if Posix.sizeOfFile(atPath: path) != nil {
                 logger.info(
                     "removing segment left by an interrupted compaction", metadata: ["store/segment": "\(path)"])
-                try Posix.unlink(path)
+                try files.remove(path)
                 removed = true
             }
             forgotten.append(number)
         }
-        if removed { try Posix.syncDirectory(chunksDirectory) }
+        if removed { try files.syncDirectory(chunksDirectory) }
         for number in forgotten {
             try db.run("DELETE FROM retired_segments WHERE number = ?", [.int(number)])
         }

@@ -20,6 +20,8 @@ public struct StoreOptions: Sendable {
     var compactionStepBytes = 64 * 1024 * 1024
     /// Tests only: where a compaction step stops as if the process had died there.
     var compactionCrash: CompactionCrashPoint?
+    /// The disk the store changes files through (tests swap in a simulated one).
+    var fileSystem: any StoreFileSystem = PosixFileSystem()
 
     /// The defaults: 256 MiB segments, 4 readers, 1024 operations per group commit,
     /// 1_000_000 pending hints, 4 I/O threads.

@@ -50,6 +50,9 @@ public struct TempDirectory: Sendable {
             .appendingPathComponent("agadir-\(prefix)-\(safe.prefix(40))-\(UUID().uuidString)").path
     }
 
+    /// A directory at `path` (which should not exist yet).
+    public init(path: String) { self.path = path }
+
     public func cleanup() { try? FileManager.default.removeItem(atPath: path) }
 }
 
