@@ -315,3 +315,145 @@ struct PowerLossTests {
         #expect(acknowledgedInAll > 0 && refusedInAll > 0, "\(acknowledgedInAll) acknowledged, \(refusedInAll) refused")
     }
 }
+
+@Suite("A failing disk: failed syncs, a full disk and I/O errors", .serialized)
+struct DiskFaultTests {
+    /// A store on a simulated disk with the first `steps` steps of a workload acknowledged.
+    struct Fixture {
+        let dir: TempDirectory
+        let disk: SimulatedDisk
+        let store: NodeStore
+        let workload: PowerLossWorkload
+        var promises: [PowerLossWorkload.Promise] = []
+
+        init(_ name: String, steps: Int) async throws {
+            dir = try powerLossDirectory(name)
+            disk = try SimulatedDisk(root: dir.path + "/store")
+            store = try NodeStore.open(
+                directory: dir.path + "/store", options: powerLossOptions(disk), logger: quietLogger)
+            workload = try PowerLossWorkload(seed: 23, steps: 40)
+            for i in 0..<steps {
+                if let promise = try await workload.run(i, on: store) { promises.append(promise) }
+            }
+        }
+
+        /// Step `i`'s error, or nil when it was acknowledged (then its promise is kept).
+        mutating func attempt(_ i: Int) async -> AgadirError? {
+            do throws(AgadirError) {
+                if let promise = try await workload.run(i, on: store) { promises.append(promise) }
+                return nil
+            } catch {
+                return error
+            }
+        }
+
+        /// Closes the store, cuts the power (unsynced writes dropped), reopens: the promises it breaks.
+        func brokenAfterPowerLoss() async throws -> [String] {
+            await store.close()
+            disk.detach()
+            let run = AcknowledgedRun(
+                promises: promises.map { ($0, 0, 0) }, totalEvents: disk.eventCount)
+            return try await brokenPromises(
+                workload, run, disk: disk, atEvent: disk.eventCount, .dropUnsynced, scratch: dir.path + "/cut")
+        }
+    }
+
+    /// The next steps of the workload that write (an object or a chunk), from `start`.
+    static func writingSteps(_ workload: PowerLossWorkload, from start: Int) -> [Int] {
+        (start..<workload.steps.count).filter { i in
+            switch workload.steps[i] {
+            case .putObject(let m, let chunks): return !chunks.isEmpty && !m.isTombstone
+            case .putChunk: return true
+            default: return false
+            }
+        }
+    }
+
+    @Test(
+        "a failed fsync fails the write and every later one until the store is reopened; nothing acknowledged is lost",
+        arguments: ["segment", "metadata WAL"])
+    func failedSyncPoisonsTheWriter(file: String) async throws {
+        var f = try await Fixture("fsync-\(file)", steps: 12)
+        defer { f.dir.cleanup() }
+        let steps = Self.writingSteps(f.workload, from: 12)
+        let segment = file == "segment"
+        let isTarget: @Sendable (String) -> Bool = { path in
+            segment ? path.contains("/chunks/") : path.hasSuffix("-wal")
+        }
+        f.disk.setFault { event in
+            if case .sync(let path) = event, isTarget(path) { return EIO }
+            return nil
+        }
+        let failed = await f.attempt(steps[0])
+        #expect(failed?.code == .ioError, "\(String(describing: failed))")
+        #expect(f.disk.faultedEvents.contains { $0.isSync && isTarget($0.path) })
+        // The disk works again, but what the kernel dropped cannot be known: the writer refuses.
+        f.disk.setFault(nil)
+        for i in steps[1...3] {
+            let refused = await f.attempt(i)
+            #expect(
+                refused?.code == .ioError && refused?.message.contains("refused") == true,
+                "\(String(describing: refused))")
+        }
+        let broken = try await f.brokenAfterPowerLoss()
+        #expect(broken.isEmpty, "\(broken.joined(separator: "\n"))")
+        // Reopened (recovered), the store writes again.
+        try f.disk.materialize(atEvent: f.disk.eventCount, .dropUnsynced, into: f.dir.path + "/reopened")
+        let store = try NodeStore.open(
+            directory: f.dir.path + "/reopened", options: powerLossOptions(nil), logger: quietLogger)
+        try await store.createBucket(bucketInfo("again"))
+        #expect(try await store.bucket("again") != nil)
+        await store.close()
+    }
+
+    @Test("a full disk gives storageFull and loses nothing acknowledged; segment writes resume once space returns")
+    func fullDisk() async throws {
+        var f = try await Fixture("full", steps: 12)
+        defer { f.dir.cleanup() }
+        let steps = Self.writingSteps(f.workload, from: 12)
+        f.disk.setFault { event in
+            if case .write(let path, _, _) = event, path.contains("/chunks/") { return ENOSPC }
+            return nil
+        }
+        for i in steps[0...1] {
+            let full = await f.attempt(i)
+            #expect(full?.code == .storageFull, "\(String(describing: full))")
+        }
+        // Space comes back: nothing was synced wrongly, so the writer goes on without a restart.
+        f.disk.setFault(nil)
+        for i in steps[2...4] {
+            let error = await f.attempt(i)
+            #expect(error == nil, "\(String(describing: error))")
+        }
+        // The metadata database's disk fills: storageFull too, and the writer stops until a reopen.
+        f.disk.setFault { event in
+            if case .write(let path, _, _) = event, path.hasSuffix("-wal") { return ENOSPC }
+            return nil
+        }
+        let metadataFull = await f.attempt(steps[5])
+        #expect(metadataFull?.code == .storageFull, "\(String(describing: metadataFull))")
+        f.disk.setFault(nil)
+        let broken = try await f.brokenAfterPowerLoss()
+        #expect(broken.isEmpty, "\(broken.joined(separator: "\n"))")
+    }
+
+    @Test("an I/O error on a segment write fails that write alone and loses nothing acknowledged")
+    func writeError() async throws {
+        var f = try await Fixture("eio", steps: 12)
+        defer { f.dir.cleanup() }
+        let steps = Self.writingSteps(f.workload, from: 12)
+        f.disk.setFault { event in
+            if case .write(let path, _, _) = event, path.contains("/chunks/") { return EIO }
+            return nil
+        }
+        let failed = await f.attempt(steps[0])
+        #expect(failed?.code == .ioError, "\(String(describing: failed))")
+        f.disk.setFault(nil)
+        for i in steps[1...3] {
+            let error = await f.attempt(i)
+            #expect(error == nil, "\(String(describing: error))")
+        }
+        let broken = try await f.brokenAfterPowerLoss()
+        #expect(broken.isEmpty, "\(broken.joined(separator: "\n"))")
+    }
+}
