@@ -1,4 +1,3 @@
-import AgadirCluster
 import AgadirCore
 import AgadirPlacement
 import AgadirStore
@@ -7,6 +6,8 @@ import AgadirWire
 import Foundation
 import Synchronization
 import Testing
+
+@testable import AgadirCluster
 
 /// A replica over a real store whose node can be made to fail every call.
 final class SwitchableReplica: ReplicaClient {
@@ -493,6 +494,61 @@ final class TestCluster: ClusterContext {
         #expect(refused?.message.contains("paris-1") == true)
         #expect(cluster.replicas["paris-1"]!.calls.withLock { $0 } == 1)  // the catalog record only
         #expect(try await cluster.replicas["paris-1"]!.local.getManifest(bucket: "ma-data", key: "k") == nil)
+        await cluster.close()
+    }
+
+    /// The corrupted layout of `theSendPathRefusesANodeOutsideThePolicy_evenIfALayoutNamesIt`:
+    /// paris-1 first in every replica set of the `ma` map.
+    static func layoutNamingParis() throws -> ClusterLayout {
+        var layout = try TestCluster.plannedLayout()
+        if var map = layout.maps["ma"] {
+            map.replicas = map.replicas.map { ["paris-1"] + $0.dropFirst() }
+            layout.maps["ma"] = map
+        }
+        return ClusterLayout(initial: layout)
+    }
+
+    @Test func everyReadPathAndReadRepairRefuseANodeOutsideThePolicy_evenIfALayoutNamesIt() async throws {
+        let cluster = try TestCluster(layout: Self.layoutNamingParis())
+        let (coordinator, bucket) = try await cluster.maBucket()
+        let paris = try #require(cluster.replicas["paris-1"])
+        let callsBefore = paris.calls.withLock { $0 }  // the catalog record
+        // The Moroccan replicas hold the object (written to their stores directly).
+        let m = Self.inline("k", 5, cluster.nextVersion())
+        for node in cluster.manifestReplicas("k") where node != "paris-1" {
+            _ = try await cluster.replicas[node]!.local.putManifest(m)
+        }
+        // Manifest reads, listings and the collector's version reads refuse before asking anyone.
+        let refusals = [
+            (
+                "read",
+                await agadirError { _ = try await coordinator.readManifest(key: "k", level: .one, bucket: bucket) }
+            ),
+            (
+                "list",
+                await agadirError {
+                    _ = try await coordinator.list(
+                        ListRequest(bucket: "ma-data", limit: 10), level: .one,
+                        bucket: bucket)
+                }
+            ),
+            ("versions", await agadirError { _ = try await coordinator.manifestHolders(key: "k", bucket: bucket) }),
+        ]
+        for (path, refused) in refusals {
+            #expect(refused?.code == .internalError, "\(path): \(String(describing: refused))")
+            #expect(refused?.message.contains("paris-1") == true, "\(path): \(String(describing: refused))")
+        }
+        // A chunk read skips paris-1 and asks the eligible replicas (none holds this chunk).
+        let missing = try Self.chunk(Array("held nowhere".utf8))
+        let chunkRead = await agadirError { _ = try await coordinator.readChunk(missing.id, bucket: bucket) }
+        #expect(chunkRead != nil)
+        #expect(chunkRead?.message.contains("not eligible") == true, "\(String(describing: chunkRead))")
+        // Read repair of paris-1 (were it ever chosen) is refused too.
+        await coordinator.repair("paris-1", with: m, bucket: bucket)
+        #expect(coordinator.counters.readRepairFailures == 1)
+        #expect(coordinator.counters.readRepairs == 0)
+        #expect(paris.calls.withLock { $0 } == callsBefore, "paris-1 was asked")
+        #expect(try await paris.local.getManifest(bucket: "ma-data", key: "k") == nil)
         await cluster.close()
     }
 
