@@ -305,9 +305,13 @@ def main():
         c.put(bucket, "meta/noct", b"x")
         keys.append("meta/noct")
         h = c.head(bucket, "meta/noct")
+        # "default `application/octet-stream` when a PUT omits it" (Fields, tag 3)
+        expect(h["content_type"] == "application/octet-stream", "HEAD CONTENT_TYPE %r" % h["content_type"])
+        g = c.get(bucket, "meta/noct")
+        expect(g["content_type"] == "application/octet-stream", "GET CONTENT_TYPE %r" % g["content_type"])
         return "content type when none sent: %r" % h["content_type"]
 
-    ck.check("HEAD without CONTENT_TYPE on PUT", default_ct)
+    ck.check("HEAD/GET without CONTENT_TYPE on PUT -> application/octet-stream", default_ct)
 
     def overwrite_version():
         a = c.put(bucket, "meta/ow", b"one")
@@ -401,8 +405,10 @@ def main():
         expect(me[0]["state"] == "alive", "the node itself is %r" % me[0]["state"])
         expect(me[0]["last_contact_ms_ago"] == -1, "own last contact %r" % me[0]["last_contact_ms_ago"])
         expect(me[0]["client_address"].endswith(":%d" % port), "own client address %r" % me[0]["client_address"])
+        # "`state` is one of `alive`, `suspect`, `dead`, `left`": anything else breaks the contract
         odd = [m["state"] for m in ms if m["state"] not in ac.MEMBER_STATES]
-        return "%d member(s); states %r%s" % (len(ms), sorted({m["state"] for m in ms}), "; unknown %r" % odd if odd else "")
+        expect(not odd, "states outside %r: %r" % (ac.MEMBER_STATES, odd))
+        return "%d member(s); states %r" % (len(ms), sorted({m["state"] for m in ms}))
 
     ck.check("MEMBERS lists the node itself alive", members)
 
