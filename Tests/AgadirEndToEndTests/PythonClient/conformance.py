@@ -327,7 +327,7 @@ def more_checks(ck, c, args, host, port, bucket, keys, objects):
         msg = expect_code(206, c.put, bucket, "md/8193", b"x", metadata=over)
         expect_code(303, c.head, bucket, "md/8193")
         spread = {"k%02d" % i: "v" * 126 for i in range(64)}  # 64 x (3 + 126) = 8256
-        msg2 = expect_code(206, c.put, bucket, "md/spread", b"x", metadata=spread)
+        expect_code(206, c.put, bucket, "md/spread", b"x", metadata=spread)
         return "8192 bytes accepted; 8193 -> %s; 64 entries of 8256 bytes -> 206" % msg
 
     ck.check("8192 bytes of metadata names+values accepted, 8193 -> 206", md_bytes)
