@@ -18,6 +18,8 @@ final class SwitchableReplica: ReplicaClient {
     let calls = Mutex(0)
     /// Chunk bodies received (CHUNK_PUT), as opposed to claims.
     let chunkPuts = Mutex(0)
+    /// While set, every chunk read fails verification, as a copy damaged on disk does.
+    let corrupt = Mutex(false)
     var nodeID: String { local.nodeID }
 
     init(_ local: LocalReplica) { self.local = local }
@@ -38,6 +40,7 @@ final class SwitchableReplica: ReplicaClient {
     }
     func getChunk(_ id: ChunkID, bucket: String) async throws(AgadirError) -> EncodedChunk {
         try check()
+        if corrupt.withLock({ $0 }) { throw AgadirError(.corruptChunk, "chunk \(id.hex) on \(nodeID) is corrupt") }
         return try await local.getChunk(id, bucket: bucket)
     }
     func putManifest(_ manifest: ObjectManifest) async throws(AgadirError) -> (applied: Bool, stored: ObjectVersion) {
@@ -246,6 +249,33 @@ final class TestCluster: ClusterContext {
             #expect(read.version == version)
             #expect(try await coordinator.readChunk(encoded.id, bucket: bucket) == data)
         }
+        await cluster.close()
+    }
+
+    @Test(
+        "a chunk whose every copy fails verification is CORRUPT_CHUNK; with a holder unreachable or down, UNAVAILABLE"
+    )
+    func readChunk_everyCopyCorrupt_isCorruptChunk() async throws {
+        let cluster = try TestCluster()
+        let (coordinator, bucket) = try await cluster.maBucket()
+        let encoded = try Self.chunk(randomBytes(5000, seed: 41))
+        let ref = ChunkReference(bucket: "ma-data", key: "k", version: cluster.nextVersion())
+        try await coordinator.writeChunk(encoded, reference: ref, level: .all, bucket: bucket)
+        let layout = cluster.layout.current
+        let holders = layout.replicas(
+            policy: "ma", partition: Partitioner.partition(of: encoded.id, count: layout.partitionCount))
+        for node in holders { cluster.replicas[node]?.corrupt.withLock { $0 = true } }
+        let everyCopy = await agadirError { _ = try await coordinator.readChunk(encoded.id, bucket: bucket) }
+        #expect(everyCopy?.code == .corruptChunk, "\(String(describing: everyCopy))")
+        // A holder that could not be asked may hold a sound copy: worth a retry.
+        cluster.replicas[holders[0]]?.failing.withLock { $0 = true }
+        let unreachable = await agadirError { _ = try await coordinator.readChunk(encoded.id, bucket: bucket) }
+        #expect(unreachable?.code == .unavailable, "\(String(describing: unreachable))")
+        cluster.replicas[holders[0]]?.failing.withLock { $0 = false }
+        cluster.down.withLock { $0 = [holders[0]] }
+        let resolved = try await coordinator.resolve(bucket: "ma-data")
+        let down = await agadirError { _ = try await coordinator.readChunk(encoded.id, bucket: resolved) }
+        #expect(down?.code == .unavailable, "\(String(describing: down))")
         await cluster.close()
     }
 

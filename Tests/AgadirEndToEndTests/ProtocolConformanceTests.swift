@@ -14,24 +14,34 @@ struct ProtocolConformanceTests {
 
     @Test("passes every conformance check against a live node")
     func pythonClientConforms() throws {
-        let node = try NodeProcess()
+        // A request timeout of 2 s (default 60) lets the script see REQUEST_TIMEOUT (107) soon.
+        let configDir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "agadir-python-config-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: configDir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: configDir) }
+        let config = configDir.appendingPathComponent("agadird.json")
+        try Data(#"{"requestTimeoutSeconds": 2}"#.utf8).write(to: config)
+        let node = try NodeProcess(extraArguments: ["--config", config.path])
         defer { node.cleanUp() }
         try node.start()
-        let (status, text) = try Self.runScript("conformance.py", against: node)
+        let (status, text) = try Self.runScript(
+            "conformance.py", against: node, arguments: ["--request-timeout-seconds", "2"])
         #expect(status == 0, "conformance.py failed:\n\(text)")
         #expect(text.contains(" passed, 0 failed"), "\(text.suffix(2000))")
     }
 
-    /// Runs `script` of `PythonClient/` against `node` with its root credentials; its exit
-    /// status and output.
-    static func runScript(_ script: String, against node: NodeProcess) throws -> (Int32, String) {
+    /// Runs `script` of `PythonClient/` against `node` with its root credentials and
+    /// `arguments`; its exit status and output.
+    static func runScript(_ script: String, against node: NodeProcess, arguments: [String] = []) throws -> (
+        Int32, String
+    ) {
         // The script bounds every socket operation with a timeout, so this ends.
         try runProcess(
             "/usr/bin/env",
             [
                 "python3", scriptDirectory.appendingPathComponent(script).path, node.endpoint, "--credentials",
                 node.credentialsFile.path,
-            ])
+            ] + arguments)
     }
 
     @Test(

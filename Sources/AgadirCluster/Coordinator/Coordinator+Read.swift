@@ -139,12 +139,15 @@ extension Coordinator {
 
     /// One chunk's bytes, verified: asked from its replicas nearest first (every live
     /// version's); a replica that fails or returns bytes that do not verify is skipped.
+    /// CORRUPT_CHUNK when every replica was asked and each copy failed verification (no
+    /// intact copy is left to wait for), else UNAVAILABLE.
     public func readChunk(_ id: ChunkID, bucket: ResolvedBucket) async throws(AgadirError) -> [UInt8] {
         let snapshot = bucket.snapshot
         let partition = Partitioner.partition(of: id, count: snapshot.layout.current.partitionCount)
         let candidates = snapshot.byProximity(
             snapshot.layout.allReplicas(policy: bucket.policy.name, partition: partition))
         var errors: [String] = []
+        var corruptCopies = 0
         for node in candidates where snapshot.alive.contains(node) {
             do throws(AgadirError) {
                 try checkEligible(node, policy: bucket.policy, snapshot: snapshot, what: "a chunk read")
@@ -159,14 +162,16 @@ extension Coordinator {
             } catch {
                 errors.append("\(node): \(error.message)")
                 if error.code == .corruptChunk || error.code == .corruptData {
+                    corruptCopies += 1
                     logger.error(
                         "corrupt chunk on a replica",
                         metadata: ["node": "\(node)", "chunk": "\(id.hex)", "error": "\(error)"])
                 }
             }
         }
+        let everyCopyCorrupt = corruptCopies > 0 && corruptCopies == candidates.count
         throw AgadirError(
-            .unavailable,
+            everyCopyCorrupt ? .corruptChunk : .unavailable,
             "no replica returned chunk \(id.hex) of bucket '\(bucket.record.name)' intact"
                 + (errors.isEmpty ? " (no replica alive)" : ": \(errors.joined(separator: "; "))"))
     }

@@ -25,8 +25,8 @@ END_STREAM = 0x0001
 # opcodes
 OP_PING, OP_CREATE_BUCKET, OP_DELETE_BUCKET, OP_LIST_BUCKETS = 1, 2, 3, 4
 OP_PUT, OP_GET, OP_HEAD, OP_DELETE, OP_LIST, OP_STAT = 5, 6, 7, 8, 9, 10
-OP_MEMBERS = 11
-OPCODES = set(range(1, 12))
+OP_MEMBERS, OP_ADMIN, OP_ROUTE = 11, 12, 13
+OPCODES = set(range(1, 14))
 
 MEMBER_STATES = ("alive", "suspect", "dead", "left")
 MAX_MEMBERS = 100000
@@ -36,10 +36,14 @@ MAX_MEMBER_LABELS = 64
 T_BUCKET, T_KEY, T_CONTENT_TYPE, T_METADATA, T_SIZE, T_ETAG, T_VERSION = 1, 2, 3, 4, 5, 6, 7
 T_RANGE, T_PREFIX, T_DELIMITER, T_START_AFTER, T_LIMIT, T_POLICY, T_MESSAGE = 8, 9, 10, 11, 12, 13, 14
 T_CONTENT_SHA256, T_NODE_ID, T_SERVER_VERSION, T_CREATED_MS, T_TIME_MS = 15, 16, 17, 18, 19
+T_CONSISTENCY, T_ADDRESS, T_ANSWERED, T_NEEDED, T_MAY_COORDINATE = 20, 21, 29, 30, 31
 T_ACCESS_KEY, T_SIGNED_AT, T_REQUEST_NONCE, T_SIGNATURE = 35, 36, 37, 38
 T_BODY_SIGNING, T_FRAME_SIGNATURE = 39, 40
 
 RANGE_TO_END = 0xFFFFFFFFFFFFFFFF
+
+# CONSISTENCY levels (field 20)
+ONE, QUORUM, LOCAL_QUORUM, EACH_QUORUM, ALL = 1, 2, 3, 4, 5
 
 # error codes (subset of names, for readability)
 ERROR_NAMES = {
@@ -74,12 +78,30 @@ DEFAULT_MAX_SMALL_BODY_BYTES = 64 * 1024 * 1024
 class AgadirError(Exception):
     """An error answer (RESPONSE with non-zero status, or ABORT) from the node."""
 
-    def __init__(self, code, message, request_id=None):
+    def __init__(self, code, message, request_id=None, fields=None):
         self.code = code
         self.message = message
         self.request_id = request_id
+        self.fields = fields or []  # every field of the error frame (ADDRESS, ANSWERED, NEEDED...)
         name = ERROR_NAMES.get(code, "UNKNOWN")
         super().__init__("%d %s: %s" % (code, name, message))
+
+
+    def all(self, tag):
+        return [v for t, v in self.fields if t == tag]
+
+    def addresses(self):
+        """The ADDRESS fields of a REDIRECT, in order (best first)."""
+        return [v.decode("utf-8") for v in self.all(T_ADDRESS)]
+
+    def u32(self, tag):
+        """A u32 field of the error frame (ANSWERED, NEEDED), or None."""
+        values = self.all(tag)
+        if not values:
+            return None
+        if len(values[0]) != 4:
+            raise ProtocolViolation("field %d has %d bytes, expected 4" % (tag, len(values[0])), self.request_id)
+        return struct.unpack(">I", values[0])[0]
 
 
 class ConnectionLevelError(AgadirError):
@@ -205,13 +227,22 @@ def put_request_fields(bucket, key, size, content_type=None, metadata=None, cont
         if len(ct) > MAX_CONTENT_TYPE_BYTES:
             raise ValueError("content type longer than 256 bytes")
         fields.append((T_CONTENT_TYPE, ct))
-    for name, value in (metadata or {}).items():
+    # a dict, or a list of (name, value) pairs (to send a name twice)
+    pairs = metadata.items() if isinstance(metadata, dict) else (metadata or [])
+    for name, value in pairs:
         fields.append(f_metadata(name, value))
     if content_sha256 is not None:
         if len(content_sha256) != 32:
             raise ValueError("CONTENT_SHA256 must be 32 bytes")
         fields.append((T_CONTENT_SHA256, bytes(content_sha256)))
     return fields
+
+
+def f_consistency(fields, level):
+    """fields plus CONSISTENCY (u8) when level is not None."""
+    if level is None:
+        return fields
+    return list(fields) + [(T_CONSISTENCY, struct.pack(">B", level))]
 
 
 def get_request_fields(bucket, key, range=None):
@@ -386,6 +417,35 @@ class Reader:
             raise ProtocolViolation("%s body: %d trailing bytes" % (self.what, len(self.data) - self.pos))
 
 
+def decode_list_page(body):
+    """A LIST page body (docs/protocol.md, "Response bodies") as a dict."""
+    r = Reader(body, "LIST")
+    objects = []
+    n = r.u32()
+    if n > MAX_LIST_LIMIT:
+        raise ProtocolViolation("LIST page with %d keys > 1000" % n)
+    for _ in range(n):
+        k = r.string16()
+        size = r.u64()
+        etag = r.take(32)
+        ver = (r.u64(), r.u64())
+        ct = r.string16()
+        objects.append({"key": k, "size": size, "etag": etag, "version": ver, "content_type": ct})
+    m = r.u32()
+    if n + m > MAX_LIST_LIMIT:
+        raise ProtocolViolation("LIST page with %d entries > 1000" % (n + m))
+    prefixes = [r.string16() for _ in range(m)]
+    truncated = r.u8()
+    if truncated not in (0, 1):
+        raise ProtocolViolation("LIST truncated byte %d" % truncated)
+    nxt = r.string16()
+    r.done()
+    if not truncated and nxt:
+        raise ProtocolViolation("nextStartAfter set on a non-truncated page")
+    return {"objects": objects, "common_prefixes": prefixes,
+            "truncated": bool(truncated), "next_start_after": nxt}
+
+
 # ---------------------------------------------------------------- client
 
 class AgadirClient:
@@ -507,7 +567,7 @@ class AgadirClient:
         if rid == 0:
             msg = frame.message()
             self.close()
-            raise ConnectionLevelError(status, msg, 0)
+            raise ConnectionLevelError(status, msg, 0, fields)
         return frame
 
     def _read_frame(self, deadline):
@@ -610,13 +670,13 @@ class AgadirClient:
         first = early if early is not None else self._read_frame_for(rid, deadline)
         stats["recv_frames"] += 1
         if first.kind == ABORT:
-            raise AgadirError(first.status, first.message(), rid)
+            raise AgadirError(first.status, first.message(), rid, first.fields)
         if first.kind != RESPONSE:
             raise ProtocolViolation("first frame of the answer is kind %d" % first.kind, rid)
         if first.opcode != opcode:
             raise ProtocolViolation("opcode %d echoed for request opcode %d" % (first.opcode, opcode), rid)
         if first.status != 0:
-            raise AgadirError(first.status, first.message(), rid)
+            raise AgadirError(first.status, first.message(), rid, first.fields)
         parts = [first.payload]
         total = len(first.payload)
         if total > max_body:
@@ -630,7 +690,7 @@ class AgadirClient:
             if f.kind == ABORT:
                 # discard the partial body
                 parts = None
-                raise AgadirError(f.status, f.message(), rid)
+                raise AgadirError(f.status, f.message(), rid, f.fields)
             if f.kind != DATA:
                 raise ProtocolViolation("kind %d inside a response stream" % f.kind, rid)
             stats["recv_data_frames"] += 1
@@ -706,8 +766,10 @@ class AgadirClient:
         r.done()
         return out
 
-    def put(self, bucket, key, data, content_type=None, metadata=None, content_sha256=False):
-        """content_sha256: False = omit, True = send SHA-256 of data, bytes = send these 32 bytes."""
+    def put(self, bucket, key, data, content_type=None, metadata=None, content_sha256=False, size=None,
+            consistency=None):
+        """content_sha256: False = omit, True = send SHA-256 of data, bytes = send these 32 bytes.
+        size: the SIZE announced (default len(data)); consistency: a CONSISTENCY level or None."""
         data = bytes(data)
         if content_sha256 is True:
             sha = hashlib.sha256(data).digest()
@@ -715,7 +777,8 @@ class AgadirClient:
             sha = None
         else:
             sha = bytes(content_sha256)
-        fields = put_request_fields(bucket, key, len(data), content_type, metadata, sha)
+        fields = put_request_fields(bucket, key, len(data) if size is None else size, content_type, metadata, sha)
+        fields = f_consistency(fields, consistency)
         deadline_s = max(self.timeout, 30.0 + len(data) / (5 * 1024 * 1024))
         f, _ = self._request(OP_PUT, fields, data, max_body=0, deadline_s=deadline_s)
         return {"etag": d_id(f, T_ETAG, "ETAG"), "version": d_version(f),
@@ -732,10 +795,10 @@ class AgadirClient:
                 "size": d_u64(f, T_SIZE, "SIZE"), "etag": d_id(f, T_ETAG, "ETAG"),
                 "version": d_version(f), "content_type": ct, "metadata": d_metadata(f)}
 
-    def get(self, bucket, key, range=None, verify=True, max_size=1 << 34):
+    def get(self, bucket, key, range=None, verify=True, max_size=1 << 34, consistency=None):
         """range: None or (offset, length) with length None = to the end.
         Returns a dict with the object's fields and 'data'."""
-        fields = get_request_fields(bucket, key, range)
+        fields = f_consistency(get_request_fields(bucket, key, range), consistency)
         f, body = self._request(OP_GET, fields, max_body=max_size,
                                 deadline_s=max(self.timeout, 120.0))
         info = self._object_fields(f)
@@ -755,15 +818,17 @@ class AgadirClient:
         info["data"] = body
         return info
 
-    def head(self, bucket, key):
-        f, _ = self._request(OP_HEAD, [f_str(T_BUCKET, bucket), f_str(T_KEY, key)], max_body=0)
+    def head(self, bucket, key, consistency=None):
+        fields = f_consistency([f_str(T_BUCKET, bucket), f_str(T_KEY, key)], consistency)
+        f, _ = self._request(OP_HEAD, fields, max_body=0)
         return self._object_fields(f)
 
-    def delete(self, bucket, key):
-        f, _ = self._request(OP_DELETE, [f_str(T_BUCKET, bucket), f_str(T_KEY, key)], max_body=0)
+    def delete(self, bucket, key, consistency=None):
+        fields = f_consistency([f_str(T_BUCKET, bucket), f_str(T_KEY, key)], consistency)
+        f, _ = self._request(OP_DELETE, fields, max_body=0)
         return {"version": d_version(f), "size": d_u64(f, T_SIZE, "SIZE", required=False)}
 
-    def list(self, bucket, prefix="", delimiter=None, start_after=None, limit=None):
+    def list(self, bucket, prefix="", delimiter=None, start_after=None, limit=None, consistency=None):
         fields = [f_str(T_BUCKET, bucket)]
         if prefix:
             fields.append(f_str(T_PREFIX, prefix))
@@ -777,32 +842,8 @@ class AgadirClient:
             if not 1 <= limit <= MAX_LIST_LIMIT:
                 raise ValueError("LIMIT must be 1-1000")
             fields.append(f_u32(T_LIMIT, limit))
-        _, body = self._request(OP_LIST, fields)
-        r = Reader(body, "LIST")
-        objects = []
-        n = r.u32()
-        if n > MAX_LIST_LIMIT:
-            raise ProtocolViolation("LIST page with %d keys > 1000" % n)
-        for _ in range(n):
-            k = r.string16()
-            size = r.u64()
-            etag = r.take(32)
-            ver = (r.u64(), r.u64())
-            ct = r.string16()
-            objects.append({"key": k, "size": size, "etag": etag, "version": ver, "content_type": ct})
-        m = r.u32()
-        if n + m > MAX_LIST_LIMIT:
-            raise ProtocolViolation("LIST page with %d entries > 1000" % (n + m))
-        prefixes = [r.string16() for _ in range(m)]
-        truncated = r.u8()
-        if truncated not in (0, 1):
-            raise ProtocolViolation("LIST truncated byte %d" % truncated)
-        nxt = r.string16()
-        r.done()
-        if not truncated and nxt:
-            raise ProtocolViolation("nextStartAfter set on a non-truncated page")
-        return {"objects": objects, "common_prefixes": prefixes,
-                "truncated": bool(truncated), "next_start_after": nxt}
+        _, body = self._request(OP_LIST, f_consistency(fields, consistency))
+        return decode_list_page(body)
 
     def list_all(self, bucket, prefix="", delimiter=None, limit=None, max_pages=100000):
         objects, prefixes, pages = [], [], 0
@@ -826,6 +867,110 @@ class AgadirClient:
         if not isinstance(obj, dict):
             raise ProtocolViolation("STAT body is not a JSON object")
         return obj
+
+    def route(self, bucket):
+        """ROUTE: the bucket's POLICY, MAY_COORDINATE and the ADDRESS fields (best first)."""
+        f, _ = self._request(OP_ROUTE, [f_str(T_BUCKET, bucket)], max_body=0)
+        may = _exact(f.first(T_MAY_COORDINATE), 1, "MAY_COORDINATE", f.request_id)[0]
+        if may not in (0, 1):
+            raise ProtocolViolation("MAY_COORDINATE %d" % may, f.request_id)
+        addresses = []
+        for raw in f.all(T_ADDRESS):
+            try:
+                addresses.append(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise ProtocolViolation("ADDRESS not UTF-8", f.request_id)
+        if len(addresses) > 64:
+            raise ProtocolViolation("ROUTE with %d ADDRESS fields > 64" % len(addresses), f.request_id)
+        return {"policy": d_str(f, T_POLICY, "POLICY"), "may_coordinate": may == 1, "addresses": addresses}
+
+    # -- several requests in flight on the connection
+
+    def request_frames(self, rid, opcode, fields, body=b"", end_stream=True, data_frame_bytes=None):
+        """The frames of one request with id rid, signed: a REQUEST carrying the whole body
+        when it fits in one frame, else an empty REQUEST and DATA frames, the last with
+        END_STREAM. end_stream=False leaves the body open (no END_STREAM anywhere)."""
+        fields = self.signed(opcode, fields)
+        step = data_frame_bytes or self.data_frame_bytes
+        if len(body) <= step:
+            return [encode_frame(REQUEST, rid, opcode, 0, fields, body, end_stream=end_stream)]
+        frames = [encode_frame(REQUEST, rid, opcode, 0, fields, b"", end_stream=False)]
+        for pos in range(0, len(body), step):
+            piece = body[pos:pos + step]
+            last = pos + step >= len(body)
+            frames.append(encode_frame(DATA, rid, 0, 0, None, piece, end_stream=last and end_stream))
+        return frames
+
+    def exchange(self, frames, ids, deadline_s=60.0):
+        """Sends frames (encoded, in this order) while reading, until every request id of
+        ids has received the END_STREAM (or ABORT) of its answer. Returns {id: [frames]}.
+        A frame for an id outside ids is a ProtocolViolation; a connection-level error
+        (request id 0) raises ConnectionLevelError."""
+        deadline = time.monotonic() + deadline_s
+        answers = {rid: [] for rid in ids}
+        open_ids = set(ids)
+        out = memoryview(b"".join(frames))
+        sent = 0
+        for _ in range(10000000):
+            if not open_ids and sent >= len(out):
+                return answers
+            for _ in range(100000):
+                f = self._try_parse_frame()
+                if f is None:
+                    break
+                if f.request_id not in answers:
+                    raise ProtocolViolation("frame for unknown request id %d" % f.request_id, f.request_id)
+                if f.request_id not in open_ids:
+                    raise ProtocolViolation("frame after the END_STREAM of request %d" % f.request_id, f.request_id)
+                answers[f.request_id].append(f)
+                if f.end_stream:
+                    open_ids.discard(f.request_id)
+            if not open_ids and sent >= len(out):
+                return answers
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise socket.timeout("timed out: no answer yet for request(s) %s" % sorted(open_ids))
+            wants_write = sent < len(out)
+            r, w, _ = select.select([self.sock], [self.sock] if wants_write else [], [],
+                                    min(remaining, self.timeout))
+            if not r and not w:
+                raise socket.timeout("socket neither readable nor writable")
+            if r:
+                chunk = self.sock.recv(262144)
+                if not chunk:
+                    self.close()
+                    raise AgadirError(506, "connection closed by the node")
+                self._rx += chunk
+            if w and wants_write:
+                sent += self.sock.send(out[sent:sent + 262144])
+        raise ProtocolViolation("exchange did not end")
+
+    @staticmethod
+    def answer(opcode, frames, rid=None):
+        """(first frame, body) of one answer collected by exchange; raises AgadirError
+        for an error RESPONSE or an ABORT (the partial body is discarded)."""
+        if not frames:
+            raise ProtocolViolation("no answer", rid)
+        first = frames[0]
+        if first.kind == ABORT:
+            raise AgadirError(first.status, first.message(), first.request_id, first.fields)
+        if first.kind != RESPONSE:
+            raise ProtocolViolation("first frame of the answer is kind %d" % first.kind, first.request_id)
+        if first.opcode != opcode:
+            raise ProtocolViolation("opcode %d echoed for request opcode %d" % (first.opcode, opcode),
+                                    first.request_id)
+        if first.status != 0:
+            raise AgadirError(first.status, first.message(), first.request_id, first.fields)
+        parts = [first.payload]
+        for f in frames[1:]:
+            if f.kind == ABORT:
+                raise AgadirError(f.status, f.message(), f.request_id, f.fields)
+            if f.kind != DATA:
+                raise ProtocolViolation("kind %d inside a response stream" % f.kind, f.request_id)
+            parts.append(f.payload)
+        if not frames[-1].end_stream:
+            raise ProtocolViolation("response stream never ended", first.request_id)
+        return first, b"".join(parts)
 
 
 def parse_hostport(s):

@@ -9,6 +9,7 @@ import argparse
 import hashlib
 import json
 import os
+import select
 import socket
 import struct
 import sys
@@ -78,11 +79,395 @@ def expect_code(code, fn, *args, **kwargs):
     raise AssertionError("expected code %d, call succeeded" % code)
 
 
+# ---------------------------------------------------------------- more error codes, limits, pipelining
+
+def connection_error(host, port, data, timeout):
+    """Sends data on a fresh connection and reads until the node closes it. Returns
+    (the other frames, the error frame as a Frame). Expects the documented shape: one
+    RESPONSE with request id 0, opcode 0, END_STREAM, a MESSAGE, then the connection
+    closed (answers of requests already in flight may come before it closes)."""
+    raw = socket.create_connection((host, port), timeout=timeout)
+    try:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            raw.sendall(data)
+        except OSError:
+            pass  # the node may close before it read everything; its answer is still there
+        buf = b""
+        deadline = time.monotonic() + timeout
+        for _ in range(100000):
+            if time.monotonic() > deadline:
+                raise AssertionError("the node did not close the connection within %.0f s" % timeout)
+            try:
+                chunk = raw.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+    finally:
+        raw.close()
+    frames, pos = [], 0
+    while pos + 32 <= len(buf):
+        magic, ver, kind, flags, opcode, status, h, rid, p, res = ac.HEADER.unpack_from(buf, pos)
+        expect(magic == ac.MAGIC and ver == 1, "answer frame header %r" % buf[pos:pos + 32])
+        expect(pos + 32 + h + p <= len(buf), "answer frame cut short")
+        fields = ac.decode_fields(buf[pos + 32:pos + 32 + h], 256)
+        frames.append(ac.Frame(kind, flags, opcode, status, rid, fields, buf[pos + 32 + h:pos + 32 + h + p]))
+        pos += 32 + h + p
+    expect(pos == len(buf), "%d stray bytes after the last frame" % (len(buf) - pos))
+    errors = [f for f in frames if f.request_id == 0]
+    expect(len(errors) == 1, "%d frames with request id 0 (frames: %r)" % (
+        len(errors), [(f.kind, f.request_id, f.status) for f in frames]))
+    e = errors[0]
+    expect(e.kind == ac.RESPONSE and e.opcode == 0 and e.end_stream,
+           "kind %d opcode %d flags %d" % (e.kind, e.opcode, e.flags))
+    expect(e.message(), "no MESSAGE")
+    expect(not e.payload, "payload on an error")
+    return [f for f in frames if f is not e], e
+
+
+def expect_connection_error(code, host, port, data, timeout):
+    _, e = connection_error(host, port, data, timeout)
+    expect(e.status == code, "connection-level status %d (%s), expected %d" % (e.status, e.message(), code))
+    return "RESPONSE id 0, status %d: %s; connection closed" % (e.status, e.message())
+
+
+def quiet(sock, seconds):
+    """True when nothing arrives on sock for seconds (the connection stays open)."""
+    r, _, _ = select.select([sock], [], [], seconds)
+    return not r
+
+
+def filler_field(total_section_bytes, fields_before=()):
+    """An unknown-tag field (tag 999) sized so that the fields section of fields_before
+    plus it takes exactly total_section_bytes."""
+    used = 2 + sum(4 + len(v) for _, v in fields_before) + 4
+    return (999, b"\0" * (total_section_bytes - used))
+
+
+def more_checks(ck, c, args, host, port, bucket, keys, objects):
+    timeout = args.timeout
+
+    def fresh():
+        d = ac.AgadirClient(timeout=timeout)
+        d.credentials = c.credentials
+        d.connect(host, port)
+        return d
+
+    def signed_frame(d, rid, opcode, fields, end=True, payload=b"", version=1):
+        f = ac.encode_frame(ac.REQUEST, rid, opcode, 0, d.signed(opcode, fields), payload, end)
+        if version != 1:
+            f = f[:4] + bytes([version]) + f[5:]
+        return f
+
+    # ---- 1xx: connection-level errors (docs/protocol.md, "Error codes" and "Limits")
+    ck.check("protocol version 2 -> 101, connection closed",
+             lambda: expect_connection_error(101, host, port, signed_frame(c, 1, ac.OP_PING, [], version=2), timeout))
+    ck.check("opcode 50 (not in the table) -> 102, connection closed",
+             lambda: expect_connection_error(102, host, port, signed_frame(c, 1, 50, []), timeout))
+
+    def payload_over_limit():
+        # Only the header: "a frame announcing an oversized section is refused before its
+        # bytes are read".
+        header = ac.HEADER.pack(ac.MAGIC, 1, ac.REQUEST, 0, ac.OP_PUT, 0, 0, 1, ac.DEFAULT_MAX_PAYLOAD_BYTES + 1, 0)
+        return expect_connection_error(103, host, port, header, timeout)
+
+    ck.check("payload of 1 MiB + 1 announced -> 103 before the payload is sent", payload_over_limit)
+
+    def fields_over_limit():
+        header = ac.HEADER.pack(ac.MAGIC, 1, ac.REQUEST, ac.END_STREAM, ac.OP_PING, 0,
+                                ac.DEFAULT_MAX_HEADER_BYTES + 1, 1, 0, 0)
+        return expect_connection_error(104, host, port, header, timeout)
+
+    ck.check("fields section of 64 KiB + 1 announced -> 104 before the fields are sent", fields_over_limit)
+
+    def fields_at_limit():
+        d = fresh()
+        d.credentials = None  # an unsigned PING: its fields are exactly the ones written here
+        try:
+            f = d._request(ac.OP_PING, [filler_field(ac.DEFAULT_MAX_HEADER_BYTES)], max_body=0)[0]
+            expect(d.ping()["node_id"], "no PING answer after")
+            return "a PING whose fields take exactly 65536 bytes (one unknown tag) answered status %d" % f.status
+        finally:
+            d.close()
+
+    ck.check("fields section of exactly 64 KiB (an unknown tag) accepted", fields_at_limit)
+
+    def field_count():
+        d = fresh()
+        d.credentials = None
+        try:
+            d._request(ac.OP_PING, [(999, b"")] * ac.DEFAULT_MAX_FIELD_COUNT, max_body=0)
+        finally:
+            d.close()
+        frame = ac.encode_frame(ac.REQUEST, 1, ac.OP_PING, 0, [(999, b"")] * (ac.DEFAULT_MAX_FIELD_COUNT + 1), b"", True)
+        return "256 fields accepted; 257: " + expect_connection_error(104, host, port, frame, timeout)
+
+    ck.check("256 fields accepted, 257 -> 104", field_count)
+
+    def open_put(d, rid, key, size=10):
+        return signed_frame(d, rid, ac.OP_PUT, ac.put_request_fields(bucket, key, size), end=False)
+
+    def duplicate_id():
+        d = fresh()
+        try:
+            data = open_put(d, 7, "dup/obj") + signed_frame(d, 7, ac.OP_PING, [])
+        finally:
+            d.close()
+        return expect_connection_error(105, host, port, data, timeout)
+
+    ck.check("a request id already in flight (an open PUT body) -> 105", duplicate_id)
+
+    def too_many():
+        d = fresh()
+        try:
+            limit = 128
+            d.sock.sendall(b"".join(open_put(d, rid, "many/%d" % rid) for rid in range(1, limit + 1)))
+            expect(quiet(d.sock, 0.5), "the node answered while %d requests were in flight" % limit)
+            d.sock.sendall(open_put(d, limit + 1, "many/%d" % (limit + 1)))
+            for _ in range(limit + 2):
+                f = d._read_frame(time.monotonic() + timeout)
+                expect(False, "an answer for request %d (status %d) before the refusal" % (f.request_id, f.status))
+        except ac.ConnectionLevelError as e:
+            expect(e.code == 106, "connection-level status %d: %s" % (e.code, e.message))
+            return "128 open bodies accepted; the 129th -> 106 (%s), connection closed" % e.message
+        finally:
+            d.close()
+        raise AssertionError("no refusal")
+
+    ck.check("128 requests in flight accepted, the 129th -> 106", too_many)
+
+    def stalled_body():
+        d = fresh()
+        try:
+            rid = 11
+            d.sock.sendall(open_put(d, rid, "stall/obj", size=10)
+                           + ac.encode_frame(ac.DATA, rid, 0, 0, None, b"12345", False))
+            started = time.monotonic()
+            # "detected within twice that": wait at most twice the node's setting, plus slack
+            f = d._read_frame_for(rid, started + 2 * args.request_timeout_seconds + 30)
+            waited = time.monotonic() - started
+            expect(f.kind == ac.RESPONSE and f.status == 107 and f.end_stream,
+                   "kind %d status %d: %s" % (f.kind, f.status, f.message()))
+            expect(f.message(), "no MESSAGE")
+            # The body is still open on our side: give it up, as the doc allows, then reuse the connection.
+            d.sock.sendall(ac.encode_frame(ac.ABORT, rid, 0, 200, [ac.f_str(ac.T_MESSAGE, "stalled")], b"", True))
+            expect(d.ping()["node_id"], "PING after the timeout")
+            expect_code(303, d.head, bucket, "stall/obj")
+            return "107 after %.1f s (%s); the connection stays, nothing stored" % (waited, f.message())
+        finally:
+            d.close()
+
+    ck.check("a body stalled for requestTimeoutSeconds -> 107, connection stays", stalled_body)
+
+    # ---- 2xx refusals of a PUT
+    ck.check("PUT body shorter than SIZE -> 203",
+             lambda: expect_code(203, c.put, bucket, "len/short", b"12345", size=10))
+    ck.check("PUT body longer than SIZE -> 203",
+             lambda: expect_code(203, c.put, bucket, "len/long", b"12345", size=3))
+    ck.check("PUT chunked body (5000 bytes) shorter than SIZE 6000 -> 203",
+             lambda: expect_code(203, c.put, bucket, "len/short-large", os.urandom(5000), size=6000))
+
+    def length_mismatch_not_stored():
+        for k in ("len/short", "len/long", "len/short-large"):
+            expect_code(303, c.head, bucket, k)
+        return "none of them visible"
+
+    ck.check("a PUT refused with 203 stores nothing", length_mismatch_not_stored)
+
+    def too_large():
+        d = fresh()
+        try:
+            tib = 1 << 40
+            rid = 21
+            d.sock.sendall(open_put(d, rid, "big/over", size=tib + 1))
+            f = d._read_frame_for(rid, time.monotonic() + timeout)
+            expect(f.kind == ac.RESPONSE and f.status == 207, "SIZE 2^40+1: kind %d status %d: %s" % (
+                f.kind, f.status, f.message()))
+            d.sock.sendall(ac.encode_frame(ac.ABORT, rid, 0, 200, [ac.f_str(ac.T_MESSAGE, "done")], b"", True))
+            # At the limit: SIZE 2^40 is not refused; the client's ABORT answers it instead.
+            rid = 22
+            d.sock.sendall(open_put(d, rid, "big/at", size=tib) + ac.encode_frame(ac.DATA, rid, 0, 0, None, b"x" * 100, False))
+            expect(quiet(d.sock, 0.5), "SIZE 2^40 answered before the body ended")
+            d.sock.sendall(ac.encode_frame(ac.ABORT, rid, 0, 200, [ac.f_str(ac.T_MESSAGE, "client gives up")],
+                                           b"", True))
+            g = d._read_frame_for(rid, time.monotonic() + timeout)
+            expect(g.status == 200 and g.message() == "client gives up",
+                   "SIZE 2^40 then ABORT answered status %d: %s" % (g.status, g.message()))
+            expect(d.ping()["node_id"], "PING afterwards")
+            return "SIZE 2^40+1 -> 207 (%s); SIZE 2^40 accepted until the client's ABORT" % f.message()
+        finally:
+            d.close()
+
+    ck.check("PUT SIZE over 1 TiB -> 207 before any body byte; SIZE 1 TiB not refused", too_large)
+
+    # ---- user metadata bounds (docs/protocol.md, "Names" and "Limits")
+    def md_entries():
+        at = [("m%02d" % i, "v") for i in range(64)]
+        c.put(bucket, "md/64", b"x", metadata=at)
+        keys.append("md/64")
+        h = c.head(bucket, "md/64")
+        expect(h["metadata"] == dict(at), "64 entries read back as %d" % len(h["metadata"]))
+        over = at + [("m64", "v")]
+        msg = expect_code(206, c.put, bucket, "md/65", b"x", metadata=over)
+        expect_code(303, c.head, bucket, "md/65")
+        return "64 accepted and read back; 65 -> " + msg
+
+    ck.check("64 metadata entries accepted, 65 -> 206", md_entries)
+
+    def md_bytes():
+        # names plus values count UTF-8 bytes, not the length prefixes: "é" is 2 bytes.
+        value = "é" * ((8192 - 4) // 2)  # 8188 bytes
+        at = {"name": value}  # 4 + 8188 = 8192
+        c.put(bucket, "md/8192", b"x", metadata=at)
+        keys.append("md/8192")
+        expect(c.head(bucket, "md/8192")["metadata"] == at, "8192 bytes not read back")
+        over = {"name": value + "a"}
+        msg = expect_code(206, c.put, bucket, "md/8193", b"x", metadata=over)
+        expect_code(303, c.head, bucket, "md/8193")
+        spread = {"k%02d" % i: "v" * 126 for i in range(64)}  # 64 x (3 + 126) = 8256
+        expect_code(206, c.put, bucket, "md/spread", b"x", metadata=spread)
+        return "8192 bytes accepted; 8193 -> %s; 64 entries of 8256 bytes -> 206" % msg
+
+    ck.check("8192 bytes of metadata names+values accepted, 8193 -> 206", md_bytes)
+
+    def md_names():
+        out = []
+        for label, md in (("repeated name", [("a", "1"), ("a", "2")]), ("empty name", [("", "1")]),
+                          ("space in name", [("a b", "1")]), ("'=' in name", [("a=b", "1")]),
+                          ("control character in name", [("a\x01", "1")])):
+            expect_code(200, c.put, bucket, "md/bad", b"x", metadata=md)
+            out.append(label)
+        c.put(bucket, "md/case", b"x", metadata=[("A", "1"), ("a", "2")])
+        keys.append("md/case")
+        expect(c.head(bucket, "md/case")["metadata"] == {"A": "1", "a": "2"}, "A and a not two names")
+        return "200 for: " + ", ".join(out) + "; 'A' and 'a' are two names"
+
+    ck.check("metadata names: repeated, empty, space, '=', control -> 200; case-sensitive", md_names)
+
+    # ---- CONSISTENCY on a standalone node: ignored when 1-5, INVALID_ARGUMENT otherwise
+    def standalone_levels():
+        for level in (ac.ONE, ac.QUORUM, ac.LOCAL_QUORUM, ac.EACH_QUORUM, ac.ALL):
+            c.put(bucket, "level/obj", b"level %d" % level, consistency=level)
+            expect(c.get(bucket, "level/obj", consistency=level)["data"] == b"level %d" % level, "GET")
+        keys.append("level/obj")
+        for raw in (0, 6):
+            expect_code(200, c.put, bucket, "level/bad", b"x", consistency=raw)
+            expect_code(200, c.head, bucket, "level/obj", consistency=raw)
+        expect_code(303, c.head, bucket, "level/bad")
+        return "levels 1-5 served; 0 and 6 -> 200"
+
+    ck.check("CONSISTENCY 1-5 ignored by a standalone node, 0 and 6 -> 200", standalone_levels)
+
+    # ---- LIST LIMIT above 1000: the Limits table says INVALID_ARGUMENT (no clamping)
+    def list_limits():
+        def raw_list(limit):
+            return c._request(ac.OP_LIST, [ac.f_str(ac.T_BUCKET, bucket), ac.f_u32(ac.T_LIMIT, limit)])[1]
+        page = ac.decode_list_page(raw_list(1000))
+        expect(not page["truncated"], "LIMIT 1000 page truncated")
+        a = expect_code(200, raw_list, 1001)
+        expect_code(200, raw_list, 0xFFFFFFFF)
+        return "LIMIT 1000 answered (%d keys); 1001 and 2^32-1 -> %s" % (len(page["objects"]), a)
+
+    ck.check("LIST LIMIT 1000 accepted, 1001 and 2^32-1 -> 200 (not clamped)", list_limits)
+
+    # ---- several requests in flight on one connection ("Transport")
+    big_key = "rt/size-%d" % (3 * MiB + 17)
+
+    def pipelined():
+        d = fresh()
+        try:
+            small = os.urandom(3000)
+            large = os.urandom(2 * MiB + 5)
+            ids = {"put-small": 2 ** 64 - 1, "put-large": 2 ** 63, "get-large": 3, "head": 1 << 40, "ping": 5,
+                   "get-missing": 6, "list": 7, "get-range": 8}
+            reqs = {
+                "put-small": (ac.OP_PUT, ac.put_request_fields(bucket, "pipe/small", len(small)), small),
+                "put-large": (ac.OP_PUT, ac.put_request_fields(bucket, "pipe/large", len(large)), large),
+                "get-large": (ac.OP_GET, ac.get_request_fields(bucket, big_key), b""),
+                "head": (ac.OP_HEAD, ac.get_request_fields(bucket, "meta/obj"), b""),
+                "ping": (ac.OP_PING, [], b""),
+                "get-missing": (ac.OP_GET, ac.get_request_fields(bucket, "pipe/none"), b""),
+                "list": (ac.OP_LIST, [ac.f_str(ac.T_BUCKET, bucket), ac.f_str(ac.T_PREFIX, "ls/")], b""),
+                "get-range": (ac.OP_GET, ac.get_request_fields(bucket, "rt/size-5000", (10, 20)), b""),
+            }
+            frames = []
+            for name, (op, fields, body) in reqs.items():
+                frames += d.request_frames(ids[name], op, fields, body)
+            answers = d.exchange(frames, list(ids.values()))
+            keys.extend(["pipe/small", "pipe/large"])
+            got = {name: answers[ids[name]] for name in ids}
+            for name in ("put-small", "put-large"):
+                f, _ = d.answer(ac.OP_PUT, got[name])
+                want = hashlib.sha256(small if name == "put-small" else large).digest()
+                expect(ac.d_id(f, ac.T_ETAG, "ETAG") == want, "%s: ETAG of another body" % name)
+            f, body = d.answer(ac.OP_GET, got["get-large"])
+            expect(body == objects[big_key], "get-large: body differs")
+            f, _ = d.answer(ac.OP_HEAD, got["head"])
+            expect(ac.d_str(f, ac.T_KEY, "KEY") == "meta/obj", "head: KEY %r" % ac.d_str(f, ac.T_KEY, "KEY"))
+            f, _ = d.answer(ac.OP_PING, got["ping"])
+            expect(ac.d_str(f, ac.T_NODE_ID, "NODE_ID"), "ping: NODE_ID")
+            try:
+                d.answer(ac.OP_GET, got["get-missing"])
+                raise AssertionError("get-missing answered OK")
+            except ac.AgadirError as e:
+                expect(e.code == 303, "get-missing: %d" % e.code)
+            _, body = d.answer(ac.OP_LIST, got["list"])
+            listed = [o["key"] for o in ac.decode_list_page(body)["objects"]]
+            expect(listed and all(k.startswith("ls/") for k in listed), "list: %r" % listed)
+            _, body = d.answer(ac.OP_GET, got["get-range"])
+            expect(body == objects["rt/size-5000"][10:30], "get-range: body differs")
+            expect(c.get(bucket, "pipe/large")["data"] == large, "pipe/large read back differs")
+            # Every id is free again: reuse two of them at once.
+            again = d.exchange(d.request_frames(3, ac.OP_PING, []) + d.request_frames(5, ac.OP_HEAD,
+                               ac.get_request_fields(bucket, "pipe/small")), [3, 5])
+            d.answer(ac.OP_PING, again[3])
+            d.answer(ac.OP_HEAD, again[5])
+            return "8 requests sent back to back (ids up to 2^64-1), each answer matched by id; ids reused after"
+        finally:
+            d.close()
+
+    ck.check("8 requests in flight on one connection, answers matched by request id", pipelined)
+
+    def interleaved_uploads():
+        d = fresh()
+        try:
+            a, b = os.urandom(3 * MiB + 1), os.urandom(2 * MiB + 7)
+            fa = d.request_frames(101, ac.OP_PUT, ac.put_request_fields(bucket, "inter/a", len(a)), a,
+                                  data_frame_bytes=512 * 1024)
+            fb = d.request_frames(102, ac.OP_PUT, ac.put_request_fields(bucket, "inter/b", len(b)), b,
+                                  data_frame_bytes=300 * 1000)
+            # REQUEST a, REQUEST b, then their DATA frames alternately
+            frames = []
+            for i in range(max(len(fa), len(fb))):
+                frames += fa[i:i + 1] + fb[i:i + 1]
+            answers = d.exchange(frames, [101, 102])
+            keys.extend(["inter/a", "inter/b"])
+            fa_, _ = d.answer(ac.OP_PUT, answers[101])
+            fb_, _ = d.answer(ac.OP_PUT, answers[102])
+            expect(ac.d_id(fa_, ac.T_ETAG, "ETAG") == hashlib.sha256(a).digest(), "ETAG of inter/a")
+            expect(ac.d_id(fb_, ac.T_ETAG, "ETAG") == hashlib.sha256(b).digest(), "ETAG of inter/b")
+            # Both read back at once, their answers' frames interleaving as the node likes.
+            answers = d.exchange(d.request_frames(201, ac.OP_GET, ac.get_request_fields(bucket, "inter/a"))
+                                 + d.request_frames(202, ac.OP_GET, ac.get_request_fields(bucket, "inter/b")),
+                                 [201, 202])
+            expect(d.answer(ac.OP_GET, answers[201])[1] == a, "inter/a read back differs")
+            expect(d.answer(ac.OP_GET, answers[202])[1] == b, "inter/b read back differs")
+            return "%d + %d frames alternated; both bodies stored and read back intact" % (len(fa), len(fb))
+        finally:
+            d.close()
+
+    ck.check("two PUT bodies with their DATA frames interleaved on one connection", interleaved_uploads)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("address", help="HOST:PORT of the node's client endpoint")
     ap.add_argument("--timeout", type=float, default=30.0)
     ap.add_argument("--credentials", required=True, help="credentials file of a key with every right (the root key)")
+    ap.add_argument("--request-timeout-seconds", type=float, default=60.0,
+                    help="the node's requestTimeoutSeconds (documented default 60)")
     args = ap.parse_args()
     host, port = ac.parse_hostport(args.address)
 
@@ -305,9 +690,13 @@ def main():
         c.put(bucket, "meta/noct", b"x")
         keys.append("meta/noct")
         h = c.head(bucket, "meta/noct")
+        # "default `application/octet-stream` when a PUT omits it" (Fields, tag 3)
+        expect(h["content_type"] == "application/octet-stream", "HEAD CONTENT_TYPE %r" % h["content_type"])
+        g = c.get(bucket, "meta/noct")
+        expect(g["content_type"] == "application/octet-stream", "GET CONTENT_TYPE %r" % g["content_type"])
         return "content type when none sent: %r" % h["content_type"]
 
-    ck.check("HEAD without CONTENT_TYPE on PUT", default_ct)
+    ck.check("HEAD/GET without CONTENT_TYPE on PUT -> application/octet-stream", default_ct)
 
     def overwrite_version():
         a = c.put(bucket, "meta/ow", b"one")
@@ -401,8 +790,10 @@ def main():
         expect(me[0]["state"] == "alive", "the node itself is %r" % me[0]["state"])
         expect(me[0]["last_contact_ms_ago"] == -1, "own last contact %r" % me[0]["last_contact_ms_ago"])
         expect(me[0]["client_address"].endswith(":%d" % port), "own client address %r" % me[0]["client_address"])
+        # "`state` is one of `alive`, `suspect`, `dead`, `left`": anything else breaks the contract
         odd = [m["state"] for m in ms if m["state"] not in ac.MEMBER_STATES]
-        return "%d member(s); states %r%s" % (len(ms), sorted({m["state"] for m in ms}), "; unknown %r" % odd if odd else "")
+        expect(not odd, "states outside %r: %r" % (ac.MEMBER_STATES, odd))
+        return "%d member(s); states %r" % (len(ms), sorted({m["state"] for m in ms}))
 
     ck.check("MEMBERS lists the node itself alive", members)
 
@@ -509,6 +900,8 @@ def main():
     ck.check("signed body: FRAME_SIGNATURE missing -> 209", lambda: refused("signed/unsigned", strip_signature))
     ck.check("signed body: cut short, END_STREAM moved -> 209",
              lambda: refused("signed/cut", cut_short, [os.urandom(MiB), b""]))
+
+    more_checks(ck, c, args, host, port, bucket, keys, objects)
 
     # ---- cleanup
     def cleanup():
