@@ -79,6 +79,19 @@ struct ServiceReplica: ReplicaClient {
         return first
     }
 
+    /// The body of the answer to `request`: the payloads of every frame the service sent.
+    func callBody(_ request: PeerRequest) async throws(AgadirError) -> [UInt8] {
+        let sink = CapturingSink()
+        await service.handle(
+            id: 1, request: request, from: from, body: BodyStream(completeWith: ByteBuffer()), sink: sink)
+        let frames = sink.frames.withLock { $0 }
+        guard let first = frames.first else {
+            throw AgadirError(.internalError, "\(nodeID) sent no answer to \(request.opcode)")
+        }
+        if let error = first.error { throw error }
+        return frames.flatMap { Array($0.payload.readableBytesView) }
+    }
+
     func claimChunks(_ ids: [ChunkID], reference: ChunkReference) async throws(AgadirError) -> [Bool] {
         let answer = try await call(.chunksClaim(reference), body: ChunkIDListCodec.encode(ids))
         return answer.payload.readableBytesView.map { $0 == 1 }
@@ -109,23 +122,26 @@ struct ServiceReplica: ReplicaClient {
         try await local.mergeAccessKeys(records)
     }
     func accessKeys() async throws(AgadirError) -> [AccessKeyRecord] { try await local.accessKeys() }
+    // The partition reads go through the service (its eligibility check on the reader), as a
+    // peer's would: the copy paths of the rebalancer and anti-entropy use them.
     func partitionManifests(
         policy: String, partition: Int, partitionCount: Int, after: ManifestCursor?, limit: Int
     ) async throws(AgadirError) -> ManifestPage {
-        try await local.partitionManifests(
-            policy: policy, partition: partition, partitionCount: partitionCount, after: after, limit: limit)
+        try ManifestPageCodec.decode(
+            try await callBody(.partitionManifests(policy: policy, partition: partition, after: after, limit: limit)))
     }
     func partitionChunks(
         policy: String, partition: Int, partitionCount: Int, after: ChunkID?, limit: Int
     ) async throws(AgadirError) -> ChunkPage {
-        try await local.partitionChunks(
-            policy: policy, partition: partition, partitionCount: partitionCount, after: after, limit: limit)
+        try ChunkPageCodec.decode(
+            try await callBody(.partitionChunks(policy: policy, partition: partition, after: after, limit: limit)))
     }
     func partitionDigest(
         policy: String, partition: Int, partitionCount: Int, tombstonesBefore: UInt64
     ) async throws(AgadirError) -> PartitionSummary {
-        try await local.partitionDigest(
-            policy: policy, partition: partition, partitionCount: partitionCount, tombstonesBefore: tombstonesBefore)
+        try PartitionSummaryCodec.decode(
+            try await callBody(
+                .partitionDigest(policy: policy, partition: partition, tombstonesBefore: tombstonesBefore)))
     }
 }
 
@@ -508,4 +524,61 @@ final class ServiceCluster: ClusterContext {
         #expect(hint?.code == .invalidArgument)
         await cluster.close()
     }
+
+    /// The copy path of the rebalancer and of anti-entropy (`PartitionCopier`), driven by a Paris
+    /// node as if a layout had made it a replica of a Moroccan partition: the Moroccan sources
+    /// refuse it, and nothing reaches its store.
+    @Test func aForeignNodeCopyingAResidentPartition_isRefused_andStoresNothing() async throws {
+        let (v1, _) = try ServiceCluster.layouts()
+        let layout = ClusterLayout(initial: v1)
+        let cluster = try ServiceCluster(nodes: layout, coordinator: layout)
+        let coordinator = Coordinator(context: cluster, logger: quiet)
+        _ = try await coordinator.createBucket("ma-data", policy: "ma")
+        let bucket = try await coordinator.resolve(bucket: "ma-data")
+        let chunk = try Self.chunk("resident bytes to copy")
+        let version = cluster.nextVersion()
+        let reference = ChunkReference(bucket: "ma-data", key: "k", version: version)
+        try await coordinator.writeChunk(chunk, reference: reference, level: .all, bucket: bucket)
+        var manifest = EarlierBucketTests.manifest("ma-data", "k", version)
+        manifest.body = .chunks([ChunkRef(id: chunk.id, length: UInt32("resident bytes to copy".utf8.count))])
+        manifest.size = UInt64("resident bytes to copy".utf8.count)
+        try await coordinator.writeManifest(manifest, level: .all, bucket: bucket)
+        let count = v1.partitionCount
+        let keyPartition = Partitioner.partition(bucket: "ma-data", key: "k", count: count)
+        let chunkPartition = Partitioner.partition(of: chunk.id, count: count)
+        let parisView = try #require(cluster.views["paris-1"])
+        let copier = PartitionCopier(local: parisView.local, partitionCount: count)
+        for source in Set(v1.replicas(policy: "ma", partition: keyPartition)) {
+            let replica = try #require(cluster.services[source]).asked(by: "paris-1")
+            let refused = await agadirError {
+                _ = try await copier.copyManifests(
+                    policy: "ma", partition: keyPartition, from: replica, after: nil, throttle: { _ in })
+            }
+            #expect(
+                refused?.code == .invalidArgument, "\(source) gave paris-1 manifests: \(String(describing: refused))")
+        }
+        for source in Set(v1.replicas(policy: "ma", partition: chunkPartition)) {
+            let replica = try #require(cluster.services[source]).asked(by: "paris-1")
+            let refused = await agadirError {
+                _ = try await copier.copyChunks(
+                    policy: "ma", partition: chunkPartition, from: replica, after: nil, throttle: { _ in })
+            }
+            #expect(refused?.code == .invalidArgument, "\(source) gave paris-1 chunks: \(String(describing: refused))")
+        }
+        #expect(try await parisView.store.manifestInventory(after: nil, limit: 10).isEmpty)
+        #expect(try await parisView.store.chunkInventory(after: nil, limit: 10).isEmpty)
+        // The same copy by an eligible node that lacks the data brings it over: the refusal is the guard's.
+        let settat = try #require(
+            cluster.views.keys.first {
+                $0.hasPrefix("settat") && !v1.replicas(policy: "ma", partition: keyPartition).contains($0)
+            })
+        let eligible = PartitionCopier(local: try #require(cluster.views[settat]).local, partitionCount: count)
+        let source = try #require(v1.replicas(policy: "ma", partition: keyPartition).first)
+        let copied = try await eligible.copyManifests(
+            policy: "ma", partition: keyPartition, from: try #require(cluster.services[source]).asked(by: settat),
+            after: nil, throttle: { _ in })
+        #expect(copied.tally.manifests == 1)
+        await cluster.close()
+    }
+
 }
