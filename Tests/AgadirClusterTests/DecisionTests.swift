@@ -114,3 +114,78 @@ struct DecisionTests {
         #expect(!AntiEntropyDecisions.mayPurge(comparedAll: true, manifestsDiffered: true))
     }
 }
+
+/// Hint delivery's decision (`HintDecisions`): what happens to one parked hint.
+@Suite("Hint delivery decisions")
+struct HintDecisionTests {
+    static func record(_ policy: String, deleted: Bool = false, generation: ObjectVersion = .zero) -> BucketRecord {
+        BucketRecord(
+            name: "ma-data", policy: policy, createdMillis: 1,
+            version: ObjectVersion(timestamp: HLCTimestamp(rawValue: 9), node: 1),
+            deleted: deleted, generation: generation)
+    }
+
+    static func at(_ t: UInt64) -> ObjectVersion { ObjectVersion(timestamp: HLCTimestamp(rawValue: t), node: 1) }
+
+    @Test func aHintIsNeverSentToANodeOutsideThePolicy_evenIfTheLayoutMakesItAReplica() throws {
+        // paris-1 first in every `ma` replica set: still not eligible for `ma` (its site is FR).
+        let corrupted = try CoordinatorTests.layoutNamingParis()
+        let m = CoordinatorTests.inline("k", 1, Self.at(100))
+        let d = HintDecisions.disposition(
+            of: .manifest(m), for: "paris-1", record: Self.record("ma"), layout: corrupted, layoutUpToDate: true)
+        guard case .withhold(let why) = d else {
+            Issue.record("a hint for paris-1 was \(d)")
+            return
+        }
+        #expect(why.contains("not eligible"))
+        // For a Moroccan replica of the key, the same hint is delivered.
+        let layout = ClusterLayout(initial: try TestCluster.plannedLayout())
+        let l = layout.current
+        let replica = try #require(
+            l.replicas(
+                policy: "ma", partition: Partitioner.partition(bucket: "ma-data", key: "k", count: l.partitionCount)
+            )
+            .first)
+        #expect(
+            HintDecisions.disposition(
+                of: .manifest(m), for: replica, record: Self.record("ma"), layout: layout, layoutUpToDate: true)
+                == .deliver(policy: "ma"))
+        // A global bucket's hint may go to paris-1 when it is a replica.
+        let global = try #require(
+            l.replicas(
+                policy: "global", partition: Partitioner.partition(bucket: "ma-data", key: "k", count: l.partitionCount)
+            ).first)
+        #expect(
+            HintDecisions.disposition(
+                of: .manifest(m), for: global, record: Self.record("global"), layout: layout, layoutUpToDate: true)
+                == .deliver(policy: "global"))
+    }
+
+    @Test func deletedAndEarlierBuckets_andPartitionsTheTargetLeft_areDropped_unknownOnesWithheld() throws {
+        let layout = ClusterLayout(initial: try TestCluster.plannedLayout())
+        let l = layout.current
+        let partition = Partitioner.partition(bucket: "ma-data", key: "k", count: l.partitionCount)
+        let replica = try #require(l.replicas(policy: "ma", partition: partition).first)
+        let other = try #require(
+            l.nodes.map(\.id).first {
+                !$0.hasPrefix("paris") && !l.replicas(policy: "ma", partition: partition).contains($0)
+            })
+        let m = CoordinatorTests.inline("k", 1, Self.at(100))
+        func d(_ record: BucketRecord?, to target: String = replica, upToDate: Bool = true) -> HintDecisions.Disposition
+        {
+            HintDecisions.disposition(
+                of: .manifest(m), for: target, record: record, layout: layout, layoutUpToDate: upToDate)
+        }
+        #expect(d(Self.record("ma", deleted: true)) == .drop)
+        #expect(d(Self.record("ma", generation: Self.at(200))) == .drop, "an earlier bucket's write")
+        #expect(d(Self.record("ma", generation: Self.at(100))) == .deliver(policy: "ma"))
+        #expect(d(Self.record("ma"), to: other) == .drop, "the target holds the partition in no live version")
+        #expect(
+            d(Self.record("ma"), to: other, upToDate: false) == .deliver(policy: "ma"), "a newer layout may name it")
+        if case .withhold = d(nil) {} else { Issue.record("an unknown bucket's hint was not withheld") }
+        if case .withhold = d(Self.record("nowhere")) {
+        } else {
+            Issue.record("an unknown policy's hint was not withheld")
+        }
+    }
+}

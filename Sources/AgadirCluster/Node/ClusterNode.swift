@@ -386,31 +386,23 @@ public final class ClusterNode: ClusterContext, Sendable {
             var moved = 0
             for hint in hints {
                 do throws(AgadirError) {
-                    // A hint of a deleted bucket, or of an earlier bucket of the name, would
-                    // be refused: what it carries must never come back.
+                    // A hint of a deleted or earlier bucket, or for a partition its target left,
+                    // is dropped; one for a target outside the bucket's policy is never sent.
                     let record = try await bucketRecord(hint.bucket)
-                    if let record, record.deleted || record.predates(Self.version(of: hint.payload)) {
+                    switch HintDecisions.disposition(
+                        of: hint.payload, for: target, record: record, layout: snap.layout, layoutUpToDate: upToDate)
+                    {
+                    case .drop:
                         delivered.append(hint.id)
                         moved += 1
                         continue
-                    }
-                    guard let record,
-                        let policy = Coordinator.policyNamed(record.policy, in: snap.layout),
-                        snap.layout.live.contains(where: { $0.isEligible(node: target, for: policy) })
-                    else {
+                    case .withhold(let why):
                         logger.error(
-                            "a hint is not deliverable: its target is not eligible for the bucket's policy",
-                            metadata: ["target": "\(target)", "bucket": "\(hint.bucket)"])
+                            "a hint is not deliverable",
+                            metadata: ["target": "\(target)", "bucket": "\(hint.bucket)", "why": "\(why)"])
                         continue
-                    }
-                    // A target that holds the hint's partition in no live version any more
-                    // would refuse it (NOT_REPLICA): the write reached a quorum of the
-                    // partition's replica sets, from which the rebalance moved it. Dropped
-                    // once no member announces a layout newer than this node's.
-                    if upToDate, !Self.holds(target, hint.payload, policy: policy.name, in: snap.layout) {
-                        delivered.append(hint.id)
-                        moved += 1
-                        continue
+                    case .deliver:
+                        break
                     }
                     let remote = replica(target)
                     switch hint.payload {
