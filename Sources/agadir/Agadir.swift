@@ -145,23 +145,6 @@ func splitPath(_ s: String, keyRequired: Bool) throws -> (String, String) {
     return (bucket, key)
 }
 
-func printJSON(_ object: Any) {
-    if let data = try? JSONSerialization.data(
-        withJSONObject: object, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
-    {
-        print(String(decoding: data, as: UTF8.self))
-    }
-}
-
-func infoJSON(_ i: ObjectInfo) -> [String: Any] {
-    var d: [String: Any] = [
-        "bucket": i.bucket, "key": i.key, "size": i.size, "etag": i.etag.hex, "version": i.version.description,
-        "contentType": i.contentType, "lastModifiedMillis": i.version.timestamp.physicalMillis,
-    ]
-    d["metadata"] = Dictionary(i.metadata.map { ($0.name, $0.value) }, uniquingKeysWith: { a, _ in a })
-    return d
-}
-
 func isoDate(millis: UInt64) -> String {
     let f = ISO8601DateFormatter()
     return f.string(from: Date(timeIntervalSince1970: Double(millis) / 1000))
@@ -212,7 +195,7 @@ struct MakeBucket: AsyncParsableCommand {
         try await withClient(options) { client in
             try await client.createBucket(bucket, policy: policy)
             if options.json {
-                printJSON(["bucket": bucket, "created": true])
+                printJSON(value: CLIOutput.BucketCreated(bucket: bucket))
             } else {
                 print("created bucket \(bucket)")
             }
@@ -229,7 +212,7 @@ struct RemoveBucket: AsyncParsableCommand {
         try await withClient(options) { client in
             try await client.deleteBucket(bucket)
             if options.json {
-                printJSON(["bucket": bucket, "deleted": true])
+                printJSON(value: CLIOutput.BucketDeleted(bucket: bucket))
             } else {
                 print("deleted bucket \(bucket)")
             }
@@ -289,10 +272,7 @@ struct Put: AsyncParsableCommand {
             }
             progress.finish()
             if options.json {
-                printJSON([
-                    "bucket": bucket, "key": key, "size": result.size, "etag": result.etag?.hex ?? "",
-                    "version": result.version.description,
-                ])
+                printJSON(value: CLIOutput.Uploaded(bucket: bucket, key: key, result))
             } else {
                 print("\(bucket)/\(key) \(result.size) bytes etag \(result.etag?.hex ?? "")")
             }
@@ -400,7 +380,7 @@ struct Get: AsyncParsableCommand {
                 }
                 throw error
             }
-            if options.json && !toStdout { printJSON(infoJSON(download.info)) }
+            if options.json && !toStdout { printJSON(value: CLIOutput.ObjectView(download.info)) }
         }
     }
 
@@ -425,7 +405,7 @@ struct Head: AsyncParsableCommand {
         try await withClient(options) { client in
             let i = try await client.head(bucket: bucket, key: key, consistency: try options.level())
             if options.json {
-                printJSON(infoJSON(i))
+                printJSON(value: CLIOutput.ObjectView(i))
             } else {
                 print("bucket:        \(i.bucket)\nkey:           \(i.key)\nsize:          \(i.size)")
                 print("etag:          \(i.etag.hex)\nversion:       \(i.version)\ncontent-type:  \(i.contentType)")
@@ -446,7 +426,7 @@ struct Remove: AsyncParsableCommand {
         try await withClient(options) { client in
             let r = try await client.delete(bucket: bucket, key: key, consistency: try options.level())
             if options.json {
-                printJSON(["bucket": bucket, "key": key, "deleted": true, "version": r.version.description])
+                printJSON(value: CLIOutput.ObjectDeleted(bucket: bucket, key: key, version: r.version.description))
             } else {
                 print("deleted \(bucket)/\(key)")
             }
@@ -469,10 +449,7 @@ struct List: AsyncParsableCommand {
             guard let path else {
                 let buckets = try await client.listBuckets()
                 if options.json {
-                    printJSON(
-                        buckets.map {
-                            ["name": $0.name, "policy": $0.policy, "createdMillis": $0.createdMillis] as [String: Any]
-                        })
+                    printJSON(value: buckets.map(CLIOutput.Bucket.init))
                 } else {
                     for b in buckets { print("\(isoDate(millis: b.createdMillis))  \(b.name)  (policy \(b.policy))") }
                 }
@@ -494,15 +471,10 @@ struct List: AsyncParsableCommand {
                 after = next
             }
             if options.json {
-                printJSON([
-                    "bucket": bucket, "prefix": prefix, "commonPrefixes": prefixes,
-                    "objects": objects.map {
-                        [
-                            "key": $0.key, "size": $0.size, "etag": $0.etag.hex, "version": $0.version.description,
-                            "lastModifiedMillis": $0.version.timestamp.physicalMillis,
-                        ] as [String: Any]
-                    },
-                ])
+                printJSON(
+                    value: CLIOutput.Listing(
+                        bucket: bucket, prefix: prefix, commonPrefixes: prefixes,
+                        objects: objects.map(CLIOutput.ListedObject.init)))
             } else {
                 for p in prefixes { print("                          DIR  \(p)") }
                 for o in objects {
@@ -523,9 +495,7 @@ struct Stat: AsyncParsableCommand {
         try await withClient(options) { client in
             let s = try await client.stat()
             if options.json {
-                let enc = JSONEncoder()
-                enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-                print(String(decoding: (try? enc.encode(s)) ?? Data(), as: UTF8.self))
+                printJSON(value: s)
             } else {
                 print("buckets:            \(s.buckets)\nobjects:            \(s.objects)")
                 print("logical bytes:      \(s.logicalBytes)\ninline bytes:       \(s.inlineBytes)")
@@ -551,7 +521,7 @@ struct Ping: AsyncParsableCommand {
             let p = try await client.ping()
             let ms = Date().timeIntervalSince(start) * 1000
             if options.json {
-                printJSON(["node": p.nodeID, "version": p.serverVersion, "rttMillis": ms])
+                printJSON(value: CLIOutput.Pong(node: p.nodeID, version: p.serverVersion, rttMillis: ms))
             } else {
                 print(String(format: "%@ (%@) answered in %.2f ms", p.nodeID, p.serverVersion, ms))
             }
@@ -570,9 +540,7 @@ struct Members: AsyncParsableCommand {
         try await withClient(options) { client in
             let members = try await client.members().sorted { ($0.site, $0.nodeID) < ($1.site, $1.nodeID) }
             if options.json {
-                let enc = JSONEncoder()
-                enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-                print(String(decoding: (try? enc.encode(members)) ?? Data("[]".utf8), as: UTF8.self))
+                printJSON(value: members)
             } else {
                 print(Self.table(members))
             }

@@ -134,65 +134,21 @@ public final class AntiEntropy: Worker, Sendable {
     }
 
     /// Compares one partition with each other replica, pulls what differs, purges old
-    /// delete markers when every replica agreed on the rest.
+    /// delete markers when every replica agreed on the rest (`PartitionRepair`).
     private func repair(policy: String, partition: Int, layout: Layout, unreachable: inout Set<String>)
         async throws(AgadirError)
     {
-        let me = node.nodeID
-        let count = layout.partitionCount
         let horizon = WallMillis.now() &- UInt64(max(0, tombstoneGrace.components.seconds)) * 1000
-        let local = node.local
-        let mine = try await local.partitionDigest(
-            policy: policy, partition: partition, partitionCount: count, tombstonesBefore: horizon)
-        let snapshot = node.snapshot()
-        var copier = PartitionCopier(local: local, partitionCount: count)
-        copier.pageSize = 256
-        var comparedAll = true
-        var manifestsDiffered = false
+        let repair = PartitionRepair(
+            local: node.local, me: node.nodeID, site: node.site, snapshot: node.snapshot(),
+            replica: { [node] in node.replica($0) }, horizon: horizon,
+            pace: { [rebalancer] bytes, sameSite in await rebalancer.pace(bytes, sameSite: sameSite) })
+        // Counted as soon as data came, also when the purge fails afterwards.
         var repaired = false
-        for peer in layout.replicas(policy: policy, partition: partition) where peer != me {
-            guard snapshot.alive.contains(peer) else {
-                unreachable.insert(peer)
-                comparedAll = false
-                continue
-            }
-            let replica = node.replica(peer)
-            let theirs: PartitionSummary
-            do throws(AgadirError) {
-                theirs = try await replica.partitionDigest(
-                    policy: policy, partition: partition, partitionCount: count, tombstonesBefore: horizon)
-            } catch {
-                unreachable.insert(peer)
-                comparedAll = false
-                continue
-            }
-            let sameSite = snapshot.site(of: peer) == node.site
-            let pace: @Sendable (UInt64) async -> Void = { [rebalancer] bytes in
-                await rebalancer.pace(bytes, sameSite: sameSite)
-            }
-            var tally = CopyTally()
-            if theirs.manifests != mine.manifests {
-                manifestsDiffered = true
-                var after: ManifestCursor? = nil
-                for _ in 0..<1_000_000 {
-                    let (next, moved) = try await copier.copyManifests(
-                        policy: policy, partition: partition, from: replica, after: after, tombstonesBefore: horizon,
-                        throttle: pace)
-                    tally.add(moved)
-                    guard let next else { break }
-                    after = next
-                }
-            }
-            if theirs.chunks != mine.chunks {
-                var after: ChunkID? = nil
-                for _ in 0..<1_000_000 {
-                    let (next, moved) = try await copier.copyChunks(
-                        policy: policy, partition: partition, from: replica, after: after, throttle: pace)
-                    tally.add(moved)
-                    guard let next else { break }
-                    after = next
-                }
-            }
+        defer { if repaired { state.withLock { $0.progress.partitionsRepaired += 1 } } }
+        let outcome = try await repair.run(
+            policy: policy, partition: partition, layout: layout, unreachable: &unreachable
+        ) { tally in
             if tally.manifests > 0 || tally.chunks > 0 { repaired = true }
             state.withLock { s in
                 s.progress.manifestsCopied += tally.manifests
@@ -200,38 +156,12 @@ public final class AntiEntropy: Worker, Sendable {
                 s.progress.bytesCopied += tally.bytes
             }
         }
-        if repaired { state.withLock { $0.progress.partitionsRepaired += 1 } }
-        guard AntiEntropyDecisions.mayPurge(comparedAll: comparedAll, manifestsDiffered: manifestsDiffered) else {
-            if layout.replicas(policy: policy, partition: partition).contains(where: {
-                $0 != me && !snapshot.alive.contains($0)
-            }) {
-                state.withLock { $0.progress.partitionsIncomplete += 1 }
-            }
-            return
-        }
-        // Every replica holds the same manifests apart from old delete markers: none holds an
-        // older live version of a key whose marker is old, so purging the markers cannot
-        // bring anything back.
-        var purge: [(bucket: String, key: String, version: ObjectVersion)] = []
-        var after: ManifestCursor? = nil
-        for _ in 0..<1_000_000 {
-            let page = try await local.partitionManifests(
-                policy: policy, partition: partition, partitionCount: count, after: after, limit: 1000)
-            for m in page.manifests where m.isTombstone && m.version.timestamp.physicalMillis < horizon {
-                purge.append((m.bucket, m.key, m.version))
-            }
-            guard let next = page.next else { break }
-            after = next
-        }
-        var purged = 0
-        for start in stride(from: 0, to: purge.count, by: 1000) {
-            purged += try await local.store.dropManifests(Array(purge[start..<min(start + 1000, purge.count)]))
-        }
-        if purged > 0 {
-            state.withLock { $0.progress.tombstonesPurged += purged }
+        if outcome.incomplete { state.withLock { $0.progress.partitionsIncomplete += 1 } }
+        if outcome.purged > 0 {
+            state.withLock { $0.progress.tombstonesPurged += outcome.purged }
             logger.info(
                 "old delete markers purged",
-                metadata: ["policy": "\(policy)", "partition": "\(partition)", "count": "\(purged)"])
+                metadata: ["policy": "\(policy)", "partition": "\(partition)", "count": "\(outcome.purged)"])
         }
     }
 }

@@ -19,7 +19,20 @@ extension ClusterNode {
     /// no reference is newer than `chunkReferencesBefore` (ms) and no hint parked here names it.
     /// Data of a bucket or policy this node does not know is never counted or dropped.
     func misplaced(drop: Bool, chunkReferencesBefore: UInt64) async throws(AgadirError) -> MisplacedTally {
-        let cluster = layout
+        try await Ownership.misplaced(
+            store: store, layout: layout, nodeID: nodeID, drop: drop, chunkReferencesBefore: chunkReferencesBefore)
+    }
+}
+
+/// What a node owns under the live layout versions, apart from the node (the tests drive it
+/// on real stores).
+enum Ownership {
+    /// `ClusterNode.misplaced(drop:chunkReferencesBefore:)` on `store`, for node `nodeID` under
+    /// `cluster`: while more than one version is live nothing is dropped, and a partition
+    /// any live version names the node for is its own.
+    static func misplaced(
+        store: NodeStore, layout cluster: ClusterLayout, nodeID: String, drop: Bool, chunkReferencesBefore: UInt64
+    ) async throws(AgadirError) -> MisplacedTally {
         var tally = MisplacedTally()
         guard cluster.current.version >= 1 else { return tally }
         let dropping = drop && cluster.live.count == 1
