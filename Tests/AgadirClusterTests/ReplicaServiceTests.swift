@@ -435,6 +435,25 @@ final class ServiceCluster: ClusterContext {
         return try engine.encode(Array(text.utf8), preferred: .lz4)
     }
 
+    /// Bucket `ma-data` on policy `ma` and its object `k` (one chunk holding `text`), written at ALL
+    /// by a coordinator on benguerir-1.
+    static func residentObject(_ text: String, in cluster: ServiceCluster) async throws -> (
+        EncodedChunk, ObjectManifest
+    ) {
+        let coordinator = Coordinator(context: cluster, logger: quiet)
+        _ = try await coordinator.createBucket("ma-data", policy: "ma")
+        let bucket = try await coordinator.resolve(bucket: "ma-data")
+        let chunk = try Self.chunk(text)
+        let version = cluster.nextVersion()
+        let reference = ChunkReference(bucket: "ma-data", key: "k", version: version)
+        try await coordinator.writeChunk(chunk, reference: reference, level: .all, bucket: bucket)
+        var manifest = EarlierBucketTests.manifest("ma-data", "k", version)
+        manifest.body = .chunks([ChunkRef(id: chunk.id, length: UInt32(text.utf8.count))])
+        manifest.size = UInt64(text.utf8.count)
+        try await coordinator.writeManifest(manifest, level: .all, bucket: bucket)
+        return (chunk, manifest)
+    }
+
     @Test func aForeignNodeRefusesEveryWriteOfAResidentBucket_andStoresNothing() async throws {
         let (v1, _) = try ServiceCluster.layouts()
         let layout = ClusterLayout(initial: v1)
@@ -470,17 +489,7 @@ final class ServiceCluster: ClusterContext {
         let (v1, _) = try ServiceCluster.layouts()
         let layout = ClusterLayout(initial: v1)
         let cluster = try ServiceCluster(nodes: layout, coordinator: layout)
-        let coordinator = Coordinator(context: cluster, logger: quiet)
-        _ = try await coordinator.createBucket("ma-data", policy: "ma")
-        let bucket = try await coordinator.resolve(bucket: "ma-data")
-        let chunk = try Self.chunk("resident bytes")
-        let version = cluster.nextVersion()
-        let reference = ChunkReference(bucket: "ma-data", key: "k", version: version)
-        try await coordinator.writeChunk(chunk, reference: reference, level: .all, bucket: bucket)
-        var manifest = EarlierBucketTests.manifest("ma-data", "k", version)
-        manifest.body = .chunks([ChunkRef(id: chunk.id, length: UInt32("resident bytes".utf8.count))])
-        manifest.size = UInt64("resident bytes".utf8.count)
-        try await coordinator.writeManifest(manifest, level: .all, bucket: bucket)
+        let (chunk, manifest) = try await Self.residentObject("resident bytes", in: cluster)
         let count = v1.partitionCount
         let chunkPartition = Partitioner.partition(of: chunk.id, count: count)
         let keyPartition = Partitioner.partition(bucket: "ma-data", key: "k", count: count)
@@ -532,17 +541,7 @@ final class ServiceCluster: ClusterContext {
         let (v1, _) = try ServiceCluster.layouts()
         let layout = ClusterLayout(initial: v1)
         let cluster = try ServiceCluster(nodes: layout, coordinator: layout)
-        let coordinator = Coordinator(context: cluster, logger: quiet)
-        _ = try await coordinator.createBucket("ma-data", policy: "ma")
-        let bucket = try await coordinator.resolve(bucket: "ma-data")
-        let chunk = try Self.chunk("resident bytes to copy")
-        let version = cluster.nextVersion()
-        let reference = ChunkReference(bucket: "ma-data", key: "k", version: version)
-        try await coordinator.writeChunk(chunk, reference: reference, level: .all, bucket: bucket)
-        var manifest = EarlierBucketTests.manifest("ma-data", "k", version)
-        manifest.body = .chunks([ChunkRef(id: chunk.id, length: UInt32("resident bytes to copy".utf8.count))])
-        manifest.size = UInt64("resident bytes to copy".utf8.count)
-        try await coordinator.writeManifest(manifest, level: .all, bucket: bucket)
+        let (chunk, _) = try await Self.residentObject("resident bytes to copy", in: cluster)
         let count = v1.partitionCount
         let keyPartition = Partitioner.partition(bucket: "ma-data", key: "k", count: count)
         let chunkPartition = Partitioner.partition(of: chunk.id, count: count)
